@@ -1,0 +1,316 @@
+// Package store is flightbatch's object storage: datasets and job results live in
+// one Store, opened from a URL. Three backends satisfy it, all through
+// gocloud.dev/blob drivers: file://DIR (a directory on this machine),
+// s3://bucket/prefix (AWS S3 or any S3-compatible server, configured through the
+// standard AWS chain) and mem:// (in memory, for tests).
+//
+// Every write is atomic: a reader sees either the whole object or nothing, and a
+// write that fails midway leaves nothing behind.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"gocloud.dev/blob"
+	"gocloud.dev/blob/fileblob"
+	"gocloud.dev/blob/memblob"
+	"gocloud.dev/blob/s3blob"
+	"gocloud.dev/gcerrors"
+)
+
+// ErrNotExist is wrapped by every error about an object that does not exist.
+var ErrNotExist = errors.New("object does not exist")
+
+// Store holds objects under slash-separated keys.
+type Store struct {
+	b   *blob.Bucket
+	url string
+}
+
+// Object describes one stored object.
+type Object struct {
+	Key     string
+	Size    int64
+	ModTime time.Time
+	// ETag identifies the object's content version; it changes when the object does.
+	ETag string
+}
+
+// Open opens the store at rawURL: file://DIR (created if absent), s3://bucket/prefix
+// or mem://. For s3, the region, credentials and endpoint come from the standard AWS
+// configuration (environment, shared profile); AWS_ENDPOINT_URL_S3 or
+// AWS_ENDPOINT_URL points it at an S3-compatible server, and then path-style
+// addressing is used. The query parameters endpoint=URL, region=R and
+// use_path_style=true|false override them.
+func Open(ctx context.Context, rawURL string) (*Store, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("store: parse URL %q: %w", rawURL, err)
+	}
+	var b *blob.Bucket
+	switch u.Scheme {
+	case "file":
+		dir := u.Host + u.Path
+		if u.Opaque != "" {
+			dir = u.Opaque
+		}
+		if dir == "" {
+			return nil, fmt.Errorf("store: %q names no directory; use file://DIR", rawURL)
+		}
+		dir, err = filepath.Abs(dir)
+		if err != nil {
+			return nil, fmt.Errorf("store: resolve %q: %w", rawURL, err)
+		}
+		b, err = fileblob.OpenBucket(dir, &fileblob.Options{
+			CreateDir: true,
+			NoTempDir: true,
+			Metadata:  fileblob.MetadataDontWrite,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("store: open directory %s: %w", dir, err)
+		}
+		rawURL = "file://" + dir
+	case "mem":
+		b = memblob.OpenBucket(nil)
+	case "s3":
+		b, err = openS3(ctx, u)
+		if err != nil {
+			return nil, fmt.Errorf("store: open %s: %w", rawURL, err)
+		}
+	default:
+		return nil, fmt.Errorf("store: unsupported URL %q: use file://DIR, s3://bucket/prefix or mem://", rawURL)
+	}
+	return &Store{b: b, url: rawURL}, nil
+}
+
+func openS3(ctx context.Context, u *url.URL) (*blob.Bucket, error) {
+	bucket := u.Host
+	if bucket == "" {
+		return nil, errors.New("no bucket; use s3://bucket/prefix")
+	}
+	q := u.Query()
+	var opts []func(*config.LoadOptions) error
+	if r := q.Get("region"); r != "" {
+		opts = append(opts, config.WithRegion(r))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	endpoint := q.Get("endpoint")
+	pathStyle := endpoint != "" || os.Getenv("AWS_ENDPOINT_URL_S3") != "" || os.Getenv("AWS_ENDPOINT_URL") != ""
+	if v := q.Get("use_path_style"); v != "" {
+		pathStyle = v == "true"
+	}
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+		o.UsePathStyle = pathStyle
+	})
+	b, err := s3blob.OpenBucket(ctx, client, bucket, nil)
+	if err != nil {
+		return nil, err
+	}
+	if prefix := strings.Trim(u.Path, "/"); prefix != "" {
+		b = blob.PrefixedBucket(b, prefix+"/")
+	}
+	return b, nil
+}
+
+// URL is the URL the store was opened with (a file store's directory made absolute).
+func (s *Store) URL() string { return s.url }
+
+// Close releases the store's resources.
+func (s *Store) Close() error { return s.b.Close() }
+
+func wrap(op, key string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if gcerrors.Code(err) == gcerrors.NotFound {
+		return fmt.Errorf("store: %s %s: %w", op, key, ErrNotExist)
+	}
+	return fmt.Errorf("store: %s %s: %w", op, key, err)
+}
+
+// ReadAll reads a whole object.
+func (s *Store) ReadAll(ctx context.Context, key string) ([]byte, error) {
+	data, err := s.b.ReadAll(ctx, key)
+	return data, wrap("read", key, err)
+}
+
+// NewReader streams an object from its start.
+func (s *Store) NewReader(ctx context.Context, key string) (io.ReadCloser, error) {
+	r, err := s.b.NewReader(ctx, key, nil)
+	if err != nil {
+		return nil, wrap("read", key, err)
+	}
+	return r, nil
+}
+
+// Stat describes one object.
+func (s *Store) Stat(ctx context.Context, key string) (Object, error) {
+	a, err := s.b.Attributes(ctx, key)
+	if err != nil {
+		return Object{}, wrap("stat", key, err)
+	}
+	return Object{Key: key, Size: a.Size, ModTime: a.ModTime, ETag: a.ETag}, nil
+}
+
+// Exists reports whether an object exists.
+func (s *Store) Exists(ctx context.Context, key string) (bool, error) {
+	ok, err := s.b.Exists(ctx, key)
+	return ok, wrap("stat", key, err)
+}
+
+// WriteAll writes a whole object atomically.
+func (s *Store) WriteAll(ctx context.Context, key string, data []byte) error {
+	return s.Write(ctx, key, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// Write creates or replaces the object at key with what fill writes. The object
+// appears only if fill returns nil and the write completes; otherwise nothing
+// changes.
+func (s *Store) Write(ctx context.Context, key string, fill func(w io.Writer) error) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := s.b.NewWriter(wctx, key, &blob.WriterOptions{ContentType: "application/octet-stream"})
+	if err != nil {
+		return wrap("write", key, err)
+	}
+	if err := fill(w); err != nil {
+		cancel() // aborts the write: the object is not created
+		_ = w.Close()
+		return fmt.Errorf("store: write %s: %w", key, err)
+	}
+	return wrap("write", key, w.Close())
+}
+
+// Delete removes an object; removing one that does not exist is not an error.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	err := s.b.Delete(ctx, key)
+	if gcerrors.Code(err) == gcerrors.NotFound {
+		return nil
+	}
+	return wrap("delete", key, err)
+}
+
+// List returns every object whose key starts with prefix, sorted by key.
+func (s *Store) List(ctx context.Context, prefix string) ([]Object, error) {
+	var out []Object
+	it := s.b.List(&blob.ListOptions{Prefix: prefix})
+	for {
+		o, err := it.Next(ctx)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, wrap("list", prefix, err)
+		}
+		if strings.HasSuffix(o.Key, ".tmp") {
+			continue // a write still under way in a file store
+		}
+		out = append(out, Object{Key: o.Key, Size: o.Size, ModTime: o.ModTime})
+	}
+	return out, nil
+}
+
+// ListDirs returns the names of the "directories" directly under prefix (which
+// should end in "/"), sorted.
+func (s *Store) ListDirs(ctx context.Context, prefix string) ([]string, error) {
+	var out []string
+	it := s.b.List(&blob.ListOptions{Prefix: prefix, Delimiter: "/"})
+	for {
+		o, err := it.Next(ctx)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, wrap("list", prefix, err)
+		}
+		if o.IsDir {
+			out = append(out, strings.TrimSuffix(strings.TrimPrefix(o.Key, prefix), "/"))
+		}
+	}
+	return out, nil
+}
+
+// File is an object opened for random access with ranged reads, as Parquet and
+// Arrow IPC file readers need.
+type File struct {
+	s    *Store
+	ctx  context.Context
+	key  string
+	size int64
+}
+
+// OpenFile opens an object for random access.
+func (s *Store) OpenFile(ctx context.Context, key string) (*File, error) {
+	o, err := s.Stat(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return &File{s: s, ctx: ctx, key: key, size: o.Size}, nil
+}
+
+// Size is the object's size in bytes.
+func (f *File) Size() int64 { return f.size }
+
+// ReadAt reads len(p) bytes at off with one ranged read.
+func (f *File) ReadAt(p []byte, off int64) (int, error) {
+	if off >= f.size {
+		return 0, io.EOF
+	}
+	n := int64(len(p))
+	if off+n > f.size {
+		n = f.size - off
+	}
+	r, err := f.s.b.NewRangeReader(f.ctx, f.key, off, n, nil)
+	if err != nil {
+		return 0, wrap("read", f.key, err)
+	}
+	defer r.Close()
+	got, err := io.ReadFull(r, p[:n])
+	if err != nil {
+		return got, wrap("read", f.key, err)
+	}
+	if got < len(p) {
+		return got, io.EOF
+	}
+	return got, nil
+}
+
+// Seek is not needed by readers that use ReadAt; it is provided so a File can be
+// handed to readers that ask for an io.ReadSeeker only to learn the size.
+func (f *File) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekEnd:
+		return f.size + offset, nil
+	case io.SeekStart:
+		return offset, nil
+	}
+	return 0, errors.New("store: File supports Seek from start or end only")
+}
+
+// Read is unsupported; use ReadAt.
+func (f *File) Read([]byte) (int, error) {
+	return 0, errors.New("store: File supports ReadAt only")
+}
