@@ -32,7 +32,7 @@ install_gw() {
 	command -v go >/dev/null || die "go is needed to install versitygw"
 	mkdir -p "$BIN_DIR"
 	log "installing versitygw $VERSITYGW_VERSION into $BIN_DIR"
-	GOBIN="$BIN_DIR" GOFLAGS=-mod=mod go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+	GOBIN="$BIN_DIR" go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
 	echo "$VERSITYGW_VERSION" >"$STAMP"
 }
 

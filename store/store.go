@@ -6,6 +6,11 @@
 //
 // Every write is atomic: a reader sees either the whole object or nothing, and a
 // write that fails midway leaves nothing behind.
+//
+// Keys are slash-separated. A key should not also be the "directory" of another
+// ("a" and "a/b"): S3 holds both, but a file store (and an S3 server that keeps
+// objects as files) refuses the second write. In a file store, names shaped like
+// a temporary file (KEY.HEX.tmp) and names ending in ".attrs" are reserved.
 package store
 
 import (

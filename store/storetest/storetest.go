@@ -47,6 +47,7 @@ func RunConformanceTests(t *testing.T, newStore func(t *testing.T) *store.Store)
 		{"ETag", testETag},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"ConcurrentWritersSameKey", testConcurrentWritersSameKey},
+		{"KeyUnderAnObject", testKeyUnderAnObject},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -763,5 +764,43 @@ func testConcurrentWritersSameKey(t *testing.T, s *store.Store) {
 	}
 	if objs := mustList(t, s, ""); len(objs) != 1 {
 		t.Fatalf("List = %q, want the one object", keys(objs))
+	}
+}
+
+// testKeyUnderAnObject: S3 holds "x" and "x/y" side by side; a file system
+// cannot. A backend either stores both or refuses the second write cleanly,
+// leaving the first object unchanged and nothing else behind.
+func testKeyUnderAnObject(t *testing.T, s *store.Store) {
+	cases := []struct{ first, second string }{
+		{"x", "x/y"},
+		{"p/q", "p"},
+	}
+	for _, c := range cases {
+		t.Run(c.first+" then "+c.second, func(t *testing.T) {
+			mustWrite(t, s, c.first, []byte("first"))
+			err := s.Write(t.Context(), c.second, func(w io.Writer) error {
+				_, err := w.Write([]byte("second"))
+				return err
+			})
+			if got := string(mustRead(t, s, c.first)); got != "first" {
+				t.Fatalf("%q = %q after writing %q, want %q", c.first, got, c.second, "first")
+			}
+			want := []string{c.first}
+			if err == nil {
+				if got := string(mustRead(t, s, c.second)); got != "second" {
+					t.Fatalf("%q = %q, want %q", c.second, got, "second")
+				}
+				want = append(want, c.second)
+				slices.Sort(want)
+			}
+			if got := keys(mustList(t, s, "")); !slices.Equal(got, want) {
+				t.Fatalf("List = %q, want %q (second write error: %v)", got, want, err)
+			}
+			for _, k := range want {
+				if err := s.Delete(t.Context(), k); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
 	}
 }
