@@ -4,11 +4,14 @@
 #   scripts/s3-server.sh install          install versitygw under .cache/bin (once)
 #   scripts/s3-server.sh start DIR [ENV]  start it on a free 127.0.0.1 port, objects under DIR,
 #                                         and write ENV (default DIR/s3.env) for `source`
-#   scripts/s3-server.sh stop [DIR|ENV]   stop the server started for DIR (or by ENV); wait for exit
+#   scripts/s3-server.sh stop DIR|ENV     stop the server started for DIR (or recorded in ENV) and
+#                                         wait for it to exit; succeeds if none is running
 #
 # The env file sets AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
-# AWS_ENDPOINT_URL_S3, FLIGHTBATCH_TEST_S3_BUCKET and FLIGHTBATCH_S3_SERVER_PID,
-# each as `export NAME=value`. `start` prints the env file's path on stdout.
+# AWS_ENDPOINT_URL_S3, FLIGHTBATCH_TEST_S3_BUCKET, FLIGHTBATCH_TEST_S3_DIR (the
+# posix root: an object is the file DIR/BUCKET/KEY) and FLIGHTBATCH_S3_SERVER_PID,
+# one `export NAME=value` a line. `start` prints the env file's path on stdout and
+# logs on stderr; the server's own log is DIR/versitygw.log.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -81,7 +84,9 @@ start() {
 			if ! kill -0 "$pid" 2>/dev/null; then
 				break # exited: most likely the port was taken meanwhile
 			fi
-			if healthy "$port"; then
+			# Still running and healthy: the answer came from this server, not
+			# from another that held the port.
+			if healthy "$port" && kill -0 "$pid" 2>/dev/null; then
 				write_env "$env_file" "$port" "$pid" "$dir"
 				log "versitygw pid $pid on 127.0.0.1:$port, data in $data"
 				echo "$env_file"
@@ -115,10 +120,17 @@ stop() {
 	local arg="${1:?usage: s3-server.sh stop DIR|ENV}"
 	local env_file="$arg"
 	[[ -d "$arg" ]] && env_file="$arg/s3.env"
-	[[ -f "$env_file" ]] || die "no env file $env_file"
+	# Stopping what is not running succeeds, so an exit trap may always call stop.
+	if [[ ! -f "$env_file" ]]; then
+		log "no env file $env_file: nothing to stop"
+		return 0
+	fi
 	local pid
 	pid="$(sed -n 's/^export FLIGHTBATCH_S3_SERVER_PID=//p' "$env_file")"
-	[[ -n "$pid" ]] || die "no FLIGHTBATCH_S3_SERVER_PID in $env_file"
+	if [[ -z "$pid" ]]; then
+		log "no server recorded in $env_file: nothing to stop"
+		return 0
+	fi
 	if kill -0 "$pid" 2>/dev/null; then
 		kill "$pid" 2>/dev/null || true
 		local i
