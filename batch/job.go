@@ -8,6 +8,7 @@ package batch
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -21,6 +22,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 
 	"github.com/flightbatch/flightbatch/dataset"
+	"github.com/flightbatch/flightbatch/store"
 )
 
 var (
@@ -170,6 +172,28 @@ func (m *Manifest) Schema() (*arrow.Schema, error) {
 	return decodeSchema(m.ResultSchema)
 }
 
+// SetSchema records the result schema.
+func (m *Manifest) SetSchema(s *arrow.Schema) error {
+	enc, err := encodeSchema(s)
+	if err != nil {
+		return fmt.Errorf("encode result schema: %w", err)
+	}
+	m.ResultSchema = enc
+	return nil
+}
+
+// SaveManifest writes a job's manifest to the store atomically.
+func SaveManifest(ctx context.Context, st *store.Store, m *Manifest) error {
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("batch: encode manifest: %w", err)
+	}
+	if err := st.WriteAll(ctx, ManifestKey(m.JobID), data); err != nil {
+		return fmt.Errorf("batch: save job %s: %w", m.JobID, err)
+	}
+	return nil
+}
+
 func (m *Manifest) clone() *Manifest {
 	data, err := json.Marshal(m)
 	if err != nil {
@@ -218,9 +242,9 @@ var jobIDRE = regexp.MustCompile(`^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{6}$`)
 // ValidJobID reports whether id has the form of a job ID.
 func ValidJobID(id string) bool { return jobIDRE.MatchString(id) }
 
-// newJobID returns an ID that sorts by creation time: UTC time to the
+// NewJobID returns an ID that sorts by creation time: UTC time to the
 // millisecond, then random hex, e.g. 20261124T184501123Z-9f2c1a.
-func newJobID(t time.Time) string {
+func NewJobID(t time.Time) string {
 	var b [3]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(err) // crypto/rand does not fail on supported platforms

@@ -207,7 +207,7 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 	}
 	now := time.Now().UTC()
 	m := &Manifest{
-		JobID:          newJobID(now),
+		JobID:          NewJobID(now),
 		Function:       fn.Name(),
 		Dataset:        req.Dataset,
 		DatasetVersion: in.version,
@@ -219,8 +219,8 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 		Version:        mg.opts.Version,
 	}
 	if schema != nil {
-		if m.ResultSchema, err = encodeSchema(schema); err != nil {
-			return nil, fmt.Errorf("batch: encode result schema: %w", err)
+		if err := m.SetSchema(schema); err != nil {
+			return nil, fmt.Errorf("batch: %w", err)
 		}
 	}
 	for _, s := range in.shards {
@@ -338,14 +338,7 @@ func (mg *Manager) notifyLocked(e *entry) {
 }
 
 func (mg *Manager) save(ctx context.Context, m *Manifest) error {
-	data, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return fmt.Errorf("batch: encode manifest: %w", err)
-	}
-	if err := mg.st.WriteAll(ctx, ManifestKey(m.JobID), data); err != nil {
-		return fmt.Errorf("batch: save job %s: %w", m.JobID, err)
-	}
-	return nil
+	return SaveManifest(ctx, mg.st, m)
 }
 
 // update applies fn to the job's manifest under the lock and, if it changed,

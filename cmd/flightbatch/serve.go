@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"runtime"
-	"strings"
 	"time"
 
 	aflight "github.com/apache/arrow-go/v18/arrow/flight"
@@ -86,7 +85,11 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		}
 	}
 	fns := batch.NewRegistry()
-	worker := &batch.Worker{Store: st, Functions: fns, Log: log.With("component", "worker"), Fault: faultFromEnv(m.Getenv)}
+	fault, err := batch.ParseFaults(m.Getenv("FLIGHTBATCH_FAULTS"))
+	if err != nil {
+		return fmt.Errorf("FLIGHTBATCH_FAULTS: %w", err)
+	}
+	worker := &batch.Worker{Store: st, Functions: fns, Log: log.With("component", "worker"), Fault: fault}
 	var exec batch.Executor
 	switch cfg.Executor {
 	case "local":
@@ -141,55 +144,4 @@ func ensureDemo(ctx context.Context, cat *dataset.Catalog, shards, mb int, log *
 	}
 	log.Info("demo dataset created", "shards", shards, "mb", mb, "seconds", time.Since(start).Seconds())
 	return nil
-}
-
-// faultFromEnv reads the test-only fault hook FLIGHTBATCH_FAULTS, off unless set:
-// "SHARD:N" fails the first N attempts of every child of that shard, "SHARD:always"
-// every attempt, and "SHARD:sleep=SECONDS" slows each attempt down; entries are
-// separated by commas.
-func faultFromEnv(getenv func(string) string) func(jobID, shard string, attempt int) error {
-	spec := getenv("FLIGHTBATCH_FAULTS")
-	if spec == "" {
-		return nil
-	}
-	type fault struct {
-		failFirst int
-		sleep     time.Duration
-	}
-	faults := map[string]fault{}
-	for _, e := range strings.Split(spec, ",") {
-		name, what, ok := strings.Cut(strings.TrimSpace(e), ":")
-		if !ok {
-			continue
-		}
-		f := faults[name]
-		switch {
-		case what == "always":
-			f.failFirst = 1 << 30
-		case strings.HasPrefix(what, "sleep="):
-			d, err := time.ParseDuration(strings.TrimPrefix(what, "sleep=") + "s")
-			if err == nil {
-				f.sleep = d
-			}
-		default:
-			fmt.Sscan(what, &f.failFirst)
-		}
-		faults[name] = f
-	}
-	return func(jobID, shard string, attempt int) error {
-		f, ok := faults[shard]
-		if !ok {
-			f, ok = faults["*"]
-		}
-		if !ok {
-			return nil
-		}
-		if f.sleep > 0 {
-			time.Sleep(f.sleep)
-		}
-		if attempt <= f.failFirst {
-			return fmt.Errorf("injected fault (FLIGHTBATCH_FAULTS) in shard %s, attempt %d", shard, attempt)
-		}
-		return nil
-	}
 }

@@ -52,6 +52,10 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
-	w := &batch.Worker{Store: st, Functions: batch.NewRegistry(), Log: log.With(slog.String("component", "worker")), Fault: faultFromEnv(m.Getenv)}
+	fault, err := batch.ParseFaults(m.Getenv("FLIGHTBATCH_FAULTS"))
+	if err != nil {
+		return fmt.Errorf("FLIGHTBATCH_FAULTS: %w", err)
+	}
+	w := &batch.Worker{Store: st, Functions: batch.NewRegistry(), Log: log.With(slog.String("component", "worker")), Fault: fault}
 	return w.RunShard(ctx, *jobID, *shard, attempt)
 }
