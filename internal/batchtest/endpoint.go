@@ -116,7 +116,6 @@ type attempt struct {
 type job struct {
 	id, arn string
 	spec    *spec
-	seq     int
 
 	parent   *job
 	index    int32  // array child index
@@ -458,7 +457,6 @@ func (e *Endpoint) submitJob(body []byte) (any, error) {
 		id:        id,
 		arn:       fmt.Sprintf("arn:aws:batch:%s:%s:job/%s", e.opts.Region, e.opts.AccountID, id),
 		spec:      s,
-		seq:       len(e.top),
 		index:     -1,
 		size:      size,
 		status:    StatusSubmitted,
@@ -471,7 +469,6 @@ func (e *Endpoint) submitJob(body []byte) (any, error) {
 			id:        fmt.Sprintf("%s:%d", j.id, i),
 			arn:       fmt.Sprintf("%s:%d", j.arn, i),
 			spec:      s,
-			seq:       int(i),
 			parent:    j,
 			index:     i,
 			status:    StatusSubmitted,
