@@ -28,6 +28,8 @@ type Options struct {
 	Version string
 	// Log receives the manager's structured logs.
 	Log *slog.Logger
+	// Alloc allocates the batches of results read back (default memory.DefaultAllocator).
+	Alloc memory.Allocator
 }
 
 // Manager submits jobs, follows them on an executor, keeps their manifests in
@@ -70,10 +72,13 @@ func NewManager(cat *dataset.Catalog, fns *Registry, exec Executor, opts *Option
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	if o.Alloc == nil {
+		o.Alloc = memory.DefaultAllocator
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	return &Manager{
 		st: cat.Store(), cat: cat, fns: fns, exec: exec, opts: o,
-		log: o.Log.With("component", "batch"), alloc: memory.DefaultAllocator,
+		log: o.Log.With("component", "batch"), alloc: o.Alloc,
 		ctx: ctx, stop: stop, jobs: map[string]*entry{},
 	}
 }
@@ -236,10 +241,11 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 		return nil, errors.New("batch: the server is shutting down")
 	}
 	mg.jobs[m.JobID] = &entry{m: m, changed: make(chan struct{}), cancel: make(chan struct{})}
+	submitted := m.clone()
 	mg.mu.Unlock()
 	mg.log.Info("job submitted", "job", m.JobID, "function", m.Function, "dataset", m.Dataset, "shards", len(m.Shards))
 	mg.follow(m.JobID)
-	return m.clone(), nil
+	return submitted, nil
 }
 
 func (mg *Manager) findReusable(fn, ds, version string, params json.RawMessage) *Manifest {
