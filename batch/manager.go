@@ -49,6 +49,7 @@ type Manager struct {
 	mu     sync.Mutex
 	jobs   map[string]*entry
 	closed bool
+	last   time.Time // the newest job's creation time
 }
 
 // entry is the manager's view of one job.
@@ -120,6 +121,9 @@ func (mg *Manager) Recover(ctx context.Context) error {
 			close(e.cancel)
 		}
 		mg.jobs[id] = e
+		if m.CreatedAt.After(mg.last) {
+			mg.last = m.CreatedAt
+		}
 		mg.mu.Unlock()
 		if !m.State.Terminal() {
 			mg.log.Info("resume job", "job", id, "state", m.State)
@@ -210,7 +214,7 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 			return m, nil
 		}
 	}
-	now := time.Now().UTC()
+	now := mg.creationTime()
 	m := &Manifest{
 		JobID:          NewJobID(now),
 		Function:       fn.Name(),
@@ -246,6 +250,19 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 	mg.log.Info("job submitted", "job", m.JobID, "function", m.Function, "dataset", m.Dataset, "shards", len(m.Shards))
 	mg.follow(m.JobID)
 	return submitted, nil
+}
+
+// creationTime returns a time after every earlier job's, to the millisecond of
+// job IDs, so that IDs sort in creation order.
+func (mg *Manager) creationTime() time.Time {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	if !now.After(mg.last) {
+		now = mg.last.Add(time.Millisecond)
+	}
+	mg.last = now
+	return now
 }
 
 func (mg *Manager) findReusable(fn, ds, version string, params json.RawMessage) *Manifest {
