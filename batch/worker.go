@@ -25,8 +25,9 @@ type Worker struct {
 	Alloc     memory.Allocator
 	Log       *slog.Logger
 	// Fault, when set, is called before each attempt; an error it returns fails
-	// the attempt. Tests use it to inject failures.
-	Fault func(jobID, shard string, attempt int) error
+	// the attempt. Tests use it to inject failures and delays; it should return
+	// ctx's error promptly once ctx ends.
+	Fault func(ctx context.Context, jobID, shard string, attempt int) error
 }
 
 // ReadManifest reads a job's manifest from the store.
@@ -71,7 +72,7 @@ func (w *Worker) RunShard(ctx context.Context, jobID string, shard, attempt int)
 		log.Info("child succeeded", "seconds", time.Since(start).Seconds())
 	}()
 	if w.Fault != nil {
-		if err := w.Fault(jobID, sh.Name, attempt); err != nil {
+		if err := w.Fault(ctx, jobID, sh.Name, attempt); err != nil {
 			return err
 		}
 	}

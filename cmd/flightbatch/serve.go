@@ -145,9 +145,11 @@ func ensureDemo(ctx context.Context, cat *dataset.Catalog, shards, mb int, log *
 
 // faultFromEnv reads the test-only fault hook FLIGHTBATCH_FAULTS, off unless set:
 // "SHARD:N" fails the first N attempts of every child of that shard, "SHARD:always"
-// every attempt, and "SHARD:sleep=SECONDS" slows each attempt down; entries are
+// every attempt, and "SHARD:sleep=SECONDS" slows each attempt down (a cancelled
+// child stops sleeping at once); "*" matches every shard without an entry of its
+// own, and a shard may have several entries ("s0:sleep=2,s0:1"); entries are
 // separated by commas.
-func faultFromEnv(getenv func(string) string) func(jobID, shard string, attempt int) error {
+func faultFromEnv(getenv func(string) string) func(ctx context.Context, jobID, shard string, attempt int) error {
 	spec := getenv("FLIGHTBATCH_FAULTS")
 	if spec == "" {
 		return nil
@@ -176,7 +178,7 @@ func faultFromEnv(getenv func(string) string) func(jobID, shard string, attempt 
 		}
 		faults[name] = f
 	}
-	return func(jobID, shard string, attempt int) error {
+	return func(ctx context.Context, jobID, shard string, attempt int) error {
 		f, ok := faults[shard]
 		if !ok {
 			f, ok = faults["*"]
@@ -185,7 +187,13 @@ func faultFromEnv(getenv func(string) string) func(jobID, shard string, attempt 
 			return nil
 		}
 		if f.sleep > 0 {
-			time.Sleep(f.sleep)
+			t := time.NewTimer(f.sleep)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		if attempt <= f.failFirst {
 			return fmt.Errorf("injected fault (FLIGHTBATCH_FAULTS) in shard %s, attempt %d", shard, attempt)
