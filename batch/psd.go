@@ -260,7 +260,7 @@ func (PSD) Run(ctx context.Context, task Task, in array.RecordReader, emit func(
 			}
 			end := min(off+psdChunkRows, rec.NumRows())
 			chunk := rec.NewSlice(off, end)
-			out, err := k.batch(task, schema, chunk, sigIdx, fsIdx)
+			out, err := k.batch(ctx, task, schema, chunk, sigIdx, fsIdx)
 			chunk.Release()
 			if err != nil {
 				return err
@@ -283,7 +283,10 @@ type psdKernel struct {
 	psd     []float64
 }
 
-func (k *psdKernel) batch(task Task, schema *arrow.Schema, rec arrow.RecordBatch, sigIdx, fsIdx int) (arrow.RecordBatch, error) {
+// batch computes the result rows of rec. It checks ctx before every record, so
+// a cancelled child stops within one record's computation, however long the
+// records are.
+func (k *psdKernel) batch(ctx context.Context, task Task, schema *arrow.Schema, rec arrow.RecordBatch, sigIdx, fsIdx int) (arrow.RecordBatch, error) {
 	n := int(rec.NumRows())
 	cols := make([]arrow.Array, 0, schema.NumFields())
 	for i, c := range rec.Columns() {
@@ -310,6 +313,9 @@ func (k *psdKernel) batch(task Task, schema *arrow.Schema, rec arrow.RecordBatch
 	pv := pb.ValueBuilder().(*array.Float64Builder)
 	sig := rec.Column(sigIdx)
 	for i := 0; i < n; i++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		x, ok := signalAt(sig, i, k.x[:0])
 		k.x = x
 		fs := 0.0

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -37,8 +38,11 @@ type Options struct {
 	MaxBatchBytes int64
 	// Compression is the default IPC compression of DoGet: "", "zstd" or "lz4".
 	Compression string
-	Log         *slog.Logger
-	Alloc       memory.Allocator
+	// PollHold is how long PollFlightInfo holds a continuation poll while the
+	// job does not change (default DefaultPollHold).
+	PollHold time.Duration
+	Log      *slog.Logger
+	Alloc    memory.Allocator
 }
 
 // Server implements the Flight service.
@@ -61,6 +65,9 @@ func NewServer(cat *dataset.Catalog, jobs *batch.Manager, opts *Options) *Server
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
+	}
+	if o.PollHold <= 0 {
+		o.PollHold = DefaultPollHold
 	}
 	if o.Alloc == nil {
 		o.Alloc = memory.DefaultAllocator

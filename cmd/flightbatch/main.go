@@ -5,6 +5,8 @@
 //	flightbatch gen                  write the synthetic demo dataset to a store
 //	flightbatch worker               run one child of a job (an AWS Batch container's command)
 //	flightbatch version              print the version
+//	flightbatch psd --dataset D ...  submit a Welch PSD job (--wait shows progress)
+//	flightbatch jobs | status ID | wait ID | cancel ID | get ID -o FILE | datasets
 package main
 
 import (
@@ -51,6 +53,15 @@ Server commands:
   worker    run one child of a job (the command of an AWS Batch container)
   version   print the version
 
+Client commands (--addr, default 127.0.0.1:8815):
+  psd       submit a Welch PSD job; --wait shows the shards done, then the job ID
+  jobs      the job history, oldest first
+  status    a job's state, shards, timings and failures (--json for JSON)
+  wait      follow a job until it ends
+  cancel    stop a job
+  get       write a job's result: -o FILE.parquet, FILE.arrow, or - (Arrow IPC stream)
+  datasets  the server's datasets
+
 Run 'flightbatch <command> -h' for a command's flags.
 `
 
@@ -68,6 +79,20 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.gen(ctx, rest)
 	case "worker":
 		return m.worker(ctx, rest)
+	case "psd":
+		return m.psd(ctx, rest)
+	case "jobs":
+		return m.jobs(ctx, rest)
+	case "status":
+		return m.status(ctx, rest)
+	case "wait":
+		return m.waitCmd(ctx, rest)
+	case "cancel":
+		return m.cancel(ctx, rest)
+	case "get":
+		return m.get(ctx, rest)
+	case "datasets":
+		return m.datasets(ctx, rest)
 	case "version":
 		fmt.Fprintln(m.Stdout, version)
 		return nil

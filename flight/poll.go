@@ -1,0 +1,222 @@
+package flight
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strings"
+	"time"
+
+	aflight "github.com/apache/arrow-go/v18/arrow/flight"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/pkg/api"
+)
+
+// DefaultPollHold is how long a continuation PollFlightInfo waits for the job to
+// change before it answers with the same PollInfo again.
+const DefaultPollHold = 10 * time.Second
+
+// pollExpiry is how far ahead PollInfo.expiration_time lies. Continuation
+// descriptors stay valid as long as the job exists; the expiration time is a
+// conservative promise that moves forward on every poll.
+const pollExpiry = time.Hour
+
+// pollSegment marks a continuation descriptor: ["jobs", id, "poll", token].
+// Other flightbatch paths have at most three segments, so it cannot be taken
+// for a shard.
+const pollSegment = "poll"
+
+// PollFlightInfo follows a job with the Flight protocol for long-running
+// queries.
+//
+// The descriptor is either
+//   - a path ["jobs", "<job_id>"] (or the command text "jobs/<job_id>"): the
+//     first poll of an existing job, answered at once;
+//   - a command holding a psd request as JSON ({"dataset": "demo", "fs": 250},
+//     the body of the psd action), or a run request ({"function": ...}): the job
+//     is submitted and its first PollInfo returned at once;
+//   - the continuation descriptor of an earlier PollInfo, ["jobs", "<job_id>",
+//     "poll", "<token>"]: the server holds the call until the job changes or
+//     Options.PollHold passes (long poll).
+//
+// The PollInfo carries the complete FlightInfo so far: the result schema, and
+// one endpoint per finished part (ticket "jobs/<job_id>/<shard>"), in input
+// order. Because endpoints may only be appended from one poll to the next, the
+// info lists the finished parts that form an unbroken run from the first shard;
+// a part that finishes before an earlier one is listed once the earlier one
+// has finished (GetFlightInfo jobs/<job_id>/shards lists every finished part at
+// any time). The info's app_metadata is the job-status JSON. progress is the
+// fraction of shards that have succeeded. When the job has SUCCEEDED the
+// descriptor is unset and the info lists every part in input order (ordered),
+// so reading all endpoints in order gives exactly the merged result.
+//
+// A job that ends FAILED or CANCELLED answers with the gRPC status Aborted and a
+// message that names the state and, for a failure, each failed shard with its
+// attempts and last error; its finished parts stay readable.
+func (s *Server) PollFlightInfo(ctx context.Context, d *aflight.FlightDescriptor) (*aflight.PollInfo, error) {
+	id, seen, err := s.pollTarget(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	if seen == "" {
+		info, _, err := s.pollInfo(ctx, id)
+		return info, err
+	}
+	hold := time.NewTimer(s.opts.PollHold)
+	defer hold.Stop()
+	for {
+		changed, err := s.jobs.Changed(id)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		info, token, err := s.pollInfo(ctx, id)
+		if err != nil || token != seen {
+			return info, err
+		}
+		select {
+		case <-changed:
+		case <-hold.C:
+			return info, nil
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
+}
+
+// pollTarget decodes a PollFlightInfo descriptor into a job ID and, for a
+// continuation, the token of the PollInfo the client saw last. A command holding
+// a job request submits the job.
+func (s *Server) pollTarget(ctx context.Context, d *aflight.FlightDescriptor) (id, seen string, err error) {
+	const help = `PollFlightInfo takes the path ["jobs", "<job_id>"], a command holding a psd request as JSON ({"dataset": "demo", "fs": 250}), or the descriptor of an earlier PollInfo`
+	if d == nil {
+		return "", "", invalidArg("missing flight descriptor: %s", help)
+	}
+	var segs []string
+	switch d.Type {
+	case aflight.DescriptorCMD:
+		cmd := bytes.TrimSpace(d.Cmd)
+		if len(cmd) > 0 && cmd[0] == '{' {
+			id, err := s.pollSubmit(ctx, cmd)
+			return id, "", err
+		}
+		segs = strings.Split(strings.Trim(string(cmd), "/"), "/")
+	case aflight.DescriptorPATH:
+		segs = d.Path
+		if len(segs) == 1 {
+			segs = strings.Split(strings.Trim(segs[0], "/"), "/")
+		}
+	default:
+		return "", "", invalidArg("unknown descriptor type %v: %s", d.Type, help)
+	}
+	switch {
+	case len(segs) == 2 && segs[0] == "jobs":
+	case len(segs) == 4 && segs[0] == "jobs" && segs[2] == pollSegment && segs[3] != "":
+		seen = segs[3]
+	default:
+		return "", "", invalidArg("descriptor %q: %s", strings.Join(segs, "/"), help)
+	}
+	id = segs[1]
+	if !batch.ValidJobID(id) {
+		return "", "", status.Errorf(codes.NotFound, "job %q not found: job IDs look like 20261124T184501123Z-9f2c1a", id)
+	}
+	if _, err := s.jobs.Status(id); err != nil {
+		return "", "", toStatus(err)
+	}
+	return id, seen, nil
+}
+
+// pollSubmit submits the job a command descriptor asks for: a run request when
+// the JSON has a "function" field, a psd request otherwise.
+func (s *Server) pollSubmit(ctx context.Context, cmd []byte) (string, error) {
+	var probe map[string]json.RawMessage
+	_ = json.Unmarshal(cmd, &probe)
+	var (
+		out any
+		err error
+	)
+	if _, ok := probe["function"]; ok {
+		out, err = s.actionRun(ctx, cmd)
+	} else {
+		out, err = s.actionPSD(ctx, cmd)
+	}
+	if err != nil {
+		return "", toStatus(err)
+	}
+	return out.(api.SubmitResult).JobID, nil
+}
+
+// pollInfo builds a job's PollInfo and the token that identifies its content.
+func (s *Server) pollInfo(ctx context.Context, id string) (*aflight.PollInfo, string, error) {
+	m, err := s.jobs.Status(id)
+	if err != nil {
+		return nil, "", toStatus(err)
+	}
+	switch m.State {
+	case batch.StateFailed:
+		return nil, "", status.Errorf(codes.Aborted, "job %s FAILED: %s (finished parts stay readable: GetFlightInfo jobs/%s/shards; job-status lists every failed attempt)", id, m.Error, id)
+	case batch.StateCancelled:
+		c := m.Counts()
+		return nil, "", status.Errorf(codes.Aborted, "job %s CANCELLED with %d of %d shards succeeded (finished parts stay readable: GetFlightInfo jobs/%s/shards)", id, c.Succeeded, c.Total, id)
+	}
+	meta, err := json.Marshal(jobStatus(m))
+	if err != nil {
+		return nil, "", status.Errorf(codes.Internal, "encode job status: %v", err)
+	}
+	info := &aflight.FlightInfo{
+		FlightDescriptor: &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{"jobs", id}},
+		TotalRecords:     -1,
+		TotalBytes:       -1,
+		Ordered:          true,
+		AppMetadata:      meta,
+	}
+	schema, err := s.jobs.ResultSchema(ctx, id)
+	switch {
+	case err == nil:
+		info.Schema = aflight.SerializeSchema(schema, s.opts.Alloc)
+	case !errors.Is(err, batch.ErrNotFinished):
+		return nil, "", toStatus(err)
+	}
+	var rows int64
+	known := m.Function == "psd"
+	for i, sh := range m.Shards {
+		if sh.State != batch.ShardSucceeded {
+			break
+		}
+		rows += sh.Rows
+		info.Endpoint = append(info.Endpoint, &aflight.FlightEndpoint{
+			Ticket:      &aflight.Ticket{Ticket: []byte("jobs/" + id + "/" + sh.Name)},
+			AppMetadata: []byte(fmt.Sprintf(`{"shard":%q,"index":%d,"rows":%d}`, sh.Name, i, sh.Rows)),
+		})
+		known = known && sh.InputRows >= 0
+	}
+	if known {
+		info.TotalRecords = rows
+	}
+	c := m.Counts()
+	progress := 0.0
+	if c.Total > 0 {
+		progress = float64(c.Succeeded) / float64(c.Total)
+	} else if m.State == batch.StateSucceeded {
+		progress = 1
+	}
+	pi := &aflight.PollInfo{
+		Info:           info,
+		Progress:       &progress,
+		ExpirationTime: timestamppb.New(time.Now().Add(pollExpiry)),
+	}
+	h := fnv.New64a()
+	h.Write(meta)
+	fmt.Fprintf(h, "|%d", len(info.Endpoint))
+	token := fmt.Sprintf("%016x", h.Sum64())
+	if m.State != batch.StateSucceeded {
+		pi.FlightDescriptor = &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{"jobs", id, pollSegment, token}}
+	}
+	return pi, token, nil
+}

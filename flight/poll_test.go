@@ -1,0 +1,303 @@
+package flight_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	aflight "github.com/apache/arrow-go/v18/arrow/flight"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/flightbatch/flightbatch/internal/testserver"
+	"github.com/flightbatch/flightbatch/pkg/api"
+)
+
+func psdCommand(extra string) *aflight.FlightDescriptor {
+	body := `{"dataset": "demo", "fs": 250, "nperseg": 256, "bands": {"beta": [13, 30]}` + extra + `}`
+	return &aflight.FlightDescriptor{Type: aflight.DescriptorCMD, Cmd: []byte(body)}
+}
+
+// TestPollFlightInfoFollowsJob follows a psd job from its command descriptor to
+// the final FlightInfo with arrow-go's PollFlightInfo, checks that endpoints
+// are only ever appended, and streams the result from the final tickets.
+func TestPollFlightInfoFollowsJob(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.DefaultAllocator)
+	defer mem.AssertSize(t, 0)
+	g := newGate("part-00000", "part-00002")
+	srv := testserver.Start(t, testserver.Options{Fault: g.fault, Workers: 4})
+	c := dial(t, srv.Addr)
+	ctx := context.Background()
+
+	start := time.Now()
+	pi, err := c.PollFlightInfo(ctx, psdCommand(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("first poll took %s; it must return at once", d)
+	}
+	next := pi.GetFlightDescriptor()
+	if next == nil || len(next.Path) != 4 || next.Path[0] != "jobs" || next.Path[2] != "poll" {
+		t.Fatalf("first poll's next descriptor = %v, want [jobs <id> poll <token>]", next)
+	}
+	id := next.Path[1]
+	if got := pi.GetInfo().GetFlightDescriptor().GetPath(); strings.Join(got, "/") != "jobs/"+id {
+		t.Errorf("info descriptor = %v", got)
+	}
+	if pi.ExpirationTime == nil || !pi.ExpirationTime.AsTime().After(time.Now()) {
+		t.Errorf("expiration_time = %v, want a time ahead", pi.ExpirationTime)
+	}
+	var meta api.JobStatus
+	if err := json.Unmarshal(pi.GetInfo().GetAppMetadata(), &meta); err != nil || meta.JobID != id {
+		t.Fatalf("info app_metadata = %s (%v), want the job status", pi.GetInfo().GetAppMetadata(), err)
+	}
+
+	var seen []string // tickets so far
+	opened := false
+	polls := 0
+	for next != nil {
+		polls++
+		if polls > 200 {
+			t.Fatal("job did not finish")
+		}
+		if !opened && polls > 1 {
+			// Let shard 2 finish before shard 0: the info may list it only
+			// once shard 0 (and 1) have finished.
+			g.open("part-00002")
+			time.Sleep(200 * time.Millisecond)
+			opened = true
+		} else if opened {
+			g.open("part-00000")
+		}
+		pi, err = c.PollFlightInfo(ctx, next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := pi.GetProgress()
+		if pi.Progress == nil || p < 0 || p > 1 {
+			t.Errorf("progress = %v, want a value in [0, 1]", pi.Progress)
+		}
+		var tickets []string
+		for _, ep := range pi.GetInfo().GetEndpoint() {
+			tickets = append(tickets, string(ep.GetTicket().GetTicket()))
+		}
+		if len(tickets) < len(seen) || strings.Join(tickets[:len(seen)], ",") != strings.Join(seen, ",") {
+			t.Fatalf("endpoints went from %v to %v; they may only be appended", seen, tickets)
+		}
+		if pi.FlightDescriptor != nil && len(tickets) > 0 && p == 0 {
+			t.Errorf("%d endpoints listed at progress 0", len(tickets))
+		}
+		seen = tickets
+		next = pi.GetFlightDescriptor()
+	}
+	if pi.GetProgress() != 1 {
+		t.Errorf("final progress = %v, want 1", pi.GetProgress())
+	}
+	info := pi.GetInfo()
+	want := []string{"jobs/" + id + "/part-00000", "jobs/" + id + "/part-00001", "jobs/" + id + "/part-00002", "jobs/" + id + "/part-00003"}
+	if strings.Join(seen, ",") != strings.Join(want, ",") {
+		t.Fatalf("final endpoints = %v, want %v", seen, want)
+	}
+	if !info.Ordered {
+		t.Error("final info is not ordered")
+	}
+	ds, err := srv.Catalog.Get(ctx, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.TotalRecords != ds.Rows() {
+		t.Errorf("total_records = %d, want %d", info.TotalRecords, ds.Rows())
+	}
+	schema, err := aflight.DeserializeSchema(info.Schema, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if schema.NumFields() != 8 || !schema.HasField("beta_power") {
+		t.Errorf("final schema = %v", schema)
+	}
+
+	// Reading every endpoint in order gives the merged result.
+	var rows int64
+	var channels []string
+	for _, ep := range info.Endpoint {
+		n, ch, err := readAll(t, c, mem, string(ep.Ticket.Ticket), "channel")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows += n
+		channels = append(channels, ch...)
+	}
+	n, merged, err := readAll(t, c, mem, "jobs/"+id, "channel")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows != ds.Rows() || n != rows || strings.Join(channels, ",") != strings.Join(merged, ",") {
+		t.Errorf("endpoints give %d rows, merged result %d, dataset %d (or the order differs)", rows, n, ds.Rows())
+	}
+
+	// A finished job's first poll is the final info at once.
+	pi, err = c.PollFlightInfo(ctx, &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{"jobs", id}})
+	if err != nil || pi.FlightDescriptor != nil || len(pi.Info.Endpoint) != 4 {
+		t.Errorf("poll of a finished job = %v, %v", pi, err)
+	}
+}
+
+// TestPollHoldsContinuation checks the long poll: a continuation poll waits
+// while the job does not change and answers as soon as it does.
+func TestPollHoldsContinuation(t *testing.T) {
+	g := newGate("part-00000")
+	hold := 600 * time.Millisecond
+	srv := testserver.Start(t, testserver.Options{Fault: g.fault, Shards: 1, Records: 8, PollHold: hold})
+	c := dial(t, srv.Addr)
+	ctx := context.Background()
+	pi, err := c.PollFlightInfo(ctx, psdCommand(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := pi.FlightDescriptor.Path[1]
+	// Wait until the child runs, so that nothing changes until the gate opens.
+	for jobStatus(t, c, id).Shards.Running == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	pi, err = c.PollFlightInfo(ctx, &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{"jobs", id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	pi2, err := c.PollFlightInfo(ctx, pi.FlightDescriptor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < hold-50*time.Millisecond {
+		t.Errorf("continuation poll of an unchanged job returned after %s, want it held for %s", d, hold)
+	}
+	if pi2.FlightDescriptor == nil || strings.Join(pi2.FlightDescriptor.Path, "/") != strings.Join(pi.FlightDescriptor.Path, "/") {
+		t.Errorf("unchanged job's next descriptor = %v, want %v", pi2.FlightDescriptor, pi.FlightDescriptor)
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		g.open("part-00000")
+	}()
+	srv2 := time.Now()
+	pi3, err := c.PollFlightInfo(ctx, pi2.FlightDescriptor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(srv2); d > hold/2+100*time.Millisecond && pi3.FlightDescriptor != nil {
+		t.Errorf("continuation poll took %s after the job changed", d)
+	}
+}
+
+func pollUntilDone(t *testing.T, c aflight.Client, d *aflight.FlightDescriptor) (*aflight.PollInfo, error) {
+	t.Helper()
+	for i := 0; i < 500; i++ {
+		pi, err := c.PollFlightInfo(context.Background(), d)
+		if err != nil || pi.FlightDescriptor == nil {
+			return pi, err
+		}
+		d = pi.FlightDescriptor
+	}
+	t.Fatal("job did not finish")
+	return nil, nil
+}
+
+// TestPollFailedJob checks that a FAILED job answers Aborted with each failed
+// shard, and that its finished parts stay readable.
+func TestPollFailedJob(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.DefaultAllocator)
+	defer mem.AssertSize(t, 0)
+	fault := func(ctx context.Context, jobID, shard string, attempt int) error {
+		if shard == "part-00001" {
+			return errInjected
+		}
+		return nil
+	}
+	srv := testserver.Start(t, testserver.Options{Fault: fault, MaxAttempts: 2})
+	c := dial(t, srv.Addr)
+	pi, err := c.PollFlightInfo(context.Background(), psdCommand(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := pi.FlightDescriptor.Path[1]
+	_, err = pollUntilDone(t, c, pi.FlightDescriptor)
+	if status.Code(err) != codes.Aborted || !strings.Contains(err.Error(), "FAILED") || !strings.Contains(err.Error(), "part-00001") || !strings.Contains(err.Error(), "2 attempt") {
+		t.Fatalf("poll of a failed job: %v; want Aborted naming the state, shard and attempts", err)
+	}
+	st := jobStatus(t, c, id)
+	if st.State != "FAILED" || len(st.Failures) != 1 || st.Failures[0].Shard != "part-00001" || st.Failures[0].Attempts != 2 || len(st.Failures[0].Errors) != 2 {
+		t.Fatalf("job-status = %+v; want FAILED with part-00001's two failed attempts", st)
+	}
+	if !strings.Contains(st.Failures[0].Errors[0], "injected") {
+		t.Errorf("failure errors = %v", st.Failures[0].Errors)
+	}
+	for _, sh := range []string{"part-00000", "part-00002", "part-00003"} {
+		if n, _, err := readAll(t, c, mem, "jobs/"+id+"/"+sh, ""); err != nil || n == 0 {
+			t.Errorf("part %s of a failed job: %d rows, %v", sh, n, err)
+		}
+	}
+	if _, _, err := readAll(t, c, mem, "jobs/"+id+"/part-00001", ""); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("failed part: %v, want FailedPrecondition", err)
+	}
+	info, err := c.GetFlightInfo(context.Background(), &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{"jobs", id, "shards"}})
+	if err != nil || len(info.Endpoint) != 3 {
+		t.Errorf("jobs/<id>/shards of a failed job: %v, %v; want 3 endpoints", info, err)
+	}
+}
+
+// TestPollCancelledJob cancels a running job and checks the poll reports it.
+func TestPollCancelledJob(t *testing.T) {
+	g := newGate("part-00000", "part-00001", "part-00002", "part-00003")
+	srv := testserver.Start(t, testserver.Options{Fault: g.fault})
+	c := dial(t, srv.Addr)
+	pi, err := c.PollFlightInfo(context.Background(), psdCommand(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := pi.FlightDescriptor.Path[1]
+	for jobStatus(t, c, id).Shards.Running == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	mustAction(t, c, api.ActionCancelJob, api.JobRef{JobID: id}, nil)
+	_, err = pollUntilDone(t, c, pi.FlightDescriptor)
+	if status.Code(err) != codes.Aborted || !strings.Contains(err.Error(), "CANCELLED") {
+		t.Fatalf("poll of a cancelled job: %v; want Aborted naming CANCELLED", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("cancel took %s", d)
+	}
+}
+
+// TestPollBadDescriptors checks the errors of descriptors PollFlightInfo does
+// not take.
+func TestPollBadDescriptors(t *testing.T) {
+	srv := testserver.Start(t, testserver.Options{Shards: 1, Records: 4})
+	c := dial(t, srv.Addr)
+	cases := []struct {
+		d    *aflight.FlightDescriptor
+		code codes.Code
+	}{
+		{&aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{"jobs", "20260101T000000000Z-abcdef"}}, codes.NotFound},
+		{&aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{"jobs", "nope"}}, codes.NotFound},
+		{&aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{"datasets", "demo"}}, codes.InvalidArgument},
+		{&aflight.FlightDescriptor{Type: aflight.DescriptorCMD, Cmd: []byte(`{"dataset": "demo", "fs": -1}`)}, codes.InvalidArgument},
+		{&aflight.FlightDescriptor{Type: aflight.DescriptorCMD, Cmd: []byte(`{"dataset": "nosuch", "fs": 250}`)}, codes.NotFound},
+		{&aflight.FlightDescriptor{Type: aflight.DescriptorCMD, Cmd: []byte(`{"dataset": "demo", "fs": 250, "bogus": 1}`)}, codes.InvalidArgument},
+		{&aflight.FlightDescriptor{Type: aflight.DescriptorCMD, Cmd: []byte(`{not json`)}, codes.InvalidArgument},
+	}
+	for _, tc := range cases {
+		_, err := c.PollFlightInfo(context.Background(), tc.d)
+		if status.Code(err) != tc.code {
+			t.Errorf("PollFlightInfo(%v) = %v, want %v", tc.d, err, tc.code)
+		}
+	}
+	var jobs api.ListJobsResult
+	mustAction(t, c, api.ActionListJobs, map[string]any{}, &jobs)
+	if len(jobs.Jobs) != 0 {
+		t.Errorf("bad requests created %d jobs", len(jobs.Jobs))
+	}
+}

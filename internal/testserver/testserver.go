@@ -1,0 +1,154 @@
+// Package testserver starts a complete flightbatch server in the test's process,
+// on 127.0.0.1:0, the way `flightbatch serve` builds one: a store, a catalog
+// with a small demo dataset, the local executor, a job manager and the Flight
+// service.
+package testserver
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	aflight "github.com/apache/arrow-go/v18/arrow/flight"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"google.golang.org/grpc"
+
+	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/batch/local"
+	"github.com/flightbatch/flightbatch/dataset"
+	"github.com/flightbatch/flightbatch/flight"
+	"github.com/flightbatch/flightbatch/store"
+)
+
+// Options shape a test server; the zero value is a 4-shard demo on mem://.
+type Options struct {
+	// Store is the store URL (default a fresh mem://).
+	Store string
+	// Shards and Records size the demo dataset (defaults 4 and 64); records are
+	// Seconds long (default 4) at 250 Hz.
+	Shards, Records int
+	Seconds         float64
+	// NoDemo skips creating the demo dataset (it is created only if absent).
+	NoDemo bool
+	// Workers bounds the children that run at once (default 4).
+	Workers int
+	// MaxAttempts is the attempts per child (default 3).
+	MaxAttempts int
+	// Fault is the worker's fault hook.
+	Fault func(ctx context.Context, jobID, shard string, attempt int) error
+	// PollHold is the server's long-poll hold (default 2 s).
+	PollHold time.Duration
+	// Alloc is the Flight service's allocator (default memory.DefaultAllocator).
+	Alloc memory.Allocator
+}
+
+// Server is a running test server.
+type Server struct {
+	// Addr is host:port of the Flight service.
+	Addr    string
+	Store   *store.Store
+	Catalog *dataset.Catalog
+	Jobs    *batch.Manager
+
+	exec *local.Executor
+	gs   aflight.Server
+}
+
+// Start starts a server and stops it when the test ends.
+func Start(t testing.TB, o Options) *Server {
+	t.Helper()
+	ctx := context.Background()
+	if o.Store == "" {
+		o.Store = "mem://"
+	}
+	if o.Shards == 0 {
+		o.Shards = 4
+	}
+	if o.Records == 0 {
+		o.Records = 64
+	}
+	if o.Seconds == 0 {
+		o.Seconds = 4
+	}
+	if o.Workers == 0 {
+		o.Workers = 4
+	}
+	if o.PollHold == 0 {
+		o.PollHold = 2 * time.Second
+	}
+	st, err := store.Open(ctx, o.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := dataset.NewCatalog(st)
+	if !o.NoDemo {
+		if _, err := cat.Get(ctx, "demo"); err != nil {
+			n := int64(250 * o.Seconds)
+			err := dataset.GenerateDemo(ctx, cat, "demo", dataset.DemoOptions{Shards: o.Shards, Bytes: int64(o.Records) * 4 * n, Seconds: o.Seconds})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	fns := batch.NewRegistry()
+	w := &batch.Worker{Store: st, Functions: fns, Fault: o.Fault}
+	exec := local.New(w.RunShard, o.Workers)
+	jobs := batch.NewManager(cat, fns, exec, &batch.Options{MaxAttempts: o.MaxAttempts, Version: "test"})
+	if err := jobs.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv := flight.NewServer(cat, jobs, &flight.Options{PollHold: o.PollHold, Alloc: o.Alloc})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := aflight.NewServerWithMiddleware(nil, grpc.MaxRecvMsgSize(256<<20))
+	gs.InitListener(lis)
+	gs.RegisterFlightService(srv)
+	go func() { _ = gs.Serve() }()
+	s := &Server{Addr: lis.Addr().String(), Store: st, Catalog: cat, Jobs: jobs, exec: exec, gs: gs}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Stop cancels the jobs still running, waits a little for them to end, and
+// stops the server; it is safe to call more than once.
+func (s *Server) Stop() {
+	if s.gs == nil {
+		return
+	}
+	ctx := context.Background()
+	for _, m := range s.Jobs.List("") {
+		if !m.State.Terminal() {
+			_, _ = s.Jobs.Cancel(ctx, m.JobID)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, m := range s.Jobs.List("") {
+		for !m.State.Terminal() && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+			m, _ = s.Jobs.Status(m.JobID)
+		}
+	}
+	s.gs.Shutdown()
+	s.Jobs.Close()
+	s.gs = nil
+}
+
+// Crash stops the server as a killed process would: the manager stops
+// following its jobs first, so their manifests stay as they were, and then
+// the children stop. Another server on the same store takes the jobs up.
+func (s *Server) Crash() {
+	if s.gs == nil {
+		return
+	}
+	s.Jobs.Close()
+	for _, m := range s.Jobs.List("") {
+		if m.Handle != "" {
+			_ = s.exec.Cancel(context.Background(), m.Handle)
+		}
+	}
+	s.gs.Shutdown()
+	s.gs = nil
+}
