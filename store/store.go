@@ -6,6 +6,11 @@
 //
 // Every write is atomic: a reader sees either the whole object or nothing, and a
 // write that fails midway leaves nothing behind.
+//
+// Keys are slash-separated. A key should not also be the "directory" of another
+// ("a" and "a/b"): S3 holds both, but a file store (and an S3 server that keeps
+// objects as files) refuses the second write. In a file store, names shaped like
+// a temporary file (KEY.HEX.tmp) and names ending in ".attrs" are reserved.
 package store
 
 import (
@@ -16,6 +21,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,6 +43,9 @@ var ErrNotExist = errors.New("object does not exist")
 type Store struct {
 	b   *blob.Bucket
 	url string
+	// file is set for a file:// store, whose writes go through temporary
+	// files beside their final path.
+	file bool
 }
 
 // Object describes one stored object.
@@ -72,10 +82,14 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("store: resolve %q: %w", rawURL, err)
 		}
+		// Temporary files go beside their final path, so the rename that
+		// completes a write never crosses file systems. A sidecar file
+		// (KEY.attrs) keeps each object's MD5, from which its ETag is made:
+		// a modification time is too coarse to tell two quick writes apart.
 		b, err = fileblob.OpenBucket(dir, &fileblob.Options{
 			CreateDir: true,
 			NoTempDir: true,
-			Metadata:  fileblob.MetadataDontWrite,
+			Metadata:  fileblob.MetadataInSidecar,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("store: open directory %s: %w", dir, err)
@@ -91,7 +105,7 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 	default:
 		return nil, fmt.Errorf("store: unsupported URL %q: use file://DIR, s3://bucket/prefix or mem://", rawURL)
 	}
-	return &Store{b: b, url: rawURL}, nil
+	return &Store{b: b, url: rawURL, file: u.Scheme == "file"}, nil
 }
 
 func openS3(ctx context.Context, u *url.URL) (*blob.Bucket, error) {
@@ -121,6 +135,9 @@ func openS3(ctx context.Context, u *url.URL) (*blob.Bucket, error) {
 			o.BaseEndpoint = aws.String(endpoint)
 		}
 		o.UsePathStyle = pathStyle
+		// Ranged reads, and objects from servers that store no checksum,
+		// carry none to validate; logging that on every read floods the log.
+		o.DisableLogOutputChecksumValidationSkipped = true
 	})
 	b, err := s3blob.OpenBucket(ctx, client, bucket, nil)
 	if err != nil {
@@ -169,7 +186,13 @@ func (s *Store) Stat(ctx context.Context, key string) (Object, error) {
 	if err != nil {
 		return Object{}, wrap("stat", key, err)
 	}
-	return Object{Key: key, Size: a.Size, ModTime: a.ModTime, ETag: a.ETag}, nil
+	etag := a.ETag
+	if s.file && len(a.MD5) > 0 {
+		// The MD5 tells versions apart; modification time and size catch a
+		// file replaced by hand, whose sidecar then no longer matches it.
+		etag = fmt.Sprintf("\"%x-%x-%x\"", a.MD5, a.ModTime.UnixNano(), a.Size)
+	}
+	return Object{Key: key, Size: a.Size, ModTime: a.ModTime, ETag: etag}, nil
 }
 
 // Exists reports whether an object exists.
@@ -196,11 +219,20 @@ func (s *Store) Write(ctx context.Context, key string, fill func(w io.Writer) er
 	if err != nil {
 		return wrap("write", key, err)
 	}
+	closed := false
+	defer func() {
+		if !closed { // fill panicked: abort, so no temporary file stays behind
+			cancel()
+			_ = w.Close()
+		}
+	}()
 	if err := fill(w); err != nil {
+		closed = true
 		cancel() // aborts the write: the object is not created
 		_ = w.Close()
 		return fmt.Errorf("store: write %s: %w", key, err)
 	}
+	closed = true
 	return wrap("write", key, w.Close())
 }
 
@@ -211,6 +243,16 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return nil
 	}
 	return wrap("delete", key, err)
+}
+
+// fileTemp matches the name fileblob gives the temporary file of a write under
+// way: the final key, a dot, the time in hexadecimal nanoseconds, ".tmp".
+var fileTemp = regexp.MustCompile(`\.[0-9a-f]{1,16}\.tmp$`)
+
+// isTemp reports whether key is a file store's write under way rather than an
+// object. In a file store, keys that end like one (".1a2b.tmp") are reserved.
+func (s *Store) isTemp(key string) bool {
+	return s.file && fileTemp.MatchString(key)
 }
 
 // List returns every object whose key starts with prefix, sorted by key.
@@ -225,16 +267,19 @@ func (s *Store) List(ctx context.Context, prefix string) ([]Object, error) {
 		if err != nil {
 			return nil, wrap("list", prefix, err)
 		}
-		if strings.HasSuffix(o.Key, ".tmp") {
-			continue // a write still under way in a file store
+		if s.isTemp(o.Key) {
+			continue
 		}
 		out = append(out, Object{Key: o.Key, Size: o.Size, ModTime: o.ModTime})
 	}
+	// A file store lists in directory-walk order, where "a/x" comes before
+	// "a-b" although '-' sorts before '/'.
+	slices.SortFunc(out, func(a, b Object) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil
 }
 
 // ListDirs returns the names of the "directories" directly under prefix (which
-// should end in "/"), sorted.
+// should end in "/"), sorted. A directory is there while it holds an object.
 func (s *Store) ListDirs(ctx context.Context, prefix string) ([]string, error) {
 	var out []string
 	it := s.b.List(&blob.ListOptions{Prefix: prefix, Delimiter: "/"})
@@ -246,11 +291,41 @@ func (s *Store) ListDirs(ctx context.Context, prefix string) ([]string, error) {
 		if err != nil {
 			return nil, wrap("list", prefix, err)
 		}
-		if o.IsDir {
-			out = append(out, strings.TrimSuffix(strings.TrimPrefix(o.Key, prefix), "/"))
+		if !o.IsDir {
+			continue
+		}
+		if s.file {
+			// A file store's directory may hold only writes under way.
+			ok, err := s.holdsObject(ctx, o.Key)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				continue
+			}
+		}
+		out = append(out, strings.TrimSuffix(strings.TrimPrefix(o.Key, prefix), "/"))
+	}
+	// Sorted by name: the backends sort "demo-2/" before "demo/".
+	slices.Sort(out)
+	return out, nil
+}
+
+// holdsObject reports whether some object's key starts with prefix.
+func (s *Store) holdsObject(ctx context.Context, prefix string) (bool, error) {
+	it := s.b.List(&blob.ListOptions{Prefix: prefix})
+	for {
+		o, err := it.Next(ctx)
+		if err == io.EOF {
+			return false, nil
+		}
+		if err != nil {
+			return false, wrap("list", prefix, err)
+		}
+		if !s.isTemp(o.Key) {
+			return true, nil
 		}
 	}
-	return out, nil
 }
 
 // File is an object opened for random access with ranged reads, as Parquet and

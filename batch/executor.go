@@ -1,0 +1,51 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+var (
+	// ErrNotRunning is returned by Executor.Poll for a handle the executor does
+	// not run (a local executor after a restart): the manager then resumes the
+	// job's unfinished shards.
+	ErrNotRunning = errors.New("children are not running")
+	// ErrVanished is returned by Executor.Poll when the executor's backend no
+	// longer knows the job (an AWS Batch job aged out or deleted): the job fails.
+	ErrVanished = errors.New("job vanished from the executor")
+)
+
+// Executor runs a job's children. Each child runs the same worker code path
+// (Worker.RunShard): shard in, part out.
+type Executor interface {
+	// Name names the executor in manifests ("local", "aws-batch").
+	Name() string
+	// Start launches one child per shard index in shards of job m, with up to
+	// m.MaxAttempts attempts each, and returns a handle for them at once.
+	Start(ctx context.Context, m *Manifest, shards []int) (handle string, err error)
+	// Poll reports the children of handle. It returns ErrNotRunning or
+	// ErrVanished (wrapped) when it cannot follow them.
+	Poll(ctx context.Context, handle string) (Progress, error)
+	// Cancel stops every child of handle; it returns once they are told to stop.
+	Cancel(ctx context.Context, handle string) error
+	// PollInterval is how often the manager should poll.
+	PollInterval() time.Duration
+}
+
+// Progress is what an executor knows of a job's children.
+type Progress struct {
+	// Children has one entry per shard the executor was started with.
+	Children []Child
+	// Done is true once every child is terminal.
+	Done bool
+}
+
+// Child is one child's state.
+type Child struct {
+	Shard    int
+	State    ShardState
+	Attempts int
+	// Errors are the failed attempts' errors, oldest first.
+	Errors []AttemptError
+}

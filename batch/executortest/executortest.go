@@ -1,0 +1,263 @@
+// Package executortest is the conformance suite every batch.Executor must pass:
+// children that succeed, fail and are retried, fail for good, are cancelled, run
+// for a subset of shards, and a handle the executor does not know. Each
+// backend's test supplies a Harness; the suite drives the executor through its
+// interface only, with real jobs over a real store.
+package executortest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/dataset"
+	"github.com/flightbatch/flightbatch/store"
+)
+
+// Harness is one backend under test.
+type Harness struct {
+	// Store is where jobs and datasets live; the executor's children use it.
+	Store *store.Store
+	// Executor is the executor under test.
+	Executor batch.Executor
+}
+
+// NewHarness returns a harness whose children inject the faults of spec (the
+// FLIGHTBATCH_FAULTS syntax of batch.ParseFaults; empty for none). Each call
+// must give an empty store.
+type NewHarness func(t *testing.T, faults string) *Harness
+
+// Timeout bounds how long the suite waits for one job's children.
+var Timeout = 90 * time.Second
+
+// RunConformanceTests runs the suite against the executor newHarness builds.
+func RunConformanceTests(t *testing.T, newHarness NewHarness) {
+	tests := []struct {
+		name   string
+		faults string
+		run    func(t *testing.T, h *Harness)
+	}{
+		{"AllSucceed", "", testAllSucceed},
+		{"RetryThenSucceed", "part-00001:1", testRetry},
+		{"FailForGood", "part-00001:always", testFailForGood},
+		{"Cancel", "*:sleep=60", testCancel},
+		{"Subset", "", testSubset},
+		{"UnknownHandle", "", testUnknownHandle},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.faults)
+			objs, err := h.Store.List(context.Background(), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(objs) > 0 {
+				t.Fatalf("the harness's store is not empty (%d objects, first %s); the suite needs an empty one", len(objs), objs[0].Key)
+			}
+			tc.run(t, h)
+		})
+	}
+}
+
+const shards = 3
+
+// newJob writes a small dataset and a psd job over it, and returns the job.
+func newJob(t *testing.T, h *Harness, maxAttempts int) *batch.Manifest {
+	t.Helper()
+	ctx := context.Background()
+	cat := dataset.NewCatalog(h.Store)
+	if err := dataset.GenerateDemo(ctx, cat, "conf", dataset.DemoOptions{Shards: shards, Bytes: 30 * 10000, Seconds: 10}); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := cat.Get(ctx, "conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema, err := cat.Schema(ctx, ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, params, err := batch.PSD{}.Prepare(json.RawMessage(`{"fs": 250, "nperseg": 128}`), schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &batch.Manifest{
+		JobID:          batch.NewJobID(time.Now()),
+		Function:       "psd",
+		Dataset:        "conf",
+		DatasetVersion: ds.Version,
+		Params:         params,
+		State:          batch.StateSubmitted,
+		MaxAttempts:    maxAttempts,
+		Executor:       h.Executor.Name(),
+		CreatedAt:      time.Now().UTC(),
+	}
+	if err := m.SetSchema(out); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range ds.Shards {
+		m.Shards = append(m.Shards, batch.ShardRecord{Name: s.Name, Input: s.Key, Format: s.Format, InputRows: s.Rows, State: batch.ShardPending})
+	}
+	if err := batch.SaveManifest(ctx, h.Store, m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func start(t *testing.T, h *Harness, m *batch.Manifest, idx []int) string {
+	t.Helper()
+	handle, err := h.Executor.Start(context.Background(), m, idx)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if handle == "" {
+		t.Fatal("Start returned an empty handle")
+	}
+	return handle
+}
+
+// wait polls until the children are done, returning the last progress.
+func wait(t *testing.T, h *Harness, handle string, until func(batch.Progress) bool) batch.Progress {
+	t.Helper()
+	deadline := time.Now().Add(Timeout)
+	for {
+		p, err := h.Executor.Poll(context.Background(), handle)
+		if err != nil {
+			t.Fatalf("Poll(%s): %v", handle, err)
+		}
+		if until(p) {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("children of %s not there after %v: %+v", handle, Timeout, p)
+		}
+		time.Sleep(min(h.Executor.PollInterval(), 200*time.Millisecond))
+	}
+}
+
+func done(p batch.Progress) bool { return p.Done }
+
+func child(t *testing.T, p batch.Progress, shard int) batch.Child {
+	t.Helper()
+	for _, c := range p.Children {
+		if c.Shard == shard {
+			return c
+		}
+	}
+	t.Fatalf("no child for shard %d in %+v", shard, p.Children)
+	return batch.Child{}
+}
+
+func partExists(t *testing.T, h *Harness, m *batch.Manifest, shard int) bool {
+	t.Helper()
+	ok, err := h.Store.Exists(context.Background(), batch.PartKey(m.JobID, m.Shards[shard].Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+func testAllSucceed(t *testing.T, h *Harness) {
+	m := newJob(t, h, 1)
+	p := wait(t, h, start(t, h, m, []int{0, 1, 2}), done)
+	if len(p.Children) != shards {
+		t.Fatalf("got %d children, want %d", len(p.Children), shards)
+	}
+	for i := 0; i < shards; i++ {
+		c := child(t, p, i)
+		if c.State != batch.ShardSucceeded || c.Attempts != 1 {
+			t.Errorf("shard %d: state %s after %d attempts, want SUCCEEDED after 1", i, c.State, c.Attempts)
+		}
+		if !partExists(t, h, m, i) {
+			t.Errorf("shard %d succeeded but its part is missing", i)
+		}
+	}
+}
+
+func testRetry(t *testing.T, h *Harness) {
+	m := newJob(t, h, 3)
+	p := wait(t, h, start(t, h, m, []int{0, 1, 2}), done)
+	c := child(t, p, 1)
+	if c.State != batch.ShardSucceeded || c.Attempts != 2 {
+		t.Fatalf("shard 1: state %s after %d attempts, want SUCCEEDED after 2", c.State, c.Attempts)
+	}
+	if len(c.Errors) != 1 || c.Errors[0].Attempt != 1 || c.Errors[0].Error == "" {
+		t.Errorf("shard 1: want the first attempt's error kept, got %+v", c.Errors)
+	}
+	if !partExists(t, h, m, 1) {
+		t.Error("shard 1 succeeded on retry but its part is missing")
+	}
+}
+
+func testFailForGood(t *testing.T, h *Harness) {
+	m := newJob(t, h, 2)
+	p := wait(t, h, start(t, h, m, []int{0, 1, 2}), done)
+	c := child(t, p, 1)
+	if c.State != batch.ShardFailed || c.Attempts != 2 {
+		t.Fatalf("shard 1: state %s after %d attempts, want FAILED after 2", c.State, c.Attempts)
+	}
+	if len(c.Errors) != 2 {
+		t.Errorf("shard 1: want both attempts' errors, got %+v", c.Errors)
+	}
+	if partExists(t, h, m, 1) {
+		t.Error("a failed shard left a part")
+	}
+	for _, i := range []int{0, 2} {
+		if c := child(t, p, i); c.State != batch.ShardSucceeded || !partExists(t, h, m, i) {
+			t.Errorf("shard %d: state %s; the other shards must still succeed", i, c.State)
+		}
+	}
+}
+
+func testCancel(t *testing.T, h *Harness) {
+	m := newJob(t, h, 3)
+	handle := start(t, h, m, []int{0, 1, 2})
+	wait(t, h, handle, func(p batch.Progress) bool {
+		for _, c := range p.Children {
+			if c.State == batch.ShardRunning {
+				return true
+			}
+		}
+		return false
+	})
+	began := time.Now()
+	if err := h.Executor.Cancel(context.Background(), handle); err != nil {
+		t.Fatalf("Cancel: %v", err)
+	}
+	p := wait(t, h, handle, done)
+	if took := time.Since(began); took > 30*time.Second {
+		t.Errorf("children took %v to stop", took)
+	}
+	for _, c := range p.Children {
+		if c.State != batch.ShardCancelled {
+			t.Errorf("shard %d: state %s after cancel, want CANCELLED", c.Shard, c.State)
+		}
+		if c.Attempts > 1 {
+			t.Errorf("shard %d: a cancelled child was retried (%d attempts)", c.Shard, c.Attempts)
+		}
+		if partExists(t, h, m, c.Shard) {
+			t.Errorf("shard %d: a cancelled child left a part", c.Shard)
+		}
+	}
+}
+
+func testSubset(t *testing.T, h *Harness) {
+	m := newJob(t, h, 1)
+	p := wait(t, h, start(t, h, m, []int{2}), done)
+	if len(p.Children) != 1 || p.Children[0].Shard != 2 || p.Children[0].State != batch.ShardSucceeded {
+		t.Fatalf("want one succeeded child for shard 2, got %+v", p.Children)
+	}
+	if partExists(t, h, m, 0) || partExists(t, h, m, 1) || !partExists(t, h, m, 2) {
+		t.Error("only shard 2's part should exist")
+	}
+}
+
+func testUnknownHandle(t *testing.T, h *Harness) {
+	_, err := h.Executor.Poll(context.Background(), "no-such-handle")
+	if !errors.Is(err, batch.ErrNotRunning) && !errors.Is(err, batch.ErrVanished) {
+		t.Fatalf("Poll of an unknown handle: got %v, want ErrNotRunning or ErrVanished", err)
+	}
+}

@@ -1,0 +1,72 @@
+package batch
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+// Function is a computation a job runs over every shard of its input. The built-in
+// Welch PSD is one; so are commands the server's operator registers.
+type Function interface {
+	// Name is the name requests use.
+	Name() string
+	// Description says in one line what the function computes.
+	Description() string
+	// Prepare validates params against the input schema before anything runs.
+	// It returns the result schema (nil when only the output will tell) and the
+	// params as they will be recorded. Errors wrap ErrInvalid.
+	Prepare(params json.RawMessage, in *arrow.Schema) (*arrow.Schema, json.RawMessage, error)
+	// Run computes one shard's part: it reads in and emits result batches.
+	Run(ctx context.Context, task Task, in array.RecordReader, emit func(arrow.RecordBatch) error) error
+}
+
+// Task is what a function run knows of its place in a job.
+type Task struct {
+	JobID   string
+	Shard   string
+	Attempt int
+	Params  json.RawMessage
+	// Schema is the result schema Prepare returned (may be nil).
+	Schema *arrow.Schema
+	Alloc  memory.Allocator
+}
+
+// Registry holds the functions a server can run.
+type Registry struct {
+	fns map[string]Function
+}
+
+// NewRegistry returns a registry holding the built-in functions.
+func NewRegistry() *Registry {
+	r := &Registry{fns: map[string]Function{}}
+	r.Register(PSD{})
+	return r
+}
+
+// Register adds or replaces a function.
+func (r *Registry) Register(f Function) { r.fns[f.Name()] = f }
+
+// Get finds a function by name.
+func (r *Registry) Get(name string) (Function, error) {
+	f, ok := r.fns[name]
+	if !ok {
+		return nil, fmt.Errorf("function %q is not registered: %w", name, ErrNotFound)
+	}
+	return f, nil
+}
+
+// List returns the functions sorted by name.
+func (r *Registry) List() []Function {
+	out := make([]Function, 0, len(r.fns))
+	for _, f := range r.fns {
+		out = append(out, f)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	return out
+}

@@ -1,0 +1,254 @@
+// Package batch runs flightbatch's jobs: one computation (a Function, such as the
+// built-in Welch PSD) over every shard of a dataset, as parallel child jobs on an
+// Executor (this machine, or AWS Batch). Each child writes its part of the result
+// to the store atomically as it finishes; a manifest per job records the dataset,
+// parameters and shard states, so a restarted server finds its jobs again and
+// every result stays addressable by its job ID.
+package batch
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+
+	"github.com/flightbatch/flightbatch/dataset"
+	"github.com/flightbatch/flightbatch/store"
+)
+
+var (
+	// ErrNotFound is wrapped by errors about an unknown job, shard or function.
+	ErrNotFound = errors.New("not found")
+	// ErrInvalid is wrapped by errors about a request that cannot run as given.
+	ErrInvalid = errors.New("invalid request")
+	// ErrNotFinished is wrapped by errors about a result asked of a job, or a
+	// shard, that has not finished.
+	ErrNotFinished = errors.New("not finished")
+)
+
+// invalidError carries a message for the user and matches ErrInvalid (and
+// whatever it wraps) without repeating the sentinel's text.
+type invalidError struct{ err error }
+
+func (e *invalidError) Error() string   { return e.err.Error() }
+func (e *invalidError) Unwrap() []error { return []error{ErrInvalid, e.err} }
+
+// invalidf formats an error that wraps ErrInvalid; %w in format wraps as usual.
+func invalidf(format string, args ...any) error {
+	return &invalidError{fmt.Errorf(format, args...)}
+}
+
+// State is a job's state.
+type State string
+
+// The job states.
+const (
+	StateSubmitted State = "SUBMITTED"
+	StateRunning   State = "RUNNING"
+	StateSucceeded State = "SUCCEEDED"
+	StateFailed    State = "FAILED"
+	StateCancelled State = "CANCELLED"
+)
+
+// Terminal reports whether a job in state s is over.
+func (s State) Terminal() bool {
+	return s == StateSucceeded || s == StateFailed || s == StateCancelled
+}
+
+// ShardState is the state of one child (one shard of a job).
+type ShardState string
+
+// The shard states.
+const (
+	ShardPending   ShardState = "PENDING"
+	ShardRunning   ShardState = "RUNNING"
+	ShardSucceeded ShardState = "SUCCEEDED"
+	ShardFailed    ShardState = "FAILED"
+	ShardCancelled ShardState = "CANCELLED"
+)
+
+// Prefix is the store prefix under which every job keeps its manifest and parts.
+const Prefix = "jobs/"
+
+// ManifestKey is the store key of a job's manifest.
+func ManifestKey(jobID string) string { return Prefix + jobID + "/manifest.json" }
+
+// PartKey is the store key of the result part of one shard.
+func PartKey(jobID, shard string) string { return Prefix + jobID + "/parts/" + shard + ".arrow" }
+
+func attemptKey(jobID, shard string, attempt int) string {
+	return fmt.Sprintf("%s%s/attempts/%s.%d.json", Prefix, jobID, shard, attempt)
+}
+
+// Manifest is a job's record, kept at ManifestKey(JobID).
+type Manifest struct {
+	JobID    string `json:"job_id"`
+	Function string `json:"function"`
+	// Dataset is the input: a dataset name, or "jobs/<id>" for a job's result.
+	Dataset        string          `json:"dataset"`
+	DatasetVersion string          `json:"dataset_version"`
+	Params         json.RawMessage `json:"params"`
+	// ResultSchema is the result's Arrow schema (IPC, base64); empty when the
+	// function's schema is known only from its output.
+	ResultSchema string        `json:"result_schema,omitempty"`
+	State        State         `json:"state"`
+	Error        string        `json:"error,omitempty"`
+	Shards       []ShardRecord `json:"shards"`
+	MaxAttempts  int           `json:"max_attempts"`
+	Executor     string        `json:"executor"`
+	// Handle is the executor's name for the running children (an AWS Batch job ID).
+	Handle          string     `json:"handle,omitempty"`
+	CancelRequested bool       `json:"cancel_requested,omitempty"`
+	CreatedAt       time.Time  `json:"created_at"`
+	StartedAt       *time.Time `json:"started_at,omitempty"`
+	FinishedAt      *time.Time `json:"finished_at,omitempty"`
+	// Version is the version of flightbatch that created the job.
+	Version string `json:"version"`
+}
+
+// ShardRecord is one child's record in a manifest.
+type ShardRecord struct {
+	Name   string         `json:"name"`
+	Input  string         `json:"input"`
+	Format dataset.Format `json:"format"`
+	// InputRows is the input shard's record count (-1 if unknown).
+	InputRows  int64          `json:"input_rows"`
+	State      ShardState     `json:"state"`
+	Attempts   int            `json:"attempts"`
+	Errors     []AttemptError `json:"errors,omitempty"`
+	Rows       int64          `json:"rows,omitempty"`
+	StartedAt  *time.Time     `json:"started_at,omitempty"`
+	FinishedAt *time.Time     `json:"finished_at,omitempty"`
+}
+
+// AttemptError records why one attempt of a child failed.
+type AttemptError struct {
+	Attempt int       `json:"attempt"`
+	Error   string    `json:"error"`
+	At      time.Time `json:"at"`
+}
+
+// Counts tallies the shards of a job by state.
+type Counts struct {
+	Total     int `json:"total"`
+	Pending   int `json:"pending"`
+	Running   int `json:"running"`
+	Succeeded int `json:"succeeded"`
+	Failed    int `json:"failed"`
+}
+
+// Counts tallies the job's shards by state (cancelled shards count as failed).
+func (m *Manifest) Counts() Counts {
+	c := Counts{Total: len(m.Shards)}
+	for _, s := range m.Shards {
+		switch s.State {
+		case ShardPending:
+			c.Pending++
+		case ShardRunning:
+			c.Running++
+		case ShardSucceeded:
+			c.Succeeded++
+		default:
+			c.Failed++
+		}
+	}
+	return c
+}
+
+// Schema decodes the result schema, or returns nil if it is not known yet.
+func (m *Manifest) Schema() (*arrow.Schema, error) {
+	if m.ResultSchema == "" {
+		return nil, nil
+	}
+	return decodeSchema(m.ResultSchema)
+}
+
+// SetSchema records the result schema.
+func (m *Manifest) SetSchema(s *arrow.Schema) error {
+	enc, err := encodeSchema(s)
+	if err != nil {
+		return fmt.Errorf("encode result schema: %w", err)
+	}
+	m.ResultSchema = enc
+	return nil
+}
+
+// SaveManifest writes a job's manifest to the store atomically.
+func SaveManifest(ctx context.Context, st *store.Store, m *Manifest) error {
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("batch: encode manifest: %w", err)
+	}
+	if err := st.WriteAll(ctx, ManifestKey(m.JobID), data); err != nil {
+		return fmt.Errorf("batch: save job %s: %w", m.JobID, err)
+	}
+	return nil
+}
+
+func (m *Manifest) clone() *Manifest {
+	data, err := json.Marshal(m)
+	if err != nil {
+		panic(err) // a Manifest always marshals
+	}
+	var c Manifest
+	if err := json.Unmarshal(data, &c); err != nil {
+		panic(err)
+	}
+	return &c
+}
+
+func (m *Manifest) shardIndex(name string) int {
+	for i, s := range m.Shards {
+		if s.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func encodeSchema(s *arrow.Schema) (string, error) {
+	var buf bytes.Buffer
+	w := ipc.NewWriter(&buf, ipc.WithSchema(s))
+	if err := w.Close(); err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(buf.Bytes()), nil
+}
+
+func decodeSchema(s string) (*arrow.Schema, error) {
+	data, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("decode result schema: %w", err)
+	}
+	r, err := ipc.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("decode result schema: %w", err)
+	}
+	defer r.Release()
+	return r.Schema(), nil
+}
+
+var jobIDRE = regexp.MustCompile(`^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{6}$`)
+
+// ValidJobID reports whether id has the form of a job ID.
+func ValidJobID(id string) bool { return jobIDRE.MatchString(id) }
+
+// NewJobID returns an ID that sorts by creation time: UTC time to the
+// millisecond, then random hex, e.g. 20261124T184501123Z-9f2c1a.
+func NewJobID(t time.Time) string {
+	var b [3]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	t = t.UTC()
+	return fmt.Sprintf("%s%03dZ-%s", t.Format("20060102T150405"), t.Nanosecond()/1e6, hex.EncodeToString(b[:]))
+}

@@ -1,0 +1,27 @@
+package local_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/batch/executortest"
+	"github.com/flightbatch/flightbatch/batch/local"
+	"github.com/flightbatch/flightbatch/store"
+)
+
+func TestConformance(t *testing.T) {
+	executortest.RunConformanceTests(t, func(t *testing.T, faults string) *executortest.Harness {
+		st, err := store.Open(context.Background(), "file://"+t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		fault, err := batch.ParseFaults(faults)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := &batch.Worker{Store: st, Functions: batch.NewRegistry(), Fault: fault}
+		return &executortest.Harness{Store: st, Executor: local.New(w.RunShard, 2)}
+	})
+}

@@ -1,0 +1,624 @@
+package batch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/flightbatch/flightbatch/dataset"
+	"github.com/flightbatch/flightbatch/store"
+)
+
+// Options tune a Manager.
+type Options struct {
+	// MaxAttempts is how many times a child is tried before its shard fails (default 3).
+	MaxAttempts int
+	// Version is recorded in every manifest.
+	Version string
+	// Log receives the manager's structured logs.
+	Log *slog.Logger
+	// Alloc allocates the batches of results read back (default memory.DefaultAllocator).
+	Alloc memory.Allocator
+}
+
+// Manager submits jobs, follows them on an executor, keeps their manifests in
+// the store, and serves their results.
+type Manager struct {
+	st    *store.Store
+	cat   *dataset.Catalog
+	fns   *Registry
+	exec  Executor
+	opts  Options
+	log   *slog.Logger
+	alloc memory.Allocator
+
+	ctx    context.Context // ends when the manager closes
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	jobs   map[string]*entry
+	closed bool
+}
+
+// entry is the manager's view of one job.
+type entry struct {
+	m *Manifest
+	// changed is closed, and replaced, whenever the job changes.
+	changed chan struct{}
+	cancel  chan struct{} // closed when a cancel is requested
+}
+
+// NewManager returns a manager over the datasets of cat, running the functions
+// of fns on exec. Call Recover before serving.
+func NewManager(cat *dataset.Catalog, fns *Registry, exec Executor, opts *Options) *Manager {
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 3
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Alloc == nil {
+		o.Alloc = memory.DefaultAllocator
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	return &Manager{
+		st: cat.Store(), cat: cat, fns: fns, exec: exec, opts: o,
+		log: o.Log.With("component", "batch"), alloc: o.Alloc,
+		ctx: ctx, stop: stop, jobs: map[string]*entry{},
+	}
+}
+
+// Functions is the manager's function registry.
+func (mg *Manager) Functions() *Registry { return mg.fns }
+
+// Close stops following jobs; it does not cancel them, so a restarted server
+// takes them up again.
+func (mg *Manager) Close() {
+	mg.mu.Lock()
+	mg.closed = true
+	mg.mu.Unlock()
+	mg.stop()
+	mg.wg.Wait()
+}
+
+// Recover loads every job's manifest from the store and follows again the jobs
+// that had not finished: an executor that still runs their children reports
+// them; otherwise their unfinished shards start again, and finished parts are
+// kept.
+func (mg *Manager) Recover(ctx context.Context) error {
+	ids, err := mg.st.ListDirs(ctx, Prefix)
+	if err != nil {
+		return fmt.Errorf("batch: recover jobs: %w", err)
+	}
+	for _, id := range ids {
+		if !ValidJobID(id) {
+			continue
+		}
+		m, err := ReadManifest(ctx, mg.st, id)
+		if err != nil {
+			mg.log.Warn("skip unreadable job", "job", id, "err", err)
+			continue
+		}
+		mg.mu.Lock()
+		e := &entry{m: m, changed: make(chan struct{}), cancel: make(chan struct{})}
+		if m.CancelRequested {
+			close(e.cancel)
+		}
+		mg.jobs[id] = e
+		mg.mu.Unlock()
+		if !m.State.Terminal() {
+			mg.log.Info("resume job", "job", id, "state", m.State)
+			mg.follow(id)
+		}
+	}
+	return nil
+}
+
+// SubmitRequest asks for a job.
+type SubmitRequest struct {
+	Function string
+	// Dataset is a dataset name or "jobs/<id>" (a finished job's result).
+	Dataset string
+	Params  json.RawMessage
+	// Reuse returns an earlier succeeded job with the same function, dataset
+	// version and parameters instead of running again.
+	Reuse bool
+}
+
+// input is a job's resolved input.
+type input struct {
+	version string
+	schema  *arrow.Schema
+	shards  []ShardRecord
+}
+
+func (mg *Manager) resolve(ctx context.Context, name string) (*input, error) {
+	if id, ok := strings.CutPrefix(name, "jobs/"); ok {
+		m, err := mg.Status(id)
+		if err != nil {
+			return nil, err
+		}
+		if m.State != StateSucceeded {
+			return nil, fmt.Errorf("job %s is %s; only a succeeded job's result can be an input: %w", id, m.State, ErrNotFinished)
+		}
+		in := &input{version: "job:" + id}
+		for _, s := range m.Shards {
+			in.shards = append(in.shards, ShardRecord{Name: s.Name, Input: PartKey(id, s.Name), Format: dataset.FormatArrow, InputRows: s.Rows})
+		}
+		schema, err := m.Schema()
+		if err != nil {
+			return nil, err
+		}
+		if schema == nil {
+			r, err := dataset.OpenFile(ctx, mg.st, in.shards[0].Input, dataset.FormatArrow, mg.alloc)
+			if err != nil {
+				return nil, err
+			}
+			schema = r.Schema()
+			r.Release()
+		}
+		in.schema = schema
+		return in, nil
+	}
+	ds, err := mg.cat.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	schema, err := mg.cat.Schema(ctx, ds)
+	if err != nil {
+		return nil, err
+	}
+	in := &input{version: ds.Version, schema: schema}
+	for _, s := range ds.Shards {
+		in.shards = append(in.shards, ShardRecord{Name: s.Name, Input: s.Key, Format: s.Format, InputRows: s.Rows})
+	}
+	return in, nil
+}
+
+// Submit validates a request, records the job and starts its children. It
+// returns once the job is recorded; the children run in the background.
+func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, error) {
+	fn, err := mg.fns.Get(req.Function)
+	if err != nil {
+		return nil, err
+	}
+	in, err := mg.resolve(ctx, req.Dataset)
+	if err != nil {
+		return nil, err
+	}
+	schema, params, err := fn.Prepare(req.Params, in.schema)
+	if err != nil {
+		return nil, err
+	}
+	if req.Reuse {
+		if m := mg.findReusable(fn.Name(), req.Dataset, in.version, params); m != nil {
+			return m, nil
+		}
+	}
+	now := time.Now().UTC()
+	m := &Manifest{
+		JobID:          NewJobID(now),
+		Function:       fn.Name(),
+		Dataset:        req.Dataset,
+		DatasetVersion: in.version,
+		Params:         params,
+		State:          StateSubmitted,
+		MaxAttempts:    mg.opts.MaxAttempts,
+		Executor:       mg.exec.Name(),
+		CreatedAt:      now,
+		Version:        mg.opts.Version,
+	}
+	if schema != nil {
+		if err := m.SetSchema(schema); err != nil {
+			return nil, fmt.Errorf("batch: %w", err)
+		}
+	}
+	for _, s := range in.shards {
+		s.State = ShardPending
+		m.Shards = append(m.Shards, s)
+	}
+	if err := mg.save(ctx, m); err != nil {
+		return nil, err
+	}
+	mg.mu.Lock()
+	if mg.closed {
+		mg.mu.Unlock()
+		return nil, errors.New("batch: the server is shutting down")
+	}
+	mg.jobs[m.JobID] = &entry{m: m, changed: make(chan struct{}), cancel: make(chan struct{})}
+	submitted := m.clone()
+	mg.mu.Unlock()
+	mg.log.Info("job submitted", "job", m.JobID, "function", m.Function, "dataset", m.Dataset, "shards", len(m.Shards))
+	mg.follow(m.JobID)
+	return submitted, nil
+}
+
+func (mg *Manager) findReusable(fn, ds, version string, params json.RawMessage) *Manifest {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	var best *Manifest
+	for _, e := range mg.jobs {
+		m := e.m
+		if m.State == StateSucceeded && m.Function == fn && m.Dataset == ds && m.DatasetVersion == version && jsonEqual(m.Params, params) {
+			if best == nil || m.JobID > best.JobID {
+				best = m
+			}
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	return best.clone()
+}
+
+func jsonEqual(a, b json.RawMessage) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return bytes.Equal(a, b)
+	}
+	xa, _ := json.Marshal(x)
+	ya, _ := json.Marshal(y)
+	return bytes.Equal(xa, ya)
+}
+
+// Status returns a copy of a job's manifest.
+func (mg *Manager) Status(id string) (*Manifest, error) {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	e, ok := mg.jobs[id]
+	if !ok {
+		return nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
+	}
+	return e.m.clone(), nil
+}
+
+// Changed returns a channel closed at the job's next change.
+func (mg *Manager) Changed(id string) (<-chan struct{}, error) {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	e, ok := mg.jobs[id]
+	if !ok {
+		return nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
+	}
+	return e.changed, nil
+}
+
+// List returns the job history, oldest first, optionally of one dataset only.
+func (mg *Manager) List(ds string) []*Manifest {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	out := make([]*Manifest, 0, len(mg.jobs))
+	for _, e := range mg.jobs {
+		if ds == "" || e.m.Dataset == ds {
+			out = append(out, e.m.clone())
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].JobID < out[j].JobID })
+	return out
+}
+
+// Cancel asks a job to stop: its children are stopped and it ends CANCELLED.
+// Cancelling a finished job changes nothing.
+func (mg *Manager) Cancel(ctx context.Context, id string) (*Manifest, error) {
+	mg.mu.Lock()
+	e, ok := mg.jobs[id]
+	if !ok {
+		mg.mu.Unlock()
+		return nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
+	}
+	if e.m.State.Terminal() || e.m.CancelRequested {
+		m := e.m.clone()
+		mg.mu.Unlock()
+		return m, nil
+	}
+	e.m.CancelRequested = true
+	close(e.cancel)
+	m := e.m.clone()
+	mg.notifyLocked(e)
+	mg.mu.Unlock()
+	if err := mg.save(ctx, m); err != nil {
+		return nil, err
+	}
+	mg.log.Info("job cancel requested", "job", id)
+	return m, nil
+}
+
+func (mg *Manager) notifyLocked(e *entry) {
+	close(e.changed)
+	e.changed = make(chan struct{})
+}
+
+func (mg *Manager) save(ctx context.Context, m *Manifest) error {
+	return SaveManifest(ctx, mg.st, m)
+}
+
+// update applies fn to the job's manifest under the lock and, if it changed,
+// saves it and wakes the job's watchers.
+func (mg *Manager) update(id string, fn func(m *Manifest)) (*Manifest, error) {
+	mg.mu.Lock()
+	e := mg.jobs[id]
+	before, _ := json.Marshal(e.m)
+	fn(e.m)
+	after, _ := json.Marshal(e.m)
+	m := e.m.clone()
+	if !bytes.Equal(before, after) {
+		mg.notifyLocked(e)
+	}
+	mg.mu.Unlock()
+	if bytes.Equal(before, after) {
+		return m, nil
+	}
+	return m, mg.save(context.WithoutCancel(mg.ctx), m)
+}
+
+// follow starts the goroutine that drives a job to its end.
+func (mg *Manager) follow(id string) {
+	mg.wg.Add(1)
+	go func() {
+		defer mg.wg.Done()
+		if err := mg.drive(id); err != nil && mg.ctx.Err() == nil {
+			mg.log.Error("job failed", "job", id, "err", err)
+			now := time.Now().UTC()
+			_, _ = mg.update(id, func(m *Manifest) {
+				m.State, m.Error, m.FinishedAt = StateFailed, err.Error(), &now
+			})
+		}
+	}()
+}
+
+// drive starts a job's children if needed, then polls them until the job ends.
+func (mg *Manager) drive(id string) error {
+	mg.mu.Lock()
+	e := mg.jobs[id]
+	cancelCh := e.cancel
+	mg.mu.Unlock()
+	m, _ := mg.Status(id)
+	if m.CancelRequested && m.Handle == "" {
+		return mg.finish(id, nil)
+	}
+	if m.Handle == "" {
+		if err := mg.start(id); err != nil {
+			return err
+		}
+	}
+	interval := mg.exec.PollInterval()
+	cancelSent := false
+	for {
+		m, _ = mg.Status(id)
+		if m.CancelRequested && !cancelSent {
+			if err := mg.exec.Cancel(mg.ctx, m.Handle); err != nil && !errors.Is(err, ErrNotRunning) {
+				mg.log.Warn("cancel children", "job", id, "err", err)
+			}
+			cancelSent = true
+		}
+		p, err := mg.exec.Poll(mg.ctx, m.Handle)
+		switch {
+		case errors.Is(err, ErrNotRunning):
+			if m.CancelRequested {
+				return mg.finish(id, nil)
+			}
+			if err := mg.resume(id); err != nil {
+				return err
+			}
+			continue
+		case errors.Is(err, ErrVanished):
+			return fmt.Errorf("the %s executor no longer knows job %s (%s): %w", mg.exec.Name(), m.Handle, id, err)
+		case err != nil:
+			if mg.ctx.Err() != nil {
+				return nil
+			}
+			mg.log.Warn("poll children", "job", id, "err", err)
+		default:
+			if _, err := mg.update(id, func(m *Manifest) { applyProgress(m, p) }); err != nil {
+				mg.log.Warn("save job", "job", id, "err", err)
+			}
+			if p.Done {
+				return mg.finish(id, &p)
+			}
+		}
+		select {
+		case <-mg.ctx.Done():
+			return nil
+		case <-time.After(interval):
+		case <-cancelCh:
+			cancelCh = nil
+		}
+	}
+}
+
+// start launches the children of every shard that has no part yet.
+func (mg *Manager) start(id string) error {
+	m, _ := mg.Status(id)
+	var todo []int
+	for i, s := range m.Shards {
+		if s.State != ShardSucceeded {
+			todo = append(todo, i)
+		}
+	}
+	handle, err := mg.exec.Start(mg.ctx, m, todo)
+	if err != nil {
+		return fmt.Errorf("start children on the %s executor: %w", mg.exec.Name(), err)
+	}
+	now := time.Now().UTC()
+	_, err = mg.update(id, func(m *Manifest) {
+		m.Handle = handle
+		m.State = StateRunning
+		if m.StartedAt == nil {
+			m.StartedAt = &now
+		}
+	})
+	mg.log.Info("children started", "job", id, "executor", mg.exec.Name(), "handle", handle, "children", len(todo))
+	return err
+}
+
+// resume restarts a job whose children no executor runs (after a restart):
+// shards whose part exists count as succeeded, the others run again.
+func (mg *Manager) resume(id string) error {
+	m, _ := mg.Status(id)
+	done := map[int]bool{}
+	for i, s := range m.Shards {
+		ok, err := mg.st.Exists(mg.ctx, PartKey(id, s.Name))
+		if err != nil {
+			return err
+		}
+		done[i] = ok
+	}
+	if _, err := mg.update(id, func(m *Manifest) {
+		for i := range m.Shards {
+			if done[i] {
+				m.Shards[i].State = ShardSucceeded
+			} else if m.Shards[i].State != ShardFailed {
+				m.Shards[i].State = ShardPending
+			}
+		}
+		m.Handle = ""
+	}); err != nil {
+		return err
+	}
+	mg.log.Info("resume unfinished shards", "job", id)
+	return mg.start(id)
+}
+
+// applyProgress copies an executor's report into a manifest.
+func applyProgress(m *Manifest, p Progress) {
+	for _, c := range p.Children {
+		if c.Shard < 0 || c.Shard >= len(m.Shards) {
+			continue
+		}
+		s := &m.Shards[c.Shard]
+		if s.State == ShardSucceeded {
+			continue
+		}
+		now := time.Now().UTC()
+		if c.State == ShardRunning && s.StartedAt == nil {
+			s.StartedAt = &now
+		}
+		if (c.State == ShardSucceeded || c.State == ShardFailed || c.State == ShardCancelled) && s.FinishedAt == nil {
+			s.FinishedAt = &now
+		}
+		s.State = c.State
+		if c.Attempts > s.Attempts {
+			s.Attempts = c.Attempts
+		}
+		if len(c.Errors) > len(s.Errors) {
+			s.Errors = append([]AttemptError(nil), c.Errors...)
+		}
+		if c.State == ShardSucceeded && s.InputRows >= 0 && m.Function == "psd" {
+			s.Rows = s.InputRows
+		}
+	}
+}
+
+// finish records a job's end.
+func (mg *Manager) finish(id string, p *Progress) error {
+	now := time.Now().UTC()
+	m, err := mg.update(id, func(m *Manifest) {
+		m.FinishedAt = &now
+		var failed []string
+		for i := range m.Shards {
+			s := &m.Shards[i]
+			switch {
+			case s.State == ShardSucceeded:
+			case m.CancelRequested:
+				s.State = ShardCancelled
+			default:
+				if s.State != ShardFailed {
+					s.State = ShardFailed
+				}
+				msg := fmt.Sprintf("shard %s failed after %d attempt(s)", s.Name, s.Attempts)
+				if n := len(s.Errors); n > 0 {
+					msg += ": " + s.Errors[n-1].Error
+				}
+				failed = append(failed, msg)
+			}
+		}
+		switch {
+		case m.CancelRequested && len(failed) == 0 && m.Counts().Succeeded < len(m.Shards):
+			m.State = StateCancelled
+			m.Error = "cancelled on request"
+		case len(failed) > 0:
+			m.State = StateFailed
+			m.Error = strings.Join(failed, "; ")
+		case m.CancelRequested && m.Counts().Succeeded < len(m.Shards):
+			m.State = StateCancelled
+		default:
+			m.State = StateSucceeded
+		}
+	})
+	if err != nil {
+		return err
+	}
+	mg.log.Info("job finished", "job", id, "state", m.State, "seconds", now.Sub(m.CreatedAt).Seconds(), "error", m.Error)
+	return nil
+}
+
+// ResultSchema returns a job's result schema.
+func (mg *Manager) ResultSchema(ctx context.Context, id string) (*arrow.Schema, error) {
+	m, err := mg.Status(id)
+	if err != nil {
+		return nil, err
+	}
+	s, err := m.Schema()
+	if err != nil || s != nil {
+		return s, err
+	}
+	for _, sh := range m.Shards {
+		if sh.State == ShardSucceeded {
+			r, err := dataset.OpenFile(ctx, mg.st, PartKey(id, sh.Name), dataset.FormatArrow, mg.alloc)
+			if err != nil {
+				return nil, err
+			}
+			defer r.Release()
+			return r.Schema(), nil
+		}
+	}
+	return nil, fmt.Errorf("job %s: the result schema is known once a shard has finished: %w", id, ErrNotFinished)
+}
+
+// OpenResult streams a job's result: the merged result of a succeeded job
+// (shard == ""), or one finished shard's part (readable while the job runs).
+func (mg *Manager) OpenResult(ctx context.Context, id, shard string) (array.RecordReader, error) {
+	m, err := mg.Status(id)
+	if err != nil {
+		return nil, err
+	}
+	if shard != "" {
+		i := m.shardIndex(shard)
+		if i < 0 {
+			return nil, fmt.Errorf("job %s has no shard %q: %w", id, shard, ErrNotFound)
+		}
+		if m.Shards[i].State != ShardSucceeded {
+			return nil, fmt.Errorf("job %s: shard %s is %s; its part is readable once it has succeeded: %w", id, shard, m.Shards[i].State, ErrNotFinished)
+		}
+		return dataset.OpenFile(ctx, mg.st, PartKey(id, shard), dataset.FormatArrow, mg.alloc)
+	}
+	if m.State != StateSucceeded {
+		c := m.Counts()
+		return nil, fmt.Errorf("job %s is %s (%d of %d shards succeeded); its merged result is readable once it has SUCCEEDED (finished parts are readable as jobs/%s/<shard>): %w",
+			id, m.State, c.Succeeded, c.Total, id, ErrNotFinished)
+	}
+	schema, err := mg.ResultSchema(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	files := make([]dataset.File, len(m.Shards))
+	for i, s := range m.Shards {
+		files[i] = dataset.File{Key: PartKey(id, s.Name), Format: dataset.FormatArrow}
+	}
+	return dataset.Concat(ctx, mg.st, schema, files, mg.alloc), nil
+}

@@ -1,0 +1,418 @@
+package batch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+
+	"github.com/flightbatch/flightbatch/compute"
+)
+
+// PSD is the built-in function: Welch's power spectral density of every record's
+// signal, with optional band powers, equal to scipy.signal.welch.
+type PSD struct{}
+
+// PSDParams are the psd function's parameters: the signal column, the sampling
+// rate (fixed or per record), scipy.signal.welch's parameters, and bands.
+type PSDParams struct {
+	// Column is the signal column (default "samples").
+	Column string `json:"column,omitempty"`
+	// FS is a fixed sampling rate in Hz.
+	FS *float64 `json:"fs,omitempty"`
+	// FSColumn names a numeric column holding each record's sampling rate.
+	FSColumn string `json:"fs_column,omitempty"`
+	compute.WelchParams
+	// Bands asks for the power in named frequency bands, in request order.
+	Bands Bands `json:"bands,omitempty"`
+}
+
+// Band is a named frequency range [Lo, Hi] in Hz.
+type Band struct {
+	Name   string
+	Lo, Hi float64
+}
+
+// Bands is an ordered set of bands; in JSON an object {"beta": [13, 30], ...}
+// whose key order is kept.
+type Bands []Band
+
+// UnmarshalJSON decodes {"name": [lo, hi], ...} keeping the order of the keys.
+func (b *Bands) UnmarshalJSON(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return errors.New(`bands must be an object such as {"beta": [13, 30]}`)
+	}
+	*b = nil
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		name := tok.(string)
+		var r []float64
+		if err := dec.Decode(&r); err != nil || len(r) != 2 {
+			return fmt.Errorf("band %q must be [low, high] in Hz", name)
+		}
+		*b = append(*b, Band{Name: name, Lo: r[0], Hi: r[1]})
+	}
+	_, err = dec.Token()
+	return err
+}
+
+// MarshalJSON encodes the bands as an object in their order.
+func (b Bands) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteByte('{')
+	for i, band := range b {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		k, _ := json.Marshal(band.Name)
+		fmt.Fprintf(&buf, "%s:[%s,%s]", k, fmtFloat(band.Lo), fmtFloat(band.Hi))
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
+
+func fmtFloat(f float64) string {
+	b, _ := json.Marshal(f)
+	return string(b)
+}
+
+// Name implements Function.
+func (PSD) Name() string { return "psd" }
+
+// Description implements Function.
+func (PSD) Description() string {
+	return "Welch power spectral density of every record (scipy.signal.welch parameters), with optional band powers"
+}
+
+// DecodePSDParams decodes psd parameters strictly: unknown names are errors.
+func DecodePSDParams(raw json.RawMessage) (PSDParams, error) {
+	var p PSDParams
+	if len(bytes.TrimSpace(raw)) == 0 {
+		raw = []byte("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return p, invalidf("psd parameters: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if p.Column == "" {
+		p.Column = "samples"
+	}
+	return p, nil
+}
+
+var bandNameOK = func(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Prepare implements Function.
+func (PSD) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, json.RawMessage, error) {
+	p, err := DecodePSDParams(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	invalid := func(format string, args ...any) error { return invalidf("psd: "+format, args...) }
+	switch {
+	case p.FS == nil && p.FSColumn == "":
+		return nil, nil, invalid(`give the sampling rate: "fs" in Hz, or "fs_column" naming a column that holds it`)
+	case p.FS != nil && p.FSColumn != "":
+		return nil, nil, invalid(`give either "fs" or "fs_column", not both`)
+	case p.FS != nil && !(*p.FS > 0) || p.FS != nil && math.IsInf(*p.FS, 0):
+		return nil, nil, invalid("fs must be a positive number of Hz, got %v", *p.FS)
+	}
+	if err := p.WelchParams.Validate(); err != nil {
+		return nil, nil, invalidf("psd: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, b := range p.Bands {
+		switch {
+		case !bandNameOK(b.Name):
+			return nil, nil, invalid("band name %q must be letters, digits, _ or -", b.Name)
+		case seen[b.Name]:
+			return nil, nil, invalid("band %q is given twice", b.Name)
+		case !(b.Lo >= 0) || !(b.Hi > b.Lo) || math.IsInf(b.Hi, 0):
+			return nil, nil, invalid("band %q is [%v, %v]; it must satisfy 0 <= low < high", b.Name, b.Lo, b.Hi)
+		case p.FS != nil && b.Hi > *p.FS/2:
+			return nil, nil, invalid("band %q reaches %v Hz, above the Nyquist frequency fs/2 = %v Hz", b.Name, b.Hi, *p.FS/2)
+		}
+		seen[b.Name] = true
+	}
+	idx := in.FieldIndices(p.Column)
+	if len(idx) == 0 {
+		return nil, nil, invalid("the dataset has no column %q; its columns are %s", p.Column, columnNames(in))
+	}
+	if !isSignalType(in.Field(idx[0]).Type) {
+		return nil, nil, invalid("column %q is %s; the signal must be a list, large_list or fixed_size_list of float32 or float64", p.Column, in.Field(idx[0]).Type)
+	}
+	if p.FSColumn != "" {
+		fi := in.FieldIndices(p.FSColumn)
+		if len(fi) == 0 {
+			return nil, nil, invalid("the dataset has no column %q (fs_column); its columns are %s", p.FSColumn, columnNames(in))
+		}
+		if !arrow.IsInteger(in.Field(fi[0]).Type.ID()) && !arrow.IsFloating(in.Field(fi[0]).Type.ID()) {
+			return nil, nil, invalid("fs_column %q is %s; it must be numeric", p.FSColumn, in.Field(fi[0]).Type)
+		}
+	}
+	fields := make([]arrow.Field, 0, len(in.Fields())+2+len(p.Bands))
+	for _, f := range in.Fields() {
+		if f.Name != p.Column {
+			fields = append(fields, f)
+		}
+	}
+	for _, f := range fields {
+		for _, reserved := range append([]string{"freqs", "psd"}, bandColumns(p.Bands)...) {
+			if f.Name == reserved {
+				return nil, nil, invalid("the dataset already has a column %q, which the result would repeat", f.Name)
+			}
+		}
+	}
+	fields = append(fields,
+		arrow.Field{Name: "freqs", Type: arrow.ListOf(arrow.PrimitiveTypes.Float64), Nullable: true},
+		arrow.Field{Name: "psd", Type: arrow.ListOf(arrow.PrimitiveTypes.Float64), Nullable: true})
+	for _, c := range bandColumns(p.Bands) {
+		fields = append(fields, arrow.Field{Name: c, Type: arrow.PrimitiveTypes.Float64, Nullable: true})
+	}
+	norm, err := json.Marshal(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	return arrow.NewSchema(fields, nil), norm, nil
+}
+
+func bandColumns(b Bands) []string {
+	out := make([]string, len(b))
+	for i, band := range b {
+		out[i] = band.Name + "_power"
+	}
+	return out
+}
+
+func columnNames(s *arrow.Schema) string {
+	names := make([]string, len(s.Fields()))
+	for i, f := range s.Fields() {
+		names[i] = f.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+func isSignalType(t arrow.DataType) bool {
+	var elem arrow.DataType
+	switch lt := t.(type) {
+	case *arrow.ListType:
+		elem = lt.Elem()
+	case *arrow.LargeListType:
+		elem = lt.Elem()
+	case *arrow.FixedSizeListType:
+		elem = lt.Elem()
+	default:
+		return false
+	}
+	return elem.ID() == arrow.FLOAT32 || elem.ID() == arrow.FLOAT64
+}
+
+// psdChunkRows bounds the rows computed into one result batch.
+const psdChunkRows = 128
+
+// Run implements Function.
+func (PSD) Run(ctx context.Context, task Task, in array.RecordReader, emit func(arrow.RecordBatch) error) error {
+	p, err := DecodePSDParams(task.Params)
+	if err != nil {
+		return err
+	}
+	planner, err := compute.NewPlanner(p.WelchParams)
+	if err != nil {
+		return fmt.Errorf("psd: %w", err)
+	}
+	schema := task.Schema
+	sigIdx := in.Schema().FieldIndices(p.Column)[0]
+	fsIdx := -1
+	if p.FSColumn != "" {
+		fsIdx = in.Schema().FieldIndices(p.FSColumn)[0]
+	}
+	k := &psdKernel{p: p, planner: planner}
+	for in.Next() {
+		rec := in.RecordBatch()
+		for off := int64(0); off < rec.NumRows(); off += psdChunkRows {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			end := min(off+psdChunkRows, rec.NumRows())
+			chunk := rec.NewSlice(off, end)
+			out, err := k.batch(task, schema, chunk, sigIdx, fsIdx)
+			chunk.Release()
+			if err != nil {
+				return err
+			}
+			err = emit(out)
+			out.Release()
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return in.Err()
+}
+
+type psdKernel struct {
+	p       PSDParams
+	planner *compute.Planner
+	x       []float64
+	freqs   []float64
+	psd     []float64
+}
+
+func (k *psdKernel) batch(task Task, schema *arrow.Schema, rec arrow.RecordBatch, sigIdx, fsIdx int) (arrow.RecordBatch, error) {
+	n := int(rec.NumRows())
+	cols := make([]arrow.Array, 0, schema.NumFields())
+	for i, c := range rec.Columns() {
+		if i != sigIdx {
+			c.Retain()
+			cols = append(cols, c)
+		}
+	}
+	defer func() {
+		for _, c := range cols {
+			c.Release()
+		}
+	}()
+	fb := array.NewListBuilder(task.Alloc, arrow.PrimitiveTypes.Float64)
+	defer fb.Release()
+	pb := array.NewListBuilder(task.Alloc, arrow.PrimitiveTypes.Float64)
+	defer pb.Release()
+	bbs := make([]*array.Float64Builder, len(k.p.Bands))
+	for i := range bbs {
+		bbs[i] = array.NewFloat64Builder(task.Alloc)
+		defer bbs[i].Release()
+	}
+	fv := fb.ValueBuilder().(*array.Float64Builder)
+	pv := pb.ValueBuilder().(*array.Float64Builder)
+	sig := rec.Column(sigIdx)
+	for i := 0; i < n; i++ {
+		x, ok := signalAt(sig, i, k.x[:0])
+		k.x = x
+		fs := 0.0
+		if k.p.FS != nil {
+			fs = *k.p.FS
+		} else {
+			fs, ok = numberAt(rec.Column(fsIdx), i, ok)
+			ok = ok && fs > 0 && !math.IsInf(fs, 0)
+		}
+		var plan *compute.Plan
+		if ok && len(x) > 0 {
+			var err error
+			plan, err = k.planner.Plan(len(x))
+			if err != nil {
+				return nil, fmt.Errorf("psd: record %d: %w", i, err)
+			}
+		}
+		if plan == nil {
+			// Documented behaviour: an empty or null signal, or a missing or
+			// non-positive sampling rate, gives null freqs, psd and band powers.
+			fb.AppendNull()
+			pb.AppendNull()
+			for _, bb := range bbs {
+				bb.AppendNull()
+			}
+			continue
+		}
+		k.freqs = plan.Freqs(k.freqs[:0], fs)
+		k.psd = plan.PSD(k.psd[:0], x, fs)
+		fb.Append(true)
+		fv.AppendValues(k.freqs, nil)
+		pb.Append(true)
+		pv.AppendValues(k.psd, nil)
+		for j, b := range k.p.Bands {
+			bbs[j].Append(compute.BandPower(k.freqs, k.psd, b.Lo, b.Hi))
+		}
+	}
+	cols = append(cols, fb.NewArray(), pb.NewArray())
+	for _, bb := range bbs {
+		cols = append(cols, bb.NewArray())
+	}
+	return array.NewRecordBatch(schema, cols, int64(n)), nil
+}
+
+// signalAt appends record i's signal, as float64, to dst. ok is false for a null.
+func signalAt(arr arrow.Array, i int, dst []float64) ([]float64, bool) {
+	if arr.IsNull(i) {
+		return dst, false
+	}
+	var values arrow.Array
+	var start, end int64
+	switch a := arr.(type) {
+	case *array.List:
+		start, end = a.ValueOffsets(i)
+		values = a.ListValues()
+	case *array.LargeList:
+		start, end = a.ValueOffsets(i)
+		values = a.ListValues()
+	case *array.FixedSizeList:
+		start, end = a.ValueOffsets(i)
+		values = a.ListValues()
+	default:
+		return dst, false
+	}
+	switch v := values.(type) {
+	case *array.Float64:
+		dst = append(dst, v.Float64Values()[start:end]...)
+	case *array.Float32:
+		for _, f := range v.Float32Values()[start:end] {
+			dst = append(dst, float64(f))
+		}
+	default:
+		return dst, false
+	}
+	return dst, true
+}
+
+// numberAt reads a numeric column's value as float64.
+func numberAt(arr arrow.Array, i int, ok bool) (float64, bool) {
+	if !ok || arr.IsNull(i) {
+		return 0, false
+	}
+	switch a := arr.(type) {
+	case *array.Float64:
+		return a.Value(i), true
+	case *array.Float32:
+		return float64(a.Value(i)), true
+	case *array.Int64:
+		return float64(a.Value(i)), true
+	case *array.Int32:
+		return float64(a.Value(i)), true
+	case *array.Int16:
+		return float64(a.Value(i)), true
+	case *array.Int8:
+		return float64(a.Value(i)), true
+	case *array.Uint64:
+		return float64(a.Value(i)), true
+	case *array.Uint32:
+		return float64(a.Value(i)), true
+	case *array.Uint16:
+		return float64(a.Value(i)), true
+	case *array.Uint8:
+		return float64(a.Value(i)), true
+	}
+	return 0, false
+}

@@ -1,0 +1,131 @@
+package batch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/flightbatch/flightbatch/dataset"
+	"github.com/flightbatch/flightbatch/store"
+)
+
+// Worker runs children: it is the one code path every executor uses, in this
+// process (local) or in a `flightbatch worker` container (AWS Batch).
+type Worker struct {
+	Store     *store.Store
+	Functions *Registry
+	Alloc     memory.Allocator
+	Log       *slog.Logger
+	// Fault, when set, is called before each attempt; an error it returns fails
+	// the attempt. Tests use it to inject failures (see ParseFaults).
+	Fault FaultFunc
+}
+
+// ReadManifest reads a job's manifest from the store.
+func ReadManifest(ctx context.Context, st *store.Store, jobID string) (*Manifest, error) {
+	data, err := st.ReadAll(ctx, ManifestKey(jobID))
+	if err != nil {
+		if errors.Is(err, store.ErrNotExist) {
+			return nil, fmt.Errorf("job %q: %w", jobID, ErrNotFound)
+		}
+		return nil, fmt.Errorf("job %s: read manifest: %w", jobID, err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("job %s: decode manifest: %w", jobID, err)
+	}
+	return &m, nil
+}
+
+// RunShard runs one attempt of one child: it reads the job's manifest and the
+// shard, runs the function, and writes the part atomically. A failed attempt
+// leaves no part and records its error in the store.
+func (w *Worker) RunShard(ctx context.Context, jobID string, shard, attempt int) (err error) {
+	m, err := ReadManifest(ctx, w.Store, jobID)
+	if err != nil {
+		return err
+	}
+	if shard < 0 || shard >= len(m.Shards) {
+		return fmt.Errorf("job %s has %d shards; there is no shard %d: %w", jobID, len(m.Shards), shard, ErrNotFound)
+	}
+	sh := m.Shards[shard]
+	log := w.logger().With("job", jobID, "shard", sh.Name, "attempt", attempt)
+	start := time.Now()
+	defer func() {
+		if err != nil {
+			log.Warn("child failed", "err", err)
+			rec, _ := json.Marshal(AttemptError{Attempt: attempt, Error: err.Error(), At: time.Now().UTC()})
+			if werr := w.Store.WriteAll(context.WithoutCancel(ctx), attemptKey(jobID, sh.Name, attempt), rec); werr != nil {
+				log.Error("record failed attempt", "err", werr)
+			}
+			return
+		}
+		log.Info("child succeeded", "seconds", time.Since(start).Seconds())
+	}()
+	if w.Fault != nil {
+		if err := w.Fault(ctx, jobID, sh.Name, attempt); err != nil {
+			return err
+		}
+	}
+	fn, err := w.Functions.Get(m.Function)
+	if err != nil {
+		return err
+	}
+	schema, err := m.Schema()
+	if err != nil {
+		return err
+	}
+	alloc := w.Alloc
+	if alloc == nil {
+		alloc = memory.DefaultAllocator
+	}
+	in, err := dataset.OpenFile(ctx, w.Store, sh.Input, sh.Format, alloc)
+	if err != nil {
+		return fmt.Errorf("read shard %s: %w", sh.Name, err)
+	}
+	defer in.Release()
+	task := Task{JobID: jobID, Shard: sh.Name, Attempt: attempt, Params: m.Params, Schema: schema, Alloc: alloc}
+	return w.Store.Write(ctx, PartKey(jobID, sh.Name), func(out io.Writer) error {
+		var fw *ipc.FileWriter
+		open := func(s *arrow.Schema) error {
+			var err error
+			fw, err = ipc.NewFileWriter(out, ipc.WithSchema(s), ipc.WithAllocator(alloc))
+			return err
+		}
+		if schema != nil {
+			if err := open(schema); err != nil {
+				return err
+			}
+		}
+		err := fn.Run(ctx, task, in, func(rec arrow.RecordBatch) error {
+			if fw == nil {
+				if err := open(rec.Schema()); err != nil {
+					return err
+				}
+			}
+			return fw.Write(rec)
+		})
+		if err != nil {
+			return err
+		}
+		if fw == nil {
+			return fmt.Errorf("function %s produced no output and its schema is unknown", m.Function)
+		}
+		return fw.Close()
+	})
+}
+
+func (w *Worker) logger() *slog.Logger {
+	if w.Log != nil {
+		return w.Log
+	}
+	return slog.Default()
+}

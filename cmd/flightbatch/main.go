@@ -1,0 +1,80 @@
+// Command flightbatch is the flightbatch server, its child-job worker, and a
+// client for both.
+//
+//	flightbatch serve [--demo]       start the Flight server
+//	flightbatch gen                  write the synthetic demo dataset to a store
+//	flightbatch worker               run one child of a job (an AWS Batch container's command)
+//	flightbatch version              print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	m := &Main{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
+	if err := m.Run(ctx, os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "flightbatch:", err)
+		os.Exit(1)
+	}
+}
+
+// Main dispatches subcommands.
+type Main struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+}
+
+const usage = `flightbatch runs analyses over sharded datasets as parallel child jobs and
+serves the results over Arrow Flight.
+
+Usage: flightbatch <command> [flags]
+
+Server commands:
+  serve     start the Flight server (--demo creates the demo dataset if absent)
+  gen       write the synthetic demo dataset to a store
+  worker    run one child of a job (the command of an AWS Batch container)
+  version   print the version
+
+Run 'flightbatch <command> -h' for a command's flags.
+`
+
+// Run runs the subcommand named by args[0].
+func (m *Main) Run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(m.Stderr, usage)
+		return flag.ErrHelp
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return m.serve(ctx, rest)
+	case "gen":
+		return m.gen(ctx, rest)
+	case "worker":
+		return m.worker(ctx, rest)
+	case "version":
+		fmt.Fprintln(m.Stdout, version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(m.Stdout, usage)
+		return nil
+	}
+	fmt.Fprint(m.Stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"time"
+
+	aflight "github.com/apache/arrow-go/v18/arrow/flight"
+	"google.golang.org/grpc"
+
+	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/batch/local"
+	"github.com/flightbatch/flightbatch/dataset"
+	"github.com/flightbatch/flightbatch/flight"
+	"github.com/flightbatch/flightbatch/store"
+)
+
+// ServeConfig is the configuration of `flightbatch serve`, filled by flags.
+type ServeConfig struct {
+	Addr        string
+	Store       string
+	Executor    string
+	Workers     int
+	MaxAttempts int
+	Compression string
+	LogLevel    string
+	Demo        bool
+	DemoShards  int
+	DemoMB      int
+}
+
+func (c *ServeConfig) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8815", "address to serve Flight on (port 0 picks a free one)")
+	fs.StringVar(&c.Store, "store", "file://./flightbatch-data", "store for datasets and results: file://DIR or s3://bucket/prefix")
+	fs.StringVar(&c.Executor, "executor", "local", "where child jobs run: local")
+	fs.IntVar(&c.Workers, "workers", runtime.NumCPU(), "children run at once by the local executor")
+	fs.IntVar(&c.MaxAttempts, "max-attempts", 3, "attempts per child before its shard fails")
+	fs.StringVar(&c.Compression, "compression", "", "IPC compression of DoGet streams: zstd, lz4 or empty for none")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.BoolVar(&c.Demo, "demo", false, "create the demo dataset first if it is absent")
+	fs.IntVar(&c.DemoShards, "demo-shards", 8, "shards of the demo dataset")
+	fs.IntVar(&c.DemoMB, "demo-mb", 60, "approximate size of the demo dataset in MB")
+}
+
+func newLogger(level string, w *os.File) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func (m *Main) serve(ctx context.Context, args []string) error {
+	var cfg ServeConfig
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	cfg.flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.LogLevel, os.Stderr)
+	if err != nil {
+		return err
+	}
+	switch cfg.Compression {
+	case "", "zstd", "lz4":
+	default:
+		return fmt.Errorf("--compression %q: use zstd, lz4 or nothing", cfg.Compression)
+	}
+	st, err := store.Open(ctx, cfg.Store)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	cat := dataset.NewCatalog(st)
+	if cfg.Demo {
+		if err := ensureDemo(ctx, cat, cfg.DemoShards, cfg.DemoMB, log); err != nil {
+			return err
+		}
+	}
+	fns := batch.NewRegistry()
+	fault, err := batch.ParseFaults(m.Getenv("FLIGHTBATCH_FAULTS"))
+	if err != nil {
+		return fmt.Errorf("FLIGHTBATCH_FAULTS: %w", err)
+	}
+	worker := &batch.Worker{Store: st, Functions: fns, Log: log.With("component", "worker"), Fault: fault}
+	var exec batch.Executor
+	switch cfg.Executor {
+	case "local":
+		exec = local.New(worker.RunShard, cfg.Workers)
+	default:
+		return fmt.Errorf("--executor %q: use local", cfg.Executor)
+	}
+	jobs := batch.NewManager(cat, fns, exec, &batch.Options{MaxAttempts: cfg.MaxAttempts, Version: version, Log: log})
+	defer jobs.Close()
+	if err := jobs.Recover(ctx); err != nil {
+		return err
+	}
+	srv := flight.NewServer(cat, jobs, &flight.Options{Compression: cfg.Compression, Log: log})
+
+	lis, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	gs := aflight.NewServerWithMiddleware(nil, grpc.MaxRecvMsgSize(256<<20))
+	gs.InitListener(lis)
+	gs.RegisterFlightService(srv)
+	addr := lis.Addr().String()
+	log.Info("serving", "addr", addr, "store", st.URL(), "executor", exec.Name(), "workers", cfg.Workers, "version", version)
+	fmt.Fprintf(m.Stdout, "flightbatch listening on grpc://%s\n", addr)
+	errc := make(chan error, 1)
+	go func() { errc <- gs.Serve() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	done := make(chan struct{})
+	go func() { gs.Shutdown(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		log.Warn("streams still open after 10s; stopping anyway")
+	}
+	return nil
+}
+
+func ensureDemo(ctx context.Context, cat *dataset.Catalog, shards, mb int, log *slog.Logger) error {
+	if _, err := cat.Get(ctx, "demo"); err == nil {
+		return nil
+	} else if !errors.Is(err, dataset.ErrNotFound) {
+		return err
+	}
+	start := time.Now()
+	if err := dataset.GenerateDemo(ctx, cat, "demo", dataset.DemoOptions{Shards: shards, Bytes: int64(mb) << 20}); err != nil {
+		return fmt.Errorf("create demo dataset: %w", err)
+	}
+	log.Info("demo dataset created", "shards", shards, "mb", mb, "seconds", time.Since(start).Seconds())
+	return nil
+}

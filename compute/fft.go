@@ -1,0 +1,231 @@
+package compute
+
+import (
+	"math"
+	"math/bits"
+
+	"gonum.org/v1/gonum/dsp/fourier"
+)
+
+// powerSpectrum computes the one-sided power |X[k]|^2, k = 0..n/2, of the
+// discrete Fourier transform X of a real sequence of a fixed length n.
+type powerSpectrum interface {
+	// power writes (add=false) or adds (add=true) |X[k]|^2 of x into dst;
+	// len(x) == n, len(dst) == n/2+1. It may use x as scratch only if noted.
+	power(dst, x []float64, add bool)
+}
+
+// newPowerSpectrum picks the fastest transform available for length n.
+func newPowerSpectrum(n int) powerSpectrum {
+	switch {
+	case n < 8:
+		return newNaiveDFT(n)
+	case n&(n-1) == 0:
+		return newPow2RFFT(n)
+	}
+	return newGonumRFFT(n)
+}
+
+// pow2RFFT is a real FFT of a power-of-two length n computed through a complex
+// FFT of length m = n/2 (even samples as real parts, odd samples as imaginary
+// parts): bit-reversed load, iterative radix-4 decimation in time (with one
+// radix-2 stage when log2(m) is odd), then the split that separates the
+// spectra of the even and odd samples.
+type pow2RFFT struct {
+	n, m  int
+	perm  []int32        // perm[k] = bit reversal of k in log2(m) bits
+	odd   bool           // log2(m) is odd: one radix-2 stage first
+	tw    [][]complex128 // per radix-4 stage with q > 1: w^j, w^2j, w^3j, j < q, w = exp(-2πi/4q)
+	split []complex128   // split[k] = -i/2 · exp(-2πik/n), k < m/2
+	z     []complex128
+}
+
+func newPow2RFFT(n int) *pow2RFFT {
+	m := n / 2
+	logm := bits.TrailingZeros(uint(m))
+	f := &pow2RFFT{n: n, m: m, perm: make([]int32, m), odd: logm%2 == 1, z: make([]complex128, m)}
+	for k := range f.perm {
+		f.perm[k] = int32(bits.Reverse64(uint64(k)) >> (64 - logm))
+	}
+	q := 1
+	if f.odd {
+		q = 2
+	}
+	for ; 4*q <= m; q *= 4 {
+		if q == 1 {
+			f.tw = append(f.tw, nil)
+			continue
+		}
+		t := make([]complex128, 3*q)
+		for j := 0; j < q; j++ {
+			for r := 1; r <= 3; r++ {
+				s, c := math.Sincos(-2 * math.Pi * float64(r*j) / float64(4*q))
+				t[3*j+r-1] = complex(c, s)
+			}
+		}
+		f.tw = append(f.tw, t)
+	}
+	f.split = make([]complex128, m/2)
+	for k := range f.split {
+		s, c := math.Sincos(-2 * math.Pi * float64(k) / float64(n))
+		// -i/2 · (c + i s) = (s - i c)/2
+		f.split[k] = complex(0.5*s, -0.5*c)
+	}
+	return f
+}
+
+func (f *pow2RFFT) power(dst, x []float64, add bool) {
+	m := f.m
+	z := f.z[:m]
+	x = x[:2*m]
+	perm := f.perm[:m]
+	for k, p := range perm {
+		z[p] = complex(x[2*k], x[2*k+1])
+	}
+	f.transform(z)
+	dst = dst[:m+1]
+	z0 := z[0]
+	p0 := (real(z0) + imag(z0)) * (real(z0) + imag(z0))
+	pm := (real(z0) - imag(z0)) * (real(z0) - imag(z0))
+	h := m / 2
+	zh := z[h]
+	ph := real(zh)*real(zh) + imag(zh)*imag(zh)
+	if add {
+		dst[0] += p0
+		dst[m] += pm
+		dst[h] += ph
+	} else {
+		dst[0] = p0
+		dst[m] = pm
+		dst[h] = ph
+	}
+	split := f.split[:h]
+	for k := 1; k < h; k++ {
+		a := z[k]
+		b := z[m-k]
+		// e = (a + conj b)/2, d = (a - conj b); X[k] = e + c·d, X[m-k] = conj(e - c·d)
+		er := 0.5 * (real(a) + real(b))
+		ei := 0.5 * (imag(a) - imag(b))
+		dr := real(a) - real(b)
+		di := imag(a) + imag(b)
+		c := split[k]
+		tr := real(c)*dr - imag(c)*di
+		ti := real(c)*di + imag(c)*dr
+		xr, xi := er+tr, ei+ti
+		yr, yi := er-tr, ei-ti
+		if add {
+			dst[k] += xr*xr + xi*xi
+			dst[m-k] += yr*yr + yi*yi
+		} else {
+			dst[k] = xr*xr + xi*xi
+			dst[m-k] = yr*yr + yi*yi
+		}
+	}
+}
+
+// transform runs the in-place complex FFT of z, whose input is in
+// bit-reversed order; the output is in natural order.
+func (f *pow2RFFT) transform(z []complex128) {
+	m := len(z)
+	q := 1
+	if f.odd {
+		for i := 0; i+1 < m; i += 2 {
+			a, b := z[i], z[i+1]
+			z[i], z[i+1] = a+b, a-b
+		}
+		q = 2
+	}
+	for _, tw := range f.tw {
+		if q == 1 {
+			for i := 0; i+3 < m; i += 4 {
+				b := z[i : i+4 : i+4]
+				y0, y2, y1, y3 := b[0], b[1], b[2], b[3]
+				s0, s1 := y0+y2, y0-y2
+				s2, s3 := y1+y3, y1-y3
+				b[0] = s0 + s2
+				b[2] = s0 - s2
+				b[1] = complex(real(s1)+imag(s3), imag(s1)-real(s3))
+				b[3] = complex(real(s1)-imag(s3), imag(s1)+real(s3))
+			}
+			q = 4
+			continue
+		}
+		tw = tw[:3*q]
+		for base := 0; base < m; base += 4 * q {
+			blk := z[base : base+4*q : base+4*q]
+			z0 := blk[0:q:q]
+			z1 := blk[q : 2*q : 2*q]
+			z2 := blk[2*q : 3*q : 3*q]
+			z3 := blk[3*q : 4*q : 4*q]
+			for j := range z0 {
+				w := tw[3*j : 3*j+3 : 3*j+3]
+				y0 := z0[j]
+				y2 := z1[j] * w[1]
+				y1 := z2[j] * w[0]
+				y3 := z3[j] * w[2]
+				s0, s1 := y0+y2, y0-y2
+				s2, s3 := y1+y3, y1-y3
+				z0[j] = s0 + s2
+				z2[j] = s0 - s2
+				z1[j] = complex(real(s1)+imag(s3), imag(s1)-real(s3))
+				z3[j] = complex(real(s1)-imag(s3), imag(s1)+real(s3))
+			}
+		}
+		q *= 4
+	}
+}
+
+// gonumRFFT uses gonum's real FFT for lengths that are not powers of two.
+type gonumRFFT struct {
+	f    *fourier.FFT
+	coef []complex128
+}
+
+func newGonumRFFT(n int) *gonumRFFT {
+	return &gonumRFFT{f: fourier.NewFFT(n), coef: make([]complex128, n/2+1)}
+}
+
+func (g *gonumRFFT) power(dst, x []float64, add bool) {
+	c := g.f.Coefficients(g.coef, x)
+	dst = dst[:len(c)]
+	for k, v := range c {
+		p := real(v)*real(v) + imag(v)*imag(v)
+		if add {
+			dst[k] += p
+		} else {
+			dst[k] = p
+		}
+	}
+}
+
+// naiveDFT is the O(n²) DFT, used for tiny lengths.
+type naiveDFT struct {
+	n        int
+	cos, sin []float64
+}
+
+func newNaiveDFT(n int) *naiveDFT {
+	d := &naiveDFT{n: n, cos: make([]float64, n), sin: make([]float64, n)}
+	for j := range d.cos {
+		d.sin[j], d.cos[j] = math.Sincos(-2 * math.Pi * float64(j) / float64(n))
+	}
+	return d
+}
+
+func (d *naiveDFT) power(dst, x []float64, add bool) {
+	n := d.n
+	for k := 0; k <= n/2; k++ {
+		var re, im float64
+		for j := 0; j < n; j++ {
+			r := (k * j) % n
+			re += x[j] * d.cos[r]
+			im += x[j] * d.sin[r]
+		}
+		p := re*re + im*im
+		if add {
+			dst[k] += p
+		} else {
+			dst[k] = p
+		}
+	}
+}

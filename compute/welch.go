@@ -1,0 +1,377 @@
+package compute
+
+import (
+	"fmt"
+	"math"
+	"slices"
+)
+
+// Plan computes Welch power spectral densities of records of one length with
+// one set of parameters. It holds the window, the scale factors, the FFT
+// tables and all scratch space, so PSD does not allocate once its destination
+// is large enough. Reuse a Plan across records; it is not safe for
+// concurrent use.
+type Plan struct {
+	n        int // record length
+	nperseg  int
+	noverlap int
+	step     int
+	nfft     int
+	nseg     int
+	nfreq    int // len of the result
+	nhalf    int // nfft/2 + 1
+	onesided bool
+	density  bool
+	median   bool
+	detrend  Detrend
+
+	win   []float64
+	sumW  float64 // sum(w)
+	sumW2 float64 // sum(w²)
+	tc    []float64
+	invTT float64 // 1 / sum(tc²) for linear detrending
+	bias  float64 // median bias
+
+	fft  powerSpectrum
+	seg  []float64 // nfft: windowed, detrended, zero-padded segment
+	acc  []float64 // nhalf: sum over segments (mean)
+	rows []float64 // nseg*nhalf: per-segment powers (median)
+	col  []float64 // nseg scratch (median)
+}
+
+// NewPlan validates p and prepares the computation for records of length n,
+// following scipy.signal.welch exactly:
+//
+//   - With a named window, nperseg (default 256) larger than n is clipped to n
+//     (scipy warns and does the same); noverlap then defaults to nperseg/2 and
+//     nfft to nperseg, both of the clipped nperseg.
+//   - With window weights, n shorter than the weights is an error wrapping
+//     both ErrInvalidParams and ErrRecordTooShort (scipy raises ValueError).
+//   - nfft smaller than the (clipped) nperseg is an error, as in scipy.
+//   - n == 0 gives a Plan with NumFreqs() == 0 whose PSD and Freqs are empty,
+//     as scipy returns empty arrays for an empty record.
+//
+// All errors wrap ErrInvalidParams.
+func NewPlan(p WelchParams, n int) (*Plan, error) {
+	if err := p.validate(); err != nil {
+		return nil, err
+	}
+	if n < 0 {
+		return nil, invalidf("record length %d is negative", n)
+	}
+	pl := &Plan{n: n}
+	if n == 0 {
+		return pl, nil
+	}
+	w := p.Window
+	if w == nil {
+		w = &Window{Name: "hann"}
+	}
+	var nperseg int
+	if w.Weights != nil {
+		nperseg = len(w.Weights)
+		if n < nperseg {
+			return nil, fmt.Errorf("compute: record length %d is shorter than the %d window weights: %w: %w", n, nperseg, ErrInvalidParams, ErrRecordTooShort)
+		}
+	} else {
+		nperseg = 256
+		if p.NPerSeg != nil {
+			nperseg = *p.NPerSeg
+		}
+		nperseg = min(nperseg, n)
+	}
+	nfft := nperseg
+	if p.NFFT != nil {
+		nfft = *p.NFFT
+		if nfft < nperseg {
+			return nil, invalidf("nfft=%d must be greater than or equal to nperseg=%d", nfft, nperseg)
+		}
+	}
+	noverlap := nperseg / 2
+	if p.NOverlap != nil {
+		noverlap = *p.NOverlap
+		if noverlap >= nperseg {
+			return nil, invalidf("noverlap=%d must be less than nperseg=%d (record length %d)", noverlap, nperseg, n)
+		}
+	}
+	pl.nperseg, pl.noverlap, pl.nfft = nperseg, noverlap, nfft
+	pl.step = nperseg - noverlap
+	pl.nseg = (n-nperseg)/pl.step + 1
+	pl.nhalf = nfft/2 + 1
+	pl.onesided = p.ReturnOnesided == nil || *p.ReturnOnesided
+	if pl.onesided {
+		pl.nfreq = pl.nhalf
+	} else {
+		pl.nfreq = nfft
+	}
+	pl.density = p.Scaling != "spectrum"
+	pl.median = p.Average == "median" && pl.nseg > 1
+	pl.detrend = DetrendConstant
+	if p.Detrend != nil {
+		pl.detrend = *p.Detrend
+	}
+
+	pl.win = makeWindow(w, nperseg)
+	for _, v := range pl.win {
+		pl.sumW += v
+		pl.sumW2 += v * v
+	}
+	if pl.detrend == DetrendLinear {
+		pl.tc = make([]float64, nperseg)
+		mid := float64(nperseg-1) / 2
+		var tt float64
+		for i := range pl.tc {
+			pl.tc[i] = float64(i) - mid
+			tt += pl.tc[i] * pl.tc[i]
+		}
+		if tt > 0 {
+			pl.invTT = 1 / tt
+		}
+	}
+	pl.fft = newPowerSpectrum(nfft)
+	pl.seg = make([]float64, nfft)
+	pl.acc = make([]float64, pl.nhalf)
+	if pl.median {
+		pl.rows = make([]float64, pl.nseg*pl.nhalf)
+		pl.col = make([]float64, pl.nseg)
+		pl.bias = medianBias(pl.nseg)
+	}
+	return pl, nil
+}
+
+// medianBias is scipy's _median_bias: the ratio of median to mean of a
+// chi-squared distribution with two degrees of freedom, for k samples.
+func medianBias(k int) float64 {
+	s := 0.0
+	for i := 1; i <= (k-1)/2; i++ {
+		ii := 2 * float64(i)
+		s += 1/(ii+1) - 1/ii
+	}
+	return 1 + s
+}
+
+// NumFreqs is the length of the Freqs and PSD results: nfft/2+1 one-sided,
+// nfft two-sided, 0 for an empty record.
+func (pl *Plan) NumFreqs() int { return pl.nfreq }
+
+// NPerSeg is the segment length in use after scipy's clipping to the record
+// length.
+func (pl *Plan) NPerSeg() int { return pl.nperseg }
+
+// NOverlap is the segment overlap in use.
+func (pl *Plan) NOverlap() int { return pl.noverlap }
+
+// NFFT is the FFT length in use.
+func (pl *Plan) NFFT() int { return pl.nfft }
+
+// NumSegments is the number of segments averaged per record.
+func (pl *Plan) NumSegments() int { return pl.nseg }
+
+// Window returns the window weights in use (do not modify).
+func (pl *Plan) Window() []float64 { return pl.win }
+
+// Freqs writes the sample frequencies for sampling frequency fs into dst
+// (reusing its storage when large enough) and returns it: scipy's order,
+// rfftfreq one-sided and fftfreq (0, positive, then negative) two-sided.
+func (pl *Plan) Freqs(dst []float64, fs float64) []float64 {
+	dst = grow(dst, pl.nfreq)
+	if pl.nfreq == 0 {
+		return dst
+	}
+	val := 1 / (float64(pl.nfft) * (1 / fs))
+	if pl.onesided {
+		for k := range dst {
+			dst[k] = float64(k) * val
+		}
+		return dst
+	}
+	npos := (pl.nfft-1)/2 + 1
+	for k := range dst {
+		if k < npos {
+			dst[k] = float64(k) * val
+		} else {
+			dst[k] = float64(k-pl.nfft) * val
+		}
+	}
+	return dst
+}
+
+func grow(dst []float64, n int) []float64 {
+	if cap(dst) < n {
+		return make([]float64, n)
+	}
+	return dst[:n]
+}
+
+// PSD writes the Welch power spectral density (or power spectrum, per
+// scaling) of x, sampled at fs (> 0), into dst (reusing its storage when large
+// enough) and returns it. len(x) must be the Plan's record length; PSD panics
+// otherwise. A NaN or infinity in x makes the affected values NaN, as in
+// scipy.
+func (pl *Plan) PSD(dst []float64, x []float64, fs float64) []float64 {
+	if len(x) != pl.n {
+		panic(fmt.Sprintf("compute: PSD of %d samples with a plan for %d", len(x), pl.n))
+	}
+	dst = grow(dst, pl.nfreq)
+	if pl.nfreq == 0 {
+		return dst
+	}
+	nh := pl.nhalf
+	acc := pl.acc[:nh]
+	clear(acc)
+	for s := 0; s < pl.nseg; s++ {
+		pl.prepare(x[s*pl.step : s*pl.step+pl.nperseg])
+		if pl.median {
+			pl.fft.power(pl.rows[s*nh:(s+1)*nh], pl.seg, false)
+		} else {
+			pl.fft.power(acc, pl.seg, true)
+		}
+	}
+	var scale float64
+	if pl.density {
+		scale = 1 / (fs * pl.sumW2)
+	} else {
+		scale = 1 / (pl.sumW * pl.sumW)
+	}
+	if pl.median {
+		col := pl.col[:pl.nseg]
+		for k := 0; k < nh; k++ {
+			for s := range col {
+				col[s] = pl.rows[s*nh+k]
+			}
+			acc[k] = median(col) / pl.bias
+		}
+	} else {
+		scale /= float64(pl.nseg)
+	}
+	if !pl.onesided {
+		for k := range dst {
+			kk := k
+			if kk >= nh {
+				kk = pl.nfft - k
+			}
+			dst[k] = acc[kk] * scale
+		}
+		return dst
+	}
+	last := nh - 1
+	if pl.nfft%2 == 1 {
+		last = nh // no Nyquist bin to spare
+	}
+	dst[0] = acc[0] * scale
+	scale2 := 2 * scale
+	for k := 1; k < nh; k++ {
+		if k < last {
+			dst[k] = acc[k] * scale2
+		} else {
+			dst[k] = acc[k] * scale
+		}
+	}
+	return dst
+}
+
+// prepare detrends and windows one segment into pl.seg (the zero padding
+// beyond nperseg stays zero).
+func (pl *Plan) prepare(x []float64) {
+	w := pl.win
+	seg := pl.seg[:len(w)]
+	x = x[:len(w)]
+	switch pl.detrend {
+	case DetrendNone:
+		for i, v := range x {
+			seg[i] = v * w[i]
+		}
+	case DetrendConstant:
+		var s float64
+		for _, v := range x {
+			s += v
+		}
+		mean := s / float64(len(x))
+		for i, v := range x {
+			seg[i] = (v - mean) * w[i]
+		}
+	case DetrendLinear:
+		tc := pl.tc[:len(x)]
+		var s, st float64
+		for i, v := range x {
+			s += v
+			st += tc[i] * v
+		}
+		mean := s / float64(len(x))
+		slope := st * pl.invTT
+		for i, v := range x {
+			seg[i] = (v - mean - slope*tc[i]) * w[i]
+		}
+	}
+}
+
+// median is numpy.median of v (reordered in place): NaN if any value is NaN.
+func median(v []float64) float64 {
+	for _, x := range v {
+		if math.IsNaN(x) {
+			return math.NaN()
+		}
+	}
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
+// Planner caches Plans by record length for one set of parameters, for
+// datasets whose records differ in length. It keeps at most 64 Plans (it
+// starts afresh when full). Use one Planner per goroutine.
+type Planner struct {
+	p     WelchParams
+	plans map[int]*Plan
+}
+
+const maxCachedPlans = 64
+
+// NewPlanner validates p (see WelchParams.Validate) and returns a Planner.
+func NewPlanner(p WelchParams) (*Planner, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return &Planner{p: p, plans: make(map[int]*Plan)}, nil
+}
+
+// Plan returns the Plan for records of length n, creating it on first use.
+// Errors are NewPlan's.
+func (pp *Planner) Plan(n int) (*Plan, error) {
+	if pl, ok := pp.plans[n]; ok {
+		return pl, nil
+	}
+	pl, err := NewPlan(pp.p, n)
+	if err != nil {
+		return nil, err
+	}
+	if len(pp.plans) >= maxCachedPlans {
+		clear(pp.plans)
+	}
+	pp.plans[n] = pl
+	return pl, nil
+}
+
+// BandPower is numpy.trapezoid(psd[m], freqs[m]) with
+// m = (freqs >= lo) & (freqs <= hi): the trapezoidal integral of the PSD over
+// the selected frequencies, in their order. It is 0 when fewer than two
+// frequencies are selected. freqs and psd must have the same length.
+func BandPower(freqs, psd []float64, lo, hi float64) float64 {
+	psd = psd[:len(freqs)]
+	var sum float64
+	havePrev := false
+	var pf, pp float64
+	for i, f := range freqs {
+		if !(f >= lo && f <= hi) {
+			continue
+		}
+		if havePrev {
+			sum += (f - pf) * (psd[i] + pp) / 2
+		}
+		pf, pp, havePrev = f, psd[i], true
+	}
+	return sum
+}

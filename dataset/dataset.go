@@ -1,0 +1,315 @@
+// Package dataset is flightbatch's catalog of datasets: named sets of shards
+// (Arrow IPC or Parquet files) under datasets/<name>/ in a store. It lists them,
+// describes them (schema, shards, row counts, a version), reads a shard record
+// batch by record batch, and writes new datasets shard by shard so that a
+// dataset becomes visible only once it is whole.
+package dataset
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/flightbatch/flightbatch/store"
+)
+
+var (
+	// ErrNotFound is wrapped by errors about a dataset or shard that does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrInvalid is wrapped by errors about a bad name or unreadable shard.
+	ErrInvalid = errors.New("invalid")
+)
+
+// Prefix is the store prefix that holds every dataset.
+const Prefix = "datasets/"
+
+// indexFile is the sidecar a dataset written by flightbatch carries: its shards
+// with their row counts. Its presence also marks the dataset as complete.
+const indexFile = "_dataset.json"
+
+// uploadingMarker hides a dataset while it is being written.
+const uploadingMarker = "_uploading"
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,127}$`)
+
+// ValidName reports whether name is a valid dataset (or shard) name.
+func ValidName(name string) error {
+	if !nameRE.MatchString(name) || strings.Contains(name, "..") {
+		return fmt.Errorf("dataset: name %q must match [a-z0-9][a-z0-9_.-]{0,127}: %w", name, ErrInvalid)
+	}
+	return nil
+}
+
+// Format is a shard's file format.
+type Format string
+
+// The shard formats.
+const (
+	FormatArrow   Format = "arrow"
+	FormatParquet Format = "parquet"
+)
+
+// Shard is one file of a dataset.
+type Shard struct {
+	// Name is the file name without its extension, e.g. "part-00003".
+	Name   string `json:"name"`
+	Key    string `json:"key"`
+	Format Format `json:"format"`
+	Size   int64  `json:"size"`
+	// Rows is the shard's record count, or -1 when unknown without reading it.
+	Rows int64  `json:"rows"`
+	ETag string `json:"etag,omitempty"`
+}
+
+// Dataset describes a dataset.
+type Dataset struct {
+	Name   string
+	Shards []Shard
+	// Version identifies the content: it changes when any shard does.
+	Version string
+}
+
+// Rows is the total record count, or -1 if some shard's count is unknown.
+func (d *Dataset) Rows() int64 {
+	var n int64
+	for _, s := range d.Shards {
+		if s.Rows < 0 {
+			return -1
+		}
+		n += s.Rows
+	}
+	return n
+}
+
+// Bytes is the total size of the shards.
+func (d *Dataset) Bytes() int64 {
+	var n int64
+	for _, s := range d.Shards {
+		n += s.Size
+	}
+	return n
+}
+
+// Shard finds a shard by name.
+func (d *Dataset) Shard(name string) (Shard, error) {
+	for _, s := range d.Shards {
+		if s.Name == name {
+			return s, nil
+		}
+	}
+	return Shard{}, fmt.Errorf("dataset %s: shard %q: %w", d.Name, name, ErrNotFound)
+}
+
+// Catalog finds and reads datasets in a store.
+type Catalog struct {
+	st *store.Store
+}
+
+// NewCatalog returns the catalog of the datasets in st.
+func NewCatalog(st *store.Store) *Catalog { return &Catalog{st: st} }
+
+// Store is the store the catalog reads.
+func (c *Catalog) Store() *store.Store { return c.st }
+
+// List returns the names of the complete datasets, sorted.
+func (c *Catalog) List(ctx context.Context) ([]string, error) {
+	dirs, err := c.st.ListDirs(ctx, Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("dataset: list: %w", err)
+	}
+	var out []string
+	for _, d := range dirs {
+		if ValidName(d) != nil {
+			continue
+		}
+		ds, err := c.Get(ctx, d)
+		if err != nil || len(ds.Shards) == 0 {
+			continue
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+type index struct {
+	Shards []Shard `json:"shards"`
+}
+
+// Get describes the dataset called name. A dataset is every .arrow and .parquet
+// file under datasets/<name>/ (so one can be registered over files that already
+// exist); a dataset still being uploaded is not found.
+func (c *Catalog) Get(ctx context.Context, name string) (*Dataset, error) {
+	if err := ValidName(name); err != nil {
+		return nil, err
+	}
+	prefix := Prefix + name + "/"
+	objs, err := c.st.List(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("dataset %s: %w", name, err)
+	}
+	var idx *index
+	rows := map[string]int64{}
+	ds := &Dataset{Name: name}
+	for _, o := range objs {
+		rel := strings.TrimPrefix(o.Key, prefix)
+		switch {
+		case rel == uploadingMarker:
+			return nil, fmt.Errorf("dataset %s: still being uploaded: %w", name, ErrNotFound)
+		case rel == indexFile:
+			data, err := c.st.ReadAll(ctx, o.Key)
+			if err != nil {
+				return nil, fmt.Errorf("dataset %s: %w", name, err)
+			}
+			idx = &index{}
+			if err := json.Unmarshal(data, idx); err != nil {
+				return nil, fmt.Errorf("dataset %s: read %s: %v: %w", name, indexFile, err, ErrInvalid)
+			}
+			for _, s := range idx.Shards {
+				rows[s.Key] = s.Rows
+			}
+			continue
+		case strings.Contains(rel, "/"):
+			continue
+		}
+		ext := path.Ext(rel)
+		var f Format
+		switch ext {
+		case ".arrow", ".feather", ".ipc":
+			f = FormatArrow
+		case ".parquet":
+			f = FormatParquet
+		default:
+			continue
+		}
+		sh := Shard{Name: strings.TrimSuffix(rel, ext), Key: o.Key, Format: f, Size: o.Size, Rows: -1}
+		ds.Shards = append(ds.Shards, sh)
+	}
+	if len(ds.Shards) == 0 {
+		return nil, fmt.Errorf("dataset %q: %w", name, ErrNotFound)
+	}
+	sort.Slice(ds.Shards, func(i, j int) bool { return ds.Shards[i].Key < ds.Shards[j].Key })
+	h := sha256.New()
+	for i := range ds.Shards {
+		s := &ds.Shards[i]
+		if n, ok := rows[s.Key]; ok {
+			s.Rows = n
+		} else if s.Format == FormatParquet {
+			if n, err := c.parquetRows(ctx, *s); err == nil {
+				s.Rows = n
+			}
+		}
+		o, err := c.st.Stat(ctx, s.Key)
+		if err != nil {
+			return nil, fmt.Errorf("dataset %s: %w", name, err)
+		}
+		s.ETag = o.ETag
+		fmt.Fprintf(h, "%s\x00%d\x00%s\x00", s.Key, s.Size, s.ETag)
+	}
+	ds.Version = hex.EncodeToString(h.Sum(nil))[:16]
+	return ds, nil
+}
+
+// Schema reads the schema of a dataset (from its first shard).
+func (c *Catalog) Schema(ctx context.Context, ds *Dataset) (*arrow.Schema, error) {
+	r, err := c.OpenShard(ctx, ds.Shards[0], memory.DefaultAllocator)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Release()
+	return r.Schema(), nil
+}
+
+// OpenShard opens a shard for reading record batch by record batch with ranged
+// reads; the whole shard is never held in memory.
+func (c *Catalog) OpenShard(ctx context.Context, sh Shard, mem memory.Allocator) (array.RecordReader, error) {
+	return OpenFile(ctx, c.st, sh.Key, sh.Format, mem)
+}
+
+// OpenFile opens a stored Arrow IPC or Parquet file as a record reader.
+func OpenFile(ctx context.Context, st *store.Store, key string, f Format, mem memory.Allocator) (array.RecordReader, error) {
+	file, err := st.OpenFile(ctx, key)
+	if err != nil {
+		if errors.Is(err, store.ErrNotExist) {
+			return nil, fmt.Errorf("dataset: open %s: %w", key, ErrNotFound)
+		}
+		return nil, fmt.Errorf("dataset: open %s: %w", key, err)
+	}
+	switch f {
+	case FormatArrow:
+		fr, err := ipc.NewFileReader(file, ipc.WithAllocator(mem))
+		if err != nil {
+			return nil, fmt.Errorf("dataset: read Arrow file %s: %v: %w", key, err, ErrInvalid)
+		}
+		return newFileRecordReader(fr), nil
+	case FormatParquet:
+		return openParquet(ctx, file, key, mem)
+	}
+	return nil, fmt.Errorf("dataset: %s: unknown format %q: %w", key, f, ErrInvalid)
+}
+
+// fileRecordReader reads an Arrow IPC file's record batches in order.
+type fileRecordReader struct {
+	refs int64
+	fr   *ipc.FileReader
+	i    int
+	cur  arrow.RecordBatch
+	err  error
+}
+
+func newFileRecordReader(fr *ipc.FileReader) *fileRecordReader {
+	return &fileRecordReader{refs: 1, fr: fr}
+}
+
+func (r *fileRecordReader) Retain() { r.refs++ }
+
+func (r *fileRecordReader) Release() {
+	r.refs--
+	if r.refs == 0 {
+		if r.cur != nil {
+			r.cur.Release()
+			r.cur = nil
+		}
+		r.fr.Close()
+	}
+}
+
+func (r *fileRecordReader) Schema() *arrow.Schema { return r.fr.Schema() }
+
+func (r *fileRecordReader) Next() bool {
+	if r.cur != nil {
+		r.cur.Release()
+		r.cur = nil
+	}
+	if r.err != nil || r.i >= r.fr.NumRecords() {
+		return false
+	}
+	rec, err := r.fr.RecordBatchAt(r.i)
+	if err != nil {
+		r.err = err
+		return false
+	}
+	r.i++
+	r.cur = rec
+	return true
+}
+
+func (r *fileRecordReader) RecordBatch() arrow.RecordBatch { return r.cur }
+
+// Record returns the current batch.
+//
+// Deprecated: use RecordBatch.
+func (r *fileRecordReader) Record() arrow.RecordBatch { return r.cur }
+
+func (r *fileRecordReader) Err() error { return r.err }

@@ -1,0 +1,246 @@
+package dataset
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/flightbatch/flightbatch/store"
+)
+
+// ErrExists is wrapped by an error about creating a dataset that already exists.
+var ErrExists = errors.New("already exists")
+
+// DefaultShardBytes is the default target size of a shard written by a Writer.
+const DefaultShardBytes = 64 << 20
+
+// WriterOptions tune a Writer.
+type WriterOptions struct {
+	// ShardBytes is the target size of a shard (default DefaultShardBytes).
+	ShardBytes int64
+	// Replace allows replacing an existing dataset of the same name.
+	Replace bool
+}
+
+// Writer writes a new dataset shard by shard. Until Commit returns, the dataset
+// is invisible; Abort (or a crash) leaves nothing visible.
+type Writer struct {
+	ctx    context.Context
+	c      *Catalog
+	name   string
+	schema *arrow.Schema
+	opts   WriterOptions
+	shards []Shard
+
+	cur      *shardWriter
+	curBytes int64
+	curRows  int64
+}
+
+// NewWriter starts writing the dataset name with the given schema.
+func (c *Catalog) NewWriter(ctx context.Context, name string, schema *arrow.Schema, opts *WriterOptions) (*Writer, error) {
+	if err := ValidName(name); err != nil {
+		return nil, err
+	}
+	o := WriterOptions{ShardBytes: DefaultShardBytes}
+	if opts != nil {
+		o = *opts
+		if o.ShardBytes <= 0 {
+			o.ShardBytes = DefaultShardBytes
+		}
+	}
+	prefix := Prefix + name + "/"
+	existing, err := c.st.List(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("dataset %s: %w", name, err)
+	}
+	if len(existing) > 0 {
+		stale := false
+		for _, e := range existing {
+			if e.Key == prefix+uploadingMarker {
+				stale = true
+			}
+		}
+		if !stale && !o.Replace {
+			return nil, fmt.Errorf("dataset %q: %w", name, ErrExists)
+		}
+	}
+	if err := c.st.WriteAll(ctx, prefix+uploadingMarker, nil); err != nil {
+		return nil, fmt.Errorf("dataset %s: %w", name, err)
+	}
+	for _, e := range existing {
+		if e.Key == prefix+uploadingMarker {
+			continue
+		}
+		if err := c.st.Delete(ctx, e.Key); err != nil {
+			return nil, fmt.Errorf("dataset %s: %w", name, err)
+		}
+	}
+	return &Writer{ctx: ctx, c: c, name: name, schema: schema, opts: o}, nil
+}
+
+// Write appends a record batch; shards are cut at batch boundaries once they
+// reach the target size.
+func (w *Writer) Write(rec arrow.RecordBatch) error {
+	if !rec.Schema().Equal(w.schema) {
+		return fmt.Errorf("dataset %s: batch schema %s differs from the dataset's %s: %w", w.name, rec.Schema(), w.schema, ErrInvalid)
+	}
+	if w.cur == nil {
+		key := fmt.Sprintf("%s%s/part-%05d.arrow", Prefix, w.name, len(w.shards))
+		sw, err := newShardWriter(w.ctx, w.c.st, key, w.schema)
+		if err != nil {
+			return err
+		}
+		w.cur, w.curBytes, w.curRows = sw, 0, 0
+	}
+	if err := w.cur.fw.Write(rec); err != nil {
+		return fmt.Errorf("dataset %s: write shard: %w", w.name, err)
+	}
+	w.curRows += rec.NumRows()
+	w.curBytes += RecordBytes(rec)
+	if w.curBytes >= w.opts.ShardBytes {
+		return w.closeShard()
+	}
+	return nil
+}
+
+// EndShard ends the current shard, so the next batch starts a new one.
+func (w *Writer) EndShard() error { return w.closeShard() }
+
+func (w *Writer) closeShard() error {
+	if w.cur == nil {
+		return nil
+	}
+	sw := w.cur
+	w.cur = nil
+	if err := sw.close(); err != nil {
+		return fmt.Errorf("dataset %s: %w", w.name, err)
+	}
+	name := fmt.Sprintf("part-%05d", len(w.shards))
+	w.shards = append(w.shards, Shard{Name: name, Key: sw.key, Format: FormatArrow, Rows: w.curRows, Size: sw.size})
+	return nil
+}
+
+// Commit finishes the last shard and makes the dataset visible.
+func (w *Writer) Commit() error {
+	if err := w.closeShard(); err != nil {
+		return err
+	}
+	if len(w.shards) == 0 {
+		// An empty dataset still gets one (empty) shard so its schema is known.
+		sw, err := newShardWriter(w.ctx, w.c.st, fmt.Sprintf("%s%s/part-00000.arrow", Prefix, w.name), w.schema)
+		if err != nil {
+			return err
+		}
+		w.cur = sw
+		if err := w.closeShard(); err != nil {
+			return err
+		}
+	}
+	prefix := Prefix + w.name + "/"
+	data, err := json.MarshalIndent(index{Shards: w.shards}, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := w.c.st.WriteAll(w.ctx, prefix+indexFile, data); err != nil {
+		return fmt.Errorf("dataset %s: %w", w.name, err)
+	}
+	if err := w.c.st.Delete(w.ctx, prefix+uploadingMarker); err != nil {
+		return fmt.Errorf("dataset %s: %w", w.name, err)
+	}
+	return nil
+}
+
+// Abort discards everything written. It uses its own context so that it also
+// works after the writer's context was cancelled.
+func (w *Writer) Abort() {
+	if w.cur != nil {
+		w.cur.abort()
+		w.cur = nil
+	}
+	ctx := context.WithoutCancel(w.ctx)
+	prefix := Prefix + w.name + "/"
+	objs, err := w.c.st.List(ctx, prefix)
+	if err != nil {
+		return
+	}
+	for _, o := range objs {
+		if o.Key != prefix+uploadingMarker {
+			_ = w.c.st.Delete(ctx, o.Key)
+		}
+	}
+	_ = w.c.st.Delete(ctx, prefix+uploadingMarker)
+}
+
+// shardWriter streams one Arrow IPC file into the store through a pipe.
+type shardWriter struct {
+	key  string
+	pw   *io.PipeWriter
+	fw   *ipc.FileWriter
+	done chan error
+	size int64
+}
+
+func newShardWriter(ctx context.Context, st *store.Store, key string, schema *arrow.Schema) (*shardWriter, error) {
+	pr, pw := io.Pipe()
+	sw := &shardWriter{key: key, pw: pw, done: make(chan error, 1)}
+	go func() {
+		err := st.Write(ctx, key, func(w io.Writer) error {
+			n, err := io.Copy(w, pr)
+			sw.size = n
+			return err
+		})
+		pr.CloseWithError(err)
+		sw.done <- err
+	}()
+	fw, err := ipc.NewFileWriter(pw, ipc.WithSchema(schema), ipc.WithAllocator(memory.DefaultAllocator))
+	if err != nil {
+		sw.abort()
+		return nil, fmt.Errorf("dataset: write %s: %w", key, err)
+	}
+	sw.fw = fw
+	return sw, nil
+}
+
+func (sw *shardWriter) close() error {
+	if err := sw.fw.Close(); err != nil {
+		sw.abort()
+		return fmt.Errorf("write %s: %w", sw.key, err)
+	}
+	sw.pw.Close()
+	return <-sw.done
+}
+
+func (sw *shardWriter) abort() {
+	sw.pw.CloseWithError(errors.New("write aborted"))
+	<-sw.done
+}
+
+// RecordBytes estimates the memory a record batch holds: the sizes of its
+// buffers, children included.
+func RecordBytes(rec arrow.RecordBatch) int64 {
+	var n int64
+	for _, col := range rec.Columns() {
+		n += dataBytes(col.Data())
+	}
+	return n
+}
+
+func dataBytes(d arrow.ArrayData) int64 {
+	var n int64
+	for _, b := range d.Buffers() {
+		if b != nil {
+			n += int64(b.Len())
+		}
+	}
+	for _, c := range d.Children() {
+		n += dataBytes(c)
+	}
+	return n
+}

@@ -1,0 +1,481 @@
+// Package flight is flightbatch's Arrow Flight service: it exposes datasets and
+// job results as flights, streams them batch by batch, and takes jobs as
+// actions. Requests are decoded and gRPC status codes chosen here, at the edge;
+// everything below works with plain Go errors.
+package flight
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	aflight "github.com/apache/arrow-go/v18/arrow/flight"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/dataset"
+	"github.com/flightbatch/flightbatch/store"
+)
+
+// DefaultMaxBatchBytes bounds a streamed record batch, well under the 4 MiB
+// message limit of gRPC clients.
+const DefaultMaxBatchBytes = 1 << 20
+
+// Options tune a Server.
+type Options struct {
+	// MaxBatchBytes bounds the batches DoGet streams (default DefaultMaxBatchBytes);
+	// a single record larger than that is sent alone.
+	MaxBatchBytes int64
+	// Compression is the default IPC compression of DoGet: "", "zstd" or "lz4".
+	Compression string
+	Log         *slog.Logger
+	Alloc       memory.Allocator
+}
+
+// Server implements the Flight service.
+type Server struct {
+	aflight.BaseFlightServer
+	cat  *dataset.Catalog
+	jobs *batch.Manager
+	opts Options
+	log  *slog.Logger
+}
+
+// NewServer returns the Flight service over a catalog and a job manager.
+func NewServer(cat *dataset.Catalog, jobs *batch.Manager, opts *Options) *Server {
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.MaxBatchBytes <= 0 {
+		o.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Alloc == nil {
+		o.Alloc = memory.DefaultAllocator
+	}
+	return &Server{cat: cat, jobs: jobs, opts: o, log: o.Log.With("component", "flight")}
+}
+
+// toStatus maps an error from below to a gRPC status, once, here at the edge.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, batch.ErrInvalid), errors.Is(err, dataset.ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, batch.ErrNotFound), errors.Is(err, dataset.ErrNotFound), errors.Is(err, store.ErrNotExist):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, batch.ErrNotFinished):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, dataset.ErrExists):
+		return status.Error(codes.AlreadyExists, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+func invalidArg(format string, args ...any) error {
+	return status.Errorf(codes.InvalidArgument, format, args...)
+}
+
+// target is what a descriptor or ticket names.
+type target struct {
+	kind  string // "datasets" or "jobs"
+	name  string
+	shard string // a shard name, "shards" (jobs only, descriptors), or ""
+	// columns projects the stream onto these columns (tickets only).
+	columns []string
+	// compression overrides the server's default for one stream.
+	compression string
+}
+
+func (t target) path() string {
+	p := t.kind + "/" + t.name
+	if t.shard != "" {
+		p += "/" + t.shard
+	}
+	return p
+}
+
+func parsePath(segs []string) (target, error) {
+	const help = `use "datasets/<name>", "datasets/<name>/<shard>", "jobs/<job_id>" or "jobs/<job_id>/<shard>"`
+	if len(segs) == 1 {
+		segs = strings.Split(strings.Trim(segs[0], "/"), "/")
+	}
+	if len(segs) < 2 || len(segs) > 3 {
+		return target{}, invalidArg("path %q is not a flightbatch path: %s", strings.Join(segs, "/"), help)
+	}
+	t := target{kind: segs[0], name: segs[1]}
+	if len(segs) == 3 {
+		t.shard = segs[2]
+		if t.shard == "" {
+			return target{}, invalidArg("empty shard in path %q: %s", strings.Join(segs, "/"), help)
+		}
+	}
+	switch t.kind {
+	case "datasets":
+		if err := dataset.ValidName(t.name); err != nil {
+			return target{}, status.Error(codes.InvalidArgument, err.Error())
+		}
+	case "jobs":
+		if !batch.ValidJobID(t.name) {
+			return target{}, status.Errorf(codes.NotFound, "job %q not found: job IDs look like 20261124T184501123Z-9f2c1a", t.name)
+		}
+	default:
+		return target{}, invalidArg("path %q is not a flightbatch path: %s", strings.Join(segs, "/"), help)
+	}
+	return t, nil
+}
+
+func parseDescriptor(d *aflight.FlightDescriptor) (target, error) {
+	if d == nil {
+		return target{}, invalidArg("missing flight descriptor")
+	}
+	switch d.Type {
+	case aflight.DescriptorPATH:
+		return parsePath(d.Path)
+	case aflight.DescriptorCMD:
+		return parsePath([]string{string(d.Cmd)})
+	}
+	return target{}, invalidArg("unknown descriptor type %v", d.Type)
+}
+
+// ticketJSON is the JSON form of a ticket, for projection and compression.
+type ticketJSON struct {
+	Path        string   `json:"path"`
+	Columns     []string `json:"columns,omitempty"`
+	Compression string   `json:"compression,omitempty"`
+}
+
+// parseTicket decodes a ticket: the path text ("datasets/demo") or JSON
+// ({"path": "datasets/demo", "columns": ["channel", "samples"]}).
+func parseTicket(b []byte) (target, error) {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '{' {
+		var tj ticketJSON
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&tj); err != nil {
+			return target{}, invalidArg(`ticket JSON: %v; use {"path": "datasets/<name>", "columns": [...], "compression": "zstd"}`, err)
+		}
+		t, err := parsePath([]string{tj.Path})
+		if err != nil {
+			return t, err
+		}
+		switch tj.Compression {
+		case "", "none", "zstd", "lz4":
+		default:
+			return target{}, invalidArg(`ticket compression %q: use "zstd", "lz4" or "none"`, tj.Compression)
+		}
+		t.columns, t.compression = tj.Columns, tj.Compression
+		return t, nil
+	}
+	return parsePath([]string{string(b)})
+}
+
+// ListFlights lists one flight per dataset and per succeeded job.
+func (s *Server) ListFlights(c *aflight.Criteria, stream aflight.FlightService_ListFlightsServer) error {
+	ctx := stream.Context()
+	names, err := s.cat.List(ctx)
+	if err != nil {
+		return toStatus(err)
+	}
+	for _, n := range names {
+		info, err := s.datasetInfo(ctx, n)
+		if err != nil {
+			s.log.Warn("list flights: skip dataset", "dataset", n, "err", err)
+			continue
+		}
+		if err := stream.Send(info); err != nil {
+			return err
+		}
+	}
+	for _, m := range s.jobs.List("") {
+		if m.State != batch.StateSucceeded {
+			continue
+		}
+		info, err := s.jobInfo(ctx, m.JobID, false)
+		if err != nil {
+			s.log.Warn("list flights: skip job", "job", m.JobID, "err", err)
+			continue
+		}
+		if err := stream.Send(info); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// GetFlightInfo describes a dataset (one endpoint per shard) or a job's result
+// (one endpoint for the merged result, or one per finished part for
+// jobs/<id>/shards).
+func (s *Server) GetFlightInfo(ctx context.Context, d *aflight.FlightDescriptor) (*aflight.FlightInfo, error) {
+	t, err := parseDescriptor(d)
+	if err != nil {
+		return nil, err
+	}
+	var info *aflight.FlightInfo
+	switch {
+	case t.kind == "datasets" && t.shard == "":
+		info, err = s.datasetInfo(ctx, t.name)
+	case t.kind == "jobs" && t.shard == "":
+		info, err = s.jobInfo(ctx, t.name, false)
+	case t.kind == "jobs" && t.shard == "shards":
+		info, err = s.jobInfo(ctx, t.name, true)
+	default:
+		return nil, invalidArg("GetFlightInfo takes datasets/<name>, jobs/<job_id> or jobs/<job_id>/shards, not %q", t.path())
+	}
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return info, nil
+}
+
+func (s *Server) datasetInfo(ctx context.Context, name string) (*aflight.FlightInfo, error) {
+	ds, err := s.cat.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	schema, err := s.cat.Schema(ctx, ds)
+	if err != nil {
+		return nil, err
+	}
+	info := &aflight.FlightInfo{
+		Schema:           aflight.SerializeSchema(schema, s.opts.Alloc),
+		FlightDescriptor: &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{"datasets", name}},
+		TotalRecords:     ds.Rows(),
+		TotalBytes:       ds.Bytes(),
+		Ordered:          true,
+		AppMetadata:      []byte(fmt.Sprintf(`{"version":%q,"shards":%d}`, ds.Version, len(ds.Shards))),
+	}
+	for _, sh := range ds.Shards {
+		info.Endpoint = append(info.Endpoint, &aflight.FlightEndpoint{
+			Ticket:      &aflight.Ticket{Ticket: []byte("datasets/" + name + "/" + sh.Name)},
+			AppMetadata: []byte(fmt.Sprintf(`{"shard":%q,"rows":%d,"bytes":%d}`, sh.Name, sh.Rows, sh.Size)),
+		})
+	}
+	return info, nil
+}
+
+// jobInfo describes a job's result: the merged result of a succeeded job, or
+// (perShard) one endpoint per finished part, so far.
+func (s *Server) jobInfo(ctx context.Context, id string, perShard bool) (*aflight.FlightInfo, error) {
+	m, err := s.jobs.Status(id)
+	if err != nil {
+		return nil, err
+	}
+	if !perShard && m.State != batch.StateSucceeded {
+		_, err := s.jobs.OpenResult(ctx, id, "") // the error says why, with its code
+		return nil, err
+	}
+	schema, err := s.jobs.ResultSchema(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	path := []string{"jobs", id}
+	if perShard {
+		path = append(path, "shards")
+	}
+	info := &aflight.FlightInfo{
+		Schema:           aflight.SerializeSchema(schema, s.opts.Alloc),
+		FlightDescriptor: &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: path},
+		TotalRecords:     -1,
+		TotalBytes:       -1,
+		Ordered:          true,
+	}
+	var rows int64
+	known := m.Function == "psd"
+	for _, sh := range m.Shards {
+		if sh.State == batch.ShardSucceeded {
+			rows += sh.Rows
+			if perShard {
+				info.Endpoint = append(info.Endpoint, &aflight.FlightEndpoint{
+					Ticket:      &aflight.Ticket{Ticket: []byte("jobs/" + id + "/" + sh.Name)},
+					AppMetadata: []byte(fmt.Sprintf(`{"shard":%q,"rows":%d}`, sh.Name, sh.Rows)),
+				})
+			}
+		}
+		known = known && sh.InputRows >= 0
+	}
+	if known {
+		info.TotalRecords = rows
+	}
+	if !perShard {
+		info.Endpoint = []*aflight.FlightEndpoint{{Ticket: &aflight.Ticket{Ticket: []byte("jobs/" + id)}}}
+	}
+	return info, nil
+}
+
+// GetSchema returns the schema of a dataset or a job's result.
+func (s *Server) GetSchema(ctx context.Context, d *aflight.FlightDescriptor) (*aflight.SchemaResult, error) {
+	t, err := parseDescriptor(d)
+	if err != nil {
+		return nil, err
+	}
+	var schema *arrow.Schema
+	switch t.kind {
+	case "datasets":
+		var ds *dataset.Dataset
+		if ds, err = s.cat.Get(ctx, t.name); err == nil {
+			schema, err = s.cat.Schema(ctx, ds)
+		}
+	case "jobs":
+		schema, err = s.jobs.ResultSchema(ctx, t.name)
+	}
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &aflight.SchemaResult{Schema: aflight.SerializeSchema(schema, s.opts.Alloc)}, nil
+}
+
+// DoGet streams a dataset, a dataset shard, a job's merged result or one part,
+// in bounded record batches.
+func (s *Server) DoGet(tkt *aflight.Ticket, stream aflight.FlightService_DoGetServer) error {
+	ctx := stream.Context()
+	t, err := parseTicket(tkt.GetTicket())
+	if err != nil {
+		return err
+	}
+	rdr, err := s.open(ctx, t)
+	if err != nil {
+		return toStatus(err)
+	}
+	defer rdr.Release()
+	proj, schema, err := projection(rdr.Schema(), t.columns)
+	if err != nil {
+		return err
+	}
+	opts := []ipc.Option{ipc.WithSchema(schema), ipc.WithAllocator(s.opts.Alloc)}
+	comp := s.opts.Compression
+	if t.compression != "" {
+		comp = t.compression
+	}
+	switch comp {
+	case "zstd":
+		opts = append(opts, ipc.WithZstd())
+	case "lz4":
+		opts = append(opts, ipc.WithLZ4())
+	}
+	w := aflight.NewRecordWriter(stream, opts...)
+	defer w.Close()
+	var rows int64
+	for rdr.Next() {
+		if err := ctx.Err(); err != nil {
+			return status.FromContextError(err).Err()
+		}
+		rec := rdr.RecordBatch()
+		if proj != nil {
+			rec = project(rec, schema, proj)
+		} else {
+			rec.Retain()
+		}
+		err := s.writeBounded(w, rec)
+		rows += rec.NumRows()
+		rec.Release()
+		if err != nil {
+			return err
+		}
+	}
+	if err := rdr.Err(); err != nil {
+		return toStatus(err)
+	}
+	s.log.Debug("stream sent", "path", t.path(), "rows", rows)
+	return nil
+}
+
+// writeBounded writes rec in slices of at most MaxBatchBytes.
+func (s *Server) writeBounded(w *aflight.Writer, rec arrow.RecordBatch) error {
+	n := rec.NumRows()
+	size := dataset.RecordBytes(rec)
+	if n <= 1 || size <= s.opts.MaxBatchBytes {
+		return w.Write(rec)
+	}
+	perRow := max(size/n, 1)
+	step := max(s.opts.MaxBatchBytes/perRow, 1)
+	for off := int64(0); off < n; off += step {
+		sl := rec.NewSlice(off, min(off+step, n))
+		err := w.Write(sl)
+		sl.Release()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) open(ctx context.Context, t target) (array.RecordReader, error) {
+	switch t.kind {
+	case "datasets":
+		ds, err := s.cat.Get(ctx, t.name)
+		if err != nil {
+			return nil, err
+		}
+		if t.shard != "" {
+			sh, err := ds.Shard(t.shard)
+			if err != nil {
+				return nil, err
+			}
+			return s.cat.OpenShard(ctx, sh, s.opts.Alloc)
+		}
+		schema, err := s.cat.Schema(ctx, ds)
+		if err != nil {
+			return nil, err
+		}
+		files := make([]dataset.File, len(ds.Shards))
+		for i, sh := range ds.Shards {
+			files[i] = dataset.File{Key: sh.Key, Format: sh.Format}
+		}
+		return dataset.Concat(ctx, s.cat.Store(), schema, files, s.opts.Alloc), nil
+	default:
+		return s.jobs.OpenResult(ctx, t.name, t.shard)
+	}
+}
+
+func projection(schema *arrow.Schema, columns []string) ([]int, *arrow.Schema, error) {
+	if len(columns) == 0 {
+		return nil, schema, nil
+	}
+	idx := make([]int, len(columns))
+	fields := make([]arrow.Field, len(columns))
+	for i, c := range columns {
+		found := schema.FieldIndices(c)
+		if len(found) == 0 {
+			names := make([]string, schema.NumFields())
+			for j, f := range schema.Fields() {
+				names[j] = f.Name
+			}
+			return nil, nil, invalidArg("ticket asks for column %q, which does not exist; the columns are %s", c, strings.Join(names, ", "))
+		}
+		idx[i] = found[0]
+		fields[i] = schema.Field(found[0])
+	}
+	md := schema.Metadata()
+	return idx, arrow.NewSchema(fields, &md), nil
+}
+
+func project(rec arrow.RecordBatch, schema *arrow.Schema, idx []int) arrow.RecordBatch {
+	cols := make([]arrow.Array, len(idx))
+	for i, j := range idx {
+		cols[i] = rec.Column(j)
+	}
+	return array.NewRecordBatch(schema, cols, rec.NumRows())
+}

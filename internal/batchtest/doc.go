@@ -1,0 +1,29 @@
+// Package batchtest is a test-only stand-in for the AWS Batch control plane.
+// It is not for production use.
+//
+// An Endpoint speaks the REST-JSON protocol of AWS Batch (the requests the
+// aws-sdk-go-v2 batch client sends and the replies it parses) for SubmitJob,
+// DescribeJobs, ListJobs, TerminateJob, CancelJob and RegisterJobDefinition,
+// and runs every job attempt as a real local process, with the environment
+// an AWS Batch container gets (AWS_BATCH_JOB_ID, AWS_BATCH_JOB_ARRAY_INDEX,
+// AWS_BATCH_JOB_ATTEMPT, ...). Array jobs, retry strategies with
+// evaluateOnExit rules, attempt timeouts, termination and a cap on running
+// processes behave as they do on AWS Batch, so code that drives AWS Batch can
+// be tested end to end on one machine.
+//
+// Go tests serve an Endpoint with net/http/httptest and point the SDK client
+// at it:
+//
+//	ep, err := batchtest.New(&batchtest.Options{Definitions: defs})
+//	srv := httptest.NewServer(ep)
+//	defer srv.Close()
+//	defer ep.Close()
+//	client := batch.New(batch.Options{BaseEndpoint: aws.String(srv.URL), ...})
+//
+// Tests in other languages run the command in cmd/batchtest-endpoint, which
+// prints "listening http://ADDR" as its first line of output.
+//
+// What it does not do: containers, images, resource isolation, job queues and
+// compute environments as resources (any queue name is accepted), job
+// dependencies, multi-node, EKS and ECS properties, fair-share scheduling.
+package batchtest

@@ -1,0 +1,89 @@
+// Package api holds the JSON shapes of flightbatch's Flight actions, shared by
+// the server and the Go client.
+package api
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Action type names.
+const (
+	ActionPSD           = "psd"
+	ActionRun           = "run"
+	ActionJobStatus     = "job-status"
+	ActionCancelJob     = "cancel-job"
+	ActionListJobs      = "list-jobs"
+	ActionListFunctions = "list-functions"
+)
+
+// SubmitResult answers psd and run.
+type SubmitResult struct {
+	JobID  string `json:"job_id"`
+	State  string `json:"state"`
+	Shards int    `json:"shards"`
+	// Reused is true when an earlier job's result was reused ("reuse": true).
+	Reused bool `json:"reused,omitempty"`
+}
+
+// JobRef names a job: the body of job-status and cancel-job.
+type JobRef struct {
+	JobID string `json:"job_id"`
+}
+
+// ShardCounts tallies a job's shards by state.
+type ShardCounts struct {
+	Total     int `json:"total"`
+	Pending   int `json:"pending"`
+	Running   int `json:"running"`
+	Succeeded int `json:"succeeded"`
+	Failed    int `json:"failed"`
+}
+
+// ShardFailure describes a shard whose children failed.
+type ShardFailure struct {
+	Shard    string   `json:"shard"`
+	State    string   `json:"state"`
+	Attempts int      `json:"attempts"`
+	Errors   []string `json:"errors"`
+}
+
+// JobStatus answers job-status and is one entry of list-jobs.
+type JobStatus struct {
+	JobID          string          `json:"job_id"`
+	Function       string          `json:"function"`
+	State          string          `json:"state"`
+	Shards         ShardCounts     `json:"shards"`
+	Progress       float64         `json:"progress"`
+	Dataset        string          `json:"dataset"`
+	DatasetVersion string          `json:"dataset_version"`
+	Params         json.RawMessage `json:"params"`
+	Executor       string          `json:"executor"`
+	CreatedAt      time.Time       `json:"created_at"`
+	StartedAt      *time.Time      `json:"started_at"`
+	FinishedAt     *time.Time      `json:"finished_at"`
+	Error          string          `json:"error"`
+	// Failures lists the shards with failed attempts, with each attempt's error.
+	Failures []ShardFailure `json:"failures,omitempty"`
+}
+
+// ListJobsRequest is the body of list-jobs.
+type ListJobsRequest struct {
+	Dataset string `json:"dataset,omitempty"`
+}
+
+// ListJobsResult answers list-jobs: the job history, oldest first.
+type ListJobsResult struct {
+	Jobs []JobStatus `json:"jobs"`
+}
+
+// Function describes a registered function.
+type Function struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+}
+
+// ListFunctionsResult answers list-functions.
+type ListFunctionsResult struct {
+	Functions []Function `json:"functions"`
+}
