@@ -262,14 +262,17 @@ def wait_job(client: flight.FlightClient, job_id: str, timeout: float = 120.0) -
 
 
 def list_job_ids(client: flight.FlightClient, body: dict | None = None) -> list[str]:
-    """list-jobs as a list of job IDs, in the order the server gave them.
-
-    Accepts a bare JSON list or {"jobs": [...]}, each entry a job ID or an object with job_id.
-    """
+    """list-jobs ({"jobs": [job-status objects]}) as job IDs, in the server's order."""
     resp = action(client, "list-jobs", body or {})
-    jobs = resp["jobs"] if isinstance(resp, dict) else resp
-    assert isinstance(jobs, list), f"list-jobs: want a list of jobs, got {resp!r}"
-    return [j if isinstance(j, str) else j["job_id"] for j in jobs]
+    assert isinstance(resp, dict) and isinstance(resp.get("jobs"), list), f"list-jobs: {resp!r}"
+    return [j["job_id"] for j in resp["jobs"]]
+
+
+def assert_succeeded(status: dict) -> None:
+    assert status["state"] == "SUCCEEDED", (
+        f"job {status.get('job_id')} ended {status.get('state')}: error={status.get('error')!r} "
+        f"shards={status.get('shards')}"
+    )
 
 
 def read_ticket(client: flight.FlightClient, ticket: str) -> pa.Table:

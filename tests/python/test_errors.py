@@ -18,6 +18,7 @@ import pytest
 
 from conftest import (
     action,
+    assert_succeeded,
     list_job_ids,
     raw_do_action,
     raw_do_get,
@@ -64,6 +65,8 @@ ACTION_CASES = [
     ("band-reversed", "psd", {**OK_PSD, "bands": {"beta": [30, 13]}}, INVALID, "beta"),
     ("unknown-job-status", "job-status", {"job_id": UNKNOWN_JOB}, NOT_FOUND, UNKNOWN_JOB),
     ("unknown-job-cancel", "cancel-job", {"job_id": UNKNOWN_JOB}, NOT_FOUND, UNKNOWN_JOB),
+    ("unknown-action", "no-such-action", {}, INVALID, "no-such-action"),
+    ("job-status-missing-id", "job-status", {}, INVALID, "job_id"),
     ("job-status-malformed-json", "job-status", b"job_id", INVALID, None),
     ("job-status-unknown-parameter", "job-status", {"job_id": UNKNOWN_JOB, "verbose": True}, INVALID, "verbose"),
 ]
@@ -163,7 +166,6 @@ def test_result_of_unfinished_job_is_failed_precondition(slow_server):
         # The job finished before we asked: only OK is acceptable then.
         assert reply.code == grpc.StatusCode.OK, (reply.code, reply.details)
         assert state == "SUCCEEDED", state
-        wait_job(client, job_id)
     else:
         pytest.fail(f"never caught a job unfinished: {seen}")
     client.close()
@@ -174,5 +176,5 @@ def test_server_still_serves_after_errors(server, client):
     paths = [tuple(p.decode() for p in info.descriptor.path) for info in client.list_flights()]
     assert ("datasets", "demo") in paths
     job_id = run_psd(client, {"dataset": "demo", "column": "samples", "fs": 250})
-    assert wait_job(client, job_id)["state"] == "SUCCEEDED"
+    assert_succeeded(wait_job(client, job_id))
     assert server.proc.poll() is None

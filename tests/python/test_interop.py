@@ -18,6 +18,7 @@ import pytest
 from conftest import (
     DEMO_SHARDS,
     action,
+    assert_succeeded,
     decode_len_field,
     list_job_ids,
     raw_do_action,
@@ -153,7 +154,7 @@ def test_psd_submit_response(client):
 def test_psd_job_succeeds(psd_job):
     job_id, status = psd_job
     assert status["job_id"] == job_id
-    assert status["state"] == "SUCCEEDED", status
+    assert_succeeded(status)
     assert status["shards"] == {
         "total": DEMO_SHARDS,
         "pending": 0,

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 from scipy import signal
 
-from conftest import read_dataset, read_result, run_psd, wait_job
+from conftest import assert_succeeded, read_dataset, read_result, run_psd, wait_job
 
 RTOL = 1e-9
 ATOL_OF_MAX = 1e-12
@@ -50,8 +50,7 @@ def scipy_kwargs(params: dict, fs: float) -> dict:
 @pytest.mark.parametrize("params", [c[1] for c in CASES], ids=[c[0] for c in CASES])
 def test_psd_matches_scipy_welch(client, dataset, params):
     job_id = run_psd(client, {"dataset": "demo", "column": "samples", **params})
-    status = wait_job(client, job_id)
-    assert status["state"] == "SUCCEEDED", status
+    assert_succeeded(wait_job(client, job_id))
     result = read_result(client, job_id)
     assert result.num_rows == dataset.num_rows
 
@@ -75,7 +74,7 @@ def test_psd_matches_scipy_welch(client, dataset, params):
 def test_band_powers_for_several_bands(client, dataset):
     bands = {"theta": [4, 8], "alpha": [8, 13], "beta": [13, 30], "gamma": [30, 125]}
     job_id = run_psd(client, {"dataset": "demo", "column": "samples", "fs": 250, "nperseg": 500, "bands": bands})
-    assert wait_job(client, job_id)["state"] == "SUCCEEDED"
+    assert_succeeded(wait_job(client, job_id))
     result = read_result(client, job_id)
     names = [f"{b}_power" for b in bands]
     assert result.column_names[-len(bands) :] == names, result.column_names
