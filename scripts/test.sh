@@ -29,7 +29,8 @@ section() {
 finish() {
 	local code=$?
 	if [[ -n "$S3_DIR" ]]; then
-		scripts/s3-server.sh stop "$S3_DIR" >/dev/null 2>&1 || echo "warning: could not stop the S3 test server" >&2
+		bash scripts/s3-server.sh stop "$S3_DIR" >/dev/null 2>&1 || echo "warning: could not stop the S3 test server" >&2
+		rm -rf "$S3_DIR"
 	fi
 	echo
 	if [[ $code -eq 0 ]]; then
