@@ -10,7 +10,7 @@
 // Keys are slash-separated. A key should not also be the "directory" of another
 // ("a" and "a/b"): S3 holds both, but a file store (and an S3 server that keeps
 // objects as files) refuses the second write. In a file store, names shaped like
-// a temporary file (KEY.HEX.tmp) and names ending in ".attrs" are reserved.
+// a temporary file (KEY.HEX.tmp) are reserved.
 package store
 
 import (
@@ -24,6 +24,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -83,13 +84,13 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 			return nil, fmt.Errorf("store: resolve %q: %w", rawURL, err)
 		}
 		// Temporary files go beside their final path, so the rename that
-		// completes a write never crosses file systems. A sidecar file
-		// (KEY.attrs) keeps each object's MD5, from which its ETag is made:
-		// a modification time is too coarse to tell two quick writes apart.
+		// completes a write never crosses file systems. No sidecar files: a
+		// reader must never see one half written, and files put in place by
+		// hand have none.
 		b, err = fileblob.OpenBucket(dir, &fileblob.Options{
 			CreateDir: true,
 			NoTempDir: true,
-			Metadata:  fileblob.MetadataInSidecar,
+			Metadata:  fileblob.MetadataDontWrite,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("store: open directory %s: %w", dir, err)
@@ -187,10 +188,15 @@ func (s *Store) Stat(ctx context.Context, key string) (Object, error) {
 		return Object{}, wrap("stat", key, err)
 	}
 	etag := a.ETag
-	if s.file && len(a.MD5) > 0 {
-		// The MD5 tells versions apart; modification time and size catch a
-		// file replaced by hand, whose sidecar then no longer matches it.
-		etag = fmt.Sprintf("\"%x-%x-%x\"", a.MD5, a.ModTime.UnixNano(), a.Size)
+	var fi os.FileInfo
+	if s.file && a.As(&fi) {
+		// A file's modification time is too coarse to tell two quick writes
+		// of the same size apart, and can be set by hand; every atomic write
+		// makes a new inode while the old one still exists, and the change
+		// time cannot be set back, so together they tell versions apart.
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			etag = fmt.Sprintf("\"%x-%x-%x-%x\"", a.ModTime.UnixNano(), a.Size, st.Ino, st.Ctim.Nano())
+		}
 	}
 	return Object{Key: key, Size: a.Size, ModTime: a.ModTime, ETag: etag}, nil
 }
