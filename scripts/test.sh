@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# scripts/test.sh: the flightbatch test command. Run from anywhere; it works in the repo root.
+#
+#   1. system packages (only what is missing: Go, a C compiler for -race, Python 3.11+ with venv)
+#   2. go build -o bin/flightbatch ./cmd/flightbatch
+#   3. gofmt and go vet
+#   4. a real S3-compatible server for the store tests (if scripts/s3-server.sh exists)
+#   5. go test -race ./...
+#   6. .venv from requirements.txt (reinstalled only when it changed), then pytest tests/python
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+START=$SECONDS
+SECTION_START=$SECONDS
+S3_DIR=""
+
+section() {
+	if [[ -n "${SECTION_NAME:-}" ]]; then
+		echo "--- ${SECTION_NAME} done in $((SECONDS - SECTION_START))s"
+	fi
+	SECTION_NAME="$1"
+	SECTION_START=$SECONDS
+	echo
+	echo "=== $1"
+}
+
+finish() {
+	local code=$?
+	if [[ -n "$S3_DIR" ]]; then
+		bash scripts/s3-server.sh stop "$S3_DIR" >/dev/null 2>&1 || echo "warning: could not stop the S3 test server" >&2
+		rm -rf "$S3_DIR"
+	fi
+	echo
+	if [[ $code -eq 0 ]]; then
+		echo "=== all passed in $((SECONDS - START))s"
+	else
+		echo "=== FAILED (exit $code) during '${SECTION_NAME:-setup}' after $((SECONDS - START))s"
+	fi
+	exit "$code"
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------------------------
+section "system packages"
+
+python_ok() {
+	command -v python3 >/dev/null &&
+		python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
+}
+
+missing=()
+command -v go >/dev/null || missing+=(golang-go)
+command -v gcc >/dev/null || command -v cc >/dev/null || missing+=(gcc libc6-dev)
+command -v git >/dev/null || missing+=(git)
+python_ok || missing+=(python3 python3-venv)
+if [[ ${#missing[@]} -gt 0 ]]; then
+	echo "installing: ${missing[*]}"
+	SUDO=()
+	[[ "$(id -u)" -eq 0 ]] || SUDO=(sudo)
+	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+	python_ok || { echo "python3 >= 3.11 with venv is still missing" >&2; exit 1; }
+else
+	echo "nothing to install"
+fi
+echo "$(go version); $(python3 --version)"
+
+# ---------------------------------------------------------------------------------------------
+section "go build"
+go build -o bin/flightbatch ./cmd/flightbatch
+echo "built bin/flightbatch"
+
+# ---------------------------------------------------------------------------------------------
+section "gofmt and go vet"
+mapfile -t unformatted < <(find . \( -path ./.venv -o -path ./.cache -o -path ./.git -o -path ./vendor -o -path ./bin \) -prune \
+	-o -name '*.go' -print0 | xargs -0 -r gofmt -l)
+if [[ ${#unformatted[@]} -gt 0 ]]; then
+	echo "gofmt: these files are not formatted (run gofmt -w):" >&2
+	printf '  %s\n' "${unformatted[@]}" >&2
+	exit 1
+fi
+echo "gofmt: ok"
+go vet ./...
+echo "go vet: ok"
+
+# ---------------------------------------------------------------------------------------------
+if [[ -x scripts/s3-server.sh || -f scripts/s3-server.sh ]]; then
+	section "S3 test server"
+	S3_DIR="$(mktemp -d "${TMPDIR:-/tmp}/flightbatch-s3.XXXXXX")"
+	env_file="$(bash scripts/s3-server.sh start "$S3_DIR")"
+	# shellcheck disable=SC1090
+	source "$env_file"
+	export FLIGHTBATCH_REQUIRE_S3=1
+	echo "S3 at ${AWS_ENDPOINT_URL_S3:-?}, bucket ${FLIGHTBATCH_TEST_S3_BUCKET:-?}"
+fi
+
+# ---------------------------------------------------------------------------------------------
+section "go test -race"
+go test -race -count=1 ./...
+
+# ---------------------------------------------------------------------------------------------
+section "python environment"
+stamp=".venv/.requirements.sha256"
+want="$( (python3 --version; cat requirements.txt) | sha256sum | cut -d' ' -f1)"
+if [[ -x .venv/bin/python && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+	echo ".venv is up to date with requirements.txt"
+else
+	echo "creating .venv from requirements.txt"
+	rm -rf .venv
+	python3 -m venv .venv
+	.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+	echo "$want" >"$stamp"
+fi
+
+# ---------------------------------------------------------------------------------------------
+section "pytest tests/python"
+FLIGHTBATCH_BIN="$ROOT/bin/flightbatch" .venv/bin/python -m pytest -q tests/python
+echo "--- ${SECTION_NAME} done in $((SECONDS - SECTION_START))s"
