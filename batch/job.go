@@ -144,9 +144,10 @@ type Counts struct {
 	Running   int `json:"running"`
 	Succeeded int `json:"succeeded"`
 	Failed    int `json:"failed"`
+	Cancelled int `json:"cancelled"`
 }
 
-// Counts tallies the job's shards by state (cancelled shards count as failed).
+// Counts tallies the job's shards by state.
 func (m *Manifest) Counts() Counts {
 	c := Counts{Total: len(m.Shards)}
 	for _, s := range m.Shards {
@@ -157,6 +158,8 @@ func (m *Manifest) Counts() Counts {
 			c.Running++
 		case ShardSucceeded:
 			c.Succeeded++
+		case ShardCancelled:
+			c.Cancelled++
 		default:
 			c.Failed++
 		}

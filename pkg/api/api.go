@@ -38,6 +38,8 @@ type ShardCounts struct {
 	Running   int `json:"running"`
 	Succeeded int `json:"succeeded"`
 	Failed    int `json:"failed"`
+	// Cancelled counts the shards of a cancelled job that never finished.
+	Cancelled int `json:"cancelled"`
 }
 
 // ShardFailure describes a shard whose children failed.
