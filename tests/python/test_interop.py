@@ -161,6 +161,7 @@ def test_psd_job_succeeds(psd_job):
         "running": 0,
         "succeeded": DEMO_SHARDS,
         "failed": 0,
+        "cancelled": 0,
     }, status
     assert status["dataset"] == "demo"
     assert status["params"]["nperseg"] == 256
