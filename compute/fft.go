@@ -22,6 +22,14 @@ func newPowerSpectrum(n int) powerSpectrum {
 		return newNaiveDFT(n)
 	case n&(n-1) == 0:
 		return newPow2RFFT(n)
+	case n%2 == 0:
+		if c := newCFFT(n / 2); c != nil {
+			return &evenRFFT{c: c, split: newSplit(n), z: make([]complex128, n/2)}
+		}
+	default:
+		if c := newCFFT(n); c != nil {
+			return &oddRFFT{c: c, z: make([]complex128, n)}
+		}
 	}
 	return newGonumRFFT(n)
 }
