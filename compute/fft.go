@@ -44,7 +44,7 @@ type pow2RFFT struct {
 	perm  []int32        // perm[k] = bit reversal of k in log2(m) bits
 	odd   bool           // log2(m) is odd: one radix-2 stage first
 	tw    [][]complex128 // per radix-4 stage with q > 1: w^j, w^2j, w^3j, j < q, w = exp(-2πi/4q)
-	split []complex128   // split[k] = -i/2 · exp(-2πik/n), k < m/2
+	split []complex128   // see splitPower
 	z     []complex128
 }
 
@@ -73,12 +73,7 @@ func newPow2RFFT(n int) *pow2RFFT {
 		}
 		f.tw = append(f.tw, t)
 	}
-	f.split = make([]complex128, m/2)
-	for k := range f.split {
-		s, c := math.Sincos(-2 * math.Pi * float64(k) / float64(n))
-		// -i/2 · (c + i s) = (s - i c)/2
-		f.split[k] = complex(0.5*s, -0.5*c)
-	}
+	f.split = newSplit(n)
 	return f
 }
 
@@ -86,48 +81,50 @@ func (f *pow2RFFT) power(dst, x []float64, add bool) {
 	m := f.m
 	z := f.z[:m]
 	x = x[:2*m]
-	perm := f.perm[:m]
-	for k, p := range perm {
+	for k, p := range f.perm[:m] {
 		z[p] = complex(x[2*k], x[2*k+1])
 	}
 	f.transform(z)
-	dst = dst[:m+1]
-	z0 := z[0]
-	p0 := (real(z0) + imag(z0)) * (real(z0) + imag(z0))
-	pm := (real(z0) - imag(z0)) * (real(z0) - imag(z0))
-	h := m / 2
-	zh := z[h]
-	ph := real(zh)*real(zh) + imag(zh)*imag(zh)
-	if add {
-		dst[0] += p0
-		dst[m] += pm
-		dst[h] += ph
-	} else {
-		dst[0] = p0
-		dst[m] = pm
-		dst[h] = ph
-	}
-	split := f.split[:h]
-	for k := 1; k < h; k++ {
-		a := z[k]
-		b := z[m-k]
-		// e = (a + conj b)/2, d = (a - conj b); X[k] = e + c·d, X[m-k] = conj(e - c·d)
-		er := 0.5 * (real(a) + real(b))
-		ei := 0.5 * (imag(a) - imag(b))
-		dr := real(a) - real(b)
-		di := imag(a) + imag(b)
-		c := split[k]
-		tr := real(c)*dr - imag(c)*di
-		ti := real(c)*di + imag(c)*dr
-		xr, xi := er+tr, ei+ti
-		yr, yi := er-tr, ei-ti
-		if add {
-			dst[k] += xr*xr + xi*xi
-			dst[m-k] += yr*yr + yi*yi
-		} else {
-			dst[k] = xr*xr + xi*xi
-			dst[m-k] = yr*yr + yi*yi
+	splitPower(dst, z, f.split, add)
+}
+
+func (f *pow2RFFT) segmentPower(dst, x, w []float64, mean, slope float64, tc []float64, add bool) {
+	z := f.z[:f.m]
+	loadSegment(z, f.perm, x, w, mean, slope, tc)
+	f.transform(z)
+	splitPower(dst, z, f.split, add)
+}
+
+// segmentPowerer is implemented by transforms that can detrend and window a
+// segment while loading it, saving a pass over the data.
+type segmentPowerer interface {
+	// segmentPower is power of (x[i] - mean - slope·tc[i])·w[i], where tc
+	// may be nil (no slope); len(x) == len(w) == the transform length.
+	segmentPower(dst, x, w []float64, mean, slope float64, tc []float64, add bool)
+}
+
+// loadSegment fills z[perm[k]] with the detrended, windowed sample pair
+// (2k, 2k+1) as one complex number: the load of a real FFT through a
+// half-length complex one. The arithmetic is Plan.prepare's, bit for bit.
+func loadSegment(z []complex128, perm []int32, x, w []float64, mean, slope float64, tc []float64) {
+	m := len(z)
+	perm = perm[:m]
+	x = x[:2*m]
+	w = w[:2*m]
+	if tc == nil {
+		for k, p := range perm {
+			xx := x[2*k : 2*k+2 : 2*k+2]
+			ww := w[2*k : 2*k+2 : 2*k+2]
+			z[p] = complex((xx[0]-mean)*ww[0], (xx[1]-mean)*ww[1])
 		}
+		return
+	}
+	tc = tc[:2*m]
+	for k, p := range perm {
+		xx := x[2*k : 2*k+2 : 2*k+2]
+		ww := w[2*k : 2*k+2 : 2*k+2]
+		tt := tc[2*k : 2*k+2 : 2*k+2]
+		z[p] = complex((xx[0]-mean-slope*tt[0])*ww[0], (xx[1]-mean-slope*tt[1])*ww[1])
 	}
 }
 

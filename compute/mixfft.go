@@ -315,6 +315,13 @@ func (f *evenRFFT) power(dst, x []float64, add bool) {
 	splitPower(dst, z, f.split, add)
 }
 
+func (f *evenRFFT) segmentPower(dst, x, w []float64, mean, slope float64, tc []float64, add bool) {
+	z := f.z[:f.c.m]
+	loadSegment(z, f.c.perm, x, w, mean, slope, tc)
+	f.c.transform(z)
+	splitPower(dst, z, f.split, add)
+}
+
 // oddRFFT is the real FFT of an odd length n through the mixed-radix
 // complex FFT of length n with zero imaginary parts.
 type oddRFFT struct {

@@ -219,12 +219,22 @@ func (pl *Plan) PSD(dst []float64, x []float64, fs float64) []float64 {
 	nh := pl.nhalf
 	acc := pl.acc[:nh]
 	clear(acc)
+	fused, _ := pl.fft.(segmentPowerer)
+	if pl.nfft != pl.nperseg {
+		fused = nil // zero padding goes through pl.seg
+	}
 	for s := 0; s < pl.nseg; s++ {
-		pl.prepare(x[s*pl.step : s*pl.step+pl.nperseg])
+		seg := x[s*pl.step : s*pl.step+pl.nperseg]
+		out, add := acc, true
 		if pl.median {
-			pl.fft.power(pl.rows[s*nh:(s+1)*nh], pl.seg, false)
+			out, add = pl.rows[s*nh:(s+1)*nh], false
+		}
+		mean, slope := pl.trend(seg)
+		if fused != nil {
+			fused.segmentPower(out, seg, pl.win, mean, slope, pl.tc, add)
 		} else {
-			pl.fft.power(acc, pl.seg, true)
+			pl.prepare(seg, mean, slope)
+			pl.fft.power(out, pl.seg, add)
 		}
 	}
 	var scale float64
@@ -270,39 +280,71 @@ func (pl *Plan) PSD(dst []float64, x []float64, fs float64) []float64 {
 	return dst
 }
 
-// prepare detrends and windows one segment into pl.seg (the zero padding
+// trend returns the mean and slope (per sample, about the segment's
+// centre) that the detrending subtracts from segment x.
+func (pl *Plan) trend(x []float64) (mean, slope float64) {
+	switch pl.detrend {
+	case DetrendConstant:
+		return sum(x) / float64(len(x)), 0
+	case DetrendLinear:
+		return sum(x) / float64(len(x)), dot(pl.tc, x) * pl.invTT
+	}
+	return 0, 0
+}
+
+// prepare detrends and windows segment x into pl.seg (the zero padding
 // beyond nperseg stays zero).
-func (pl *Plan) prepare(x []float64) {
+func (pl *Plan) prepare(x []float64, mean, slope float64) {
 	w := pl.win
 	seg := pl.seg[:len(w)]
 	x = x[:len(w)]
-	switch pl.detrend {
-	case DetrendNone:
-		for i, v := range x {
-			seg[i] = v * w[i]
-		}
-	case DetrendConstant:
-		var s float64
-		for _, v := range x {
-			s += v
-		}
-		mean := s / float64(len(x))
+	if pl.tc == nil {
 		for i, v := range x {
 			seg[i] = (v - mean) * w[i]
 		}
-	case DetrendLinear:
-		tc := pl.tc[:len(x)]
-		var s, st float64
-		for i, v := range x {
-			s += v
-			st += tc[i] * v
-		}
-		mean := s / float64(len(x))
-		slope := st * pl.invTT
-		for i, v := range x {
-			seg[i] = (v - mean - slope*tc[i]) * w[i]
-		}
+		return
 	}
+	tc := pl.tc[:len(x)]
+	for i, v := range x {
+		seg[i] = (v - mean - slope*tc[i]) * w[i]
+	}
+}
+
+// sum adds x with four independent accumulators.
+func sum(x []float64) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		v := x[i : i+4 : i+4]
+		s0 += v[0]
+		s1 += v[1]
+		s2 += v[2]
+		s3 += v[3]
+	}
+	for ; i < len(x); i++ {
+		s0 += x[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// dot is the dot product of a and b (len(b) >= len(a)) with four independent
+// accumulators.
+func dot(a, b []float64) float64 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		u := a[i : i+4 : i+4]
+		v := b[i : i+4 : i+4]
+		s0 += u[0] * v[0]
+		s1 += u[1] * v[1]
+		s2 += u[2] * v[2]
+		s3 += u[3] * v[3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
 }
 
 // median is numpy.median of v (reordered in place): NaN if any value is NaN.
