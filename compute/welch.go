@@ -111,6 +111,9 @@ func NewPlan(p WelchParams, n int) (*Plan, error) {
 		pl.detrend = *p.Detrend
 	}
 
+	if err := checkWindowLength(w, nperseg); err != nil {
+		return nil, err
+	}
 	pl.win = makeWindow(w, nperseg)
 	for _, v := range pl.win {
 		pl.sumW += v

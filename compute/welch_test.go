@@ -73,6 +73,8 @@ func TestEveryWindowNameBuilds(t *testing.T) {
 	for _, name := range SupportedWindows() {
 		w := Window{Name: name}
 		switch r := windowArgs[canonicalWindow[name]]; {
+		case canonicalWindow[name] == "dpss":
+			w.Args = []float64{0.4}
 		case canonicalWindow[name] == "general_gaussian":
 			w.Args = []float64{1.5, 10}
 		case r.min > 0:
@@ -163,7 +165,8 @@ func TestValidationErrors(t *testing.T) {
 		want string // substring of the message
 	}{
 		{"unknown window", WelchParams{Window: &Window{Name: "hanning2"}}, "window"},
-		{"unsupported dpss", WelchParams{Window: &Window{Name: "dpss", Args: []float64{3}}}, "not supported"},
+		{"unsupported kbd", WelchParams{Window: &Window{Name: "kbd", Args: []float64{3}}}, "not supported"},
+		{"dpss NW", WelchParams{Window: &Window{Name: "dpss", Args: []float64{0}}}, "NW"},
 		{"kaiser needs beta", WelchParams{Window: &Window{Name: "kaiser"}}, "kaiser"},
 		{"hann takes none", WelchParams{Window: &Window{Name: "hann", Args: []float64{1}}}, "no parameters"},
 		{"empty weights", WelchParams{Window: &Window{Weights: []float64{}}}, "weights"},
