@@ -276,3 +276,21 @@ func (p WelchParams) validate() error {
 	}
 	return nil
 }
+
+// ValidateFS checks a sampling frequency: finite and positive, as scipy
+// requires.
+func ValidateFS(fs float64) error {
+	if !(fs > 0) || math.IsInf(fs, 0) {
+		return invalidf("fs=%v must be a positive, finite sampling frequency", fs)
+	}
+	return nil
+}
+
+// ValidateBand checks a frequency band [lo, hi] for BandPower against the
+// sampling frequency fs: 0 <= lo <= hi <= fs/2, all finite.
+func ValidateBand(name string, lo, hi, fs float64) error {
+	if math.IsNaN(lo) || math.IsNaN(hi) || lo < 0 || hi > fs/2 || lo > hi {
+		return invalidf("band %q: [%v, %v] must satisfy 0 <= low <= high <= fs/2 = %v", name, lo, hi, fs/2)
+	}
+	return nil
+}

@@ -196,6 +196,29 @@ func TestValidationErrors(t *testing.T) {
 	}
 }
 
+func TestValidateFSAndBand(t *testing.T) {
+	for _, fs := range []float64{0, -1, math.NaN(), math.Inf(1)} {
+		if err := ValidateFS(fs); !errors.Is(err, ErrInvalidParams) {
+			t.Errorf("fs=%v: %v", fs, err)
+		}
+	}
+	if err := ValidateFS(250); err != nil {
+		t.Error(err)
+	}
+	bad := [][2]float64{{-1, 10}, {10, 126}, {30, 13}, {math.NaN(), 1}}
+	for _, b := range bad {
+		if err := ValidateBand("beta", b[0], b[1], 250); !errors.Is(err, ErrInvalidParams) || !strings.Contains(err.Error(), "beta") {
+			t.Errorf("band %v: %v", b, err)
+		}
+	}
+	if err := ValidateBand("beta", 13, 30, 250); err != nil {
+		t.Error(err)
+	}
+	if err := ValidateBand("all", 0, 125, 250); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestNewPlanFollowsScipyClipping(t *testing.T) {
 	pl, err := NewPlan(WelchParams{}, 100)
 	if err != nil {
