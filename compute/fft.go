@@ -36,13 +36,13 @@ func newPowerSpectrum(n int) powerSpectrum {
 
 // pow2RFFT is a real FFT of a power-of-two length n computed through a complex
 // FFT of length m = n/2 (even samples as real parts, odd samples as imaginary
-// parts): bit-reversed load, iterative radix-4 decimation in time (with one
-// radix-2 stage when log2(m) is odd), then the split that separates the
+// parts): bit-reversed load, iterative radix-4 decimation in time (with a
+// first radix-8 stage when log2(m) is odd), then the split that separates the
 // spectra of the even and odd samples.
 type pow2RFFT struct {
 	n, m  int
 	perm  []int32        // perm[k] = bit reversal of k in log2(m) bits
-	odd   bool           // log2(m) is odd: one radix-2 stage first
+	odd   bool           // log2(m) is odd: a radix-8 stage first
 	tw    [][]complex128 // per radix-4 stage with q > 1: w^j, w^2j, w^3j, j < q, w = exp(-2πi/4q)
 	split []complex128   // see splitPower
 	z     []complex128
@@ -57,7 +57,7 @@ func newPow2RFFT(n int) *pow2RFFT {
 	}
 	q := 1
 	if f.odd {
-		q = 2
+		q = 8
 	}
 	for ; 4*q <= m; q *= 4 {
 		if q == 1 {
@@ -134,11 +134,8 @@ func (f *pow2RFFT) transform(z []complex128) {
 	m := len(z)
 	q := 1
 	if f.odd {
-		for i := 0; i+1 < m; i += 2 {
-			a, b := z[i], z[i+1]
-			z[i], z[i+1] = a+b, a-b
-		}
-		q = 2
+		radix8(z)
+		q = 8
 	}
 	for _, tw := range f.tw {
 		if q == 1 {
@@ -232,5 +229,33 @@ func (d *naiveDFT) power(dst, x []float64, add bool) {
 		} else {
 			dst[k] = p
 		}
+	}
+}
+
+// radix8 runs the first three levels of the FFT: an 8-point DFT of each
+// consecutive group of 8 bit-reversed samples.
+func radix8(z []complex128) {
+	const r = 0.70710678118654752440 // 1/√2
+	for i := 0; i+7 < len(z); i += 8 {
+		b := z[i : i+8 : i+8]
+		// b holds x0, x4, x2, x6, x1, x5, x3, x7.
+		a0, a1 := b[0]+b[1], b[0]-b[1]
+		a2, a3 := b[2]+b[3], b[2]-b[3]
+		a4, a5 := b[4]+b[5], b[4]-b[5]
+		a6, a7 := b[6]+b[7], b[6]-b[7]
+		e0, e2 := a0+a2, a0-a2
+		e1 := complex(real(a1)+imag(a3), imag(a1)-real(a3)) // a1 - i·a3
+		e3 := complex(real(a1)-imag(a3), imag(a1)+real(a3)) // a1 + i·a3
+		o0, o2 := a4+a6, a4-a6
+		o1 := complex(real(a5)+imag(a7), imag(a5)-real(a7))
+		o3 := complex(real(a5)-imag(a7), imag(a5)+real(a7))
+		// W8·o1 = (1-i)/√2·o1, W8²·o2 = -i·o2, W8³·o3 = -(1+i)/√2·o3
+		t1 := complex(r*(real(o1)+imag(o1)), r*(imag(o1)-real(o1)))
+		t2 := complex(imag(o2), -real(o2))
+		t3 := complex(r*(imag(o3)-real(o3)), -r*(real(o3)+imag(o3)))
+		b[0], b[4] = e0+o0, e0-o0
+		b[1], b[5] = e1+t1, e1-t1
+		b[2], b[6] = e2+t2, e2-t2
+		b[3], b[7] = e3+t3, e3-t3
 	}
 }
