@@ -406,7 +406,11 @@ func TestPSDNaN(t *testing.T) {
 
 func TestPSDDoesNotAllocate(t *testing.T) {
 	x := randn(60000, 15)
-	for _, p := range []WelchParams{{}, {NPerSeg: ptr(1000)}, {Average: "median", Detrend: ptr(DetrendLinear)}} {
+	for _, p := range []WelchParams{
+		{}, {NPerSeg: ptr(1000)}, {Average: "median", Detrend: ptr(DetrendLinear)},
+		{NPerSeg: ptr(375)}, {NPerSeg: ptr(254)}, {NPerSeg: ptr(127)}, {NPerSeg: ptr(200), NFFT: ptr(256)},
+		{ReturnOnesided: ptr(false), Window: &Window{Name: "dpss", Args: []float64{3}}},
+	} {
 		pl, _ := NewPlan(p, len(x))
 		dst := make([]float64, pl.NumFreqs())
 		if a := testing.AllocsPerRun(5, func() { dst = pl.PSD(dst, x, 250) }); a != 0 {
