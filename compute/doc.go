@@ -26,5 +26,5 @@
 // The FFT is this package's own: a real transform of length n through a
 // complex one of n/2, radix 8 and 4 for powers of two, radices 2, 3, 4, 5 and
 // small primes (up to 31) otherwise, odd lengths directly; lengths with a
-// larger prime factor fall back to gonum's FFT, which is correct but slower.
+// larger prime factor use Bluestein's algorithm over power-of-two FFTs.
 package compute

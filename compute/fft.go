@@ -3,8 +3,6 @@ package compute
 import (
 	"math"
 	"math/bits"
-
-	"gonum.org/v1/gonum/dsp/fourier"
 )
 
 // powerSpectrum computes the one-sided power |X[k]|^2, k = 0..n/2, of the
@@ -31,7 +29,7 @@ func newPowerSpectrum(n int) powerSpectrum {
 			return &oddRFFT{c: c, z: make([]complex128, n)}
 		}
 	}
-	return newGonumRFFT(n)
+	return newBluesteinRFFT(n)
 }
 
 // pow2RFFT is a real FFT of a power-of-two length n computed through a complex
@@ -174,29 +172,6 @@ func (f *pow2RFFT) transform(z []complex128) {
 			}
 		}
 		q *= 4
-	}
-}
-
-// gonumRFFT uses gonum's real FFT for lengths that are not powers of two.
-type gonumRFFT struct {
-	f    *fourier.FFT
-	coef []complex128
-}
-
-func newGonumRFFT(n int) *gonumRFFT {
-	return &gonumRFFT{f: fourier.NewFFT(n), coef: make([]complex128, n/2+1)}
-}
-
-func (g *gonumRFFT) power(dst, x []float64, add bool) {
-	c := g.f.Coefficients(g.coef, x)
-	dst = dst[:len(c)]
-	for k, v := range c {
-		p := real(v)*real(v) + imag(v)*imag(v)
-		if add {
-			dst[k] += p
-		} else {
-			dst[k] = p
-		}
 	}
 }
 

@@ -28,7 +28,7 @@ func naivePower(x []float64) []float64 {
 func TestPowerSpectrumMatchesNaiveDFT(t *testing.T) {
 	sizes := []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 20, 22, 24, 25, 27, 30, 31, 32, 33, 36,
 		45, 48, 49, 60, 62, 64, 74, 96, 98, 100, 125, 127, 128, 154, 162, 200, 250, 256, 300, 360, 375, 500, 512, 600,
-		625, 750, 1000, 1024, 1536, 2000, 2048, 2310, 4096, 5000}
+		625, 750, 1000, 1024, 1536, 2000, 2048, 2310, 4096, 5000, 37, 41, 74, 254, 257, 1018, 2003}
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, n := range sizes {
 		x := make([]float64, n)
@@ -66,8 +66,8 @@ func TestPowerSpectrumPicksTransform(t *testing.T) {
 		want string
 	}{
 		{4, "*compute.naiveDFT"}, {1024, "*compute.pow2RFFT"}, {1000, "*compute.evenRFFT"},
-		{2 * 29, "*compute.evenRFFT"}, {375, "*compute.oddRFFT"}, {2 * 37, "*compute.gonumRFFT"},
-		{127, "*compute.gonumRFFT"},
+		{2 * 29, "*compute.evenRFFT"}, {375, "*compute.oddRFFT"}, {2 * 37, "*compute.bluesteinRFFT"},
+		{127, "*compute.bluesteinRFFT"}, {60013, "*compute.bluesteinRFFT"},
 	}
 	for _, c := range cases {
 		if got := fmt.Sprintf("%T", newPowerSpectrum(c.n)); got != c.want {

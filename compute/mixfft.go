@@ -348,3 +348,77 @@ func (f *oddRFFT) power(dst, x []float64, add bool) {
 		}
 	}
 }
+
+// bluesteinRFFT is the DFT of a real sequence of any length n by Bluestein's
+// algorithm: the DFT as a convolution with a chirp, computed with power-of-two
+// FFTs of length mm >= 2n-1. It serves lengths with a prime factor too large
+// for cfft, in O(n log n) instead of gonum's O(n·p).
+type bluesteinRFFT struct {
+	n     int
+	c     *cfft        // length mm, a power of two
+	chirp []complex128 // chirp[j] = exp(-iπj²/n), j < n
+	bhat  []complex128 // FFT of the conjugate chirp, arranged for circular convolution
+	z, w  []complex128 // scratch
+}
+
+func newBluesteinRFFT(n int) *bluesteinRFFT {
+	mm := 1
+	for mm < 2*n-1 {
+		mm *= 2
+	}
+	f := &bluesteinRFFT{n: n, c: newCFFT(mm), chirp: make([]complex128, n), bhat: make([]complex128, mm),
+		z: make([]complex128, mm), w: make([]complex128, mm)}
+	for j := range f.chirp {
+		// j² mod 2n keeps the angle exact for large j.
+		r := (uint64(j) * uint64(j)) % uint64(2*n)
+		s, co := math.Sincos(-math.Pi * float64(r) / float64(n))
+		f.chirp[j] = complex(co, s)
+	}
+	b := make([]complex128, mm)
+	for j := 0; j < n; j++ {
+		v := complex(real(f.chirp[j]), -imag(f.chirp[j]))
+		b[j] = v
+		if j > 0 {
+			b[mm-j] = v
+		}
+	}
+	for j, p := range f.c.perm {
+		f.bhat[p] = b[j]
+	}
+	f.c.transform(f.bhat)
+	return f
+}
+
+func (f *bluesteinRFFT) power(dst, x []float64, add bool) {
+	n, mm := f.n, len(f.z)
+	z := f.z
+	clear(z)
+	perm := f.c.perm[:mm]
+	x = x[:n]
+	for j, v := range x {
+		c := f.chirp[j]
+		z[perm[j]] = complex(v*real(c), v*imag(c))
+	}
+	f.c.transform(z)
+	// Multiply by the chirp's transform and take the inverse FFT as
+	// conj(FFT(conj(·))), loading through the permutation again.
+	y := f.bhat[:mm]
+	tmp := f.w[:mm]
+	for k, p := range perm {
+		v := z[k] * y[k]
+		tmp[p] = complex(real(v), -imag(v))
+	}
+	f.c.transform(tmp)
+	dst = dst[:n/2+1]
+	inv := 1 / float64(mm)
+	for k := range dst {
+		// X[k] = chirp[k]·conj(tmp[k])/mm; |chirp[k]| = 1.
+		v := tmp[k]
+		p := (real(v)*real(v) + imag(v)*imag(v)) * inv * inv
+		if add {
+			dst[k] += p
+		} else {
+			dst[k] = p
+		}
+	}
+}
