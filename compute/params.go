@@ -32,6 +32,8 @@ func invalidf(format string, args ...any) error {
 // norm) as 1 or 0, and the coefficient list of ("general_cosine", [a0, a1,
 // ...]) is stored flat. A name may carry scipy's "_periodic" or "_symmetric"
 // suffix; without one the window is periodic (get_window's fftbins=True).
+// SupportedWindows lists the names; "hanning" (numpy's name for hann) is
+// accepted although scipy no longer does.
 type Window struct {
 	Name    string    // window name as accepted by scipy.signal.get_window
 	Args    []float64 // parameters following the name in scipy's tuple form
@@ -229,7 +231,10 @@ func (p WelchParams) maxNPerSeg() int {
 //
 // The nfft check is stricter than scipy for records shorter than nperseg
 // (scipy compares nfft with nperseg after clipping nperseg to the record
-// length); NewPlan applies scipy's exact rule.
+// length); NewPlan applies scipy's exact rule. Parameters that pass Validate
+// can still be rejected by NewPlan for a particular record, as scipy would
+// reject them: a record shorter than explicit window weights, an explicit
+// noverlap not below the clipped nperseg, dpss's NW not below nperseg/2.
 func (p WelchParams) Validate() error {
 	if err := p.validate(); err != nil {
 		return err
