@@ -9,7 +9,7 @@ import (
 // discrete Fourier transform X of a real sequence of a fixed length n.
 type powerSpectrum interface {
 	// power writes (add=false) or adds (add=true) |X[k]|^2 of x into dst;
-	// len(x) == n, len(dst) == n/2+1. It may use x as scratch only if noted.
+	// len(x) == n, len(dst) == n/2+1; x is not modified.
 	power(dst, x []float64, add bool)
 }
 
@@ -157,6 +157,8 @@ func (f *pow2RFFT) transform(z []complex128) {
 			z1 := blk[q : 2*q : 2*q]
 			z2 := blk[2*q : 3*q : 3*q]
 			z3 := blk[3*q : 4*q : 4*q]
+			z1, z2, z3 = z1[:len(z0)], z2[:len(z0)], z3[:len(z0)]
+			tw := tw[:3*len(z0)]
 			for j := range z0 {
 				w := tw[3*j : 3*j+3 : 3*j+3]
 				y0 := z0[j]
