@@ -8,6 +8,13 @@
 // doubling, density or spectrum scaling, and mean or bias-corrected median
 // averaging. Results agree with scipy to a relative tolerance of 1e-9
 // (tests/python/test_compute_parity.py checks this against scipy itself).
+// Segment means are numpy's pairwise sums bit for bit, so constant
+// detrending (the default) stays exact even for signals riding on a large
+// offset. Linear detrending fits the trend in closed form where scipy uses
+// LAPACK's least squares; for a signal whose offset exceeds its fluctuations
+// by more than about 1e5, the lowest frequency bins then differ from scipy's
+// by the float64 rounding of the fit (relative 1e-8 at a ratio of 1e7), as
+// two least-squares solvers would.
 //
 // A Plan prepares everything for one record length (window, scale factors,
 // FFT tables, scratch space) so that Plan.PSD does not allocate; a Planner

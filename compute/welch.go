@@ -288,9 +288,10 @@ func (pl *Plan) PSD(dst []float64, x []float64, fs float64) []float64 {
 func (pl *Plan) trend(x []float64) (mean, slope float64) {
 	switch pl.detrend {
 	case DetrendConstant:
-		return sum(x) / float64(len(x)), 0
+		return pairwiseSum(x) / float64(len(x)), 0
 	case DetrendLinear:
-		return sum(x) / float64(len(x)), dot(pl.tc, x) * pl.invTT
+		mean = pairwiseSum(x) / float64(len(x))
+		return mean, dotCentered(pl.tc, x, mean) * pl.invTT
 	}
 	return 0, 0
 }
@@ -313,39 +314,63 @@ func (pl *Plan) prepare(x []float64, mean, slope float64) {
 	}
 }
 
-// sum adds x with four independent accumulators.
-func sum(x []float64) float64 {
-	var s0, s1, s2, s3 float64
-	i := 0
-	for ; i+4 <= len(x); i += 4 {
-		v := x[i : i+4 : i+4]
-		s0 += v[0]
-		s1 += v[1]
-		s2 += v[2]
-		s3 += v[3]
+// pairwiseSum is numpy's pairwise summation of a contiguous float64 array,
+// bit for bit, so that the segment means (numpy.mean, used by scipy's
+// constant detrending) agree exactly: with a large offset, the detrended
+// samples are small differences of large numbers, and any difference in the
+// mean would show in the lowest frequencies.
+func pairwiseSum(x []float64) float64 {
+	n := len(x)
+	switch {
+	case n < 8:
+		var s float64
+		for _, v := range x {
+			s += v
+		}
+		return s
+	case n <= 128:
+		var r [8]float64
+		copy(r[:], x[:8])
+		i := 8
+		for ; i+8 <= n; i += 8 {
+			v := x[i : i+8 : i+8]
+			r[0] += v[0]
+			r[1] += v[1]
+			r[2] += v[2]
+			r[3] += v[3]
+			r[4] += v[4]
+			r[5] += v[5]
+			r[6] += v[6]
+			r[7] += v[7]
+		}
+		s := ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+		for ; i < n; i++ {
+			s += x[i]
+		}
+		return s
 	}
-	for ; i < len(x); i++ {
-		s0 += x[i]
-	}
-	return (s0 + s1) + (s2 + s3)
+	n2 := n / 2
+	n2 -= n2 % 8
+	return pairwiseSum(x[:n2]) + pairwiseSum(x[n2:])
 }
 
-// dot is the dot product of a and b (len(b) >= len(a)) with four independent
-// accumulators.
-func dot(a, b []float64) float64 {
+// dotCentered is the dot product of a and b-c (len(b) >= len(a)) with four
+// independent accumulators; subtracting c first avoids cancellation when b
+// has a large offset.
+func dotCentered(a, b []float64, c float64) float64 {
 	b = b[:len(a)]
 	var s0, s1, s2, s3 float64
 	i := 0
 	for ; i+4 <= len(a); i += 4 {
 		u := a[i : i+4 : i+4]
 		v := b[i : i+4 : i+4]
-		s0 += u[0] * v[0]
-		s1 += u[1] * v[1]
-		s2 += u[2] * v[2]
-		s3 += u[3] * v[3]
+		s0 += u[0] * (v[0] - c)
+		s1 += u[1] * (v[1] - c)
+		s2 += u[2] * (v[2] - c)
+		s3 += u[3] * (v[3] - c)
 	}
 	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
+		s0 += a[i] * (b[i] - c)
 	}
 	return (s0 + s1) + (s2 + s3)
 }

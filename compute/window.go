@@ -606,7 +606,7 @@ func dpss(m int, nw float64) []float64 {
 			y[i] *= s
 		}
 	}
-	if sum(y) < 0 {
+	if pairwiseSum(y) < 0 {
 		for i := range y {
 			y[i] = -y[i]
 		}
