@@ -189,3 +189,22 @@ def test_known_cases(welchbench):
         assert "error" not in got, (p, got)
         np.testing.assert_allclose(got["freqs"], f_ref, rtol=RTOL, err_msg=str(p))
         np.testing.assert_allclose(got["psd"], p_ref, rtol=RTOL, atol=1e-12 * np.max(p_ref), err_msg=str(p))
+
+
+def test_large_offset_constant_detrend(welchbench):
+    """Constant detrending must match scipy in the lowest bins even when the
+    signal rides on an offset 1e8 times its fluctuations."""
+    rng = np.random.default_rng(11)
+    cases = []
+    for nperseg in (255, 256, 1000, 1024, 4096):
+        x = rng.standard_normal(20000) + 1e8
+        cases.append((x, {"nperseg": nperseg}))
+        cases.append((x, {"nperseg": nperseg, "average": "median", "window": ["tukey", 0.3]}))
+    lines = "".join(json.dumps({"x": x.tolist(), "fs": 500.0, "params": p}) + "\n" for x, p in cases)
+    proc = subprocess.run([str(welchbench), "-mode", "ref"], input=lines, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for (x, p), line in zip(cases, proc.stdout.splitlines()):
+        got = json.loads(line)
+        (_, p_ref), err = scipy_welch(x, 500.0, dict(p, window=tuple(p["window"])) if "window" in p else p)
+        assert err is None
+        np.testing.assert_allclose(got["psd"], p_ref, rtol=RTOL, atol=0, err_msg=str(p))
