@@ -3,7 +3,6 @@ package compute
 import (
 	"fmt"
 	"math"
-	"slices"
 )
 
 // Plan computes Welch power spectral densities of records of one length with
@@ -36,7 +35,7 @@ type Plan struct {
 	seg  []float64 // nfft: windowed, detrended, zero-padded segment
 	acc  []float64 // nhalf: sum over segments (mean)
 	rows []float64 // nseg*nhalf: per-segment powers (median)
-	col  []float64 // nseg scratch (median)
+	col  []float64 // medianBlock*nseg scratch (median)
 }
 
 // NewPlan validates p and prepares the computation for records of length n,
@@ -136,7 +135,7 @@ func NewPlan(p WelchParams, n int) (*Plan, error) {
 	pl.acc = make([]float64, pl.nhalf)
 	if pl.median {
 		pl.rows = make([]float64, pl.nseg*pl.nhalf)
-		pl.col = make([]float64, pl.nseg)
+		pl.col = make([]float64, medianBlock*pl.nseg)
 		pl.bias = medianBias(pl.nseg)
 	}
 	return pl, nil
@@ -247,12 +246,20 @@ func (pl *Plan) PSD(dst []float64, x []float64, fs float64) []float64 {
 		scale = 1 / (pl.sumW * pl.sumW)
 	}
 	if pl.median {
-		col := pl.col[:pl.nseg]
-		for k := 0; k < nh; k++ {
-			for s := range col {
-				col[s] = pl.rows[s*nh+k]
+		ns := pl.nseg
+		for k0 := 0; k0 < nh; k0 += medianBlock {
+			// Gather medianBlock frequencies at a time: one cache line of
+			// each segment's row instead of one value.
+			kn := min(medianBlock, nh-k0)
+			for s := 0; s < ns; s++ {
+				row := pl.rows[s*nh+k0 : s*nh+k0+kn]
+				for j, v := range row {
+					pl.col[j*ns+s] = v
+				}
 			}
-			acc[k] = median(col) / pl.bias
+			for j := 0; j < kn; j++ {
+				acc[k0+j] = median(pl.col[j*ns:(j+1)*ns]) / pl.bias
+			}
 		}
 	} else {
 		scale /= float64(pl.nseg)
@@ -375,6 +382,9 @@ func dotCentered(a, b []float64, c float64) float64 {
 	return (s0 + s1) + (s2 + s3)
 }
 
+// medianBlock is how many frequencies the median gathers per pass.
+const medianBlock = 8
+
 // median is numpy.median of v (reordered in place): NaN if any value is NaN.
 func median(v []float64) float64 {
 	for _, x := range v {
@@ -382,12 +392,71 @@ func median(v []float64) float64 {
 			return math.NaN()
 		}
 	}
-	slices.Sort(v)
 	n := len(v)
+	hi := selectKth(v, n/2)
 	if n%2 == 1 {
-		return v[n/2]
+		return hi
 	}
-	return (v[n/2-1] + v[n/2]) / 2
+	// The lower middle value is the largest of those left below hi.
+	lo := v[0]
+	for _, x := range v[1 : n/2] {
+		lo = max(lo, x)
+	}
+	return (lo + hi) / 2
+}
+
+// selectKth reorders v so that v[k] is its k-th smallest value, everything
+// before it no larger and everything after it no smaller, and returns v[k].
+// v must not contain NaN.
+func selectKth(v []float64, k int) float64 {
+	lo, hi := 0, len(v)-1
+	for hi-lo > 16 {
+		// Median-of-three pivot, Hoare partition.
+		mid := lo + (hi-lo)/2
+		if v[mid] < v[lo] {
+			v[mid], v[lo] = v[lo], v[mid]
+		}
+		if v[hi] < v[lo] {
+			v[hi], v[lo] = v[lo], v[hi]
+		}
+		if v[hi] < v[mid] {
+			v[hi], v[mid] = v[mid], v[hi]
+		}
+		p := v[mid]
+		i, j := lo, hi
+		for i <= j {
+			for v[i] < p {
+				i++
+			}
+			for v[j] > p {
+				j--
+			}
+			if i <= j {
+				v[i], v[j] = v[j], v[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return v[k]
+		}
+	}
+	// Insertion sort of the small remaining range.
+	for i := lo + 1; i <= hi; i++ {
+		x := v[i]
+		j := i - 1
+		for j >= lo && v[j] > x {
+			v[j+1] = v[j]
+			j--
+		}
+		v[j+1] = x
+	}
+	return v[k]
 }
 
 // Planner caches Plans by record length for one set of parameters, for

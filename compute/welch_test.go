@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -391,6 +392,30 @@ func TestPSDMedian(t *testing.T) {
 	}
 }
 
+func TestMedianMatchesSorting(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 18))
+	for n := 1; n < 300; n++ {
+		for _, dup := range []bool{false, true} {
+			v := make([]float64, n)
+			for i := range v {
+				v[i] = rng.ExpFloat64()
+				if dup {
+					v[i] = float64(rng.IntN(4))
+				}
+			}
+			s := slices.Clone(v)
+			slices.Sort(s)
+			want := s[n/2]
+			if n%2 == 0 {
+				want = (s[n/2-1] + s[n/2]) / 2
+			}
+			if got := median(v); got != want {
+				t.Fatalf("n=%d dup=%v: median %g, want %g", n, dup, got, want)
+			}
+		}
+	}
+}
+
 func TestPSDNaN(t *testing.T) {
 	x := randn(2000, 14)
 	x[700] = math.NaN()
@@ -465,9 +490,19 @@ func TestBandPower(t *testing.T) {
 
 func BenchmarkPSD(b *testing.B) {
 	x := randn(60000, 16)
-	for _, nperseg := range []int{256, 1024, 4096} {
-		b.Run("nperseg="+itoa(nperseg), func(b *testing.B) {
-			pl, err := NewPlan(WelchParams{NPerSeg: ptr(nperseg)}, len(x))
+	for _, c := range []struct {
+		name string
+		p    WelchParams
+	}{
+		{"nperseg=256", WelchParams{NPerSeg: ptr(256)}},
+		{"nperseg=1024", WelchParams{NPerSeg: ptr(1024)}},
+		{"nperseg=4096", WelchParams{NPerSeg: ptr(4096)}},
+		{"nperseg=500", WelchParams{NPerSeg: ptr(500)}},
+		{"nperseg=256/median", WelchParams{NPerSeg: ptr(256), Average: "median"}},
+		{"nperseg=256/linear", WelchParams{NPerSeg: ptr(256), Detrend: ptr(DetrendLinear)}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			pl, err := NewPlan(c.p, len(x))
 			if err != nil {
 				b.Fatal(err)
 			}
