@@ -6,10 +6,32 @@
 // defaults (WelchParams), the same windows (get_window names, tuples with
 // parameters, or explicit weights), per-segment detrending, one-sided
 // doubling, density or spectrum scaling, and mean or bias-corrected median
-// averaging. Results agree with scipy to a relative tolerance of 1e-9.
+// averaging. Results agree with scipy to a relative tolerance of 1e-9
+// (tests/python/test_compute_parity.py checks this against scipy itself).
+// Segment means are numpy's pairwise sums bit for bit, so constant
+// detrending (the default) stays exact even for signals riding on a large
+// offset. Linear detrending fits the trend in closed form where scipy uses
+// LAPACK's least squares; for a signal whose offset exceeds its fluctuations
+// by more than about 1e5, the lowest frequency bins then differ from scipy's
+// by the float64 rounding of the fit (relative 1e-8 at a ratio of 1e7), as
+// two least-squares solvers would.
 //
 // A Plan prepares everything for one record length (window, scale factors,
 // FFT tables, scratch space) so that Plan.PSD does not allocate; a Planner
-// caches Plans for datasets whose records differ in length. Powers of two use
-// this package's own real FFT; other FFT lengths use gonum's.
+// caches Plans for datasets whose records differ in length.
+//
+// Records that scipy treats specially are treated the same way here:
+//   - shorter than nperseg (named windows): nperseg is clipped to the record
+//     length, as scipy does after warning;
+//   - shorter than an explicit window array: NewPlan fails with an error
+//     wrapping ErrInvalidParams and ErrRecordTooShort;
+//   - empty: the Plan yields empty frequencies and PSD;
+//   - containing NaN or ±Inf: the PSD values they reach are NaN (with median
+//     averaging a NaN in any segment makes that frequency NaN, like
+//     numpy.median).
+//
+// The FFT is this package's own: a real transform of length n through a
+// complex one of n/2, radix 8 and 4 for powers of two, radices 2, 3, 4, 5 and
+// small primes (up to 31) otherwise, odd lengths directly; lengths with a
+// larger prime factor use Bluestein's algorithm over power-of-two FFTs.
 package compute

@@ -3,15 +3,13 @@ package compute
 import (
 	"math"
 	"math/bits"
-
-	"gonum.org/v1/gonum/dsp/fourier"
 )
 
 // powerSpectrum computes the one-sided power |X[k]|^2, k = 0..n/2, of the
 // discrete Fourier transform X of a real sequence of a fixed length n.
 type powerSpectrum interface {
 	// power writes (add=false) or adds (add=true) |X[k]|^2 of x into dst;
-	// len(x) == n, len(dst) == n/2+1. It may use x as scratch only if noted.
+	// len(x) == n, len(dst) == n/2+1; x is not modified.
 	power(dst, x []float64, add bool)
 }
 
@@ -22,21 +20,29 @@ func newPowerSpectrum(n int) powerSpectrum {
 		return newNaiveDFT(n)
 	case n&(n-1) == 0:
 		return newPow2RFFT(n)
+	case n%2 == 0:
+		if c := newCFFT(n / 2); c != nil {
+			return &evenRFFT{c: c, split: newSplit(n), z: make([]complex128, n/2)}
+		}
+	default:
+		if c := newCFFT(n); c != nil {
+			return &oddRFFT{c: c, z: make([]complex128, n)}
+		}
 	}
-	return newGonumRFFT(n)
+	return newBluesteinRFFT(n)
 }
 
 // pow2RFFT is a real FFT of a power-of-two length n computed through a complex
 // FFT of length m = n/2 (even samples as real parts, odd samples as imaginary
-// parts): bit-reversed load, iterative radix-4 decimation in time (with one
-// radix-2 stage when log2(m) is odd), then the split that separates the
+// parts): bit-reversed load, iterative radix-4 decimation in time (with a
+// first radix-8 stage when log2(m) is odd), then the split that separates the
 // spectra of the even and odd samples.
 type pow2RFFT struct {
 	n, m  int
 	perm  []int32        // perm[k] = bit reversal of k in log2(m) bits
-	odd   bool           // log2(m) is odd: one radix-2 stage first
+	odd   bool           // log2(m) is odd: a radix-8 stage first
 	tw    [][]complex128 // per radix-4 stage with q > 1: w^j, w^2j, w^3j, j < q, w = exp(-2πi/4q)
-	split []complex128   // split[k] = -i/2 · exp(-2πik/n), k < m/2
+	split []complex128   // see splitPower
 	z     []complex128
 }
 
@@ -49,7 +55,7 @@ func newPow2RFFT(n int) *pow2RFFT {
 	}
 	q := 1
 	if f.odd {
-		q = 2
+		q = 8
 	}
 	for ; 4*q <= m; q *= 4 {
 		if q == 1 {
@@ -65,12 +71,7 @@ func newPow2RFFT(n int) *pow2RFFT {
 		}
 		f.tw = append(f.tw, t)
 	}
-	f.split = make([]complex128, m/2)
-	for k := range f.split {
-		s, c := math.Sincos(-2 * math.Pi * float64(k) / float64(n))
-		// -i/2 · (c + i s) = (s - i c)/2
-		f.split[k] = complex(0.5*s, -0.5*c)
-	}
+	f.split = newSplit(n)
 	return f
 }
 
@@ -78,48 +79,50 @@ func (f *pow2RFFT) power(dst, x []float64, add bool) {
 	m := f.m
 	z := f.z[:m]
 	x = x[:2*m]
-	perm := f.perm[:m]
-	for k, p := range perm {
+	for k, p := range f.perm[:m] {
 		z[p] = complex(x[2*k], x[2*k+1])
 	}
 	f.transform(z)
-	dst = dst[:m+1]
-	z0 := z[0]
-	p0 := (real(z0) + imag(z0)) * (real(z0) + imag(z0))
-	pm := (real(z0) - imag(z0)) * (real(z0) - imag(z0))
-	h := m / 2
-	zh := z[h]
-	ph := real(zh)*real(zh) + imag(zh)*imag(zh)
-	if add {
-		dst[0] += p0
-		dst[m] += pm
-		dst[h] += ph
-	} else {
-		dst[0] = p0
-		dst[m] = pm
-		dst[h] = ph
-	}
-	split := f.split[:h]
-	for k := 1; k < h; k++ {
-		a := z[k]
-		b := z[m-k]
-		// e = (a + conj b)/2, d = (a - conj b); X[k] = e + c·d, X[m-k] = conj(e - c·d)
-		er := 0.5 * (real(a) + real(b))
-		ei := 0.5 * (imag(a) - imag(b))
-		dr := real(a) - real(b)
-		di := imag(a) + imag(b)
-		c := split[k]
-		tr := real(c)*dr - imag(c)*di
-		ti := real(c)*di + imag(c)*dr
-		xr, xi := er+tr, ei+ti
-		yr, yi := er-tr, ei-ti
-		if add {
-			dst[k] += xr*xr + xi*xi
-			dst[m-k] += yr*yr + yi*yi
-		} else {
-			dst[k] = xr*xr + xi*xi
-			dst[m-k] = yr*yr + yi*yi
+	splitPower(dst, z, f.split, add)
+}
+
+func (f *pow2RFFT) segmentPower(dst, x, w []float64, mean, slope float64, tc []float64, add bool) {
+	z := f.z[:f.m]
+	loadSegment(z, f.perm, x, w, mean, slope, tc)
+	f.transform(z)
+	splitPower(dst, z, f.split, add)
+}
+
+// segmentPowerer is implemented by transforms that can detrend and window a
+// segment while loading it, saving a pass over the data.
+type segmentPowerer interface {
+	// segmentPower is power of (x[i] - mean - slope·tc[i])·w[i], where tc
+	// may be nil (no slope); len(x) == len(w) == the transform length.
+	segmentPower(dst, x, w []float64, mean, slope float64, tc []float64, add bool)
+}
+
+// loadSegment fills z[perm[k]] with the detrended, windowed sample pair
+// (2k, 2k+1) as one complex number: the load of a real FFT through a
+// half-length complex one. The arithmetic is Plan.prepare's, bit for bit.
+func loadSegment(z []complex128, perm []int32, x, w []float64, mean, slope float64, tc []float64) {
+	m := len(z)
+	perm = perm[:m]
+	x = x[:2*m]
+	w = w[:2*m]
+	if tc == nil {
+		for k, p := range perm {
+			xx := x[2*k : 2*k+2 : 2*k+2]
+			ww := w[2*k : 2*k+2 : 2*k+2]
+			z[p] = complex((xx[0]-mean)*ww[0], (xx[1]-mean)*ww[1])
 		}
+		return
+	}
+	tc = tc[:2*m]
+	for k, p := range perm {
+		xx := x[2*k : 2*k+2 : 2*k+2]
+		ww := w[2*k : 2*k+2 : 2*k+2]
+		tt := tc[2*k : 2*k+2 : 2*k+2]
+		z[p] = complex((xx[0]-mean-slope*tt[0])*ww[0], (xx[1]-mean-slope*tt[1])*ww[1])
 	}
 }
 
@@ -129,11 +132,8 @@ func (f *pow2RFFT) transform(z []complex128) {
 	m := len(z)
 	q := 1
 	if f.odd {
-		for i := 0; i+1 < m; i += 2 {
-			a, b := z[i], z[i+1]
-			z[i], z[i+1] = a+b, a-b
-		}
-		q = 2
+		radix8(z)
+		q = 8
 	}
 	for _, tw := range f.tw {
 		if q == 1 {
@@ -157,6 +157,8 @@ func (f *pow2RFFT) transform(z []complex128) {
 			z1 := blk[q : 2*q : 2*q]
 			z2 := blk[2*q : 3*q : 3*q]
 			z3 := blk[3*q : 4*q : 4*q]
+			z1, z2, z3 = z1[:len(z0)], z2[:len(z0)], z3[:len(z0)]
+			tw := tw[:3*len(z0)]
 			for j := range z0 {
 				w := tw[3*j : 3*j+3 : 3*j+3]
 				y0 := z0[j]
@@ -172,29 +174,6 @@ func (f *pow2RFFT) transform(z []complex128) {
 			}
 		}
 		q *= 4
-	}
-}
-
-// gonumRFFT uses gonum's real FFT for lengths that are not powers of two.
-type gonumRFFT struct {
-	f    *fourier.FFT
-	coef []complex128
-}
-
-func newGonumRFFT(n int) *gonumRFFT {
-	return &gonumRFFT{f: fourier.NewFFT(n), coef: make([]complex128, n/2+1)}
-}
-
-func (g *gonumRFFT) power(dst, x []float64, add bool) {
-	c := g.f.Coefficients(g.coef, x)
-	dst = dst[:len(c)]
-	for k, v := range c {
-		p := real(v)*real(v) + imag(v)*imag(v)
-		if add {
-			dst[k] += p
-		} else {
-			dst[k] = p
-		}
 	}
 }
 
@@ -227,5 +206,33 @@ func (d *naiveDFT) power(dst, x []float64, add bool) {
 		} else {
 			dst[k] = p
 		}
+	}
+}
+
+// radix8 runs the first three levels of the FFT: an 8-point DFT of each
+// consecutive group of 8 bit-reversed samples.
+func radix8(z []complex128) {
+	const r = 0.70710678118654752440 // 1/√2
+	for i := 0; i+7 < len(z); i += 8 {
+		b := z[i : i+8 : i+8]
+		// b holds x0, x4, x2, x6, x1, x5, x3, x7.
+		a0, a1 := b[0]+b[1], b[0]-b[1]
+		a2, a3 := b[2]+b[3], b[2]-b[3]
+		a4, a5 := b[4]+b[5], b[4]-b[5]
+		a6, a7 := b[6]+b[7], b[6]-b[7]
+		e0, e2 := a0+a2, a0-a2
+		e1 := complex(real(a1)+imag(a3), imag(a1)-real(a3)) // a1 - i·a3
+		e3 := complex(real(a1)-imag(a3), imag(a1)+real(a3)) // a1 + i·a3
+		o0, o2 := a4+a6, a4-a6
+		o1 := complex(real(a5)+imag(a7), imag(a5)-real(a7))
+		o3 := complex(real(a5)-imag(a7), imag(a5)+real(a7))
+		// W8·o1 = (1-i)/√2·o1, W8²·o2 = -i·o2, W8³·o3 = -(1+i)/√2·o3
+		t1 := complex(r*(real(o1)+imag(o1)), r*(imag(o1)-real(o1)))
+		t2 := complex(imag(o2), -real(o2))
+		t3 := complex(r*(imag(o3)-real(o3)), -r*(real(o3)+imag(o3)))
+		b[0], b[4] = e0+o0, e0-o0
+		b[1], b[5] = e1+t1, e1-t1
+		b[2], b[6] = e2+t2, e2-t2
+		b[3], b[7] = e3+t3, e3-t3
 	}
 }

@@ -1,8 +1,10 @@
 package compute
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"testing"
 )
 
@@ -24,7 +26,9 @@ func naivePower(x []float64) []float64 {
 }
 
 func TestPowerSpectrumMatchesNaiveDFT(t *testing.T) {
-	sizes := []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 17, 31, 32, 33, 64, 100, 127, 128, 250, 256, 500, 512, 1000, 1024, 2048, 4096}
+	sizes := []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 20, 22, 24, 25, 27, 30, 31, 32, 33, 36,
+		45, 48, 49, 60, 62, 64, 74, 96, 98, 100, 125, 127, 128, 154, 162, 200, 250, 256, 300, 360, 375, 500, 512, 600,
+		625, 750, 1000, 1024, 1536, 2000, 2048, 2310, 4096, 5000, 37, 41, 74, 254, 257, 1018, 2003}
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, n := range sizes {
 		x := make([]float64, n)
@@ -56,10 +60,18 @@ func TestPowerSpectrumMatchesNaiveDFT(t *testing.T) {
 	}
 }
 
-func TestPow2RFFTIsUsedForPowersOfTwo(t *testing.T) {
-	for _, n := range []int{8, 16, 1024, 1 << 16} {
-		if _, ok := newPowerSpectrum(n).(*pow2RFFT); !ok {
-			t.Errorf("n=%d: not the power-of-two FFT", n)
+func TestPowerSpectrumPicksTransform(t *testing.T) {
+	cases := []struct {
+		n    int
+		want string
+	}{
+		{4, "*compute.naiveDFT"}, {1024, "*compute.pow2RFFT"}, {1000, "*compute.evenRFFT"},
+		{2 * 29, "*compute.evenRFFT"}, {375, "*compute.oddRFFT"}, {2 * 37, "*compute.bluesteinRFFT"},
+		{127, "*compute.bluesteinRFFT"}, {60013, "*compute.bluesteinRFFT"},
+	}
+	for _, c := range cases {
+		if got := fmt.Sprintf("%T", newPowerSpectrum(c.n)); got != c.want {
+			t.Errorf("n=%d: %s, want %s", c.n, got, c.want)
 		}
 	}
 }
@@ -111,7 +123,7 @@ func TestPowerSpectrumOfSine(t *testing.T) {
 }
 
 func BenchmarkPowerSpectrum(b *testing.B) {
-	for _, n := range []int{256, 1024, 4096} {
+	for _, n := range []int{256, 250, 500, 1000, 1024, 2000, 4096} {
 		b.Run(itoa(n), func(b *testing.B) {
 			x := make([]float64, n)
 			for i := range x {
@@ -119,6 +131,9 @@ func BenchmarkPowerSpectrum(b *testing.B) {
 			}
 			p := make([]float64, n/2+1)
 			ps := newPowerSpectrum(n)
+			if os.Getenv("FFT_MIXED") != "" && n%2 == 0 {
+				ps = &evenRFFT{c: newCFFT(n / 2), split: newSplit(n), z: make([]complex128, n/2)}
+			}
 			for b.Loop() {
 				ps.power(p, x, true)
 			}

@@ -32,6 +32,8 @@ func invalidf(format string, args ...any) error {
 // norm) as 1 or 0, and the coefficient list of ("general_cosine", [a0, a1,
 // ...]) is stored flat. A name may carry scipy's "_periodic" or "_symmetric"
 // suffix; without one the window is periodic (get_window's fftbins=True).
+// SupportedWindows lists the names; "hanning" (numpy's name for hann) is
+// accepted although scipy no longer does.
 type Window struct {
 	Name    string    // window name as accepted by scipy.signal.get_window
 	Args    []float64 // parameters following the name in scipy's tuple form
@@ -229,7 +231,10 @@ func (p WelchParams) maxNPerSeg() int {
 //
 // The nfft check is stricter than scipy for records shorter than nperseg
 // (scipy compares nfft with nperseg after clipping nperseg to the record
-// length); NewPlan applies scipy's exact rule.
+// length); NewPlan applies scipy's exact rule. Parameters that pass Validate
+// can still be rejected by NewPlan for a particular record, as scipy would
+// reject them: a record shorter than explicit window weights, an explicit
+// noverlap not below the clipped nperseg, dpss's NW not below nperseg/2.
 func (p WelchParams) Validate() error {
 	if err := p.validate(); err != nil {
 		return err
@@ -273,6 +278,24 @@ func (p WelchParams) validate() error {
 	case "", "mean", "median":
 	default:
 		return invalidf("average: unknown value %q; use \"mean\" or \"median\"", p.Average)
+	}
+	return nil
+}
+
+// ValidateFS checks a sampling frequency: finite and positive, as scipy
+// requires.
+func ValidateFS(fs float64) error {
+	if !(fs > 0) || math.IsInf(fs, 0) {
+		return invalidf("fs=%v must be a positive, finite sampling frequency", fs)
+	}
+	return nil
+}
+
+// ValidateBand checks a frequency band [lo, hi] for BandPower against the
+// sampling frequency fs: 0 <= lo <= hi <= fs/2, all finite.
+func ValidateBand(name string, lo, hi, fs float64) error {
+	if math.IsNaN(lo) || math.IsNaN(hi) || lo < 0 || hi > fs/2 || lo > hi {
+		return invalidf("band %q: [%v, %v] must satisfy 0 <= low <= high <= fs/2 = %v", name, lo, hi, fs/2)
 	}
 	return nil
 }

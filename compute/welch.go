@@ -3,7 +3,6 @@ package compute
 import (
 	"fmt"
 	"math"
-	"slices"
 )
 
 // Plan computes Welch power spectral densities of records of one length with
@@ -36,7 +35,7 @@ type Plan struct {
 	seg  []float64 // nfft: windowed, detrended, zero-padded segment
 	acc  []float64 // nhalf: sum over segments (mean)
 	rows []float64 // nseg*nhalf: per-segment powers (median)
-	col  []float64 // nseg scratch (median)
+	col  []float64 // medianBlock*nseg scratch (median)
 }
 
 // NewPlan validates p and prepares the computation for records of length n,
@@ -111,6 +110,9 @@ func NewPlan(p WelchParams, n int) (*Plan, error) {
 		pl.detrend = *p.Detrend
 	}
 
+	if err := checkWindowLength(w, nperseg); err != nil {
+		return nil, err
+	}
 	pl.win = makeWindow(w, nperseg)
 	for _, v := range pl.win {
 		pl.sumW += v
@@ -133,7 +135,7 @@ func NewPlan(p WelchParams, n int) (*Plan, error) {
 	pl.acc = make([]float64, pl.nhalf)
 	if pl.median {
 		pl.rows = make([]float64, pl.nseg*pl.nhalf)
-		pl.col = make([]float64, pl.nseg)
+		pl.col = make([]float64, medianBlock*pl.nseg)
 		pl.bias = medianBias(pl.nseg)
 	}
 	return pl, nil
@@ -219,12 +221,22 @@ func (pl *Plan) PSD(dst []float64, x []float64, fs float64) []float64 {
 	nh := pl.nhalf
 	acc := pl.acc[:nh]
 	clear(acc)
+	fused, _ := pl.fft.(segmentPowerer)
+	if pl.nfft != pl.nperseg {
+		fused = nil // zero padding goes through pl.seg
+	}
 	for s := 0; s < pl.nseg; s++ {
-		pl.prepare(x[s*pl.step : s*pl.step+pl.nperseg])
+		seg := x[s*pl.step : s*pl.step+pl.nperseg]
+		out, add := acc, true
 		if pl.median {
-			pl.fft.power(pl.rows[s*nh:(s+1)*nh], pl.seg, false)
+			out, add = pl.rows[s*nh:(s+1)*nh], false
+		}
+		mean, slope := pl.trend(seg)
+		if fused != nil {
+			fused.segmentPower(out, seg, pl.win, mean, slope, pl.tc, add)
 		} else {
-			pl.fft.power(acc, pl.seg, true)
+			pl.prepare(seg, mean, slope)
+			pl.fft.power(out, pl.seg, add)
 		}
 	}
 	var scale float64
@@ -234,12 +246,20 @@ func (pl *Plan) PSD(dst []float64, x []float64, fs float64) []float64 {
 		scale = 1 / (pl.sumW * pl.sumW)
 	}
 	if pl.median {
-		col := pl.col[:pl.nseg]
-		for k := 0; k < nh; k++ {
-			for s := range col {
-				col[s] = pl.rows[s*nh+k]
+		ns := pl.nseg
+		for k0 := 0; k0 < nh; k0 += medianBlock {
+			// Gather medianBlock frequencies at a time: one cache line of
+			// each segment's row instead of one value.
+			kn := min(medianBlock, nh-k0)
+			for s := 0; s < ns; s++ {
+				row := pl.rows[s*nh+k0 : s*nh+k0+kn]
+				for j, v := range row {
+					pl.col[j*ns+s] = v
+				}
 			}
-			acc[k] = median(col) / pl.bias
+			for j := 0; j < kn; j++ {
+				acc[k0+j] = median(pl.col[j*ns:(j+1)*ns]) / pl.bias
+			}
 		}
 	} else {
 		scale /= float64(pl.nseg)
@@ -270,40 +290,100 @@ func (pl *Plan) PSD(dst []float64, x []float64, fs float64) []float64 {
 	return dst
 }
 
-// prepare detrends and windows one segment into pl.seg (the zero padding
+// trend returns the mean and slope (per sample, about the segment's
+// centre) that the detrending subtracts from segment x.
+func (pl *Plan) trend(x []float64) (mean, slope float64) {
+	switch pl.detrend {
+	case DetrendConstant:
+		return pairwiseSum(x) / float64(len(x)), 0
+	case DetrendLinear:
+		mean = pairwiseSum(x) / float64(len(x))
+		return mean, dotCentered(pl.tc, x, mean) * pl.invTT
+	}
+	return 0, 0
+}
+
+// prepare detrends and windows segment x into pl.seg (the zero padding
 // beyond nperseg stays zero).
-func (pl *Plan) prepare(x []float64) {
+func (pl *Plan) prepare(x []float64, mean, slope float64) {
 	w := pl.win
 	seg := pl.seg[:len(w)]
 	x = x[:len(w)]
-	switch pl.detrend {
-	case DetrendNone:
+	if pl.tc == nil {
 		for i, v := range x {
-			seg[i] = v * w[i]
+			seg[i] = (v - mean) * w[i]
 		}
-	case DetrendConstant:
+		return
+	}
+	tc := pl.tc[:len(x)]
+	for i, v := range x {
+		seg[i] = (v - mean - slope*tc[i]) * w[i]
+	}
+}
+
+// pairwiseSum is numpy's pairwise summation of a contiguous float64 array,
+// bit for bit, so that the segment means (numpy.mean, used by scipy's
+// constant detrending) agree exactly: with a large offset, the detrended
+// samples are small differences of large numbers, and any difference in the
+// mean would show in the lowest frequencies.
+func pairwiseSum(x []float64) float64 {
+	n := len(x)
+	switch {
+	case n < 8:
 		var s float64
 		for _, v := range x {
 			s += v
 		}
-		mean := s / float64(len(x))
-		for i, v := range x {
-			seg[i] = (v - mean) * w[i]
+		return s
+	case n <= 128:
+		var r [8]float64
+		copy(r[:], x[:8])
+		i := 8
+		for ; i+8 <= n; i += 8 {
+			v := x[i : i+8 : i+8]
+			r[0] += v[0]
+			r[1] += v[1]
+			r[2] += v[2]
+			r[3] += v[3]
+			r[4] += v[4]
+			r[5] += v[5]
+			r[6] += v[6]
+			r[7] += v[7]
 		}
-	case DetrendLinear:
-		tc := pl.tc[:len(x)]
-		var s, st float64
-		for i, v := range x {
-			s += v
-			st += tc[i] * v
+		s := ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+		for ; i < n; i++ {
+			s += x[i]
 		}
-		mean := s / float64(len(x))
-		slope := st * pl.invTT
-		for i, v := range x {
-			seg[i] = (v - mean - slope*tc[i]) * w[i]
-		}
+		return s
 	}
+	n2 := n / 2
+	n2 -= n2 % 8
+	return pairwiseSum(x[:n2]) + pairwiseSum(x[n2:])
 }
+
+// dotCentered is the dot product of a and b-c (len(b) >= len(a)) with four
+// independent accumulators; subtracting c first avoids cancellation when b
+// has a large offset.
+func dotCentered(a, b []float64, c float64) float64 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		u := a[i : i+4 : i+4]
+		v := b[i : i+4 : i+4]
+		s0 += u[0] * (v[0] - c)
+		s1 += u[1] * (v[1] - c)
+		s2 += u[2] * (v[2] - c)
+		s3 += u[3] * (v[3] - c)
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * (b[i] - c)
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// medianBlock is how many frequencies the median gathers per pass.
+const medianBlock = 8
 
 // median is numpy.median of v (reordered in place): NaN if any value is NaN.
 func median(v []float64) float64 {
@@ -312,12 +392,71 @@ func median(v []float64) float64 {
 			return math.NaN()
 		}
 	}
-	slices.Sort(v)
 	n := len(v)
+	hi := selectKth(v, n/2)
 	if n%2 == 1 {
-		return v[n/2]
+		return hi
 	}
-	return (v[n/2-1] + v[n/2]) / 2
+	// The lower middle value is the largest of those left below hi.
+	lo := v[0]
+	for _, x := range v[1 : n/2] {
+		lo = max(lo, x)
+	}
+	return (lo + hi) / 2
+}
+
+// selectKth reorders v so that v[k] is its k-th smallest value, everything
+// before it no larger and everything after it no smaller, and returns v[k].
+// v must not contain NaN.
+func selectKth(v []float64, k int) float64 {
+	lo, hi := 0, len(v)-1
+	for hi-lo > 16 {
+		// Median-of-three pivot, Hoare partition.
+		mid := lo + (hi-lo)/2
+		if v[mid] < v[lo] {
+			v[mid], v[lo] = v[lo], v[mid]
+		}
+		if v[hi] < v[lo] {
+			v[hi], v[lo] = v[lo], v[hi]
+		}
+		if v[hi] < v[mid] {
+			v[hi], v[mid] = v[mid], v[hi]
+		}
+		p := v[mid]
+		i, j := lo, hi
+		for i <= j {
+			for v[i] < p {
+				i++
+			}
+			for v[j] > p {
+				j--
+			}
+			if i <= j {
+				v[i], v[j] = v[j], v[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return v[k]
+		}
+	}
+	// Insertion sort of the small remaining range.
+	for i := lo + 1; i <= hi; i++ {
+		x := v[i]
+		j := i - 1
+		for j >= lo && v[j] > x {
+			v[j+1] = v[j]
+			j--
+		}
+		v[j+1] = x
+	}
+	return v[k]
 }
 
 // Planner caches Plans by record length for one set of parameters, for

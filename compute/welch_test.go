@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -73,6 +74,8 @@ func TestEveryWindowNameBuilds(t *testing.T) {
 	for _, name := range SupportedWindows() {
 		w := Window{Name: name}
 		switch r := windowArgs[canonicalWindow[name]]; {
+		case canonicalWindow[name] == "dpss":
+			w.Args = []float64{0.4}
 		case canonicalWindow[name] == "general_gaussian":
 			w.Args = []float64{1.5, 10}
 		case r.min > 0:
@@ -163,7 +166,8 @@ func TestValidationErrors(t *testing.T) {
 		want string // substring of the message
 	}{
 		{"unknown window", WelchParams{Window: &Window{Name: "hanning2"}}, "window"},
-		{"unsupported dpss", WelchParams{Window: &Window{Name: "dpss", Args: []float64{3}}}, "not supported"},
+		{"unsupported kbd", WelchParams{Window: &Window{Name: "kbd", Args: []float64{3}}}, "not supported"},
+		{"dpss NW", WelchParams{Window: &Window{Name: "dpss", Args: []float64{0}}}, "NW"},
 		{"kaiser needs beta", WelchParams{Window: &Window{Name: "kaiser"}}, "kaiser"},
 		{"hann takes none", WelchParams{Window: &Window{Name: "hann", Args: []float64{1}}}, "no parameters"},
 		{"empty weights", WelchParams{Window: &Window{Weights: []float64{}}}, "weights"},
@@ -190,6 +194,29 @@ func TestValidationErrors(t *testing.T) {
 	}
 	if err := (WelchParams{}).Validate(); err != nil {
 		t.Errorf("defaults: %v", err)
+	}
+}
+
+func TestValidateFSAndBand(t *testing.T) {
+	for _, fs := range []float64{0, -1, math.NaN(), math.Inf(1)} {
+		if err := ValidateFS(fs); !errors.Is(err, ErrInvalidParams) {
+			t.Errorf("fs=%v: %v", fs, err)
+		}
+	}
+	if err := ValidateFS(250); err != nil {
+		t.Error(err)
+	}
+	bad := [][2]float64{{-1, 10}, {10, 126}, {30, 13}, {math.NaN(), 1}}
+	for _, b := range bad {
+		if err := ValidateBand("beta", b[0], b[1], 250); !errors.Is(err, ErrInvalidParams) || !strings.Contains(err.Error(), "beta") {
+			t.Errorf("band %v: %v", b, err)
+		}
+	}
+	if err := ValidateBand("beta", 13, 30, 250); err != nil {
+		t.Error(err)
+	}
+	if err := ValidateBand("all", 0, 125, 250); err != nil {
+		t.Error(err)
 	}
 }
 
@@ -365,6 +392,30 @@ func TestPSDMedian(t *testing.T) {
 	}
 }
 
+func TestMedianMatchesSorting(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 18))
+	for n := 1; n < 300; n++ {
+		for _, dup := range []bool{false, true} {
+			v := make([]float64, n)
+			for i := range v {
+				v[i] = rng.ExpFloat64()
+				if dup {
+					v[i] = float64(rng.IntN(4))
+				}
+			}
+			s := slices.Clone(v)
+			slices.Sort(s)
+			want := s[n/2]
+			if n%2 == 0 {
+				want = (s[n/2-1] + s[n/2]) / 2
+			}
+			if got := median(v); got != want {
+				t.Fatalf("n=%d dup=%v: median %g, want %g", n, dup, got, want)
+			}
+		}
+	}
+}
+
 func TestPSDNaN(t *testing.T) {
 	x := randn(2000, 14)
 	x[700] = math.NaN()
@@ -380,7 +431,11 @@ func TestPSDNaN(t *testing.T) {
 
 func TestPSDDoesNotAllocate(t *testing.T) {
 	x := randn(60000, 15)
-	for _, p := range []WelchParams{{}, {NPerSeg: ptr(1000)}, {Average: "median", Detrend: ptr(DetrendLinear)}} {
+	for _, p := range []WelchParams{
+		{}, {NPerSeg: ptr(1000)}, {Average: "median", Detrend: ptr(DetrendLinear)},
+		{NPerSeg: ptr(375)}, {NPerSeg: ptr(254)}, {NPerSeg: ptr(127)}, {NPerSeg: ptr(200), NFFT: ptr(256)},
+		{ReturnOnesided: ptr(false), Window: &Window{Name: "dpss", Args: []float64{3}}},
+	} {
 		pl, _ := NewPlan(p, len(x))
 		dst := make([]float64, pl.NumFreqs())
 		if a := testing.AllocsPerRun(5, func() { dst = pl.PSD(dst, x, 250) }); a != 0 {
@@ -435,9 +490,19 @@ func TestBandPower(t *testing.T) {
 
 func BenchmarkPSD(b *testing.B) {
 	x := randn(60000, 16)
-	for _, nperseg := range []int{256, 1024, 4096} {
-		b.Run("nperseg="+itoa(nperseg), func(b *testing.B) {
-			pl, err := NewPlan(WelchParams{NPerSeg: ptr(nperseg)}, len(x))
+	for _, c := range []struct {
+		name string
+		p    WelchParams
+	}{
+		{"nperseg=256", WelchParams{NPerSeg: ptr(256)}},
+		{"nperseg=1024", WelchParams{NPerSeg: ptr(1024)}},
+		{"nperseg=4096", WelchParams{NPerSeg: ptr(4096)}},
+		{"nperseg=500", WelchParams{NPerSeg: ptr(500)}},
+		{"nperseg=256/median", WelchParams{NPerSeg: ptr(256), Average: "median"}},
+		{"nperseg=256/linear", WelchParams{NPerSeg: ptr(256), Detrend: ptr(DetrendLinear)}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			pl, err := NewPlan(c.p, len(x))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -16,7 +16,7 @@ var canonicalWindow = map[string]string{}
 type argRange struct{ min, max int }
 
 var windowArgs = map[string]argRange{
-	"barthann": {0, 0}, "bartlett": {0, 0}, "blackman": {0, 0}, "blackmanharris": {0, 0},
+	"barthann": {0, 0}, "bartlett": {0, 0}, "blackman": {0, 0}, "blackmanharris": {0, 0}, "dpss": {1, 1},
 	"bohman": {0, 0}, "boxcar": {0, 0}, "chebwin": {1, 1}, "cosine": {0, 0},
 	"exponential": {0, 2}, "flattop": {0, 0}, "gaussian": {1, 1}, "general_cosine": {1, 1 << 20},
 	"general_gaussian": {2, 2}, "general_hamming": {1, 1}, "hamming": {0, 0}, "hann": {0, 0},
@@ -34,6 +34,7 @@ func init() {
 		"boxcar":           {"box", "ones", "rect", "rectangular"},
 		"chebwin":          {"cheb"},
 		"cosine":           {"halfcosine"},
+		"dpss":             {},
 		"exponential":      {"poisson"},
 		"flattop":          {"flat", "flt"},
 		"gaussian":         {"gauss", "gss"},
@@ -97,7 +98,7 @@ func (w *Window) validate() error {
 	base, sym := splitWindowName(w.Name)
 	c, ok := canonicalWindow[base]
 	if !ok {
-		if base == "dpss" || base == "kaiser_bessel_derived" || base == "kaiser bessel derived" || base == "kbd" {
+		if base == "kaiser_bessel_derived" || base == "kaiser bessel derived" || base == "kbd" {
 			return invalidf("window: %q is not supported; use one of %s, or an array of weights", w.Name, strings.Join(SupportedWindows(), ", "))
 		}
 		return invalidf("window: unknown name %q; use one of %s, or an array of weights", w.Name, strings.Join(SupportedWindows(), ", "))
@@ -125,10 +126,26 @@ func (w *Window) validate() error {
 		if len(w.Args) > 0 && (w.Args[0] != math.Trunc(w.Args[0]) || w.Args[0] < 1) {
 			return invalidf("window: taylor's nbar must be a positive integer, got %v", w.Args[0])
 		}
+	case "dpss":
+		if !(w.Args[0] > 0) {
+			return invalidf("window: dpss's NW must be positive, got %v", w.Args[0])
+		}
 	case "exponential":
 		if sym && len(w.Args) > 0 && !math.IsNaN(w.Args[0]) {
 			return invalidf("window: %q: center must be null for a symmetric window", w.Name)
 		}
+	}
+	return nil
+}
+
+// checkWindowLength makes the checks of w that depend on the window length m.
+func checkWindowLength(w *Window, m int) error {
+	if w.Weights != nil || m <= 1 {
+		return nil
+	}
+	base, _ := splitWindowName(w.Name)
+	if canonicalWindow[base] == "dpss" && w.Args[0] >= float64(m)/2 {
+		return invalidf("window: dpss's NW=%v must be less than nperseg/2 = %v", w.Args[0], float64(m)/2)
 	}
 	return nil
 }
@@ -246,6 +263,8 @@ func makeWindow(w *Window, m int) []float64 {
 		out = lanczos(mm)
 	case "chebwin":
 		out = chebwin(mm, a[0])
+	case "dpss":
+		out = dpss(mm, a[0])
 	default:
 		panic("compute: window " + c + " not implemented")
 	}
@@ -490,4 +509,107 @@ func chebwin(m int, at float64) []float64 {
 		w[i] /= mx
 	}
 	return w
+}
+
+// dpss is the first discrete prolate spheroidal (Slepian) sequence of length
+// m with half-bandwidth nw: the eigenvector of scipy's tridiagonal matrix for
+// its largest eigenvalue, found by bisection on Sturm counts and inverse
+// iteration. It is returned with a positive sum; its scale is irrelevant to
+// the PSD scalings.
+func dpss(m int, nw float64) []float64 {
+	fm := float64(m)
+	cw := math.Cos(2 * math.Pi * nw / fm)
+	d := make([]float64, m)
+	e := make([]float64, m) // e[i] couples i-1 and i; e[0] unused
+	for i := range d {
+		v := (fm - 1 - 2*float64(i)) / 2
+		d[i] = v * v * cw
+		if i > 0 {
+			e[i] = float64(i) * (fm - float64(i)) / 2
+		}
+	}
+	// Gershgorin bounds.
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for i := range d {
+		r := math.Abs(e[i])
+		if i+1 < m {
+			r += math.Abs(e[i+1])
+		}
+		lo = math.Min(lo, d[i]-r)
+		hi = math.Max(hi, d[i]+r)
+	}
+	// below counts the eigenvalues smaller than x.
+	below := func(x float64) int {
+		n := 0
+		q := 1.0
+		for i := range d {
+			if i == 0 {
+				q = d[0] - x
+			} else {
+				q = d[i] - x - e[i]*e[i]/q
+			}
+			if q == 0 {
+				q = -1e-300
+			}
+			if q < 0 {
+				n++
+			}
+		}
+		return n
+	}
+	for it := 0; it < 2000 && hi-lo > 4e-16*math.Max(math.Abs(lo), math.Abs(hi)); it++ {
+		mid := lo + (hi-lo)/2
+		if mid <= lo || mid >= hi {
+			break
+		}
+		if below(mid) == m {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	// Inverse iteration with A = hi·I - T, positive definite (all eigenvalues
+	// are below hi), factored as L·D·Lᵀ.
+	dd := make([]float64, m)
+	l := make([]float64, m)
+	for i := range dd {
+		a := hi - d[i]
+		if i > 0 {
+			l[i] = -e[i] / dd[i-1]
+			a -= l[i] * l[i] * dd[i-1]
+		}
+		if a <= 0 {
+			a = 1e-300
+		}
+		dd[i] = a
+	}
+	y := make([]float64, m)
+	for i := range y {
+		y[i] = 1
+	}
+	for it := 0; it < 4; it++ {
+		for i := 1; i < m; i++ { // L z = y
+			y[i] -= l[i] * y[i-1]
+		}
+		for i := range y { // D
+			y[i] /= dd[i]
+		}
+		for i := m - 2; i >= 0; i-- { // Lᵀ x = z
+			y[i] -= l[i+1] * y[i+1]
+		}
+		var s float64
+		for _, v := range y {
+			s += v * v
+		}
+		s = 1 / math.Sqrt(s)
+		for i := range y {
+			y[i] *= s
+		}
+	}
+	if pairwiseSum(y) < 0 {
+		for i := range y {
+			y[i] = -y[i]
+		}
+	}
+	return y
 }

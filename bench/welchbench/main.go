@@ -6,7 +6,8 @@
 // A Python test compares these with scipy.signal.welch.
 //
 // With -mode bench it times Welch PSDs of random float64 records on one
-// goroutine and prints the throughput as JSON.
+// goroutine (GOMAXPROCS=1) and prints the throughput as JSON, per second of
+// wall time and per second of the process's CPU time.
 package main
 
 import (
@@ -18,6 +19,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/flightbatch/flightbatch/compute"
@@ -52,37 +55,68 @@ type refCase struct {
 }
 
 func ref() error {
-	in := bufio.NewReader(os.Stdin)
+	in := bufio.NewScanner(os.Stdin)
+	in.Buffer(make([]byte, 1<<20), 1<<30)
 	out := bufio.NewWriter(os.Stdout)
 	defer out.Flush()
-	dec := json.NewDecoder(in)
-	enc := json.NewEncoder(out)
-	for {
-		var c refCase
-		if err := dec.Decode(&c); err != nil {
-			if err.Error() == "EOF" {
-				return nil
-			}
-			return err
+	for in.Scan() {
+		if len(in.Bytes()) == 0 {
+			continue
 		}
-		fs := 1.0
-		if c.FS != nil {
-			fs = *c.FS
-		}
-		var r any
-		pl, err := compute.NewPlan(c.Params, len(c.X))
-		if err != nil {
-			r = map[string]string{"error": err.Error()}
-		} else {
-			r = map[string][]float64{
-				"freqs": pl.Freqs(make([]float64, 0), fs),
-				"psd":   pl.PSD(make([]float64, 0), c.X, fs),
-			}
-		}
-		if err := enc.Encode(r); err != nil {
+		if _, err := out.Write(append(refOne(in.Bytes()), '\n')); err != nil {
 			return err
 		}
 	}
+	return in.Err()
+}
+
+// refOne computes one case and returns its output line; a malformed case or
+// invalid parameters give {"error": ...}.
+func refOne(line []byte) []byte {
+	var c refCase
+	if err := json.Unmarshal(line, &c); err != nil {
+		return errorLine(err)
+	}
+	fs := 1.0
+	if c.FS != nil {
+		fs = *c.FS
+	}
+	pl, err := compute.NewPlan(c.Params, len(c.X))
+	if err != nil {
+		return errorLine(err)
+	}
+	b := []byte(`{"freqs":`)
+	b = appendFloats(b, pl.Freqs(nil, fs))
+	b = append(b, `,"psd":`...)
+	b = appendFloats(b, pl.PSD(nil, c.X, fs))
+	return append(b, '}')
+}
+
+func errorLine(err error) []byte {
+	b, _ := json.Marshal(map[string]string{"error": err.Error()})
+	return b
+}
+
+// appendFloats writes f as a JSON array that may hold NaN, Infinity and
+// -Infinity, as Python's json module reads them.
+func appendFloats(b []byte, f []float64) []byte {
+	b = append(b, '[')
+	for i, v := range f {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		switch {
+		case math.IsNaN(v):
+			b = append(b, "NaN"...)
+		case math.IsInf(v, 1):
+			b = append(b, "Infinity"...)
+		case math.IsInf(v, -1):
+			b = append(b, "-Infinity"...)
+		default:
+			b = strconv.AppendFloat(b, v, 'g', -1, 64)
+		}
+	}
+	return append(b, ']')
 }
 
 func bench(nperseg int, seconds float64, records, length int) error {
@@ -101,6 +135,7 @@ func bench(nperseg int, seconds float64, records, length int) error {
 	}
 	dst := make([]float64, pl.NumFreqs())
 	var sink float64
+	cpu0 := cpuSeconds()
 	start := time.Now()
 	passes := 0
 	for time.Since(start).Seconds() < seconds || passes == 0 {
@@ -111,6 +146,7 @@ func bench(nperseg int, seconds float64, records, length int) error {
 		passes++
 	}
 	el := time.Since(start).Seconds()
+	cpu := cpuSeconds() - cpu0
 	samples := float64(passes * records * length)
 	if math.IsNaN(sink) {
 		return fmt.Errorf("NaN result")
@@ -118,5 +154,17 @@ func bench(nperseg int, seconds float64, records, length int) error {
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{
 		"nperseg": nperseg, "records": records, "length": length, "passes": passes,
 		"seconds": el, "samples_per_second": samples / el,
+		"cpu_seconds": cpu, "samples_per_cpu_second": samples / cpu,
 	})
+}
+
+// cpuSeconds is the CPU time (user and system) this process has used, which
+// other processes on the machine disturb less than wall time.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return math.NaN()
+	}
+	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+	return tv(ru.Utime) + tv(ru.Stime)
 }
