@@ -83,8 +83,8 @@ const (
 const cancelReason = "flightbatch: cancelled on request"
 
 // maxInlineShards is the longest shard list passed in the environment; a
-// longer one goes to the store.
-const maxInlineShards = 4096
+// longer one goes to the store. A variable for tests.
+var maxInlineShards = 4096
 
 // Options tune an Executor. The zero value is usable.
 type Options struct {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -318,6 +319,42 @@ func TestNewRefuses(t *testing.T) {
 	} {
 		if f() == nil {
 			t.Errorf("%s: New accepted it", name)
+		}
+	}
+}
+
+// A shard list too long for the environment goes to the store; children and
+// a restarted executor read it there.
+func TestShardListInStore(t *testing.T) {
+	defer awsbatch.SetMaxInlineShards(2)()
+	st := newStore(t)
+	client, _ := endpoint(t, "")
+	e := newExecutor(t, client, st, nil)
+	m := executortest.NewJob(t, &executortest.Harness{Store: st, Executor: e}, 1)
+	handle, err := e.Start(context.Background(), m, []int{0, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := client.DescribeJobs(context.Background(), &sdkbatch.DescribeJobsInput{Jobs: []string{handle + ":0"}})
+	if err != nil || len(out.Jobs) != 1 {
+		t.Fatalf("DescribeJobs: %v", err)
+	}
+	var list string
+	for _, kv := range out.Jobs[0].Container.Environment {
+		if aws.ToString(kv.Name) == awsbatch.EnvShards {
+			list = aws.ToString(kv.Value)
+		}
+	}
+	if !strings.HasPrefix(list, "@") {
+		t.Fatalf("%s=%q, want @KEY", awsbatch.EnvShards, list)
+	}
+	p := waitDone(t, newExecutor(t, client, st, nil), handle)
+	if len(p.Children) != 2 || p.Children[0].Shard != 0 || p.Children[1].Shard != 2 {
+		t.Fatalf("want children of shards 0 and 2, got %+v", p.Children)
+	}
+	for _, c := range p.Children {
+		if c.State != batch.ShardSucceeded {
+			t.Errorf("shard %d: %s", c.Shard, c.State)
 		}
 	}
 }
