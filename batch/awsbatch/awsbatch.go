@@ -200,7 +200,7 @@ func (e *Executor) PollInterval() time.Duration {
 // Start implements batch.Executor: one SubmitJob for the shards given.
 func (e *Executor) Start(ctx context.Context, m *batch.Manifest, shards []int) (string, error) {
 	if len(shards) == 0 {
-		return "", errors.New("awsbatch: no shard to start")
+		return noChildren, nil
 	}
 	children := min(len(shards), e.opts.MaxChildren)
 	perChild := (len(shards) + children - 1) / children
@@ -270,8 +270,14 @@ func newRun(jobID string, shards []int, children int) *run {
 	return r
 }
 
+// noChildren is the handle of a start with no shard: nothing is submitted.
+const noChildren = "no-children"
+
 // Poll implements batch.Executor.
 func (e *Executor) Poll(ctx context.Context, handle string) (batch.Progress, error) {
+	if handle == noChildren {
+		return batch.Progress{Done: true}, nil
+	}
 	parent, err := e.describeOne(ctx, handle)
 	if err != nil {
 		return batch.Progress{}, err
@@ -377,12 +383,15 @@ func (e *Executor) pollArray(ctx context.Context, handle string, r *run, parent 
 	}
 	// Which children are running, and which have ended since we last looked.
 	seen := map[int]types.JobStatus{}
+	ended := terminal(parent.Status)
 	for _, status := range []types.JobStatus{types.JobStatusRunning, types.JobStatusSucceeded, types.JobStatusFailed} {
+		// Once the job has ended, look whatever the summary says: it may
+		// trail the children.
 		n := ap.StatusSummary[string(status)]
-		if n == 0 {
+		if !ended && n == 0 {
 			continue
 		}
-		if terminal(status) && r.count(status) >= int(n) {
+		if !ended && terminal(status) && r.count(status) >= int(n) {
 			continue // every child in this status is known
 		}
 		if err := e.list(ctx, handle, status, seen); err != nil {
@@ -402,7 +411,7 @@ func (e *Executor) pollArray(ctx context.Context, handle string, r *run, parent 
 			}
 			status = types.JobStatusRunnable // waiting: submitted, pending, runnable or starting
 		}
-		if coarse(status) != coarse(k.status) || terminal(status) {
+		if coarse(status) != coarse(k.status) || terminal(status) || ended {
 			changed = append(changed, i)
 		}
 	}
@@ -628,6 +637,9 @@ func terminalState(s batch.ShardState) bool {
 // Cancel implements batch.Executor: TerminateJob on the AWS Batch job, which
 // stops its children, running or not.
 func (e *Executor) Cancel(ctx context.Context, handle string) error {
+	if handle == noChildren {
+		return nil
+	}
 	e.mu.Lock()
 	r := e.runs[handle]
 	e.mu.Unlock()

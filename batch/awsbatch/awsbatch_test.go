@@ -358,3 +358,22 @@ func TestShardListInStore(t *testing.T) {
 		}
 	}
 }
+
+// Starting no shard (every part exists already) submits nothing and is done.
+func TestStartNothing(t *testing.T) {
+	st := newStore(t)
+	client, _ := endpoint(t, "")
+	e := newExecutor(t, client, st, nil)
+	m := executortest.NewJob(t, &executortest.Harness{Store: st, Executor: e}, 1)
+	handle, err := e.Start(context.Background(), m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := waitDone(t, e, handle)
+	if len(p.Children) != 0 {
+		t.Errorf("children %+v, want none", p.Children)
+	}
+	if err := e.Cancel(context.Background(), handle); err != nil {
+		t.Errorf("Cancel: %v", err)
+	}
+}
