@@ -14,6 +14,7 @@ import json
 import os
 import pathlib
 import secrets
+import shutil
 import signal
 import subprocess
 import time
@@ -137,15 +138,16 @@ def finished(st):
 @pytest.fixture
 def aws(s3_bucket, bindir, tmp_path):
     """Starts an endpoint and an aws-batch server on a fresh S3 prefix; yields a starter."""
-    started = []
+    started, prefixes = [], []
 
     def start(faults="", max_running=4):
         ep = Endpoint(bindir, tmp_path, faults, max_running).start()
         started.append(ep)
+        prefixes.append(f"aws-batch-e2e-{secrets.token_hex(6)}")
         srv = Server(bindir, tmp_path, [
             "--executor", "aws-batch", "--batch-job-queue", "flightbatch-test",
             "--batch-job-definition", "flightbatch-worker", "--batch-poll-interval", "300ms",
-            "--store", f"s3://{s3_bucket}/aws-batch-e2e-{secrets.token_hex(6)}", *DEMO,
+            "--store", f"s3://{s3_bucket}/{prefixes[-1]}", *DEMO,
         ], env={"AWS_ENDPOINT_URL_BATCH": ep.url})
         started.append(srv)
         return ep, srv
@@ -153,6 +155,11 @@ def aws(s3_bucket, bindir, tmp_path):
     yield start
     for p in reversed(started):
         p.close() if isinstance(p, Server) else p.stop()
+    # The S3 test server keeps objects as files (scripts/s3-server.sh): drop this test's prefix.
+    root = os.environ.get("FLIGHTBATCH_TEST_S3_DIR")
+    if root:
+        for prefix in prefixes:
+            shutil.rmtree(pathlib.Path(root) / s3_bucket / prefix, ignore_errors=True)
 
 
 def worker_pids(bindir):
