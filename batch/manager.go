@@ -413,7 +413,6 @@ func (mg *Manager) drive(id string) error {
 			return err
 		}
 	}
-	interval := mg.exec.PollInterval()
 	cancelSent := false
 	for {
 		m, _ = mg.Status(id)
@@ -451,7 +450,7 @@ func (mg *Manager) drive(id string) error {
 		select {
 		case <-mg.ctx.Done():
 			return nil
-		case <-time.After(interval):
+		case <-time.After(mg.exec.PollInterval()):
 		case <-cancelCh:
 			cancelCh = nil
 		}

@@ -64,6 +64,13 @@ func RunConformanceTests(t *testing.T, newHarness NewHarness) {
 
 const shards = 3
 
+// NewJob writes a small dataset of three shards and a psd job over it to the
+// harness's store, and returns the job; a backend's own tests use it.
+func NewJob(t *testing.T, h *Harness, maxAttempts int) *batch.Manifest {
+	t.Helper()
+	return newJob(t, h, maxAttempts)
+}
+
 // newJob writes a small dataset and a psd job over it, and returns the job.
 func newJob(t *testing.T, h *Harness, maxAttempts int) *batch.Manifest {
 	t.Helper()

@@ -33,12 +33,13 @@ type ServeConfig struct {
 	Demo        bool
 	DemoShards  int
 	DemoMB      int
+	Batch       AWSBatchConfig
 }
 
 func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8815", "address to serve Flight on (port 0 picks a free one)")
 	fs.StringVar(&c.Store, "store", "file://./flightbatch-data", "store for datasets and results: file://DIR or s3://bucket/prefix")
-	fs.StringVar(&c.Executor, "executor", "local", "where child jobs run: local")
+	fs.StringVar(&c.Executor, "executor", "local", "where child jobs run: local or aws-batch (see the --batch-* flags)")
 	fs.IntVar(&c.Workers, "workers", runtime.NumCPU(), "children run at once by the local executor")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", 3, "attempts per child before its shard fails")
 	fs.StringVar(&c.Compression, "compression", "", "IPC compression of DoGet streams: zstd, lz4 or empty for none")
@@ -61,6 +62,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
 	cfg.flags(fs)
+	cfg.Batch.flags(fs, m.Getenv)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -94,8 +96,12 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	switch cfg.Executor {
 	case "local":
 		exec = local.New(worker.RunShard, cfg.Workers)
+	case "aws-batch":
+		if exec, err = newAWSBatch(ctx, &cfg.Batch, st, cfg.MaxAttempts, log); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("--executor %q: use local", cfg.Executor)
+		return fmt.Errorf("--executor %q: use local or aws-batch", cfg.Executor)
 	}
 	jobs := batch.NewManager(cat, fns, exec, &batch.Options{MaxAttempts: cfg.MaxAttempts, Version: version, Log: log})
 	defer jobs.Close()

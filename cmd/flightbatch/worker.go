@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/store"
@@ -16,12 +17,17 @@ import (
 // worker runs one attempt of one child: the job and store come from flags or
 // FLIGHTBATCH_JOB_ID and FLIGHTBATCH_STORE, the shard from --shard or
 // AWS_BATCH_JOB_ARRAY_INDEX (absent: 0), the attempt from AWS_BATCH_JOB_ATTEMPT.
+// When FLIGHTBATCH_SHARDS lists shards (see batch.ParseShardList; "@KEY" reads
+// the list from that store key), the array index picks this child's part of
+// the list (batch.ChildShards, with AWS_BATCH_JOB_ARRAY_SIZE children) and the
+// child runs each of those shards. A job or shard that does not exist exits
+// with status 3, which the AWS Batch executor's retry strategy does not retry.
 func (m *Main) worker(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
 	jobID := fs.String("job", m.Getenv("FLIGHTBATCH_JOB_ID"), "job ID (default $FLIGHTBATCH_JOB_ID)")
 	storeURL := fs.String("store", m.Getenv("FLIGHTBATCH_STORE"), "store URL (default $FLIGHTBATCH_STORE)")
-	shard := fs.Int("shard", -1, "shard index (default $AWS_BATCH_JOB_ARRAY_INDEX, or 0)")
+	shard := fs.Int("shard", -1, "shard index (default: from $FLIGHTBATCH_SHARDS and $AWS_BATCH_JOB_ARRAY_INDEX, or $AWS_BATCH_JOB_ARRAY_INDEX, or 0)")
 	logLevel := fs.String("log-level", "info", "log level")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -33,13 +39,20 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	if *jobID == "" || *storeURL == "" {
 		return errors.New("worker: give the job (--job or FLIGHTBATCH_JOB_ID) and the store (--store or FLIGHTBATCH_STORE)")
 	}
-	if *shard < 0 {
-		*shard = 0
-		if v := m.Getenv("AWS_BATCH_JOB_ARRAY_INDEX"); v != "" {
-			if *shard, err = strconv.Atoi(v); err != nil {
-				return fmt.Errorf("worker: AWS_BATCH_JOB_ARRAY_INDEX=%q is not a number", v)
-			}
+	index, size := 0, 1
+	if v := m.Getenv("AWS_BATCH_JOB_ARRAY_INDEX"); v != "" {
+		if index, err = strconv.Atoi(v); err != nil {
+			return fmt.Errorf("worker: AWS_BATCH_JOB_ARRAY_INDEX=%q is not a number", v)
 		}
+	}
+	if v := m.Getenv("AWS_BATCH_JOB_ARRAY_SIZE"); v != "" {
+		if size, err = strconv.Atoi(v); err != nil || size < 1 {
+			return fmt.Errorf("worker: AWS_BATCH_JOB_ARRAY_SIZE=%q is not a positive number", v)
+		}
+	}
+	list := m.Getenv("FLIGHTBATCH_SHARDS")
+	if *shard < 0 && list == "" {
+		*shard = index
 	}
 	attempt := 1
 	if v := m.Getenv("AWS_BATCH_JOB_ATTEMPT"); v != "" {
@@ -57,5 +70,55 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 		return fmt.Errorf("FLIGHTBATCH_FAULTS: %w", err)
 	}
 	w := &batch.Worker{Store: st, Functions: batch.NewRegistry(), Log: log.With(slog.String("component", "worker")), Fault: fault}
-	return w.RunShard(ctx, *jobID, *shard, attempt)
+	if *shard >= 0 {
+		return permanent(w.RunShard(ctx, *jobID, *shard, attempt))
+	}
+	shards, err := childShards(ctx, st, list, index, size)
+	if err != nil {
+		return exitError{code: 3, err: err}
+	}
+	log.Info("child shards", "job", *jobID, "index", index, "children", size, "shards", batch.FormatShardList(shards))
+	return permanent(w.RunShards(ctx, *jobID, shards, attempt))
+}
+
+// childShards reads FLIGHTBATCH_SHARDS (inline, or "@KEY" in the store) and
+// returns child index's part of it.
+func childShards(ctx context.Context, st *store.Store, list string, index, size int) ([]int, error) {
+	if key, ok := strings.CutPrefix(list, "@"); ok {
+		data, err := st.ReadAll(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("worker: FLIGHTBATCH_SHARDS: %w", err)
+		}
+		list = string(data)
+	}
+	all, err := batch.ParseShardList(list)
+	if err != nil {
+		return nil, fmt.Errorf("worker: FLIGHTBATCH_SHARDS: %w", err)
+	}
+	shards := batch.ChildShards(all, index, size)
+	if len(shards) == 0 {
+		return nil, fmt.Errorf("worker: child %d of %d has no shard in FLIGHTBATCH_SHARDS (%d shards)", index, size, len(all))
+	}
+	return shards, nil
+}
+
+// exitError makes the command exit with a given status.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
+
+// ExitCode is the process's exit status.
+func (e exitError) ExitCode() int { return e.code }
+
+// permanent marks an error that retrying cannot cure (the job or shard does
+// not exist) with exit status 3.
+func permanent(err error) error {
+	if err != nil && errors.Is(err, batch.ErrNotFound) {
+		return exitError{code: 3, err: err}
+	}
+	return err
 }

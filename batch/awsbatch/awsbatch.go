@@ -1,0 +1,664 @@
+// Package awsbatch is the executor that runs a job's children on AWS Batch:
+// one SubmitJob per start, an array job with one child per shard (a plain job
+// for a single shard), each child a container running `flightbatch worker`,
+// which reads its shard from the store and writes its part there. The handle
+// is the AWS Batch job ID, so a restarted server follows the same job again.
+//
+// Children find their shards in the environment: FLIGHTBATCH_JOB_ID,
+// FLIGHTBATCH_STORE and FLIGHTBATCH_SHARDS, the shard indices the array job
+// runs (batch.FormatShardList); child AWS_BATCH_JOB_ARRAY_INDEX runs
+// batch.ChildShards(list, index, AWS_BATCH_JOB_ARRAY_SIZE). A job of more
+// shards than an array job may have children (10,000) gives each child
+// several shards. A list too long for the environment is written to the store
+// and FLIGHTBATCH_SHARDS is "@KEY".
+//
+// Poll reads the array job's status summary with one DescribeJobs call; when
+// it changed, ListJobs finds which children changed and DescribeJobs reads
+// their attempts. A child that has ended is not asked about again. Errors of
+// failed attempts come from the records workers write to the store, or else
+// from AWS Batch's status reason and exit code.
+package awsbatch
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	mathrand "math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsbatch "github.com/aws/aws-sdk-go-v2/service/batch"
+	"github.com/aws/aws-sdk-go-v2/service/batch/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/store"
+)
+
+// API is the part of the AWS Batch client the executor uses; *batch.Client
+// of aws-sdk-go-v2 implements it.
+type API interface {
+	SubmitJob(ctx context.Context, in *awsbatch.SubmitJobInput, optFns ...func(*awsbatch.Options)) (*awsbatch.SubmitJobOutput, error)
+	DescribeJobs(ctx context.Context, in *awsbatch.DescribeJobsInput, optFns ...func(*awsbatch.Options)) (*awsbatch.DescribeJobsOutput, error)
+	ListJobs(ctx context.Context, in *awsbatch.ListJobsInput, optFns ...func(*awsbatch.Options)) (*awsbatch.ListJobsOutput, error)
+	TerminateJob(ctx context.Context, in *awsbatch.TerminateJobInput, optFns ...func(*awsbatch.Options)) (*awsbatch.TerminateJobOutput, error)
+}
+
+var _ API = (*awsbatch.Client)(nil)
+
+// Limits of AWS Batch.
+const (
+	// MaxArraySize is the most children an array job may have.
+	MaxArraySize = 10000
+	// MaxAttempts is the most attempts a retry strategy may give.
+	MaxAttempts = 10
+	// MinTimeout is the least attempt timeout AWS Batch accepts.
+	MinTimeout = 60 * time.Second
+	// describeBatch is the most job IDs one DescribeJobs call takes.
+	describeBatch = 100
+)
+
+// Environment variables a child finds (besides AWS Batch's own).
+const (
+	EnvJobID  = "FLIGHTBATCH_JOB_ID"
+	EnvStore  = "FLIGHTBATCH_STORE"
+	EnvShards = "FLIGHTBATCH_SHARDS"
+)
+
+// Tags every submitted job carries.
+const (
+	TagJobID   = "flightbatch:job-id"
+	TagDataset = "flightbatch:dataset"
+)
+
+// cancelReason starts the reason TerminateJob is given; a child that ends
+// with it was cancelled, not failed.
+const cancelReason = "flightbatch: cancelled on request"
+
+// maxInlineShards is the longest shard list passed in the environment; a
+// longer one goes to the store. A variable for tests.
+var maxInlineShards = 4096
+
+// Options tune an Executor. The zero value is usable.
+type Options struct {
+	// WorkerStore is the store URL children are given (FLIGHTBATCH_STORE);
+	// default the executor's store's URL.
+	WorkerStore string
+	// Timeout is each child attempt's time limit per shard it runs (a child
+	// running several shards gets as many times more); at least MinTimeout,
+	// default one hour.
+	Timeout time.Duration
+	// PollInterval is the mean time between polls, jittered by ±25%; default
+	// 15s.
+	PollInterval time.Duration
+	// MaxChildren caps an array job's size (2..MaxArraySize, the default);
+	// beyond it each child runs several shards. Tests lower it.
+	MaxChildren int
+	// Log receives the executor's structured logs.
+	Log *slog.Logger
+}
+
+// Executor runs children on AWS Batch. It is safe for concurrent use.
+type Executor struct {
+	client     API
+	st         *store.Store
+	queue, def string
+	opts       Options
+	log        *slog.Logger
+
+	mu   sync.Mutex
+	runs map[string]*run // by handle
+}
+
+var _ batch.Executor = (*Executor)(nil)
+
+// run is what the executor knows of one submitted AWS Batch job.
+type run struct {
+	// mu is held by a poll of the run, and guards the fields below jobID,
+	// shards and children, which do not change.
+	mu     sync.Mutex
+	jobID  string
+	shards []int // the shard indices started, in list order
+	// children is the array size, or 1 for a plain job.
+	children  int
+	array     bool
+	cancelled bool
+
+	summary   map[string]int32
+	summaryAt int64
+	kids      []kid // by child index
+}
+
+// kid is the last known state of one AWS Batch child.
+type kid struct {
+	status   types.JobStatus
+	state    batch.ShardState
+	attempts int
+	errors   map[int][]batch.AttemptError // by shard
+	final    bool                         // described after it ended
+}
+
+// New returns an executor submitting to job queue and job definition (names
+// or ARNs) with client, its children using store st. opts may be nil.
+func New(client API, st *store.Store, queue, definition string, opts *Options) (*Executor, error) {
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	switch {
+	case client == nil || st == nil:
+		return nil, errors.New("awsbatch: a client and a store are required")
+	case queue == "":
+		return nil, errors.New("awsbatch: name the job queue")
+	case definition == "":
+		return nil, errors.New("awsbatch: name the job definition")
+	}
+	if o.WorkerStore == "" {
+		o.WorkerStore = st.URL()
+	}
+	if o.Timeout == 0 {
+		o.Timeout = time.Hour
+	}
+	if o.Timeout < MinTimeout {
+		return nil, fmt.Errorf("awsbatch: timeout %v is below AWS Batch's least, %v", o.Timeout, MinTimeout)
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 15 * time.Second
+	}
+	if o.MaxChildren == 0 {
+		o.MaxChildren = MaxArraySize
+	}
+	if o.MaxChildren < 2 || o.MaxChildren > MaxArraySize {
+		return nil, fmt.Errorf("awsbatch: MaxChildren %d: an array job has 2 to %d children", o.MaxChildren, MaxArraySize)
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return &Executor{
+		client: client, st: st, queue: queue, def: definition, opts: o,
+		log: o.Log.With("component", "awsbatch"), runs: map[string]*run{},
+	}, nil
+}
+
+// Name implements batch.Executor.
+func (e *Executor) Name() string { return "aws-batch" }
+
+// PollInterval implements batch.Executor: the configured interval, ±25%, so
+// that many jobs do not poll in step.
+func (e *Executor) PollInterval() time.Duration {
+	d := e.opts.PollInterval
+	return d*3/4 + time.Duration(mathrand.Int64N(int64(d/2)+1))
+}
+
+// Start implements batch.Executor: one SubmitJob for the shards given.
+func (e *Executor) Start(ctx context.Context, m *batch.Manifest, shards []int) (string, error) {
+	if len(shards) == 0 {
+		return noChildren, nil
+	}
+	children := min(len(shards), e.opts.MaxChildren)
+	perChild := (len(shards) + children - 1) / children
+	list := batch.FormatShardList(shards)
+	if len(list) > maxInlineShards {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", err
+		}
+		key := batch.Prefix + m.JobID + "/children/" + hex.EncodeToString(b[:]) + ".txt"
+		if err := e.st.WriteAll(ctx, key, []byte(list)); err != nil {
+			return "", fmt.Errorf("awsbatch: write the shard list of job %s: %w", m.JobID, err)
+		}
+		list = "@" + key
+	}
+	attempts := int32(min(max(m.MaxAttempts, 1), MaxAttempts))
+	timeout := int32(min(e.opts.Timeout.Seconds()*float64(perChild), 14*24*3600))
+	in := &awsbatch.SubmitJobInput{
+		JobName:       aws.String("flightbatch-" + m.JobID),
+		JobQueue:      aws.String(e.queue),
+		JobDefinition: aws.String(e.def),
+		ContainerOverrides: &types.ContainerOverrides{Environment: []types.KeyValuePair{
+			{Name: aws.String(EnvJobID), Value: aws.String(m.JobID)},
+			{Name: aws.String(EnvStore), Value: aws.String(e.opts.WorkerStore)},
+			{Name: aws.String(EnvShards), Value: aws.String(list)},
+		}},
+		RetryStrategy: RetryStrategy(attempts),
+		Timeout:       &types.JobTimeout{AttemptDurationSeconds: aws.Int32(timeout)},
+		Tags:          map[string]string{TagJobID: m.JobID, TagDataset: m.Dataset},
+	}
+	if children > 1 {
+		in.ArrayProperties = &types.ArrayProperties{Size: aws.Int32(int32(children))}
+	}
+	out, err := e.client.SubmitJob(ctx, in)
+	if err != nil {
+		return "", fmt.Errorf("awsbatch: submit job %s to queue %s: %w", m.JobID, e.queue, err)
+	}
+	handle := aws.ToString(out.JobId)
+	e.mu.Lock()
+	e.runs[handle] = newRun(m.JobID, shards, children)
+	e.mu.Unlock()
+	e.log.Info("submitted", "job", m.JobID, "batch_job", handle, "children", children, "shards", len(shards))
+	return handle, nil
+}
+
+// RetryStrategy is the retry strategy of every submitted job: up to attempts
+// attempts; a child whose host went away or whose worker failed is retried,
+// one whose job or shard does not exist (exit status 3) is not, and anything
+// else (no exit code: the container did not start, or was stopped) ends it.
+func RetryStrategy(attempts int32) *types.RetryStrategy {
+	return &types.RetryStrategy{
+		Attempts: aws.Int32(attempts),
+		EvaluateOnExit: []types.EvaluateOnExit{
+			{Action: types.RetryActionRetry, OnStatusReason: aws.String("Host EC2*")},
+			{Action: types.RetryActionExit, OnExitCode: aws.String("3")},
+			{Action: types.RetryActionRetry, OnExitCode: aws.String("*")},
+			{Action: types.RetryActionExit, OnReason: aws.String("*")},
+		},
+	}
+}
+
+func newRun(jobID string, shards []int, children int) *run {
+	r := &run{jobID: jobID, shards: shards, children: children, array: children > 1, kids: make([]kid, children)}
+	for i := range r.kids {
+		r.kids[i] = kid{status: types.JobStatusSubmitted, state: batch.ShardPending, errors: map[int][]batch.AttemptError{}}
+	}
+	return r
+}
+
+// noChildren is the handle of a start with no shard: nothing is submitted.
+const noChildren = "no-children"
+
+// Poll implements batch.Executor.
+func (e *Executor) Poll(ctx context.Context, handle string) (batch.Progress, error) {
+	if handle == noChildren {
+		return batch.Progress{Done: true}, nil
+	}
+	parent, err := e.describeOne(ctx, handle)
+	if err != nil {
+		return batch.Progress{}, err
+	}
+	r, err := e.runOf(ctx, handle, parent)
+	if err != nil {
+		return batch.Progress{}, err
+	}
+	// One poll of a handle at a time: the run's state is updated in place.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.array {
+		if err := e.updateKid(ctx, r, 0, parent); err != nil {
+			return batch.Progress{}, err
+		}
+	} else if err := e.pollArray(ctx, handle, r, parent); err != nil {
+		return batch.Progress{}, err
+	}
+	return r.progress(terminal(parent.Status)), nil
+}
+
+// describeOne describes one job; a job AWS Batch does not know is vanished.
+func (e *Executor) describeOne(ctx context.Context, id string) (*types.JobDetail, error) {
+	out, err := e.client.DescribeJobs(ctx, &awsbatch.DescribeJobsInput{Jobs: []string{id}})
+	if err != nil {
+		if isNotFound(err) {
+			return nil, fmt.Errorf("awsbatch: AWS Batch job %s: %v: %w", id, err, batch.ErrVanished)
+		}
+		return nil, fmt.Errorf("awsbatch: describe job %s: %w", id, err)
+	}
+	for i := range out.Jobs {
+		if aws.ToString(out.Jobs[i].JobId) == id {
+			return &out.Jobs[i], nil
+		}
+	}
+	return nil, fmt.Errorf("awsbatch: AWS Batch does not know job %s (it forgets jobs some days after they end): %w", id, batch.ErrVanished)
+}
+
+func isNotFound(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorCode() == "ClientException" && strings.Contains(strings.ToLower(ae.ErrorMessage()), "not found")
+}
+
+// runOf returns the run of handle, rebuilding it from AWS Batch after a
+// restart: the shard list is in the children's environment.
+func (e *Executor) runOf(ctx context.Context, handle string, parent *types.JobDetail) (*run, error) {
+	e.mu.Lock()
+	r := e.runs[handle]
+	e.mu.Unlock()
+	if r != nil {
+		return r, nil
+	}
+	children := 1
+	env := parent
+	if ap := parent.ArrayProperties; ap != nil && ap.Size != nil {
+		children = int(*ap.Size)
+		var err error
+		if env, err = e.describeOne(ctx, handle+":0"); err != nil {
+			return nil, fmt.Errorf("awsbatch: find the children of %s: %w", handle, err)
+		}
+	}
+	vars := map[string]string{}
+	if env.Container != nil {
+		for _, kv := range env.Container.Environment {
+			vars[aws.ToString(kv.Name)] = aws.ToString(kv.Value)
+		}
+	}
+	jobID, list := vars[EnvJobID], vars[EnvShards]
+	if jobID == "" || list == "" {
+		return nil, fmt.Errorf("awsbatch: AWS Batch job %s has no %s and %s in its environment; it was not submitted by flightbatch", handle, EnvJobID, EnvShards)
+	}
+	if key, ok := strings.CutPrefix(list, "@"); ok {
+		data, err := e.st.ReadAll(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("awsbatch: read the shard list of %s: %w", handle, err)
+		}
+		list = string(data)
+	}
+	shards, err := batch.ParseShardList(list)
+	if err != nil {
+		return nil, fmt.Errorf("awsbatch: AWS Batch job %s: %w", handle, err)
+	}
+	r = newRun(jobID, shards, children)
+	r.array = parent.ArrayProperties != nil && parent.ArrayProperties.Size != nil
+	r.cancelled = strings.HasPrefix(aws.ToString(parent.StatusReason), cancelReason)
+	e.mu.Lock()
+	if old := e.runs[handle]; old != nil {
+		r = old
+	} else {
+		e.runs[handle] = r
+	}
+	e.mu.Unlock()
+	e.log.Info("found job again", "job", jobID, "batch_job", handle, "children", children, "shards", len(shards))
+	return r, nil
+}
+
+// pollArray brings the children of an array job up to date. r.mu is held.
+func (e *Executor) pollArray(ctx context.Context, handle string, r *run, parent *types.JobDetail) error {
+	ap := parent.ArrayProperties
+	summaryAt := aws.ToInt64(ap.StatusSummaryLastUpdatedAt)
+	if r.summary != nil && maps.Equal(r.summary, ap.StatusSummary) && summaryAt == r.summaryAt && !terminal(parent.Status) {
+		return nil // nothing changed since the last poll
+	}
+	// Which children are running, and which have ended since we last looked.
+	seen := map[int]types.JobStatus{}
+	ended := terminal(parent.Status)
+	for _, status := range []types.JobStatus{types.JobStatusRunning, types.JobStatusSucceeded, types.JobStatusFailed} {
+		// Once the job has ended, look whatever the summary says: it may
+		// trail the children.
+		n := ap.StatusSummary[string(status)]
+		if !ended && n == 0 {
+			continue
+		}
+		if !ended && terminal(status) && r.count(status) >= int(n) {
+			continue // every child in this status is known
+		}
+		if err := e.list(ctx, handle, status, seen); err != nil {
+			return err
+		}
+	}
+	var changed []int
+	for i := range r.kids {
+		k := &r.kids[i]
+		if k.final {
+			continue
+		}
+		status, ok := seen[i]
+		if !ok {
+			if terminal(k.status) {
+				continue
+			}
+			status = types.JobStatusRunnable // waiting: submitted, pending, runnable or starting
+		}
+		if coarse(status) != coarse(k.status) || terminal(status) || ended {
+			changed = append(changed, i)
+		}
+	}
+	for start := 0; start < len(changed); start += describeBatch {
+		ids := make([]string, 0, describeBatch)
+		for _, i := range changed[start:min(start+describeBatch, len(changed))] {
+			ids = append(ids, fmt.Sprintf("%s:%d", handle, i))
+		}
+		out, err := e.client.DescribeJobs(ctx, &awsbatch.DescribeJobsInput{Jobs: ids})
+		if err != nil {
+			return fmt.Errorf("awsbatch: describe children of %s: %w", handle, err)
+		}
+		for i := range out.Jobs {
+			d := &out.Jobs[i]
+			if d.ArrayProperties == nil || d.ArrayProperties.Index == nil {
+				continue
+			}
+			if err := e.updateKid(ctx, r, int(*d.ArrayProperties.Index), d); err != nil {
+				return err
+			}
+		}
+	}
+	r.summary, r.summaryAt = maps.Clone(ap.StatusSummary), summaryAt
+	return nil
+}
+
+// list adds the children of handle in status to seen, by index.
+func (e *Executor) list(ctx context.Context, handle string, status types.JobStatus, seen map[int]types.JobStatus) error {
+	in := &awsbatch.ListJobsInput{ArrayJobId: aws.String(handle), JobStatus: status, MaxResults: aws.Int32(1000)}
+	p := awsbatch.NewListJobsPaginator(e.client, in)
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("awsbatch: list %s children of %s: %w", status, handle, err)
+		}
+		for _, s := range out.JobSummaryList {
+			if s.ArrayProperties != nil && s.ArrayProperties.Index != nil {
+				seen[int(*s.ArrayProperties.Index)] = s.Status
+			}
+		}
+	}
+	return nil
+}
+
+// updateKid records child i's detail: its state, attempts and the errors of
+// its failed attempts. r.mu is held.
+func (e *Executor) updateKid(ctx context.Context, r *run, i int, d *types.JobDetail) error {
+	if i < 0 || i >= len(r.kids) {
+		return nil
+	}
+	k := &r.kids[i]
+	k.status = d.Status
+	k.state = e.state(r, d)
+	var ended []types.AttemptDetail
+	for _, a := range d.Attempts {
+		if a.StoppedAt != nil {
+			ended = append(ended, a)
+		}
+	}
+	k.attempts = len(ended)
+	if d.Status == types.JobStatusStarting || d.Status == types.JobStatusRunning {
+		k.attempts++
+	}
+	// The errors of the attempts that failed: the last one too, unless the
+	// child succeeded or was cancelled.
+	failed := ended
+	if n := len(failed); n > 0 && (d.Status == types.JobStatusSucceeded || k.state == batch.ShardCancelled) {
+		failed = failed[:n-1]
+	}
+	shards := batch.ChildShards(r.shards, i, r.children)
+	for n, a := range failed {
+		attempt := n + 1
+		if already(k.errors, shards, attempt) {
+			continue
+		}
+		if err := e.attemptErrors(ctx, r, k, shards, attempt, a); err != nil {
+			return err
+		}
+	}
+	k.final = terminal(d.Status)
+	return nil
+}
+
+func already(errs map[int][]batch.AttemptError, shards []int, attempt int) bool {
+	for _, s := range shards {
+		for _, ae := range errs[s] {
+			if ae.Attempt == attempt {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// attemptErrors finds why attempt of child k failed: the workers' records
+// in the store, or else what AWS Batch says.
+func (e *Executor) attemptErrors(ctx context.Context, r *run, k *kid, shards []int, attempt int, a types.AttemptDetail) error {
+	m, err := batch.ReadManifest(ctx, e.st, r.jobID)
+	if err != nil {
+		return fmt.Errorf("awsbatch: %w", err)
+	}
+	found := false
+	var missing []int
+	for _, s := range shards {
+		if s < 0 || s >= len(m.Shards) {
+			continue
+		}
+		ae, err := batch.ReadAttemptError(ctx, e.st, r.jobID, m.Shards[s].Name, attempt)
+		if err != nil {
+			return err
+		}
+		if ae != nil {
+			k.errors[s] = append(k.errors[s], *ae)
+			found = true
+			continue
+		}
+		ok, err := e.st.Exists(ctx, batch.PartKey(r.jobID, m.Shards[s].Name))
+		if err != nil {
+			return fmt.Errorf("awsbatch: %w", err)
+		}
+		if !ok {
+			missing = append(missing, s)
+		}
+	}
+	if found {
+		return nil
+	}
+	// The worker recorded nothing (killed, out of memory, never started):
+	// AWS Batch's account is all there is.
+	ae := batch.AttemptError{Attempt: attempt, Error: describeAttempt(a), At: time.UnixMilli(aws.ToInt64(a.StoppedAt)).UTC()}
+	for _, s := range missing {
+		k.errors[s] = append(k.errors[s], ae)
+	}
+	return nil
+}
+
+// describeAttempt says why an attempt failed, in AWS Batch's words.
+func describeAttempt(a types.AttemptDetail) string {
+	parts := []string{}
+	if s := aws.ToString(a.StatusReason); s != "" {
+		parts = append(parts, s)
+	}
+	if c := a.Container; c != nil {
+		if s := aws.ToString(c.Reason); s != "" {
+			parts = append(parts, s)
+		}
+		if c.ExitCode != nil {
+			parts = append(parts, fmt.Sprintf("exit code %d", *c.ExitCode))
+		}
+		if s := aws.ToString(c.LogStreamName); s != "" {
+			parts = append(parts, "log stream "+s)
+		}
+	}
+	if len(parts) == 0 {
+		return "AWS Batch attempt failed"
+	}
+	return "AWS Batch: " + strings.Join(parts, "; ")
+}
+
+// state maps an AWS Batch job status to a shard state.
+func (e *Executor) state(r *run, d *types.JobDetail) batch.ShardState {
+	switch d.Status {
+	case types.JobStatusRunning:
+		return batch.ShardRunning
+	case types.JobStatusSucceeded:
+		return batch.ShardSucceeded
+	case types.JobStatusFailed:
+		if r.cancelled || aws.ToBool(d.IsTerminated) || aws.ToBool(d.IsCancelled) ||
+			strings.HasPrefix(aws.ToString(d.StatusReason), cancelReason) {
+			return batch.ShardCancelled
+		}
+		return batch.ShardFailed
+	default: // SUBMITTED, PENDING, RUNNABLE, STARTING
+		return batch.ShardPending
+	}
+}
+
+func terminal(s types.JobStatus) bool {
+	return s == types.JobStatusSucceeded || s == types.JobStatusFailed
+}
+
+// coarse groups the statuses a shard state does not tell apart.
+func coarse(s types.JobStatus) string {
+	switch s {
+	case types.JobStatusRunning, types.JobStatusSucceeded, types.JobStatusFailed:
+		return string(s)
+	}
+	return "WAITING"
+}
+
+func (r *run) count(status types.JobStatus) int {
+	n := 0
+	for _, k := range r.kids {
+		if k.status == status && k.final {
+			n++
+		}
+	}
+	return n
+}
+
+// progress reports one child per shard: a child's state is each of its
+// shards' state. done says the AWS Batch job has ended.
+func (r *run) progress(done bool) batch.Progress {
+	p := batch.Progress{Done: done}
+	for i, k := range r.kids {
+		for _, s := range batch.ChildShards(r.shards, i, r.children) {
+			c := batch.Child{Shard: s, State: k.state, Attempts: k.attempts}
+			c.Errors = slices.Clone(k.errors[s])
+			if done && !terminalState(c.State) {
+				c.State = batch.ShardFailed // the job ended without telling about this child
+			}
+			p.Children = append(p.Children, c)
+		}
+	}
+	slices.SortFunc(p.Children, func(a, b batch.Child) int { return a.Shard - b.Shard })
+	return p
+}
+
+func terminalState(s batch.ShardState) bool {
+	return s == batch.ShardSucceeded || s == batch.ShardFailed || s == batch.ShardCancelled
+}
+
+// Cancel implements batch.Executor: TerminateJob on the AWS Batch job, which
+// stops its children, running or not.
+func (e *Executor) Cancel(ctx context.Context, handle string) error {
+	if handle == noChildren {
+		return nil
+	}
+	e.mu.Lock()
+	r := e.runs[handle]
+	e.mu.Unlock()
+	if r != nil {
+		r.mu.Lock()
+		r.cancelled = true
+		r.mu.Unlock()
+	}
+	reason := cancelReason
+	if r != nil {
+		reason += " (job " + r.jobID + ")"
+	}
+	_, err := e.client.TerminateJob(ctx, &awsbatch.TerminateJobInput{JobId: aws.String(handle), Reason: aws.String(reason)})
+	if err != nil {
+		if isNotFound(err) {
+			return fmt.Errorf("awsbatch: terminate %s: %v: %w", handle, err, batch.ErrVanished)
+		}
+		return fmt.Errorf("awsbatch: terminate %s: %w", handle, err)
+	}
+	e.log.Info("terminated", "batch_job", handle)
+	return nil
+}
