@@ -23,6 +23,7 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	storeURL := fs.String("store", m.Getenv("FLIGHTBATCH_STORE"), "store URL (default $FLIGHTBATCH_STORE)")
 	shard := fs.Int("shard", -1, "shard index (default $AWS_BATCH_JOB_ARRAY_INDEX, or 0)")
 	logLevel := fs.String("log-level", "info", "log level")
+	functions := fs.String("functions", m.Getenv("FLIGHTBATCH_FUNCTIONS"), functionsFlagHelp)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -47,11 +48,15 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 			return fmt.Errorf("worker: AWS_BATCH_JOB_ATTEMPT=%q is not a number", v)
 		}
 	}
+	fns, err := newRegistry(*functions)
+	if err != nil {
+		return err
+	}
 	st, err := store.Open(ctx, *storeURL)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	w := &batch.Worker{Store: st, Functions: batch.NewRegistry(), Log: log.With(slog.String("component", "worker")), Fault: faultFromEnv(m.Getenv)}
+	w := &batch.Worker{Store: st, Functions: fns, Log: log.With(slog.String("component", "worker")), Fault: faultFromEnv(m.Getenv)}
 	return w.RunShard(ctx, *jobID, *shard, attempt)
 }
