@@ -236,10 +236,12 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 		return nil, errors.New("batch: the server is shutting down")
 	}
 	mg.jobs[m.JobID] = &entry{m: m, changed: make(chan struct{}), cancel: make(chan struct{})}
+	// Copy under the lock: from here on the job's goroutine and Cancel change m.
+	out := m.clone()
 	mg.mu.Unlock()
 	mg.log.Info("job submitted", "job", m.JobID, "function", m.Function, "dataset", m.Dataset, "shards", len(m.Shards))
 	mg.follow(m.JobID)
-	return m.clone(), nil
+	return out, nil
 }
 
 func (mg *Manager) findReusable(fn, ds, version string, params json.RawMessage) *Manifest {
