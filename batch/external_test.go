@@ -71,6 +71,17 @@ func runChild(mode string, args []string) int {
 		}
 		fmt.Fprintln(os.Stderr, "THE END")
 		return 3
+	case "odd": // one int64 row, or a float64 one on the shard params name
+		io.Copy(io.Discard, os.Stdin)
+		var p struct{ Odd string }
+		json.Unmarshal([]byte(os.Getenv(EnvParams)), &p)
+		typ := arrow.DataType(arrow.PrimitiveTypes.Int64)
+		if os.Getenv(EnvShard) == p.Odd {
+			typ = arrow.PrimitiveTypes.Float64
+		}
+		schema := arrow.NewSchema([]arrow.Field{{Name: "n", Type: typ, Nullable: true}}, nil)
+		w := ipc.NewWriter(os.Stdout, ipc.WithSchema(schema))
+		return exitOn(w.Close())
 	case "garbage":
 		io.Copy(io.Discard, os.Stdin)
 		fmt.Println("this is not Arrow")
