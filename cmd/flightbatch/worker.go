@@ -16,6 +16,8 @@ import (
 // worker runs one attempt of one child: the job and store come from flags or
 // FLIGHTBATCH_JOB_ID and FLIGHTBATCH_STORE, the shard from --shard or
 // AWS_BATCH_JOB_ARRAY_INDEX (absent: 0), the attempt from AWS_BATCH_JOB_ATTEMPT.
+// Registered functions come from --functions or FLIGHTBATCH_FUNCTIONS, which must
+// register the same functions as the server's file.
 func (m *Main) worker(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
