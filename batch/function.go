@@ -52,8 +52,13 @@ func NewRegistry() *Registry {
 // Register adds or replaces a function.
 func (r *Registry) Register(f Function) { r.fns[f.Name()] = f }
 
-// Get finds a function by name.
+// Get finds a function by name. A name not of the form of a function name
+// (ValidFunctionName) is an error wrapping ErrInvalid; an unregistered one wraps
+// ErrNotFound.
 func (r *Registry) Get(name string) (Function, error) {
+	if !ValidFunctionName(name) {
+		return nil, invalidf("%q is not a function name: names match [a-z0-9][a-z0-9_-]{0,63} (see list-functions)", name)
+	}
 	f, ok := r.fns[name]
 	if !ok {
 		return nil, fmt.Errorf("function %q is not registered: %w", name, ErrNotFound)

@@ -542,6 +542,12 @@ func applyProgress(m *Manifest, p Progress) {
 
 // finish records a job's end.
 func (mg *Manager) finish(id string, p *Progress) error {
+	// A function that declares no result schema must have given every shard the
+	// same one; the first shard's becomes the job's.
+	var schema, schemaProblem string
+	if m, _ := mg.Status(id); m.ResultSchema == "" && !m.CancelRequested && m.Counts().Succeeded == len(m.Shards) {
+		schema, schemaProblem = mg.partSchemas(mg.ctx, m)
+	}
 	now := time.Now().UTC()
 	m, err := mg.update(id, func(m *Manifest) {
 		m.FinishedAt = &now
@@ -572,8 +578,14 @@ func (mg *Manager) finish(id string, p *Progress) error {
 			m.Error = strings.Join(failed, "; ")
 		case m.CancelRequested && m.Counts().Succeeded < len(m.Shards):
 			m.State = StateCancelled
+		case schemaProblem != "":
+			m.State = StateFailed
+			m.Error = schemaProblem
 		default:
 			m.State = StateSucceeded
+			if m.ResultSchema == "" {
+				m.ResultSchema = schema
+			}
 		}
 	})
 	if err != nil {

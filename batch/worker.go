@@ -93,7 +93,9 @@ func (w *Worker) RunShard(ctx context.Context, jobID string, shard, attempt int)
 	}
 	defer in.Release()
 	task := Task{JobID: jobID, Shard: sh.Name, Attempt: attempt, Params: m.Params, Schema: schema, Alloc: alloc}
-	return w.Store.Write(ctx, PartKey(jobID, sh.Name), func(out io.Writer) error {
+	// The function's own error is reported as it is, not as the store's.
+	var runErr error
+	err = w.Store.Write(ctx, PartKey(jobID, sh.Name), func(out io.Writer) error {
 		var fw *ipc.FileWriter
 		open := func(s *arrow.Schema) error {
 			var err error
@@ -114,13 +116,19 @@ func (w *Worker) RunShard(ctx context.Context, jobID string, shard, attempt int)
 			return fw.Write(rec)
 		})
 		if err != nil {
+			runErr = err
 			return err
 		}
 		if fw == nil {
-			return fmt.Errorf("function %s produced no output and its schema is unknown", m.Function)
+			runErr = fmt.Errorf("function %s produced no output and its schema is unknown", m.Function)
+			return runErr
 		}
 		return fw.Close()
 	})
+	if runErr != nil {
+		return runErr
+	}
+	return err
 }
 
 func (w *Worker) logger() *slog.Logger {

@@ -34,9 +34,10 @@ type ServeConfig struct {
 	DemoShards  int
 	DemoMB      int
 	Batch       AWSBatchConfig
+	Functions   string
 }
 
-func (c *ServeConfig) flags(fs *flag.FlagSet) {
+func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8815", "address to serve Flight on (port 0 picks a free one)")
 	fs.StringVar(&c.Store, "store", "file://./flightbatch-data", "store for datasets and results: file://DIR or s3://bucket/prefix")
 	fs.StringVar(&c.Executor, "executor", "local", "where child jobs run: local or aws-batch (see the --batch-* flags)")
@@ -47,6 +48,7 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Demo, "demo", false, "create the demo dataset first if it is absent")
 	fs.IntVar(&c.DemoShards, "demo-shards", 8, "shards of the demo dataset")
 	fs.IntVar(&c.DemoMB, "demo-mb", 60, "approximate size of the demo dataset in MB")
+	fs.StringVar(&c.Functions, "functions", getenv("FLIGHTBATCH_FUNCTIONS"), functionsFlagHelp)
 }
 
 func newLogger(level string, w *os.File) (*slog.Logger, error) {
@@ -61,7 +63,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	var cfg ServeConfig
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
-	cfg.flags(fs)
+	cfg.flags(fs, m.Getenv)
 	cfg.Batch.flags(fs, m.Getenv)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -86,7 +88,10 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	fns := batch.NewRegistry()
+	fns, err := newRegistry(cfg.Functions)
+	if err != nil {
+		return err
+	}
 	fault, err := batch.ParseFaults(m.Getenv("FLIGHTBATCH_FAULTS"))
 	if err != nil {
 		return fmt.Errorf("FLIGHTBATCH_FAULTS: %w", err)

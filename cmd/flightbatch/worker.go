@@ -22,6 +22,8 @@ import (
 // the list (batch.ChildShards, with AWS_BATCH_JOB_ARRAY_SIZE children) and the
 // child runs each of those shards. A job or shard that does not exist exits
 // with status 3, which the AWS Batch executor's retry strategy does not retry.
+// Registered functions come from --functions or FLIGHTBATCH_FUNCTIONS, which must
+// register the same functions as the server's file.
 func (m *Main) worker(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
@@ -29,6 +31,7 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	storeURL := fs.String("store", m.Getenv("FLIGHTBATCH_STORE"), "store URL (default $FLIGHTBATCH_STORE)")
 	shard := fs.Int("shard", -1, "shard index (default: from $FLIGHTBATCH_SHARDS and $AWS_BATCH_JOB_ARRAY_INDEX, or $AWS_BATCH_JOB_ARRAY_INDEX, or 0)")
 	logLevel := fs.String("log-level", "info", "log level")
+	functions := fs.String("functions", m.Getenv("FLIGHTBATCH_FUNCTIONS"), functionsFlagHelp)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -60,6 +63,10 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 			return fmt.Errorf("worker: AWS_BATCH_JOB_ATTEMPT=%q is not a number", v)
 		}
 	}
+	fns, err := newRegistry(*functions)
+	if err != nil {
+		return err
+	}
 	st, err := store.Open(ctx, *storeURL)
 	if err != nil {
 		return err
@@ -69,7 +76,7 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("FLIGHTBATCH_FAULTS: %w", err)
 	}
-	w := &batch.Worker{Store: st, Functions: batch.NewRegistry(), Log: log.With(slog.String("component", "worker")), Fault: fault}
+	w := &batch.Worker{Store: st, Functions: fns, Log: log.With(slog.String("component", "worker")), Fault: fault}
 	if *shard >= 0 {
 		return permanent(w.RunShard(ctx, *jobID, *shard, attempt))
 	}

@@ -1,0 +1,25 @@
+//go:build unix
+
+package batch
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+// ownProcessGroup runs cmd in a process group of its own, and makes cancelling
+// its context kill the whole group: the command and whatever it started.
+func ownProcessGroup(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+}
+
+// killProcessGroup kills what is left of cmd's process group. The group's ID
+// is not reused while any of its processes lives, so this reaches only them.
+func killProcessGroup(cmd *exec.Cmd) {
+	if cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+}

@@ -1,0 +1,26 @@
+package main
+
+import (
+	"github.com/flightbatch/flightbatch/batch"
+)
+
+// functionsFlagHelp is the help of --functions, on serve and worker alike: a
+// worker must know the functions of the server that started its job.
+const functionsFlagHelp = `JSON file registering functions jobs can run: {"name": {"command": ["program", "arg"], "description": "...", "image": "..."}}; relative paths resolve against its directory (default $FLIGHTBATCH_FUNCTIONS)`
+
+// newRegistry returns the built-in functions plus those of the functions file
+// at path, if any.
+func newRegistry(path string) (*batch.Registry, error) {
+	fns := batch.NewRegistry()
+	if path == "" {
+		return fns, nil
+	}
+	ext, err := batch.ReadFunctionsFile(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range ext {
+		fns.Register(f)
+	}
+	return fns, nil
+}
