@@ -101,6 +101,9 @@ type Options struct {
 	// MaxChildren caps an array job's size (2..MaxArraySize, the default);
 	// beyond it each child runs several shards. Tests lower it.
 	MaxChildren int
+	// Definition, when set, names the job definition of a function's children
+	// (a registered function's image); "" means the executor's default.
+	Definition func(function string) string
 	// Log receives the executor's structured logs.
 	Log *slog.Logger
 }
@@ -216,12 +219,18 @@ func (e *Executor) Start(ctx context.Context, m *batch.Manifest, shards []int) (
 		}
 		list = "@" + key
 	}
+	def := e.def
+	if e.opts.Definition != nil {
+		if d := e.opts.Definition(m.Function); d != "" {
+			def = d
+		}
+	}
 	attempts := int32(min(max(m.MaxAttempts, 1), MaxAttempts))
 	timeout := int32(min(e.opts.Timeout.Seconds()*float64(perChild), 14*24*3600))
 	in := &awsbatch.SubmitJobInput{
 		JobName:       aws.String("flightbatch-" + m.JobID),
 		JobQueue:      aws.String(e.queue),
-		JobDefinition: aws.String(e.def),
+		JobDefinition: aws.String(def),
 		ContainerOverrides: &types.ContainerOverrides{Environment: []types.KeyValuePair{
 			{Name: aws.String(EnvJobID), Value: aws.String(m.JobID)},
 			{Name: aws.String(EnvStore), Value: aws.String(e.opts.WorkerStore)},

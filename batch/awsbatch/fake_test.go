@@ -19,10 +19,12 @@ import (
 // endpoint does not: a status summary that trails the children, and
 // attempts that leave no record in the store.
 type fakeAPI struct {
-	jobs map[string]types.JobDetail
+	jobs      map[string]types.JobDetail
+	submitted []*sdkbatch.SubmitJobInput
 }
 
 func (f *fakeAPI) SubmitJob(ctx context.Context, in *sdkbatch.SubmitJobInput, _ ...func(*sdkbatch.Options)) (*sdkbatch.SubmitJobOutput, error) {
+	f.submitted = append(f.submitted, in)
 	return &sdkbatch.SubmitJobOutput{JobId: aws.String("p")}, nil
 }
 
@@ -133,6 +135,25 @@ func TestTerminatedChildIsCancelled(t *testing.T) {
 	for _, c := range p.Children {
 		if c.State != batch.ShardCancelled || len(c.Errors) != 0 {
 			t.Errorf("shard %d: %s with errors %+v, want CANCELLED without", c.Shard, c.State, c.Errors)
+		}
+	}
+}
+
+// TestFunctionDefinition: a function with an image runs its children in that
+// job definition; other functions use the executor's default.
+func TestFunctionDefinition(t *testing.T) {
+	st := newStore(t)
+	f := &fakeAPI{jobs: map[string]types.JobDetail{}}
+	images := map[string]string{"peaks": "peaks-image:3"}
+	e := newExecutor(t, f, st, &awsbatch.Options{Definition: func(fn string) string { return images[fn] }})
+	m := executortest.NewJob(t, &executortest.Harness{Store: st, Executor: e}, 1)
+	for _, tc := range []struct{ function, want string }{{"psd", "worker"}, {"peaks", "peaks-image:3"}} {
+		m.Function = tc.function
+		if _, err := e.Start(context.Background(), m, []int{0, 1}); err != nil {
+			t.Fatal(err)
+		}
+		if got := aws.ToString(f.submitted[len(f.submitted)-1].JobDefinition); got != tc.want {
+			t.Errorf("function %s ran in job definition %q, want %q", tc.function, got, tc.want)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	sdkbatch "github.com/aws/aws-sdk-go-v2/service/batch"
 
+	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/batch/awsbatch"
 	"github.com/flightbatch/flightbatch/store"
 )
@@ -52,7 +53,7 @@ func (c *AWSBatchConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
 
 // newAWSBatch builds the AWS Batch executor. Its children must reach the
 // store, so it must be on S3 unless a test allows a file store.
-func newAWSBatch(ctx context.Context, c *AWSBatchConfig, st *store.Store, maxAttempts int, log *slog.Logger) (*awsbatch.Executor, error) {
+func newAWSBatch(ctx context.Context, c *AWSBatchConfig, st *store.Store, fns *batch.Registry, maxAttempts int, log *slog.Logger) (*awsbatch.Executor, error) {
 	workerStore := c.WorkerStore
 	if workerStore == "" {
 		workerStore = st.URL()
@@ -91,6 +92,12 @@ func newAWSBatch(ctx context.Context, c *AWSBatchConfig, st *store.Store, maxAtt
 		WorkerStore:  workerStore,
 		Timeout:      c.Timeout,
 		PollInterval: c.PollInterval,
-		Log:          log,
+		Definition: func(function string) string {
+			if fn, err := fns.Get(function); err == nil {
+				return batch.ImageOf(fn)
+			}
+			return ""
+		},
+		Log: log,
 	})
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/flightbatch/flightbatch/batch"
 	"log/slog"
 	"strings"
 	"testing"
@@ -19,7 +20,7 @@ func TestAWSBatchRefuses(t *testing.T) {
 	defer st.Close()
 	ok := AWSBatchConfig{JobQueue: "q", JobDefinition: "d", Timeout: time.Hour, PollInterval: time.Second, Endpoint: "http://127.0.0.1:1", AllowFileStore: true}
 	log := slog.New(slog.DiscardHandler)
-	if _, err := newAWSBatch(ctx, &ok, st, 3, log); err != nil {
+	if _, err := newAWSBatch(ctx, &ok, st, batch.NewRegistry(), 3, log); err != nil {
 		t.Fatalf("a file store allowed for tests: %v", err)
 	}
 	for _, tc := range []struct {
@@ -36,7 +37,7 @@ func TestAWSBatchRefuses(t *testing.T) {
 	} {
 		c := ok
 		tc.edit(&c)
-		_, err := newAWSBatch(ctx, &c, st, tc.attempts, log)
+		_, err := newAWSBatch(ctx, &c, st, batch.NewRegistry(), tc.attempts, log)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want an error about %q", tc.name, err, tc.want)
 		}

@@ -102,7 +102,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	case "local":
 		exec = local.New(worker.RunShard, cfg.Workers)
 	case "aws-batch":
-		if exec, err = newAWSBatch(ctx, &cfg.Batch, st, cfg.MaxAttempts, log); err != nil {
+		if exec, err = newAWSBatch(ctx, &cfg.Batch, st, fns, cfg.MaxAttempts, log); err != nil {
 			return err
 		}
 	default:
