@@ -34,6 +34,8 @@ type ServeConfig struct {
 	Demo        bool
 	DemoShards  int
 	DemoMB      int
+	// ShardMB is the target shard size of uploaded datasets, in MiB.
+	ShardMB int
 }
 
 func (c *ServeConfig) flags(fs *flag.FlagSet) {
@@ -47,6 +49,7 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Demo, "demo", false, "create the demo dataset first if it is absent")
 	fs.IntVar(&c.DemoShards, "demo-shards", 8, "shards of the demo dataset")
 	fs.IntVar(&c.DemoMB, "demo-mb", 60, "approximate size of the demo dataset in MB")
+	fs.IntVar(&c.ShardMB, "shard-mb", dataset.DefaultShardBytes>>20, "target size in MiB of the shards of a dataset uploaded with DoPut")
 }
 
 func newLogger(level string, w *os.File) (*slog.Logger, error) {
@@ -68,6 +71,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	log, err := newLogger(cfg.LogLevel, os.Stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.ShardMB < 1 {
+		return fmt.Errorf("--shard-mb %d: give a size of at least 1 MiB", cfg.ShardMB)
 	}
 	switch cfg.Compression {
 	case "", "zstd", "lz4":
@@ -99,7 +105,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err := jobs.Recover(ctx); err != nil {
 		return err
 	}
-	srv := flight.NewServer(cat, jobs, &flight.Options{Compression: cfg.Compression, Log: log})
+	srv := flight.NewServer(cat, jobs, &flight.Options{Compression: cfg.Compression, Log: log, ShardBytes: int64(cfg.ShardMB) << 20})
 
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
