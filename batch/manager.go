@@ -236,10 +236,12 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 		return nil, errors.New("batch: the server is shutting down")
 	}
 	mg.jobs[m.JobID] = &entry{m: m, changed: make(chan struct{}), cancel: make(chan struct{})}
+	// Copied under the lock: once followed, the job changes in the background.
+	out := m.clone()
 	mg.mu.Unlock()
-	mg.log.Info("job submitted", "job", m.JobID, "function", m.Function, "dataset", m.Dataset, "shards", len(m.Shards))
-	mg.follow(m.JobID)
-	return m.clone(), nil
+	mg.log.Info("job submitted", "job", out.JobID, "function", out.Function, "dataset", out.Dataset, "shards", len(out.Shards))
+	mg.follow(out.JobID)
+	return out, nil
 }
 
 func (mg *Manager) findReusable(fn, ds, version string, params json.RawMessage) *Manifest {
