@@ -58,13 +58,18 @@ func lfpBatch(mem memory.Allocator, first, rows, n int) arrow.RecordBatch {
 
 // put uploads batches as datasets/name and returns the server's answer.
 func put(ctx context.Context, c aflight.Client, name string, schema *arrow.Schema, batches ...arrow.RecordBatch) (flight.PutResult, error) {
+	return putDesc(ctx, c, &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{"datasets", name}}, schema, batches...)
+}
+
+// putDesc uploads batches with any descriptor.
+func putDesc(ctx context.Context, c aflight.Client, desc *aflight.FlightDescriptor, schema *arrow.Schema, batches ...arrow.RecordBatch) (flight.PutResult, error) {
 	var res flight.PutResult
 	stream, err := c.DoPut(ctx)
 	if err != nil {
 		return res, err
 	}
 	w := aflight.NewRecordWriter(stream, ipc.WithSchema(schema))
-	w.SetFlightDescriptor(&aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{"datasets", name}})
+	w.SetFlightDescriptor(desc)
 	for _, b := range batches {
 		if err := w.Write(b); err != nil {
 			break // the server ended the call; Recv says why
@@ -336,5 +341,32 @@ func TestDoGetProjection(t *testing.T) {
 		if status.Code(err) != code {
 			t.Errorf("ticket %s: %v, want %v", ticket, err, code)
 		}
+	}
+}
+
+// A client that announces its row count gets its upload refused, and nothing
+// kept, when the stream ends with another count.
+func TestDoPutAnnouncedRows(t *testing.T) {
+	srv := memServer(t, &flight.Options{ShardBytes: 1 << 10})
+	ctx := t.Context()
+	rec := lfpBatch(memory.DefaultAllocator, 0, 6, 100)
+	defer rec.Release()
+	cmd := func(s string) *aflight.FlightDescriptor {
+		return &aflight.FlightDescriptor{Type: aflight.DescriptorCMD, Cmd: []byte(s)}
+	}
+	_, err := putDesc(ctx, srv.Client, cmd(`{"path": "datasets/counted", "rows": 7}`), dataset.DemoSchema, rec)
+	wantCode(t, err, codes.InvalidArgument)
+	if objs, _ := srv.Store.List(ctx, "datasets/counted/"); len(objs) != 0 {
+		t.Fatalf("a refused upload left %v", objs)
+	}
+	_, err = putDesc(ctx, srv.Client, cmd(`{"path": "datasets/counted", "rows": -1}`), dataset.DemoSchema, rec)
+	wantCode(t, err, codes.InvalidArgument)
+	res, err := putDesc(ctx, srv.Client, cmd(`{"path": "datasets/counted", "rows": 6}`), dataset.DemoSchema, rec)
+	if err != nil || res.Rows != 6 {
+		t.Fatalf("upload of the announced rows: %+v, %v", res, err)
+	}
+	res, err = putDesc(ctx, srv.Client, cmd("datasets/plain"), dataset.DemoSchema, rec)
+	if err != nil || res.Rows != 6 {
+		t.Fatalf("upload with a path command: %+v, %v", res, err)
 	}
 }

@@ -1,6 +1,7 @@
 package flight
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,6 +51,46 @@ func (u *uploadSet) release(name string) {
 	delete(u.names, name)
 }
 
+// putCommand is the JSON command descriptor of DoPut, for clients that want the
+// server to check that the whole table arrived: {"path": "datasets/<name>",
+// "rows": N}.
+type putCommand struct {
+	Path string `json:"path"`
+	Rows *int64 `json:"rows"`
+}
+
+// parsePutDescriptor decodes DoPut's descriptor: the path datasets/<name>, as
+// a path or a command, or a JSON putCommand. It returns the announced row
+// count, if any.
+func parsePutDescriptor(d *aflight.FlightDescriptor) (target, *int64, error) {
+	var rows *int64
+	if d != nil && d.Type == aflight.DescriptorCMD && len(bytes.TrimSpace(d.Cmd)) > 0 && bytes.TrimSpace(d.Cmd)[0] == '{' {
+		var pc putCommand
+		dec := json.NewDecoder(bytes.NewReader(d.Cmd))
+		dec.DisallowUnknownFields()
+		err := dec.Decode(&pc)
+		if err == nil && len(bytes.TrimSpace(d.Cmd[dec.InputOffset():])) > 0 {
+			err = errors.New("text after the JSON object")
+		}
+		if err != nil {
+			return target{}, nil, invalidArg(`DoPut command: %v; use {"path": "datasets/<name>", "rows": N}`, err)
+		}
+		if pc.Rows != nil && *pc.Rows < 0 {
+			return target{}, nil, invalidArg("DoPut command: rows %d is negative", *pc.Rows)
+		}
+		rows = pc.Rows
+		d = &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{pc.Path}}
+	}
+	t, err := parseDescriptor(d)
+	if err != nil {
+		return target{}, nil, err
+	}
+	if t.kind != "datasets" || t.shard != "" {
+		return target{}, nil, invalidArg("DoPut takes a descriptor datasets/<name>, not %q", t.path())
+	}
+	return t, rows, nil
+}
+
 // DoPut uploads a table as the new dataset datasets/<name>. The batches are
 // written as Arrow IPC shards of about Options.ShardBytes each, re-cut into
 // batches of at most Options.MaxBatchBytes so that the shards stream back in
@@ -59,6 +100,13 @@ func (u *uploadSet) release(name string) {
 // AlreadyExists: datasets are never replaced through Flight, so a job's
 // dataset name always means the data it ran on (its manifest's version says
 // which).
+//
+// A clean end of stream is what commits, and pyarrow ends the stream cleanly
+// even when the client raised midway (a batch of another schema, an error in
+// the caller's code): a client that must not leave a partial table behind
+// announces its row count with the command descriptor {"path":
+// "datasets/<name>", "rows": N}, and a stream that ends with another count is
+// refused and leaves nothing.
 func (s *Server) DoPut(stream aflight.FlightService_DoPutServer) error {
 	ctx := stream.Context()
 	rdr, err := aflight.NewRecordReader(stream, ipc.WithAllocator(s.opts.Alloc))
@@ -72,12 +120,9 @@ func (s *Server) DoPut(stream aflight.FlightService_DoPutServer) error {
 		return invalidArg("DoPut: the stream must start with a descriptor datasets/<name> and a schema: %v", err)
 	}
 	defer rdr.Release()
-	t, err := parseDescriptor(rdr.LatestFlightDescriptor())
+	t, wantRows, err := parsePutDescriptor(rdr.LatestFlightDescriptor())
 	if err != nil {
 		return err
-	}
-	if t.kind != "datasets" || t.shard != "" {
-		return invalidArg("DoPut takes a descriptor datasets/<name>, not %q", t.path())
 	}
 	schema := rdr.Schema()
 	if schema.NumFields() == 0 {
@@ -111,6 +156,9 @@ func (s *Server) DoPut(stream aflight.FlightService_DoPutServer) error {
 	}
 	if err := ctx.Err(); err != nil {
 		return s.putError(err, t.name, err)
+	}
+	if wantRows != nil && *wantRows != rows {
+		return s.putError(nil, t.name, fmt.Errorf("the stream ended after %d rows, but the descriptor announced %d; nothing was kept: %w", rows, *wantRows, dataset.ErrInvalid))
 	}
 	if err := w.Commit(); err != nil {
 		return s.putError(ctx.Err(), t.name, err)

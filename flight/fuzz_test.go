@@ -95,3 +95,27 @@ func FuzzParseDescriptor(f *testing.F) {
 func descType(n int32) flightgen.FlightDescriptor_DescriptorType {
 	return flightgen.FlightDescriptor_DescriptorType(n)
 }
+
+func FuzzParsePutDescriptor(f *testing.F) {
+	for _, s := range []string{
+		`{"path": "datasets/up", "rows": 10}`, `{"path": "datasets/up"}`, `{"path": "jobs/x"}`,
+		`{"path": "datasets/up", "rows": -1}`, `{"path": "datasets/up", "rows": 1.5}`,
+		`{"path": "datasets/up"} x`, "datasets/up", "datasets/up/part-00000", "",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, cmd []byte) {
+		d := &aflight.FlightDescriptor{Type: aflight.DescriptorCMD, Cmd: cmd}
+		tg, rows, err := parsePutDescriptor(d)
+		checkTarget(t, string(cmd), tg, err)
+		if err != nil {
+			return
+		}
+		if tg.kind != "datasets" || tg.shard != "" {
+			t.Fatalf("%q: DoPut accepted %q", cmd, tg.path())
+		}
+		if rows != nil && *rows < 0 {
+			t.Fatalf("%q: accepted rows %d", cmd, *rows)
+		}
+	})
+}
