@@ -165,15 +165,50 @@ func wrap(op, key string, err error) error {
 	return fmt.Errorf("store: %s %s: %w", op, key, err)
 }
 
-// ReadAll reads a whole object.
+// ReadAll reads a whole object, one version of it even while it is being
+// replaced.
 func (s *Store) ReadAll(ctx context.Context, key string) ([]byte, error) {
-	data, err := s.b.ReadAll(ctx, key)
+	// Not blob.Bucket.ReadAll: a file store takes the size from a stat made
+	// before it opens the file, so an object replaced in between read as a
+	// short, failed read (EOF). Reading the opened file to its end gets the
+	// one version that was opened.
+	var data []byte
+	err := s.retrySidecar(ctx, func() error {
+		r, err := s.b.NewReader(ctx, key, nil)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		data, err = io.ReadAll(r)
+		return err
+	})
 	return data, wrap("read", key, err)
+}
+
+// retrySidecar runs op again, a few times, when it failed on a file store's
+// attributes sidecar caught while being rewritten: fileblob rewrites KEY.attrs
+// in place, so a reader of an object being replaced can find it empty or
+// half-written (a JSON EOF). The object itself is replaced atomically.
+func (s *Store) retrySidecar(ctx context.Context, op func() error) error {
+	err := op()
+	for i := 0; s.file && i < 8 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)); i++ {
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(1<<i) * time.Millisecond):
+		}
+		err = op()
+	}
+	return err
 }
 
 // NewReader streams an object from its start.
 func (s *Store) NewReader(ctx context.Context, key string) (io.ReadCloser, error) {
-	r, err := s.b.NewReader(ctx, key, nil)
+	var r *blob.Reader
+	err := s.retrySidecar(ctx, func() (err error) {
+		r, err = s.b.NewReader(ctx, key, nil)
+		return err
+	})
 	if err != nil {
 		return nil, wrap("read", key, err)
 	}
@@ -182,7 +217,11 @@ func (s *Store) NewReader(ctx context.Context, key string) (io.ReadCloser, error
 
 // Stat describes one object.
 func (s *Store) Stat(ctx context.Context, key string) (Object, error) {
-	a, err := s.b.Attributes(ctx, key)
+	var a *blob.Attributes
+	err := s.retrySidecar(ctx, func() (err error) {
+		a, err = s.b.Attributes(ctx, key)
+		return err
+	})
 	if err != nil {
 		return Object{}, wrap("stat", key, err)
 	}
