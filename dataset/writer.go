@@ -103,7 +103,7 @@ func (w *Writer) Write(rec arrow.RecordBatch) error {
 		return fmt.Errorf("dataset %s: write shard: %w", w.name, err)
 	}
 	w.curRows += rec.NumRows()
-	w.curBytes += RecordBytes(rec)
+	w.curBytes += LogicalBytes(rec)
 	if w.curBytes >= w.opts.ShardBytes {
 		return w.closeShard()
 	}

@@ -43,6 +43,10 @@ type Options struct {
 	PollHold time.Duration
 	Log      *slog.Logger
 	Alloc    memory.Allocator
+
+	// ShardBytes is the target size of the shards DoPut writes (default
+	// dataset.DefaultShardBytes).
+	ShardBytes int64
 }
 
 // Server implements the Flight service.
@@ -52,6 +56,8 @@ type Server struct {
 	jobs *batch.Manager
 	opts Options
 	log  *slog.Logger
+	// uploads are the datasets DoPut is writing.
+	uploads uploadSet
 }
 
 // NewServer returns the Flight service over a catalog and a job manager.
@@ -62,6 +68,9 @@ func NewServer(cat *dataset.Catalog, jobs *batch.Manager, opts *Options) *Server
 	}
 	if o.MaxBatchBytes <= 0 {
 		o.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if o.ShardBytes <= 0 {
+		o.ShardBytes = dataset.DefaultShardBytes
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -181,7 +190,11 @@ func parseTicket(b []byte) (target, error) {
 		var tj ticketJSON
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(&tj); err != nil {
+		err := dec.Decode(&tj)
+		if err == nil && len(bytes.TrimSpace(b[dec.InputOffset():])) > 0 {
+			err = errors.New("text after the JSON object")
+		}
+		if err != nil {
 			return target{}, invalidArg(`ticket JSON: %v; use {"path": "datasets/<name>", "columns": [...], "compression": "zstd"}`, err)
 		}
 		t, err := parsePath([]string{tj.Path})

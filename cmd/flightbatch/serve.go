@@ -35,6 +35,8 @@ type ServeConfig struct {
 	DemoMB      int
 	Batch       AWSBatchConfig
 	Functions   string
+	// ShardMB is the target shard size of uploaded datasets, in MiB.
+	ShardMB int
 }
 
 func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
@@ -49,6 +51,7 @@ func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.IntVar(&c.DemoShards, "demo-shards", 8, "shards of the demo dataset")
 	fs.IntVar(&c.DemoMB, "demo-mb", 60, "approximate size of the demo dataset in MB")
 	fs.StringVar(&c.Functions, "functions", getenv("FLIGHTBATCH_FUNCTIONS"), functionsFlagHelp)
+	fs.IntVar(&c.ShardMB, "shard-mb", dataset.DefaultShardBytes>>20, "target size in MiB of the shards of a dataset uploaded with DoPut")
 }
 
 func newLogger(level string, w *os.File) (*slog.Logger, error) {
@@ -71,6 +74,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	log, err := newLogger(cfg.LogLevel, os.Stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.ShardMB < 1 {
+		return fmt.Errorf("--shard-mb %d: give a size of at least 1 MiB", cfg.ShardMB)
 	}
 	switch cfg.Compression {
 	case "", "zstd", "lz4":
@@ -113,7 +119,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err := jobs.Recover(ctx); err != nil {
 		return err
 	}
-	srv := flight.NewServer(cat, jobs, &flight.Options{Compression: cfg.Compression, Log: log})
+	srv := flight.NewServer(cat, jobs, &flight.Options{Compression: cfg.Compression, Log: log, ShardBytes: int64(cfg.ShardMB) << 20})
 
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -1,0 +1,207 @@
+package flight
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	aflight "github.com/apache/arrow-go/v18/arrow/flight"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/flightbatch/flightbatch/dataset"
+)
+
+// PutResult is the JSON of the one PutResult a successful DoPut sends back.
+type PutResult struct {
+	Dataset string `json:"dataset"`
+	Version string `json:"version"`
+	Shards  int    `json:"shards"`
+	Rows    int64  `json:"rows"`
+	Bytes   int64  `json:"bytes"`
+}
+
+// uploadSet holds the names of the datasets being uploaded through this
+// server, so that two uploads of one name never interleave.
+type uploadSet struct {
+	mu    sync.Mutex
+	names map[string]bool
+}
+
+func (u *uploadSet) claim(name string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.names[name] {
+		return false
+	}
+	if u.names == nil {
+		u.names = map[string]bool{}
+	}
+	u.names[name] = true
+	return true
+}
+
+func (u *uploadSet) release(name string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	delete(u.names, name)
+}
+
+// putCommand is the JSON command descriptor of DoPut, for clients that want the
+// server to check that the whole table arrived: {"path": "datasets/<name>",
+// "rows": N}.
+type putCommand struct {
+	Path string `json:"path"`
+	Rows *int64 `json:"rows"`
+}
+
+// parsePutDescriptor decodes DoPut's descriptor: the path datasets/<name>, as
+// a path or a command, or a JSON putCommand. It returns the announced row
+// count, if any.
+func parsePutDescriptor(d *aflight.FlightDescriptor) (target, *int64, error) {
+	var rows *int64
+	if d != nil && d.Type == aflight.DescriptorCMD && len(bytes.TrimSpace(d.Cmd)) > 0 && bytes.TrimSpace(d.Cmd)[0] == '{' {
+		var pc putCommand
+		dec := json.NewDecoder(bytes.NewReader(d.Cmd))
+		dec.DisallowUnknownFields()
+		err := dec.Decode(&pc)
+		if err == nil && len(bytes.TrimSpace(d.Cmd[dec.InputOffset():])) > 0 {
+			err = errors.New("text after the JSON object")
+		}
+		if err != nil {
+			return target{}, nil, invalidArg(`DoPut command: %v; use {"path": "datasets/<name>", "rows": N}`, err)
+		}
+		if pc.Rows != nil && *pc.Rows < 0 {
+			return target{}, nil, invalidArg("DoPut command: rows %d is negative", *pc.Rows)
+		}
+		rows = pc.Rows
+		d = &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{pc.Path}}
+	}
+	t, err := parseDescriptor(d)
+	if err != nil {
+		return target{}, nil, err
+	}
+	if t.kind != "datasets" || t.shard != "" {
+		return target{}, nil, invalidArg("DoPut takes a descriptor datasets/<name>, not %q", t.path())
+	}
+	return t, rows, nil
+}
+
+// DoPut uploads a table as the new dataset datasets/<name>. The batches are
+// written as Arrow IPC shards of about Options.ShardBytes each, re-cut into
+// batches of at most Options.MaxBatchBytes so that the shards stream back in
+// bounded memory. The dataset becomes visible only when the client ends the
+// stream cleanly and every shard is stored; an upload that fails or is
+// cancelled midway leaves nothing. A name that exists is refused with
+// AlreadyExists: datasets are never replaced through Flight, so a job's
+// dataset name always means the data it ran on (its manifest's version says
+// which).
+//
+// A clean end of stream is what commits, and pyarrow ends the stream cleanly
+// even when the client raised midway (a batch of another schema, an error in
+// the caller's code): a client that must not leave a partial table behind
+// announces its row count with the command descriptor {"path":
+// "datasets/<name>", "rows": N}, and a stream that ends with another count is
+// refused and leaves nothing.
+func (s *Server) DoPut(stream aflight.FlightService_DoPutServer) error {
+	ctx := stream.Context()
+	rdr, err := aflight.NewRecordReader(stream, ipc.WithAllocator(s.opts.Alloc))
+	if err != nil {
+		if ctx.Err() != nil {
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		if _, ok := status.FromError(err); ok {
+			return err
+		}
+		return invalidArg("DoPut: the stream must start with a descriptor datasets/<name> and a schema: %v", err)
+	}
+	defer rdr.Release()
+	t, wantRows, err := parsePutDescriptor(rdr.LatestFlightDescriptor())
+	if err != nil {
+		return err
+	}
+	schema := rdr.Schema()
+	if schema.NumFields() == 0 {
+		return invalidArg("DoPut datasets/%s: the schema has no columns", t.name)
+	}
+	if !s.uploads.claim(t.name) {
+		return status.Errorf(codes.AlreadyExists, "dataset %q is being uploaded by another client", t.name)
+	}
+	defer s.uploads.release(t.name)
+
+	w, err := s.cat.NewWriter(ctx, t.name, schema, &dataset.WriterOptions{ShardBytes: s.opts.ShardBytes})
+	if err != nil {
+		return toStatus(err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			w.Abort()
+		}
+	}()
+	var rows int64
+	for rdr.Next() {
+		rec := rdr.RecordBatch()
+		if err := s.writeChunks(w, rec); err != nil {
+			return s.putError(ctx.Err(), t.name, err)
+		}
+		rows += rec.NumRows()
+	}
+	if err := rdr.Err(); err != nil {
+		return s.putError(ctx.Err(), t.name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return s.putError(err, t.name, err)
+	}
+	if wantRows != nil && *wantRows != rows {
+		return s.putError(nil, t.name, fmt.Errorf("the stream ended after %d rows, but the descriptor announced %d; nothing was kept: %w", rows, *wantRows, dataset.ErrInvalid))
+	}
+	if err := w.Commit(); err != nil {
+		return s.putError(ctx.Err(), t.name, err)
+	}
+	committed = true
+	ds, err := s.cat.Get(ctx, t.name)
+	if err != nil {
+		return toStatus(err)
+	}
+	s.log.Info("dataset uploaded", "dataset", t.name, "shards", len(ds.Shards), "rows", rows, "bytes", ds.Bytes(), "version", ds.Version)
+	body, _ := json.Marshal(PutResult{Dataset: t.name, Version: ds.Version, Shards: len(ds.Shards), Rows: ds.Rows(), Bytes: ds.Bytes()})
+	return stream.Send(&aflight.PutResult{AppMetadata: body})
+}
+
+// putError logs a failed upload and chooses its status: the client's own
+// cancellation or deadline if that is what ended it.
+func (s *Server) putError(ctxErr error, name string, err error) error {
+	s.log.Warn("upload failed; nothing kept", "dataset", name, "err", err)
+	if ctxErr != nil {
+		return status.FromContextError(ctxErr).Err()
+	}
+	if _, ok := status.FromError(err); ok && !errors.Is(err, dataset.ErrInvalid) {
+		return err
+	}
+	return toStatus(fmt.Errorf("upload datasets/%s: %w", name, err))
+}
+
+// writeChunks writes rec in slices of at most MaxBatchBytes (a single larger
+// record alone), so that no stored batch is larger than a streamed one.
+func (s *Server) writeChunks(w *dataset.Writer, rec arrow.RecordBatch) error {
+	n := rec.NumRows()
+	size := dataset.LogicalBytes(rec)
+	if n <= 1 || size <= s.opts.MaxBatchBytes {
+		return w.Write(rec)
+	}
+	step := max(s.opts.MaxBatchBytes/max(size/n, 1), 1)
+	for off := int64(0); off < n; off += step {
+		sl := rec.NewSlice(off, min(off+step, n))
+		err := w.Write(sl)
+		sl.Release()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
