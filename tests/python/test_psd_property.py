@@ -478,3 +478,21 @@ def test_record_too_short_for_the_request(prop_server, prop_client, why, params)
             compare_row(result.column("freqs")[i].as_py(), psd[i], samples[i], params, 250.0, f"{why} record {i}")
     # Still serving.
     assert action(prop_client, "list-jobs", {})["jobs"]
+
+
+def test_null_or_non_positive_fs_gives_null_rows(prop_server, prop_client):
+    rng = np.random.default_rng(SEED + 8)
+    samples = [rng.standard_normal(500) for _ in range(5)]
+    fs_values = [250.0, None, 0.0, -10.0, 1000.0]
+    params = {"fs_column": "fs", "nperseg": 128, "bands": {"alpha": [8, 12]}}
+    st, result = run_one(prop_client, prop_server.store, "edge-fs", samples, "float32", "large_list",
+                         params, fs_values)
+    assert_succeeded(st)
+    freqs = result.column("freqs").to_pylist()
+    psd = result.column("psd").to_pylist()
+    alpha = result.column("alpha_power").to_pylist()
+    for i, (x, fs) in enumerate(zip(samples, fs_values)):
+        if fs is None or fs <= 0:
+            assert freqs[i] is None and psd[i] is None and alpha[i] is None, f"record {i} with fs={fs}"
+        else:
+            compare_row(freqs[i], psd[i], x.astype(np.float32), params, fs, f"record {i} fs={fs}")
