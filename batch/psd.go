@@ -329,13 +329,17 @@ func (k *psdKernel) batch(ctx context.Context, task Task, schema *arrow.Schema, 
 		if ok && len(x) > 0 {
 			var err error
 			plan, err = k.planner.Plan(len(x))
-			if err != nil {
+			if err != nil && !errors.Is(err, compute.ErrInvalidParams) {
 				return nil, fmt.Errorf("psd: record %d: %w", i, err)
 			}
+			// The parameters were validated when the job was submitted, so a
+			// plan refused now is refused for this record's length alone.
 		}
 		if plan == nil {
-			// Documented behaviour: an empty or null signal, or a missing or
-			// non-positive sampling rate, gives null freqs, psd and band powers.
+			// Documented behaviour: an empty or null signal, a record too short
+			// for the request (shorter than explicit window weights, say), or a
+			// missing or non-positive sampling rate, gives null freqs, psd and
+			// band powers; the other records are computed.
 			fb.AppendNull()
 			pb.AppendNull()
 			for _, bb := range bbs {

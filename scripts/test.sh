@@ -3,7 +3,7 @@
 #
 #   1. system packages (only what is missing: Go, a C compiler for -race, Python 3.11+ with venv)
 #   2. go build -o bin/flightbatch ./cmd/flightbatch
-#   3. gofmt and go vet
+#   3. gofmt, go vet and staticcheck
 #   4. a real S3-compatible server for the store tests (if scripts/s3-server.sh exists)
 #   5. go test -race ./...
 #   6. .venv from requirements.txt (reinstalled only when it changed), then pytest tests/python
@@ -74,7 +74,7 @@ go build -o bin/flightbatch ./cmd/flightbatch
 echo "built bin/flightbatch"
 
 # ---------------------------------------------------------------------------------------------
-section "gofmt and go vet"
+section "gofmt, go vet and staticcheck"
 mapfile -t unformatted < <(find . \( -path ./.venv -o -path ./.cache -o -path ./.git -o -path ./vendor -o -path ./bin \) -prune \
 	-o -name '*.go' -print0 | xargs -0 -r gofmt -l)
 if [[ ${#unformatted[@]} -gt 0 ]]; then
@@ -85,6 +85,11 @@ fi
 echo "gofmt: ok"
 go vet ./...
 echo "go vet: ok"
+if [[ ! -x .cache/bin/staticcheck ]]; then
+	GOBIN="$ROOT/.cache/bin" go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+fi
+.cache/bin/staticcheck ./...
+echo "staticcheck: ok"
 
 # ---------------------------------------------------------------------------------------------
 if [[ -x scripts/s3-server.sh || -f scripts/s3-server.sh ]]; then
