@@ -148,11 +148,11 @@ func TestHistoryAndReuse(t *testing.T) {
 // TestCancelIsPrompt cancels a job whose children compute long records and
 // checks that it ends CANCELLED within a second.
 func TestCancelIsPrompt(t *testing.T) {
-	srv := testserver.Start(t, testserver.Options{Shards: 2, Records: 48, Seconds: 240, Workers: 2})
+	srv := testserver.Start(t, testserver.Options{Shards: 2, Records: 192, Seconds: 60, Workers: 2})
 	c := dial(t, srv.Addr)
-	// Segments 16 samples apart make each 60000-sample record take about a
-	// tenth of a second and each shard seconds: long enough to be cancelled
-	// mid-kernel on any machine.
+	// Segments 16 samples apart make each 15000-sample record take tens of
+	// milliseconds (cancel is checked between records) and each shard
+	// seconds: long enough to be cancelled mid-kernel on any machine.
 	res := submitPSD(t, c, map[string]any{"nperseg": 4096, "noverlap": 4080, "bands": map[string]any{"beta": []float64{13, 30}}})
 	for st := jobStatus(t, c, res.JobID); st.Shards.Running == 0; st = jobStatus(t, c, res.JobID) {
 		if st.State == "SUCCEEDED" || st.State == "FAILED" {
