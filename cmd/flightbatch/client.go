@@ -47,6 +47,26 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// clientFlags starts the flags of a client command, with --addr.
+func (m *Main) clientFlags(name string) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	return fs, fs.String("addr", defaultAddr, "server address")
+}
+
+// connectJob parses the flags and the one job ID of a command, and dials.
+func (m *Main) connectJob(ctx context.Context, fs *flag.FlagSet, addr *string, args []string) (*client.Client, string, error) {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(pos) != 1 {
+		return nil, "", fmt.Errorf("%s: give one job ID", fs.Name())
+	}
+	c, err := m.dial(ctx, *addr)
+	return c, pos[0], err
+}
+
 func (m *Main) dial(ctx context.Context, addr string) (*client.Client, error) {
 	return client.Dial(ctx, addr)
 }
@@ -98,9 +118,7 @@ func (p paramFlag) Set(v string) error {
 }
 
 func (m *Main) psd(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("psd", flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
-	addr := fs.String("addr", defaultAddr, "server address")
+	fs, addr := m.clientFlags("psd")
 	var req api.PSDRequest
 	fs.StringVar(&req.Dataset, "dataset", "", "input: a dataset name, or jobs/<job_id>")
 	fs.StringVar(&req.Column, "column", "", "signal column (server default: samples)")
@@ -196,29 +214,18 @@ func (m *Main) follow(ctx context.Context, c *client.Client, id string) (api.Job
 }
 
 func (m *Main) waitCmd(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("wait", flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
-	addr := fs.String("addr", defaultAddr, "server address")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("wait: give one job ID")
-	}
-	c, err := m.dial(ctx, *addr)
+	fs, addr := m.clientFlags("wait")
+	c, id, err := m.connectJob(ctx, fs, addr, args)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	_, err = m.follow(ctx, c, pos[0])
+	_, err = m.follow(ctx, c, id)
 	return err
 }
 
 func (m *Main) jobs(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("jobs", flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
-	addr := fs.String("addr", defaultAddr, "server address")
+	fs, addr := m.clientFlags("jobs")
 	ds := fs.String("dataset", "", "only the jobs of this dataset")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if _, err := parseArgs(fs, args); err != nil {
@@ -272,23 +279,14 @@ func printJSON(w io.Writer, v any) error {
 }
 
 func (m *Main) status(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
-	addr := fs.String("addr", defaultAddr, "server address")
+	fs, addr := m.clientFlags("status")
 	asJSON := fs.Bool("json", false, "print the job-status JSON")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("status: give one job ID")
-	}
-	c, err := m.dial(ctx, *addr)
+	c, id, err := m.connectJob(ctx, fs, addr, args)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	st, err := c.Status(ctx, pos[0])
+	st, err := c.Status(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -302,8 +300,8 @@ func (m *Main) status(ctx context.Context, args []string) error {
 	row("function", st.Function)
 	row("dataset", st.Dataset+" (version "+st.DatasetVersion+")")
 	row("params", compact(st.Params))
-	row("shards", fmt.Sprintf("%d total, %d succeeded, %d running, %d pending, %d failed",
-		st.Shards.Total, st.Shards.Succeeded, st.Shards.Running, st.Shards.Pending, st.Shards.Failed))
+	row("shards", fmt.Sprintf("%d total, %d succeeded, %d running, %d pending, %d failed, %d cancelled",
+		st.Shards.Total, st.Shards.Succeeded, st.Shards.Running, st.Shards.Pending, st.Shards.Failed, st.Shards.Cancelled))
 	row("progress", fmt.Sprintf("%.0f%%", 100*st.Progress))
 	row("executor", st.Executor)
 	row("created", st.CreatedAt.Local().Format(time.RFC3339))
@@ -327,22 +325,13 @@ func (m *Main) status(ctx context.Context, args []string) error {
 }
 
 func (m *Main) cancel(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("cancel", flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
-	addr := fs.String("addr", defaultAddr, "server address")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("cancel: give one job ID")
-	}
-	c, err := m.dial(ctx, *addr)
+	fs, addr := m.clientFlags("cancel")
+	c, id, err := m.connectJob(ctx, fs, addr, args)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	st, err := c.Cancel(ctx, pos[0])
+	st, err := c.Cancel(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -351,9 +340,7 @@ func (m *Main) cancel(ctx context.Context, args []string) error {
 }
 
 func (m *Main) datasets(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("datasets", flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
-	addr := fs.String("addr", defaultAddr, "server address")
+	fs, addr := m.clientFlags("datasets")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -376,9 +363,7 @@ func (m *Main) datasets(ctx context.Context, args []string) error {
 }
 
 func (m *Main) get(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("get", flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
-	addr := fs.String("addr", defaultAddr, "server address")
+	fs, addr := m.clientFlags("get")
 	out := fs.String("o", "", "output: FILE.parquet, FILE.arrow (Arrow IPC file), or - (Arrow IPC stream on stdout)")
 	shard := fs.String("shard", "", "only this finished part of the job")
 	pos, err := parseArgs(fs, args)
