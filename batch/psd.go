@@ -31,6 +31,31 @@ type PSDParams struct {
 	compute.WelchParams
 	// Bands asks for the power in named frequency bands, in request order.
 	Bands Bands `json:"bands,omitempty"`
+	// Relative adds <band>_relative per band: the band's power over the total
+	// power in [FMin, FMax].
+	Relative bool `json:"relative,omitempty"`
+	// FMin and FMax bound the total power of relative band power (default
+	// DefaultFMin and DefaultFMax Hz).
+	FMin *float64 `json:"fmin,omitempty"`
+	FMax *float64 `json:"fmax,omitempty"`
+}
+
+// The default range, in Hz, of the total power relative band power divides by.
+const (
+	DefaultFMin = 1.0
+	DefaultFMax = 45.0
+)
+
+// totalRange is the range of the total power of relative band power.
+func (p PSDParams) totalRange() (lo, hi float64) {
+	lo, hi = DefaultFMin, DefaultFMax
+	if p.FMin != nil {
+		lo = *p.FMin
+	}
+	if p.FMax != nil {
+		hi = *p.FMax
+	}
+	return lo, hi
 }
 
 // Band is a named frequency range [Lo, Hi] in Hz.
@@ -145,6 +170,20 @@ func (PSD) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, json.R
 	if err := p.WelchParams.Validate(); err != nil {
 		return nil, nil, invalidf("psd: %w", err)
 	}
+	if (p.FMin != nil || p.FMax != nil) && !p.Relative {
+		return nil, nil, invalid(`"fmin" and "fmax" bound the total power of relative band power; add "relative": true`)
+	}
+	if p.Relative {
+		lo, hi := p.totalRange()
+		switch {
+		case len(p.Bands) == 0:
+			return nil, nil, invalid(`"relative": true needs "bands", e.g. {"beta": [13, 30]}`)
+		case !(lo >= 0) || !(hi > lo) || math.IsInf(hi, 0):
+			return nil, nil, invalid("fmin %v and fmax %v must satisfy 0 <= fmin < fmax", lo, hi)
+		case p.FS != nil && p.FMax != nil && hi > *p.FS/2:
+			return nil, nil, invalid("fmax %v Hz is above the Nyquist frequency fs/2 = %v Hz", hi, *p.FS/2)
+		}
+	}
 	seen := map[string]bool{}
 	for _, b := range p.Bands {
 		switch {
@@ -182,7 +221,7 @@ func (PSD) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, json.R
 		}
 	}
 	for _, f := range fields {
-		for _, reserved := range append([]string{"freqs", "psd"}, bandColumns(p.Bands)...) {
+		for _, reserved := range append([]string{"freqs", "psd"}, bandColumns(p)...) {
 			if f.Name == reserved {
 				return nil, nil, invalid("the dataset already has a column %q, which the result would repeat", f.Name)
 			}
@@ -191,7 +230,7 @@ func (PSD) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, json.R
 	fields = append(fields,
 		arrow.Field{Name: "freqs", Type: arrow.ListOf(arrow.PrimitiveTypes.Float64), Nullable: true},
 		arrow.Field{Name: "psd", Type: arrow.ListOf(arrow.PrimitiveTypes.Float64), Nullable: true})
-	for _, c := range bandColumns(p.Bands) {
+	for _, c := range bandColumns(p) {
 		fields = append(fields, arrow.Field{Name: c, Type: arrow.PrimitiveTypes.Float64, Nullable: true})
 	}
 	norm, err := json.Marshal(p)
@@ -201,10 +240,17 @@ func (PSD) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, json.R
 	return arrow.NewSchema(fields, nil), norm, nil
 }
 
-func bandColumns(b Bands) []string {
-	out := make([]string, len(b))
-	for i, band := range b {
-		out[i] = band.Name + "_power"
+// bandColumns names the band columns: <band>_power for every band, then
+// <band>_relative for every band if asked.
+func bandColumns(p PSDParams) []string {
+	var out []string
+	for _, band := range p.Bands {
+		out = append(out, band.Name+"_power")
+	}
+	if p.Relative {
+		for _, band := range p.Bands {
+			out = append(out, band.Name+"_relative")
+		}
 	}
 	return out
 }
@@ -304,7 +350,7 @@ func (k *psdKernel) batch(ctx context.Context, task Task, schema *arrow.Schema, 
 	defer fb.Release()
 	pb := array.NewListBuilder(task.Alloc, arrow.PrimitiveTypes.Float64)
 	defer pb.Release()
-	bbs := make([]*array.Float64Builder, len(k.p.Bands))
+	bbs := make([]*array.Float64Builder, len(bandColumns(k.p)))
 	for i := range bbs {
 		bbs[i] = array.NewFloat64Builder(task.Alloc)
 		defer bbs[i].Release()
@@ -353,8 +399,18 @@ func (k *psdKernel) batch(ctx context.Context, task Task, schema *arrow.Schema, 
 		fv.AppendValues(k.freqs, nil)
 		pb.Append(true)
 		pv.AppendValues(k.psd, nil)
+		nb := len(k.p.Bands)
+		var total float64
+		if k.p.Relative {
+			lo, hi := k.p.totalRange()
+			total = compute.BandPower(k.freqs, k.psd, lo, hi)
+		}
 		for j, b := range k.p.Bands {
-			bbs[j].Append(compute.BandPower(k.freqs, k.psd, b.Lo, b.Hi))
+			power := compute.BandPower(k.freqs, k.psd, b.Lo, b.Hi)
+			bbs[j].Append(power)
+			if k.p.Relative {
+				bbs[nb+j].Append(power / total)
+			}
 		}
 	}
 	cols = append(cols, fb.NewArray(), pb.NewArray())

@@ -37,6 +37,11 @@ type PSDRequest struct {
 	Average string `json:"average,omitempty"`
 	// Bands asks for band powers, one <name>_power column each, in this order.
 	Bands Bands `json:"bands,omitempty"`
+	// Relative adds a <name>_relative column per band: its power over the
+	// total power in [FMin, FMax] (nil: the server's 1 and 45 Hz).
+	Relative bool     `json:"relative,omitempty"`
+	FMin     *float64 `json:"fmin,omitempty"`
+	FMax     *float64 `json:"fmax,omitempty"`
 	// Reuse returns an earlier succeeded job with the same input and
 	// parameters instead of running again.
 	Reuse bool `json:"reuse,omitempty"`

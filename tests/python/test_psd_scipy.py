@@ -90,6 +90,32 @@ def test_band_powers_for_several_bands(client, dataset):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=0, err_msg=name)
 
 
+@pytest.mark.parametrize("total", [None, (2.0, 40.0)], ids=["default-1-45", "fmin2-fmax40"])
+def test_relative_band_power(client, dataset, total):
+    bands = {"alpha": [8, 13], "beta": [13, 30]}
+    body = {"dataset": "demo", "fs": 250, "nperseg": 500, "bands": bands, "relative": True}
+    if total is not None:
+        body["fmin"], body["fmax"] = total
+    lo_t, hi_t = total or (1.0, 45.0)
+    job_id = run_psd(client, body)
+    assert_succeeded(wait_job(client, job_id))
+    result = read_result(client, job_id)
+    assert result.column_names[-4:] == ["alpha_power", "beta_power", "alpha_relative", "beta_relative"]
+    freqs = result.column("freqs").to_pylist()
+    psd = result.column("psd").to_pylist()
+
+    def trapz(f, p, lo, hi):
+        m = (f >= lo) & (f <= hi)
+        return np.trapezoid(p[m], f[m])
+
+    for name, (lo, hi) in bands.items():
+        want = []
+        for f, p in zip(freqs, psd):
+            f, p = np.asarray(f), np.asarray(p)
+            want.append(trapz(f, p, lo, hi) / trapz(f, p, lo_t, hi_t))
+        np.testing.assert_allclose(result.column(f"{name}_relative").to_numpy(), want, rtol=1e-9, atol=0)
+
+
 def test_demo_has_beta_peak(dataset):
     # The demo is built with a beta-band (13-30 Hz) oscillation over a 1/f background: the mean
     # spectrum over all records peaks in the beta band above its 35-45 Hz flank. This checks the
