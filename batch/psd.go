@@ -13,6 +13,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 
 	"github.com/flightbatch/flightbatch/compute"
+	"github.com/flightbatch/flightbatch/pkg/api"
 )
 
 // PSD is the built-in function: Welch's power spectral density of every record's
@@ -59,61 +60,11 @@ func (p PSDParams) totalRange() (lo, hi float64) {
 }
 
 // Band is a named frequency range [Lo, Hi] in Hz.
-type Band struct {
-	Name   string
-	Lo, Hi float64
-}
+type Band = api.Band
 
 // Bands is an ordered set of bands; in JSON an object {"beta": [13, 30], ...}
 // whose key order is kept.
-type Bands []Band
-
-// UnmarshalJSON decodes {"name": [lo, hi], ...} keeping the order of the keys.
-func (b *Bands) UnmarshalJSON(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return errors.New(`bands must be an object such as {"beta": [13, 30]}`)
-	}
-	*b = nil
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		name := tok.(string)
-		var r []float64
-		if err := dec.Decode(&r); err != nil || len(r) != 2 {
-			return fmt.Errorf("band %q must be [low, high] in Hz", name)
-		}
-		*b = append(*b, Band{Name: name, Lo: r[0], Hi: r[1]})
-	}
-	_, err = dec.Token()
-	return err
-}
-
-// MarshalJSON encodes the bands as an object in their order.
-func (b Bands) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	buf.WriteByte('{')
-	for i, band := range b {
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		k, _ := json.Marshal(band.Name)
-		fmt.Fprintf(&buf, "%s:[%s,%s]", k, fmtFloat(band.Lo), fmtFloat(band.Hi))
-	}
-	buf.WriteByte('}')
-	return buf.Bytes(), nil
-}
-
-func fmtFloat(f float64) string {
-	b, _ := json.Marshal(f)
-	return string(b)
-}
+type Bands = api.Bands
 
 // Name implements Function.
 func (PSD) Name() string { return "psd" }

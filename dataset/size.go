@@ -86,3 +86,37 @@ func span[T int32 | int64](offsets []T) int64 {
 	}
 	return int64(offsets[len(offsets)-1] - offsets[0])
 }
+
+// WriteBounded hands rec to write in row slices of at most about maxBytes
+// each, by LogicalBytes; a single record larger than that goes alone.
+func WriteBounded(rec arrow.RecordBatch, maxBytes int64, write func(arrow.RecordBatch) error) error {
+	n := rec.NumRows()
+	size := LogicalBytes(rec)
+	if n <= 1 || size <= maxBytes {
+		return write(rec)
+	}
+	step := max(maxBytes/max(size/n, 1), 1)
+	for off := int64(0); off < n; off += step {
+		sl := rec.NewSlice(off, min(off+step, n))
+		err := write(sl)
+		sl.Release()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dataBytes is the size of an array's buffers, children included.
+func dataBytes(d arrow.ArrayData) int64 {
+	var n int64
+	for _, b := range d.Buffers() {
+		if b != nil {
+			n += int64(b.Len())
+		}
+	}
+	for _, c := range d.Children() {
+		n += dataBytes(c)
+	}
+	return n
+}

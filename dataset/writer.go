@@ -221,26 +221,3 @@ func (sw *shardWriter) abort() {
 	sw.pw.CloseWithError(errors.New("write aborted"))
 	<-sw.done
 }
-
-// RecordBytes estimates the memory a record batch holds: the sizes of its
-// buffers, children included.
-func RecordBytes(rec arrow.RecordBatch) int64 {
-	var n int64
-	for _, col := range rec.Columns() {
-		n += dataBytes(col.Data())
-	}
-	return n
-}
-
-func dataBytes(d arrow.ArrayData) int64 {
-	var n int64
-	for _, b := range d.Buffers() {
-		if b != nil {
-			n += int64(b.Len())
-		}
-	}
-	for _, c := range d.Children() {
-		n += dataBytes(c)
-	}
-	return n
-}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/apache/arrow-go/v18/arrow"
 	aflight "github.com/apache/arrow-go/v18/arrow/flight"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"google.golang.org/grpc/codes"
@@ -146,7 +145,7 @@ func (s *Server) DoPut(stream aflight.FlightService_DoPutServer) error {
 	var rows int64
 	for rdr.Next() {
 		rec := rdr.RecordBatch()
-		if err := s.writeChunks(w, rec); err != nil {
+		if err := dataset.WriteBounded(rec, s.opts.MaxBatchBytes, w.Write); err != nil {
 			return s.putError(ctx.Err(), t.name, err)
 		}
 		rows += rec.NumRows()
@@ -184,24 +183,4 @@ func (s *Server) putError(ctxErr error, name string, err error) error {
 		return err
 	}
 	return toStatus(fmt.Errorf("upload datasets/%s: %w", name, err))
-}
-
-// writeChunks writes rec in slices of at most MaxBatchBytes (a single larger
-// record alone), so that no stored batch is larger than a streamed one.
-func (s *Server) writeChunks(w *dataset.Writer, rec arrow.RecordBatch) error {
-	n := rec.NumRows()
-	size := dataset.LogicalBytes(rec)
-	if n <= 1 || size <= s.opts.MaxBatchBytes {
-		return w.Write(rec)
-	}
-	step := max(s.opts.MaxBatchBytes/max(size/n, 1), 1)
-	for off := int64(0); off < n; off += step {
-		sl := rec.NewSlice(off, min(off+step, n))
-		err := w.Write(sl)
-		sl.Release()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -408,7 +408,7 @@ func (s *Server) DoGet(tkt *aflight.Ticket, stream aflight.FlightService_DoGetSe
 		} else {
 			rec.Retain()
 		}
-		err := s.writeBounded(w, rec)
+		err := dataset.WriteBounded(rec, s.opts.MaxBatchBytes, w.Write)
 		rows += rec.NumRows()
 		rec.Release()
 		if err != nil {
@@ -419,26 +419,6 @@ func (s *Server) DoGet(tkt *aflight.Ticket, stream aflight.FlightService_DoGetSe
 		return toStatus(err)
 	}
 	s.log.Debug("stream sent", "path", t.path(), "rows", rows)
-	return nil
-}
-
-// writeBounded writes rec in slices of at most MaxBatchBytes.
-func (s *Server) writeBounded(w *aflight.Writer, rec arrow.RecordBatch) error {
-	n := rec.NumRows()
-	size := dataset.RecordBytes(rec)
-	if n <= 1 || size <= s.opts.MaxBatchBytes {
-		return w.Write(rec)
-	}
-	perRow := max(size/n, 1)
-	step := max(s.opts.MaxBatchBytes/perRow, 1)
-	for off := int64(0); off < n; off += step {
-		sl := rec.NewSlice(off, min(off+step, n))
-		err := w.Write(sl)
-		sl.Release()
-		if err != nil {
-			return err
-		}
-	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 )
@@ -73,8 +74,35 @@ type Band struct {
 }
 
 // Bands is an ordered list of bands; in JSON an object {"beta": [13, 30], ...}
-// in the list's order (the order of the result's band columns).
+// whose key order is kept (the order of the result's band columns).
 type Bands []Band
+
+// UnmarshalJSON decodes {"name": [lo, hi], ...} keeping the order of the keys.
+func (b *Bands) UnmarshalJSON(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return errors.New(`bands must be an object such as {"beta": [13, 30]}`)
+	}
+	*b = nil
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		name := tok.(string)
+		var r []float64
+		if err := dec.Decode(&r); err != nil || len(r) != 2 {
+			return fmt.Errorf("band %q must be [low, high] in Hz", name)
+		}
+		*b = append(*b, Band{Name: name, Lo: r[0], Hi: r[1]})
+	}
+	_, err = dec.Token()
+	return err
+}
 
 // MarshalJSON encodes the bands as an object, in order.
 func (b Bands) MarshalJSON() ([]byte, error) {
