@@ -406,7 +406,7 @@ func (mg *Manager) drive(id string) error {
 	mg.mu.Unlock()
 	m, _ := mg.Status(id)
 	if m.CancelRequested && m.Handle == "" {
-		return mg.finish(id, nil)
+		return mg.finish(id)
 	}
 	if m.Handle == "" {
 		if err := mg.start(id); err != nil {
@@ -426,7 +426,7 @@ func (mg *Manager) drive(id string) error {
 		switch {
 		case errors.Is(err, ErrNotRunning):
 			if m.CancelRequested {
-				return mg.finish(id, nil)
+				return mg.finish(id)
 			}
 			if err := mg.resume(id); err != nil {
 				return err
@@ -444,7 +444,7 @@ func (mg *Manager) drive(id string) error {
 				mg.log.Warn("save job", "job", id, "err", err)
 			}
 			if p.Done {
-				return mg.finish(id, &p)
+				return mg.finish(id)
 			}
 		}
 		select {
@@ -541,7 +541,7 @@ func applyProgress(m *Manifest, p Progress) {
 }
 
 // finish records a job's end.
-func (mg *Manager) finish(id string, p *Progress) error {
+func (mg *Manager) finish(id string) error {
 	// A function that declares no result schema must have given every shard the
 	// same one; the first shard's becomes the job's.
 	var schema, schemaProblem string
@@ -569,15 +569,16 @@ func (mg *Manager) finish(id string, p *Progress) error {
 				failed = append(failed, msg)
 			}
 		}
+		// A cancel marks every unfinished shard cancelled, so no shard has
+		// failed; a job whose shards all succeeded before the cancel landed
+		// has succeeded.
 		switch {
-		case m.CancelRequested && len(failed) == 0 && m.Counts().Succeeded < len(m.Shards):
+		case m.CancelRequested && m.Counts().Succeeded < len(m.Shards):
 			m.State = StateCancelled
 			m.Error = "cancelled on request"
 		case len(failed) > 0:
 			m.State = StateFailed
 			m.Error = strings.Join(failed, "; ")
-		case m.CancelRequested && m.Counts().Succeeded < len(m.Shards):
-			m.State = StateCancelled
 		case schemaProblem != "":
 			m.State = StateFailed
 			m.Error = schemaProblem
