@@ -113,6 +113,11 @@ class Server:
                 return int(line.split()[1]) / 1024
         raise RuntimeError(f"no {key}")
 
+    def cpu_seconds(self) -> float:
+        """User plus system CPU seconds the process has used (/proc/<pid>/stat)."""
+        fields = pathlib.Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         self.client.close()
         self.proc.terminate()
@@ -244,17 +249,21 @@ def main() -> int:
         pa_argv = [sys.executable, str(pathlib.Path(__file__).resolve()), "--serve-pyarrow", str(store)]
         servers = {"flightbatch": Server(fb_argv, log), "pyarrow": Server(pa_argv, log)}
         secs: dict[str, list[float]] = {k: [] for k in servers}
+        cpu: dict[str, list[float]] = {k: [] for k in servers}
         nbytes: dict[str, int] = {}
         rows: dict[str, int] = {}
         try:
             for rep in range(args.reps):
                 order = list(servers) if rep % 2 == 0 else list(reversed(servers))
                 for name in order:
+                    c0 = servers[name].cpu_seconds()
                     table, s = download(servers[name].client, "datasets/demo")
+                    cpu[name].append(servers[name].cpu_seconds() - c0)
                     secs[name].append(s)
                     nbytes[name], rows[name] = table.nbytes, table.num_rows
                     del table
-                    print(f"run {rep + 1}: {name:<11} {s:6.2f} s  {nbytes[name] / 1e6 / s:6.0f} MB/s", flush=True)
+                    print(f"run {rep + 1}: {name:<11} {s:6.2f} s  {nbytes[name] / 1e6 / s:6.0f} MB/s  "
+                          f"server CPU {cpu[name][-1]:.2f} s", flush=True)
             peak = {k: srv.status("VmHWM") for k, srv in servers.items()}
             anon = {k: srv.status("RssAnon") for k, srv in servers.items()}
             filemap = {k: srv.status("RssFile") for k, srv in servers.items()}
@@ -266,7 +275,7 @@ def main() -> int:
         print()
         mbs = {k: nbytes[k] / 1e6 / med(v) for k, v in secs.items()}
         for k in servers:
-            print(f"{k:<11} median {med(secs[k]):5.2f} s  {mbs[k]:5.0f} MB/s   server peak RSS {peak[k]:5.0f} MiB "
+            print(f"{k:<11} median {med(secs[k]):5.2f} s  {mbs[k]:5.0f} MB/s  server CPU {med(cpu[k]):.2f} s  peak RSS {peak[k]:5.0f} MiB "
                   f"(now: {anon[k]:.0f} MiB anonymous, {filemap[k]:.0f} MiB file-backed)   runs: {runs(secs[k])}")
         print(f"throughput flightbatch/pyarrow: {mbs['flightbatch'] / mbs['pyarrow']:.2f}x "
               f"({rows['flightbatch']} records, {nbytes['flightbatch'] / 1e6:.0f} MB of Arrow data)")
