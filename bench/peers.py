@@ -8,15 +8,16 @@ file store, then:
    pyarrow Flight server in this script (`--serve-pyarrow STORE`, run as a separate process), whose
    do_get streams the same `part-*.arrow` files batch by batch (memory-mapped, `pa.ipc.open_file` and
    `flight.GeneratorStream`). Times `do_get(...).read_all()` from a pyarrow client, alternating the
-   servers run by run; prints the median MB/s of each, the ratio flightbatch/pyarrow and each
-   server's peak RSS (VmHWM of /proc/<pid>/status).
+   servers run by run; prints the median MB/s of each, the ratio flightbatch/pyarrow, each
+   server's CPU seconds per download and its peak RSS (VmHWM of /proc/<pid>/status).
 
 2. Job against download-then-compute: the researcher downloads the whole dataset with DoGet and runs
    `scipy.signal.welch` on every record in one process (one call per batch over the batch's records
    when they share a length and fs, per record otherwise), against submitting the same psd job to
    flightbatch, polling job-status to SUCCEEDED and downloading the merged result. Prints wall
-   seconds and bytes received by the client for both, the ratios, and checks that the psd and band
-   power of the two agree to rtol 1e-9.
+   seconds and bytes received by the client for both, the ratios, the bytes of the result projected
+   on the metadata and band power, and checks that the psd and band power of the two agree to
+   rtol 1e-9 for every record.
 
 Usage: python bench/peers.py [--mb 500] [--shards 8] [--reps 5] [--job-reps 3] [--bin PATH]
 """
