@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"github.com/flightbatch/flightbatch/batch"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -181,5 +182,26 @@ func TestFlagParsing(t *testing.T) {
 	}
 	if err := p.Set("novalue"); err == nil {
 		t.Error("--param without = accepted")
+	}
+}
+
+// TestNoServer: a client command with no server to talk to says so and how to
+// fix it, whatever the command.
+func TestNoServer(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close() // nothing listens there now
+	for _, args := range [][]string{
+		{"jobs", "--addr", addr},
+		{"status", "--addr", addr, "20261124T184501123Z-9f2c1a"},
+		{"psd", "--addr", addr, "--dataset", "demo", "--fs", "250"},
+	} {
+		_, _, err := run(t, args...)
+		if err == nil || !strings.Contains(err.Error(), "cannot reach a flightbatch server") {
+			t.Errorf("%v: got %v, want an error saying no server answers", args, err)
+		}
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"io"
 	"os"
 	"os/signal"
@@ -76,6 +78,9 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return flag.ErrHelp
 	}
 	cmd, rest := args[0], args[1:]
+	if client, ok := clientCommands[cmd]; ok {
+		return reachable(client(m, ctx, rest))
+	}
 	switch cmd {
 	case "serve":
 		return m.serve(ctx, rest)
@@ -83,20 +88,6 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.gen(ctx, rest)
 	case "worker":
 		return m.worker(ctx, rest)
-	case "psd":
-		return m.psd(ctx, rest)
-	case "jobs":
-		return m.jobs(ctx, rest)
-	case "status":
-		return m.status(ctx, rest)
-	case "wait":
-		return m.waitCmd(ctx, rest)
-	case "cancel":
-		return m.cancel(ctx, rest)
-	case "get":
-		return m.get(ctx, rest)
-	case "datasets":
-		return m.datasets(ctx, rest)
 	case "version":
 		fmt.Fprintln(m.Stdout, version)
 		return nil
@@ -106,4 +97,23 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	}
 	fmt.Fprint(m.Stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
+}
+
+// clientCommands are the subcommands that talk to a server.
+var clientCommands = map[string]func(m *Main, ctx context.Context, args []string) error{
+	"psd":      (*Main).psd,
+	"jobs":     (*Main).jobs,
+	"status":   (*Main).status,
+	"wait":     (*Main).waitCmd,
+	"cancel":   (*Main).cancel,
+	"get":      (*Main).get,
+	"datasets": (*Main).datasets,
+}
+
+// reachable explains a client command's failure to reach any server.
+func reachable(err error) error {
+	if status.Code(err) == codes.Unavailable {
+		return fmt.Errorf("cannot reach a flightbatch server (start one with 'flightbatch serve', or point --addr at one): %w", err)
+	}
+	return err
 }
