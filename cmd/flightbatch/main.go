@@ -78,8 +78,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return flag.ErrHelp
 	}
 	cmd, rest := args[0], args[1:]
-	if client, ok := clientCommands[cmd]; ok {
-		return reachable(client(m, ctx, rest))
+	if client, ok := m.clientCommand(cmd); ok {
+		return reachable(client(ctx, rest))
 	}
 	switch cmd {
 	case "serve":
@@ -99,15 +99,25 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	return fmt.Errorf("unknown command %q", cmd)
 }
 
-// clientCommands are the subcommands that talk to a server.
-var clientCommands = map[string]func(m *Main, ctx context.Context, args []string) error{
-	"psd":      (*Main).psd,
-	"jobs":     (*Main).jobs,
-	"status":   (*Main).status,
-	"wait":     (*Main).waitCmd,
-	"cancel":   (*Main).cancel,
-	"get":      (*Main).get,
-	"datasets": (*Main).datasets,
+// clientCommand finds a subcommand that talks to a server.
+func (m *Main) clientCommand(name string) (func(context.Context, []string) error, bool) {
+	switch name {
+	case "psd":
+		return m.psd, true
+	case "jobs":
+		return m.jobs, true
+	case "status":
+		return m.status, true
+	case "wait":
+		return m.waitCmd, true
+	case "cancel":
+		return m.cancel, true
+	case "get":
+		return m.get, true
+	case "datasets":
+		return m.datasets, true
+	}
+	return nil, false
 }
 
 // reachable explains a client command's failure to reach any server.
