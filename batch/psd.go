@@ -91,7 +91,8 @@ func DecodePSDParams(raw json.RawMessage) (PSDParams, error) {
 	return p, nil
 }
 
-var bandNameOK = func(s string) bool {
+// bandNameOK reports whether a band name can name a column.
+func bandNameOK(s string) bool {
 	if s == "" || len(s) > 64 {
 		return false
 	}

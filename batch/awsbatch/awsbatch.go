@@ -82,9 +82,9 @@ const (
 // with it was cancelled, not failed.
 const cancelReason = "flightbatch: cancelled on request"
 
-// maxInlineShards is the longest shard list passed in the environment; a
-// longer one goes to the store. A variable for tests.
-var maxInlineShards = 4096
+// DefaultMaxInlineShards is the longest shard list passed in a child's
+// environment; a longer one goes to the store.
+const DefaultMaxInlineShards = 4096
 
 // Options tune an Executor. The zero value is usable.
 type Options struct {
@@ -98,6 +98,10 @@ type Options struct {
 	// PollInterval is the mean time between polls, jittered by ±25%; default
 	// 15s.
 	PollInterval time.Duration
+	// MaxInlineShards is the longest shard list (in characters) passed in the
+	// children's environment; a longer one is written to the store
+	// (default DefaultMaxInlineShards). Tests lower it.
+	MaxInlineShards int
 	// MaxChildren caps an array job's size (2..MaxArraySize, the default);
 	// beyond it each child runs several shards. Tests lower it.
 	MaxChildren int
@@ -175,6 +179,9 @@ func New(client API, st *store.Store, queue, definition string, opts *Options) (
 	if o.PollInterval <= 0 {
 		o.PollInterval = 15 * time.Second
 	}
+	if o.MaxInlineShards <= 0 {
+		o.MaxInlineShards = DefaultMaxInlineShards
+	}
 	if o.MaxChildren == 0 {
 		o.MaxChildren = MaxArraySize
 	}
@@ -208,7 +215,7 @@ func (e *Executor) Start(ctx context.Context, m *batch.Manifest, shards []int) (
 	children := min(len(shards), e.opts.MaxChildren)
 	perChild := (len(shards) + children - 1) / children
 	list := batch.FormatShardList(shards)
-	if len(list) > maxInlineShards {
+	if len(list) > e.opts.MaxInlineShards {
 		var b [8]byte
 		if _, err := rand.Read(b[:]); err != nil {
 			return "", err

@@ -326,10 +326,9 @@ func TestNewRefuses(t *testing.T) {
 // A shard list too long for the environment goes to the store; children and
 // a restarted executor read it there.
 func TestShardListInStore(t *testing.T) {
-	defer awsbatch.SetMaxInlineShards(2)()
 	st := newStore(t)
 	client, _ := endpoint(t, "")
-	e := newExecutor(t, client, st, nil)
+	e := newExecutor(t, client, st, &awsbatch.Options{MaxInlineShards: 2})
 	m := executortest.NewJob(t, &executortest.Harness{Store: st, Executor: e}, 1)
 	handle, err := e.Start(context.Background(), m, []int{0, 2})
 	if err != nil {
