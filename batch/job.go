@@ -113,6 +113,9 @@ type Manifest struct {
 	FinishedAt      *time.Time `json:"finished_at,omitempty"`
 	// Version is the version of flightbatch that created the job.
 	Version string `json:"version"`
+	// SubmittedBy names the caller that submitted the job, when the server
+	// authenticates callers.
+	SubmittedBy string `json:"submitted_by,omitempty"`
 }
 
 // ShardRecord is one child's record in a manifest.

@@ -142,6 +142,8 @@ type SubmitRequest struct {
 	// Reuse returns an earlier succeeded job with the same function, dataset
 	// version and parameters instead of running again.
 	Reuse bool
+	// SubmittedBy names the caller, when the server authenticates callers.
+	SubmittedBy string
 }
 
 // input is a job's resolved input.
@@ -226,6 +228,7 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 		Executor:       mg.exec.Name(),
 		CreatedAt:      now,
 		Version:        mg.opts.Version,
+		SubmittedBy:    req.SubmittedBy,
 	}
 	if schema != nil {
 		if err := m.SetSchema(schema); err != nil {

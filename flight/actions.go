@@ -38,6 +38,9 @@ func (s *Server) ListActions(_ *aflight.Empty, stream aflight.FlightService_List
 // DoAction runs one action; every body is JSON in and JSON out.
 func (s *Server) DoAction(a *aflight.Action, stream aflight.FlightService_DoActionServer) error {
 	ctx := stream.Context()
+	if err := s.opts.Auth.authorize(ctx, actionRole(a.Type), "action "+a.Type); err != nil {
+		return err
+	}
 	var (
 		out any
 		err error
@@ -174,9 +177,13 @@ func (s *Server) submit(ctx context.Context, req batch.SubmitRequest) (any, erro
 	if err := checkInput(req.Dataset); err != nil {
 		return nil, err
 	}
+	req.SubmittedBy = callerName(ctx)
 	m, err := s.jobs.Submit(ctx, req)
 	if err != nil {
 		return nil, err
+	}
+	if req.SubmittedBy != "" {
+		s.log.Info("job submitted", "job", m.JobID, "function", req.Function, "dataset", req.Dataset, "by", req.SubmittedBy)
 	}
 	return api.SubmitResult{JobID: m.JobID, State: string(m.State), Shards: len(m.Shards), Reused: m.State == batch.StateSucceeded}, nil
 }
@@ -275,6 +282,7 @@ func jobStatus(m *batch.Manifest) api.JobStatus {
 		StartedAt:      m.StartedAt,
 		FinishedAt:     m.FinishedAt,
 		Error:          m.Error,
+		SubmittedBy:    m.SubmittedBy,
 	}
 	if c.Total > 0 {
 		st.Progress = float64(c.Succeeded) / float64(c.Total)

@@ -135,6 +135,9 @@ func (s *Server) pollTarget(ctx context.Context, d *aflight.FlightDescriptor) (i
 // pollSubmit submits the job a command descriptor asks for: a run request when
 // the JSON has a "function" field, a psd request otherwise.
 func (s *Server) pollSubmit(ctx context.Context, cmd []byte) (string, error) {
+	if err := s.opts.Auth.authorize(ctx, RoleSubmit, "PollFlightInfo of a job request"); err != nil {
+		return "", err
+	}
 	var probe map[string]json.RawMessage
 	_ = json.Unmarshal(cmd, &probe)
 	var (

@@ -47,6 +47,11 @@ type Options struct {
 	// ShardBytes is the target size of the shards DoPut writes (default
 	// dataset.DefaultShardBytes).
 	ShardBytes int64
+
+	// Auth, when set, is the server's bearer-token authentication; serve the
+	// service with Auth.ServerOptions so that each call carries its caller.
+	// Nil means authentication is off.
+	Auth *Auth
 }
 
 // Server implements the Flight service.

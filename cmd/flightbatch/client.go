@@ -51,6 +51,7 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 func (m *Main) clientFlags(name string) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
+	fs.StringVar(&m.token, "token", m.Getenv("FLIGHTBATCH_TOKEN"), "bearer token of a server with authentication on (default $FLIGHTBATCH_TOKEN)")
 	return fs, fs.String("addr", defaultAddr, "server address")
 }
 
@@ -68,7 +69,11 @@ func (m *Main) connectJob(ctx context.Context, fs *flag.FlagSet, addr *string, a
 }
 
 func (m *Main) dial(ctx context.Context, addr string) (*client.Client, error) {
-	return client.Dial(ctx, addr)
+	var opts []client.Option
+	if m.token != "" {
+		opts = append(opts, client.WithToken(m.token))
+	}
+	return client.Dial(ctx, addr, opts...)
 }
 
 // isTerminal reports whether w is a terminal.

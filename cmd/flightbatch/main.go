@@ -4,6 +4,7 @@
 //	flightbatch serve [--demo]       start the Flight server
 //	flightbatch gen                  write the synthetic demo dataset to a store
 //	flightbatch worker               run one child of a job (an AWS Batch container's command)
+//	flightbatch token --name N       make a bearer token for serve --auth-tokens
 //	flightbatch version              print the version
 //	flightbatch psd --dataset D ...  submit a Welch PSD job (--wait shows progress)
 //	flightbatch jobs | status ID | wait ID | cancel ID | get ID -o FILE | datasets
@@ -46,6 +47,9 @@ func main() {
 type Main struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
+
+	// token is the --token of a client command.
+	token string
 }
 
 const usage = `flightbatch runs analyses over sharded datasets as parallel child jobs and
@@ -57,9 +61,10 @@ Server commands:
   serve     start the Flight server (--demo creates the demo dataset if absent)
   gen       write the synthetic demo dataset to a store
   worker    run one child of a job (the command of an AWS Batch container)
+  token     make a bearer token and its line for the --auth-tokens file
   version   print the version
 
-Client commands (--addr, default 127.0.0.1:8815):
+Client commands (--addr, default 127.0.0.1:8815; --token, default $FLIGHTBATCH_TOKEN):
   psd       submit a Welch PSD job; --wait shows the shards done, then the job ID
   jobs      the job history, oldest first
   status    a job's state, shards, timings and failures (--json for JSON)
@@ -88,6 +93,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.gen(ctx, rest)
 	case "worker":
 		return m.worker(ctx, rest)
+	case "token":
+		return m.tokenCmd(rest)
 	case "version":
 		fmt.Fprintln(m.Stdout, version)
 		return nil

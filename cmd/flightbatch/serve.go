@@ -37,6 +37,8 @@ type ServeConfig struct {
 	Functions   string
 	// ShardMB is the target shard size of uploaded datasets, in MiB.
 	ShardMB int
+	// AuthTokens is a token file; empty leaves authentication off.
+	AuthTokens string
 }
 
 func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
@@ -52,6 +54,7 @@ func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.IntVar(&c.DemoMB, "demo-mb", 60, "approximate size of the demo dataset in MB")
 	fs.StringVar(&c.Functions, "functions", getenv("FLIGHTBATCH_FUNCTIONS"), functionsFlagHelp)
 	fs.IntVar(&c.ShardMB, "shard-mb", dataset.DefaultShardBytes>>20, "target size in MiB of the shards of a dataset uploaded with DoPut")
+	fs.StringVar(&c.AuthTokens, "auth-tokens", getenv("FLIGHTBATCH_AUTH_TOKENS"), authTokensFlagHelp)
 }
 
 func newLogger(level string, w *os.File) (*slog.Logger, error) {
@@ -82,6 +85,12 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	case "", "zstd", "lz4":
 	default:
 		return fmt.Errorf("--compression %q: use zstd, lz4 or nothing", cfg.Compression)
+	}
+	var auth *flight.Auth
+	if cfg.AuthTokens != "" {
+		if auth, err = flight.LoadAuth(cfg.AuthTokens); err != nil {
+			return fmt.Errorf("--auth-tokens: %w", err)
+		}
 	}
 	st, err := store.Open(ctx, cfg.Store)
 	if err != nil {
@@ -119,17 +128,17 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err := jobs.Recover(ctx); err != nil {
 		return err
 	}
-	srv := flight.NewServer(cat, jobs, &flight.Options{Compression: cfg.Compression, Log: log, ShardBytes: int64(cfg.ShardMB) << 20})
+	srv := flight.NewServer(cat, jobs, &flight.Options{Compression: cfg.Compression, Log: log, ShardBytes: int64(cfg.ShardMB) << 20, Auth: auth})
 
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	gs := aflight.NewServerWithMiddleware(nil, grpc.MaxRecvMsgSize(256<<20))
+	gs := aflight.NewServerWithMiddleware(nil, append([]grpc.ServerOption{grpc.MaxRecvMsgSize(256 << 20)}, auth.ServerOptions()...)...)
 	gs.InitListener(lis)
 	gs.RegisterFlightService(srv)
 	addr := lis.Addr().String()
-	log.Info("serving", "addr", addr, "store", st.URL(), "executor", exec.Name(), "workers", cfg.Workers, "version", version)
+	log.Info("serving", "addr", addr, "store", st.URL(), "executor", exec.Name(), "workers", cfg.Workers, "version", version, "auth", auth != nil)
 	fmt.Fprintf(m.Stdout, "flightbatch listening on grpc://%s\n", addr)
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve() }()

@@ -41,6 +41,8 @@ type Options struct {
 	PollHold time.Duration
 	// Alloc is the Flight service's allocator (default memory.DefaultAllocator).
 	Alloc memory.Allocator
+	// Auth turns bearer-token authentication on (default off).
+	Auth *flight.Auth
 }
 
 // Server is a running test server.
@@ -98,12 +100,12 @@ func Start(t testing.TB, o Options) *Server {
 	if err := jobs.Recover(ctx); err != nil {
 		t.Fatal(err)
 	}
-	srv := flight.NewServer(cat, jobs, &flight.Options{PollHold: o.PollHold, Alloc: o.Alloc})
+	srv := flight.NewServer(cat, jobs, &flight.Options{PollHold: o.PollHold, Alloc: o.Alloc, Auth: o.Auth})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := aflight.NewServerWithMiddleware(nil, grpc.MaxRecvMsgSize(256<<20))
+	gs := aflight.NewServerWithMiddleware(nil, append([]grpc.ServerOption{grpc.MaxRecvMsgSize(256 << 20)}, o.Auth.ServerOptions()...)...)
 	gs.InitListener(lis)
 	gs.RegisterFlightService(srv)
 	go func() { _ = gs.Serve() }()

@@ -67,6 +67,9 @@ type JobStatus struct {
 	Error          string          `json:"error"`
 	// Failures lists the shards with failed attempts, with each attempt's error.
 	Failures []ShardFailure `json:"failures,omitempty"`
+	// SubmittedBy names the caller that submitted the job, when the server
+	// authenticates callers.
+	SubmittedBy string `json:"submitted_by,omitempty"`
 }
 
 // ListJobsRequest is the body of list-jobs.

@@ -51,6 +51,7 @@ type options struct {
 	alloc    memory.Allocator
 	maxRecv  int
 	dialOpts []grpc.DialOption
+	token    string
 }
 
 // Option configures Dial.
@@ -79,6 +80,9 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	dial := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxRecv)),
+	}
+	if o.token != "" {
+		dial = append(dial, grpc.WithPerRPCCredentials(bearer(o.token)))
 	}
 	dial = append(dial, o.dialOpts...)
 	fc, err := flight.NewClientWithMiddlewareCtx(ctx, addr, nil, nil, dial...)

@@ -1,0 +1,296 @@
+package flight
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/flightbatch/flightbatch/pkg/api"
+)
+
+// Role is what a token may do.
+type Role int
+
+const (
+	// RoleRead may list, describe and read datasets and results, and follow jobs.
+	RoleRead Role = iota + 1
+	// RoleSubmit may do everything RoleRead may, and submit and cancel jobs
+	// and upload datasets.
+	RoleSubmit
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleRead:
+		return "read"
+	case RoleSubmit:
+		return "submit"
+	}
+	return fmt.Sprintf("Role(%d)", int(r))
+}
+
+// ParseRole parses "read" or "submit".
+func ParseRole(s string) (Role, error) {
+	switch s {
+	case "read":
+		return RoleRead, nil
+	case "submit":
+		return RoleSubmit, nil
+	}
+	return 0, fmt.Errorf("unknown role %q: use read or submit", s)
+}
+
+// Token is one caller the server knows: a name, the SHA-256 of its secret
+// bearer token, and a role. The secret itself is never held.
+type Token struct {
+	Name   string
+	SHA256 [sha256.Size]byte
+	Role   Role
+}
+
+// Auth checks bearer tokens. A nil *Auth means authentication is off: every
+// call is allowed and no header is read.
+type Auth struct {
+	tokens []Token
+}
+
+// NewAuth returns an Auth over tokens; names and hashes must be unique.
+func NewAuth(tokens []Token) (*Auth, error) {
+	if len(tokens) == 0 {
+		return nil, errors.New("auth: no tokens: list at least one, or turn authentication off")
+	}
+	names := map[string]bool{}
+	hashes := map[[sha256.Size]byte]string{}
+	for i, t := range tokens {
+		if t.Name == "" {
+			return nil, fmt.Errorf("auth: token %d has no name", i)
+		}
+		if names[t.Name] {
+			return nil, fmt.Errorf("auth: token name %q appears twice", t.Name)
+		}
+		names[t.Name] = true
+		if other, ok := hashes[t.SHA256]; ok {
+			return nil, fmt.Errorf("auth: tokens %q and %q have the same sha256", other, t.Name)
+		}
+		hashes[t.SHA256] = t.Name
+		if t.Role != RoleRead && t.Role != RoleSubmit {
+			return nil, fmt.Errorf("auth: token %q: unknown role %v", t.Name, t.Role)
+		}
+	}
+	return &Auth{tokens: append([]Token(nil), tokens...)}, nil
+}
+
+// tokensFile is the JSON of a token file.
+type tokensFile struct {
+	Tokens []tokenJSON `json:"tokens"`
+}
+
+type tokenJSON struct {
+	Name   string `json:"name"`
+	SHA256 string `json:"sha256"`
+	Role   string `json:"role"`
+}
+
+// TokenLine is the JSON line of a token file entry for a secret token.
+func TokenLine(name, token string, role Role) string {
+	sum := sha256.Sum256([]byte(token))
+	b, _ := json.Marshal(tokenJSON{Name: name, SHA256: hex.EncodeToString(sum[:]), Role: role.String()})
+	return string(b)
+}
+
+// ParseAuth parses a token file:
+//
+//	{"tokens": [{"name": "alice", "sha256": "<hex of sha256(token)>", "role": "read"}]}
+//
+// Unknown keys, a hash that is not 64 hex digits, an unknown role and a name
+// or hash given twice are errors.
+func ParseAuth(data []byte) (*Auth, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var f tokensFile
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf(`auth: token file: %s; want {"tokens": [{"name": ..., "sha256": ..., "role": "read" or "submit"}]}`, strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if dec.More() {
+		return nil, errors.New("auth: token file: text after the JSON object")
+	}
+	tokens := make([]Token, len(f.Tokens))
+	for i, tj := range f.Tokens {
+		t := Token{Name: tj.Name}
+		if t.Name == "" {
+			return nil, fmt.Errorf("auth: token %d has no name", i)
+		}
+		sum, err := hex.DecodeString(tj.SHA256)
+		if err != nil || len(sum) != sha256.Size {
+			return nil, fmt.Errorf("auth: token %q: sha256 must be 64 hex digits (the hex of sha256(token), as 'flightbatch token' prints)", t.Name)
+		}
+		copy(t.SHA256[:], sum)
+		if t.Role, err = ParseRole(tj.Role); err != nil {
+			return nil, fmt.Errorf("auth: token %q: %w", t.Name, err)
+		}
+		tokens[i] = t
+	}
+	return NewAuth(tokens)
+}
+
+// LoadAuth reads and parses a token file.
+func LoadAuth(path string) (*Auth, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	a, err := ParseAuth(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w (in %s)", err, path)
+	}
+	return a, nil
+}
+
+// Caller is the authenticated caller of a call.
+type Caller struct {
+	Name string
+	Role Role
+}
+
+type callerKey struct{}
+
+// CallerFrom returns the caller the auth interceptors put in ctx, if any.
+func CallerFrom(ctx context.Context) (Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(Caller)
+	return c, ok
+}
+
+const authHelp = "send the header authorization: Bearer <token>"
+
+// authenticate finds the caller of the bearer token in ctx's metadata.
+func (a *Auth) authenticate(ctx context.Context) (Caller, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get("authorization")
+	if len(vals) == 0 {
+		return Caller{}, status.Error(codes.Unauthenticated, "authentication required: "+authHelp)
+	}
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(vals[0]), " ")
+	tok = strings.TrimSpace(tok)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		return Caller{}, status.Error(codes.Unauthenticated, "the authorization header is not a bearer token: "+authHelp)
+	}
+	sum := sha256.Sum256([]byte(tok))
+	found := -1
+	for i := range a.tokens {
+		// Every entry is compared, so the time taken does not say which matched.
+		if subtle.ConstantTimeCompare(sum[:], a.tokens[i].SHA256[:]) == 1 {
+			found = i
+		}
+	}
+	if found < 0 {
+		return Caller{}, status.Error(codes.Unauthenticated, "unknown token: "+authHelp+" with a token the server lists")
+	}
+	return Caller{Name: a.tokens[found].Name, Role: a.tokens[found].Role}, nil
+}
+
+// authorize checks that ctx's caller holds the role need to do what. With
+// authentication off (a nil Auth) it allows everything.
+func (a *Auth) authorize(ctx context.Context, need Role, what string) error {
+	if a == nil {
+		return nil
+	}
+	c, ok := CallerFrom(ctx)
+	if !ok {
+		return status.Error(codes.Unauthenticated, "authentication required: "+authHelp)
+	}
+	if c.Role < need {
+		return status.Errorf(codes.PermissionDenied, "%s needs a token with role %s; the token of %q has role %s", what, need, c.Name, c.Role)
+	}
+	return nil
+}
+
+// methodRole is the role a Flight method needs before its handler runs.
+// DoAction and PollFlightInfo need more for some requests; their handlers
+// check that.
+func methodRole(fullMethod string) (Role, string) {
+	name := fullMethod[strings.LastIndexByte(fullMethod, '/')+1:]
+	switch name {
+	case "DoPut", "DoExchange":
+		return RoleSubmit, name
+	}
+	return RoleRead, name
+}
+
+// ServerOptions are the gRPC server options that authenticate every call:
+// unary and stream interceptors that read the bearer token, refuse a call
+// without a known one (Unauthenticated) or whose method needs a role the
+// token lacks (PermissionDenied), and put the Caller in the call's context.
+// A nil Auth gives none.
+func (a *Auth) ServerOptions() []grpc.ServerOption {
+	if a == nil {
+		return nil
+	}
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(a.unary),
+		grpc.ChainStreamInterceptor(a.stream),
+	}
+}
+
+func (a *Auth) check(ctx context.Context, fullMethod string) (context.Context, error) {
+	c, err := a.authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ctx = context.WithValue(ctx, callerKey{}, c)
+	need, name := methodRole(fullMethod)
+	if err := a.authorize(ctx, need, name); err != nil {
+		return nil, err
+	}
+	return ctx, nil
+}
+
+func (a *Auth) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx, err := a.check(ctx, info.FullMethod)
+	if err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+func (a *Auth) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx, err := a.check(ss.Context(), info.FullMethod)
+	if err != nil {
+		return err
+	}
+	return handler(srv, &callerStream{ServerStream: ss, ctx: ctx})
+}
+
+// callerStream is a server stream whose context carries the caller.
+type callerStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *callerStream) Context() context.Context { return s.ctx }
+
+// actionRole is the role an action needs.
+func actionRole(typ string) Role {
+	switch typ {
+	case api.ActionPSD, api.ActionRun, api.ActionCancelJob:
+		return RoleSubmit
+	}
+	return RoleRead
+}
+
+// callerName names ctx's caller for logs and manifests ("" with auth off).
+func callerName(ctx context.Context) string {
+	c, _ := CallerFrom(ctx)
+	return c.Name
+}
