@@ -182,9 +182,6 @@ func (s *Server) submit(ctx context.Context, req batch.SubmitRequest) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	if req.SubmittedBy != "" {
-		s.log.Info("job submitted", "job", m.JobID, "function", req.Function, "dataset", req.Dataset, "by", req.SubmittedBy)
-	}
 	return api.SubmitResult{JobID: m.JobID, State: string(m.State), Shards: len(m.Shards), Reused: m.State == batch.StateSucceeded}, nil
 }
 
