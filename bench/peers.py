@@ -40,9 +40,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.flight as flight
+
+from benchlib import flightbatch_binary, gen_demo
 from scipy.signal import welch
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 LISTEN_RE = re.compile(r"^(?:flightbatch|pyarrow) listening on grpc://(127\.0\.0\.1:\d+)$")
 NPERSEG = 512
 BANDS = {"beta": [13, 30]}
@@ -230,16 +231,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="flightbatch-peers-") as tmp:
         tmp = pathlib.Path(tmp)
         log = tmp / "servers.log"
-        if args.bin:
-            binary = pathlib.Path(args.bin).resolve()
-        else:
-            binary = tmp / "flightbatch"
-            subprocess.run(["go", "build", "-o", str(binary), "./cmd/flightbatch"], cwd=REPO, check=True)
+        binary = flightbatch_binary(tmp, args.bin)
         store = tmp / "store"
         t0 = time.perf_counter()
-        subprocess.run([str(binary), "gen", "--store", f"file://{store}", "--mb", str(args.mb),
-                        "--shards", str(args.shards)], check=True, stdout=subprocess.DEVNULL)
-        files = sorted((store / "datasets" / "demo").glob("part-*.arrow"))
+        files = gen_demo(binary, store, args.mb, args.shards)
         size = sum(p.stat().st_size for p in files)
         print(f"demo dataset: {size / 1e6:.0f} MB in {len(files)} shards (generated in "
               f"{time.perf_counter() - t0:.1f} s); {os.cpu_count()} CPUs; pyarrow {pa.__version__}")

@@ -27,7 +27,8 @@ import time
 
 import pyarrow.flight as flight
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from benchlib import flightbatch_binary, gen_demo
+
 LISTEN_RE = re.compile(r"^flightbatch listening on grpc://(127\.0\.0\.1:\d+)$")
 PSD = {"dataset": "demo", "column": "samples", "fs_column": "fs", "nperseg": 500,
        "bands": {"beta": [13, 30], "alpha": [8, 12]}}
@@ -78,16 +79,11 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="flightbatch-bench-") as tmp:
         tmp = pathlib.Path(tmp)
-        if args.bin:
-            binary = pathlib.Path(args.bin).resolve()
-        else:
-            binary = tmp / "flightbatch"
-            subprocess.run(["go", "build", "-o", str(binary), "./cmd/flightbatch"], cwd=REPO, check=True)
+        binary = flightbatch_binary(tmp, args.bin)
         store = tmp / "store"
         t0 = time.perf_counter()
-        subprocess.run([str(binary), "gen", "--store", f"file://{store}", "--mb", str(args.mb),
-                        "--shards", str(args.shards)], check=True, stdout=subprocess.DEVNULL)
-        size = sum(p.stat().st_size for p in (store / "datasets" / "demo").glob("*") if p.is_file())
+        files = gen_demo(binary, store, args.mb, args.shards)
+        size = sum(p.stat().st_size for p in files)
         print(f"demo dataset: {size / 1e6:.0f} MB in {args.shards} shards (generated in "
               f"{time.perf_counter() - t0:.1f} s); {os.cpu_count()} CPUs; psd {json.dumps(PSD)}")
 
