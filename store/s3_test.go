@@ -5,10 +5,15 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/flightbatch/flightbatch/store"
 	"github.com/flightbatch/flightbatch/store/storetest"
@@ -132,5 +137,51 @@ func TestS3EndpointQuery(t *testing.T) {
 	}
 	if _, err := s.ReadAll(t.Context(), "absent"); !errors.Is(err, store.ErrNotExist) {
 		t.Fatalf("ReadAll of a missing key: %v, want store.ErrNotExist", err)
+	}
+}
+
+// TestS3RetriesThroughOutage points a store at an endpoint that is down for
+// 6 seconds (nothing listens on its port, as when the S3 server restarts) and
+// checks that calls made during the outage succeed once it is back, instead of
+// failing within milliseconds.
+func TestS3RetriesThroughOutage(t *testing.T) {
+	bucket := s3Bucket(t)
+	target, err := url.Parse(os.Getenv("AWS_ENDPOINT_URL_S3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close() // the outage: connections to addr are refused
+	s := openForTest(t, "s3://"+bucket+"/"+randomPrefix(t)+"?endpoint=http://"+addr+"&retry=60s")
+	emptyOnCleanup(t, s)
+
+	const outage = 6 * time.Second
+	start := time.Now()
+	errs := make(chan error, 1)
+	go func() {
+		if err := s.WriteAll(context.Background(), "k", []byte("v")); err != nil {
+			errs <- err
+			return
+		}
+		_, err := s.ReadAll(context.Background(), "k")
+		errs <- err
+	}()
+	time.Sleep(outage)
+	lis, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen again on %s: %v", addr, err)
+	}
+	proxy := &http.Server{Handler: httputil.NewSingleHostReverseProxy(target)}
+	go func() { _ = proxy.Serve(lis) }()
+	defer proxy.Close()
+	if err := <-errs; err != nil {
+		t.Fatalf("a write and read during a %s outage failed: %v", outage, err)
+	}
+	if d := time.Since(start); d < outage {
+		t.Fatalf("the write returned after %s, within the outage: it did not reach the store", d)
 	}
 }

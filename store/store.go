@@ -7,6 +7,13 @@
 // Every write is atomic: a reader sees either the whole object or nothing, and a
 // write that fails midway leaves nothing behind.
 //
+// Calls to an s3 store that fail transiently (the endpoint unreachable or
+// answering 5xx) are retried with exponential backoff and jitter for up to two
+// minutes (the URL parameter retry=DURATION changes that; retry=0 turns it off),
+// so an outage of tens of seconds delays them instead of failing them. Streamed
+// writes (Write) and reads past an open (NewReader) are not retried: the
+// caller retries the whole operation.
+//
 // Keys are slash-separated. A key should not also be the "directory" of another
 // ("a" and "a/b"): S3 holds both, but a file store (and an S3 server that keeps
 // objects as files) refuses the second write. In a file store, names shaped like
@@ -35,6 +42,8 @@ import (
 	"gocloud.dev/blob/memblob"
 	"gocloud.dev/blob/s3blob"
 	"gocloud.dev/gcerrors"
+
+	"github.com/flightbatch/flightbatch/internal/backoff"
 )
 
 // ErrNotExist is wrapped by every error about an object that does not exist.
@@ -47,6 +56,8 @@ type Store struct {
 	// file is set for a file:// store, whose writes go through temporary
 	// files beside their final path.
 	file bool
+	// retry governs the retries of a remote store's calls; nil tries once.
+	retry *backoff.Policy
 }
 
 // Object describes one stored object.
@@ -70,6 +81,7 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 		return nil, fmt.Errorf("store: parse URL %q: %w", rawURL, err)
 	}
 	var b *blob.Bucket
+	var retry *backoff.Policy
 	switch u.Scheme {
 	case "file":
 		dir := u.Host + u.Path
@@ -103,10 +115,49 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("store: open %s: %w", rawURL, err)
 		}
+		retry = &backoff.Policy{Initial: 200 * time.Millisecond, Max: 10 * time.Second, Budget: DefaultRetryBudget, Retryable: transient}
+		if v := u.Query().Get("retry"); v != "" {
+			d, err := time.ParseDuration(v)
+			if v == "0" {
+				d, err = 0, nil
+			}
+			if err != nil || d < 0 {
+				return nil, fmt.Errorf("store: %q: retry=%q is not a duration such as 30s", rawURL, v)
+			}
+			retry.Budget = d
+			if d == 0 {
+				retry = nil
+			}
+		}
 	default:
 		return nil, fmt.Errorf("store: unsupported URL %q: use file://DIR, s3://bucket/prefix or mem://", rawURL)
 	}
-	return &Store{b: b, url: rawURL, file: u.Scheme == "file"}, nil
+	return &Store{b: b, url: rawURL, file: u.Scheme == "file", retry: retry}, nil
+}
+
+// DefaultRetryBudget is how long an s3 store retries a call that fails
+// transiently.
+const DefaultRetryBudget = 2 * time.Minute
+
+// transient reports whether a remote store's error may pass if tried again:
+// not an answer about the object or the request (missing, refused, invalid).
+func transient(err error) bool {
+	switch gcerrors.Code(err) {
+	case gcerrors.NotFound, gcerrors.AlreadyExists, gcerrors.InvalidArgument, gcerrors.FailedPrecondition,
+		gcerrors.PermissionDenied, gcerrors.Unimplemented, gcerrors.Canceled:
+		return false
+	}
+	// A short read means the object is shorter than its size said: it
+	// changed, and reading it again gives the same.
+	return !errors.Is(err, ErrNotExist) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// do runs op, retried as the store's policy says.
+func (s *Store) do(ctx context.Context, op func(ctx context.Context) error) error {
+	if s.retry == nil {
+		return op(ctx)
+	}
+	return s.retry.Do(ctx, op)
 }
 
 func openS3(ctx context.Context, u *url.URL) (*blob.Bucket, error) {
@@ -168,13 +219,23 @@ func wrap(op, key string, err error) error {
 
 // ReadAll reads a whole object.
 func (s *Store) ReadAll(ctx context.Context, key string) ([]byte, error) {
-	data, err := s.b.ReadAll(ctx, key)
+	var data []byte
+	err := s.do(ctx, func(ctx context.Context) error {
+		var err error
+		data, err = s.b.ReadAll(ctx, key)
+		return err
+	})
 	return data, wrap("read", key, err)
 }
 
 // NewReader streams an object from its start.
 func (s *Store) NewReader(ctx context.Context, key string) (io.ReadCloser, error) {
-	r, err := s.b.NewReader(ctx, key, nil)
+	var r *blob.Reader
+	err := s.do(ctx, func(ctx context.Context) error {
+		var err error
+		r, err = s.b.NewReader(ctx, key, nil)
+		return err
+	})
 	if err != nil {
 		return nil, wrap("read", key, err)
 	}
@@ -183,7 +244,12 @@ func (s *Store) NewReader(ctx context.Context, key string) (io.ReadCloser, error
 
 // Stat describes one object.
 func (s *Store) Stat(ctx context.Context, key string) (Object, error) {
-	a, err := s.b.Attributes(ctx, key)
+	var a *blob.Attributes
+	err := s.do(ctx, func(ctx context.Context) error {
+		var err error
+		a, err = s.b.Attributes(ctx, key)
+		return err
+	})
 	if err != nil {
 		return Object{}, wrap("stat", key, err)
 	}
@@ -203,15 +269,22 @@ func (s *Store) Stat(ctx context.Context, key string) (Object, error) {
 
 // Exists reports whether an object exists.
 func (s *Store) Exists(ctx context.Context, key string) (bool, error) {
-	ok, err := s.b.Exists(ctx, key)
+	var ok bool
+	err := s.do(ctx, func(ctx context.Context) error {
+		var err error
+		ok, err = s.b.Exists(ctx, key)
+		return err
+	})
 	return ok, wrap("stat", key, err)
 }
 
 // WriteAll writes a whole object atomically.
 func (s *Store) WriteAll(ctx context.Context, key string, data []byte) error {
-	return s.Write(ctx, key, func(w io.Writer) error {
-		_, err := w.Write(data)
-		return err
+	return s.do(ctx, func(ctx context.Context) error {
+		return s.Write(ctx, key, func(w io.Writer) error {
+			_, err := w.Write(data)
+			return err
+		})
 	})
 }
 
@@ -244,10 +317,13 @@ func (s *Store) Write(ctx context.Context, key string, fill func(w io.Writer) er
 
 // Delete removes an object; removing one that does not exist is not an error.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	err := s.b.Delete(ctx, key)
-	if gcerrors.Code(err) == gcerrors.NotFound {
-		return nil
-	}
+	err := s.do(ctx, func(ctx context.Context) error {
+		err := s.b.Delete(ctx, key)
+		if gcerrors.Code(err) == gcerrors.NotFound {
+			return nil
+		}
+		return err
+	})
 	return wrap("delete", key, err)
 }
 
@@ -261,8 +337,41 @@ func (s *Store) isTemp(key string) bool {
 	return s.file && fileTemp.MatchString(key)
 }
 
+// Temps returns a file store's temporary files (writes under way, or left by
+// a process killed while writing) last modified before cutoff; other stores
+// have none. Delete removes one.
+func (s *Store) Temps(ctx context.Context, cutoff time.Time) ([]Object, error) {
+	if !s.file {
+		return nil, nil
+	}
+	var out []Object
+	it := s.b.List(&blob.ListOptions{})
+	for {
+		o, err := it.Next(ctx)
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, wrap("list", "", err)
+		}
+		if s.isTemp(o.Key) && o.ModTime.Before(cutoff) {
+			out = append(out, Object{Key: o.Key, Size: o.Size, ModTime: o.ModTime})
+		}
+	}
+}
+
 // List returns every object whose key starts with prefix, sorted by key.
 func (s *Store) List(ctx context.Context, prefix string) ([]Object, error) {
+	var out []Object
+	err := s.do(ctx, func(ctx context.Context) error {
+		var err error
+		out, err = s.list(ctx, prefix)
+		return err
+	})
+	return out, err
+}
+
+func (s *Store) list(ctx context.Context, prefix string) ([]Object, error) {
 	var out []Object
 	it := s.b.List(&blob.ListOptions{Prefix: prefix})
 	for {
@@ -287,6 +396,16 @@ func (s *Store) List(ctx context.Context, prefix string) ([]Object, error) {
 // ListDirs returns the names of the "directories" directly under prefix (which
 // should end in "/"), sorted. A directory is there while it holds an object.
 func (s *Store) ListDirs(ctx context.Context, prefix string) ([]string, error) {
+	var out []string
+	err := s.do(ctx, func(ctx context.Context) error {
+		var err error
+		out, err = s.listDirs(ctx, prefix)
+		return err
+	})
+	return out, err
+}
+
+func (s *Store) listDirs(ctx context.Context, prefix string) ([]string, error) {
 	var out []string
 	it := s.b.List(&blob.ListOptions{Prefix: prefix, Delimiter: "/"})
 	for {
@@ -364,12 +483,16 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	if off+n > f.size {
 		n = f.size - off
 	}
-	r, err := f.s.b.NewRangeReader(f.ctx, f.key, off, n, nil)
-	if err != nil {
-		return 0, wrap("read", f.key, err)
-	}
-	defer r.Close()
-	got, err := io.ReadFull(r, p[:n])
+	var got int
+	err := f.s.do(f.ctx, func(ctx context.Context) error {
+		r, err := f.s.b.NewRangeReader(ctx, f.key, off, n, nil)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		got, err = io.ReadFull(r, p[:n])
+		return err
+	})
 	if err != nil {
 		return got, wrap("read", f.key, err)
 	}
