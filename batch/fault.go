@@ -3,6 +3,7 @@ package batch
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,12 @@ type FaultFunc func(ctx context.Context, jobID, shard string, attempt int) error
 // "SHARD:always" (fail every attempt) and "SHARD:sleep=SECONDS" (slow each
 // attempt down, until cancelled). SHARD "*" matches every shard. An empty spec
 // gives nil.
+//
+// Three more crash the process that runs the attempt, as a bug in a function
+// would, and exist to test that a child's crash fails only its attempt:
+// "SHARD:panic" (an unrecovered panic in a new goroutine), "SHARD:oom"
+// (allocate without bound) and "SHARD:kill" (SIGKILL itself). Use them only
+// where children run as processes.
 func ParseFaults(spec string) (FaultFunc, error) {
 	if strings.TrimSpace(spec) == "" {
 		return nil, nil
@@ -25,6 +32,7 @@ func ParseFaults(spec string) (FaultFunc, error) {
 	type fault struct {
 		failFirst int
 		sleep     time.Duration
+		crash     string
 	}
 	faults := map[string]fault{}
 	for _, e := range strings.Split(spec, ",") {
@@ -37,6 +45,8 @@ func ParseFaults(spec string) (FaultFunc, error) {
 		switch {
 		case what == "always":
 			f.failFirst = 1 << 30
+		case what == "panic" || what == "oom" || what == "kill":
+			f.crash = what
 		case strings.HasPrefix(what, "sleep="):
 			secs, err := strconv.ParseFloat(strings.TrimPrefix(what, "sleep="), 64)
 			if err != nil || secs < 0 {
@@ -66,6 +76,29 @@ func ParseFaults(spec string) (FaultFunc, error) {
 			case <-ctx.Done():
 				return ctx.Err()
 			}
+		}
+		switch f.crash {
+		case "panic":
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				panic(fmt.Sprintf("injected panic (FLIGHTBATCH_FAULTS) in shard %s, attempt %d", shard, attempt))
+			}()
+			<-done
+		case "oom":
+			var hog [][]byte
+			for {
+				b := make([]byte, 64<<20)
+				for i := 0; i < len(b); i += 4096 {
+					b[i] = 1
+				}
+				hog = append(hog, b)
+			}
+		case "kill":
+			if p, err := os.FindProcess(os.Getpid()); err == nil {
+				_ = p.Kill()
+			}
+			select {}
 		}
 		if attempt <= f.failFirst {
 			return fmt.Errorf("injected fault (FLIGHTBATCH_FAULTS) in shard %s, attempt %d", shard, attempt)

@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -79,14 +81,37 @@ const (
 // Prefix is the store prefix under which every job keeps its manifest and parts.
 const Prefix = "jobs/"
 
-// ManifestKey is the store key of a job's manifest.
+// ManifestKey is the store key of a job's manifest: its current state.
 func ManifestKey(jobID string) string { return Prefix + jobID + "/manifest.json" }
+
+// RequestKey is the store key of a job's request: the manifest as submitted,
+// written once before it and never changed, so that a damaged manifest can be
+// rebuilt from it and the job's parts.
+func RequestKey(jobID string) string { return Prefix + jobID + "/request.json" }
+
+// FinalKey is the store key of a job's final state, written once when the job
+// ends and before the manifest says so: a final state never changes, even if
+// the manifest is lost.
+func FinalKey(jobID string) string { return Prefix + jobID + "/final.json" }
+
+// PartsPrefix is the store prefix of a job's parts.
+func PartsPrefix(jobID string) string { return Prefix + jobID + "/parts/" }
+
+// AttemptsPrefix is the store prefix of the records of a job's failed attempts.
+func AttemptsPrefix(jobID string) string { return Prefix + jobID + "/attempts/" }
 
 // PartKey is the store key of the result part of one shard.
 func PartKey(jobID, shard string) string { return Prefix + jobID + "/parts/" + shard + ".arrow" }
 
 func attemptKey(jobID, shard string, attempt int) string {
-	return fmt.Sprintf("%s%s/attempts/%s.%d.json", Prefix, jobID, shard, attempt)
+	return fmt.Sprintf("%s%s.%d.json", AttemptsPrefix(jobID), shard, attempt)
+}
+
+// Final is a job's final state, as kept at FinalKey.
+type Final struct {
+	State      State     `json:"state"`
+	Error      string    `json:"error,omitempty"`
+	FinishedAt time.Time `json:"finished_at"`
 }
 
 // Manifest is a job's record, kept at ManifestKey(JobID).
@@ -198,6 +223,119 @@ func SaveManifest(ctx context.Context, st *store.Store, m *Manifest) error {
 		return fmt.Errorf("batch: save job %s: %w", m.JobID, err)
 	}
 	return nil
+}
+
+// decodeManifest parses a stored manifest or request and checks that it is
+// whole: a truncated or overwritten object is refused, not half read.
+func decodeManifest(jobID string, data []byte) (*Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("job %s: decode manifest: %w", jobID, err)
+	}
+	if m.JobID != jobID || m.Function == "" || m.State == "" || len(m.Shards) == 0 {
+		return nil, fmt.Errorf("job %s: the manifest is incomplete (job %q, function %q, state %q, %d shards)", jobID, m.JobID, m.Function, m.State, len(m.Shards))
+	}
+	return &m, nil
+}
+
+// ReadRequest reads a job's request (the manifest as submitted).
+func ReadRequest(ctx context.Context, st *store.Store, jobID string) (*Manifest, error) {
+	data, err := st.ReadAll(ctx, RequestKey(jobID))
+	if err != nil {
+		if errors.Is(err, store.ErrNotExist) {
+			return nil, fmt.Errorf("job %q has no request.json: %w", jobID, ErrNotFound)
+		}
+		return nil, fmt.Errorf("job %s: read request: %w", jobID, err)
+	}
+	return decodeManifest(jobID, data)
+}
+
+// ReadFinal reads a job's final state; it returns nil, nil if there is none.
+func ReadFinal(ctx context.Context, st *store.Store, jobID string) (*Final, error) {
+	data, err := st.ReadAll(ctx, FinalKey(jobID))
+	if errors.Is(err, store.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("job %s: read final state: %w", jobID, err)
+	}
+	var f Final
+	if err := json.Unmarshal(data, &f); err != nil || !f.State.Terminal() {
+		return nil, fmt.Errorf("job %s: final.json is damaged (%v)", jobID, err)
+	}
+	return &f, nil
+}
+
+// RebuildManifest rebuilds a job's manifest from what outlives a damaged one:
+// its request, its parts (a shard with a part succeeded), the records of its
+// failed attempts, and its final state if it had one. A job that had not
+// ended comes back RUNNING with no executor handle, so a manager resumes it.
+func RebuildManifest(ctx context.Context, st *store.Store, jobID string) (*Manifest, error) {
+	m, err := ReadRequest(ctx, st, jobID)
+	if err != nil {
+		return nil, fmt.Errorf("rebuild job %s: %w", jobID, err)
+	}
+	parts, err := st.List(ctx, PartsPrefix(jobID))
+	if err != nil {
+		return nil, fmt.Errorf("rebuild job %s: %w", jobID, err)
+	}
+	have := map[string]bool{}
+	for _, o := range parts {
+		have[o.Key] = true
+	}
+	attempts, err := st.List(ctx, AttemptsPrefix(jobID))
+	if err != nil {
+		return nil, fmt.Errorf("rebuild job %s: %w", jobID, err)
+	}
+	errs := map[string][]AttemptError{}
+	for _, o := range attempts {
+		name := strings.TrimPrefix(o.Key, AttemptsPrefix(jobID))
+		shard, _, ok := strings.Cut(name, ".")
+		if !ok {
+			continue
+		}
+		data, err := st.ReadAll(ctx, o.Key)
+		if err != nil {
+			continue
+		}
+		var a AttemptError
+		if json.Unmarshal(data, &a) == nil && a.Attempt > 0 {
+			errs[shard] = append(errs[shard], a)
+		}
+	}
+	final, err := ReadFinal(ctx, st, jobID)
+	if err != nil {
+		return nil, fmt.Errorf("rebuild job %s: %w", jobID, err)
+	}
+	for i := range m.Shards {
+		s := &m.Shards[i]
+		s.Errors = errs[s.Name]
+		sort.Slice(s.Errors, func(a, b int) bool { return s.Errors[a].Attempt < s.Errors[b].Attempt })
+		s.Attempts = len(s.Errors)
+		switch {
+		case have[PartKey(jobID, s.Name)]:
+			s.State = ShardSucceeded
+			s.Attempts++
+			if s.InputRows >= 0 && m.Function == "psd" {
+				s.Rows = s.InputRows
+			}
+		case final != nil && final.State == StateCancelled:
+			s.State = ShardCancelled
+		case final != nil:
+			s.State = ShardFailed
+		default:
+			s.State = ShardPending
+		}
+	}
+	m.Handle = ""
+	if final != nil {
+		m.State, m.Error = final.State, final.Error
+		at := final.FinishedAt
+		m.FinishedAt = &at
+	} else {
+		m.State = StateRunning
+	}
+	return m, nil
 }
 
 func (m *Manifest) clone() *Manifest {

@@ -17,6 +17,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/flightbatch/flightbatch/dataset"
+	"github.com/flightbatch/flightbatch/internal/backoff"
 	"github.com/flightbatch/flightbatch/store"
 )
 
@@ -30,6 +31,10 @@ type Options struct {
 	Log *slog.Logger
 	// Alloc allocates the batches of results read back (default memory.DefaultAllocator).
 	Alloc memory.Allocator
+	// Retry governs the retries of executor calls (Start, Poll) and of saving
+	// a job's state (default: 0.5 s doubling to 15 s, jittered, for 2 min;
+	// a job's final state is saved until it succeeds or the manager closes).
+	Retry backoff.Policy
 }
 
 // Manager submits jobs, follows them on an executor, keeps their manifests in
@@ -54,6 +59,11 @@ type Manager struct {
 
 // entry is the manager's view of one job.
 type entry struct {
+	// saving serialises the job's updates: each is stored before it is
+	// published.
+	saving sync.Mutex
+	// m is the job's state as stored; it is replaced, never changed in place,
+	// under mg.mu.
 	m *Manifest
 	// changed is closed, and replaced, whenever the job changes.
 	changed chan struct{}
@@ -75,6 +85,12 @@ func NewManager(cat *dataset.Catalog, fns *Registry, exec Executor, opts *Option
 	}
 	if o.Alloc == nil {
 		o.Alloc = memory.DefaultAllocator
+	}
+	if o.Retry.Initial <= 0 {
+		o.Retry.Initial = 500 * time.Millisecond
+	}
+	if o.Retry.Max <= 0 {
+		o.Retry.Max = 15 * time.Second
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	return &Manager{
@@ -110,7 +126,7 @@ func (mg *Manager) Recover(ctx context.Context) error {
 		if !ValidJobID(id) {
 			continue
 		}
-		m, err := ReadManifest(ctx, mg.st, id)
+		m, err := mg.load(ctx, id)
 		if err != nil {
 			mg.log.Warn("skip unreadable job", "job", id, "err", err)
 			continue
@@ -131,6 +147,46 @@ func (mg *Manager) Recover(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// load reads a job's manifest for Recover. A damaged or missing manifest is
+// rebuilt from the job's request and parts (and saved); a final state stored
+// apart from the manifest wins over it, so that a job that ended stays ended.
+func (mg *Manager) load(ctx context.Context, id string) (*Manifest, error) {
+	m, err := ReadManifest(ctx, mg.st, id)
+	if err != nil {
+		var serr error
+		if !errors.Is(err, ErrNotFound) {
+			// A store that cannot be read is not a damaged manifest.
+			if _, serr = mg.st.Stat(ctx, ManifestKey(id)); serr != nil && !errors.Is(serr, store.ErrNotExist) {
+				return nil, err
+			}
+		}
+		rebuilt, rerr := RebuildManifest(ctx, mg.st, id)
+		if rerr != nil {
+			return nil, fmt.Errorf("%w; %w", err, rerr)
+		}
+		mg.log.Warn("rebuilt the manifest of a job from its request and parts", "job", id, "state", rebuilt.State, "manifest_error", err)
+		if err := SaveManifest(ctx, mg.st, rebuilt); err != nil {
+			return nil, err
+		}
+		return rebuilt, nil
+	}
+	if !m.State.Terminal() {
+		f, err := ReadFinal(ctx, mg.st, id)
+		if err != nil {
+			return nil, err
+		}
+		if f != nil {
+			m.State, m.Error = f.State, f.Error
+			at := f.FinishedAt
+			m.FinishedAt = &at
+			if err := SaveManifest(ctx, mg.st, m); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
 }
 
 // SubmitRequest asks for a job.
@@ -239,7 +295,11 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 		s.State = ShardPending
 		m.Shards = append(m.Shards, s)
 	}
+	if err := SaveRequest(ctx, mg.st, m); err != nil {
+		return nil, err
+	}
 	if err := mg.save(ctx, m); err != nil {
+		_ = mg.st.Delete(context.WithoutCancel(ctx), RequestKey(m.JobID))
 		return nil, err
 	}
 	mg.mu.Lock()
@@ -337,24 +397,24 @@ func (mg *Manager) List(ds string) []*Manifest {
 func (mg *Manager) Cancel(ctx context.Context, id string) (*Manifest, error) {
 	mg.mu.Lock()
 	e, ok := mg.jobs[id]
+	mg.mu.Unlock()
 	if !ok {
-		mg.mu.Unlock()
 		return nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
 	}
-	if e.m.State.Terminal() || e.m.CancelRequested {
-		m := e.m.clone()
-		mg.mu.Unlock()
-		return m, nil
-	}
-	e.m.CancelRequested = true
-	close(e.cancel)
-	m := e.m.clone()
-	mg.notifyLocked(e)
-	mg.mu.Unlock()
-	if err := mg.save(ctx, m); err != nil {
+	m, err := mg.update(id, func(m *Manifest) { m.CancelRequested = true })
+	if err != nil {
 		return nil, err
 	}
-	mg.log.Info("job cancel requested", "job", id)
+	if m.CancelRequested {
+		mg.mu.Lock()
+		select {
+		case <-e.cancel:
+		default:
+			close(e.cancel)
+			mg.log.Info("job cancel requested", "job", id)
+		}
+		mg.mu.Unlock()
+	}
 	return m, nil
 }
 
@@ -367,23 +427,93 @@ func (mg *Manager) save(ctx context.Context, m *Manifest) error {
 	return SaveManifest(ctx, mg.st, m)
 }
 
-// update applies fn to the job's manifest under the lock and, if it changed,
-// saves it and wakes the job's watchers.
+// SaveRequest writes a job's request: its manifest as submitted.
+func SaveRequest(ctx context.Context, st *store.Store, m *Manifest) error {
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("batch: encode request: %w", err)
+	}
+	if err := st.WriteAll(ctx, RequestKey(m.JobID), data); err != nil {
+		return fmt.Errorf("batch: save job %s: %w", m.JobID, err)
+	}
+	return nil
+}
+
+// saveFinal writes a job's final state once; an existing one is kept.
+func saveFinal(ctx context.Context, st *store.Store, m *Manifest) error {
+	if f, err := ReadFinal(ctx, st, m.JobID); err == nil && f != nil {
+		return nil
+	}
+	at := time.Now().UTC()
+	if m.FinishedAt != nil {
+		at = *m.FinishedAt
+	}
+	data, err := json.Marshal(Final{State: m.State, Error: m.Error, FinishedAt: at})
+	if err != nil {
+		return fmt.Errorf("batch: encode final state: %w", err)
+	}
+	if err := st.WriteAll(ctx, FinalKey(m.JobID), data); err != nil {
+		return fmt.Errorf("batch: save final state of job %s: %w", m.JobID, err)
+	}
+	return nil
+}
+
+// update applies fn to a copy of the job's manifest and, if that changed it,
+// stores the copy and only then makes it the job's state and wakes the job's
+// watchers: a client never sees a state the store does not hold, and a failed
+// save changes nothing. A job in a final state does not change again.
 func (mg *Manager) update(id string, fn func(m *Manifest)) (*Manifest, error) {
 	mg.mu.Lock()
 	e := mg.jobs[id]
-	before, _ := json.Marshal(e.m)
-	fn(e.m)
-	after, _ := json.Marshal(e.m)
-	m := e.m.clone()
-	if !bytes.Equal(before, after) {
-		mg.notifyLocked(e)
-	}
 	mg.mu.Unlock()
-	if bytes.Equal(before, after) {
-		return m, nil
+	e.saving.Lock()
+	defer e.saving.Unlock()
+	mg.mu.Lock()
+	cur := e.m
+	mg.mu.Unlock()
+	if cur.State.Terminal() {
+		return cur.clone(), nil
 	}
-	return m, mg.save(context.WithoutCancel(mg.ctx), m)
+	next := cur.clone()
+	fn(next)
+	before, _ := json.Marshal(cur)
+	after, _ := json.Marshal(next)
+	if bytes.Equal(before, after) {
+		return next, nil
+	}
+	ctx := context.WithoutCancel(mg.ctx)
+	if next.State.Terminal() {
+		if err := saveFinal(ctx, mg.st, next); err != nil {
+			return cur.clone(), err
+		}
+	}
+	if err := mg.save(ctx, next); err != nil {
+		return cur.clone(), err
+	}
+	mg.mu.Lock()
+	e.m = next
+	mg.notifyLocked(e)
+	mg.mu.Unlock()
+	return next.clone(), nil
+}
+
+// mustUpdate is update, retried with backoff until the store takes the new
+// state or the manager closes (a full disk, a store outage): the drive of a
+// job cannot go on from a state it could not record.
+func (mg *Manager) mustUpdate(id string, fn func(m *Manifest)) (*Manifest, error) {
+	var m *Manifest
+	p := mg.opts.Retry
+	p.Budget = 365 * 24 * time.Hour
+	n := 0
+	err := p.Do(mg.ctx, func(context.Context) error {
+		var err error
+		if m, err = mg.update(id, fn); err != nil {
+			n++
+			mg.log.Warn("save job; will retry", "job", id, "tries", n, "err", err)
+		}
+		return err
+	})
+	return m, err
 }
 
 // follow starts the goroutine that drives a job to its end.
@@ -394,7 +524,7 @@ func (mg *Manager) follow(id string) {
 		if err := mg.drive(id); err != nil && mg.ctx.Err() == nil {
 			mg.log.Error("job failed", "job", id, "err", err)
 			now := time.Now().UTC()
-			_, _ = mg.update(id, func(m *Manifest) {
+			_, _ = mg.mustUpdate(id, func(m *Manifest) {
 				m.State, m.Error, m.FinishedAt = StateFailed, err.Error(), &now
 			})
 		}
@@ -417,6 +547,7 @@ func (mg *Manager) drive(id string) error {
 		}
 	}
 	cancelSent := false
+	pollErrors := 0
 	for {
 		m, _ = mg.Status(id)
 		if m.CancelRequested && !cancelSent {
@@ -441,8 +572,10 @@ func (mg *Manager) drive(id string) error {
 			if mg.ctx.Err() != nil {
 				return nil
 			}
-			mg.log.Warn("poll children", "job", id, "err", err)
+			pollErrors++
+			mg.log.Warn("poll children; will retry", "job", id, "tries", pollErrors, "err", err)
 		default:
+			pollErrors = 0
 			if _, err := mg.update(id, func(m *Manifest) { applyProgress(m, p) }); err != nil {
 				mg.log.Warn("save job", "job", id, "err", err)
 			}
@@ -450,10 +583,14 @@ func (mg *Manager) drive(id string) error {
 				return mg.finish(id)
 			}
 		}
+		wait := mg.exec.PollInterval()
+		if pollErrors > 0 {
+			wait = max(wait, mg.opts.Retry.Delay(pollErrors))
+		}
 		select {
 		case <-mg.ctx.Done():
 			return nil
-		case <-time.After(mg.exec.PollInterval()):
+		case <-time.After(wait):
 		case <-cancelCh:
 			cancelCh = nil
 		}
@@ -469,12 +606,23 @@ func (mg *Manager) start(id string) error {
 			todo = append(todo, i)
 		}
 	}
-	handle, err := mg.exec.Start(mg.ctx, m, todo)
+	var handle string
+	p := mg.opts.Retry
+	p.Retryable = func(err error) bool { return !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrNotFound) }
+	tries := 0
+	err := p.Do(mg.ctx, func(ctx context.Context) error {
+		var err error
+		if handle, err = mg.exec.Start(ctx, m, todo); err != nil {
+			tries++
+			mg.log.Warn("start children", "job", id, "executor", mg.exec.Name(), "tries", tries, "err", err)
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("start children on the %s executor: %w", mg.exec.Name(), err)
 	}
 	now := time.Now().UTC()
-	_, err = mg.update(id, func(m *Manifest) {
+	_, err = mg.mustUpdate(id, func(m *Manifest) {
 		m.Handle = handle
 		m.State = StateRunning
 		if m.StartedAt == nil {
@@ -497,7 +645,7 @@ func (mg *Manager) resume(id string) error {
 		}
 		done[i] = ok
 	}
-	if _, err := mg.update(id, func(m *Manifest) {
+	if _, err := mg.mustUpdate(id, func(m *Manifest) {
 		for i := range m.Shards {
 			if done[i] {
 				m.Shards[i].State = ShardSucceeded
@@ -552,7 +700,7 @@ func (mg *Manager) finish(id string) error {
 		schema, schemaProblem = mg.partSchemas(mg.ctx, m)
 	}
 	now := time.Now().UTC()
-	m, err := mg.update(id, func(m *Manifest) {
+	m, err := mg.mustUpdate(id, func(m *Manifest) {
 		m.FinishedAt = &now
 		var failed []string
 		for i := range m.Shards {

@@ -38,7 +38,7 @@ func newTestManager(t *testing.T, modes ...string) *batch.Manager {
 		fns.Register(f)
 	}
 	w := &batch.Worker{Store: st, Functions: fns}
-	mg := batch.NewManager(cat, fns, local.New(w.RunShard, 4), &batch.Options{MaxAttempts: 2})
+	mg := batch.NewManager(cat, fns, local.New(w.RunShard, 4, nil), &batch.Options{MaxAttempts: 2})
 	t.Cleanup(mg.Close)
 	return mg
 }

@@ -40,7 +40,7 @@ func newRig(t *testing.T, st *store.Store, faults string) *rig {
 	}
 	fns := batch.NewRegistry()
 	w := &batch.Worker{Store: st, Functions: fns, Fault: fault, Log: quiet}
-	exec := local.New(w.RunShard, 2)
+	exec := local.New(w.RunShard, 2, nil)
 	mg := batch.NewManager(cat, fns, exec, &batch.Options{Log: quiet})
 	if err := mg.Recover(ctx); err != nil {
 		t.Fatal(err)

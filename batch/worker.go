@@ -38,18 +38,19 @@ func ReadManifest(ctx context.Context, st *store.Store, jobID string) (*Manifest
 		}
 		return nil, fmt.Errorf("job %s: read manifest: %w", jobID, err)
 	}
-	var m Manifest
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("job %s: decode manifest: %w", jobID, err)
-	}
-	return &m, nil
+	return decodeManifest(jobID, data)
 }
 
 // RunShard runs one attempt of one child: it reads the job's manifest and the
 // shard, runs the function, and writes the part atomically. A failed attempt
 // leaves no part and records its error in the store.
 func (w *Worker) RunShard(ctx context.Context, jobID string, shard, attempt int) (err error) {
-	m, err := ReadManifest(ctx, w.Store, jobID)
+	// The request holds all a child needs and never changes; jobs from
+	// before requests were kept have only their manifest.
+	m, err := ReadRequest(ctx, w.Store, jobID)
+	if errors.Is(err, ErrNotFound) {
+		m, err = ReadManifest(ctx, w.Store, jobID)
+	}
 	if err != nil {
 		return err
 	}

@@ -35,9 +35,11 @@ var (
 // Prefix is the store prefix that holds every dataset.
 const Prefix = "datasets/"
 
-// indexFile is the sidecar a dataset written by flightbatch carries: its shards
-// with their row counts. Its presence also marks the dataset as complete.
-const indexFile = "_dataset.json"
+// IndexFile is the sidecar a dataset written by flightbatch carries: its shards
+// with their row counts. It only saves reading the shards to count their rows:
+// a dataset whose index is damaged is still its shards, with row counts
+// unknown until the index is rebuilt (RebuildIndex).
+const IndexFile = "_dataset.json"
 
 // uploadingMarker hides a dataset while it is being written.
 const uploadingMarker = "_uploading"
@@ -167,14 +169,16 @@ func (c *Catalog) Get(ctx context.Context, name string) (*Dataset, error) {
 		switch {
 		case rel == uploadingMarker:
 			return nil, fmt.Errorf("dataset %s: still being uploaded: %w", name, ErrNotFound)
-		case rel == indexFile:
+		case rel == IndexFile:
 			data, err := c.st.ReadAll(ctx, o.Key)
 			if err != nil {
 				return nil, fmt.Errorf("dataset %s: %w", name, err)
 			}
 			idx = &index{}
 			if err := json.Unmarshal(data, idx); err != nil {
-				return nil, fmt.Errorf("dataset %s: read %s: %v: %w", name, indexFile, err, ErrInvalid)
+				// Damage to the index loses only the row counts it keeps.
+				idx = nil
+				continue
 			}
 			for _, s := range idx.Shards {
 				rows[s.Key] = s.Rows
@@ -219,6 +223,66 @@ func (c *Catalog) Get(ctx context.Context, name string) (*Dataset, error) {
 	}
 	ds.Version = hex.EncodeToString(h.Sum(nil))[:16]
 	return ds, nil
+}
+
+// CheckIndex reports what is wrong with a dataset's index: "" if it is
+// absent (a dataset registered over existing files) or sound.
+func (c *Catalog) CheckIndex(ctx context.Context, name string) (string, error) {
+	key := Prefix + name + "/" + IndexFile
+	data, err := c.st.ReadAll(ctx, key)
+	if errors.Is(err, store.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	var idx index
+	if err := json.Unmarshal(data, &idx); err != nil {
+		return fmt.Sprintf("not valid JSON (%d bytes): %v", len(data), err), nil
+	}
+	for _, s := range idx.Shards {
+		if ok, err := c.st.Exists(ctx, s.Key); err != nil {
+			return "", err
+		} else if !ok {
+			return fmt.Sprintf("lists shard %s, which does not exist", s.Key), nil
+		}
+	}
+	return "", nil
+}
+
+// RebuildIndex writes a dataset's index anew from its shards, counting their
+// rows, and returns the number of shards.
+func (c *Catalog) RebuildIndex(ctx context.Context, name string) (int, error) {
+	ds, err := c.Get(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	for i := range ds.Shards {
+		s := &ds.Shards[i]
+		r, err := c.OpenShard(ctx, *s, memory.DefaultAllocator)
+		if err != nil {
+			return 0, fmt.Errorf("count the rows of %s: %w", s.Key, err)
+		}
+		var n int64
+		for r.Next() {
+			n += r.RecordBatch().NumRows()
+		}
+		err = r.Err()
+		r.Release()
+		if err != nil {
+			return 0, fmt.Errorf("count the rows of %s: %w", s.Key, err)
+		}
+		s.Rows = n
+		s.ETag = ""
+	}
+	data, err := json.MarshalIndent(index{Shards: ds.Shards}, "", "  ")
+	if err != nil {
+		return 0, err
+	}
+	if err := c.st.WriteAll(ctx, Prefix+name+"/"+IndexFile, data); err != nil {
+		return 0, fmt.Errorf("dataset %s: %w", name, err)
+	}
+	return len(ds.Shards), nil
 }
 
 // Schema reads the schema of a dataset (from its first shard).

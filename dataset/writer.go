@@ -148,7 +148,7 @@ func (w *Writer) Commit() error {
 	if err != nil {
 		return err
 	}
-	if err := w.c.st.WriteAll(w.ctx, prefix+indexFile, data); err != nil {
+	if err := w.c.st.WriteAll(w.ctx, prefix+IndexFile, data); err != nil {
 		return fmt.Errorf("dataset %s: %w", w.name, err)
 	}
 	if err := w.c.st.Delete(w.ctx, prefix+uploadingMarker); err != nil {

@@ -56,7 +56,7 @@ func newEnv(t *testing.T, faults string) *env {
 	fns := batch.NewRegistry()
 	quiet := slog.New(slog.DiscardHandler)
 	w := &batch.Worker{Store: st, Functions: fns, Alloc: alloc, Fault: fault, Log: quiet}
-	jobs := batch.NewManager(cat, fns, local.New(w.RunShard, 2), &batch.Options{MaxAttempts: 2, Alloc: alloc, Log: quiet})
+	jobs := batch.NewManager(cat, fns, local.New(w.RunShard, 2, nil), &batch.Options{MaxAttempts: 2, Alloc: alloc, Log: quiet})
 	if err := jobs.Recover(ctx); err != nil {
 		t.Fatal(err)
 	}

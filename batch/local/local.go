@@ -1,6 +1,10 @@
 // Package local is the executor that runs a job's children on this machine:
-// one goroutine per running child, at most Workers at once across all jobs,
-// each child retried up to the job's attempt limit.
+// at most Workers at once across all jobs, started in the order of the input's
+// shards, each child retried up to the job's attempt limit with a jittered,
+// growing wait between attempts. What an attempt runs is a RunFunc: a
+// `flightbatch worker` process (Process.Run, what the server uses, so that a
+// child that panics, runs out of memory or is killed fails only its attempt)
+// or, in tests, the worker code in this process (batch.Worker.RunShard).
 package local
 
 import (
@@ -12,15 +16,25 @@ import (
 	"time"
 
 	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/internal/backoff"
 )
 
-// RunFunc runs one attempt of one child (batch.Worker.RunShard).
+// RunFunc runs one attempt of one child.
 type RunFunc func(ctx context.Context, jobID string, shard, attempt int) error
 
-// Executor runs children in this process.
+// Options tune an Executor.
+type Options struct {
+	// RetryWait is the wait between a child's attempts (default: up to 1 s
+	// before the second attempt, doubling to 30 s, jittered), so that a
+	// store outage of tens of seconds does not use up every attempt at once.
+	RetryWait backoff.Policy
+}
+
+// Executor runs children on this machine.
 type Executor struct {
 	run   RunFunc
-	slots chan struct{}
+	slots *fifo
+	wait  backoff.Policy
 
 	mu   sync.Mutex
 	runs map[string]*run
@@ -35,11 +49,21 @@ type run struct {
 }
 
 // New returns an executor that runs at most workers children at once.
-func New(fn RunFunc, workers int) *Executor {
+func New(fn RunFunc, workers int, opts *Options) *Executor {
 	if workers < 1 {
 		workers = 1
 	}
-	return &Executor{run: fn, slots: make(chan struct{}, workers), runs: map[string]*run{}}
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.RetryWait.Initial <= 0 {
+		o.RetryWait.Initial = time.Second
+	}
+	if o.RetryWait.Max <= 0 {
+		o.RetryWait.Max = 30 * time.Second
+	}
+	return &Executor{run: fn, slots: newFIFO(workers), wait: o.RetryWait, runs: map[string]*run{}}
 }
 
 // Name implements batch.Executor.
@@ -66,12 +90,14 @@ func (e *Executor) Start(ctx context.Context, m *batch.Manifest, shards []int) (
 	e.mu.Unlock()
 	attempts := max(m.MaxAttempts, 1)
 	for i := range r.children {
-		go e.child(cctx, handle, r, i, m.JobID, attempts)
+		// Queued here, in input order, so that children start in that order.
+		turn := e.slots.queue()
+		go e.child(cctx, r, i, m.JobID, attempts, turn)
 	}
 	return handle, nil
 }
 
-func (e *Executor) child(ctx context.Context, handle string, r *run, i int, jobID string, attempts int) {
+func (e *Executor) child(ctx context.Context, r *run, i int, jobID string, attempts int, turn *ticket) {
 	shard := r.children[i].Shard
 	final := batch.ShardFailed
 	defer func() {
@@ -81,9 +107,18 @@ func (e *Executor) child(ctx context.Context, handle string, r *run, i int, jobI
 		e.mu.Unlock()
 	}()
 	for attempt := 1; attempt <= attempts; attempt++ {
-		select {
-		case e.slots <- struct{}{}:
-		case <-ctx.Done():
+		if attempt > 1 {
+			t := time.NewTimer(e.wait.Delay(attempt - 1))
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				final = batch.ShardCancelled
+				return
+			}
+			turn = e.slots.queue()
+		}
+		if !turn.wait(ctx) {
 			final = batch.ShardCancelled
 			return
 		}
@@ -92,7 +127,7 @@ func (e *Executor) child(ctx context.Context, handle string, r *run, i int, jobI
 		r.children[i].Attempts = attempt
 		e.mu.Unlock()
 		err := e.run(ctx, jobID, shard, attempt)
-		<-e.slots
+		e.slots.release()
 		if err == nil {
 			final = batch.ShardSucceeded
 			return
@@ -139,4 +174,70 @@ func (e *Executor) Cancel(ctx context.Context, handle string) error {
 	}
 	r.cancel()
 	return nil
+}
+
+// fifo is a counting semaphore that grants its slots in the order they were
+// queued for.
+type fifo struct {
+	mu      sync.Mutex
+	free    int
+	waiting []*ticket
+}
+
+// ticket is one place in a fifo's queue.
+type ticket struct {
+	f       *fifo
+	granted chan struct{}
+}
+
+func newFIFO(n int) *fifo { return &fifo{free: n} }
+
+// queue takes a place in the queue at once; wait then waits for the slot.
+func (f *fifo) queue() *ticket {
+	t := &ticket{f: f, granted: make(chan struct{})}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.free > 0 && len(f.waiting) == 0 {
+		f.free--
+		close(t.granted)
+	} else {
+		f.waiting = append(f.waiting, t)
+	}
+	return t
+}
+
+// wait waits for the ticket's slot; it returns false, and gives up its place
+// (or its slot), if ctx ends first.
+func (t *ticket) wait(ctx context.Context) bool {
+	select {
+	case <-t.granted:
+		return true
+	case <-ctx.Done():
+	}
+	f := t.f
+	f.mu.Lock()
+	for i, w := range f.waiting {
+		if w == t {
+			f.waiting = append(f.waiting[:i], f.waiting[i+1:]...)
+			f.mu.Unlock()
+			return false
+		}
+	}
+	f.mu.Unlock()
+	// Granted meanwhile: hand the slot on.
+	f.release()
+	return false
+}
+
+// release frees a slot, granting it to the first in the queue.
+func (f *fifo) release() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.waiting) > 0 {
+		t := f.waiting[0]
+		f.waiting = f.waiting[1:]
+		close(t.granted)
+		return
+	}
+	f.free++
 }

@@ -22,6 +22,6 @@ func TestConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		w := &batch.Worker{Store: st, Functions: batch.NewRegistry(), Fault: fault}
-		return &executortest.Harness{Store: st, Executor: local.New(w.RunShard, 2)}
+		return &executortest.Harness{Store: st, Executor: local.New(w.RunShard, 2, nil)}
 	})
 }

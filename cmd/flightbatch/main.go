@@ -62,6 +62,7 @@ Server commands:
   gen       write the synthetic demo dataset to a store
   worker    run one child of a job (the command of an AWS Batch container)
   token     make a bearer token and its line for the --auth-tokens file
+  check     report (and with --repair, repair) damage in a store
   version   print the version
 
 Client commands (--addr, default 127.0.0.1:8815; --token, default $FLIGHTBATCH_TOKEN):
@@ -95,6 +96,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.worker(ctx, rest)
 	case "token":
 		return m.tokenCmd(rest)
+	case "check":
+		return m.check(ctx, rest)
 	case "version":
 		fmt.Fprintln(m.Stdout, version)
 		return nil

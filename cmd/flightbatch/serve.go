@@ -6,9 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	aflight "github.com/apache/arrow-go/v18/arrow/flight"
@@ -16,6 +20,7 @@ import (
 
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/batch/local"
+	"github.com/flightbatch/flightbatch/check"
 	"github.com/flightbatch/flightbatch/dataset"
 	"github.com/flightbatch/flightbatch/flight"
 	"github.com/flightbatch/flightbatch/store"
@@ -39,6 +44,8 @@ type ServeConfig struct {
 	ShardMB int
 	// AuthTokens is a token file; empty leaves authentication off.
 	AuthTokens string
+	// ChildMemory caps each local child process's memory ("2GiB"; "0": none).
+	ChildMemory string
 }
 
 func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
@@ -55,6 +62,27 @@ func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.Functions, "functions", getenv("FLIGHTBATCH_FUNCTIONS"), functionsFlagHelp)
 	fs.IntVar(&c.ShardMB, "shard-mb", dataset.DefaultShardBytes>>20, "target size in MiB of the shards of a dataset uploaded with DoPut")
 	fs.StringVar(&c.AuthTokens, "auth-tokens", getenv("FLIGHTBATCH_AUTH_TOKENS"), authTokensFlagHelp)
+	fs.StringVar(&c.ChildMemory, "child-memory", "2GiB", "memory cap of each child process of the local executor, e.g. 512MiB or 4GiB (0: none); a child past it fails its attempt")
+}
+
+// parseBytes reads a size such as 512MiB, 2GiB or 1048576.
+func parseBytes(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"B", 1}, {"", 1}}
+	for _, u := range units {
+		num, ok := strings.CutSuffix(s, u.suffix)
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+		if err != nil || n < 0 || n > math.MaxInt64/u.mult {
+			break
+		}
+		return n * u.mult, nil
+	}
+	return 0, fmt.Errorf("%q is not a size such as 512MiB, 2GiB or a number of bytes", s)
 }
 
 func newLogger(level string, w *os.File) (*slog.Logger, error) {
@@ -63,6 +91,32 @@ func newLogger(level string, w *os.File) (*slog.Logger, error) {
 		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// localChildren is how the local executor runs a child: as a `flightbatch
+// worker` process of this binary, so that a child that panics, runs out of
+// memory or is killed fails its attempt and not the server. A mem:// store
+// cannot be shared with another process; its children run in this one.
+func localChildren(st *store.Store, cfg *ServeConfig, memory int64, fns *batch.Registry, fault batch.FaultFunc, log *slog.Logger) (local.RunFunc, error) {
+	if strings.HasPrefix(st.URL(), "mem:") {
+		log.Warn("children of a mem:// store run inside the server: a crashing child takes it down")
+		w := &batch.Worker{Store: st, Functions: fns, Log: log.With("component", "worker"), Fault: fault}
+		return w.RunShard, nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find this program to run its children: %w", err)
+	}
+	cmd := []string{self, "worker", "--log-level", cfg.LogLevel}
+	if cfg.Functions != "" {
+		abs, err := filepath.Abs(cfg.Functions)
+		if err != nil {
+			return nil, err
+		}
+		cmd = append(cmd, "--functions", abs)
+	}
+	p := &local.Process{Command: cmd, Store: st.URL(), MemoryLimit: memory}
+	return p.Run, nil
 }
 
 func (m *Main) serve(ctx context.Context, args []string) error {
@@ -97,6 +151,12 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
+	// Temporary files of writes that a killed process never finished.
+	if n, err := check.CleanTemps(ctx, st, check.DefaultTempAge); err != nil {
+		log.Warn("clean stale temporary files", "err", err)
+	} else if n > 0 {
+		log.Info("deleted stale temporary files", "files", n, "older_than", check.DefaultTempAge)
+	}
 	cat := dataset.NewCatalog(st)
 	if cfg.Demo {
 		if err := ensureDemo(ctx, cat, cfg.DemoShards, cfg.DemoMB, log); err != nil {
@@ -111,11 +171,18 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("FLIGHTBATCH_FAULTS: %w", err)
 	}
-	worker := &batch.Worker{Store: st, Functions: fns, Log: log.With("component", "worker"), Fault: fault}
+	childMemory, err := parseBytes(cfg.ChildMemory)
+	if err != nil {
+		return fmt.Errorf("--child-memory: %w", err)
+	}
 	var exec batch.Executor
 	switch cfg.Executor {
 	case "local":
-		exec = local.New(worker.RunShard, cfg.Workers)
+		run, err := localChildren(st, &cfg, childMemory, fns, fault, log)
+		if err != nil {
+			return err
+		}
+		exec = local.New(run, cfg.Workers, nil)
 	case "aws-batch":
 		if exec, err = newAWSBatch(ctx, &cfg.Batch, st, fns, cfg.MaxAttempts, log); err != nil {
 			return err

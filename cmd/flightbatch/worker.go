@@ -30,10 +30,17 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	jobID := fs.String("job", m.Getenv("FLIGHTBATCH_JOB_ID"), "job ID (default $FLIGHTBATCH_JOB_ID)")
 	storeURL := fs.String("store", m.Getenv("FLIGHTBATCH_STORE"), "store URL (default $FLIGHTBATCH_STORE)")
 	shard := fs.Int("shard", -1, "shard index (default: from $FLIGHTBATCH_SHARDS and $AWS_BATCH_JOB_ARRAY_INDEX, or $AWS_BATCH_JOB_ARRAY_INDEX, or 0)")
+	attemptFlag := fs.Int("attempt", 0, "attempt number (default $AWS_BATCH_JOB_ATTEMPT, or 1)")
+	memLimit := fs.Int64("memory-limit", 0, "cap this process's private memory at this many bytes (RLIMIT_DATA, inherited by what it starts); 0: no cap")
 	logLevel := fs.String("log-level", "info", "log level")
 	functions := fs.String("functions", m.Getenv("FLIGHTBATCH_FUNCTIONS"), functionsFlagHelp)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *memLimit > 0 {
+		if err := limitMemory(*memLimit); err != nil {
+			return fmt.Errorf("worker: --memory-limit: %w", err)
+		}
 	}
 	log, err := newLogger(*logLevel, os.Stderr)
 	if err != nil {
@@ -58,7 +65,9 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 		*shard = index
 	}
 	attempt := 1
-	if v := m.Getenv("AWS_BATCH_JOB_ATTEMPT"); v != "" {
+	if *attemptFlag > 0 {
+		attempt = *attemptFlag
+	} else if v := m.Getenv("AWS_BATCH_JOB_ATTEMPT"); v != "" {
 		if attempt, err = strconv.Atoi(v); err != nil {
 			return fmt.Errorf("worker: AWS_BATCH_JOB_ATTEMPT=%q is not a number", v)
 		}

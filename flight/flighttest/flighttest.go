@@ -48,7 +48,7 @@ func Start(t testing.TB, st *store.Store, opts *flight.Options) *Server {
 	cat := dataset.NewCatalog(st)
 	fns := batch.NewRegistry()
 	worker := &batch.Worker{Store: st, Functions: fns, Log: log}
-	jobs := batch.NewManager(cat, fns, local.New(worker.RunShard, 2), &batch.Options{Version: "test", Log: log})
+	jobs := batch.NewManager(cat, fns, local.New(worker.RunShard, 2, nil), &batch.Options{Version: "test", Log: log})
 	if err := jobs.Recover(ctx); err != nil {
 		t.Fatal(err)
 	}

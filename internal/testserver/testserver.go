@@ -95,7 +95,7 @@ func Start(t testing.TB, o Options) *Server {
 	}
 	fns := batch.NewRegistry()
 	w := &batch.Worker{Store: st, Functions: fns, Fault: o.Fault}
-	exec := local.New(w.RunShard, o.Workers)
+	exec := local.New(w.RunShard, o.Workers, nil)
 	jobs := batch.NewManager(cat, fns, exec, &batch.Options{MaxAttempts: o.MaxAttempts, Version: "test"})
 	if err := jobs.Recover(ctx); err != nil {
 		t.Fatal(err)
