@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"path"
 	"sort"
 	"strings"
 	"time"
@@ -543,17 +542,4 @@ func (c *Catalog) recordingSchema(ctx context.Context, ds *Dataset) (*arrow.Sche
 		return nil, true, err
 	}
 	return ix.schema(), true, nil
-}
-
-// recordingName is a file's name in the file column: its key relative to the
-// registered prefix's folder.
-func recordingName(prefix, key string) string {
-	dir := prefix
-	if !strings.HasSuffix(dir, "/") {
-		dir = path.Dir(dir) + "/"
-		if dir == "./" {
-			dir = ""
-		}
-	}
-	return strings.TrimPrefix(key, dir)
 }
