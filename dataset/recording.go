@@ -23,9 +23,9 @@ import (
 // recording index followed by "#" and the shard's name.
 const FormatRecording Format = "recording"
 
-// recordingFile is the index a registered recording dataset carries instead
+// recordingIndexFile is the index a registered recording dataset carries instead
 // of shards of its own.
-const recordingFile = "_recording.json"
+const recordingIndexFile = "_recording.json"
 
 // The bad_spans policies.
 const (
@@ -309,7 +309,7 @@ func newRecordingReader(ctx context.Context, st *store.Store, ix *recIndex, sh *
 		return nil, fmt.Errorf("dataset: recording file %s: %w", f.Key, err)
 	}
 	if o, err := st.Stat(ctx, f.Key); err != nil || o.Size != f.Size || o.ETag != f.ETag {
-		return nil, fmt.Errorf("dataset: recording file %s changed since the dataset was registered (size or ETag differ); register it again: %w", f.Key, ErrInvalid)
+		return nil, fmt.Errorf("dataset: recording file %s changed since the dataset was registered (size or ETag differ); register it again: %w", f.Key, ErrDamaged)
 	}
 	r := &recordingReader{ctx: ctx, ix: ix, sh: sh, f: f, file: file, schema: ix.schema(), mem: mem, sigs: f.Header.DataSignals(), next: sh.Epoch0, refs: 1}
 	r.bad = map[string]bool{}
@@ -403,7 +403,7 @@ func (r *recordingReader) readGroup() (arrow.RecordBatch, error) {
 	buf := make([]byte, (b-a)*int64(h.RecordBytes))
 	off := h.RecordOffset(seg.Record + a)
 	if n, err := r.file.ReadAt(buf, off); n < len(buf) {
-		return nil, fmt.Errorf("read %d bytes at %d: got %d: %v", len(buf), off, n, err)
+		return nil, fmt.Errorf("read %d bytes at %d: got %d: %v: %w", len(buf), off, n, err, ErrDamaged)
 	}
 	r.next += k1 - k0
 	return r.build(seg, k0, k1, a, buf)

@@ -158,8 +158,8 @@ func TestRegisterRefusesFileChangedSinceRegistration(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.OpenShard(ctx, ds.Shards[0], memory.DefaultAllocator)
-	if err == nil || !errors.Is(err, ErrInvalid) {
-		t.Fatalf("reading a file changed since registration: %v, want ErrInvalid", err)
+	if err == nil || !errors.Is(err, ErrDamaged) {
+		t.Fatalf("reading a file changed since registration: %v, want ErrDamaged", err)
 	}
 	t.Log(err)
 }

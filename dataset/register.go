@@ -161,7 +161,7 @@ func (c *Catalog) Register(ctx context.Context, name string, opts RegisterOption
 	if err != nil {
 		return nil, err
 	}
-	if err := c.st.WriteAll(ctx, dsPrefix+recordingFile, data); err != nil {
+	if err := c.st.WriteAll(ctx, dsPrefix+recordingIndexFile, data); err != nil {
 		return nil, fmt.Errorf("register %s: %w", name, err)
 	}
 	ds, err := c.Get(ctx, name)
