@@ -116,7 +116,7 @@ func explain(ps *os.ProcessState, crash, stderr string, limit int64) error {
 		limitText = fmt.Sprintf(" (its limit is %d MiB: serve --child-memory)", limit>>20)
 	}
 	switch {
-	case strings.Contains(crash, "out of memory") || strings.Contains(crash, "MemoryError"):
+	case strings.Contains(crash, "out of memory") || strings.Contains(crash, "cannot allocate memory") || strings.Contains(crash, "MemoryError"):
 		return fmt.Errorf("worker process ran out of memory%s: %s", limitText, clip(crash, 200))
 	case strings.HasPrefix(crash, "SIGSEGV") && limit > 0:
 		return fmt.Errorf("worker process crashed (%s): %s; a Go runtime that cannot map memory can end so, so it may have run out of memory%s", status, clip(crash, 200), limitText)

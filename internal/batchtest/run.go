@@ -82,12 +82,10 @@ func (e *Endpoint) output(logStream string) (io.Writer, func(), error) {
 // runAttempt runs one attempt of j as a process and records its outcome.
 func (e *Endpoint) runAttempt(ctx context.Context, j *job, a *attempt, n int, env []string) {
 	defer e.wg.Done()
-	if t := j.spec.timeout; t != nil && t.AttemptDurationSeconds != nil {
-		var cancel context.CancelFunc
-		d := time.Duration(*t.AttemptDurationSeconds) * time.Second
-		ctx, cancel = context.WithTimeoutCause(ctx, d, &stopCause{reason: reasonTimeout})
-		defer cancel()
-	}
+	// The attempt's timeout counts from its start, as on AWS Batch: starting
+	// a process on a loaded machine can take a while.
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
 	argv := j.spec.command
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = env
@@ -106,6 +104,10 @@ func (e *Endpoint) runAttempt(ctx context.Context, j *job, a *attempt, n int, en
 	}
 	e.mu.Lock()
 	a.startedAt = nowMillis()
+	if t := j.spec.timeout; err == nil && t != nil && t.AttemptDurationSeconds != nil {
+		timer := time.AfterFunc(time.Duration(*t.AttemptDurationSeconds)*time.Second, func() { stop(&stopCause{reason: reasonTimeout}) })
+		defer timer.Stop()
+	}
 	if err == nil {
 		j.startedAt = a.startedAt
 		e.setStatus(j, StatusRunning)
