@@ -38,7 +38,7 @@ type Process struct {
 }
 
 // tailSize is how much of a worker's stderr is kept to explain its failure.
-const tailSize = 8 << 10
+const tailSize = 64 << 10
 
 // Run implements RunFunc.
 func (p *Process) Run(ctx context.Context, jobID string, shard, attempt int) error {
@@ -123,8 +123,17 @@ func explain(ps *os.ProcessState, crash, stderr string, limit int64) error {
 	case crash != "":
 		return fmt.Errorf("worker process crashed (%s): %s", status, clip(crash, 300))
 	}
+	// The worker's own error, as its last words "flightbatch: ERROR" say
+	// it: the attempt fails with the same message as in a worker in-process.
+	if i := strings.LastIndex(stderr, "\n"+workerErrorPrefix); i >= 0 || strings.HasPrefix(stderr, workerErrorPrefix) {
+		return errors.New(clip(strings.TrimSpace(stderr[i+1+len(workerErrorPrefix):]), 16<<10))
+	}
 	return fmt.Errorf("worker process failed (%s): %s", status, clip(lastLine(stderr), 500))
 }
+
+// workerErrorPrefix begins the line in which `flightbatch worker` reports the
+// error it exits with.
+const workerErrorPrefix = "flightbatch: "
 
 // crashPrefixes begin the line in which a runtime reports a crash.
 var crashPrefixes = []string{"panic: ", "fatal error: ", "SIGSEGV", "SIGBUS", "SIGILL", "runtime: out of memory", "MemoryError", "Traceback"}
