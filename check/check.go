@@ -1,8 +1,8 @@
 // Package check examines a flightbatch store and, when asked, repairs it:
 // damaged job manifests (rebuilt from the job's request and parts), damaged
 // dataset indexes (rebuilt from the shards), orphaned objects (job parts and
-// attempt records of no job, parts of no shard) and stale temporary files
-// left by writes that never finished. It never deletes a dataset's shard or
+// attempt records of no job, parts of no shard, uploads that never finished)
+// and stale temporary files left by writes that never finished. It never deletes a dataset's shard or
 // a part of a shard that succeeded.
 package check
 
@@ -134,6 +134,16 @@ func checkDatasets(ctx context.Context, st *store.Store, opts Options, r *Report
 			continue
 		}
 		r.Datasets++
+		stale, err := cat.StaleUpload(ctx, name, time.Now().Add(-opts.TempAge))
+		if err != nil {
+			return err
+		}
+		if stale {
+			if err := orphanPrefix(ctx, st, dataset.Prefix+name+"/", "an upload that never finished", opts, r); err != nil {
+				return err
+			}
+			continue
+		}
 		problem, err := cat.CheckIndex(ctx, name)
 		if err != nil {
 			return err

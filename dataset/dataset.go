@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -236,6 +237,31 @@ func (c *Catalog) Get(ctx context.Context, name string) (*Dataset, error) {
 	}
 	ds.Version = hex.EncodeToString(h.Sum(nil))[:16]
 	return ds, nil
+}
+
+// StaleUpload reports whether name is an upload that has not finished and
+// was last written before cutoff: the leftovers of an uploader that died.
+func (c *Catalog) StaleUpload(ctx context.Context, name string, cutoff time.Time) (bool, error) {
+	o, err := c.st.Stat(ctx, Prefix+name+"/"+uploadingMarker)
+	if errors.Is(err, store.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !o.ModTime.Before(cutoff) {
+		return false, nil
+	}
+	objs, err := c.st.List(ctx, Prefix+name+"/")
+	if err != nil {
+		return false, err
+	}
+	for _, x := range objs {
+		if !x.ModTime.Before(cutoff) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // CheckIndex reports what is wrong with a dataset's index: "" if it is

@@ -2,8 +2,9 @@
 # s3-server.sh: a real S3-compatible server (versitygw, posix backend) for tests.
 #
 #   scripts/s3-server.sh install          install versitygw under .cache/bin (once)
-#   scripts/s3-server.sh start DIR [ENV]  start it on a free 127.0.0.1 port, objects under DIR,
-#                                         and write ENV (default DIR/s3.env) for `source`
+#   scripts/s3-server.sh start DIR [ENV]  start it on a free 127.0.0.1 port (or $FLIGHTBATCH_S3_PORT,
+#                                         so that a restarted server is found where it was), objects
+#                                         under DIR, and write ENV (default DIR/s3.env) for `source`
 #   scripts/s3-server.sh stop DIR|ENV     stop the server started for DIR (or recorded in ENV) and
 #                                         wait for it to exit; succeeds if none is running
 #
@@ -75,7 +76,7 @@ start() {
 	mkdir -p "$data/$BUCKET"
 	local attempt port pid
 	for attempt in 1 2 3 4 5; do
-		port="$(free_port)"
+		port="${FLIGHTBATCH_S3_PORT:-$(free_port)}"
 		ROOT_ACCESS_KEY="$ACCESS_KEY" ROOT_SECRET_KEY="$SECRET_KEY" \
 			"$VERSITYGW" --port "127.0.0.1:$port" --health /health --quiet posix "$data" >"$logf" 2>&1 </dev/null &
 		pid=$!
