@@ -60,7 +60,7 @@ func (r *Registry) Register(f Function) error {
 		return invalidf("function name %q must match [a-z0-9][a-z0-9_-]{0,63}", name)
 	}
 	if _, ok := r.fns[name]; ok {
-		return invalidf("function %q is registered twice (is it a built-in analysis's name?)", name)
+		return invalidf("function %q is already registered (the names of built-in analyses are reserved)", name)
 	}
 	r.fns[name] = f
 	return nil
