@@ -16,7 +16,9 @@ import (
 func TestCheckUpload(t *testing.T) {
 	f64 := arrow.ListOf(arrow.PrimitiveTypes.Float64)
 	tensorMD := arrow.NewMetadata([]string{"ARROW:extension:name"}, []string{"arrow.fixed_shape_tensor"})
-	field := func(name string, t arrow.DataType) arrow.Field { return arrow.Field{Name: name, Type: t, Nullable: true} }
+	field := func(name string, t arrow.DataType) arrow.Field {
+		return arrow.Field{Name: name, Type: t, Nullable: true}
+	}
 	cases := []struct {
 		name    string
 		fields  []arrow.Field
