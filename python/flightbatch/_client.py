@@ -499,20 +499,35 @@ class Job:
         """Wait for the job to end; returns the job.
 
         Shows a progress bar of shards done (a widget in Jupyter, text on a terminal, nothing
-        when neither: ``progress`` forces it on or off). Interrupting (Ctrl-C, Jupyter's stop
-        button) stops waiting and says how to cancel; the job goes on on the server. Raises
+        when neither: ``progress`` forces it on or off). Reading a result (``to_pandas()``...)
+        waits the same way, with no bar for a job that had already ended. Interrupting (Ctrl-C,
+        Jupyter's stop button) stops waiting and says how to cancel; the job goes on. Raises
         :class:`JobFailed` or :class:`JobCancelled` if the job did not succeed (unless
         ``raise_on_error`` is false), ``TimeoutError`` after ``timeout`` seconds.
         """
-        if progress is None:
+        return self._wait(timeout, progress, raise_on_error, explicit=True)
+
+    def _wait(self, timeout: float | None, progress: bool | None, raise_on_error: bool, explicit: bool) -> Job:
+        """wait(); ``explicit`` false (reading a result) shows no bar for a job already ended."""
+        if self._last is not None and self._last.get("state") in TERMINAL_STATES:
+            st = self._last  # an ended job never changes again
+            if raise_on_error:
+                _raise_for(st)
+            return self
+        auto = progress is None
+        if auto:
             progress = _interactive()
         bar = None
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.05
+        first = True
         try:
             while True:
                 st = self.status()
                 shards = st.get("shards") or {}
+                if first and auto and not explicit and st["state"] in TERMINAL_STATES:
+                    progress = False  # reading an ended job's result: nothing to watch
+                first = False
                 if progress:
                     if bar is None:
                         bar = _progress_bar(total=shards.get("total", 0), desc=f"job {self.id}")
@@ -559,12 +574,12 @@ class Job:
 
     def reader(self) -> pa.RecordBatchReader:
         """Wait for the job, then stream its merged result batch by batch (read it once)."""
-        self.wait()
+        self._wait(None, None, True, explicit=False)
         return self._client._read(f"jobs/{self.id}").to_reader()
 
     def to_arrow(self) -> pa.Table:
         """Wait for the job, then its merged result as a pyarrow Table."""
-        self.wait()
+        self._wait(None, None, True, explicit=False)
         return self._client._read(f"jobs/{self.id}").read_all()
 
     def to_pandas(self) -> pd.DataFrame:
@@ -709,11 +724,15 @@ def _interactive() -> bool:
 
 def _progress_bar(total: int, desc: str) -> Any:
     """tqdm.auto's bar (a widget in Jupyter); text when Jupyter's widgets are not installed."""
-    try:
-        from tqdm.auto import tqdm
+    import warnings
 
-        return tqdm(total=total, desc=desc, unit="shard")
-    except ImportError:  # tqdm.notebook without ipywidgets
-        from tqdm.std import tqdm as text_tqdm
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tqdm.auto's "IProgress not found": we fall back below
+        try:
+            from tqdm.auto import tqdm
 
-        return text_tqdm(total=total, desc=desc, unit="shard", file=sys.stderr)
+            return tqdm(total=total, desc=desc, unit="shard")
+        except ImportError:  # tqdm.notebook without ipywidgets
+            from tqdm.std import tqdm as text_tqdm
+
+            return text_tqdm(total=total, desc=desc, unit="shard", file=sys.stderr)
