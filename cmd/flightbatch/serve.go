@@ -110,7 +110,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	cfgSrv := server.Config{
 		Store: st, Functions: fns, Workers: cfg.Workers, Fault: fault, Log: log,
 		Jobs:   batch.Options{MaxAttempts: cfg.MaxAttempts, Version: version},
-		Flight: flight.Options{Compression: cfg.Compression, ShardBytes: int64(cfg.ShardMB) << 20, Auth: auth},
+		Flight: flight.Options{Compression: cfg.Compression, ShardBytes: int64(cfg.ShardMB) << 20, UploadParallelism: cfg.Workers, Auth: auth},
 	}
 	switch cfg.Executor {
 	case "local":
