@@ -301,13 +301,20 @@ class Client:
         label: str | Mapping[str, str] | None = None,
         *,
         function: str | None = None,
+        name: str | None = None,
+        submitted_by: str | None = None,
+        since: str | dt.datetime | None = None,
+        until: str | dt.datetime | None = None,
         limit: int | None = None,
     ) -> pd.DataFrame:
         """The job history, oldest first, as a DataFrame (one row per job).
 
-        Filters: ``dataset`` (a name, or a job for the jobs chained on it), ``state``
-        (``"SUCCEEDED"``, or several), ``label`` (``"key=value"`` or a dict that must all match),
-        ``function``; ``limit`` keeps the newest ``limit`` jobs.
+        Filters (all must match): ``dataset`` (a name, or a job for the jobs chained on it),
+        ``state`` (``"SUCCEEDED"``, or several), ``label`` (``"key=value"``, or a dict of labels
+        that must all be on the job), ``function``, ``name``, ``submitted_by``, and ``since`` <=
+        created_at < ``until`` (datetimes, or RFC 3339 text). ``limit`` keeps the newest
+        ``limit`` jobs. The server filters; an older server that knows only the dataset filter
+        gets the rest done here.
         """
         labels: dict[str, str] = {}
         if isinstance(label, str):
@@ -320,30 +327,42 @@ class Client:
         states = [state] if isinstance(state, str) else list(state or [])
         states = [s.upper() for s in states]
         ds = _dataset_ref(dataset) if dataset is not None else None
+        t0, t1 = _utc(since), _utc(until)
 
-        full: dict[str, Any] = {}
+        body: dict[str, Any] = {}
         if ds:
-            full["dataset"] = ds
-        if len(states) == 1:
-            full["state"] = states[0]
-        if labels:
-            full["labels"] = labels
-        if function:
-            full["function"] = function
+            body["dataset"] = ds
+        if states:
+            body["state"] = states
+        for key, value in (("labels", labels), ("function", function), ("name", name), ("submitted_by", submitted_by)):
+            if value:
+                body[key] = value
+        if t0 is not None:
+            body["since"] = t0.isoformat().replace("+00:00", "Z")
+        if t1 is not None:
+            body["until"] = t1.isoformat().replace("+00:00", "Z")
+        if limit is not None and limit > 0:
+            body.update(order="newest", limit=limit)
         try:
-            jobs = self.action("list-jobs", full)["jobs"]
+            jobs = self.action("list-jobs", body)["jobs"]
         except pa.ArrowInvalid:
             # A server that knows only the dataset filter: filter here.
             jobs = self.action("list-jobs", {"dataset": ds} if ds else {})["jobs"]
-        jobs = [
-            j
-            for j in jobs
-            if (not states or j.get("state") in states)
-            and (not function or j.get("function") == function)
-            and all((j.get("labels") or {}).get(k) == v for k, v in labels.items())
-            and (not ds or j.get("dataset") == ds)
-        ]
-        jobs.sort(key=lambda j: j.get("job_id", ""))
+
+        def keep(j: Mapping[str, Any]) -> bool:
+            created = _utc(j.get("created_at"))
+            return (
+                (not states or j.get("state") in states)
+                and (not function or j.get("function") == function)
+                and (not name or j.get("name") == name)
+                and (not submitted_by or j.get("submitted_by") == submitted_by)
+                and all((j.get("labels") or {}).get(k) == v for k, v in labels.items())
+                and (not ds or j.get("dataset") == ds)
+                and (t0 is None or (created is not None and created >= t0))
+                and (t1 is None or (created is not None and created < t1))
+            )
+
+        jobs = sorted((j for j in jobs if keep(j)), key=lambda j: j.get("job_id", ""))
         if limit is not None:
             jobs = jobs[-limit:] if limit > 0 else []
         return _jobs_frame(jobs)
@@ -657,6 +676,17 @@ def _dataset_ref(ds: Any, wait: bool = False) -> str:
     if _JOB_ID_RE.match(ds):
         return f"jobs/{ds}"
     return ds
+
+
+def _utc(t: str | dt.datetime | None) -> dt.datetime | None:
+    """A time as an aware UTC datetime; naive datetimes are taken as UTC."""
+    if t is None or t == "":
+        return None
+    if isinstance(t, str):
+        t = dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.astimezone(dt.timezone.utc)
 
 
 def _json_or_empty(raw: bytes | None) -> dict:
