@@ -62,6 +62,9 @@ def connect(
     addr: str | None = None,
     token: str | bytes | None = None,
     tls_root_certs: str | bytes | os.PathLike | None = None,
+    *,
+    tls_cert: str | bytes | os.PathLike | None = None,
+    tls_key: str | bytes | os.PathLike | None = None,
 ) -> Client:
     """Connect to a flightbatch server.
 
@@ -70,11 +73,16 @@ def connect(
             Default: ``$FLIGHTBATCH_ADDR``, else ``grpc://127.0.0.1:8815``.
         token: bearer token of a server with authentication on. Default: ``$FLIGHTBATCH_TOKEN``.
         tls_root_certs: PEM certificates to trust for ``grpc+tls://`` (bytes, or a file path)
-            when the server's certificate is not signed by a system-trusted authority.
+            when no system-trusted authority signed the server's certificate.
+            Default: the file ``$FLIGHTBATCH_TLS_CA``, else the system's authorities.
+        tls_cert, tls_key: a client certificate and its key (PEM bytes or file paths) for a
+            server with mutual TLS. Default: the files ``$FLIGHTBATCH_TLS_CERT`` and
+            ``$FLIGHTBATCH_TLS_KEY``.
 
-    The connection is lazy: the first call reaches the server.
+    The same environment variables configure the ``flightbatch`` command line. The connection
+    is lazy: the first call reaches the server.
     """
-    return Client(addr, token=token, tls_root_certs=tls_root_certs)
+    return Client(addr, token=token, tls_root_certs=tls_root_certs, tls_cert=tls_cert, tls_key=tls_key)
 
 
 class Client:
@@ -86,11 +94,14 @@ class Client:
         *,
         token: str | bytes | None = None,
         tls_root_certs: str | bytes | os.PathLike | None = None,
+        tls_cert: str | bytes | os.PathLike | None = None,
+        tls_key: str | bytes | os.PathLike | None = None,
     ):
         addr = addr or os.environ.get("FLIGHTBATCH_ADDR") or DEFAULT_ADDR
         if "://" not in addr:
             addr = "grpc://" + addr
         self.addr: str = addr
+        """The server's address, with its scheme."""
         if token is None:
             token = os.environ.get("FLIGHTBATCH_TOKEN") or None
         headers = []
@@ -99,13 +110,15 @@ class Client:
             headers.append((b"authorization", b"Bearer " + tok))
         self._options = flight.FlightCallOptions(headers=headers)
         kwargs: dict[str, Any] = {}
-        if tls_root_certs is not None:
-            if isinstance(tls_root_certs, (str, os.PathLike)) and not str(tls_root_certs).lstrip().startswith("-----"):
-                with open(tls_root_certs, "rb") as f:
-                    tls_root_certs = f.read()
-            elif isinstance(tls_root_certs, str):
-                tls_root_certs = tls_root_certs.encode()
-            kwargs["tls_root_certs"] = tls_root_certs
+        for arg, env, value in (
+            ("tls_root_certs", "FLIGHTBATCH_TLS_CA", tls_root_certs),
+            ("cert_chain", "FLIGHTBATCH_TLS_CERT", tls_cert),
+            ("private_key", "FLIGHTBATCH_TLS_KEY", tls_key),
+        ):
+            if value is None:
+                value = os.environ.get(env) or None
+            if value is not None:
+                kwargs[arg] = _pem(value)
         self._flight = flight.FlightClient(addr, **kwargs)
 
     # -- plumbing -------------------------------------------------------------------------
@@ -676,6 +689,17 @@ def _dataset_ref(ds: Any, wait: bool = False) -> str:
     if _JOB_ID_RE.match(ds):
         return f"jobs/{ds}"
     return ds
+
+
+def _pem(value: str | bytes | os.PathLike) -> bytes:
+    """PEM bytes: given as such, as PEM text, or as a file's path."""
+    if isinstance(value, bytes):
+        return value
+    text = os.fspath(value)
+    if text.lstrip().startswith("-----BEGIN"):
+        return text.encode()
+    with open(text, "rb") as f:
+        return f.read()
 
 
 def _utc(t: str | dt.datetime | None) -> dt.datetime | None:
