@@ -77,8 +77,10 @@ def test_datasets_and_dataset(fb, client):
     assert ds.shards == [e.ticket.ticket.decode().rsplit("/", 1)[1] for e in info.endpoints]
     assert ds.version == row["version"] and ds.version
 
-    want = read_dataset(client).slice(0, 3).to_pandas()
-    pd.testing.assert_frame_equal(ds.head(3), want)
+    whole = read_dataset(client)
+    pd.testing.assert_frame_equal(ds.head(3), whole.slice(0, 3).to_pandas())
+    assert ds.reader().read_all().equals(whole)
+    assert ds.to_arrow().equals(whole)
     assert len(ds.head(10_000)) == info.total_records  # more than there is: everything
 
 
@@ -554,3 +556,4 @@ def test_plots(fb, beta_job):
     for a, b in zip(pts, pts2):
         np.testing.assert_allclose(np.sort(a), np.sort(b), rtol=1e-9)
     plt.close("all")
+
