@@ -557,3 +557,4 @@ def test_plots(fb, beta_job):
         np.testing.assert_allclose(np.sort(a), np.sort(b), rtol=1e-9)
     plt.close("all")
 
+
