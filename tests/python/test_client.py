@@ -556,5 +556,3 @@ def test_plots(fb, beta_job):
     for a, b in zip(pts, pts2):
         np.testing.assert_allclose(np.sort(a), np.sort(b), rtol=1e-9)
     plt.close("all")
-
-
