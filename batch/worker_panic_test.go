@@ -46,7 +46,7 @@ func TestPanickingChildFailsItsAttempts(t *testing.T) {
 	fns := batch.NewRegistry()
 	fns.Register(panicky{})
 	w := &batch.Worker{Store: st, Functions: fns}
-	mg := batch.NewManager(cat, fns, local.New(w.RunShard, 2), &batch.Options{MaxAttempts: 2})
+	mg := batch.NewManager(cat, fns, local.New(w.RunShard, 2, nil), &batch.Options{MaxAttempts: 2})
 	t.Cleanup(mg.Close)
 	m := runJob(t, mg, batch.SubmitRequest{Function: "panicky", Dataset: "demo"})
 	if m.State != batch.StateFailed {

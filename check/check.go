@@ -220,7 +220,7 @@ func checkJobs(ctx context.Context, st *store.Store, opts Options, r *Report) er
 				req.Shards = append([]batch.ShardRecord(nil), m.Shards...)
 				for i := range req.Shards {
 					s := &req.Shards[i]
-					s.State, s.Attempts, s.Errors, s.Rows, s.StartedAt, s.FinishedAt = batch.ShardPending, 0, nil, 0, nil, nil
+					s.State, s.Attempts, s.Errors, s.Rows, s.StartedAt, s.FinishedAt = batch.ShardPending, 0, nil, nil, nil, nil
 				}
 				if err := batch.SaveRequest(ctx, st, &req); err != nil {
 					return err
@@ -232,7 +232,9 @@ func checkJobs(ctx context.Context, st *store.Store, opts Options, r *Report) er
 		// Parts of no shard of the job.
 		shards := map[string]bool{}
 		for _, s := range m.Shards {
-			shards[batch.PartKey(id, s.Name)] = true
+			part := batch.PartKey(id, s.Name)
+			shards[part] = true
+			shards[strings.TrimSuffix(part, ".arrow")+".json"] = true // its record
 		}
 		parts, err := st.List(ctx, batch.PartsPrefix(id))
 		if err != nil {

@@ -12,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/batch/child"
 )
 
 // Process runs each attempt of a child as its own `flightbatch worker`
@@ -45,13 +48,20 @@ func (p *Process) Run(ctx context.Context, jobID string, shard, attempt int) err
 	if len(p.Command) == 0 {
 		return errors.New("local: no worker command")
 	}
+	// The job and store as the executor–worker contract passes them; the
+	// shard and attempt as flags, which no backend's variables stand for.
 	args := append([]string(nil), p.Command[1:]...)
-	args = append(args, "--job", jobID, "--store", p.Store, "--shard", strconv.Itoa(shard), "--attempt", strconv.Itoa(attempt))
+	args = append(args, "--shard", strconv.Itoa(shard), "--attempt", strconv.Itoa(attempt))
 	if p.MemoryLimit > 0 {
 		args = append(args, "--memory-limit", strconv.FormatInt(p.MemoryLimit, 10))
 	}
 	cmd := exec.Command(p.Command[0], args...)
 	cmd.Env = append(os.Environ(), p.Env...)
+	for _, v := range child.Vars("", jobID, p.Store, "") {
+		if v.Value != "" {
+			cmd.Env = append(cmd.Env, v.Name+"="+v.Value)
+		}
+	}
 	var logw io.Writer = os.Stderr
 	if p.Stderr != nil {
 		logw = p.Stderr
@@ -123,12 +133,22 @@ func explain(ps *os.ProcessState, crash, stderr string, limit int64) error {
 	case crash != "":
 		return fmt.Errorf("worker process crashed (%s): %s", status, clip(crash, 300))
 	}
+	if ps.ExitCode() == child.ExitPermanent {
+		return fmt.Errorf("%s: %w", lastWords(stderr), batch.ErrNotFound)
+	}
 	// The worker's own error, as its last words "flightbatch: ERROR" say
 	// it: the attempt fails with the same message as in a worker in-process.
 	if i := strings.LastIndex(stderr, "\n"+workerErrorPrefix); i >= 0 || strings.HasPrefix(stderr, workerErrorPrefix) {
 		return errors.New(clip(strings.TrimSpace(stderr[i+1+len(workerErrorPrefix):]), 16<<10))
 	}
 	return fmt.Errorf("worker process failed (%s): %s", status, clip(lastLine(stderr), 500))
+}
+
+func lastWords(stderr string) string {
+	if i := strings.LastIndex(stderr, "\n"+workerErrorPrefix); i >= 0 {
+		return clip(strings.TrimSpace(stderr[i+1+len(workerErrorPrefix):]), 16<<10)
+	}
+	return clip(lastLine(stderr), 500)
 }
 
 // workerErrorPrefix begins the line in which `flightbatch worker` reports the
