@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flightbatch/flightbatch/analysis"
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/batch/local"
 	"github.com/flightbatch/flightbatch/check"
@@ -33,7 +34,7 @@ func TestCheckReportsAndRepairs(t *testing.T) {
 	if err := dataset.GenerateDemo(ctx, cat, "demo", dataset.DemoOptions{Shards: 2, Bytes: 100 << 10, Seconds: 4}); err != nil {
 		t.Fatal(err)
 	}
-	fns := batch.NewRegistry()
+	fns := analysis.Builtins()
 	w := &batch.Worker{Store: st, Functions: fns}
 	mg := batch.NewManager(cat, fns, local.New(w.RunShard, 2, nil), nil)
 	m, err := mg.Submit(ctx, batch.SubmitRequest{Function: "psd", Dataset: "demo", Params: json.RawMessage(`{"fs": 250}`)})

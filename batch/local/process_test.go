@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flightbatch/flightbatch/analysis"
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/batch/local"
 	"github.com/flightbatch/flightbatch/dataset"
@@ -55,7 +56,7 @@ func newProcessRig(t *testing.T, url, faults string, memory int64) *processRig {
 	}
 	fast := &local.Options{}
 	fast.RetryWait.Initial, fast.RetryWait.Max = 10*time.Millisecond, 20*time.Millisecond
-	mg := batch.NewManager(cat, batch.NewRegistry(), local.New(p.Run, 2, fast), &batch.Options{MaxAttempts: 2, Log: quiet})
+	mg := batch.NewManager(cat, analysis.Builtins(), local.New(p.Run, 2, fast), &batch.Options{MaxAttempts: 2, Log: quiet})
 	if err := mg.Recover(ctx); err != nil {
 		t.Fatal(err)
 	}
