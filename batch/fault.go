@@ -86,13 +86,13 @@ func ParseFaults(spec string) (FaultFunc, error) {
 			}()
 			<-done
 		case "oom":
-			var hog [][]byte
-			for {
+			hog := map[int][]byte{} // kept, so that nothing is freed
+			for n := 0; ; n++ {
 				b := make([]byte, 64<<20)
 				for i := 0; i < len(b); i += 4096 {
 					b[i] = 1
 				}
-				hog = append(hog, b)
+				hog[n] = b
 			}
 		case "kill":
 			if p, err := os.FindProcess(os.Getpid()); err == nil {
