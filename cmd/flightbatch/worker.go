@@ -16,7 +16,9 @@ import (
 
 // worker runs one attempt of one child: the job and store come from flags or
 // FLIGHTBATCH_JOB_ID and FLIGHTBATCH_STORE, the shard from --shard or
-// AWS_BATCH_JOB_ARRAY_INDEX (absent: 0), the attempt from AWS_BATCH_JOB_ATTEMPT.
+// AWS_BATCH_JOB_ARRAY_INDEX (absent: 0), the attempt from AWS_BATCH_JOB_ATTEMPT;
+// in a Slurm job, SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT and
+// SLURM_RESTART_COUNT+1 take their places.
 // When FLIGHTBATCH_SHARDS lists shards (see batch.ParseShardList; "@KEY" reads
 // the list from that store key), the array index picks this child's part of
 // the list (batch.ChildShards, with AWS_BATCH_JOB_ARRAY_SIZE children) and the
@@ -42,15 +44,20 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	if *jobID == "" || *storeURL == "" {
 		return errors.New("worker: give the job (--job or FLIGHTBATCH_JOB_ID) and the store (--store or FLIGHTBATCH_STORE)")
 	}
+	// AWS Batch's variables, or Slurm's (whose attempt counts restarts from 0).
+	indexVar, sizeVar, attemptVar, attemptBase := "AWS_BATCH_JOB_ARRAY_INDEX", "AWS_BATCH_JOB_ARRAY_SIZE", "AWS_BATCH_JOB_ATTEMPT", 0
+	if m.Getenv("SLURM_JOB_ID") != "" && m.Getenv(indexVar) == "" {
+		indexVar, sizeVar, attemptVar, attemptBase = "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_RESTART_COUNT", 1
+	}
 	index, size := 0, 1
-	if v := m.Getenv("AWS_BATCH_JOB_ARRAY_INDEX"); v != "" {
+	if v := m.Getenv(indexVar); v != "" {
 		if index, err = strconv.Atoi(v); err != nil {
-			return fmt.Errorf("worker: AWS_BATCH_JOB_ARRAY_INDEX=%q is not a number", v)
+			return fmt.Errorf("worker: %s=%q is not a number", indexVar, v)
 		}
 	}
-	if v := m.Getenv("AWS_BATCH_JOB_ARRAY_SIZE"); v != "" {
+	if v := m.Getenv(sizeVar); v != "" {
 		if size, err = strconv.Atoi(v); err != nil || size < 1 {
-			return fmt.Errorf("worker: AWS_BATCH_JOB_ARRAY_SIZE=%q is not a positive number", v)
+			return fmt.Errorf("worker: %s=%q is not a positive number", sizeVar, v)
 		}
 	}
 	list := m.Getenv("FLIGHTBATCH_SHARDS")
@@ -58,10 +65,11 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 		*shard = index
 	}
 	attempt := 1
-	if v := m.Getenv("AWS_BATCH_JOB_ATTEMPT"); v != "" {
+	if v := m.Getenv(attemptVar); v != "" {
 		if attempt, err = strconv.Atoi(v); err != nil {
-			return fmt.Errorf("worker: AWS_BATCH_JOB_ATTEMPT=%q is not a number", v)
+			return fmt.Errorf("worker: %s=%q is not a number", attemptVar, v)
 		}
+		attempt += attemptBase
 	}
 	fns, err := newRegistry(*functions)
 	if err != nil {
