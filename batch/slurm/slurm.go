@@ -272,8 +272,59 @@ type kid struct {
 
 // handle is "JOBID;CHUNK;LIST;ID,ID...": the flightbatch job, the most tasks
 // per array, the shard list (or "@KEY" in the store) and the Slurm job IDs.
+type handleParts struct {
+	jobID string
+	chunk int
+	list  string
+	ids   []string
+}
+
 func formatHandle(jobID string, chunk int, list string, ids []string) string {
 	return fmt.Sprintf("%s;%d;%s;%s", jobID, chunk, list, strings.Join(ids, ","))
+}
+
+// parseHandle reads a handle formatHandle wrote; anything else is a handle
+// this executor cannot follow (ErrVanished).
+func parseHandle(s string) (handleParts, error) {
+	bad := fmt.Errorf("slurm: %q is not a handle of the slurm executor: %w", short(s), batch.ErrVanished)
+	f := strings.SplitN(s, ";", 4)
+	if len(f) != 4 || !batch.ValidJobID(f[0]) || f[2] == "" || len(f[3]) > 1<<20 {
+		return handleParts{}, bad
+	}
+	h := handleParts{jobID: f[0], list: f[2], ids: strings.Split(f[3], ",")}
+	var err error
+	if h.chunk, err = strconv.Atoi(f[1]); err != nil || h.chunk < 1 {
+		return handleParts{}, bad
+	}
+	if slices.ContainsFunc(h.ids, func(id string) bool { return !jobIDRE.MatchString(id) }) {
+		return handleParts{}, bad
+	}
+	return h, nil
+}
+
+// countShards counts the shards of a list in batch.FormatShardList's form
+// without expanding it; ok is false for what is not such a list.
+func countShards(list string) (n int, ok bool) {
+	for _, part := range strings.Split(list, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		b := a
+		if err == nil && isRange {
+			b, err = strconv.Atoi(hi)
+		}
+		if err != nil || a < 0 || b < a || b-a >= 1<<31 {
+			return 0, false
+		}
+		n += b - a + 1
+		if n >= 1<<31 {
+			return 0, false
+		}
+	}
+	return n, true
 }
 
 // noChildren is the handle of a start with no shard: nothing is submitted.
@@ -808,15 +859,16 @@ func (e *Executor) runOf(ctx context.Context, handle string) (*run, error) {
 	if r != nil {
 		return r, nil
 	}
-	f := strings.SplitN(handle, ";", 4)
-	if len(f) != 4 || !batch.ValidJobID(f[0]) {
-		return nil, fmt.Errorf("slurm: %q is not a handle of the slurm executor: %w", short(handle), batch.ErrVanished)
+	h, err := parseHandle(handle)
+	if err != nil {
+		return nil, err
 	}
-	jobID, list, ids := f[0], f[2], strings.Split(f[3], ",")
-	chunk, err := strconv.Atoi(f[1])
-	if err != nil || chunk < 1 || len(ids) == 0 || slices.ContainsFunc(ids, func(id string) bool { return !jobIDRE.MatchString(id) }) {
-		return nil, fmt.Errorf("slurm: %q is not a handle of the slurm executor: %w", short(handle), batch.ErrVanished)
+	jobID := h.jobID
+	m, err := batch.ReadManifest(ctx, e.st, jobID)
+	if err != nil {
+		return nil, fmt.Errorf("slurm: %w", err)
 	}
+	list := h.list
 	if key, ok := strings.CutPrefix(list, "@"); ok {
 		data, err := e.st.ReadAll(ctx, key)
 		if err != nil {
@@ -824,16 +876,17 @@ func (e *Executor) runOf(ctx context.Context, handle string) (*run, error) {
 		}
 		list = string(data)
 	}
+	// Count before expanding: the list must not name more shards than the job has.
+	if n, ok := countShards(list); !ok || n > len(m.Shards) {
+		return nil, fmt.Errorf("slurm: the shard list of job %s (%q) does not fit its %d shards: %w", jobID, short(list), len(m.Shards), batch.ErrVanished)
+	}
 	shards, err := batch.ParseShardList(list)
 	if err != nil {
 		return nil, fmt.Errorf("slurm: job %s: %w", jobID, err)
 	}
+	chunk, ids := h.chunk, h.ids
 	if (len(shards)+chunk-1)/chunk != len(ids) {
 		return nil, fmt.Errorf("slurm: handle of job %s: %d shards in arrays of %d do not make %d Slurm jobs: %w", jobID, len(shards), chunk, len(ids), batch.ErrVanished)
-	}
-	m, err := batch.ReadManifest(ctx, e.st, jobID)
-	if err != nil {
-		return nil, fmt.Errorf("slurm: %w", err)
 	}
 	r = &run{jobID: jobID, maxAttempts: max(m.MaxAttempts, 1), shards: shards, names: shardNames(m), pieces: pieces(ids, chunk, len(shards))}
 	r.cancelled = m.CancelRequested
@@ -853,7 +906,7 @@ func (e *Executor) runOf(ctx context.Context, handle string) (*run, error) {
 		e.runs[handle] = r
 	}
 	e.mu.Unlock()
-	e.log.Info("found job again", "job", jobID, "slurm_jobs", f[3], "shards", len(shards))
+	e.log.Info("found job again", "job", jobID, "slurm_jobs", strings.Join(ids, ","), "shards", len(shards))
 	return r, nil
 }
 
