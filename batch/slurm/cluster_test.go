@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/batch/child"
 	"github.com/flightbatch/flightbatch/batch/executortest"
 	"github.com/flightbatch/flightbatch/batch/slurm"
 	"github.com/flightbatch/flightbatch/store"
@@ -82,7 +83,7 @@ func newExecutor(t *testing.T, faults string, opts *slurm.Options) (*slurm.Execu
 		o = *opts
 	}
 	o.WorkerCommand = workerBin + " worker --log-level debug"
-	o.WorkerEnv = append(o.WorkerEnv, "FLIGHTBATCH_FAULTS="+faults)
+	o.WorkerEnv = append(o.WorkerEnv, child.EnvFaults+"="+faults, child.EnvFunctions+"="+executortest.FunctionsFile(t))
 	o.LogDir = t.TempDir()
 	o.PollInterval = 200 * time.Millisecond
 	e, err := slurm.New(st, &o)
@@ -184,7 +185,7 @@ func TestVanishedJob(t *testing.T) {
 	e, st := newExecutor(t, "", nil)
 	h := &executortest.Harness{Store: st, Executor: e}
 	m := executortest.NewJob(t, h, 1)
-	_, err := e.Poll(context.Background(), m.JobID+";1000;0-2;987654321")
+	_, err := e.Poll(context.Background(), m.JobID+";1;1000;0-2;987654321")
 	if !errors.Is(err, batch.ErrVanished) || !strings.Contains(err.Error(), "no longer knows") {
 		t.Fatalf("Poll of a job Slurm does not know: got %v, want ErrVanished saying so", err)
 	}

@@ -9,27 +9,25 @@
 // they work on every cluster, need no daemon of their own and no token, and
 // authenticate with the cluster's own munge.
 //
-// Children find their shards in the environment: FLIGHTBATCH_JOB_ID,
-// FLIGHTBATCH_STORE and FLIGHTBATCH_SHARDS, the shard indices of their array
-// (batch.FormatShardList, or "@KEY" for a list kept in the store); task
-// SLURM_ARRAY_TASK_ID runs list[SLURM_ARRAY_TASK_ID], and its attempt is
-// SLURM_RESTART_COUNT+1.
+// Children find their shards in the environment (child.Vars, child.Slurm):
+// FLIGHTBATCH_SHARDS is the shard list of their array (child.EncodeList), task
+// SLURM_ARRAY_TASK_ID of SLURM_ARRAY_TASK_COUNT runs its part of it
+// (child.Part: one shard per task), and its attempt is SLURM_RESTART_COUNT+1.
 //
 // Slurm never retries a failed task by itself. Poll reads every task's state
 // with one `scontrol -o show job` per array; a task that failed is given
 // another attempt with `scontrol requeue` until the job's attempts are spent
-// (exit status 3, a job or shard that does not exist, is not retried). Each
-// failed attempt's error is its exit code, the error the worker recorded in
-// the store, and the tail of its log (written with --open-mode=append, so the
-// log keeps every attempt). The handle names the job, its shard list and its
-// Slurm job IDs, so a restarted server follows the same arrays again.
+// (child.ExitPermanent, a job or shard that does not exist, is not retried).
+// Each failed attempt's error is its exit code, the error the worker recorded
+// (child.Records), and the tail of its log (written with --open-mode=append,
+// so the log keeps every attempt). The handle names the job, its attempt
+// limit, its shard list and its Slurm job IDs, so a restarted server follows
+// the same arrays again; the executor reads no manifest.
 package slurm
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -44,33 +42,9 @@ import (
 	"time"
 
 	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/batch/child"
 	"github.com/flightbatch/flightbatch/store"
 )
-
-// Environment variables a child finds (besides Slurm's own).
-const (
-	EnvJobID  = "FLIGHTBATCH_JOB_ID"
-	EnvStore  = "FLIGHTBATCH_STORE"
-	EnvShards = "FLIGHTBATCH_SHARDS"
-)
-
-// Slurm's variables that carry a child's index and attempt.
-const (
-	// EnvIndex is the task's index in its array (absent in a plain job).
-	EnvIndex = "SLURM_ARRAY_TASK_ID"
-	// EnvCount is the number of tasks of the array.
-	EnvCount = "SLURM_ARRAY_TASK_COUNT"
-	// EnvRestarts counts the task's requeues: its attempt is one more.
-	EnvRestarts = "SLURM_RESTART_COUNT"
-)
-
-// ExitPermanent is the worker's exit status for an error no retry can cure (a
-// job or shard that does not exist); such a task is not requeued.
-const ExitPermanent = 3
-
-// DefaultMaxInlineShards is the longest shard list passed in a child's
-// environment; a longer one goes to the store.
-const DefaultMaxInlineShards = 4096
 
 // logTail bounds the log tail kept in an attempt's error.
 const (
@@ -156,8 +130,11 @@ type Options struct {
 	PollInterval time.Duration
 	// MaxInlineShards is the longest shard list (in characters) passed in the
 	// tasks' environment; a longer one is written to the store (default
-	// DefaultMaxInlineShards).
+	// child.DefaultMaxInline).
 	MaxInlineShards int
+	// Records is where the executor finds what its children recorded of
+	// their attempts (default child.NewStoreRecords of the executor's store).
+	Records child.Records
 	// Runner runs Slurm's commands; default Commands{}.
 	Runner Runner
 	// Log receives the executor's structured logs.
@@ -220,8 +197,8 @@ func New(st *store.Store, opts *Options) (*Executor, error) {
 	if o.PollInterval <= 0 {
 		o.PollInterval = 5 * time.Second
 	}
-	if o.MaxInlineShards <= 0 {
-		o.MaxInlineShards = DefaultMaxInlineShards
+	if o.Records == nil {
+		o.Records = child.NewStoreRecords(st)
 	}
 	if o.Runner == nil {
 		o.Runner = Commands{}
@@ -249,11 +226,13 @@ type run struct {
 	mu          sync.Mutex
 	jobID       string
 	maxAttempts int
-	shards      []int    // the shards started, in list order
-	names       []string // the job's shard names, by shard index
+	shards      []int // the shards started, in list order
 	pieces      []piece
 	cancelled   bool
-	kids        []kid // by position in shards
+	// found is set for a run rebuilt from its handle after a restart: the
+	// errors of attempts before it are read again.
+	found bool
+	kids  []kid // by position in shards
 }
 
 // piece is one Slurm job: an array (or plain job) over shards[offset:offset+n].
@@ -268,63 +247,43 @@ type kid struct {
 	attempts int
 	errors   []batch.AttemptError
 	final    bool
+	caughtUp bool // the errors of attempts before a restart are read
 }
 
-// handle is "JOBID;CHUNK;LIST;ID,ID...": the flightbatch job, the most tasks
-// per array, the shard list (or "@KEY" in the store) and the Slurm job IDs.
+// A handle is "JOBID;ATTEMPTS;CHUNK;LIST;ID,ID...": the flightbatch job, its
+// attempt limit, the most tasks per array, the shard list (child.EncodeList's
+// value) and the Slurm job IDs.
 type handleParts struct {
-	jobID string
-	chunk int
-	list  string
-	ids   []string
+	jobID    string
+	attempts int
+	chunk    int
+	list     string
+	ids      []string
 }
 
-func formatHandle(jobID string, chunk int, list string, ids []string) string {
-	return fmt.Sprintf("%s;%d;%s;%s", jobID, chunk, list, strings.Join(ids, ","))
+func formatHandle(h handleParts) string {
+	return fmt.Sprintf("%s;%d;%d;%s;%s", h.jobID, h.attempts, h.chunk, h.list, strings.Join(h.ids, ","))
 }
 
 // parseHandle reads a handle formatHandle wrote; anything else is a handle
 // this executor cannot follow (ErrVanished).
 func parseHandle(s string) (handleParts, error) {
 	bad := fmt.Errorf("slurm: %q is not a handle of the slurm executor: %w", short(s), batch.ErrVanished)
-	f := strings.SplitN(s, ";", 4)
-	if len(f) != 4 || !batch.ValidJobID(f[0]) || f[2] == "" || len(f[3]) > 1<<20 {
+	f := strings.SplitN(s, ";", 5)
+	if len(f) != 5 || !batch.ValidJobID(f[0]) || f[3] == "" {
 		return handleParts{}, bad
 	}
-	h := handleParts{jobID: f[0], list: f[2], ids: strings.Split(f[3], ",")}
-	var err error
-	if h.chunk, err = strconv.Atoi(f[1]); err != nil || h.chunk < 1 {
+	h := handleParts{jobID: f[0], list: f[3], ids: strings.Split(f[4], ",")}
+	var err1, err2 error
+	h.attempts, err1 = strconv.Atoi(f[1])
+	h.chunk, err2 = strconv.Atoi(f[2])
+	if err1 != nil || err2 != nil || h.attempts < 1 || h.chunk < 1 {
 		return handleParts{}, bad
 	}
 	if slices.ContainsFunc(h.ids, func(id string) bool { return !jobIDRE.MatchString(id) }) {
 		return handleParts{}, bad
 	}
 	return h, nil
-}
-
-// countShards counts the shards of a list in batch.FormatShardList's form
-// without expanding it; ok is false for what is not such a list.
-func countShards(list string) (n int, ok bool) {
-	for _, part := range strings.Split(list, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.Atoi(lo)
-		b := a
-		if err == nil && isRange {
-			b, err = strconv.Atoi(hi)
-		}
-		if err != nil || a < 0 || b < a || b-a >= 1<<31 {
-			return 0, false
-		}
-		n += b - a + 1
-		if n >= 1<<31 {
-			return 0, false
-		}
-	}
-	return n, true
 }
 
 // noChildren is the handle of a start with no shard: nothing is submitted.
@@ -344,9 +303,9 @@ func (e *Executor) Start(ctx context.Context, m *batch.Manifest, shards []int) (
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return "", fmt.Errorf("slurm: make the log directory of job %s: %w", m.JobID, err)
 	}
-	list, err := e.storeList(ctx, m.JobID, batch.FormatShardList(shards))
+	list, err := child.EncodeList(ctx, e.st, m.JobID, shards, e.opts.MaxInlineShards)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("slurm: %w", err)
 	}
 	var ids []string
 	for off := 0; off < len(shards); off += chunk {
@@ -360,8 +319,9 @@ func (e *Executor) Start(ctx context.Context, m *batch.Manifest, shards []int) (
 		}
 		ids = append(ids, id)
 	}
-	handle := formatHandle(m.JobID, chunk, list, ids)
-	r := &run{jobID: m.JobID, maxAttempts: max(m.MaxAttempts, 1), shards: shards, names: shardNames(m)}
+	attempts := max(m.MaxAttempts, 1)
+	handle := formatHandle(handleParts{jobID: m.JobID, attempts: attempts, chunk: chunk, list: list, ids: ids})
+	r := &run{jobID: m.JobID, maxAttempts: attempts, shards: shards}
 	r.pieces = pieces(ids, chunk, len(shards))
 	r.kids = make([]kid, len(shards))
 	for i := range r.kids {
@@ -381,31 +341,6 @@ func pieces(ids []string, chunk, n int) []piece {
 		out[i] = piece{id: id, offset: off, n: min(chunk, n-off)}
 	}
 	return out
-}
-
-func shardNames(m *batch.Manifest) []string {
-	names := make([]string, len(m.Shards))
-	for i, s := range m.Shards {
-		names[i] = s.Name
-	}
-	return names
-}
-
-// storeList returns list, or "@KEY" after writing it to the store when it is
-// too long for an environment variable or a handle.
-func (e *Executor) storeList(ctx context.Context, jobID, list string) (string, error) {
-	if len(list) <= e.opts.MaxInlineShards {
-		return list, nil
-	}
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	key := batch.Prefix + jobID + "/children/" + hex.EncodeToString(b[:]) + ".txt"
-	if err := e.st.WriteAll(ctx, key, []byte(list)); err != nil {
-		return "", fmt.Errorf("slurm: write the shard list of job %s: %w", jobID, err)
-	}
-	return "@" + key, nil
 }
 
 // arraySize is the most tasks of one array: the option, or the cluster's
@@ -447,9 +382,9 @@ func parseMaxArraySize(config []byte) (int, error) {
 
 // submit runs one sbatch for shards and returns the Slurm job ID.
 func (e *Executor) submit(ctx context.Context, m *batch.Manifest, shards []int, logDir string) (string, error) {
-	list, err := e.storeList(ctx, m.JobID, batch.FormatShardList(shards))
+	list, err := child.EncodeList(ctx, e.st, m.JobID, shards, e.opts.MaxInlineShards)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("slurm: %w", err)
 	}
 	args := e.sbatchArgs(m.JobID, len(shards), logDir)
 	out, err := e.sh.Run(ctx, e.script(m.JobID, list), "sbatch", args...)
@@ -497,8 +432,10 @@ func (e *Executor) sbatchArgs(jobID string, n int, logDir string) []string {
 func (e *Executor) script(jobID, list string) []byte {
 	var b strings.Builder
 	b.WriteString("#!/bin/bash\n# flightbatch job " + jobID + "\n")
-	env := append([]string{EnvJobID + "=" + jobID, EnvStore + "=" + e.opts.WorkerStore, EnvShards + "=" + list}, e.opts.WorkerEnv...)
-	for _, kv := range env {
+	for _, v := range child.Vars(e.Name(), jobID, e.opts.WorkerStore, list) {
+		fmt.Fprintf(&b, "export %s=%s\n", v.Name, shellQuote(v.Value))
+	}
+	for _, kv := range e.opts.WorkerEnv {
 		name, v, _ := strings.Cut(kv, "=")
 		fmt.Fprintf(&b, "export %s=%s\n", name, shellQuote(v))
 	}
@@ -705,6 +642,9 @@ func (e *Executor) update(ctx context.Context, r *run, p piece, t task) error {
 	if k.final {
 		return nil
 	}
+	if r.found && !k.caughtUp && t.restarts >= 0 {
+		e.catchUp(ctx, r, p, t, k)
+	}
 	if t.restarts >= 0 {
 		k.attempts = max(k.attempts, t.restarts)
 	}
@@ -734,7 +674,7 @@ func (e *Executor) update(ctx context.Context, r *run, p piece, t task) error {
 			return nil
 		}
 		e.recordError(ctx, r, p, t, k, "")
-		if k.attempts >= r.maxAttempts || t.exit == ExitPermanent || t.restarts < 0 {
+		if k.attempts >= r.maxAttempts || t.exit == child.ExitPermanent || t.restarts < 0 {
 			k.state, k.final = batch.ShardFailed, true
 			return nil
 		}
@@ -780,6 +720,26 @@ func (e *Executor) recordError(ctx context.Context, r *run, p piece, t task, k *
 	k.errors = append(k.errors, batch.AttemptError{Attempt: attempt, Error: e.describe(ctx, r, p, t, shard, attempt, why), At: time.Now().UTC()})
 }
 
+// catchUp reads again, after a restart, the errors of the attempts task t
+// made before this one: what the worker recorded, or else a pointer to the
+// log, which keeps every attempt.
+func (e *Executor) catchUp(ctx context.Context, r *run, p piece, t task, k *kid) {
+	k.caughtUp = true
+	shard := r.shards[p.offset+t.index]
+	for attempt := 1; attempt <= t.restarts; attempt++ {
+		if slices.ContainsFunc(k.errors, func(ae batch.AttemptError) bool { return ae.Attempt == attempt }) {
+			continue
+		}
+		ae, err := e.opts.Records.AttemptError(ctx, r.jobID, shard, attempt)
+		if err != nil || ae == nil {
+			ae = &batch.AttemptError{Attempt: attempt, At: time.Now().UTC(),
+				Error: fmt.Sprintf("Slurm task %s: attempt %d failed before the server restarted; see its log %s", taskName(p, t.index), attempt, e.logPath(r.jobID, p, t.index))}
+		}
+		k.errors = append(k.errors, *ae)
+	}
+	slices.SortFunc(k.errors, func(a, b batch.AttemptError) int { return a.Attempt - b.Attempt })
+}
+
 // describe says why an attempt failed: Slurm's state and exit code, the
 // worker's own record, and the tail of the task's log.
 func (e *Executor) describe(ctx context.Context, r *run, p piece, t task, shard, attempt int, why string) string {
@@ -795,10 +755,8 @@ func (e *Executor) describe(ctx context.Context, r *run, p piece, t task, shard,
 	if why != "" {
 		b.WriteString(": " + why)
 	}
-	if shard >= 0 && shard < len(r.names) {
-		if ae, err := batch.ReadAttemptError(ctx, e.st, r.jobID, r.names[shard], attempt); err == nil && ae != nil {
-			b.WriteString(": " + ae.Error)
-		}
+	if ae, err := e.opts.Records.AttemptError(ctx, r.jobID, shard, attempt); err == nil && ae != nil {
+		b.WriteString(": " + ae.Error)
 	}
 	path := e.logPath(r.jobID, p, t.index)
 	if tail := readTail(path); tail != "" {
@@ -850,8 +808,7 @@ func (r *run) progress() batch.Progress {
 }
 
 // runOf returns the run of handle, rebuilding it from the handle after a
-// restart: the shard list is in it (or in the store), the attempt limit and
-// the errors of earlier attempts in the store.
+// restart.
 func (e *Executor) runOf(ctx context.Context, handle string) (*run, error) {
 	e.mu.Lock()
 	r := e.runs[handle]
@@ -863,41 +820,20 @@ func (e *Executor) runOf(ctx context.Context, handle string) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	jobID := h.jobID
-	m, err := batch.ReadManifest(ctx, e.st, jobID)
+	shards, err := child.DecodeList(ctx, e.st, h.jobID, h.list)
 	if err != nil {
-		return nil, fmt.Errorf("slurm: %w", err)
-	}
-	list := h.list
-	if key, ok := strings.CutPrefix(list, "@"); ok {
-		data, err := e.st.ReadAll(ctx, key)
-		if err != nil {
-			return nil, fmt.Errorf("slurm: read the shard list of job %s: %w", jobID, err)
+		if errors.Is(err, child.ErrContract) {
+			return nil, fmt.Errorf("slurm: handle of job %s: %w: %w", h.jobID, err, batch.ErrVanished)
 		}
-		list = string(data)
+		return nil, fmt.Errorf("slurm: handle of job %s: %w", h.jobID, err)
 	}
-	// Count before expanding: the list must not name more shards than the job has.
-	if n, ok := countShards(list); !ok || n > len(m.Shards) {
-		return nil, fmt.Errorf("slurm: the shard list of job %s (%q) does not fit its %d shards: %w", jobID, short(list), len(m.Shards), batch.ErrVanished)
+	if (len(shards)+h.chunk-1)/h.chunk != len(h.ids) {
+		return nil, fmt.Errorf("slurm: handle of job %s: %d shards in arrays of %d do not make %d Slurm jobs: %w", h.jobID, len(shards), h.chunk, len(h.ids), batch.ErrVanished)
 	}
-	shards, err := batch.ParseShardList(list)
-	if err != nil {
-		return nil, fmt.Errorf("slurm: job %s: %w", jobID, err)
-	}
-	chunk, ids := h.chunk, h.ids
-	if (len(shards)+chunk-1)/chunk != len(ids) {
-		return nil, fmt.Errorf("slurm: handle of job %s: %d shards in arrays of %d do not make %d Slurm jobs: %w", jobID, len(shards), chunk, len(ids), batch.ErrVanished)
-	}
-	r = &run{jobID: jobID, maxAttempts: max(m.MaxAttempts, 1), shards: shards, names: shardNames(m), pieces: pieces(ids, chunk, len(shards))}
-	r.cancelled = m.CancelRequested
+	r = &run{jobID: h.jobID, maxAttempts: h.attempts, shards: shards, pieces: pieces(h.ids, h.chunk, len(shards)), found: true}
 	r.kids = make([]kid, len(shards))
-	for i, s := range shards {
+	for i := range r.kids {
 		r.kids[i].state = batch.ShardPending
-		if s >= 0 && s < len(m.Shards) {
-			// The manifest keeps the errors of attempts seen before the restart.
-			r.kids[i].errors = slices.Clone(m.Shards[s].Errors)
-			r.kids[i].attempts = m.Shards[s].Attempts
-		}
 	}
 	e.mu.Lock()
 	if old := e.runs[handle]; old != nil {
@@ -906,7 +842,7 @@ func (e *Executor) runOf(ctx context.Context, handle string) (*run, error) {
 		e.runs[handle] = r
 	}
 	e.mu.Unlock()
-	e.log.Info("found job again", "job", jobID, "slurm_jobs", strings.Join(ids, ","), "shards", len(shards))
+	e.log.Info("found job again", "job", h.jobID, "slurm_jobs", strings.Join(h.ids, ","), "shards", len(shards))
 	return r, nil
 }
 

@@ -156,12 +156,12 @@ func TestSubmit(t *testing.T) {
 	if strings.Contains(sbatch[1], "--array") || !strings.Contains(sbatch[1], "%j.log") {
 		t.Errorf("a single shard is a plain job: %q", sbatch[1])
 	}
-	for _, want := range []string{"export FLIGHTBATCH_SHARDS=3\n", "export FLIGHTBATCH_JOB_ID=" + m.JobID, "export A='it'\\''s'", "\nflightbatch worker\n"} {
+	for _, want := range []string{"export FLIGHTBATCH_SHARDS=3\n", "export FLIGHTBATCH_JOB_ID=" + m.JobID, "export FLIGHTBATCH_EXECUTOR=slurm\n", "export A='it'\\''s'", "\nflightbatch worker\n"} {
 		if !strings.Contains(string(f.stdin), want) {
 			t.Errorf("script lacks %q:\n%s", want, f.stdin)
 		}
 	}
-	if want := m.JobID + ";3;0-3;42,42"; handle != want {
+	if want := m.JobID + ";2;3;0-3;42,42"; handle != want {
 		t.Errorf("handle %q, want %q", handle, want)
 	}
 }
@@ -206,7 +206,9 @@ func TestRequeue(t *testing.T) {
 	if !p.Done || c.State != batch.ShardFailed || c.Attempts != 2 || len(c.Errors) != 2 || !strings.Contains(c.Errors[1].Error, "exit code 2") {
 		t.Fatalf("want shard 1 failed after 2 attempts with 2 errors, got %+v", p)
 	}
-	// A server restart: a new executor finds the job from its handle alone.
+	// A server restart: a new executor finds the job from its handle alone,
+	// and the errors of both attempts again (the first from the log's name,
+	// as no worker recorded one here).
 	again, err := New(e.st, &Options{Runner: f, WorkerCommand: "x", LogDir: e.opts.LogDir})
 	if err != nil {
 		t.Fatal(err)
@@ -214,11 +216,15 @@ func TestRequeue(t *testing.T) {
 	if p, err = again.Poll(context.Background(), handle); err != nil || !p.Done {
 		t.Fatalf("re-attach: %+v, %v", p, err)
 	}
+	if c := p.Children[1]; c.State != batch.ShardFailed || len(c.Errors) != 2 || c.Errors[0].Attempt != 1 || !strings.Contains(c.Errors[0].Error, "42_1.log") {
+		t.Errorf("re-attached shard 1: %+v", c)
+	}
 	f.showOK = false
-	if _, err := again.Poll(context.Background(), m.JobID+";10;0-1;77"); !errors.Is(err, batch.ErrVanished) {
+	if _, err := again.Poll(context.Background(), m.JobID+";2;10;0-1;77"); !errors.Is(err, batch.ErrVanished) {
 		t.Errorf("a job Slurm forgot: got %v, want ErrVanished", err)
 	}
-	for _, bad := range []string{"no-such-handle", m.JobID + ";x;0;1", m.JobID + ";1;0-3;1", m.JobID + ";1;0;1;2"} {
+	for _, bad := range []string{"no-such-handle", m.JobID + ";1;x;0;1", m.JobID + ";1;1;0-3;1", m.JobID + ";1;1;0;1;2", m.JobID + ";0;1;0;1",
+		m.JobID + ";1;1;0-99999999999;1", m.JobID + ";1;1;@jobs/other/children/x.txt;1"} {
 		if _, err := again.Poll(context.Background(), bad); !errors.Is(err, batch.ErrVanished) {
 			t.Errorf("Poll(%q): got %v, want ErrVanished", bad, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flightbatch/flightbatch/batch/child"
 	"github.com/flightbatch/flightbatch/batch/slurm"
 	"github.com/flightbatch/flightbatch/store"
 )
@@ -72,7 +73,7 @@ func newSlurm(c *SlurmConfig, st *store.Store, functions string, log *slog.Logge
 		if err != nil {
 			return nil, fmt.Errorf("--functions %q: %w", functions, err)
 		}
-		env = append(env, "FLIGHTBATCH_FUNCTIONS="+abs)
+		env = append(env, child.EnvFunctions+"="+abs)
 	}
 	return slurm.New(st, &slurm.Options{
 		Partition:     c.Partition,
