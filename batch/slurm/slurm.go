@@ -665,7 +665,7 @@ func (e *Executor) update(ctx context.Context, r *run, p piece, t task) error {
 	case slurmCancelled:
 		k.state, k.final = batch.ShardCancelled, true
 		if !r.cancelled {
-			k.state = batch.ShardFailed // not on request: the manager would wait for it
+			k.state = batch.ShardFailed // not on request: the shard failed
 			e.recordError(ctx, r, p, t, k, "cancelled outside flightbatch (scancel?)")
 		}
 	case slurmFailed:
@@ -680,7 +680,7 @@ func (e *Executor) update(ctx context.Context, r *run, p piece, t task) error {
 		}
 		name := taskName(p, t.index)
 		if _, err := e.sh.Run(ctx, nil, "scontrol", "requeue", name); err != nil {
-			// Left FAILED: the next poll tries again.
+			// Reported running, not failed: the next poll tries again.
 			e.log.Warn("requeue failed task", "job", r.jobID, "task", name, "err", err)
 			k.state = batch.ShardRunning
 			return nil
