@@ -127,7 +127,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err := jobs.Recover(ctx); err != nil {
 		return err
 	}
-	srv := flight.NewServer(cat, jobs, &flight.Options{Compression: cfg.Compression, Log: log, ShardBytes: int64(cfg.ShardMB) << 20, Auth: auth})
+	srv := flight.NewServer(cat, jobs, &flight.Options{Compression: cfg.Compression, Log: log, ShardBytes: int64(cfg.ShardMB) << 20, UploadParallelism: cfg.Workers, Auth: auth})
 
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
