@@ -207,6 +207,8 @@ func FuzzDoPut(f *testing.F) {
 		if err != nil {
 			t.Fatalf("schema %v accepted but not writable: %v", rdr.Schema(), err)
 		}
+		co := dataset.NewCoalescer(1<<20, memory.DefaultAllocator, fw.Write)
+		defer co.Release()
 		for i := 0; ; i++ {
 			rec, err := nextUpload(rdr, i)
 			if err != nil {
@@ -218,9 +220,12 @@ func FuzzDoPut(f *testing.F) {
 			if rec == nil {
 				break
 			}
-			if err := dataset.WriteBounded(rec, 1<<20, fw.Write); err != nil {
+			if err := co.Add(rec); err != nil {
 				t.Fatalf("batch %d accepted but not writable: %v", i, err)
 			}
+		}
+		if err := co.Flush(); err != nil {
+			t.Fatalf("accepted batches not writable: %v", err)
 		}
 		if err := fw.Close(); err != nil {
 			t.Fatal(err)
