@@ -302,10 +302,16 @@ class Client:
         return Job(self, resp["job_id"])
 
     def job(self, job: str | Job) -> Job:
-        """A job by ID (or ``"jobs/<id>"``)."""
+        """A job by ID (or ``"jobs/<id>"``), or found by a lookup the server resolves to its ID:
+        a job name (the newest SUCCEEDED job of that name), ``"latest"``, or
+        ``"latest?dataset=demo&label=cohort=pd"`` (see the README's "Finding a result again")."""
         if isinstance(job, Job):
             return job
-        return Job(self, _job_id(job))
+        ref = _job_id(job)
+        if _JOB_ID_RE.match(ref):
+            return Job(self, ref)
+        info = self._flight.get_flight_info(flight.FlightDescriptor.for_path("jobs", ref), self._options)
+        return Job(self, info.descriptor.path[1].decode())
 
     def jobs(
         self,

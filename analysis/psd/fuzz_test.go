@@ -1,4 +1,4 @@
-package batch_test
+package psd_test
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flightbatch/flightbatch/analysis/psd"
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/batch/local"
 	"github.com/flightbatch/flightbatch/dataset"
@@ -34,7 +35,7 @@ func FuzzPSDPrepare(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		out, params, err := batch.PSD{}.Prepare(json.RawMessage(body), dataset.DemoSchema)
+		out, params, err := psd.Function{}.Prepare(json.RawMessage(body), dataset.DemoSchema)
 		if err != nil {
 			if !errors.Is(err, batch.ErrInvalid) {
 				t.Fatalf("rejected %q with an error that is not ErrInvalid: %v", body, err)
@@ -45,7 +46,7 @@ func FuzzPSDPrepare(f *testing.F) {
 			t.Fatalf("accepted %q but gave schema %v", body, out)
 		}
 		// What was accepted and recorded must be accepted again the same way.
-		out2, params2, err := batch.PSD{}.Prepare(params, dataset.DemoSchema)
+		out2, params2, err := psd.Function{}.Prepare(params, dataset.DemoSchema)
 		if err != nil || !out2.Equal(out) || string(params2) != string(params) {
 			t.Fatalf("recorded params %s do not round-trip: %v", params, err)
 		}
