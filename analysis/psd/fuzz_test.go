@@ -69,7 +69,7 @@ func FuzzPartReader(f *testing.F) {
 	}
 	fns := batch.NewRegistry()
 	w := &batch.Worker{Store: st, Functions: fns, Log: slog.New(slog.DiscardHandler)}
-	mg := batch.NewManager(cat, fns, local.New(w.RunShard, 2), &batch.Options{Log: slog.New(slog.DiscardHandler)})
+	mg := batch.NewManager(cat, fns, local.New(w.RunShard, 2, nil), &batch.Options{Log: slog.New(slog.DiscardHandler)})
 	f.Cleanup(mg.Close)
 	m, err := mg.Submit(ctx, batch.SubmitRequest{Function: "psd", Dataset: "demo", Params: json.RawMessage(`{"fs": 250, "nperseg": 64}`)})
 	if err != nil {
