@@ -7,6 +7,7 @@ package flight
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/status"
 
 	"github.com/flightbatch/flightbatch/batch"
@@ -52,6 +54,16 @@ type Options struct {
 	// service with Auth.ServerOptions so that each call carries its caller.
 	// Nil means authentication is off.
 	Auth *Auth
+
+	// TLS, when set, is the server's TLS configuration (see
+	// internal/tlsfiles); GRPCServer serves over it. Nil is plaintext.
+	TLS *tls.Config
+	// ClientCerts, when set, turns on mutual TLS: every call but health
+	// checks needs a client certificate it accepts.
+	ClientCerts ClientVerifier
+	// HealthEvery is how often WatchHealth checks the store (default
+	// DefaultHealthEvery).
+	HealthEvery time.Duration
 }
 
 // Server implements the Flight service.
@@ -63,6 +75,7 @@ type Server struct {
 	log  *slog.Logger
 	// uploads are the datasets DoPut is writing.
 	uploads uploadSet
+	health  *health.Server
 }
 
 // NewServer returns the Flight service over a catalog and a job manager.
@@ -86,7 +99,7 @@ func NewServer(cat *dataset.Catalog, jobs *batch.Manager, opts *Options) *Server
 	if o.Alloc == nil {
 		o.Alloc = memory.DefaultAllocator
 	}
-	return &Server{cat: cat, jobs: jobs, opts: o, log: o.Log.With("component", "flight")}
+	return &Server{cat: cat, jobs: jobs, opts: o, log: o.Log.With("component", "flight"), health: newHealth()}
 }
 
 // toStatus maps an error from below to a gRPC status, once, here at the edge.

@@ -6,13 +6,13 @@ package testserver
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"testing"
 	"time"
 
 	aflight "github.com/apache/arrow-go/v18/arrow/flight"
 	"github.com/apache/arrow-go/v18/arrow/memory"
-	"google.golang.org/grpc"
 
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/batch/local"
@@ -43,6 +43,10 @@ type Options struct {
 	Alloc memory.Allocator
 	// Auth turns bearer-token authentication on (default off).
 	Auth *flight.Auth
+	// TLS makes the server speak TLS only (default plaintext).
+	TLS *tls.Config
+	// ClientCerts turns on mutual TLS (with TLS).
+	ClientCerts flight.ClientVerifier
 }
 
 // Server is a running test server.
@@ -52,9 +56,11 @@ type Server struct {
 	Store   *store.Store
 	Catalog *dataset.Catalog
 	Jobs    *batch.Manager
+	Flight  *flight.Server
 
-	exec *local.Executor
-	gs   aflight.Server
+	exec       *local.Executor
+	gs         aflight.Server
+	stopHealth context.CancelFunc
 }
 
 // Start starts a server and stops it when the test ends.
@@ -100,16 +106,17 @@ func Start(t testing.TB, o Options) *Server {
 	if err := jobs.Recover(ctx); err != nil {
 		t.Fatal(err)
 	}
-	srv := flight.NewServer(cat, jobs, &flight.Options{PollHold: o.PollHold, Alloc: o.Alloc, Auth: o.Auth})
+	srv := flight.NewServer(cat, jobs, &flight.Options{PollHold: o.PollHold, Alloc: o.Alloc, Auth: o.Auth, TLS: o.TLS, ClientCerts: o.ClientCerts, HealthEvery: 200 * time.Millisecond})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := aflight.NewServerWithMiddleware(nil, append([]grpc.ServerOption{grpc.MaxRecvMsgSize(256 << 20)}, o.Auth.ServerOptions()...)...)
+	gs := srv.GRPCServer()
 	gs.InitListener(lis)
-	gs.RegisterFlightService(srv)
 	go func() { _ = gs.Serve() }()
-	s := &Server{Addr: lis.Addr().String(), Store: st, Catalog: cat, Jobs: jobs, exec: exec, gs: gs}
+	hctx, stopHealth := context.WithCancel(ctx)
+	go srv.WatchHealth(hctx)
+	s := &Server{Addr: lis.Addr().String(), Store: st, Catalog: cat, Jobs: jobs, Flight: srv, exec: exec, gs: gs, stopHealth: stopHealth}
 	t.Cleanup(s.Stop)
 	return s
 }
@@ -133,6 +140,7 @@ func (s *Server) Stop() {
 			m, _ = s.Jobs.Status(m.JobID)
 		}
 	}
+	s.stopHealth()
 	s.gs.Shutdown()
 	s.Jobs.Close()
 	s.gs = nil
@@ -151,6 +159,7 @@ func (s *Server) Crash() {
 			_ = s.exec.Cancel(context.Background(), m.Handle)
 		}
 	}
+	s.stopHealth()
 	s.gs.Shutdown()
 	s.gs = nil
 }
