@@ -11,13 +11,11 @@ import (
 	"runtime"
 	"time"
 
-	aflight "github.com/apache/arrow-go/v18/arrow/flight"
-	"google.golang.org/grpc"
-
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/batch/local"
 	"github.com/flightbatch/flightbatch/dataset"
 	"github.com/flightbatch/flightbatch/flight"
+	"github.com/flightbatch/flightbatch/internal/tlsfiles"
 	"github.com/flightbatch/flightbatch/store"
 )
 
@@ -39,6 +37,12 @@ type ServeConfig struct {
 	ShardMB int
 	// AuthTokens is a token file; empty leaves authentication off.
 	AuthTokens string
+	// TLSCert and TLSKey are the server's certificate and key (PEM); set,
+	// the server speaks TLS only. TLSClientCA requires client certificates
+	// signed by its CAs (mutual TLS).
+	TLSCert, TLSKey, TLSClientCA string
+	// Insecure allows tokens over plaintext on an address other than loopback.
+	Insecure bool
 }
 
 func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
@@ -55,6 +59,42 @@ func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.Functions, "functions", getenv("FLIGHTBATCH_FUNCTIONS"), functionsFlagHelp)
 	fs.IntVar(&c.ShardMB, "shard-mb", dataset.DefaultShardBytes>>20, "target size in MiB of the shards of a dataset uploaded with DoPut")
 	fs.StringVar(&c.AuthTokens, "auth-tokens", getenv("FLIGHTBATCH_AUTH_TOKENS"), authTokensFlagHelp)
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "server certificate (PEM, with its chain); with --tls-key the server speaks TLS only. Reloaded when the file changes")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "key of --tls-cert (PEM)")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "CA certificates (PEM) that sign client certificates: turns on mutual TLS, every client must present one")
+	fs.BoolVar(&c.Insecure, "insecure", false, "allow bearer tokens over plaintext on an address other than loopback (they travel in clear text)")
+}
+
+// tlsCheck refuses configurations that would expose secrets or not do what
+// they say.
+func (c *ServeConfig) tlsCheck(auth *flight.Auth, certs bool) error {
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together: give both")
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		return errors.New("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS")
+	}
+	if certs && c.TLSClientCA == "" {
+		return errors.New("--auth-tokens lists certificates, which only --tls-client-ca (mutual TLS) can verify")
+	}
+	if auth != nil && c.TLSCert == "" && !c.Insecure && !loopback(c.Addr) {
+		return fmt.Errorf("refusing to serve bearer tokens in clear text on %s, which is not a loopback address: "+
+			"give --tls-cert and --tls-key, listen on 127.0.0.1, or pass --insecure if a TLS proxy in front of the server encrypts the traffic", c.Addr)
+	}
+	return nil
+}
+
+// loopback reports whether addr (host:port) listens on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func newLogger(level string, w *os.File) (*slog.Logger, error) {
@@ -90,6 +130,15 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if cfg.AuthTokens != "" {
 		if auth, err = flight.LoadAuth(cfg.AuthTokens); err != nil {
 			return fmt.Errorf("--auth-tokens: %w", err)
+		}
+	}
+	if err := cfg.tlsCheck(auth, auth.HasCertificates()); err != nil {
+		return err
+	}
+	var tlsFiles *tlsfiles.Server
+	if cfg.TLSCert != "" {
+		if tlsFiles, err = tlsfiles.NewServer(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA, log.With("component", "tls")); err != nil {
+			return err
 		}
 	}
 	st, err := store.Open(ctx, cfg.Store)
@@ -128,18 +177,30 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err := jobs.Recover(ctx); err != nil {
 		return err
 	}
-	srv := flight.NewServer(cat, jobs, &flight.Options{Compression: cfg.Compression, Log: log, ShardBytes: int64(cfg.ShardMB) << 20, Auth: auth})
+	fopts := &flight.Options{Compression: cfg.Compression, Log: log, ShardBytes: int64(cfg.ShardMB) << 20, Auth: auth}
+	scheme := "grpc"
+	if tlsFiles != nil {
+		fopts.TLS = tlsFiles.Config("h2")
+		scheme = "grpc+tls"
+		if tlsFiles.MutualTLS() {
+			fopts.ClientCerts = tlsFiles
+		}
+	}
+	srv := flight.NewServer(cat, jobs, fopts)
 
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	gs := aflight.NewServerWithMiddleware(nil, append([]grpc.ServerOption{grpc.MaxRecvMsgSize(256 << 20)}, auth.ServerOptions()...)...)
+	gs := srv.GRPCServer()
 	gs.InitListener(lis)
-	gs.RegisterFlightService(srv)
 	addr := lis.Addr().String()
-	log.Info("serving", "addr", addr, "store", st.URL(), "executor", exec.Name(), "workers", cfg.Workers, "version", version, "auth", auth != nil)
-	fmt.Fprintf(m.Stdout, "flightbatch listening on grpc://%s\n", addr)
+	log.Info("serving", "addr", addr, "store", st.URL(), "executor", exec.Name(), "workers", cfg.Workers, "version", version,
+		"auth", auth != nil, "tls", tlsFiles != nil, "mutual_tls", tlsFiles != nil && tlsFiles.MutualTLS())
+	fmt.Fprintf(m.Stdout, "flightbatch listening on %s://%s\n", scheme, addr)
+	hctx, stopHealth := context.WithCancel(ctx)
+	defer stopHealth()
+	go srv.WatchHealth(hctx)
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve() }()
 	select {
