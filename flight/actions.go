@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/internal/clip"
 	"github.com/flightbatch/flightbatch/pkg/api"
 )
 
@@ -41,6 +42,9 @@ func (s *Server) DoAction(a *aflight.Action, stream aflight.FlightService_DoActi
 	if err := s.opts.Auth.authorize(ctx, actionRole(a.Type), "action "+a.Type); err != nil {
 		return err
 	}
+	if err := checkJSONBounds("the body of action "+clip.Quote(a.Type), a.Body, MaxActionBodyBytes); err != nil {
+		return err
+	}
 	var (
 		out any
 		err error
@@ -63,7 +67,7 @@ func (s *Server) DoAction(a *aflight.Action, stream aflight.FlightService_DoActi
 		for i, x := range actions {
 			names[i] = x.Type
 		}
-		return invalidArg("unknown action %q; the actions are %s", a.Type, strings.Join(names, ", "))
+		return invalidArg("unknown action %s; the actions are %s", clip.Quote(a.Type), strings.Join(names, ", "))
 	}
 	if err != nil {
 		return toStatus(err)
@@ -193,7 +197,7 @@ func checkInput(name string) error {
 			return err
 		}
 		if t.shard != "" {
-			return invalidArg(`a job's input is a whole result, "jobs/<job_id>", not %q`, name)
+			return invalidArg(`a job's input is a whole result, "jobs/<job_id>", not %s`, clip.Quote(name))
 		}
 		return nil
 	}
@@ -210,7 +214,7 @@ func (s *Server) jobRef(action string, body []byte) (string, error) {
 		return "", invalidArg(`%s: give "job_id"`, action)
 	}
 	if !batch.ValidJobID(ref.JobID) {
-		return "", status.Errorf(codes.NotFound, "job %q not found: job IDs look like 20261124T184501123Z-9f2c1a", ref.JobID)
+		return "", status.Errorf(codes.NotFound, "job %s not found: job IDs look like 20261124T184501123Z-9f2c1a", clip.Quote(ref.JobID))
 	}
 	return ref.JobID, nil
 }

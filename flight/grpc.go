@@ -17,9 +17,6 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// MaxRecvBytes is the largest message the server accepts (a DoPut batch).
-const MaxRecvBytes = 256 << 20
-
 // DefaultHealthEvery is how often WatchHealth checks the store.
 const DefaultHealthEvery = 10 * time.Second
 
@@ -29,19 +26,23 @@ const DefaultHealthEvery = 10 * time.Second
 // and TLS when Options.TLS is set. Call InitListener and Serve on it, and run
 // WatchHealth beside it.
 func (s *Server) GRPCServer(extra ...grpc.ServerOption) aflight.Server {
-	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxRecvBytes)}
+	gs := aflight.NewServerWithMiddleware(nil, append(s.GRPCOptions(), extra...)...)
+	gs.RegisterFlightService(s)
+	healthpb.RegisterHealthServer(gs, s.health)
+	return gs
+}
+
+// securityOptions are TLS credentials, the mutual-TLS check and the auth
+// interceptors, as Options ask.
+func (s *Server) securityOptions() []grpc.ServerOption {
+	var opts []grpc.ServerOption
 	if s.opts.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.opts.TLS)))
 	}
 	if s.opts.ClientCerts != nil {
 		opts = append(opts, grpc.ChainUnaryInterceptor(s.mtlsUnary), grpc.ChainStreamInterceptor(s.mtlsStream))
 	}
-	opts = append(opts, s.opts.Auth.ServerOptions()...)
-	opts = append(opts, extra...)
-	gs := aflight.NewServerWithMiddleware(nil, opts...)
-	gs.RegisterFlightService(s)
-	healthpb.RegisterHealthServer(gs, s.health)
-	return gs
+	return append(opts, s.opts.Auth.ServerOptions()...)
 }
 
 // WatchHealth sets the health service's status, for the whole server ("")
