@@ -367,6 +367,7 @@ func (a *Auth) check(ctx context.Context, fullMethod string) (context.Context, e
 	if err != nil {
 		return nil, err
 	}
+	recordFrom(ctx).setCaller(c.Name)
 	ctx = context.WithValue(ctx, callerKey{}, c)
 	need, name := methodRole(fullMethod)
 	if err := a.authorize(ctx, need, name); err != nil {

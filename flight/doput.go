@@ -155,6 +155,7 @@ func (s *Server) DoPut(stream aflight.FlightService_DoPutServer) error {
 		}
 	}()
 	var rows int64
+	defer func() { noteRecords(ctx, rows) }()
 	for batches := 0; ; batches++ {
 		rec, err := nextUpload(rdr, batches)
 		if err != nil {

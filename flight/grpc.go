@@ -32,10 +32,11 @@ func (s *Server) GRPCServer(extra ...grpc.ServerOption) aflight.Server {
 	return gs
 }
 
-// securityOptions are TLS credentials, the mutual-TLS check and the auth
-// interceptors, as Options ask.
+// securityOptions are the audit log and stream metrics, TLS credentials, the
+// mutual-TLS check and the auth interceptors, as Options ask. The audit comes
+// first, so that refused calls are audited too.
 func (s *Server) securityOptions() []grpc.ServerOption {
-	var opts []grpc.ServerOption
+	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(s.observeUnary), grpc.ChainStreamInterceptor(s.observeStream)}
 	if s.opts.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.opts.TLS)))
 	}
@@ -128,6 +129,7 @@ func (s *Server) verifyPeer(ctx context.Context, fullMethod string) (context.Con
 		s.log.Warn("client certificate refused", "peer", p.Addr.String(), "call", fullMethod, "err", err)
 		return nil, status.Error(codes.Unauthenticated, err.Error())
 	}
+	recordFrom(ctx).setSubject(leaf.Subject.String())
 	return context.WithValue(ctx, subjectKey{}, leaf.Subject.String()), nil
 }
 

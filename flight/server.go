@@ -59,6 +59,8 @@ type Options struct {
 	// TLS, when set, is the server's TLS configuration (see
 	// internal/tlsfiles); GRPCServer serves over it. Nil is plaintext.
 	TLS *tls.Config
+	// Observer, when set, is told about every DoGet and DoPut stream.
+	Observer Observer
 	// ClientCerts, when set, turns on mutual TLS: every call but health
 	// checks needs a client certificate it accepts.
 	ClientCerts ClientVerifier
@@ -77,6 +79,8 @@ type Server struct {
 	// uploads are the datasets DoPut is writing.
 	uploads uploadSet
 	health  *health.Server
+	// auditLog gets one line per call: caller, call, dataset or job.
+	auditLog *slog.Logger
 }
 
 // NewServer returns the Flight service over a catalog and a job manager.
@@ -100,7 +104,7 @@ func NewServer(cat *dataset.Catalog, jobs *batch.Manager, opts *Options) *Server
 	if o.Alloc == nil {
 		o.Alloc = memory.DefaultAllocator
 	}
-	return &Server{cat: cat, jobs: jobs, opts: o, log: o.Log.With("component", "flight"), health: newHealth()}
+	return &Server{cat: cat, jobs: jobs, opts: o, log: o.Log.With("component", "flight"), health: newHealth(), auditLog: o.Log.With("component", "audit")}
 }
 
 // maxStatusBytes bounds the message of every status the server returns: an
@@ -435,6 +439,7 @@ func (s *Server) DoGet(tkt *aflight.Ticket, stream aflight.FlightService_DoGetSe
 	w := aflight.NewRecordWriter(stream, opts...)
 	defer w.Close()
 	var rows int64
+	defer func() { noteRecords(ctx, rows) }()
 	for rdr.Next() {
 		if err := ctx.Err(); err != nil {
 			return status.FromContextError(err).Err()
