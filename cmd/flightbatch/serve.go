@@ -2,20 +2,24 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"time"
 
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/batch/local"
+	"github.com/flightbatch/flightbatch/console"
 	"github.com/flightbatch/flightbatch/dataset"
 	"github.com/flightbatch/flightbatch/flight"
 	"github.com/flightbatch/flightbatch/internal/tlsfiles"
+	"github.com/flightbatch/flightbatch/metrics"
 	"github.com/flightbatch/flightbatch/store"
 )
 
@@ -43,6 +47,9 @@ type ServeConfig struct {
 	TLSCert, TLSKey, TLSClientCA string
 	// Insecure allows tokens over plaintext on an address other than loopback.
 	Insecure bool
+	// HTTP is the address of the metrics, /healthz and the jobs page; empty
+	// leaves them off.
+	HTTP string
 }
 
 func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
@@ -62,6 +69,7 @@ func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "server certificate (PEM, with its chain); with --tls-key the server speaks TLS only. Reloaded when the file changes")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "key of --tls-cert (PEM)")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "CA certificates (PEM) that sign client certificates: turns on mutual TLS, every client must present one")
+	fs.StringVar(&c.HTTP, "http", "", "serve Prometheus /metrics, /healthz and the jobs page on this address (off when empty); TLS and credentials as for Flight")
 	fs.BoolVar(&c.Insecure, "insecure", false, "allow bearer tokens over plaintext on an address other than loopback (they travel in clear text)")
 }
 
@@ -77,9 +85,11 @@ func (c *ServeConfig) tlsCheck(auth *flight.Auth, certs bool) error {
 	if certs && c.TLSClientCA == "" {
 		return errors.New("--auth-tokens lists certificates, which only --tls-client-ca (mutual TLS) can verify")
 	}
-	if auth != nil && c.TLSCert == "" && !c.Insecure && !loopback(c.Addr) {
-		return fmt.Errorf("refusing to serve bearer tokens in clear text on %s, which is not a loopback address: "+
-			"give --tls-cert and --tls-key, listen on 127.0.0.1, or pass --insecure if a TLS proxy in front of the server encrypts the traffic", c.Addr)
+	for _, addr := range []string{c.Addr, c.HTTP} {
+		if addr != "" && auth != nil && c.TLSCert == "" && !c.Insecure && !loopback(addr) {
+			return fmt.Errorf("refusing to serve bearer tokens in clear text on %s, which is not a loopback address: "+
+				"give --tls-cert and --tls-key, listen on 127.0.0.1, or pass --insecure if a TLS proxy in front of the server encrypts the traffic", addr)
+		}
 	}
 	return nil
 }
@@ -146,6 +156,11 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
+	var mets *metrics.Metrics
+	if cfg.HTTP != "" {
+		mets = metrics.New()
+		st.ObserveErrors(mets.StoreError)
+	}
 	cat := dataset.NewCatalog(st)
 	if cfg.Demo {
 		if err := ensureDemo(ctx, cat, cfg.DemoShards, cfg.DemoMB, log); err != nil {
@@ -178,6 +193,10 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	fopts := &flight.Options{Compression: cfg.Compression, Log: log, ShardBytes: int64(cfg.ShardMB) << 20, Auth: auth}
+	if mets != nil {
+		mets.CollectJobs(jobs)
+		fopts.Observer = mets
+	}
 	scheme := "grpc"
 	if tlsFiles != nil {
 		fopts.TLS = tlsFiles.Config("h2")
@@ -201,8 +220,21 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	hctx, stopHealth := context.WithCancel(ctx)
 	defer stopHealth()
 	go srv.WatchHealth(hctx)
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve() }()
+	if cfg.HTTP != "" {
+		hs, err := startHTTP(cfg.HTTP, console.New(console.Options{
+			Jobs: jobs, Metrics: mets.Handler(), Health: srv.StoreReachable, Auth: auth,
+			ClientCerts: fopts.ClientCerts, SecureCookie: tlsFiles != nil, Log: log,
+		}), tlsFiles, errc)
+		if err != nil {
+			gs.Shutdown()
+			return err
+		}
+		defer hs.Close()
+		log.Info("serving HTTP", "addr", hs.Addr, "tls", tlsFiles != nil)
+		fmt.Fprintf(m.Stdout, "flightbatch http on %s\n", hs.Addr)
+	}
 	select {
 	case err := <-errc:
 		return err
@@ -217,6 +249,27 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		log.Warn("streams still open after 10s; stopping anyway")
 	}
 	return nil
+}
+
+// startHTTP serves h on addr, over TLS when files is set; a serving error
+// goes to errc.
+func startHTTP(addr string, h http.Handler, files *tlsfiles.Server, errc chan<- error) (*http.Server, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--http: listen on %s: %w", addr, err)
+	}
+	scheme := "http"
+	if files != nil {
+		lis = tls.NewListener(lis, files.Config("http/1.1"))
+		scheme = "https"
+	}
+	hs := &http.Server{Addr: scheme + "://" + lis.Addr().String(), Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := hs.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("--http: %w", err)
+		}
+	}()
+	return hs, nil
 }
 
 func ensureDemo(ctx context.Context, cat *dataset.Catalog, shards, mb int, log *slog.Logger) error {
