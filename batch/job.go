@@ -116,6 +116,9 @@ type Manifest struct {
 	// SubmittedBy names the caller that submitted the job, when the server
 	// authenticates callers.
 	SubmittedBy string `json:"submitted_by,omitempty"`
+	// Units are the physical units of result columns the function knows
+	// (UnitFunction), served in the result's provenance.
+	Units map[string]string `json:"units,omitempty"`
 }
 
 // ShardRecord is one child's record in a manifest.

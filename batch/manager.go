@@ -229,6 +229,7 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 		CreatedAt:      now,
 		Version:        mg.opts.Version,
 		SubmittedBy:    req.SubmittedBy,
+		Units:          resultUnits(fn, params, in.schema),
 	}
 	if schema != nil {
 		if err := m.SetSchema(schema); err != nil {
@@ -599,12 +600,24 @@ func (mg *Manager) finish(id string) error {
 	return nil
 }
 
-// ResultSchema returns a job's result schema.
+// ResultSchema returns a job's result schema, its provenance in its metadata
+// (see Manifest.WithProvenance).
 func (mg *Manager) ResultSchema(ctx context.Context, id string) (*arrow.Schema, error) {
 	m, err := mg.Status(id)
 	if err != nil {
 		return nil, err
 	}
+	s, err := mg.resultSchema(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	return m.WithProvenance(s), nil
+}
+
+// resultSchema is the result schema as the function gives it: the manifest's,
+// else the first finished part's.
+func (mg *Manager) resultSchema(ctx context.Context, m *Manifest) (*arrow.Schema, error) {
+	id := m.JobID
 	s, err := m.Schema()
 	if err != nil || s != nil {
 		return s, err
@@ -637,14 +650,18 @@ func (mg *Manager) OpenResult(ctx context.Context, id, shard string) (array.Reco
 		if m.Shards[i].State != ShardSucceeded {
 			return nil, fmt.Errorf("job %s: shard %s is %s; its part is readable once it has succeeded: %w", id, shard, m.Shards[i].State, ErrNotFinished)
 		}
-		return dataset.OpenFile(ctx, mg.st, PartKey(id, shard), dataset.FormatArrow, mg.alloc)
+		r, err := dataset.OpenFile(ctx, mg.st, PartKey(id, shard), dataset.FormatArrow, mg.alloc)
+		if err != nil {
+			return nil, err
+		}
+		return &provenanceReader{RecordReader: r, schema: m.WithProvenance(r.Schema())}, nil
 	}
 	if m.State != StateSucceeded {
 		c := m.Counts()
 		return nil, fmt.Errorf("job %s is %s (%d of %d shards succeeded); its merged result is readable once it has SUCCEEDED (finished parts are readable as jobs/%s/<shard>): %w",
 			id, m.State, c.Succeeded, c.Total, id, ErrNotFinished)
 	}
-	schema, err := mg.ResultSchema(ctx, id)
+	schema, err := mg.resultSchema(ctx, m)
 	if err != nil {
 		return nil, err
 	}
@@ -652,5 +669,5 @@ func (mg *Manager) OpenResult(ctx context.Context, id, shard string) (array.Reco
 	for i, s := range m.Shards {
 		files[i] = dataset.File{Key: PartKey(id, s.Name), Format: dataset.FormatArrow}
 	}
-	return dataset.Concat(ctx, mg.st, schema, files, mg.alloc), nil
+	return &provenanceReader{RecordReader: dataset.Concat(ctx, mg.st, schema, files, mg.alloc), schema: m.WithProvenance(schema)}, nil
 }

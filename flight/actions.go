@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/dataset"
 	"github.com/flightbatch/flightbatch/internal/clip"
 	"github.com/flightbatch/flightbatch/pkg/api"
 )
@@ -24,6 +25,7 @@ var actions = []*aflight.ActionType{
 	{Type: api.ActionCancelJob, Description: `Stop a job's children; the job ends CANCELLED: {"job_id": "..."}`},
 	{Type: api.ActionListJobs, Description: `The job history, oldest first: {} or {"dataset": "demo"}`},
 	{Type: api.ActionListFunctions, Description: `The functions jobs can run: {}`},
+	{Type: api.ActionRegister, Description: `Register the .edf/.bdf files (or a BIDS tree) under a store prefix as a dataset read in place: {"name": "sleep", "prefix": "raw/sleep/", "epoch_s": 30, "bad_spans": "drop"}`},
 }
 
 // ListActions lists every action type with a one-line description.
@@ -62,6 +64,8 @@ func (s *Server) DoAction(a *aflight.Action, stream aflight.FlightService_DoActi
 		out, err = s.actionListJobs(a.Body)
 	case api.ActionListFunctions:
 		out, err = s.actionListFunctions(a.Body)
+	case api.ActionRegister:
+		out, err = s.actionRegister(ctx, a.Body)
 	default:
 		names := make([]string, len(actions))
 		for i, x := range actions {
@@ -299,4 +303,33 @@ func jobStatus(m *batch.Manifest) api.JobStatus {
 		st.Failures = append(st.Failures, f)
 	}
 	return st
+}
+
+// actionRegister registers a store prefix of EDF/BDF files as a dataset read
+// in place. The name is claimed like an upload's, so a register and a DoPut of
+// one name never interleave.
+func (s *Server) actionRegister(ctx context.Context, body []byte) (any, error) {
+	var req api.RegisterRequest
+	if err := decodeStrict(api.ActionRegister, body, &req); err != nil {
+		return nil, err
+	}
+	if req.Name == "" || req.Prefix == "" {
+		return nil, invalidArg(`%s: "name" and "prefix" are required: {"name": "sleep", "prefix": "raw/sleep/"}`, api.ActionRegister)
+	}
+	if err := dataset.ValidName(req.Name); err != nil {
+		return nil, toStatus(err)
+	}
+	if !s.uploads.claim(req.Name) {
+		return nil, status.Errorf(codes.AlreadyExists, "dataset %q is being uploaded or registered by another client", req.Name)
+	}
+	defer s.uploads.release(req.Name)
+	res, err := s.cat.Register(ctx, req.Name, dataset.RegisterOptions{
+		Prefix: req.Prefix, EpochSeconds: req.EpochS, BadSpans: req.BadSpans, ShardMB: req.ShardMB, Shards: req.Shards,
+	})
+	if err != nil {
+		s.log.Warn("register failed", "dataset", req.Name, "prefix", req.Prefix, "err", err)
+		return nil, err
+	}
+	s.log.Info("dataset registered", "dataset", res.Dataset, "files", res.Files, "shards", res.Shards, "rows", res.Rows, "bids", res.BIDS)
+	return res, nil
 }

@@ -30,6 +30,11 @@ import (
 	"github.com/flightbatch/flightbatch/store"
 )
 
+// UploadRampBytes is the size of DoPut's first shards: an upload's shards
+// start at this size and double every Options.UploadParallelism shards up to
+// Options.ShardBytes.
+const UploadRampBytes = 256 << 10
+
 // DefaultMaxBatchBytes bounds a streamed record batch, well under the 4 MiB
 // message limit of gRPC clients.
 const DefaultMaxBatchBytes = 1 << 20
@@ -50,6 +55,10 @@ type Options struct {
 	// ShardBytes is the target size of the shards DoPut writes (default
 	// dataset.DefaultShardBytes).
 	ShardBytes int64
+	// UploadParallelism is the number of shards DoPut cuts at each size
+	// while it ramps up from UploadRampBytes to ShardBytes, so that a small
+	// upload still gets several shards (default 4; serve passes --workers).
+	UploadParallelism int
 
 	// Auth, when set, is the server's bearer-token authentication; serve the
 	// service with Auth.ServerOptions so that each call carries its caller.
@@ -94,6 +103,9 @@ func NewServer(cat *dataset.Catalog, jobs *batch.Manager, opts *Options) *Server
 	}
 	if o.ShardBytes <= 0 {
 		o.ShardBytes = dataset.DefaultShardBytes
+	}
+	if o.UploadParallelism <= 0 {
+		o.UploadParallelism = 4
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()

@@ -192,7 +192,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err := jobs.Recover(ctx); err != nil {
 		return err
 	}
-	fopts := &flight.Options{Compression: cfg.Compression, Log: log, ShardBytes: int64(cfg.ShardMB) << 20, Auth: auth}
+	fopts := &flight.Options{Compression: cfg.Compression, Log: log, ShardBytes: int64(cfg.ShardMB) << 20, UploadParallelism: cfg.Workers, Auth: auth}
 	if mets != nil {
 		mets.CollectJobs(jobs)
 		fopts.Observer = mets
