@@ -188,3 +188,18 @@ def test_certificates_reload_on_change(flightbatch_bin, tmp_path):
         assert "certificate files reloaded" in srv.stderr_text()
     finally:
         assert srv.stop() == 0
+
+
+def test_python_client_over_tls(tls_server, pki):
+    import flightbatch
+
+    c = flightbatch.connect(tls_server.location, tls_root_certs=pki["ca_file"])
+    assert "demo" in list(c.datasets()["name"])
+    c.close()
+    c = flightbatch.connect(tls_server.location, tls_root_certs=pki["ca"].pem)
+    assert "demo" in list(c.datasets()["name"])
+    c.close()
+    wrong = flightbatch.connect(tls_server.location, tls_root_certs=pki["other"].pem)
+    with pytest.raises(flight.FlightUnavailableError):
+        wrong.datasets()
+    wrong.close()
