@@ -164,7 +164,11 @@ func (mg *Manager) resolve(ctx context.Context, name string) (*input, error) {
 		}
 		in := &input{version: "job:" + id}
 		for _, s := range m.Shards {
-			in.shards = append(in.shards, ShardRecord{Name: s.Name, Input: PartKey(id, s.Name), Format: dataset.FormatArrow, InputRows: s.Rows})
+			rows := int64(-1)
+			if s.Rows != nil {
+				rows = *s.Rows
+			}
+			in.shards = append(in.shards, ShardRecord{Name: s.Name, Input: PartKey(id, s.Name), Format: dataset.FormatArrow, InputRows: rows})
 		}
 		schema, err := m.Schema()
 		if err != nil {
@@ -444,7 +448,11 @@ func (mg *Manager) drive(id string) error {
 			}
 			mg.log.Warn("poll children", "job", id, "err", err)
 		default:
-			if _, err := mg.update(id, func(m *Manifest) { applyProgress(m, p) }); err != nil {
+			rows := mg.partRows(m, p)
+			if _, err := mg.update(id, func(m *Manifest) {
+				applyProgress(m, p)
+				setRows(m, rows)
+			}); err != nil {
 				mg.log.Warn("save job", "job", id, "err", err)
 			}
 			if p.Done {
@@ -498,7 +506,18 @@ func (mg *Manager) resume(id string) error {
 		}
 		done[i] = ok
 	}
+	rows := map[int]int64{}
+	for i, s := range m.Shards {
+		if done[i] && s.Rows == nil {
+			if r, ok, err := ReadPartRecord(mg.ctx, mg.st, id, s.Name); err != nil {
+				return err
+			} else if ok {
+				rows[i] = r.Rows
+			}
+		}
+	}
 	if _, err := mg.update(id, func(m *Manifest) {
+		setRows(m, rows)
 		for i := range m.Shards {
 			if done[i] {
 				m.Shards[i].State = ShardSucceeded
@@ -512,6 +531,35 @@ func (mg *Manager) resume(id string) error {
 	}
 	mg.log.Info("resume unfinished shards", "job", id)
 	return mg.start(id)
+}
+
+// partRows reads the part records of the shards p reports succeeded whose row
+// count m does not have yet. A record that cannot be read leaves the count
+// unknown.
+func (mg *Manager) partRows(m *Manifest, p Progress) map[int]int64 {
+	rows := map[int]int64{}
+	for _, c := range p.Children {
+		if c.State != ShardSucceeded || c.Shard < 0 || c.Shard >= len(m.Shards) || m.Shards[c.Shard].Rows != nil {
+			continue
+		}
+		r, ok, err := ReadPartRecord(mg.ctx, mg.st, m.JobID, m.Shards[c.Shard].Name)
+		if err != nil {
+			mg.log.Warn("part record", "job", m.JobID, "err", err)
+		}
+		if ok {
+			rows[c.Shard] = r.Rows
+		}
+	}
+	return rows
+}
+
+// setRows records the row counts of parts, by shard index.
+func setRows(m *Manifest, rows map[int]int64) {
+	for i, n := range rows {
+		if i >= 0 && i < len(m.Shards) && m.Shards[i].Rows == nil {
+			m.Shards[i].Rows = &n
+		}
+	}
 }
 
 // applyProgress copies an executor's report into a manifest.
@@ -537,9 +585,6 @@ func applyProgress(m *Manifest, p Progress) {
 		}
 		if len(c.Errors) > len(s.Errors) {
 			s.Errors = append([]AttemptError(nil), c.Errors...)
-		}
-		if c.State == ShardSucceeded && s.InputRows >= 0 && m.Function == "psd" {
-			s.Rows = s.InputRows
 		}
 	}
 }

@@ -376,18 +376,19 @@ func (s *Server) jobInfo(ctx context.Context, id string, perShard bool) (*afligh
 		Ordered:          true,
 	}
 	var rows int64
-	known := m.Function == "psd"
+	known := true
 	for _, sh := range m.Shards {
 		if sh.State == batch.ShardSucceeded {
-			rows += sh.Rows
+			n := partRows(sh)
+			rows += n
+			known = known && n >= 0
 			if perShard {
 				info.Endpoint = append(info.Endpoint, &aflight.FlightEndpoint{
 					Ticket:      &aflight.Ticket{Ticket: []byte("jobs/" + id + "/" + sh.Name)},
-					AppMetadata: []byte(fmt.Sprintf(`{"shard":%q,"rows":%d}`, sh.Name, sh.Rows)),
+					AppMetadata: []byte(fmt.Sprintf(`{"shard":%q,"rows":%d}`, sh.Name, n)),
 				})
 			}
 		}
-		known = known && sh.InputRows >= 0
 	}
 	if known {
 		info.TotalRecords = rows
@@ -396,6 +397,15 @@ func (s *Server) jobInfo(ctx context.Context, id string, perShard bool) (*afligh
 		info.Endpoint = []*aflight.FlightEndpoint{{Ticket: &aflight.Ticket{Ticket: []byte("jobs/" + id)}}}
 	}
 	return info, nil
+}
+
+// partRows is the row count of a succeeded shard's part, as its worker
+// recorded it, or -1 when unknown.
+func partRows(sh batch.ShardRecord) int64 {
+	if sh.Rows == nil {
+		return -1
+	}
+	return *sh.Rows
 }
 
 // GetSchema returns the schema of a dataset or a job's result.

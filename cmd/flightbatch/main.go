@@ -75,6 +75,7 @@ Client commands (--addr, default 127.0.0.1:8815, grpc+tls://HOST:PORT for TLS wi
   cancel    stop a job
   get       write a job's result: -o FILE.parquet, FILE.arrow, or - (Arrow IPC stream)
   datasets  the server's datasets
+  upload    upload a .parquet, .arrow, .csv, .edf or .bdf file as a new dataset (progress bar)
   register  register a store prefix of .edf/.bdf files (or a BIDS tree) as a dataset, read in place
 
 Run 'flightbatch <command> -h' for a command's flags.
@@ -129,6 +130,8 @@ func (m *Main) clientCommand(name string) (func(context.Context, []string) error
 		return m.datasets, true
 	case "register":
 		return m.register, true
+	case "upload":
+		return m.upload, true
 	}
 	return nil, false
 }

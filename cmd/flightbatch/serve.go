@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"github.com/flightbatch/flightbatch/batch"
-	"github.com/flightbatch/flightbatch/batch/local"
 	"github.com/flightbatch/flightbatch/console"
 	"github.com/flightbatch/flightbatch/dataset"
 	"github.com/flightbatch/flightbatch/flight"
 	"github.com/flightbatch/flightbatch/internal/tlsfiles"
 	"github.com/flightbatch/flightbatch/metrics"
+	"github.com/flightbatch/flightbatch/server"
 	"github.com/flightbatch/flightbatch/store"
 )
 
@@ -175,60 +175,47 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("FLIGHTBATCH_FAULTS: %w", err)
 	}
-	worker := &batch.Worker{Store: st, Functions: fns, Log: log.With("component", "worker"), Fault: fault}
-	var exec batch.Executor
+	cfgSrv := server.Config{
+		Store: st, Functions: fns, Workers: cfg.Workers, Fault: fault, Log: log,
+		Jobs:   batch.Options{MaxAttempts: cfg.MaxAttempts, Version: version},
+		Flight: flight.Options{Compression: cfg.Compression, ShardBytes: int64(cfg.ShardMB) << 20, UploadParallelism: cfg.Workers, Auth: auth},
+	}
 	switch cfg.Executor {
 	case "local":
-		exec = local.New(worker.RunShard, cfg.Workers)
 	case "aws-batch":
-		if exec, err = newAWSBatch(ctx, &cfg.Batch, st, fns, cfg.MaxAttempts, log); err != nil {
+		if cfgSrv.Executor, err = newAWSBatch(ctx, &cfg.Batch, st, fns, cfg.MaxAttempts, log); err != nil {
 			return err
 		}
 	default:
 		return fmt.Errorf("--executor %q: use local or aws-batch", cfg.Executor)
 	}
-	jobs := batch.NewManager(cat, fns, exec, &batch.Options{MaxAttempts: cfg.MaxAttempts, Version: version, Log: log})
-	defer jobs.Close()
-	if err := jobs.Recover(ctx); err != nil {
-		return err
-	}
-	fopts := &flight.Options{Compression: cfg.Compression, Log: log, ShardBytes: int64(cfg.ShardMB) << 20, UploadParallelism: cfg.Workers, Auth: auth}
-	if mets != nil {
-		mets.CollectJobs(jobs)
-		fopts.Observer = mets
-	}
 	scheme := "grpc"
 	if tlsFiles != nil {
-		fopts.TLS = tlsFiles.Config("h2")
+		cfgSrv.Flight.TLS = tlsFiles.Config("h2")
 		scheme = "grpc+tls"
 		if tlsFiles.MutualTLS() {
-			fopts.ClientCerts = tlsFiles
+			cfgSrv.Flight.ClientCerts = tlsFiles
 		}
 	}
-	srv := flight.NewServer(cat, jobs, fopts)
-
-	lis, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	if mets != nil {
+		cfgSrv.Flight.Observer = mets
 	}
-	gs := srv.GRPCServer()
-	gs.InitListener(lis)
-	addr := lis.Addr().String()
-	log.Info("serving", "addr", addr, "store", st.URL(), "executor", exec.Name(), "workers", cfg.Workers, "version", version,
+	srv, err := server.Start(ctx, cfgSrv, cfg.Addr)
+	if err != nil {
+		return err
+	}
+	log.Info("serving", "addr", srv.Addr, "store", st.URL(), "executor", srv.Executor.Name(), "workers", cfg.Workers, "version", version,
 		"auth", auth != nil, "tls", tlsFiles != nil, "mutual_tls", tlsFiles != nil && tlsFiles.MutualTLS())
-	fmt.Fprintf(m.Stdout, "flightbatch listening on %s://%s\n", scheme, addr)
-	hctx, stopHealth := context.WithCancel(ctx)
-	defer stopHealth()
-	go srv.WatchHealth(hctx)
-	errc := make(chan error, 2)
-	go func() { errc <- gs.Serve() }()
+	fmt.Fprintf(m.Stdout, "flightbatch listening on %s://%s\n", scheme, srv.Addr)
+	httpErr := make(chan error, 1)
 	if cfg.HTTP != "" {
+		mets.CollectJobs(srv.Jobs)
 		hs, err := startHTTP(cfg.HTTP, console.New(console.Options{
-			Jobs: jobs, Metrics: mets.Handler(), Health: srv.StoreReachable, Auth: auth,
-			ClientCerts: fopts.ClientCerts, SecureCookie: tlsFiles != nil, Log: log,
-		}), tlsFiles, errc)
+			Jobs: srv.Jobs, Metrics: mets.Handler(), Health: srv.Flight.StoreReachable, Auth: auth,
+			ClientCerts: cfgSrv.Flight.ClientCerts, SecureCookie: tlsFiles != nil, Log: log,
+		}), tlsFiles, httpErr)
 		if err != nil {
-			gs.Shutdown()
+			srv.Shutdown(10 * time.Second)
 			return err
 		}
 		defer hs.Close()
@@ -236,16 +223,16 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		fmt.Fprintf(m.Stdout, "flightbatch http on %s\n", hs.Addr)
 	}
 	select {
-	case err := <-errc:
+	case err := <-srv.Done():
+		srv.Jobs.Close()
+		return err
+	case err := <-httpErr:
+		srv.Shutdown(10 * time.Second)
 		return err
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
-	done := make(chan struct{})
-	go func() { gs.Shutdown(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
+	if !srv.Shutdown(10 * time.Second) {
 		log.Warn("streams still open after 10s; stopping anyway")
 	}
 	return nil

@@ -1,23 +1,21 @@
 // Package testserver starts a complete flightbatch server in the test's process,
-// on 127.0.0.1:0, the way `flightbatch serve` builds one: a store, a catalog
-// with a small demo dataset, the local executor, a job manager and the Flight
-// service.
+// on 127.0.0.1:0, built by package server as `flightbatch serve` builds one,
+// with the built-in analyses, the local executor and a small demo dataset.
 package testserver
 
 import (
 	"context"
 	"crypto/tls"
-	"net"
 	"testing"
 	"time"
 
-	aflight "github.com/apache/arrow-go/v18/arrow/flight"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/flightbatch/flightbatch/analysis"
 	"github.com/flightbatch/flightbatch/batch"
-	"github.com/flightbatch/flightbatch/batch/local"
 	"github.com/flightbatch/flightbatch/dataset"
 	"github.com/flightbatch/flightbatch/flight"
+	"github.com/flightbatch/flightbatch/server"
 	"github.com/flightbatch/flightbatch/store"
 )
 
@@ -58,9 +56,7 @@ type Server struct {
 	Jobs    *batch.Manager
 	Flight  *flight.Server
 
-	exec       *local.Executor
-	gs         aflight.Server
-	stopHealth context.CancelFunc
+	srv *server.Server
 }
 
 // Start starts a server and stops it when the test ends.
@@ -99,24 +95,15 @@ func Start(t testing.TB, o Options) *Server {
 			}
 		}
 	}
-	fns := batch.NewRegistry()
-	w := &batch.Worker{Store: st, Functions: fns, Fault: o.Fault}
-	exec := local.New(w.RunShard, o.Workers)
-	jobs := batch.NewManager(cat, fns, exec, &batch.Options{MaxAttempts: o.MaxAttempts, Version: "test"})
-	if err := jobs.Recover(ctx); err != nil {
-		t.Fatal(err)
-	}
-	srv := flight.NewServer(cat, jobs, &flight.Options{PollHold: o.PollHold, Alloc: o.Alloc, Auth: o.Auth, TLS: o.TLS, ClientCerts: o.ClientCerts, HealthEvery: 200 * time.Millisecond})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := server.Start(ctx, server.Config{
+		Store: st, Functions: analysis.Builtins(), Workers: o.Workers, Fault: o.Fault, Alloc: o.Alloc,
+		Jobs:   batch.Options{MaxAttempts: o.MaxAttempts, Version: "test"},
+		Flight: flight.Options{PollHold: o.PollHold, Auth: o.Auth, TLS: o.TLS, ClientCerts: o.ClientCerts, HealthEvery: 200 * time.Millisecond},
+	}, "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := srv.GRPCServer()
-	gs.InitListener(lis)
-	go func() { _ = gs.Serve() }()
-	hctx, stopHealth := context.WithCancel(ctx)
-	go srv.WatchHealth(hctx)
-	s := &Server{Addr: lis.Addr().String(), Store: st, Catalog: cat, Jobs: jobs, Flight: srv, exec: exec, gs: gs, stopHealth: stopHealth}
+	s := &Server{Addr: srv.Addr, Store: st, Catalog: srv.Catalog, Jobs: srv.Jobs, Flight: srv.Flight, srv: srv}
 	t.Cleanup(s.Stop)
 	return s
 }
@@ -124,7 +111,7 @@ func Start(t testing.TB, o Options) *Server {
 // Stop cancels the jobs still running, waits a little for them to end, and
 // stops the server; it is safe to call more than once.
 func (s *Server) Stop() {
-	if s.gs == nil {
+	if s.srv == nil {
 		return
 	}
 	ctx := context.Background()
@@ -140,26 +127,23 @@ func (s *Server) Stop() {
 			m, _ = s.Jobs.Status(m.JobID)
 		}
 	}
-	s.stopHealth()
-	s.gs.Shutdown()
-	s.Jobs.Close()
-	s.gs = nil
+	s.srv.Shutdown(10 * time.Second)
+	s.srv = nil
 }
 
 // Crash stops the server as a killed process would: the manager stops
 // following its jobs first, so their manifests stay as they were, and then
 // the children stop. Another server on the same store takes the jobs up.
 func (s *Server) Crash() {
-	if s.gs == nil {
+	if s.srv == nil {
 		return
 	}
 	s.Jobs.Close()
 	for _, m := range s.Jobs.List("") {
 		if m.Handle != "" {
-			_ = s.exec.Cancel(context.Background(), m.Handle)
+			_ = s.srv.Executor.Cancel(context.Background(), m.Handle)
 		}
 	}
-	s.stopHealth()
-	s.gs.Shutdown()
-	s.gs = nil
+	s.srv.StopServing(10 * time.Second)
+	s.srv = nil
 }

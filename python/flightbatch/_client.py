@@ -62,6 +62,9 @@ def connect(
     addr: str | None = None,
     token: str | bytes | None = None,
     tls_root_certs: str | bytes | os.PathLike | None = None,
+    *,
+    tls_cert: str | bytes | os.PathLike | None = None,
+    tls_key: str | bytes | os.PathLike | None = None,
 ) -> Client:
     """Connect to a flightbatch server.
 
@@ -70,11 +73,16 @@ def connect(
             Default: ``$FLIGHTBATCH_ADDR``, else ``grpc://127.0.0.1:8815``.
         token: bearer token of a server with authentication on. Default: ``$FLIGHTBATCH_TOKEN``.
         tls_root_certs: PEM certificates to trust for ``grpc+tls://`` (bytes, or a file path)
-            when the server's certificate is not signed by a system-trusted authority.
+            when no system-trusted authority signed the server's certificate.
+            Default: the file ``$FLIGHTBATCH_TLS_CA``, else the system's authorities.
+        tls_cert, tls_key: a client certificate and its key (PEM bytes or file paths) for a
+            server with mutual TLS. Default: the files ``$FLIGHTBATCH_TLS_CERT`` and
+            ``$FLIGHTBATCH_TLS_KEY``.
 
-    The connection is lazy: the first call reaches the server.
+    The same environment variables configure the ``flightbatch`` command line. The connection
+    is lazy: the first call reaches the server.
     """
-    return Client(addr, token=token, tls_root_certs=tls_root_certs)
+    return Client(addr, token=token, tls_root_certs=tls_root_certs, tls_cert=tls_cert, tls_key=tls_key)
 
 
 class Client:
@@ -86,11 +94,14 @@ class Client:
         *,
         token: str | bytes | None = None,
         tls_root_certs: str | bytes | os.PathLike | None = None,
+        tls_cert: str | bytes | os.PathLike | None = None,
+        tls_key: str | bytes | os.PathLike | None = None,
     ):
         addr = addr or os.environ.get("FLIGHTBATCH_ADDR") or DEFAULT_ADDR
         if "://" not in addr:
             addr = "grpc://" + addr
         self.addr: str = addr
+        """The server's address, with its scheme."""
         if token is None:
             token = os.environ.get("FLIGHTBATCH_TOKEN") or None
         headers = []
@@ -99,13 +110,15 @@ class Client:
             headers.append((b"authorization", b"Bearer " + tok))
         self._options = flight.FlightCallOptions(headers=headers)
         kwargs: dict[str, Any] = {}
-        if tls_root_certs is not None:
-            if isinstance(tls_root_certs, (str, os.PathLike)) and not str(tls_root_certs).lstrip().startswith("-----"):
-                with open(tls_root_certs, "rb") as f:
-                    tls_root_certs = f.read()
-            elif isinstance(tls_root_certs, str):
-                tls_root_certs = tls_root_certs.encode()
-            kwargs["tls_root_certs"] = tls_root_certs
+        for arg, env, value in (
+            ("tls_root_certs", "FLIGHTBATCH_TLS_CA", tls_root_certs),
+            ("cert_chain", "FLIGHTBATCH_TLS_CERT", tls_cert),
+            ("private_key", "FLIGHTBATCH_TLS_KEY", tls_key),
+        ):
+            if value is None:
+                value = os.environ.get(env) or None
+            if value is not None:
+                kwargs[arg] = _pem(value)
         self._flight = flight.FlightClient(addr, **kwargs)
 
     # -- plumbing -------------------------------------------------------------------------
@@ -289,10 +302,16 @@ class Client:
         return Job(self, resp["job_id"])
 
     def job(self, job: str | Job) -> Job:
-        """A job by ID (or ``"jobs/<id>"``)."""
+        """A job by ID (or ``"jobs/<id>"``), or found by a lookup the server resolves to its ID:
+        a job name (the newest SUCCEEDED job of that name), ``"latest"``, or
+        ``"latest?dataset=demo&label=cohort=pd"`` (see the README's "Finding a result again")."""
         if isinstance(job, Job):
             return job
-        return Job(self, _job_id(job))
+        ref = _job_id(job)
+        if _JOB_ID_RE.match(ref):
+            return Job(self, ref)
+        info = self._flight.get_flight_info(flight.FlightDescriptor.for_path("jobs", ref), self._options)
+        return Job(self, info.descriptor.path[1].decode())
 
     def jobs(
         self,
@@ -301,13 +320,20 @@ class Client:
         label: str | Mapping[str, str] | None = None,
         *,
         function: str | None = None,
+        name: str | None = None,
+        submitted_by: str | None = None,
+        since: str | dt.datetime | None = None,
+        until: str | dt.datetime | None = None,
         limit: int | None = None,
     ) -> pd.DataFrame:
         """The job history, oldest first, as a DataFrame (one row per job).
 
-        Filters: ``dataset`` (a name, or a job for the jobs chained on it), ``state``
-        (``"SUCCEEDED"``, or several), ``label`` (``"key=value"`` or a dict that must all match),
-        ``function``; ``limit`` keeps the newest ``limit`` jobs.
+        Filters (all must match): ``dataset`` (a name, or a job for the jobs chained on it),
+        ``state`` (``"SUCCEEDED"``, or several), ``label`` (``"key=value"``, or a dict of labels
+        that must all be on the job), ``function``, ``name``, ``submitted_by``, and ``since`` <=
+        created_at < ``until`` (datetimes, or RFC 3339 text). ``limit`` keeps the newest
+        ``limit`` jobs. The server filters; an older server that knows only the dataset filter
+        gets the rest done here.
         """
         labels: dict[str, str] = {}
         if isinstance(label, str):
@@ -320,30 +346,42 @@ class Client:
         states = [state] if isinstance(state, str) else list(state or [])
         states = [s.upper() for s in states]
         ds = _dataset_ref(dataset) if dataset is not None else None
+        t0, t1 = _utc(since), _utc(until)
 
-        full: dict[str, Any] = {}
+        body: dict[str, Any] = {}
         if ds:
-            full["dataset"] = ds
-        if len(states) == 1:
-            full["state"] = states[0]
-        if labels:
-            full["labels"] = labels
-        if function:
-            full["function"] = function
+            body["dataset"] = ds
+        if states:
+            body["state"] = states
+        for key, value in (("labels", labels), ("function", function), ("name", name), ("submitted_by", submitted_by)):
+            if value:
+                body[key] = value
+        if t0 is not None:
+            body["since"] = t0.isoformat().replace("+00:00", "Z")
+        if t1 is not None:
+            body["until"] = t1.isoformat().replace("+00:00", "Z")
+        if limit is not None and limit > 0:
+            body.update(order="newest", limit=limit)
         try:
-            jobs = self.action("list-jobs", full)["jobs"]
+            jobs = self.action("list-jobs", body)["jobs"]
         except pa.ArrowInvalid:
             # A server that knows only the dataset filter: filter here.
             jobs = self.action("list-jobs", {"dataset": ds} if ds else {})["jobs"]
-        jobs = [
-            j
-            for j in jobs
-            if (not states or j.get("state") in states)
-            and (not function or j.get("function") == function)
-            and all((j.get("labels") or {}).get(k) == v for k, v in labels.items())
-            and (not ds or j.get("dataset") == ds)
-        ]
-        jobs.sort(key=lambda j: j.get("job_id", ""))
+
+        def keep(j: Mapping[str, Any]) -> bool:
+            created = _utc(j.get("created_at"))
+            return (
+                (not states or j.get("state") in states)
+                and (not function or j.get("function") == function)
+                and (not name or j.get("name") == name)
+                and (not submitted_by or j.get("submitted_by") == submitted_by)
+                and all((j.get("labels") or {}).get(k) == v for k, v in labels.items())
+                and (not ds or j.get("dataset") == ds)
+                and (t0 is None or (created is not None and created >= t0))
+                and (t1 is None or (created is not None and created < t1))
+            )
+
+        jobs = sorted((j for j in jobs if keep(j)), key=lambda j: j.get("job_id", ""))
         if limit is not None:
             jobs = jobs[-limit:] if limit > 0 else []
         return _jobs_frame(jobs)
@@ -657,6 +695,28 @@ def _dataset_ref(ds: Any, wait: bool = False) -> str:
     if _JOB_ID_RE.match(ds):
         return f"jobs/{ds}"
     return ds
+
+
+def _pem(value: str | bytes | os.PathLike) -> bytes:
+    """PEM bytes: given as such, as PEM text, or as a file's path."""
+    if isinstance(value, bytes):
+        return value
+    text = os.fspath(value)
+    if text.lstrip().startswith("-----BEGIN"):
+        return text.encode()
+    with open(text, "rb") as f:
+        return f.read()
+
+
+def _utc(t: str | dt.datetime | None) -> dt.datetime | None:
+    """A time as an aware UTC datetime; naive datetimes are taken as UTC."""
+    if t is None or t == "":
+        return None
+    if isinstance(t, str):
+        t = dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.astimezone(dt.timezone.utc)
 
 
 def _json_or_empty(raw: bytes | None) -> dict:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.flight as flight
 import pyarrow.parquet as pq
 import pytest
@@ -77,8 +78,10 @@ def test_datasets_and_dataset(fb, client):
     assert ds.shards == [e.ticket.ticket.decode().rsplit("/", 1)[1] for e in info.endpoints]
     assert ds.version == row["version"] and ds.version
 
-    want = read_dataset(client).slice(0, 3).to_pandas()
-    pd.testing.assert_frame_equal(ds.head(3), want)
+    whole = read_dataset(client)
+    pd.testing.assert_frame_equal(ds.head(3), whole.slice(0, 3).to_pandas())
+    assert ds.reader().read_all().equals(whole)
+    assert ds.to_arrow().equals(whole)
     assert len(ds.head(10_000)) == info.total_records  # more than there is: everything
 
 
@@ -194,6 +197,23 @@ def test_units_follow_the_signal(fb):
     prov = fb.psd(mixed, nperseg=64).wait(progress=False).provenance()
     assert prov.units == {"freqs": "Hz", "psd": "[unit]²/Hz"}
     assert fb.psd(mixed, nperseg=64).to_pandas()["unit"].tolist() == ["uV", "uV", "mV"] * 2
+
+    # Plots say the unit: the declared one, or the rows' own when the plotted rows share one.
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import flightbatch.plot
+
+    one_job = fb.psd(one, nperseg=64, bands={"beta": (13, 30)})
+    assert flightbatch.plot.psd(one_job, by="channel").get_ylabel() == "PSD (uV²/Hz)"
+    assert flightbatch.plot.band_power(one_job, "beta").get_ylabel() == "beta power (uV²)"
+    mixed_result = fb.psd(mixed, nperseg=64).to_arrow()
+    assert flightbatch.plot.psd(mixed_result).get_ylabel() == "PSD"  # uV and mV: no one unit
+    only_mv = mixed_result.filter(pa.compute.equal(mixed_result.column("unit"), "mV"))
+    assert flightbatch.plot.psd(only_mv).get_ylabel() == "PSD (mV²/Hz)"
+    assert flightbatch.plot.band_power(only_mv, (13, 30)).get_ylabel() == "13–30 Hz power (mV²)"
+    plt.close("all")
 
 
 # ---------------------------------------------------------------------------------------------

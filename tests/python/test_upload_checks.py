@@ -127,3 +127,85 @@ def test_tiny_batches_are_joined(srv):
     assert res["bytes"] < 2 * t.nbytes, f"{res['bytes']} bytes stored for {t.nbytes} bytes of data"
     back = srv.connect().do_get(flight.Ticket(b"datasets/tiny")).read_all()
     assert back.column("samples").to_pylist()[::997] == t.column("samples").to_pylist()[::997]
+
+
+# ---------------------------------------------------------------------------------------------
+# flightbatch upload
+
+
+def cli(binary, srv, *args, timeout=300):
+    import subprocess
+    return subprocess.run([str(binary), *args, "--addr", srv.addr], capture_output=True, text=True, timeout=timeout)
+
+
+def read(srv, name):
+    return srv.connect().do_get(flight.Ticket(f"datasets/{name}".encode())).read_all()
+
+
+def test_cli_upload_parquet_and_arrow(flightbatch_bin, srv, tmp_path):
+    import pyarrow.feather as feather
+    import pyarrow.parquet as pq
+    t = good_table(rows=40, n=300)
+    pq.write_table(t, tmp_path / "t.parquet", row_group_size=7)
+    feather.write_feather(t, tmp_path / "t.arrow", compression="uncompressed")
+    for fname, name in [("t.parquet", "cli-parquet"), ("t.arrow", "cli-arrow")]:
+        out = cli(flightbatch_bin, srv, "upload", str(tmp_path / fname), "--dataset", name)
+        assert out.returncode == 0, out.stderr
+        assert f"uploaded {name}: 40 rows" in out.stdout and "signal columns: samples" in out.stdout
+        assert read(srv, name).equals(t)
+
+
+def test_cli_upload_csv(flightbatch_bin, srv, tmp_path):
+    rng = np.random.default_rng(3)
+    fs, n = 250.0, 2000
+    data = rng.standard_normal((n, 3))
+    lines = ["time,Fz,Cz,Pz"] + [",".join(repr(float(v)) for v in (i / fs, *row)) for i, row in enumerate(data)]
+    (tmp_path / "rec.csv").write_text("\n".join(lines) + "\n")
+    out = cli(flightbatch_bin, srv, "upload", str(tmp_path / "rec.csv"), "--dataset", "cli-csv", "--epoch-s", "2",
+              "--unit", "uV", "--start", "2024-03-01T10:00:00Z")
+    assert out.returncode == 0, out.stderr
+    rows = read(srv, "cli-csv").to_pylist()
+    assert len(rows) == 4 * 3 and {r["channel"] for r in rows} == {"Fz", "Cz", "Pz"}
+    for r in rows:
+        ci = ["Fz", "Cz", "Pz"].index(r["channel"])
+        e = r["epoch"]
+        assert r["fs"] == pytest.approx(fs, rel=1e-12) and r["unit"] == "uV"
+        np.testing.assert_array_equal(r["samples"], data[e * 500:(e + 1) * 500, ci])
+        assert r["start_time"].timestamp() == pytest.approx(1709287200 + 2 * e)
+    # --fs instead of a time column; no time column at all needs one or the other.
+    (tmp_path / "plain.csv").write_text("a,b\n1,2\n3,4\n5,6\n")
+    out = cli(flightbatch_bin, srv, "upload", str(tmp_path / "plain.csv"), "--dataset", "cli-csv-fs", "--fs", "100")
+    assert out.returncode == 0, out.stderr
+    got = {r["channel"]: r["samples"] for r in read(srv, "cli-csv-fs").to_pylist()}
+    assert got == {"a": [1.0, 3.0, 5.0], "b": [2.0, 4.0, 6.0]}
+    out = cli(flightbatch_bin, srv, "upload", str(tmp_path / "plain.csv"), "--dataset", "cli-csv-nofs")
+    assert out.returncode != 0 and "--fs" in out.stderr
+    (tmp_path / "text.csv").write_text("time,a\n0,1\n0.01,x\n")
+    out = cli(flightbatch_bin, srv, "upload", str(tmp_path / "text.csv"), "--dataset", "cli-csv-text")
+    assert out.returncode != 0 and '"a"' in out.stderr and "line 3" in out.stderr
+
+
+def test_cli_upload_edf_cuts_rows_like_a_registration(flightbatch_bin, srv, tmp_path):
+    from test_recordings import write_recordings
+    files = write_recordings(tmp_path / "rec")
+    for fname in ("plus.edf", "plain.bdf"):
+        name = "cli-" + fname.replace(".", "-")
+        out = cli(flightbatch_bin, srv, "upload", str(files[fname]), "--dataset", name, "--epoch-s", "2")
+        assert out.returncode == 0, out.stderr
+        key = Path(srv.store) / "raw-cli" / fname
+        key.parent.mkdir(parents=True, exist_ok=True)
+        key.write_bytes(files[fname].read_bytes())
+        client = srv.connect()
+        reg = json.loads(next(iter(client.do_action(flight.Action("register-dataset", json.dumps(
+            {"name": name + "-reg", "prefix": f"raw-cli/{fname}", "epoch_s": 2}).encode())))).body.to_pybytes())
+        uploaded, registered = read(srv, name), read(srv, name + "-reg")
+        assert uploaded.num_rows == reg["rows"] > 0
+        assert uploaded.equals(registered), "an uploaded EDF/BDF file must give the rows its registration gives"
+
+
+def test_cli_upload_refused_table(flightbatch_bin, srv, tmp_path):
+    import pyarrow.parquet as pq
+    pq.write_table(pa.table({"samples": pa.array([[1, 2]] * 3, pa.list_(pa.int16()))}), tmp_path / "i16.parquet")
+    out = cli(flightbatch_bin, srv, "upload", str(tmp_path / "i16.parquet"), "--dataset", "cli-refused")
+    assert out.returncode != 0 and '"samples"' in out.stderr and "InvalidArgument" in out.stderr, out.stderr
+    assert stored(srv, "cli-refused") == []

@@ -1,17 +1,19 @@
-package batch
+package psd
 
 import (
 	"encoding/json"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/flightbatch/flightbatch/batch"
 )
 
-// ResultUnits implements UnitFunction: freqs in Hz; when the signal has a unit
-// u (see SignalUnit), psd in u²/Hz (u² for scaling "spectrum"), band power in
+// ResultUnits implements batch.UnitFunction: freqs in Hz; when the signal has a unit
+// u (see batch.SignalUnit), psd in u²/Hz (u² for scaling "spectrum"), band power in
 // u² (u²·Hz for "spectrum"); relative band power is a ratio, "1".
-func (PSD) ResultUnits(raw json.RawMessage, in *arrow.Schema) map[string]string {
-	p, err := DecodePSDParams(raw)
+func (Function) ResultUnits(raw json.RawMessage, in *arrow.Schema) map[string]string {
+	p, err := DecodeParams(raw)
 	if err != nil {
 		return nil
 	}
@@ -21,7 +23,7 @@ func (PSD) ResultUnits(raw json.RawMessage, in *arrow.Schema) map[string]string 
 			units[b.Name+"_relative"] = "1"
 		}
 	}
-	u := SignalUnit(in, p.Column)
+	u := batch.SignalUnit(in, p.Column)
 	if u == "" {
 		return units
 	}
