@@ -68,6 +68,9 @@ func FuzzPartReader(f *testing.F) {
 		f.Fatal(err)
 	}
 	fns := batch.NewRegistry()
+	if err := fns.Register(psd.Function{}); err != nil {
+		f.Fatal(err)
+	}
 	w := &batch.Worker{Store: st, Functions: fns, Log: slog.New(slog.DiscardHandler)}
 	mg := batch.NewManager(cat, fns, local.New(w.RunShard, 2), &batch.Options{Log: slog.New(slog.DiscardHandler)})
 	f.Cleanup(mg.Close)
