@@ -25,8 +25,8 @@ func TestAuditTargets(t *testing.T) {
 		{"job shard", descriptorTarget(&aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{"jobs", id, "part-00001"}}), "job=" + id + " shard=part-00001 "},
 		{"poll continuation", descriptorTarget(&aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{"jobs", id, "poll", "tok"}}), "job=" + id + " "},
 		{"job request", descriptorTarget(&aflight.FlightDescriptor{Type: aflight.DescriptorCMD, Cmd: []byte(`{"dataset": "demo", "fs": 250}`)}), "action=psd dataset=demo "},
-		{"action", actionTarget("cancel-job", []byte(`{"job_id": "` + id + `"}`)), "action=cancel-job job=" + id + " "},
-		{"run", actionTarget("run", []byte(`{"function": "peaks", "dataset": "jobs/` + id + `"}`)), "action=run dataset=jobs/" + id + " function=peaks "},
+		{"action", actionTarget("cancel-job", []byte(`{"job_id": "`+id+`"}`)), "action=cancel-job job=" + id + " "},
+		{"run", actionTarget("run", []byte(`{"function": "peaks", "dataset": "jobs/`+id+`"}`)), "action=run dataset=jobs/" + id + " function=peaks "},
 		{"not JSON", actionTarget("psd", []byte(`{`)), "action=psd "},
 		{"garbage path", descriptorTarget(&aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{"x"}}), ""},
 	} {
