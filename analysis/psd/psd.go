@@ -49,6 +49,10 @@ type Params struct {
 	// and DefaultFMax Hz).
 	FMin *float64 `json:"fmin,omitempty"`
 	FMax *float64 `json:"fmax,omitempty"`
+	// NaNPolicy is "propagate" (default: NaN samples make the affected values
+	// NaN, as scipy does) or "omit": NaN samples are bad spans skipped as MNE's
+	// psd_array_welch skips them (see omitNaN).
+	NaNPolicy string `json:"nan_policy,omitempty"`
 }
 
 // AverageNone is the average (also JSON null) that gives every segment's
@@ -70,8 +74,11 @@ func (p Params) welch() compute.WelchParams {
 }
 
 // reasons reports whether the result has ReasonColumn: with fs_column and
-// bands, whose validity then depends on each record's sampling rate.
-func (p Params) reasons() bool { return p.FSColumn != "" && len(p.Bands) > 0 }
+// bands, whose validity then depends on each record's sampling rate, and with
+// nan_policy "omit", which leaves a record of NaN only without a PSD.
+func (p Params) reasons() bool {
+	return p.FSColumn != "" && len(p.Bands) > 0 || p.NaNPolicy == "omit"
+}
 
 // cropped reports whether fmin or fmax crop the output.
 func (p Params) cropped() bool { return p.FMin != nil || p.FMax != nil }
@@ -202,6 +209,15 @@ func (Function) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, j
 	}
 	if p.cropped() && p.ReturnOnesided != nil && !*p.ReturnOnesided {
 		return nil, nil, invalid(`"fmin" and "fmax" crop a one-sided spectrum; drop "return_onesided": false or the crop`)
+	}
+	switch p.NaNPolicy {
+	case "", "propagate":
+	case "omit":
+		if p.Average != "" && p.Average != "mean" {
+			return nil, nil, invalid(`"nan_policy": "omit" averages each good span's segments by their mean; use "average": "mean"`)
+		}
+	default:
+		return nil, nil, invalid(`nan_policy %s: use "propagate" or "omit"`, clip.Quote(p.NaNPolicy))
 	}
 	if p.Relative && len(p.Bands) == 0 {
 		return nil, nil, invalid(`"relative": true needs "bands", e.g. {"beta": [13, 30]}`)
@@ -367,6 +383,7 @@ type psdKernel struct {
 	freqs   []float64
 	psd     []float64
 	times   []float64
+	span    []float64
 }
 
 // rowBuilders build the computed columns of a result batch.
@@ -480,6 +497,13 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 			rows = plan.NumSegments()
 		} else {
 			k.psd = plan.PSD(k.psd[:0], x, fs)
+			if p.NaNPolicy == "omit" && hasNaN(x) {
+				var why string
+				if k.psd, why = k.omitNaN(k.psd, x, fs, plan); why != "" {
+					r.null(i, why)
+					continue
+				}
+			}
 		}
 		c0, c1 := 0, nf
 		if p.cropped() {
@@ -574,6 +598,78 @@ func (k *psdKernel) assemble(ctx context.Context, task batch.Task, schema *arrow
 		cols = append(cols, r.reason.NewArray())
 	}
 	return array.NewRecordBatch(schema, cols, int64(len(r.take))), nil
+}
+
+func hasNaN(x []float64) bool {
+	for _, v := range x {
+		if math.IsNaN(v) {
+			return true
+		}
+	}
+	return false
+}
+
+// omitNaN computes into dst the PSD of a record whose NaN samples are bad
+// spans, as MNE's psd_array_welch does for data whose bad annotations are
+// NaN: the record splits into its good spans (maximal runs of non-NaN
+// samples); each span's segments are laid from the span's own first sample
+// with the record's nperseg, noverlap and nfft, a span shorter than nperseg
+// getting one segment of its own length (a shorter window, zero-padded to
+// nfft); each span's PSD is the mean of its segments', and the spans' PSDs
+// are averaged with weights the samples their segments cover (the span's
+// length, less the tail no segment reaches). An infinite sample makes the
+// whole PSD NaN, as MNE makes a channel with one. It returns a reason, and
+// no PSD, for a record with no good sample or a span the parameters cannot
+// analyse.
+func (k *psdKernel) omitNaN(dst, x []float64, fs float64, full *compute.Plan) ([]float64, string) {
+	nf := full.NumFreqs()
+	dst = dst[:nf]
+	for _, v := range x {
+		if math.IsInf(v, 0) {
+			for i := range dst {
+				dst[i] = math.NaN()
+			}
+			return dst, ""
+		}
+	}
+	nperseg, noverlap, nfft := full.NPerSeg(), full.NOverlap(), full.NFFT()
+	wp := k.p.welch()
+	wp.NPerSeg, wp.NOverlap, wp.NFFT = &nperseg, &noverlap, &nfft
+	step := nperseg - noverlap
+	clear(dst)
+	var total float64
+	for start := 0; start < len(x); {
+		if math.IsNaN(x[start]) {
+			start++
+			continue
+		}
+		end := start
+		for end < len(x) && !math.IsNaN(x[end]) {
+			end++
+		}
+		span := x[start:end]
+		start = end
+		plan, err := compute.NewPlan(wp, len(span))
+		if err != nil {
+			return nil, fmt.Sprintf("a good span of %d samples cannot be analysed with nperseg %d, noverlap %d: %v", len(span), nperseg, noverlap, err)
+		}
+		w := float64(len(span))
+		if len(span) >= nperseg {
+			w -= float64((len(span) - noverlap) % step)
+		}
+		k.span = plan.PSD(k.span[:0], span, fs)
+		for i, v := range k.span {
+			dst[i] += w * v
+		}
+		total += w
+	}
+	if total == 0 {
+		return nil, "no good sample: every sample is NaN"
+	}
+	for i := range dst {
+		dst[i] /= total
+	}
+	return dst, ""
 }
 
 // cropRange is the index range of the frequencies in [lo, hi].

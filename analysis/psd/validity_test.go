@@ -237,3 +237,40 @@ func TestAverageNullPerSegment(t *testing.T) {
 		}
 	}
 }
+
+// nan_policy: "propagate" (the default) or "omit", which averages good spans
+// by their mean only; anything else is refused.
+func TestNaNPolicyRefusals(t *testing.T) {
+	rec := input(t, memory.DefaultAllocator, []float64{250}, [][]float64{noise(512, 3)})
+	defer rec.Release()
+	for _, bad := range []string{
+		`{"fs": 250, "nan_policy": "drop"}`,
+		`{"fs": 250, "nan_policy": "omit", "average": "median"}`,
+		`{"fs": 250, "nan_policy": "omit", "average": null}`,
+	} {
+		if _, err := run(t, bad, rec); !errors.Is(err, batch.ErrInvalid) || !strings.Contains(err.Error(), "nan_policy") {
+			t.Errorf("%s: %v, want a refusal naming nan_policy", bad, err)
+		}
+	}
+	x := noise(512, 3)
+	for i := 100; i < 140; i++ {
+		x[i] = math.NaN()
+	}
+	nan := input(t, memory.DefaultAllocator, []float64{250, 250}, [][]float64{x, make([]float64, 64)})
+	defer nan.Release()
+	for i := range 64 {
+		nan.Column(2).(*array.List).ListValues().(*array.Float64).Float64Values()[512+i] = math.NaN()
+	}
+	rows, err := run(t, `{"fs": 250, "nperseg": 64, "nan_policy": "omit"}`, nan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range rows[0]["psd"].([]float64) {
+		if math.IsNaN(v) {
+			t.Fatal("omit left a NaN in the PSD of a record with good spans")
+		}
+	}
+	if rows[1]["psd"] != nil || !strings.Contains(rows[1][psd.ReasonColumn].(string), "no good sample") {
+		t.Errorf("a record of NaN only: psd %v, reason %v", rows[1]["psd"], rows[1][psd.ReasonColumn])
+	}
+}
