@@ -156,8 +156,10 @@ func TestS3RetriesThroughOutage(t *testing.T) {
 	}
 	addr := lis.Addr().String()
 	lis.Close() // the outage: connections to addr are refused
-	s := openForTest(t, "s3://"+bucket+"/"+randomPrefix(t)+"?endpoint=http://"+addr+"&retry=60s")
-	emptyOnCleanup(t, s)
+	prefix := randomPrefix(t)
+	// Cleaned up through the real endpoint: the proxy is gone by then.
+	emptyOnCleanup(t, openForTest(t, "s3://"+bucket+"/"+prefix))
+	s := openForTest(t, "s3://"+bucket+"/"+prefix+"?endpoint=http://"+addr+"&retry=60s")
 
 	const outage = 6 * time.Second
 	start := time.Now()

@@ -58,6 +58,8 @@ type Store struct {
 	file bool
 	// retry governs the retries of a remote store's calls; nil tries once.
 	retry *backoff.Policy
+	// onError, when set, is told about every failed operation.
+	onError func(op string)
 }
 
 // Object describes one stored object.
@@ -207,12 +209,20 @@ func (s *Store) URL() string { return s.url }
 // Close releases the store's resources.
 func (s *Store) Close() error { return s.b.Close() }
 
-func wrap(op, key string, err error) error {
+// ObserveErrors has fn called with the operation ("read", "write", "stat",
+// "list", "delete") of every failed store operation, except an object that
+// does not exist; the server counts them. Call it before the store is used.
+func (s *Store) ObserveErrors(fn func(op string)) { s.onError = fn }
+
+func (s *Store) wrap(op, key string, err error) error {
 	if err == nil {
 		return nil
 	}
 	if gcerrors.Code(err) == gcerrors.NotFound {
 		return fmt.Errorf("store: %s %s: %w", op, key, ErrNotExist)
+	}
+	if s.onError != nil && !errors.Is(err, context.Canceled) {
+		s.onError(op)
 	}
 	return fmt.Errorf("store: %s %s: %w", op, key, err)
 }
@@ -225,7 +235,7 @@ func (s *Store) ReadAll(ctx context.Context, key string) ([]byte, error) {
 		data, err = s.b.ReadAll(ctx, key)
 		return err
 	})
-	return data, wrap("read", key, err)
+	return data, s.wrap("read", key, err)
 }
 
 // NewReader streams an object from its start.
@@ -237,7 +247,7 @@ func (s *Store) NewReader(ctx context.Context, key string) (io.ReadCloser, error
 		return err
 	})
 	if err != nil {
-		return nil, wrap("read", key, err)
+		return nil, s.wrap("read", key, err)
 	}
 	return r, nil
 }
@@ -251,7 +261,7 @@ func (s *Store) Stat(ctx context.Context, key string) (Object, error) {
 		return err
 	})
 	if err != nil {
-		return Object{}, wrap("stat", key, err)
+		return Object{}, s.wrap("stat", key, err)
 	}
 	etag := a.ETag
 	var fi os.FileInfo
@@ -275,7 +285,7 @@ func (s *Store) Exists(ctx context.Context, key string) (bool, error) {
 		ok, err = s.b.Exists(ctx, key)
 		return err
 	})
-	return ok, wrap("stat", key, err)
+	return ok, s.wrap("stat", key, err)
 }
 
 // WriteAll writes a whole object atomically.
@@ -296,7 +306,7 @@ func (s *Store) Write(ctx context.Context, key string, fill func(w io.Writer) er
 	defer cancel()
 	w, err := s.b.NewWriter(wctx, key, &blob.WriterOptions{ContentType: "application/octet-stream"})
 	if err != nil {
-		return wrap("write", key, err)
+		return s.wrap("write", key, err)
 	}
 	closed := false
 	defer func() {
@@ -312,7 +322,7 @@ func (s *Store) Write(ctx context.Context, key string, fill func(w io.Writer) er
 		return fmt.Errorf("store: write %s: %w", key, err)
 	}
 	closed = true
-	return wrap("write", key, w.Close())
+	return s.wrap("write", key, w.Close())
 }
 
 // Delete removes an object; removing one that does not exist is not an error.
@@ -324,7 +334,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		}
 		return err
 	})
-	return wrap("delete", key, err)
+	return s.wrap("delete", key, err)
 }
 
 // fileTemp matches the name fileblob gives the temporary file of a write under
@@ -352,7 +362,7 @@ func (s *Store) Temps(ctx context.Context, cutoff time.Time) ([]Object, error) {
 			return out, nil
 		}
 		if err != nil {
-			return nil, wrap("list", "", err)
+			return nil, s.wrap("list", "", err)
 		}
 		if s.isTemp(o.Key) && o.ModTime.Before(cutoff) {
 			out = append(out, Object{Key: o.Key, Size: o.Size, ModTime: o.ModTime})
@@ -380,7 +390,7 @@ func (s *Store) list(ctx context.Context, prefix string) ([]Object, error) {
 			break
 		}
 		if err != nil {
-			return nil, wrap("list", prefix, err)
+			return nil, s.wrap("list", prefix, err)
 		}
 		if s.isTemp(o.Key) {
 			continue
@@ -414,7 +424,7 @@ func (s *Store) listDirs(ctx context.Context, prefix string) ([]string, error) {
 			break
 		}
 		if err != nil {
-			return nil, wrap("list", prefix, err)
+			return nil, s.wrap("list", prefix, err)
 		}
 		if !o.IsDir {
 			continue
@@ -445,7 +455,7 @@ func (s *Store) holdsObject(ctx context.Context, prefix string) (bool, error) {
 			return false, nil
 		}
 		if err != nil {
-			return false, wrap("list", prefix, err)
+			return false, s.wrap("list", prefix, err)
 		}
 		if !s.isTemp(o.Key) {
 			return true, nil
@@ -494,7 +504,7 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 		return err
 	})
 	if err != nil {
-		return got, wrap("read", f.key, err)
+		return got, f.s.wrap("read", f.key, err)
 	}
 	if got < len(p) {
 		return got, io.EOF

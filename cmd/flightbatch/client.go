@@ -24,6 +24,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/flightbatch/flightbatch/internal/tlsfiles"
 	"github.com/flightbatch/flightbatch/pkg/api"
 	"github.com/flightbatch/flightbatch/pkg/client"
 )
@@ -52,7 +53,10 @@ func (m *Main) clientFlags(name string) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
 	fs.StringVar(&m.token, "token", m.Getenv("FLIGHTBATCH_TOKEN"), "bearer token of a server with authentication on (default $FLIGHTBATCH_TOKEN)")
-	return fs, fs.String("addr", defaultAddr, "server address")
+	fs.StringVar(&m.tlsCA, "tls-ca", m.Getenv("FLIGHTBATCH_TLS_CA"), "PEM file of the CA that signed the server's certificate (default $FLIGHTBATCH_TLS_CA; the system's CAs when empty)")
+	fs.StringVar(&m.tlsCert, "tls-cert", m.Getenv("FLIGHTBATCH_TLS_CERT"), "client certificate (PEM) for a server with mutual TLS (default $FLIGHTBATCH_TLS_CERT)")
+	fs.StringVar(&m.tlsKey, "tls-key", m.Getenv("FLIGHTBATCH_TLS_KEY"), "key (PEM) of the client certificate (default $FLIGHTBATCH_TLS_KEY)")
+	return fs, fs.String("addr", defaultAddr, "server address: host:port or grpc://host:port (plaintext), grpc+tls://host:port (TLS)")
 }
 
 // connectJob parses the flags and the one job ID of a command, and dials.
@@ -72,6 +76,13 @@ func (m *Main) dial(ctx context.Context, addr string) (*client.Client, error) {
 	var opts []client.Option
 	if m.token != "" {
 		opts = append(opts, client.WithToken(m.token))
+	}
+	if m.tlsCA != "" || m.tlsCert != "" || m.tlsKey != "" {
+		cfg, err := tlsfiles.Client(m.tlsCA, m.tlsCert, m.tlsKey)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, client.WithTLS(cfg))
 	}
 	return client.Dial(ctx, addr, opts...)
 }
