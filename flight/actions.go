@@ -63,7 +63,7 @@ func (s *Server) DoAction(a *aflight.Action, stream aflight.FlightService_DoActi
 		for i, x := range actions {
 			names[i] = x.Type
 		}
-		return invalidArg("unknown action %q; the actions are %s", a.Type, strings.Join(names, ", "))
+		return status.Errorf(codes.Unimplemented, "unknown action %q; the actions are %s", clip(a.Type), strings.Join(names, ", "))
 	}
 	if err != nil {
 		return toStatus(err)
@@ -295,4 +295,13 @@ func jobStatus(m *batch.Manifest) api.JobStatus {
 		st.Failures = append(st.Failures, f)
 	}
 	return st
+}
+
+// clip shortens what a client sent, for quoting it in an error message.
+func clip(s string) string {
+	const n = 64
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }

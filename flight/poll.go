@@ -106,6 +106,9 @@ func (s *Server) pollTarget(ctx context.Context, d *aflight.FlightDescriptor) (i
 			id, err := s.pollSubmit(ctx, cmd)
 			return id, "", err
 		}
+		if err := foreignCommand(cmd); err != nil {
+			return "", "", err
+		}
 		segs = strings.Split(strings.Trim(string(cmd), "/"), "/")
 	case aflight.DescriptorPATH:
 		segs = d.Path

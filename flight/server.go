@@ -175,9 +175,32 @@ func parseDescriptor(d *aflight.FlightDescriptor) (target, error) {
 	case aflight.DescriptorPATH:
 		return parsePath(d.Path)
 	case aflight.DescriptorCMD:
+		if err := foreignCommand(d.Cmd); err != nil {
+			return target{}, err
+		}
 		return parsePath([]string{string(d.Cmd)})
 	}
 	return target{}, invalidArg("unknown descriptor type %v", d.Type)
+}
+
+// foreignCommand refuses, with Unimplemented, a command descriptor that is not
+// flightbatch's: anything but the text of a "datasets/..." or "jobs/..." path
+// or a JSON object, such as a Flight SQL command (a protobuf Any). Generic
+// clients take Unimplemented to mean "this server does not do that".
+func foreignCommand(cmd []byte) error {
+	c := bytes.TrimSpace(cmd)
+	if len(c) > 0 && c[0] == '{' {
+		return nil
+	}
+	c = bytes.TrimLeft(c, "/")
+	if bytes.HasPrefix(c, []byte("datasets/")) || bytes.HasPrefix(c, []byte("jobs/")) {
+		return nil
+	}
+	what := "this command"
+	if bytes.Contains(cmd, []byte("arrow.flight.protocol.sql.")) {
+		what = "Flight SQL"
+	}
+	return status.Errorf(codes.Unimplemented, "flightbatch does not implement %s: its command descriptors are the paths datasets/<name> and jobs/<job_id> (or a job request as JSON, for PollFlightInfo)", what)
 }
 
 // ticketJSON is the JSON form of a ticket, for projection and compression.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/csv"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
@@ -47,12 +48,53 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// clientFlags starts the flags of a client command, with --addr.
+// clientFlags starts the flags of a client command: --addr (default
+// $FLIGHTBATCH_ADDR, else defaultAddr) and --token (default $FLIGHTBATCH_TOKEN).
 func (m *Main) clientFlags(name string) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
-	fs.StringVar(&m.token, "token", m.Getenv("FLIGHTBATCH_TOKEN"), "bearer token of a server with authentication on (default $FLIGHTBATCH_TOKEN)")
-	return fs, fs.String("addr", defaultAddr, "server address")
+	m.token = m.Getenv("FLIGHTBATCH_TOKEN")
+	// The token's value stays out of the help text: it is a secret.
+	fs.Var(secretFlag{&m.token}, "token", "bearer `token` of a server with authentication on (default $FLIGHTBATCH_TOKEN)")
+	return fs, fs.String("addr", m.defaultAddr(), "server address, host:port or grpc://host:port ($FLIGHTBATCH_ADDR if set)")
+}
+
+// defaultAddr is the server address a client command uses without --addr.
+func (m *Main) defaultAddr() string {
+	if a := m.Getenv("FLIGHTBATCH_ADDR"); a != "" {
+		return a
+	}
+	return defaultAddr
+}
+
+// secretFlag is a string flag whose value the help text never shows.
+type secretFlag struct{ p *string }
+
+func (f secretFlag) String() string { return "" }
+
+func (f secretFlag) Set(v string) error {
+	*f.p = v
+	return nil
+}
+
+// optionalInt is an int flag that is unset unless given (its help shows no
+// default, so the usage text can say what unset means).
+type optionalInt struct{ p **int }
+
+func (f optionalInt) String() string {
+	if f.p == nil || *f.p == nil {
+		return ""
+	}
+	return strconv.Itoa(**f.p)
+}
+
+func (f optionalInt) Set(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return errors.New("not an integer")
+	}
+	*f.p = &n
+	return nil
 }
 
 // connectJob parses the flags and the one job ID of a command, and dials.
@@ -131,7 +173,7 @@ func (m *Main) psd(ctx context.Context, args []string) error {
 	fs.StringVar(&req.FSColumn, "fs-column", "", "column holding each record's sampling rate")
 	window := fs.String("window", "", `window name, or JSON such as '["tukey", 0.25]'`)
 	fs.IntVar(&req.NPerSeg, "nperseg", 0, "segment length (scipy default)")
-	noverlap := fs.Int("noverlap", -1, "segment overlap (default nperseg/2)")
+	fs.Var(optionalInt{&req.NOverlap}, "noverlap", "segment `overlap` (default nperseg/2)")
 	fs.IntVar(&req.NFFT, "nfft", 0, "FFT length (default nperseg)")
 	fs.StringVar(&req.Scaling, "scaling", "", "density or spectrum")
 	fs.StringVar(&req.Average, "average", "", "mean or median")
@@ -153,9 +195,6 @@ func (m *Main) psd(ctx context.Context, args []string) error {
 		}
 		req.Window = w
 	}
-	if *noverlap >= 0 {
-		req.NOverlap = noverlap
-	}
 	if len(params) > 0 {
 		req.Extra = params
 	}
@@ -172,13 +211,25 @@ func (m *Main) psd(ctx context.Context, args []string) error {
 		fmt.Fprintln(m.Stdout, id)
 		return nil
 	}
-	_, err = m.follow(ctx, c, id)
+	_, err = m.follow(ctx, c, id, *addr)
 	fmt.Fprintln(m.Stdout, id)
 	return err
 }
 
-// follow waits for a job, drawing a bar of the shards done on a terminal.
-func (m *Main) follow(ctx context.Context, c *client.Client, id string) (api.JobStatus, error) {
+// interruptedError ends a wait stopped by the user (Ctrl-C): the job goes on.
+type interruptedError struct{ id, flags string }
+
+func (e *interruptedError) Error() string {
+	return fmt.Sprintf("stopped waiting; job %s goes on running on the server. Follow it with 'flightbatch wait%s %s', cancel it with 'flightbatch cancel%s %s'",
+		e.id, e.flags, e.id, e.flags, e.id)
+}
+
+// ExitCode is the shell's code for a command stopped by SIGINT.
+func (e *interruptedError) ExitCode() int { return 130 }
+
+// follow waits for a job, drawing a bar of the shards done on a terminal. A
+// wait stopped by ctx (Ctrl-C) says that the job goes on, and how to cancel it.
+func (m *Main) follow(ctx context.Context, c *client.Client, id, addr string) (api.JobStatus, error) {
 	var bar *progressbar.ProgressBar
 	show := isTerminal(m.Stderr)
 	st, err := c.Wait(ctx, id, func(st api.JobStatus) {
@@ -204,6 +255,13 @@ func (m *Main) follow(ctx context.Context, c *client.Client, id string) (api.Job
 		}
 		fmt.Fprintln(m.Stderr)
 	}
+	if err != nil && ctx.Err() != nil {
+		ie := &interruptedError{id: id}
+		if addr != m.defaultAddr() {
+			ie.flags = " --addr " + addr
+		}
+		return st, ie
+	}
 	var je *client.JobError
 	if errors.As(err, &je) {
 		for _, f := range st.Failures {
@@ -225,7 +283,7 @@ func (m *Main) waitCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	defer c.Close()
-	_, err = m.follow(ctx, c, id)
+	_, err = m.follow(ctx, c, id, *addr)
 	return err
 }
 
@@ -369,14 +427,14 @@ func (m *Main) datasets(ctx context.Context, args []string) error {
 
 func (m *Main) get(ctx context.Context, args []string) error {
 	fs, addr := m.clientFlags("get")
-	out := fs.String("o", "", "output: FILE.parquet, FILE.arrow (Arrow IPC file), or - (Arrow IPC stream on stdout)")
+	out := fs.String("o", "", "output: FILE.parquet, FILE.arrow (Arrow IPC file), FILE.csv, or - (Arrow IPC stream on stdout)")
 	shard := fs.String("shard", "", "only this finished part of the job")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 || *out == "" {
-		return errors.New("get: give one job ID and -o FILE.parquet, FILE.arrow or -")
+		return errors.New("get: give one job ID and -o FILE.parquet, FILE.arrow, FILE.csv or -")
 	}
 	write, err := outputFor(*out)
 	if err != nil {
@@ -412,8 +470,10 @@ func outputFor(name string) (func(io.Writer, array.RecordReader) error, error) {
 		return writeParquet, nil
 	case strings.HasSuffix(name, ".arrow"), strings.HasSuffix(name, ".feather"):
 		return writeIPCFile, nil
+	case strings.HasSuffix(name, ".csv"):
+		return writeCSV, nil
 	}
-	return nil, fmt.Errorf("get: -o %q: name a .parquet or .arrow file, or - for an Arrow IPC stream on stdout", name)
+	return nil, fmt.Errorf("get: -o %q: name a .parquet, .arrow or .csv file, or - for an Arrow IPC stream on stdout", name)
 }
 
 func writeFileAtomically(name string, fill func(io.Writer) error) error {
@@ -464,6 +524,17 @@ func writeIPCFile(w io.Writer, rdr array.RecordReader) error {
 		return err
 	}
 	return fw.Close()
+}
+
+// writeCSV writes a header line and one line per record; a list cell (such
+// as freqs or psd) is written as {v1,v2,...}.
+func writeCSV(w io.Writer, rdr array.RecordReader) error {
+	cw := csv.NewWriter(w, rdr.Schema(), csv.WithHeader(true), csv.WithNullWriter(""))
+	if err := copyRecords(rdr, cw.Write); err != nil {
+		return err
+	}
+	cw.Flush()
+	return cw.Error()
 }
 
 func writeParquet(w io.Writer, rdr array.RecordReader) error {

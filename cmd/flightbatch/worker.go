@@ -27,13 +27,18 @@ import (
 func (m *Main) worker(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
-	jobID := fs.String("job", m.Getenv("FLIGHTBATCH_JOB_ID"), "job ID (default $FLIGHTBATCH_JOB_ID)")
-	storeURL := fs.String("store", m.Getenv("FLIGHTBATCH_STORE"), "store URL (default $FLIGHTBATCH_STORE)")
-	shard := fs.Int("shard", -1, "shard index (default: from $FLIGHTBATCH_SHARDS and $AWS_BATCH_JOB_ARRAY_INDEX, or $AWS_BATCH_JOB_ARRAY_INDEX, or 0)")
+	jobID := fs.String("job", m.Getenv("FLIGHTBATCH_JOB_ID"), "job ID ($FLIGHTBATCH_JOB_ID if set)")
+	storeURL := fs.String("store", m.Getenv("FLIGHTBATCH_STORE"), "store URL ($FLIGHTBATCH_STORE if set)")
+	var shardFlag *int
+	fs.Var(optionalInt{&shardFlag}, "shard", "shard `index` (default: from $FLIGHTBATCH_SHARDS and $AWS_BATCH_JOB_ARRAY_INDEX, or $AWS_BATCH_JOB_ARRAY_INDEX, or 0)")
 	logLevel := fs.String("log-level", "info", "log level")
 	functions := fs.String("functions", m.Getenv("FLIGHTBATCH_FUNCTIONS"), functionsFlagHelp)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	shard := &[]int{-1}[0]
+	if shardFlag != nil {
+		shard = shardFlag
 	}
 	log, err := newLogger(*logLevel, os.Stderr)
 	if err != nil {

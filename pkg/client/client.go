@@ -243,7 +243,8 @@ func (e *JobError) Error() string {
 }
 
 // Wait follows a job until it ends, calling progress (if not nil) with each
-// new status, and returns the final status. It long-polls with
+// new status (once at 100%: with the final status), and returns the final
+// status. It long-polls with
 // PollFlightInfo, or asks job-status every half second of a server that does
 // not serve it. A job that ends FAILED or CANCELLED returns its status and a
 // *JobError.
@@ -254,7 +255,10 @@ func (c *Client) Wait(ctx context.Context, jobID string, progress func(api.JobSt
 		if err := json.Unmarshal(meta, &st); err != nil {
 			return st, fmt.Errorf("client: wait: decode job status: %w", err)
 		}
-		if progress != nil && string(meta) != string(last) {
+		// Between its last shard's success and its end, a job is RUNNING at
+		// 100%; the final status follows at once, so that moment is not
+		// reported: progress sees 100% once.
+		if progress != nil && string(meta) != string(last) && !doneButRunning(st) {
 			progress(st)
 		}
 		last = meta
@@ -289,6 +293,16 @@ func (c *Client) Wait(ctx context.Context, jobID string, progress func(api.JobSt
 		}
 		d = pi.GetFlightDescriptor()
 	}
+}
+
+// doneButRunning reports whether every shard of a job that has not ended has
+// succeeded.
+func doneButRunning(st api.JobStatus) bool {
+	switch st.State {
+	case "SUCCEEDED", "FAILED", "CANCELLED":
+		return false
+	}
+	return st.Shards.Total > 0 && st.Shards.Succeeded == st.Shards.Total
 }
 
 // waitStatus follows a job with job-status.
