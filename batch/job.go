@@ -116,6 +116,11 @@ type Manifest struct {
 	// SubmittedBy names the caller that submitted the job, when the server
 	// authenticates callers.
 	SubmittedBy string `json:"submitted_by,omitempty"`
+	// Name is the job's optional name (see ValidJobName); several jobs may
+	// share one, and jobs/<name> means the newest of them.
+	Name string `json:"name,omitempty"`
+	// Labels are the job's free key/value tags (see ValidLabels).
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // ShardRecord is one child's record in a manifest.

@@ -30,6 +30,8 @@ type Options struct {
 	Log *slog.Logger
 	// Alloc allocates the batches of results read back (default memory.DefaultAllocator).
 	Alloc memory.Allocator
+	// Now is the clock of job creation times and retention (default time.Now).
+	Now func() time.Time
 }
 
 // Manager submits jobs, follows them on an executor, keeps their manifests in
@@ -75,6 +77,9 @@ func NewManager(cat *dataset.Catalog, fns *Registry, exec Executor, opts *Option
 	}
 	if o.Alloc == nil {
 		o.Alloc = memory.DefaultAllocator
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	return &Manager{
@@ -144,6 +149,9 @@ type SubmitRequest struct {
 	Reuse bool
 	// SubmittedBy names the caller, when the server authenticates callers.
 	SubmittedBy string
+	// Name and Labels tag the job for finding it again (optional).
+	Name   string
+	Labels map[string]string
 }
 
 // input is a job's resolved input.
@@ -203,6 +211,9 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 	if err != nil {
 		return nil, err
 	}
+	if err := checkTags(req.Name, req.Labels); err != nil {
+		return nil, err
+	}
 	in, err := mg.resolve(ctx, req.Dataset)
 	if err != nil {
 		return nil, err
@@ -229,6 +240,8 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 		CreatedAt:      now,
 		Version:        mg.opts.Version,
 		SubmittedBy:    req.SubmittedBy,
+		Name:           req.Name,
+		Labels:         req.Labels,
 	}
 	if schema != nil {
 		if err := m.SetSchema(schema); err != nil {
@@ -260,7 +273,7 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 func (mg *Manager) creationTime() time.Time {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
-	now := time.Now().UTC().Truncate(time.Millisecond)
+	now := mg.opts.Now().UTC().Truncate(time.Millisecond)
 	if !now.After(mg.last) {
 		now = mg.last.Add(time.Millisecond)
 	}

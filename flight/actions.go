@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	aflight "github.com/apache/arrow-go/v18/arrow/flight"
 	"google.golang.org/grpc/codes"
@@ -21,7 +23,7 @@ var actions = []*aflight.ActionType{
 	{Type: api.ActionRun, Description: `Run a registered function over every shard of a dataset as a job: {"function": "name", "dataset": "demo", "params": {...}}`},
 	{Type: api.ActionJobStatus, Description: `A job's state and shard counts: {"job_id": "..."}`},
 	{Type: api.ActionCancelJob, Description: `Stop a job's children; the job ends CANCELLED: {"job_id": "..."}`},
-	{Type: api.ActionListJobs, Description: `The job history, oldest first: {} or {"dataset": "demo"}`},
+	{Type: api.ActionListJobs, Description: `The job history, oldest first, filtered: {} or {"state": ["FAILED"], "dataset", "function", "name", "labels": {"k": "v"}, "submitted_by", "since", "until" (RFC 3339), "order": "newest", "limit": 10}`},
 	{Type: api.ActionListFunctions, Description: `The functions jobs can run: {}`},
 }
 
@@ -148,18 +150,42 @@ func (s *Server) actionPSD(ctx context.Context, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	name, err := takeString(api.ActionPSD, fields, "name")
+	if err != nil {
+		return nil, err
+	}
+	labels, err := takeLabels(api.ActionPSD, fields)
+	if err != nil {
+		return nil, err
+	}
 	if ds == "" {
 		return nil, invalidArg(`psd: name the input: "dataset": "<name>" (or "jobs/<job_id>")`)
 	}
 	params, _ := json.Marshal(fields)
-	return s.submit(ctx, batch.SubmitRequest{Function: "psd", Dataset: ds, Params: params, Reuse: reuse})
+	return s.submit(ctx, batch.SubmitRequest{Function: "psd", Dataset: ds, Params: params, Reuse: reuse, Name: name, Labels: labels})
+}
+
+// takeLabels takes the "labels" object of string values.
+func takeLabels(action string, fields map[string]json.RawMessage) (map[string]string, error) {
+	raw, ok := fields["labels"]
+	if !ok {
+		return nil, nil
+	}
+	delete(fields, "labels")
+	var v map[string]string
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, invalidArg(`%s: "labels" must be an object of strings, e.g. {"cohort": "pd", "site": "oxford"}`, action)
+	}
+	return v, nil
 }
 
 type runRequest struct {
-	Function string          `json:"function"`
-	Dataset  string          `json:"dataset"`
-	Params   json.RawMessage `json:"params"`
-	Reuse    bool            `json:"reuse"`
+	Function string            `json:"function"`
+	Dataset  string            `json:"dataset"`
+	Params   json.RawMessage   `json:"params"`
+	Reuse    bool              `json:"reuse"`
+	Name     string            `json:"name"`
+	Labels   map[string]string `json:"labels"`
 }
 
 func (s *Server) actionRun(ctx context.Context, body []byte) (any, error) {
@@ -170,12 +196,21 @@ func (s *Server) actionRun(ctx context.Context, body []byte) (any, error) {
 	if req.Function == "" || req.Dataset == "" {
 		return nil, invalidArg(`run: give "function" (see list-functions) and "dataset"`)
 	}
-	return s.submit(ctx, batch.SubmitRequest{Function: req.Function, Dataset: req.Dataset, Params: req.Params, Reuse: req.Reuse})
+	return s.submit(ctx, batch.SubmitRequest{Function: req.Function, Dataset: req.Dataset, Params: req.Params, Reuse: req.Reuse, Name: req.Name, Labels: req.Labels})
 }
 
 func (s *Server) submit(ctx context.Context, req batch.SubmitRequest) (any, error) {
-	if err := checkInput(req.Dataset); err != nil {
+	t, err := checkInput(req.Dataset)
+	if err != nil {
 		return nil, err
+	}
+	if t.lookup != nil {
+		// An input named by a lookup (jobs/<name>, jobs/latest?...) is the job
+		// it means now; the manifest records that job's ID.
+		if t, err = s.resolve(t); err != nil {
+			return nil, err
+		}
+		req.Dataset = "jobs/" + t.name
 	}
 	req.SubmittedBy = callerName(ctx)
 	m, err := s.jobs.Submit(ctx, req)
@@ -185,20 +220,20 @@ func (s *Server) submit(ctx context.Context, req batch.SubmitRequest) (any, erro
 	return api.SubmitResult{JobID: m.JobID, State: string(m.State), Shards: len(m.Shards), Reused: m.State == batch.StateSucceeded}, nil
 }
 
-// checkInput validates a job's input name: a dataset name or jobs/<id>.
-func checkInput(name string) error {
+// checkInput validates a job's input name: a dataset name, jobs/<id> or a
+// job lookup.
+func checkInput(name string) (target, error) {
 	if strings.HasPrefix(name, "jobs/") {
 		t, err := parsePath([]string{name})
 		if err != nil {
-			return err
+			return t, err
 		}
 		if t.shard != "" {
-			return invalidArg(`a job's input is a whole result, "jobs/<job_id>", not %q`, name)
+			return t, invalidArg(`a job's input is a whole result, "jobs/<job_id>", not %q`, clip(name))
 		}
-		return nil
+		return t, nil
 	}
-	_, err := parsePath([]string{"datasets", name})
-	return err
+	return parsePath([]string{"datasets", name})
 }
 
 func (s *Server) jobRef(action string, body []byte) (string, error) {
@@ -239,16 +274,76 @@ func (s *Server) actionCancel(ctx context.Context, body []byte) (any, error) {
 	return jobStatus(m), nil
 }
 
+// listJobsFilters are the fields of a list-jobs body.
+var listJobsFilters = []string{"state", "dataset", "function", "name", "labels", "submitted_by", "since", "until", "order", "limit"}
+
+// maxListLimit bounds list-jobs' limit.
+const maxListLimit = 100000
+
 func (s *Server) actionListJobs(body []byte) (any, error) {
+	if len(bytes.TrimSpace(body)) > 0 {
+		fields, err := splitObject(api.ActionListJobs, body)
+		if err != nil {
+			return nil, err
+		}
+		for k := range fields {
+			if !slices.Contains(listJobsFilters, k) {
+				return nil, invalidArg("list-jobs: unknown filter %q; the filters are %s", clip(k), strings.Join(listJobsFilters, ", "))
+			}
+		}
+	}
 	var req api.ListJobsRequest
 	if err := decodeStrict(api.ActionListJobs, body, &req); err != nil {
 		return nil, err
 	}
+	q, err := listQuery(req)
+	if err != nil {
+		return nil, err
+	}
 	out := api.ListJobsResult{Jobs: []api.JobStatus{}}
-	for _, m := range s.jobs.List(req.Dataset) {
+	for _, m := range s.jobs.Find(q) {
 		out.Jobs = append(out.Jobs, jobStatus(m))
 	}
 	return out, nil
+}
+
+// listQuery turns list-jobs filters into a query.
+func listQuery(req api.ListJobsRequest) (batch.Query, error) {
+	q := batch.Query{Dataset: req.Dataset, Function: req.Function, Name: req.Name, Labels: req.Labels, SubmittedBy: req.SubmittedBy, Limit: req.Limit}
+	for _, st := range req.State {
+		state, err := batch.ParseState(st)
+		if err != nil {
+			return q, invalidArg("list-jobs: %v", err)
+		}
+		q.States = append(q.States, state)
+	}
+	for _, b := range []struct {
+		name, text string
+		t          *time.Time
+	}{{"since", req.Since, &q.Since}, {"until", req.Until, &q.Until}} {
+		if b.text == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, b.text)
+		if err != nil {
+			return q, invalidArg(`list-jobs: %q is %q, not an RFC 3339 time such as "2026-11-24T18:45:00Z"`, b.name, clip(b.text))
+		}
+		*b.t = t
+	}
+	switch req.Order {
+	case "", "oldest":
+	case "newest":
+		q.Newest = true
+	default:
+		return q, invalidArg(`list-jobs: "order" is %q; use "oldest" (the default) or "newest"`, clip(req.Order))
+	}
+	if req.Limit < 0 || req.Limit > maxListLimit {
+		return q, invalidArg(`list-jobs: "limit" %d: use 1 to %d, or 0 for all`, req.Limit, maxListLimit)
+	}
+	if len(req.Labels) > batch.MaxLabels {
+		return q, invalidArg("list-jobs: %d labels: at most %d", len(req.Labels), batch.MaxLabels)
+	}
+	return q, nil
 }
 
 func (s *Server) actionListFunctions(body []byte) (any, error) {
@@ -280,6 +375,11 @@ func jobStatus(m *batch.Manifest) api.JobStatus {
 		FinishedAt:     m.FinishedAt,
 		Error:          m.Error,
 		SubmittedBy:    m.SubmittedBy,
+		Name:           m.Name,
+		Labels:         m.Labels,
+	}
+	if st.Labels == nil {
+		st.Labels = map[string]string{}
 	}
 	if c.Total > 0 {
 		st.Progress = float64(c.Succeeded) / float64(c.Total)

@@ -127,6 +127,11 @@ type target struct {
 	columns []string
 	// compression overrides the server's default for one stream.
 	compression string
+	// lookup, for jobs, means the job is found by name or as the newest
+	// match (jobs/<name>, jobs/latest?...): name is then what was asked,
+	// until Server.resolve replaces it with the job's ID.
+	lookup *batch.Query
+	query  string // the lookup's query, as given
 }
 
 func (t target) path() string {
@@ -134,14 +139,18 @@ func (t target) path() string {
 	if t.shard != "" {
 		p += "/" + t.shard
 	}
+	if t.query != "" {
+		p += "?" + t.query
+	}
 	return p
 }
 
 func parsePath(segs []string) (target, error) {
-	const help = `use "datasets/<name>", "datasets/<name>/<shard>", "jobs/<job_id>" or "jobs/<job_id>/<shard>"`
+	const help = `use "datasets/<name>", "datasets/<name>/<shard>", "jobs/<job_id>" or "jobs/<job_id>/<shard>" (or jobs/<job name>, jobs/latest?dataset=...)`
 	if len(segs) == 1 {
 		segs = strings.Split(strings.Trim(segs[0], "/"), "/")
 	}
+	segs, query, hasQuery := cutQuery(segs)
 	if len(segs) < 2 || len(segs) > 3 {
 		return target{}, invalidArg("path %q is not a flightbatch path: %s", strings.Join(segs, "/"), help)
 	}
@@ -157,9 +166,12 @@ func parsePath(segs []string) (target, error) {
 		if err := dataset.ValidName(t.name); err != nil {
 			return target{}, status.Error(codes.InvalidArgument, err.Error())
 		}
+		if hasQuery {
+			return target{}, invalidArg("path %q: a dataset path takes no ?query: %s", clip(strings.Join(segs, "/")), help)
+		}
 	case "jobs":
-		if !batch.ValidJobID(t.name) {
-			return target{}, status.Errorf(codes.NotFound, "job %q not found: job IDs look like 20261124T184501123Z-9f2c1a", t.name)
+		if hasQuery || !batch.ValidJobID(t.name) {
+			return parseLookup(t, query, hasQuery)
 		}
 	default:
 		return target{}, invalidArg("path %q is not a flightbatch path: %s", strings.Join(segs, "/"), help)
@@ -281,6 +293,9 @@ func (s *Server) GetFlightInfo(ctx context.Context, d *aflight.FlightDescriptor)
 	if err != nil {
 		return nil, err
 	}
+	if t, err = s.resolve(t); err != nil {
+		return nil, err
+	}
 	var info *aflight.FlightInfo
 	switch {
 	case t.kind == "datasets" && t.shard == "":
@@ -379,6 +394,9 @@ func (s *Server) GetSchema(ctx context.Context, d *aflight.FlightDescriptor) (*a
 	if err != nil {
 		return nil, err
 	}
+	if t, err = s.resolve(t); err != nil {
+		return nil, err
+	}
 	var schema *arrow.Schema
 	switch t.kind {
 	case "datasets":
@@ -401,6 +419,9 @@ func (s *Server) DoGet(tkt *aflight.Ticket, stream aflight.FlightService_DoGetSe
 	ctx := stream.Context()
 	t, err := parseTicket(tkt.GetTicket())
 	if err != nil {
+		return err
+	}
+	if t, err = s.resolve(t); err != nil {
 		return err
 	}
 	rdr, err := s.open(ctx, t)

@@ -67,7 +67,7 @@ func TestHelpTexts(t *testing.T) {
 	for _, k := range []string{"ADDR", "JOB_ID", "STORE", "FUNCTIONS", "AUTH_TOKENS", "BATCH_JOB_QUEUE", "BATCH_WORKER_STORE"} {
 		env["FLIGHTBATCH_"+k] = "set-" + strings.ToLower(k)
 	}
-	for _, cmd := range []string{"psd", "jobs", "status", "wait", "cancel", "get", "datasets", "serve", "gen", "worker", "token"} {
+	for _, cmd := range []string{"psd", "run", "jobs", "status", "wait", "cancel", "get", "datasets", "serve", "gen", "worker", "token"} {
 		_, errOut, err := runEnv(t, env, cmd, "-h")
 		if !errors.Is(err, flag.ErrHelp) {
 			t.Errorf("%s -h: %v", cmd, err)
@@ -166,4 +166,99 @@ func TestCtrlCDuringWait(t *testing.T) {
 	if _, _, err := run(t, "cancel", "--addr", srv.Addr, id); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestRunLabelsFiltersAndLatest: run submits a function job with a name and
+// labels; jobs filters by them; get latest and get NAME fetch results.
+func TestRunLabelsFiltersAndLatest(t *testing.T) {
+	srv := testserver.Start(t, testserver.Options{})
+	a := []string{"--addr", srv.Addr}
+	out, _, err := run(t, append([]string{"run", "--function", "psd", "--dataset", "demo", "--param", "fs=250",
+		"--name", "weekly", "--label", "cohort=pd", "--label", "site=ox", "--wait"}, a...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := strings.TrimSpace(out)
+	out, _, err = run(t, append([]string{"psd", "--dataset", "demo", "--fs", "250", "--nperseg", "64", "--label", "cohort=et", "--wait"}, a...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := strings.TrimSpace(out)
+	st, _ := srv.Jobs.Status(first)
+	if st.Name != "weekly" || st.Labels["cohort"] != "pd" || st.Labels["site"] != "ox" {
+		t.Fatalf("run recorded name %q labels %v", st.Name, st.Labels)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want []string
+		not  []string
+	}{
+		{[]string{"jobs", "--label", "cohort=pd"}, []string{first, "cohort=pd,site=ox", "weekly"}, []string{second}},
+		{[]string{"jobs", "--state", "succeeded,FAILED", "--newest", "--limit", "1"}, []string{second}, []string{first}},
+		{[]string{"jobs", "--name", "weekly"}, []string{first}, []string{second}},
+		{[]string{"jobs", "--since", "2000-01-01T00:00:00Z", "--until", "2001-01-01T00:00:00Z"}, nil, []string{first, second}},
+	} {
+		out, _, err := run(t, append(tc.args, a...)...)
+		if err != nil {
+			t.Errorf("%v: %v", tc.args, err)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%v does not show %s:\n%s", tc.args, w, out)
+			}
+		}
+		for _, n := range tc.not {
+			if strings.Contains(out, n) {
+				t.Errorf("%v shows %s:\n%s", tc.args, n, out)
+			}
+		}
+	}
+	if _, _, err := run(t, append([]string{"jobs", "--state", "DONE"}, a...)...); err == nil || !strings.Contains(err.Error(), "DONE") {
+		t.Errorf("jobs --state DONE: %v", err)
+	}
+
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"get", "latest"}, second},
+		{[]string{"get", "latest", "--label", "cohort=pd"}, first},
+		{[]string{"get", "weekly"}, first},
+		{[]string{"get", "latest", "--dataset", "demo", "--shard", "part-00001"}, second},
+	} {
+		name := filepath.Join(dir, "r.arrow")
+		if _, _, err := run(t, append(append(tc.args, "-o", name), a...)...); err != nil {
+			t.Errorf("%v: %v", tc.args, err)
+			continue
+		}
+		// The result of a psd job depends on its nperseg: compare with the job's own.
+		wantName := filepath.Join(dir, "want.arrow")
+		wantArgs := []string{"get", tc.want, "-o", wantName}
+		if i := slicesIndex(tc.args, "--shard"); i >= 0 {
+			wantArgs = append(wantArgs, "--shard", tc.args[i+1])
+		}
+		if _, _, err := run(t, append(wantArgs, a...)...); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := os.ReadFile(name)
+		want, _ := os.ReadFile(wantName)
+		if len(got) == 0 || !bytes.Equal(got, want) {
+			t.Errorf("%v wrote %d bytes, job %s's result is %d bytes", tc.args, len(got), tc.want, len(want))
+		}
+	}
+	if _, _, err := run(t, append([]string{"get", "latest", "--label", "cohort=none", "-o", filepath.Join(dir, "x.arrow")}, a...)...); err == nil || !strings.Contains(err.Error(), "NotFound") {
+		t.Errorf("get latest of no job: %v", err)
+	}
+}
+
+func slicesIndex(s []string, v string) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
 }

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -146,6 +147,27 @@ func (b bandsFlag) Set(v string) error {
 	return nil
 }
 
+// labelsFlag collects --label key=value (repeatable) into a map.
+type labelsFlag map[string]string
+
+func (l labelsFlag) String() string { return "" }
+
+func (l labelsFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("label %q: use key=value, e.g. cohort=pd", v)
+	}
+	l[k] = val
+	return nil
+}
+
+// tagFlags adds --name and --label to a command that submits a job.
+func tagFlags(fs *flag.FlagSet) (*string, labelsFlag) {
+	labels := labelsFlag{}
+	fs.Var(labels, "label", "tag the job with a `key=value` label (repeatable)")
+	return fs.String("name", "", "name the job (get NAME then fetches the newest succeeded job of that name)"), labels
+}
+
 // paramFlag collects --param key=JSON; a value that is not JSON is a string.
 type paramFlag map[string]json.RawMessage
 
@@ -181,12 +203,17 @@ func (m *Main) psd(ctx context.Context, args []string) error {
 	params := paramFlag{}
 	fs.Var(params, "param", "any other parameter as key=JSON (repeatable), e.g. detrend=false")
 	fs.BoolVar(&req.Reuse, "reuse", false, "reuse an earlier identical job's result")
+	name, labels := tagFlags(fs)
 	wait := fs.Bool("wait", false, "wait for the job, showing the shards done")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if req.Dataset == "" {
 		return errors.New("psd: give --dataset")
+	}
+	req.Name = *name
+	if len(labels) > 0 {
+		req.Labels = labels
 	}
 	if *window != "" {
 		var w any = *window
@@ -207,13 +234,54 @@ func (m *Main) psd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if !*wait {
+	return m.submitted(ctx, c, id, *addr, *wait)
+}
+
+// submitted prints a submitted job's ID, after following it with --wait.
+func (m *Main) submitted(ctx context.Context, c *client.Client, id, addr string, wait bool) error {
+	if !wait {
 		fmt.Fprintln(m.Stdout, id)
 		return nil
 	}
-	_, err = m.follow(ctx, c, id, *addr)
+	_, err := m.follow(ctx, c, id, addr)
 	fmt.Fprintln(m.Stdout, id)
 	return err
+}
+
+// runCmd submits a job of a registered function.
+func (m *Main) runCmd(ctx context.Context, args []string) error {
+	fs, addr := m.clientFlags("run")
+	var req client.RunRequest
+	fs.StringVar(&req.Function, "function", "", "registered function to run (the server's list-functions)")
+	fs.StringVar(&req.Dataset, "dataset", "", "input: a dataset name, or jobs/<job_id>")
+	params := paramFlag{}
+	fs.Var(params, "param", "a parameter of the function as `key=JSON` (repeatable; a bare word is a string)")
+	fs.BoolVar(&req.Reuse, "reuse", false, "reuse an earlier identical job's result")
+	name, labels := tagFlags(fs)
+	wait := fs.Bool("wait", false, "wait for the job, showing the shards done")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if req.Function == "" || req.Dataset == "" {
+		return errors.New("run: give --function and --dataset")
+	}
+	if len(params) > 0 {
+		req.Params = map[string]json.RawMessage(params)
+	}
+	req.Name = *name
+	if len(labels) > 0 {
+		req.Labels = labels
+	}
+	c, err := m.dial(ctx, *addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	id, err := c.Run(ctx, req)
+	if err != nil {
+		return err
+	}
+	return m.submitted(ctx, c, id, *addr, *wait)
 }
 
 // interruptedError ends a wait stopped by the user (Ctrl-C): the job goes on.
@@ -289,17 +357,37 @@ func (m *Main) waitCmd(ctx context.Context, args []string) error {
 
 func (m *Main) jobs(ctx context.Context, args []string) error {
 	fs, addr := m.clientFlags("jobs")
-	ds := fs.String("dataset", "", "only the jobs of this dataset")
+	var req api.ListJobsRequest
+	fs.StringVar(&req.Dataset, "dataset", "", "only the jobs of this input (a dataset, or jobs/<job_id>)")
+	state := fs.String("state", "", "only the jobs in these `states`, comma-separated (e.g. FAILED,CANCELLED)")
+	fs.StringVar(&req.Function, "function", "", "only the jobs of this function")
+	fs.StringVar(&req.Name, "name", "", "only the jobs of this name")
+	labels := labelsFlag{}
+	fs.Var(labels, "label", "only the jobs with this `key=value` label (repeatable: all must match)")
+	fs.StringVar(&req.SubmittedBy, "submitted-by", "", "only the jobs of this caller (authentication on)")
+	fs.StringVar(&req.Since, "since", "", "only the jobs created at or after this `time` (RFC 3339, e.g. 2026-11-24T00:00:00Z)")
+	fs.StringVar(&req.Until, "until", "", "only the jobs created before this `time` (RFC 3339)")
+	newest := fs.Bool("newest", false, "newest first (default oldest first)")
+	fs.IntVar(&req.Limit, "limit", 0, "at most this many jobs (0: all)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
+	}
+	if *state != "" {
+		req.State = strings.Split(*state, ",")
+	}
+	if len(labels) > 0 {
+		req.Labels = labels
+	}
+	if *newest {
+		req.Order = "newest"
 	}
 	c, err := m.dial(ctx, *addr)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	jobs, err := c.ListJobs(ctx, *ds)
+	jobs, err := c.FindJobs(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -307,12 +395,36 @@ func (m *Main) jobs(ctx context.Context, args []string) error {
 		return printJSON(m.Stdout, api.ListJobsResult{Jobs: jobs})
 	}
 	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB ID\tSTATE\tFUNCTION\tDATASET\tSHARDS\tCREATED\tDURATION\tPARAMS")
+	fmt.Fprintln(tw, "JOB ID\tSTATE\tFUNCTION\tDATASET\tSHARDS\tCREATED\tDURATION\tNAME\tLABELS\tPARAMS")
 	for _, j := range jobs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", j.JobID, j.State, j.Function, j.Dataset,
-			j.Shards.Succeeded, j.Shards.Total, j.CreatedAt.Local().Format("2006-01-02 15:04:05"), duration(j), compact(j.Params))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\n", j.JobID, j.State, j.Function, j.Dataset,
+			j.Shards.Succeeded, j.Shards.Total, j.CreatedAt.Local().Format("2006-01-02 15:04:05"), duration(j),
+			orDash(j.Name), labelText(j.Labels), compact(j.Params))
 	}
 	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// labelText prints labels as k=v,k=v in key order.
+func labelText(labels map[string]string) string {
+	if len(labels) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		keys[i] = k + "=" + labels[k]
+	}
+	return strings.Join(keys, ",")
 }
 
 func duration(j api.JobStatus) string {
@@ -429,12 +541,30 @@ func (m *Main) get(ctx context.Context, args []string) error {
 	fs, addr := m.clientFlags("get")
 	out := fs.String("o", "", "output: FILE.parquet, FILE.arrow (Arrow IPC file), FILE.csv, or - (Arrow IPC stream on stdout)")
 	shard := fs.String("shard", "", "only this finished part of the job")
+	var q url.Values = map[string][]string{}
+	for _, k := range []string{"dataset", "function", "name"} {
+		fs.Func(k, "with latest: the newest succeeded job of this "+k, func(v string) error { q.Set(k, v); return nil })
+	}
+	fs.Func("label", "with latest: the newest succeeded job with this `key=value` label (repeatable)", func(v string) error {
+		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+			return fmt.Errorf("label %q: use key=value", v)
+		}
+		q.Add("label", v)
+		return nil
+	})
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 || *out == "" {
-		return errors.New("get: give one job ID and -o FILE.parquet, FILE.arrow, FILE.csv or -")
+		return errors.New("get: give one job (an ID, a job name, or latest) and -o FILE.parquet, FILE.arrow, FILE.csv or -")
+	}
+	job := pos[0]
+	if len(q) > 0 {
+		if job != "latest" {
+			return fmt.Errorf("get: --dataset, --function, --name and --label go with latest, not %q", job)
+		}
+		job += "?" + q.Encode()
 	}
 	write, err := outputFor(*out)
 	if err != nil {
@@ -445,12 +575,15 @@ func (m *Main) get(ctx context.Context, args []string) error {
 		return err
 	}
 	defer c.Close()
-	var rdr array.RecordReader
+	ticket := "jobs/" + job
 	if *shard != "" {
-		rdr, err = c.ResultPart(ctx, pos[0], *shard)
-	} else {
-		rdr, err = c.Result(ctx, pos[0])
+		path, query, _ := strings.Cut(job, "?")
+		ticket = "jobs/" + path + "/" + *shard
+		if query != "" {
+			ticket += "?" + query
+		}
 	}
+	rdr, err := c.Stream(ctx, ticket)
 	if err != nil {
 		return err
 	}

@@ -193,6 +193,9 @@ type RunRequest struct {
 	Params any `json:"params,omitempty"`
 	// Reuse returns an earlier identical succeeded job instead of running again.
 	Reuse bool `json:"reuse,omitempty"`
+	// Name and Labels tag the job for finding it again.
+	Name   string            `json:"name,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Run submits a job of a registered function and returns its ID at once.
@@ -223,6 +226,15 @@ func (c *Client) Cancel(ctx context.Context, jobID string) (api.JobStatus, error
 func (c *Client) ListJobs(ctx context.Context, dataset string) ([]api.JobStatus, error) {
 	var res api.ListJobsResult
 	if err := c.action(ctx, api.ActionListJobs, api.ListJobsRequest{Dataset: dataset}, &res); err != nil {
+		return nil, err
+	}
+	return res.Jobs, nil
+}
+
+// FindJobs returns the jobs that match every filter of req, in its order.
+func (c *Client) FindJobs(ctx context.Context, req api.ListJobsRequest) ([]api.JobStatus, error) {
+	var res api.ListJobsResult
+	if err := c.action(ctx, api.ActionListJobs, req, &res); err != nil {
 		return nil, err
 	}
 	return res.Jobs, nil
