@@ -129,13 +129,18 @@ type ShardRecord struct {
 	Input  string         `json:"input"`
 	Format dataset.Format `json:"format"`
 	// InputRows is the input shard's record count (-1 if unknown).
-	InputRows  int64          `json:"input_rows"`
-	State      ShardState     `json:"state"`
-	Attempts   int            `json:"attempts"`
-	Errors     []AttemptError `json:"errors,omitempty"`
-	Rows       int64          `json:"rows,omitempty"`
-	StartedAt  *time.Time     `json:"started_at,omitempty"`
-	FinishedAt *time.Time     `json:"finished_at,omitempty"`
+	InputRows int64          `json:"input_rows"`
+	State     ShardState     `json:"state"`
+	Attempts  int            `json:"attempts"`
+	Errors    []AttemptError `json:"errors,omitempty"`
+	Rows      int64          `json:"rows,omitempty"`
+	// Done numbers the succeeded shards in the order their parts finished
+	// (from 1; 0 for a shard not succeeded, or one from before it was kept).
+	Done int `json:"done,omitempty"`
+	// Bytes is the stored size of the shard's part, once known.
+	Bytes      int64      `json:"bytes,omitempty"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
 }
 
 // AttemptError records why one attempt of a child failed.

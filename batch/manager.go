@@ -459,6 +459,7 @@ func (mg *Manager) drive(id string) error {
 			if _, err := mg.update(id, func(m *Manifest) { applyProgress(m, p) }); err != nil {
 				mg.log.Warn("save job", "job", id, "err", err)
 			}
+			mg.sizeParts(id)
 			if p.Done {
 				return mg.finish(id)
 			}
@@ -513,7 +514,7 @@ func (mg *Manager) resume(id string) error {
 	if _, err := mg.update(id, func(m *Manifest) {
 		for i := range m.Shards {
 			if done[i] {
-				m.Shards[i].State = ShardSucceeded
+				markSucceeded(m, i)
 			} else if m.Shards[i].State != ShardFailed {
 				m.Shards[i].State = ShardPending
 			}
@@ -544,6 +545,9 @@ func applyProgress(m *Manifest, p Progress) {
 			s.FinishedAt = &now
 		}
 		s.State = c.State
+		if c.State == ShardSucceeded {
+			markSucceeded(m, c.Shard)
+		}
 		if c.Attempts > s.Attempts {
 			s.Attempts = c.Attempts
 		}

@@ -358,18 +358,25 @@ func (s *Server) jobInfo(ctx context.Context, id string, perShard bool) (*afligh
 	if perShard {
 		path = append(path, "shards")
 	}
+	meta, err := json.Marshal(jobStatus(m))
+	if err != nil {
+		return nil, fmt.Errorf("encode job status: %w", err)
+	}
 	info := &aflight.FlightInfo{
 		Schema:           aflight.SerializeSchema(schema, s.opts.Alloc),
 		FlightDescriptor: &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: path},
 		TotalRecords:     -1,
 		TotalBytes:       -1,
 		Ordered:          true,
+		AppMetadata:      meta,
 	}
-	var rows int64
-	known := m.Function == "psd"
+	var rows, size int64
+	known, sized := m.Function == "psd", true
 	for _, sh := range m.Shards {
 		if sh.State == batch.ShardSucceeded {
 			rows += sh.Rows
+			size += sh.Bytes
+			sized = sized && sh.Bytes > 0
 			if perShard {
 				info.Endpoint = append(info.Endpoint, &aflight.FlightEndpoint{
 					Ticket:      &aflight.Ticket{Ticket: []byte("jobs/" + id + "/" + sh.Name)},
@@ -381,6 +388,9 @@ func (s *Server) jobInfo(ctx context.Context, id string, perShard bool) (*afligh
 	}
 	if known {
 		info.TotalRecords = rows
+	}
+	if sized {
+		info.TotalBytes = size
 	}
 	if !perShard {
 		info.Endpoint = []*aflight.FlightEndpoint{{Ticket: &aflight.Ticket{Ticket: []byte("jobs/" + id)}}}
