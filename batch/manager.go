@@ -260,6 +260,11 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 		mg.mu.Unlock()
 		return nil, errors.New("batch: the server is shutting down")
 	}
+	if err := mg.inputGoneLocked(m); err != nil {
+		mg.mu.Unlock()
+		_ = mg.st.Delete(context.WithoutCancel(ctx), ManifestKey(m.JobID))
+		return nil, err
+	}
 	mg.jobs[m.JobID] = &entry{m: m, changed: make(chan struct{}), cancel: make(chan struct{})}
 	submitted := m.clone()
 	mg.mu.Unlock()
@@ -406,7 +411,7 @@ func (mg *Manager) follow(id string) {
 		defer mg.wg.Done()
 		if err := mg.drive(id); err != nil && mg.ctx.Err() == nil {
 			mg.log.Error("job failed", "job", id, "err", err)
-			now := time.Now().UTC()
+			now := mg.opts.Now().UTC()
 			_, _ = mg.update(id, func(m *Manifest) {
 				m.State, m.Error, m.FinishedAt = StateFailed, err.Error(), &now
 			})
@@ -487,7 +492,7 @@ func (mg *Manager) start(id string) error {
 	if err != nil {
 		return fmt.Errorf("start children on the %s executor: %w", mg.exec.Name(), err)
 	}
-	now := time.Now().UTC()
+	now := mg.opts.Now().UTC()
 	_, err = mg.update(id, func(m *Manifest) {
 		m.Handle = handle
 		m.State = StateRunning
@@ -568,7 +573,7 @@ func (mg *Manager) finish(id string) error {
 	if m, _ := mg.Status(id); m.ResultSchema == "" && !m.CancelRequested && m.Counts().Succeeded == len(m.Shards) {
 		schema, schemaProblem = mg.partSchemas(mg.ctx, m)
 	}
-	now := time.Now().UTC()
+	now := mg.opts.Now().UTC()
 	m, err := mg.update(id, func(m *Manifest) {
 		m.FinishedAt = &now
 		var failed []string

@@ -25,6 +25,7 @@ var actions = []*aflight.ActionType{
 	{Type: api.ActionCancelJob, Description: `Stop a job's children; the job ends CANCELLED: {"job_id": "..."}`},
 	{Type: api.ActionListJobs, Description: `The job history, oldest first, filtered: {} or {"state": ["FAILED"], "dataset", "function", "name", "labels": {"k": "v"}, "submitted_by", "since", "until" (RFC 3339), "order": "newest", "limit": 10}`},
 	{Type: api.ActionListFunctions, Description: `The functions jobs can run: {}`},
+	{Type: api.ActionDeleteJob, Description: `Delete a finished job and its result from the store: {"job_id": "...", "force": false}; refused while it runs, or while other jobs read its result unless forced`},
 }
 
 // ListActions lists every action type with a one-line description.
@@ -60,6 +61,8 @@ func (s *Server) DoAction(a *aflight.Action, stream aflight.FlightService_DoActi
 		out, err = s.actionListJobs(a.Body)
 	case api.ActionListFunctions:
 		out, err = s.actionListFunctions(a.Body)
+	case api.ActionDeleteJob:
+		out, err = s.actionDeleteJob(ctx, a.Body)
 	default:
 		names := make([]string, len(actions))
 		for i, x := range actions {
@@ -344,6 +347,24 @@ func listQuery(req api.ListJobsRequest) (batch.Query, error) {
 		return q, invalidArg("list-jobs: %d labels: at most %d", len(req.Labels), batch.MaxLabels)
 	}
 	return q, nil
+}
+
+func (s *Server) actionDeleteJob(ctx context.Context, body []byte) (any, error) {
+	var req api.DeleteJobRequest
+	if err := decodeStrict(api.ActionDeleteJob, body, &req); err != nil {
+		return nil, err
+	}
+	if req.JobID == "" {
+		return nil, invalidArg(`delete-job: give "job_id"`)
+	}
+	if !batch.ValidJobID(req.JobID) {
+		return nil, status.Errorf(codes.NotFound, "job %q not found: job IDs look like 20261124T184501123Z-9f2c1a", clip(req.JobID))
+	}
+	if err := s.jobs.Delete(ctx, req.JobID, req.Force); err != nil {
+		return nil, err
+	}
+	s.log.Info("job deleted on request", "job", req.JobID, "by", callerName(ctx))
+	return api.DeleteJobResult{JobID: req.JobID, Deleted: true}, nil
 }
 
 func (s *Server) actionListFunctions(body []byte) (any, error) {

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	aflight "github.com/apache/arrow-go/v18/arrow/flight"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -80,6 +83,7 @@ func newHistoryEnv(t *testing.T, opts batch.Options) *historyEnv {
 		return nil
 	}
 	fns := batch.NewRegistry()
+	fns.Register(copyFunction{})
 	quiet := slog.New(slog.DiscardHandler)
 	w := &batch.Worker{Store: st, Functions: fns, Fault: fault, Log: quiet}
 	opts.MaxAttempts, opts.Log, opts.Now = 1, quiet, clock.Now
@@ -109,6 +113,23 @@ func newHistoryEnv(t *testing.T, opts batch.Options) *historyEnv {
 		jobs.Close()
 	})
 	return &historyEnv{env: &env{st: st, cat: cat, client: client}, clock: clock, jobs: jobs}
+}
+
+// copyFunction copies its input: a job that can read another job's result.
+type copyFunction struct{}
+
+func (copyFunction) Name() string        { return "copy" }
+func (copyFunction) Description() string { return "copies its input" }
+func (copyFunction) Prepare(params json.RawMessage, in *arrow.Schema) (*arrow.Schema, json.RawMessage, error) {
+	return in, json.RawMessage("{}"), nil
+}
+func (copyFunction) Run(ctx context.Context, task batch.Task, in array.RecordReader, emit func(arrow.RecordBatch) error) error {
+	for in.Next() {
+		if err := emit(in.RecordBatch()); err != nil {
+			return err
+		}
+	}
+	return in.Err()
 }
 
 type faultError struct{}
@@ -342,4 +363,202 @@ func jobStatusOf(t *testing.T, e *env, id string) api.JobStatus {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// storeKeys lists what the store holds under a job's prefix.
+func (e *historyEnv) storeKeys(t *testing.T, id string) []string {
+	t.Helper()
+	objs, err := e.st.List(context.Background(), "jobs/"+id+"/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, o := range objs {
+		keys = append(keys, o.Key)
+	}
+	return keys
+}
+
+// TestDeleteJob: delete-job removes a finished job and every file of it;
+// it refuses a running job, and the input of another job unless forced (and
+// never the input of a job that has not ended).
+func TestDeleteJob(t *testing.T) {
+	e := newHistoryEnv(t, batch.Options{})
+	del := func(body string) error {
+		_, err := e.action(t, api.ActionDeleteJob, body)
+		return err
+	}
+	ref := func(id string, force bool) string {
+		b, _ := json.Marshal(api.DeleteJobRequest{JobID: id, Force: force})
+		return string(b)
+	}
+	base := e.submit(t, `{"dataset": "demo", "fs": 250}`)
+	e.waitFor(t, base, "SUCCEEDED")
+	reader, err := e.action(t, api.ActionRun, `{"function": "copy", "dataset": "jobs/`+base+`"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sub api.SubmitResult
+	_ = json.Unmarshal(reader, &sub)
+	e.waitFor(t, sub.JobID, "SUCCEEDED")
+	held := e.submit(t, `{"dataset": "demo", "fs": 250, "nperseg": 64, "labels": {"outcome": "hold"}}`)
+	e.waitFor(t, held, "RUNNING")
+	if len(e.storeKeys(t, base)) == 0 {
+		t.Fatal("the store holds nothing of the finished job")
+	}
+
+	for _, tc := range []struct {
+		name, body string
+		code       codes.Code
+		word       string
+	}{
+		{"running job", ref(held, false), codes.FailedPrecondition, "cancel"},
+		{"running job, forced", ref(held, true), codes.FailedPrecondition, "cancel"},
+		{"input of another job", ref(base, false), codes.FailedPrecondition, sub.JobID},
+		{"unknown job", ref("20200101T000000000Z-000000", false), codes.NotFound, "20200101T000000000Z-000000"},
+		{"malformed ID", ref("../x", false), codes.NotFound, "job IDs look like"},
+		{"no ID", `{}`, codes.InvalidArgument, "job_id"},
+		{"unknown field", `{"job_id": "` + base + `", "recursive": true}`, codes.InvalidArgument, "recursive"},
+	} {
+		err := del(tc.body)
+		if status.Code(err) != tc.code || !strings.Contains(status.Convert(err).Message(), tc.word) {
+			t.Errorf("%s: %v, want %v naming %q", tc.name, err, tc.code, tc.word)
+		}
+	}
+	for _, id := range []string{base, held, sub.JobID} {
+		if _, err := e.action(t, api.ActionJobStatus, api.JobRef{JobID: id}); err != nil {
+			t.Errorf("a refused delete removed job %s: %v", id, err)
+		}
+	}
+
+	// The input of a running job is never deleted, even forced.
+	running, err := e.action(t, api.ActionRun, `{"function": "copy", "dataset": "jobs/`+sub.JobID+`", "labels": {"outcome": "hold"}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runSub api.SubmitResult
+	_ = json.Unmarshal(running, &runSub)
+	e.waitFor(t, runSub.JobID, "RUNNING")
+	if err := del(ref(sub.JobID, true)); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), runSub.JobID) {
+		t.Errorf("forced delete of a running job's input: %v, want FailedPrecondition naming %s", err, runSub.JobID)
+	}
+
+	// Forced: the finished reader keeps its result; nothing of base is left.
+	before := e.read(t, "jobs/"+sub.JobID)
+	if err := del(ref(base, true)); err != nil {
+		t.Fatalf("forced delete: %v", err)
+	}
+	if keys := e.storeKeys(t, base); len(keys) != 0 {
+		t.Errorf("the store still holds %v", keys)
+	}
+	if _, err := e.action(t, api.ActionJobStatus, api.JobRef{JobID: base}); status.Code(err) != codes.NotFound {
+		t.Errorf("job-status of a deleted job: %v", err)
+	}
+	if _, err := e.tryRead("jobs/" + base); status.Code(err) != codes.NotFound {
+		t.Errorf("DoGet of a deleted job: %v", err)
+	}
+	if ids, _ := e.list(t, `{}`); slices.Contains(ids, base) {
+		t.Errorf("list-jobs still lists the deleted job")
+	}
+	after := e.read(t, "jobs/"+sub.JobID)
+	if after.NumRows() != before.NumRows() || after.NumRows() == 0 {
+		t.Errorf("the reader's result went from %d to %d rows", before.NumRows(), after.NumRows())
+	}
+	before.Release()
+	after.Release()
+	if _, err := e.action(t, api.ActionRun, `{"function": "copy", "dataset": "jobs/`+base+`"}`); status.Code(err) != codes.NotFound {
+		t.Errorf("a job over a deleted result: %v, want NotFound", err)
+	}
+
+	// Cancelled, then deletable; a deleted job is deleted once.
+	if _, err := e.action(t, api.ActionCancelJob, api.JobRef{JobID: held}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(t, held, "CANCELLED")
+	if err := del(ref(held, false)); err != nil {
+		t.Fatalf("delete of a cancelled job: %v", err)
+	}
+	if keys := e.storeKeys(t, held); len(keys) != 0 {
+		t.Errorf("the store still holds %v", keys)
+	}
+	if err := del(ref(held, false)); status.Code(err) != codes.NotFound {
+		t.Errorf("second delete: %v, want NotFound", err)
+	}
+}
+
+// TestKeepResults: Expire deletes the jobs that ended longer ago than the
+// retention time on the manager's clock, never a running job nor the input of
+// one, and leaves nothing of them in the store; a restarted manager does not
+// find them again.
+func TestKeepResults(t *testing.T) {
+	e := newHistoryEnv(t, batch.Options{})
+	ctx := context.Background()
+	keep := 24 * time.Hour
+	old := e.submit(t, `{"dataset": "demo", "fs": 250}`)
+	e.waitFor(t, old, "SUCCEEDED")
+	failed := e.submit(t, `{"dataset": "demo", "fs": 250, "nperseg": 64, "labels": {"outcome": "fail"}}`)
+	e.waitFor(t, failed, "FAILED")
+	input := e.submit(t, `{"dataset": "demo", "fs": 250, "nperseg": 32}`)
+	e.waitFor(t, input, "SUCCEEDED")
+	e.clock.Advance(keep - time.Minute)
+	young := e.submit(t, `{"dataset": "demo2", "fs": 250}`)
+	e.waitFor(t, young, "SUCCEEDED")
+	out, err := e.action(t, api.ActionRun, `{"function": "copy", "dataset": "jobs/`+input+`", "labels": {"outcome": "hold"}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reader api.SubmitResult
+	_ = json.Unmarshal(out, &reader)
+	e.waitFor(t, reader.JobID, "RUNNING")
+
+	// Nothing has ended keep ago yet.
+	if deleted, err := e.jobs.Expire(ctx, keep); err != nil || len(deleted) != 0 {
+		t.Fatalf("Expire before the time deleted %v (%v)", deleted, err)
+	}
+	e.clock.Advance(2 * time.Minute)
+	deleted, err := e.jobs.Expire(ctx, keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{old, failed}
+	if strings.Join(deleted, ",") != strings.Join(want, ",") {
+		t.Errorf("Expire deleted %v, want %v (not the running job's input %s, nor the young %s)", deleted, want, input, young)
+	}
+	for _, id := range want {
+		if keys := e.storeKeys(t, id); len(keys) != 0 {
+			t.Errorf("the store still holds %v", keys)
+		}
+	}
+	ids, _ := e.list(t, `{}`)
+	if strings.Join(ids, ",") != strings.Join([]string{input, young, reader.JobID}, ",") {
+		t.Errorf("left jobs %v", ids)
+	}
+
+	// Once its reader has ended, the input goes too, at the next sweep.
+	if _, err := e.action(t, api.ActionCancelJob, api.JobRef{JobID: reader.JobID}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(t, reader.JobID, "CANCELLED")
+	e.clock.Advance(keep + time.Hour)
+	deleted, err = e.jobs.Expire(ctx, keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(deleted, ",") != strings.Join([]string{input, young, reader.JobID}, ",") {
+		t.Errorf("second sweep deleted %v", deleted)
+	}
+	objs, err := e.st.List(ctx, "jobs/")
+	if err != nil || len(objs) != 0 {
+		t.Errorf("the store still holds %v (%v)", objs, err)
+	}
+
+	// A restarted manager on the same store finds no job.
+	again := batch.NewManager(e.cat, batch.NewRegistry(), local.New(nil, 1), &batch.Options{Log: slog.New(slog.DiscardHandler)})
+	defer again.Close()
+	if err := again.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if left := again.List(""); len(left) != 0 {
+		t.Errorf("a restarted manager found %d jobs", len(left))
+	}
 }

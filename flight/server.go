@@ -106,7 +106,7 @@ func toStatus(err error) error {
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, batch.ErrNotFound), errors.Is(err, dataset.ErrNotFound), errors.Is(err, store.ErrNotExist):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, batch.ErrNotFinished):
+	case errors.Is(err, batch.ErrNotFinished), errors.Is(err, batch.ErrInUse):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, dataset.ErrExists):
 		return status.Error(codes.AlreadyExists, err.Error())

@@ -67,7 +67,7 @@ func TestHelpTexts(t *testing.T) {
 	for _, k := range []string{"ADDR", "JOB_ID", "STORE", "FUNCTIONS", "AUTH_TOKENS", "BATCH_JOB_QUEUE", "BATCH_WORKER_STORE"} {
 		env["FLIGHTBATCH_"+k] = "set-" + strings.ToLower(k)
 	}
-	for _, cmd := range []string{"psd", "run", "jobs", "status", "wait", "cancel", "get", "datasets", "serve", "gen", "worker", "token"} {
+	for _, cmd := range []string{"psd", "run", "delete", "jobs", "status", "wait", "cancel", "get", "datasets", "serve", "gen", "worker", "token"} {
 		_, errOut, err := runEnv(t, env, cmd, "-h")
 		if !errors.Is(err, flag.ErrHelp) {
 			t.Errorf("%s -h: %v", cmd, err)
@@ -261,4 +261,41 @@ func slicesIndex(s []string, v string) int {
 		}
 	}
 	return -1
+}
+
+// TestDeleteCommand: delete refuses a running job and deletes a finished one.
+func TestDeleteCommand(t *testing.T) {
+	fault, err := batch.ParseFaults("part-00000:sleep=30")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := testserver.Start(t, testserver.Options{Fault: fault})
+	a := []string{"--addr", srv.Addr}
+	out, _, err := run(t, append([]string{"psd", "--dataset", "demo", "--fs", "250"}, a...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimSpace(out)
+	if _, _, err := run(t, append([]string{"delete", id}, a...)...); err == nil || !strings.Contains(err.Error(), "cancel it first") {
+		t.Errorf("delete of a running job: %v", err)
+	}
+	if _, _, err := run(t, append([]string{"cancel", id}, a...)...); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if st, _ := srv.Jobs.Status(id); st.State.Terminal() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the job did not end")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	out, _, err = run(t, append([]string{"delete", id}, a...)...)
+	if err != nil || !strings.Contains(out, id+" deleted") {
+		t.Fatalf("delete: %v %q", err, out)
+	}
+	if objs, err := srv.Store.List(context.Background(), "jobs/"+id+"/"); err != nil || len(objs) != 0 {
+		t.Errorf("the store still holds %v (%v)", objs, err)
+	}
 }

@@ -514,6 +514,21 @@ func (m *Main) cancel(ctx context.Context, args []string) error {
 	return nil
 }
 
+func (m *Main) deleteCmd(ctx context.Context, args []string) error {
+	fs, addr := m.clientFlags("delete")
+	force := fs.Bool("force", false, "delete a result that finished jobs took as their input (their results stay)")
+	c, id, err := m.connectJob(ctx, fs, addr, args)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Delete(ctx, id, *force); err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Stdout, "%s deleted\n", id)
+	return nil
+}
+
 func (m *Main) datasets(ctx context.Context, args []string) error {
 	fs, addr := m.clientFlags("datasets")
 	if _, err := parseArgs(fs, args); err != nil {

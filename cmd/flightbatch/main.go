@@ -72,6 +72,7 @@ Client commands (--addr, default $FLIGHTBATCH_ADDR or 127.0.0.1:8815; --token, d
   status    a job's state, shards, timings and failures (--json for JSON)
   wait      follow a job until it ends
   cancel    stop a job
+  delete    delete a finished job and its result (--force: even if other jobs read it)
   get       write a job's result (ID, job name, or latest): -o FILE.parquet, .arrow, .csv, or -
   datasets  the server's datasets
 
@@ -123,6 +124,8 @@ func (m *Main) clientCommand(name string) (func(context.Context, []string) error
 		return m.waitCmd, true
 	case "cancel":
 		return m.cancel, true
+	case "delete":
+		return m.deleteCmd, true
 	case "get":
 		return m.get, true
 	case "datasets":

@@ -39,6 +39,8 @@ type ServeConfig struct {
 	ShardMB int
 	// AuthTokens is a token file; empty leaves authentication off.
 	AuthTokens string
+	// KeepResults deletes jobs that ended longer ago than this; 0 keeps them.
+	KeepResults time.Duration
 }
 
 func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
@@ -55,6 +57,7 @@ func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.Functions, "functions", getenv("FLIGHTBATCH_FUNCTIONS"), functionsFlagHelp)
 	fs.IntVar(&c.ShardMB, "shard-mb", dataset.DefaultShardBytes>>20, "target size in MiB of the shards of a dataset uploaded with DoPut")
 	fs.StringVar(&c.AuthTokens, "auth-tokens", getenv("FLIGHTBATCH_AUTH_TOKENS"), authTokensFlagHelp)
+	fs.DurationVar(&c.KeepResults, "keep-results", 0, "delete jobs (manifest, parts, everything) that ended longer ago than this `duration`, e.g. 720h; never the input of a running job (0 keeps every job)")
 }
 
 func newLogger(level string, w *os.File) (*slog.Logger, error) {
@@ -127,6 +130,12 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	defer jobs.Close()
 	if err := jobs.Recover(ctx); err != nil {
 		return err
+	}
+	if cfg.KeepResults < 0 {
+		return fmt.Errorf("--keep-results %s: give a positive duration, or 0 to keep every job", cfg.KeepResults)
+	}
+	if cfg.KeepResults > 0 {
+		jobs.KeepResults(cfg.KeepResults, min(max(cfg.KeepResults/10, time.Second), time.Hour))
 	}
 	srv := flight.NewServer(cat, jobs, &flight.Options{Compression: cfg.Compression, Log: log, ShardBytes: int64(cfg.ShardMB) << 20, Auth: auth})
 

@@ -16,6 +16,7 @@ const (
 	ActionCancelJob     = "cancel-job"
 	ActionListJobs      = "list-jobs"
 	ActionListFunctions = "list-functions"
+	ActionDeleteJob     = "delete-job"
 )
 
 // SubmitResult answers psd and run.
@@ -30,6 +31,21 @@ type SubmitResult struct {
 // JobRef names a job: the body of job-status and cancel-job.
 type JobRef struct {
 	JobID string `json:"job_id"`
+}
+
+// DeleteJobRequest is the body of delete-job.
+type DeleteJobRequest struct {
+	JobID string `json:"job_id"`
+	// Force deletes a result that finished jobs took as their input (their
+	// own results stay). The input of a job that has not ended is never
+	// deleted.
+	Force bool `json:"force,omitempty"`
+}
+
+// DeleteJobResult answers delete-job.
+type DeleteJobResult struct {
+	JobID   string `json:"job_id"`
+	Deleted bool   `json:"deleted"`
 }
 
 // ShardCounts tallies a job's shards by state.

@@ -231,6 +231,14 @@ func (c *Client) ListJobs(ctx context.Context, dataset string) ([]api.JobStatus,
 	return res.Jobs, nil
 }
 
+// Delete deletes a finished job and its result from the server's store.
+// force deletes a result that finished jobs took as input; the server refuses
+// a running job, and the input of a job that has not ended.
+func (c *Client) Delete(ctx context.Context, jobID string, force bool) error {
+	var res api.DeleteJobResult
+	return c.action(ctx, api.ActionDeleteJob, api.DeleteJobRequest{JobID: jobID, Force: force}, &res)
+}
+
 // FindJobs returns the jobs that match every filter of req, in its order.
 func (c *Client) FindJobs(ctx context.Context, req api.ListJobsRequest) ([]api.JobStatus, error) {
 	var res api.ListJobsResult
