@@ -92,6 +92,9 @@ func (mg *Manager) removeFiles(ctx context.Context, id string) error {
 	if err := mg.st.Delete(ctx, ManifestKey(id)); err != nil {
 		return fmt.Errorf("batch: delete job %s: %w", id, err)
 	}
+	if err := mg.st.RemoveEmptyDirs(prefix); err != nil {
+		return fmt.Errorf("batch: delete job %s: %w", id, err)
+	}
 	return nil
 }
 

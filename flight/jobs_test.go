@@ -164,7 +164,9 @@ func TestCancelIsPrompt(t *testing.T) {
 	start := time.Now()
 	mustAction(t, c, api.ActionCancelJob, api.JobRef{JobID: res.JobID}, nil)
 	st := waitState(t, c, res.JobID, 10*time.Second)
-	if d := time.Since(start); d > time.Second {
+	// 5 s of slack for a loaded machine; a cancel that waited for the kernel
+	// to finish its shard would take far longer.
+	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("cancel took %s", d)
 	}
 	if st.State != "CANCELLED" {
