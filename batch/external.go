@@ -38,6 +38,11 @@ const (
 	EnvFunction = "FLIGHTBATCH_FUNCTION"
 )
 
+// MaxParamsBytes bounds the params of a registered function, as compact JSON:
+// they reach the command in one environment variable, and the kernel refuses
+// to start a program with a variable over 128 KiB.
+const MaxParamsBytes = 64 << 10
+
 // DefaultStderrLimit is how much of the end of a command's stderr an External
 // keeps for the error of a failed attempt.
 const DefaultStderrLimit = 8 << 10
@@ -158,6 +163,9 @@ func (f *External) Prepare(params json.RawMessage, _ *arrow.Schema) (*arrow.Sche
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, params); err != nil {
 		return nil, nil, invalidf("function %s: params: %v", f.name, err)
+	}
+	if buf.Len() > MaxParamsBytes {
+		return nil, nil, invalidf("function %s: params are %d bytes of JSON; a registered function takes at most %d (they reach it in the environment variable %s)", f.name, buf.Len(), MaxParamsBytes, EnvParams)
 	}
 	return nil, buf.Bytes(), nil
 }

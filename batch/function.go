@@ -9,6 +9,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/flightbatch/flightbatch/internal/clip"
 )
 
 // Function is a computation a job runs over every shard of its input. The built-in
@@ -57,7 +59,7 @@ func (r *Registry) Register(f Function) { r.fns[f.Name()] = f }
 // ErrNotFound.
 func (r *Registry) Get(name string) (Function, error) {
 	if !ValidFunctionName(name) {
-		return nil, invalidf("%q is not a function name: names match [a-z0-9][a-z0-9_-]{0,63} (see list-functions)", name)
+		return nil, invalidf("%s is not a function name: names match [a-z0-9][a-z0-9_-]{0,63} (see list-functions)", clip.Quote(name))
 	}
 	f, ok := r.fns[name]
 	if !ok {

@@ -13,6 +13,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 
 	"github.com/flightbatch/flightbatch/compute"
+	"github.com/flightbatch/flightbatch/internal/clip"
 	"github.com/flightbatch/flightbatch/pkg/api"
 )
 
@@ -91,6 +92,9 @@ func DecodePSDParams(raw json.RawMessage) (PSDParams, error) {
 	return p, nil
 }
 
+// MaxBands bounds the bands of one psd request.
+const MaxBands = 256
+
 // bandNameOK reports whether a band name can name a column.
 func bandNameOK(s string) bool {
 	if s == "" || len(s) > 64 {
@@ -136,11 +140,14 @@ func (PSD) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, json.R
 			return nil, nil, invalid("fmax %v Hz is above the Nyquist frequency fs/2 = %v Hz", hi, *p.FS/2)
 		}
 	}
+	if len(p.Bands) > MaxBands {
+		return nil, nil, invalid("%d bands are above the limit of %d", len(p.Bands), MaxBands)
+	}
 	seen := map[string]bool{}
 	for _, b := range p.Bands {
 		switch {
 		case !bandNameOK(b.Name):
-			return nil, nil, invalid("band name %q must be letters, digits, _ or -", b.Name)
+			return nil, nil, invalid("band name %s must be 1 to 64 letters, digits, _ or -", clip.Quote(b.Name))
 		case seen[b.Name]:
 			return nil, nil, invalid("band %q is given twice", b.Name)
 		case !(b.Lo >= 0) || !(b.Hi > b.Lo) || math.IsInf(b.Hi, 0):
@@ -152,7 +159,7 @@ func (PSD) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, json.R
 	}
 	idx := in.FieldIndices(p.Column)
 	if len(idx) == 0 {
-		return nil, nil, invalid("the dataset has no column %q; its columns are %s", p.Column, columnNames(in))
+		return nil, nil, invalid("the dataset has no column %s; its columns are %s", clip.Quote(p.Column), columnNames(in))
 	}
 	if !isSignalType(in.Field(idx[0]).Type) {
 		return nil, nil, invalid("column %q is %s; the signal must be a list, large_list or fixed_size_list of float32 or float64", p.Column, in.Field(idx[0]).Type)
@@ -160,7 +167,7 @@ func (PSD) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, json.R
 	if p.FSColumn != "" {
 		fi := in.FieldIndices(p.FSColumn)
 		if len(fi) == 0 {
-			return nil, nil, invalid("the dataset has no column %q (fs_column); its columns are %s", p.FSColumn, columnNames(in))
+			return nil, nil, invalid("the dataset has no column %s (fs_column); its columns are %s", clip.Quote(p.FSColumn), columnNames(in))
 		}
 		if !arrow.IsInteger(in.Field(fi[0]).Type.ID()) && !arrow.IsFloating(in.Field(fi[0]).Type.ID()) {
 			return nil, nil, invalid("fs_column %q is %s; it must be numeric", p.FSColumn, in.Field(fi[0]).Type)

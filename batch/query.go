@@ -8,6 +8,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/flightbatch/flightbatch/internal/clip"
 )
 
 // Bounds of a job's labels and name: they are kept in every manifest and
@@ -34,9 +36,9 @@ var (
 func ValidJobName(name string) error {
 	switch {
 	case len(name) > MaxNameLen:
-		return invalidf("job name %q...: at most %d characters", name[:16], MaxNameLen)
+		return invalidf("job name %s: at most %d characters", clip.Quote(name), MaxNameLen)
 	case !jobNameRE.MatchString(name):
-		return invalidf("job name %q: use %s", clip(name), jobNameExplanation)
+		return invalidf("job name %s: use %s", clip.Quote(name), jobNameExplanation)
 	case name == latestName:
 		return invalidf(`job name "latest" is reserved: jobs/latest means the newest job`)
 	}
@@ -51,7 +53,7 @@ func ValidLabels(labels map[string]string) error {
 	}
 	for k, v := range labels {
 		if len(k) == 0 || len(k) > MaxLabelKeyLen || !labelKeyRE.MatchString(k) {
-			return invalidf("label key %q: 1 to %d letters, digits, '_', '.' or '-', starting with a letter or digit", clip(k), MaxLabelKeyLen)
+			return invalidf("label key %s: 1 to %d letters, digits, '_', '.' or '-', starting with a letter or digit", clip.Quote(k), MaxLabelKeyLen)
 		}
 		if len(v) > MaxLabelValueLen {
 			return invalidf("label %q: the value is longer than %d bytes", k, MaxLabelValueLen)
@@ -61,14 +63,6 @@ func ValidLabels(labels map[string]string) error {
 		}
 	}
 	return nil
-}
-
-// clip shortens a client's text for quoting in an error message.
-func clip(s string) string {
-	if len(s) <= 32 {
-		return s
-	}
-	return s[:32] + "..."
 }
 
 // Query selects jobs from the history. Zero fields match every job.
@@ -95,7 +89,7 @@ func ParseState(s string) (State, error) {
 	case StateSubmitted, StateRunning, StateSucceeded, StateFailed, StateCancelled:
 		return st, nil
 	}
-	return "", invalidf("state %q: use SUBMITTED, RUNNING, SUCCEEDED, FAILED or CANCELLED", clip(s))
+	return "", invalidf("state %s: use SUBMITTED, RUNNING, SUCCEEDED, FAILED or CANCELLED", clip.Quote(s))
 }
 
 func (q *Query) match(m *Manifest) bool {

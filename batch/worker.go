@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -69,6 +70,15 @@ func (w *Worker) RunShard(ctx context.Context, jobID string, shard, attempt int)
 			return
 		}
 		log.Info("child succeeded", "seconds", time.Since(start).Seconds())
+	}()
+	// A panic in this attempt (a function's bug, a reader meeting input it
+	// does not expect) fails the attempt, recorded above, and not the process
+	// that runs it.
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("child panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = fmt.Errorf("child panicked: %v", r)
+		}
 	}()
 	if w.Fault != nil {
 		if err := w.Fault(ctx, jobID, sh.Name, attempt); err != nil {

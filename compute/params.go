@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/flightbatch/flightbatch/internal/clip"
 )
 
 // ErrInvalidParams is wrapped by every parameter validation error of this
@@ -91,14 +93,14 @@ func (w *Window) UnmarshalJSON(b []byte) error {
 		w.Weights = make([]float64, len(elems))
 		for i, e := range elems {
 			if err := json.Unmarshal(e, &w.Weights[i]); err != nil {
-				return invalidf("window: weight %d is not a number: %s", i, e)
+				return invalidf("window: weight %d is not a number: %s", i, clip.String(string(e), clip.QuoteBytes))
 			}
 		}
 		return nil
 	case 'n':
 		return invalidf("window: null is not a window; omit it for the default hann")
 	}
-	return invalidf("window: want a name, a [name, args...] tuple or an array of weights, got %s", b)
+	return invalidf("window: want a name, a [name, args...] tuple or an array of weights, got %s", clip.String(string(b), clip.QuoteBytes))
 }
 
 func appendArg(args *[]float64, e json.RawMessage) error {
@@ -113,13 +115,13 @@ func appendArg(args *[]float64, e json.RawMessage) error {
 	case len(e) > 0 && e[0] == '[':
 		var v []float64
 		if err := json.Unmarshal(e, &v); err != nil {
-			return invalidf("window: parameter list %s: want numbers", e)
+			return invalidf("window: parameter list %s: want numbers", clip.String(string(e), clip.QuoteBytes))
 		}
 		*args = append(*args, v...)
 	default:
 		var v float64
 		if err := json.Unmarshal(e, &v); err != nil {
-			return invalidf("window: parameter %s is not a number", e)
+			return invalidf("window: parameter %s is not a number", clip.String(string(e), clip.QuoteBytes))
 		}
 		*args = append(*args, v)
 	}
@@ -173,7 +175,7 @@ func (d *Detrend) UnmarshalJSON(b []byte) error {
 	}
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return invalidf("detrend: want \"constant\", \"linear\" or false, got %s", b)
+		return invalidf("detrend: want \"constant\", \"linear\" or false, got %s", clip.String(string(b), clip.QuoteBytes))
 	}
 	v := Detrend(s)
 	if err := v.validate(); err != nil {
@@ -196,7 +198,7 @@ func (d Detrend) validate() error {
 	case DetrendConstant, DetrendLinear, DetrendNone:
 		return nil
 	}
-	return invalidf("detrend: unknown value %q; use \"constant\", \"linear\" or false", string(d))
+	return invalidf("detrend: unknown value %s; use \"constant\", \"linear\" or false", clip.Quote(string(d)))
 }
 
 // WelchParams are scipy.signal.welch's parameters with scipy's names and
@@ -213,6 +215,22 @@ type WelchParams struct {
 	Average        string   `json:"average,omitempty"`         // mean (default) | median
 }
 
+// The bounds of the Welch parameters, which keep one record's plan and result
+// within memory whatever the request: a plan holds O(nfft) values and a
+// record's result nfft/2+1 (one-sided) or nfft values.
+const (
+	// MaxNPerSeg bounds nperseg and the number of explicit window weights.
+	MaxNPerSeg = 1 << 20
+	// MaxNFFT bounds nfft: 2^20 points, so a record's one-sided psd holds at
+	// most 524,289 values (4 MiB as float64).
+	MaxNFFT = 1 << 20
+	// MaxNFFTFactor bounds nfft relative to nperseg: zero padding beyond 64
+	// times the segment adds only interpolated points.
+	MaxNFFTFactor = 64
+	// MaxCosineTerms bounds the coefficients of a general_cosine window.
+	MaxCosineTerms = 64
+)
+
 // maxNPerSeg is the largest nperseg a record of any length could use: the
 // explicit nperseg, the number of weights, or scipy's default 256.
 func (p WelchParams) maxNPerSeg() int {
@@ -226,8 +244,9 @@ func (p WelchParams) maxNPerSeg() int {
 }
 
 // Validate makes the checks that do not depend on the record length: window
-// name and parameters, nperseg >= 1, nperseg equal to the number of window
-// weights, noverlap < nperseg, nfft >= nperseg, scaling, average and detrend.
+// name and parameters, 1 <= nperseg <= MaxNPerSeg, nperseg equal to the number
+// of window weights, noverlap < nperseg, nperseg <= nfft <= MaxNFFT and nfft <=
+// MaxNFFTFactor*nperseg, scaling, average and detrend.
 //
 // The nfft check is stricter than scipy for records shorter than nperseg
 // (scipy compares nfft with nperseg after clipping nperseg to the record
@@ -255,6 +274,12 @@ func (p WelchParams) validate() error {
 	if p.NPerSeg != nil && *p.NPerSeg < 1 {
 		return invalidf("nperseg=%d must be a positive integer", *p.NPerSeg)
 	}
+	if p.NPerSeg != nil && *p.NPerSeg > MaxNPerSeg {
+		return invalidf("nperseg=%d is above the limit of %d", *p.NPerSeg, MaxNPerSeg)
+	}
+	if p.Window != nil && len(p.Window.Weights) > MaxNPerSeg {
+		return invalidf("window: %d weights are above the limit of %d (the limit of nperseg)", len(p.Window.Weights), MaxNPerSeg)
+	}
 	if p.NPerSeg != nil && p.Window != nil && p.Window.Weights != nil && *p.NPerSeg != len(p.Window.Weights) {
 		return invalidf("nperseg=%d must equal the number of window weights (%d); omit nperseg", *p.NPerSeg, len(p.Window.Weights))
 	}
@@ -264,6 +289,12 @@ func (p WelchParams) validate() error {
 	if p.NFFT != nil && *p.NFFT < 1 {
 		return invalidf("nfft=%d must be a positive integer", *p.NFFT)
 	}
+	if p.NFFT != nil && *p.NFFT > MaxNFFT {
+		return invalidf("nfft=%d is above the limit of %d", *p.NFFT, MaxNFFT)
+	}
+	if p.NFFT != nil && *p.NFFT > MaxNFFTFactor*p.maxNPerSeg() {
+		return invalidf("nfft=%d is above the limit of %d times nperseg=%d", *p.NFFT, MaxNFFTFactor, p.maxNPerSeg())
+	}
 	if p.Detrend != nil {
 		if err := p.Detrend.validate(); err != nil {
 			return err
@@ -272,12 +303,12 @@ func (p WelchParams) validate() error {
 	switch p.Scaling {
 	case "", "density", "spectrum":
 	default:
-		return invalidf("scaling: unknown value %q; use \"density\" or \"spectrum\"", p.Scaling)
+		return invalidf("scaling: unknown value %s; use \"density\" or \"spectrum\"", clip.Quote(p.Scaling))
 	}
 	switch p.Average {
 	case "", "mean", "median":
 	default:
-		return invalidf("average: unknown value %q; use \"mean\" or \"median\"", p.Average)
+		return invalidf("average: unknown value %s; use \"mean\" or \"median\"", clip.Quote(p.Average))
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"gonum.org/v1/gonum/dsp/fourier"
+
+	"github.com/flightbatch/flightbatch/internal/clip"
 )
 
 // canonicalWindow maps every window name scipy.signal.get_window accepts
@@ -18,7 +20,7 @@ type argRange struct{ min, max int }
 var windowArgs = map[string]argRange{
 	"barthann": {0, 0}, "bartlett": {0, 0}, "blackman": {0, 0}, "blackmanharris": {0, 0}, "dpss": {1, 1},
 	"bohman": {0, 0}, "boxcar": {0, 0}, "chebwin": {1, 1}, "cosine": {0, 0},
-	"exponential": {0, 2}, "flattop": {0, 0}, "gaussian": {1, 1}, "general_cosine": {1, 1 << 20},
+	"exponential": {0, 2}, "flattop": {0, 0}, "gaussian": {1, 1}, "general_cosine": {1, MaxCosineTerms},
 	"general_gaussian": {2, 2}, "general_hamming": {1, 1}, "hamming": {0, 0}, "hann": {0, 0},
 	"kaiser": {1, 1}, "lanczos": {0, 0}, "nuttall": {0, 0}, "parzen": {0, 0},
 	"taylor": {0, 3}, "triang": {0, 0}, "tukey": {0, 1},
@@ -99,9 +101,9 @@ func (w *Window) validate() error {
 	c, ok := canonicalWindow[base]
 	if !ok {
 		if base == "kaiser_bessel_derived" || base == "kaiser bessel derived" || base == "kbd" {
-			return invalidf("window: %q is not supported; use one of %s, or an array of weights", w.Name, strings.Join(SupportedWindows(), ", "))
+			return invalidf("window: %s is not supported; use one of %s, or an array of weights", clip.Quote(w.Name), strings.Join(SupportedWindows(), ", "))
 		}
-		return invalidf("window: unknown name %q; use one of %s, or an array of weights", w.Name, strings.Join(SupportedWindows(), ", "))
+		return invalidf("window: unknown name %s; use one of %s, or an array of weights", clip.Quote(w.Name), strings.Join(SupportedWindows(), ", "))
 	}
 	r := windowArgs[c]
 	if len(w.Args) < r.min || len(w.Args) > r.max {

@@ -12,16 +12,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/flightbatch/flightbatch/internal/clip"
 	"github.com/flightbatch/flightbatch/store"
 )
 
@@ -47,7 +50,7 @@ var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,127}$`)
 // ValidName reports whether name is a valid dataset (or shard) name.
 func ValidName(name string) error {
 	if !nameRE.MatchString(name) || strings.Contains(name, "..") {
-		return fmt.Errorf("dataset: name %q must match [a-z0-9][a-z0-9_.-]{0,127}: %w", name, ErrInvalid)
+		return fmt.Errorf("dataset: name %s must match [a-z0-9][a-z0-9_.-]{0,127}: %w", clip.Quote(name), ErrInvalid)
 	}
 	return nil
 }
@@ -109,7 +112,7 @@ func (d *Dataset) Shard(name string) (Shard, error) {
 			return s, nil
 		}
 	}
-	return Shard{}, fmt.Errorf("dataset %s: shard %q: %w", d.Name, name, ErrNotFound)
+	return Shard{}, fmt.Errorf("dataset %s: shard %s: %w", d.Name, clip.Quote(name), ErrNotFound)
 }
 
 // Catalog finds and reads datasets in a store.
@@ -237,26 +240,69 @@ func (c *Catalog) OpenShard(ctx context.Context, sh Shard, mem memory.Allocator)
 	return OpenFile(ctx, c.st, sh.Key, sh.Format, mem)
 }
 
-// OpenFile opens a stored Arrow IPC or Parquet file as a record reader.
+// OpenFile opens a stored Arrow IPC or Parquet file as a record reader. The
+// bytes are not trusted: every batch is validated before it is handed on, and
+// a file that cannot be read as what it claims to be gives an error wrapping
+// ErrDamaged and naming it, never a panic. An error of the store itself (an
+// outage) is reported as such.
 func OpenFile(ctx context.Context, st *store.Store, key string, f Format, mem memory.Allocator) (array.RecordReader, error) {
-	file, err := st.OpenFile(ctx, key)
+	sf, err := st.OpenFile(ctx, key)
 	if err != nil {
 		if errors.Is(err, store.ErrNotExist) {
 			return nil, fmt.Errorf("dataset: open %s: %w", key, ErrNotFound)
 		}
 		return nil, fmt.Errorf("dataset: open %s: %w", key, err)
 	}
-	switch f {
-	case FormatArrow:
-		fr, err := ipc.NewFileReader(file, ipc.WithAllocator(mem))
-		if err != nil {
-			return nil, fmt.Errorf("dataset: read Arrow file %s: %v: %w", key, err, ErrInvalid)
+	file := &recordingFile{File: sf}
+	var rr array.RecordReader
+	err = Protect("dataset: "+key, ErrDamaged, func() error {
+		switch f {
+		case FormatArrow:
+			fr, err := ipc.NewFileReader(file, ipc.WithAllocator(mem))
+			if err != nil {
+				return fmt.Errorf("dataset: read Arrow file %s: %v: %w", key, err, ErrDamaged)
+			}
+			rr = newFileRecordReader(fr)
+			return nil
+		case FormatParquet:
+			var err error
+			rr, err = openParquet(ctx, file, key, mem)
+			return err
 		}
-		return newFileRecordReader(fr), nil
-	case FormatParquet:
-		return openParquet(ctx, file, key, mem)
+		return fmt.Errorf("dataset: %s: unknown format %s: %w", key, clip.Quote(string(f)), ErrInvalid)
+	})
+	if err != nil {
+		return nil, file.ioError(key, err)
 	}
-	return nil, fmt.Errorf("dataset: %s: unknown format %q: %w", key, f, ErrInvalid)
+	return &checkedReader{RecordReader: rr, key: key, file: file}, nil
+}
+
+// recordingFile remembers the last error of the store while a reader reads
+// it, so that an outage is not taken for damaged bytes.
+type recordingFile struct {
+	*store.File
+	mu  sync.Mutex
+	err error
+}
+
+func (f *recordingFile) ReadAt(p []byte, off int64) (int, error) {
+	n, err := f.File.ReadAt(p, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		f.mu.Lock()
+		f.err = err
+		f.mu.Unlock()
+	}
+	return n, err
+}
+
+// ioError returns the store's error if one explains err, else err.
+func (f *recordingFile) ioError(key string, err error) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return fmt.Errorf("dataset: read %s: %w", key, f.err)
+	}
+	return err
 }
 
 // fileRecordReader reads an Arrow IPC file's record batches in order.

@@ -35,17 +35,17 @@ func parquetProps(mem memory.Allocator) *parquet.ReaderProperties {
 func openParquet(ctx context.Context, f parquet.ReaderAtSeeker, key string, mem memory.Allocator) (array.RecordReader, error) {
 	pf, err := file.NewParquetReader(f, file.WithReadProps(parquetProps(mem)))
 	if err != nil {
-		return nil, fmt.Errorf("dataset: read Parquet file %s: %v: %w", key, err, ErrInvalid)
+		return nil, fmt.Errorf("dataset: read Parquet file %s: %v: %w", key, err, ErrDamaged)
 	}
 	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: parquetBatchRows, Parallel: false}, mem)
 	if err != nil {
 		pf.Close()
-		return nil, fmt.Errorf("dataset: read Parquet file %s: %v: %w", key, err, ErrInvalid)
+		return nil, fmt.Errorf("dataset: read Parquet file %s: %v: %w", key, err, ErrDamaged)
 	}
 	rr, err := fr.GetRecordReader(ctx, nil, nil)
 	if err != nil {
 		pf.Close()
-		return nil, fmt.Errorf("dataset: read Parquet file %s: %v: %w", key, err, ErrInvalid)
+		return nil, fmt.Errorf("dataset: read Parquet file %s: %v: %w", key, err, ErrDamaged)
 	}
 	return &closingReader{RecordReader: rr, close: pf.Close}, nil
 }
@@ -56,12 +56,17 @@ func (c *Catalog) parquetRows(ctx context.Context, sh Shard) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	pf, err := file.NewParquetReader(f, file.WithReadProps(parquetProps(memory.DefaultAllocator)))
-	if err != nil {
-		return 0, err
-	}
-	defer pf.Close()
-	return pf.NumRows(), nil
+	var rows int64
+	err = Protect("dataset: "+sh.Key, ErrDamaged, func() error {
+		pf, err := file.NewParquetReader(f, file.WithReadProps(parquetProps(memory.DefaultAllocator)))
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		rows = pf.NumRows()
+		return nil
+	})
+	return rows, err
 }
 
 // closingReader closes the underlying file when the reader is released.

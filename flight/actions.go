@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/internal/clip"
 	"github.com/flightbatch/flightbatch/pkg/api"
 )
 
@@ -44,6 +45,9 @@ func (s *Server) DoAction(a *aflight.Action, stream aflight.FlightService_DoActi
 	if err := s.opts.Auth.authorize(ctx, actionRole(a.Type), "action "+a.Type); err != nil {
 		return err
 	}
+	if err := checkJSONBounds("the body of action "+clip.Quote(a.Type), a.Body, MaxActionBodyBytes); err != nil {
+		return err
+	}
 	var (
 		out any
 		err error
@@ -68,7 +72,7 @@ func (s *Server) DoAction(a *aflight.Action, stream aflight.FlightService_DoActi
 		for i, x := range actions {
 			names[i] = x.Type
 		}
-		return status.Errorf(codes.Unimplemented, "unknown action %q; the actions are %s", clip(a.Type), strings.Join(names, ", "))
+		return status.Errorf(codes.Unimplemented, "unknown action %s; the actions are %s", clip.Quote(a.Type), strings.Join(names, ", "))
 	}
 	if err != nil {
 		return toStatus(err)
@@ -232,7 +236,7 @@ func checkInput(name string) (target, error) {
 			return t, err
 		}
 		if t.shard != "" {
-			return t, invalidArg(`a job's input is a whole result, "jobs/<job_id>", not %q`, clip(name))
+			return t, invalidArg(`a job's input is a whole result, "jobs/<job_id>", not %s`, clip.Quote(name))
 		}
 		return t, nil
 	}
@@ -248,7 +252,7 @@ func (s *Server) jobRef(action string, body []byte) (string, error) {
 		return "", invalidArg(`%s: give "job_id"`, action)
 	}
 	if !batch.ValidJobID(ref.JobID) {
-		return "", status.Errorf(codes.NotFound, "job %q not found: job IDs look like 20261124T184501123Z-9f2c1a", ref.JobID)
+		return "", status.Errorf(codes.NotFound, "job %s not found: job IDs look like 20261124T184501123Z-9f2c1a", clip.Quote(ref.JobID))
 	}
 	return ref.JobID, nil
 }
@@ -291,7 +295,7 @@ func (s *Server) actionListJobs(body []byte) (any, error) {
 		}
 		for k := range fields {
 			if !slices.Contains(listJobsFilters, k) {
-				return nil, invalidArg("list-jobs: unknown filter %q; the filters are %s", clip(k), strings.Join(listJobsFilters, ", "))
+				return nil, invalidArg("list-jobs: unknown filter %s; the filters are %s", clip.Quote(k), strings.Join(listJobsFilters, ", "))
 			}
 		}
 	}
@@ -329,7 +333,7 @@ func listQuery(req api.ListJobsRequest) (batch.Query, error) {
 		}
 		t, err := time.Parse(time.RFC3339Nano, b.text)
 		if err != nil {
-			return q, invalidArg(`list-jobs: %q is %q, not an RFC 3339 time such as "2026-11-24T18:45:00Z"`, b.name, clip(b.text))
+			return q, invalidArg(`list-jobs: %q is %s, not an RFC 3339 time such as "2026-11-24T18:45:00Z"`, b.name, clip.Quote(b.text))
 		}
 		*b.t = t
 	}
@@ -338,7 +342,7 @@ func listQuery(req api.ListJobsRequest) (batch.Query, error) {
 	case "newest":
 		q.Newest = true
 	default:
-		return q, invalidArg(`list-jobs: "order" is %q; use "oldest" (the default) or "newest"`, clip(req.Order))
+		return q, invalidArg(`list-jobs: "order" is %s; use "oldest" (the default) or "newest"`, clip.Quote(req.Order))
 	}
 	if req.Limit < 0 || req.Limit > maxListLimit {
 		return q, invalidArg(`list-jobs: "limit" %d: use 1 to %d, or 0 for all`, req.Limit, maxListLimit)
@@ -358,7 +362,7 @@ func (s *Server) actionDeleteJob(ctx context.Context, body []byte) (any, error) 
 		return nil, invalidArg(`delete-job: give "job_id"`)
 	}
 	if !batch.ValidJobID(req.JobID) {
-		return nil, status.Errorf(codes.NotFound, "job %q not found: job IDs look like 20261124T184501123Z-9f2c1a", clip(req.JobID))
+		return nil, status.Errorf(codes.NotFound, "job %s not found: job IDs look like 20261124T184501123Z-9f2c1a", clip.Quote(req.JobID))
 	}
 	if err := s.jobs.Delete(ctx, req.JobID, req.Force); err != nil {
 		return nil, err
@@ -416,13 +420,4 @@ func jobStatus(m *batch.Manifest) api.JobStatus {
 		st.Failures = append(st.Failures, f)
 	}
 	return st
-}
-
-// clip shortens what a client sent, for quoting it in an error message.
-func clip(s string) string {
-	const n = 64
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

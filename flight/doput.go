@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	aflight "github.com/apache/arrow-go/v18/arrow/flight"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/flightbatch/flightbatch/dataset"
+	"github.com/flightbatch/flightbatch/internal/clip"
 )
 
 // PutResult is the JSON of the one PutResult a successful DoPut sends back.
@@ -63,6 +65,11 @@ type putCommand struct {
 // count, if any.
 func parsePutDescriptor(d *aflight.FlightDescriptor) (target, *int64, error) {
 	var rows *int64
+	if d != nil {
+		if err := checkJSONBounds("the DoPut command", d.Cmd, MaxTicketBytes); err != nil {
+			return target{}, nil, err
+		}
+	}
 	if d != nil && d.Type == aflight.DescriptorCMD && len(bytes.TrimSpace(d.Cmd)) > 0 && bytes.TrimSpace(d.Cmd)[0] == '{' {
 		var pc putCommand
 		dec := json.NewDecoder(bytes.NewReader(d.Cmd))
@@ -85,7 +92,7 @@ func parsePutDescriptor(d *aflight.FlightDescriptor) (target, *int64, error) {
 		return target{}, nil, err
 	}
 	if t.kind != "datasets" || t.shard != "" {
-		return target{}, nil, invalidArg("DoPut takes a descriptor datasets/<name>, not %q", t.path())
+		return target{}, nil, invalidArg("DoPut takes a descriptor datasets/<name>, not %s", clip.Quote(t.path()))
 	}
 	return t, rows, nil
 }
@@ -108,7 +115,12 @@ func parsePutDescriptor(d *aflight.FlightDescriptor) (target, *int64, error) {
 // refused and leaves nothing.
 func (s *Server) DoPut(stream aflight.FlightService_DoPutServer) error {
 	ctx := stream.Context()
-	rdr, err := aflight.NewRecordReader(stream, ipc.WithAllocator(s.opts.Alloc))
+	var rdr *aflight.Reader
+	err := dataset.Protect("DoPut: the schema message", dataset.ErrInvalid, func() error {
+		var err error
+		rdr, err = aflight.NewRecordReader(stream, ipc.WithAllocator(s.opts.Alloc))
+		return err
+	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return status.FromContextError(ctx.Err()).Err()
@@ -143,15 +155,18 @@ func (s *Server) DoPut(stream aflight.FlightService_DoPutServer) error {
 		}
 	}()
 	var rows int64
-	for rdr.Next() {
-		rec := rdr.RecordBatch()
+	for batches := 0; ; batches++ {
+		rec, err := nextUpload(rdr, batches)
+		if err != nil {
+			return s.putError(ctx.Err(), t.name, err)
+		}
+		if rec == nil {
+			break
+		}
 		if err := dataset.WriteBounded(rec, s.opts.MaxBatchBytes, w.Write); err != nil {
 			return s.putError(ctx.Err(), t.name, err)
 		}
 		rows += rec.NumRows()
-	}
-	if err := rdr.Err(); err != nil {
-		return s.putError(ctx.Err(), t.name, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return s.putError(err, t.name, err)
@@ -170,6 +185,36 @@ func (s *Server) DoPut(stream aflight.FlightService_DoPutServer) error {
 	s.log.Info("dataset uploaded", "dataset", t.name, "shards", len(ds.Shards), "rows", rows, "bytes", ds.Bytes(), "version", ds.Version)
 	body, _ := json.Marshal(PutResult{Dataset: t.name, Version: ds.Version, Shards: len(ds.Shards), Rows: ds.Rows(), Bytes: ds.Bytes()})
 	return stream.Send(&aflight.PutResult{AppMetadata: body})
+}
+
+// nextUpload reads and validates the next batch of an upload: nil at the
+// clean end of the stream, an error wrapping dataset.ErrInvalid for a batch
+// that is malformed (its buffers, offsets or types disagree with the schema)
+// or that the reader cannot decode, and the stream's own error (a gRPC status)
+// as it is.
+func nextUpload(rdr *aflight.Reader, index int) (arrow.RecordBatch, error) {
+	what := fmt.Sprintf("batch %d", index)
+	var rec arrow.RecordBatch
+	err := dataset.Protect(what, dataset.ErrInvalid, func() error {
+		if !rdr.Next() {
+			return nil
+		}
+		rec = rdr.RecordBatch()
+		return dataset.ValidateRecord(rec)
+	})
+	if err == nil && rec == nil {
+		err = rdr.Err()
+		if _, ok := status.FromError(err); err == nil || ok {
+			return nil, err
+		}
+	}
+	if err != nil {
+		if errors.Is(err, dataset.ErrInvalid) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%s is malformed: %v: %w", what, err, dataset.ErrInvalid)
+	}
+	return rec, nil
 }
 
 // putError logs a failed upload and chooses its status: the client's own

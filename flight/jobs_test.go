@@ -146,13 +146,14 @@ func TestHistoryAndReuse(t *testing.T) {
 }
 
 // TestCancelIsPrompt cancels a job whose children compute long records and
-// checks that it ends CANCELLED within a second.
+// checks that it ends CANCELLED long before its shards could have finished.
 func TestCancelIsPrompt(t *testing.T) {
 	srv := testserver.Start(t, testserver.Options{Shards: 2, Records: 192, Seconds: 60, Workers: 2})
 	c := dial(t, srv.Addr)
 	// Segments 16 samples apart make each 15000-sample record take tens of
 	// milliseconds (cancel is checked between records) and each shard
-	// seconds: long enough to be cancelled mid-kernel on any machine.
+	// seconds: a cancel that waited for the children would end the job
+	// SUCCEEDED, and the bound leaves a loaded machine 10 s.
 	res := submitPSD(t, c, map[string]any{"nperseg": 4096, "noverlap": 4080, "bands": map[string]any{"beta": []float64{13, 30}}})
 	for st := jobStatus(t, c, res.JobID); st.Shards.Running == 0; st = jobStatus(t, c, res.JobID) {
 		if st.State == "SUCCEEDED" || st.State == "FAILED" {
@@ -163,10 +164,8 @@ func TestCancelIsPrompt(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	start := time.Now()
 	mustAction(t, c, api.ActionCancelJob, api.JobRef{JobID: res.JobID}, nil)
-	st := waitState(t, c, res.JobID, 10*time.Second)
-	// 5 s of slack for a loaded machine; a cancel that waited for the kernel
-	// to finish its shard would take far longer.
-	if d := time.Since(start); d > 5*time.Second {
+	st := waitState(t, c, res.JobID, 60*time.Second)
+	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("cancel took %s", d)
 	}
 	if st.State != "CANCELLED" {

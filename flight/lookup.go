@@ -9,6 +9,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/flightbatch/flightbatch/batch"
+
+	"github.com/flightbatch/flightbatch/internal/clip"
 )
 
 // A job can be named in a ticket or descriptor by what it is rather than by
@@ -51,18 +53,18 @@ func parseLookup(t target, query string, hasQuery bool) (target, error) {
 	case batch.ValidJobName(t.name) == nil:
 		q.Name = t.name
 	default:
-		return target{}, status.Errorf(codes.NotFound, "job %q not found: job IDs look like 20261124T184501123Z-9f2c1a, job names like beta-weekly (jobs/latest?dataset=... finds the newest)", clip(t.name))
+		return target{}, status.Errorf(codes.NotFound, "job %s not found: job IDs look like 20261124T184501123Z-9f2c1a, job names like beta-weekly (jobs/latest?dataset=... finds the newest)", clip.Quote(t.name))
 	}
 	if hasQuery {
 		if t.name != "latest" {
-			return target{}, invalidArg("jobs/%s?%s: a ?query goes with jobs/latest only", t.name, clip(query))
+			return target{}, invalidArg("jobs/%s?%s: a ?query goes with jobs/latest only", t.name, clip.String(query, clip.QuoteBytes))
 		}
 		if len(query) > maxQueryLen {
 			return target{}, invalidArg("jobs/latest: the query is longer than %d bytes", maxQueryLen)
 		}
 		vals, err := url.ParseQuery(query)
 		if err != nil {
-			return target{}, invalidArg("jobs/latest?%s: %v", clip(query), err)
+			return target{}, invalidArg("jobs/latest?%s: %v", clip.String(query, clip.QuoteBytes), err)
 		}
 		if err := applyLookupQuery(&q, vals); err != nil {
 			return target{}, err
@@ -102,7 +104,7 @@ func applyLookupQuery(q *batch.Query, vals url.Values) error {
 			for _, kv := range vs {
 				lk, lv, ok := strings.Cut(kv, "=")
 				if !ok || lk == "" {
-					return invalidArg("jobs/latest: label %q: use label=key=value", clip(kv))
+					return invalidArg("jobs/latest: label %s: use label=key=value", clip.Quote(kv))
 				}
 				q.Labels[lk] = lv
 			}
@@ -123,7 +125,7 @@ func applyLookupQuery(q *batch.Query, vals url.Values) error {
 				q.States = append(q.States, st)
 			}
 		default:
-			return invalidArg("jobs/latest: unknown parameter %q; the parameters are %s", clip(k), strings.Join(lookupParams, ", "))
+			return invalidArg("jobs/latest: unknown parameter %s; the parameters are %s", clip.Quote(k), strings.Join(lookupParams, ", "))
 		}
 		if err != nil {
 			return err
@@ -159,7 +161,7 @@ func describeLookup(t target) string {
 	}
 	what := fmt.Sprintf("jobs/%s (the newest job in state %s", t.name, states)
 	if t.query != "" {
-		what = fmt.Sprintf("jobs/latest?%s (the newest job in state %s matching it", clip(t.query), states)
+		what = fmt.Sprintf("jobs/latest?%s (the newest job in state %s matching it", clip.String(t.query, clip.QuoteBytes), states)
 	}
 	return what + ")"
 }

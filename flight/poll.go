@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/internal/clip"
 	"github.com/flightbatch/flightbatch/pkg/api"
 )
 
@@ -124,11 +125,11 @@ func (s *Server) pollTarget(ctx context.Context, d *aflight.FlightDescriptor) (i
 	case len(segs) == 4 && segs[0] == "jobs" && segs[2] == pollSegment && segs[3] != "":
 		seen = segs[3]
 	default:
-		return "", "", invalidArg("descriptor %q: %s", strings.Join(segs, "/"), help)
+		return "", "", invalidArg("descriptor %s: %s", clip.Quote(strings.Join(segs, "/")), help)
 	}
 	id = segs[1]
 	if !batch.ValidJobID(id) {
-		return "", "", status.Errorf(codes.NotFound, "job %q not found: job IDs look like 20261124T184501123Z-9f2c1a", id)
+		return "", "", status.Errorf(codes.NotFound, "job %s not found: job IDs look like 20261124T184501123Z-9f2c1a", clip.Quote(id))
 	}
 	if _, err := s.jobs.Status(id); err != nil {
 		return "", "", toStatus(err)
@@ -140,6 +141,9 @@ func (s *Server) pollTarget(ctx context.Context, d *aflight.FlightDescriptor) (i
 // the JSON has a "function" field, a psd request otherwise.
 func (s *Server) pollSubmit(ctx context.Context, cmd []byte) (string, error) {
 	if err := s.opts.Auth.authorize(ctx, RoleSubmit, "PollFlightInfo of a job request"); err != nil {
+		return "", err
+	}
+	if err := checkJSONBounds("the job request", cmd, MaxActionBodyBytes); err != nil {
 		return "", err
 	}
 	var probe map[string]json.RawMessage

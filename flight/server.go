@@ -24,6 +24,7 @@ import (
 
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/dataset"
+	"github.com/flightbatch/flightbatch/internal/clip"
 	"github.com/flightbatch/flightbatch/store"
 )
 
@@ -89,33 +90,48 @@ func NewServer(cat *dataset.Catalog, jobs *batch.Manager, opts *Options) *Server
 	return &Server{cat: cat, jobs: jobs, opts: o, log: o.Log.With("component", "flight")}
 }
 
+// maxStatusBytes bounds the message of every status the server returns: an
+// error that repeats a large input is cut, so that it still fits in the
+// response's trailers (a client would otherwise see another code).
+const maxStatusBytes = 1 << 10
+
 // toStatus maps an error from below to a gRPC status, once, here at the edge.
 func toStatus(err error) error {
 	if err == nil {
 		return nil
 	}
-	if _, ok := status.FromError(err); ok {
+	if st, ok := status.FromError(err); ok {
+		if len(st.Message()) > maxStatusBytes {
+			return status.Error(st.Code(), clip.String(st.Message(), maxStatusBytes))
+		}
 		return err
 	}
+	return status.Error(codeOf(err), clip.String(err.Error(), maxStatusBytes))
+}
+
+// codeOf chooses the gRPC code of an error from below.
+func codeOf(err error) codes.Code {
 	switch {
 	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
+		return codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
+		return codes.DeadlineExceeded
 	case errors.Is(err, batch.ErrInvalid), errors.Is(err, dataset.ErrInvalid):
-		return status.Error(codes.InvalidArgument, err.Error())
+		return codes.InvalidArgument
 	case errors.Is(err, batch.ErrNotFound), errors.Is(err, dataset.ErrNotFound), errors.Is(err, store.ErrNotExist):
-		return status.Error(codes.NotFound, err.Error())
+		return codes.NotFound
 	case errors.Is(err, batch.ErrNotFinished), errors.Is(err, batch.ErrInUse):
-		return status.Error(codes.FailedPrecondition, err.Error())
+		return codes.FailedPrecondition
 	case errors.Is(err, dataset.ErrExists):
-		return status.Error(codes.AlreadyExists, err.Error())
+		return codes.AlreadyExists
+	case errors.Is(err, dataset.ErrDamaged):
+		return codes.DataLoss
 	}
-	return status.Error(codes.Internal, err.Error())
+	return codes.Internal
 }
 
 func invalidArg(format string, args ...any) error {
-	return status.Errorf(codes.InvalidArgument, format, args...)
+	return status.Error(codes.InvalidArgument, clip.String(fmt.Sprintf(format, args...), maxStatusBytes))
 }
 
 // target is what a descriptor or ticket names.
@@ -152,13 +168,13 @@ func parsePath(segs []string) (target, error) {
 	}
 	segs, query, hasQuery := cutQuery(segs)
 	if len(segs) < 2 || len(segs) > 3 {
-		return target{}, invalidArg("path %q is not a flightbatch path: %s", strings.Join(segs, "/"), help)
+		return target{}, invalidArg("path %s is not a flightbatch path: %s", clip.Quote(strings.Join(segs, "/")), help)
 	}
 	t := target{kind: segs[0], name: segs[1]}
 	if len(segs) == 3 {
 		t.shard = segs[2]
 		if t.shard == "" {
-			return target{}, invalidArg("empty shard in path %q: %s", strings.Join(segs, "/"), help)
+			return target{}, invalidArg("empty shard in path %s: %s", clip.Quote(strings.Join(segs, "/")), help)
 		}
 	}
 	switch t.kind {
@@ -167,14 +183,14 @@ func parsePath(segs []string) (target, error) {
 			return target{}, status.Error(codes.InvalidArgument, err.Error())
 		}
 		if hasQuery {
-			return target{}, invalidArg("path %q: a dataset path takes no ?query: %s", clip(strings.Join(segs, "/")), help)
+			return target{}, invalidArg("path %s: a dataset path takes no ?query: %s", clip.Quote(strings.Join(segs, "/")), help)
 		}
 	case "jobs":
 		if hasQuery || !batch.ValidJobID(t.name) {
 			return parseLookup(t, query, hasQuery)
 		}
 	default:
-		return target{}, invalidArg("path %q is not a flightbatch path: %s", strings.Join(segs, "/"), help)
+		return target{}, invalidArg("path %s is not a flightbatch path: %s", clip.Quote(strings.Join(segs, "/")), help)
 	}
 	return t, nil
 }
@@ -225,6 +241,9 @@ type ticketJSON struct {
 // parseTicket decodes a ticket: the path text ("datasets/demo") or JSON
 // ({"path": "datasets/demo", "columns": ["channel", "samples"]}).
 func parseTicket(b []byte) (target, error) {
+	if err := checkJSONBounds("the ticket", b, MaxTicketBytes); err != nil {
+		return target{}, err
+	}
 	b = bytes.TrimSpace(b)
 	if len(b) > 0 && b[0] == '{' {
 		var tj ticketJSON
@@ -244,7 +263,7 @@ func parseTicket(b []byte) (target, error) {
 		switch tj.Compression {
 		case "", "none", "zstd", "lz4":
 		default:
-			return target{}, invalidArg(`ticket compression %q: use "zstd", "lz4" or "none"`, tj.Compression)
+			return target{}, invalidArg(`ticket compression %s: use "zstd", "lz4" or "none"`, clip.Quote(tj.Compression))
 		}
 		t.columns, t.compression = tj.Columns, tj.Compression
 		return t, nil
@@ -305,7 +324,7 @@ func (s *Server) GetFlightInfo(ctx context.Context, d *aflight.FlightDescriptor)
 	case t.kind == "jobs" && t.shard == "shards":
 		info, err = s.jobInfo(ctx, t.name, true)
 	default:
-		return nil, invalidArg("GetFlightInfo takes datasets/<name>, jobs/<job_id> or jobs/<job_id>/shards, not %q", t.path())
+		return nil, invalidArg("GetFlightInfo takes datasets/<name>, jobs/<job_id> or jobs/<job_id>/shards, not %s", clip.Quote(t.path()))
 	}
 	if err != nil {
 		return nil, toStatus(err)
@@ -522,7 +541,7 @@ func projection(schema *arrow.Schema, columns []string) ([]int, *arrow.Schema, e
 			for j, f := range schema.Fields() {
 				names[j] = f.Name
 			}
-			return nil, nil, invalidArg("ticket asks for column %q, which does not exist; the columns are %s", c, strings.Join(names, ", "))
+			return nil, nil, invalidArg("ticket asks for column %s, which does not exist; the columns are %s", clip.Quote(c), strings.Join(names, ", "))
 		}
 		idx[i] = found[0]
 		fields[i] = schema.Field(found[0])

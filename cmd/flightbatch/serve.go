@@ -12,7 +12,6 @@ import (
 	"time"
 
 	aflight "github.com/apache/arrow-go/v18/arrow/flight"
-	"google.golang.org/grpc"
 
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/batch/local"
@@ -143,7 +142,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	gs := aflight.NewServerWithMiddleware(nil, append([]grpc.ServerOption{grpc.MaxRecvMsgSize(256 << 20)}, auth.ServerOptions()...)...)
+	gs := aflight.NewServerWithMiddleware(nil, srv.GRPCOptions()...)
 	gs.InitListener(lis)
 	gs.RegisterFlightService(srv)
 	addr := lis.Addr().String()

@@ -19,8 +19,8 @@ import (
 	"github.com/flightbatch/flightbatch/store"
 )
 
-// MaxRecvBytes is the gRPC receive limit of the server, as `flightbatch serve` sets it.
-const MaxRecvBytes = 256 << 20
+// MaxRecvBytes is the gRPC receive limit of the server.
+const MaxRecvBytes = flight.MaxMessageBytes
 
 // Server is a running test server.
 type Server struct {
@@ -64,7 +64,7 @@ func Start(t testing.TB, st *store.Store, opts *flight.Options) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := aflight.NewServerWithMiddleware(nil, grpc.MaxRecvMsgSize(MaxRecvBytes))
+	gs := aflight.NewServerWithMiddleware(nil, srv.GRPCOptions()...)
 	gs.InitListener(lis)
 	gs.RegisterFlightService(srv)
 	done := make(chan struct{})

@@ -363,8 +363,8 @@ func TestJobs(t *testing.T) {
 			wantCodes:  map[int][]int32{-1: {128 + int32(syscall.SIGTERM)}},
 			wantReason: reasonTimeout,
 			check: func(t *testing.T, id string, d types.JobDetail) {
-				waitGone(t, h.report(id, 1).PID, time.Second)
-				if took := *d.StoppedAt - *d.StartedAt; took < 900 || took > 5000 {
+				waitGone(t, h.report(id, 1).PID, 10*time.Second)
+				if took := *d.StoppedAt - *d.StartedAt; took < 900 || took > 6500 {
 					t.Errorf("attempt ran %d ms, want about 1000", took)
 				}
 			},
@@ -497,8 +497,8 @@ func TestTerminate(t *testing.T) {
 		wantExit    int32
 		maxDuration time.Duration
 	}{
-		{"SIGTERM", "0", 10 * time.Second, 128 + int32(syscall.SIGTERM), 5 * time.Second},
-		{"SIGKILL after grace", "1", 300 * time.Millisecond, 128 + int32(syscall.SIGKILL), 5 * time.Second},
+		{"SIGTERM", "0", 10 * time.Second, 128 + int32(syscall.SIGTERM), 10 * time.Second},
+		{"SIGKILL after grace", "1", 300 * time.Millisecond, 128 + int32(syscall.SIGKILL), 10 * time.Second},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -513,7 +513,7 @@ func TestTerminate(t *testing.T) {
 			if _, err := h.client.TerminateJob(context.Background(), &batch.TerminateJobInput{JobId: aws.String(id), Reason: aws.String("stop now")}); err != nil {
 				t.Fatal(err)
 			}
-			d := h.wait(id, 10*time.Second)
+			d := h.wait(id, 30*time.Second)
 			if took := time.Since(start); took > tt.maxDuration {
 				t.Errorf("terminating took %v", took)
 			}
@@ -521,8 +521,8 @@ func TestTerminate(t *testing.T) {
 				t.Errorf("parent %s %q terminated=%v", d.Status, aws.ToString(d.StatusReason), aws.ToBool(d.IsTerminated))
 			}
 			for _, r := range reports {
-				waitGone(t, r.PID, time.Second)
-				waitGone(t, r.GrandchildPID, time.Second)
+				waitGone(t, r.PID, 10*time.Second)
+				waitGone(t, r.GrandchildPID, 10*time.Second)
 			}
 			for i := range 3 {
 				c := h.describe(fmt.Sprintf("%s:%d", id, i))
@@ -571,7 +571,7 @@ func TestCancelJob(t *testing.T) {
 		t.Errorf("ListJobs with no status (RUNNING) = %+v", out.JobSummaryList)
 	}
 	h.ep.Close()
-	waitGone(t, r.PID, time.Second)
+	waitGone(t, r.PID, 10*time.Second)
 	if d := h.describe(running); d.Status != types.JobStatusFailed {
 		t.Errorf("after Close the running job is %s", d.Status)
 	}

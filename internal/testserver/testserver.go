@@ -12,7 +12,6 @@ import (
 
 	aflight "github.com/apache/arrow-go/v18/arrow/flight"
 	"github.com/apache/arrow-go/v18/arrow/memory"
-	"google.golang.org/grpc"
 
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/batch/local"
@@ -105,7 +104,7 @@ func Start(t testing.TB, o Options) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := aflight.NewServerWithMiddleware(nil, append([]grpc.ServerOption{grpc.MaxRecvMsgSize(256 << 20)}, o.Auth.ServerOptions()...)...)
+	gs := aflight.NewServerWithMiddleware(nil, srv.GRPCOptions()...)
 	gs.InitListener(lis)
 	gs.RegisterFlightService(srv)
 	go func() { _ = gs.Serve() }()

@@ -204,7 +204,7 @@ func TestCancelWait(t *testing.T) {
 	if !errors.As(err, &je) || st.State != "CANCELLED" {
 		t.Fatalf("Wait = %+v, %v; want CANCELLED", st, err)
 	}
-	if d := time.Since(start); d > 2200*time.Millisecond {
+	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("cancel took %s", d)
 	}
 }

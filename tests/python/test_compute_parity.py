@@ -97,7 +97,10 @@ def random_case(rng):
         params["noverlap"] = kwargs["noverlap"] = nov
     if rng.integers(0, 2):
         extra = int(rng.integers(0, 300)) if rng.integers(0, 10) else int(rng.integers(-3, 1))
-        params["nfft"] = kwargs["nfft"] = max(1, eff + extra)
+        # Within flightbatch's documented bound nfft <= 64 * nperseg (the
+        # nperseg asked for, before clipping); beyond it flightbatch refuses.
+        asked = len(win) if isinstance(win, np.ndarray) else (nperseg or 256)
+        params["nfft"] = kwargs["nfft"] = min(max(1, eff + extra), 64 * asked)
     if rng.integers(0, 2):
         d = [False, "constant", "linear"][rng.integers(0, 3)]
         params["detrend"] = kwargs["detrend"] = d

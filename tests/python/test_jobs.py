@@ -161,10 +161,11 @@ def test_cancel_running_job(serve):
     s.wait(job_id, until=lambda st: st["shards"]["running"] > 0)
     start = time.monotonic()
     s.action("cancel-job", {"job_id": job_id})
-    st = s.wait(job_id, timeout=10)
+    st = s.wait(job_id, timeout=60)
     elapsed = time.monotonic() - start
     assert st["state"] == "CANCELLED", st
-    assert elapsed <= 2, f"cancel took {elapsed:.2f} s"
+    # The children sleep 30 s: a cancel that waited for them would take that long.
+    assert elapsed <= 10, f"cancel took {elapsed:.2f} s"
     # A cancelled job stays in the history.
     jobs = s.action("list-jobs", {})["jobs"]
     assert [j["state"] for j in jobs if j["job_id"] == job_id] == ["CANCELLED"]
@@ -246,7 +247,8 @@ def test_poll_flight_info_raw_grpc(serve):
     cmd = flight.FlightDescriptor.for_command(json.dumps({"dataset": "demo", "fs": 250, "nperseg": 256}).encode())
     start = time.monotonic()
     info, nxt, progress, expires = poll(channel, cmd)
-    assert time.monotonic() - start < 1, "the first poll must return at once"
+    # A held poll answers after the server's 10 s hold; 6 s leaves room for a loaded machine.
+    assert time.monotonic() - start < 6, "the first poll must return at once"
     assert nxt is not None and nxt.path[0] == b"jobs"
     job_id = nxt.path[1].decode()
     assert info.descriptor.path == [b"jobs", job_id.encode()]

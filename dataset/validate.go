@@ -1,0 +1,111 @@
+package dataset
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+
+	"github.com/flightbatch/flightbatch/internal/clip"
+)
+
+// ErrDamaged is wrapped by errors about stored bytes that are not what they
+// claim to be: a shard or part whose file is damaged or not Arrow or Parquet.
+var ErrDamaged = errors.New("damaged")
+
+// ValidateRecord checks a record batch decoded from bytes that could be
+// anything (a client's upload, a stored file): every column has the schema's
+// type and the batch's length, and its buffers, offsets and children are
+// consistent (array.ValidateRecordFull), so that reading any value stays in
+// bounds. Its error says which column is wrong.
+func ValidateRecord(rec arrow.RecordBatch) error {
+	schema := rec.Schema()
+	if int(rec.NumCols()) != schema.NumFields() {
+		return fmt.Errorf("%d columns for a schema of %d fields", rec.NumCols(), schema.NumFields())
+	}
+	if rec.NumRows() < 0 {
+		return fmt.Errorf("%d rows", rec.NumRows())
+	}
+	for i, col := range rec.Columns() {
+		f := schema.Field(i)
+		if !arrow.TypeEqual(col.DataType(), f.Type) {
+			return fmt.Errorf("column %d (%s) is %s, but the schema says %s", i, clip.Quote(f.Name), col.DataType(), f.Type)
+		}
+		if int64(col.Len()) != rec.NumRows() {
+			return fmt.Errorf("column %d (%s) has %d values for %d rows", i, clip.Quote(f.Name), col.Len(), rec.NumRows())
+		}
+	}
+	return array.ValidateRecordFull(rec)
+}
+
+// Protect runs f, turning a panic inside it into an error wrapping sentinel
+// and naming what was read: arrow-go's readers can panic on damaged bytes
+// that their checks miss, and one damaged file must fail only what reads it.
+func Protect(what string, sentinel error, f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s: unreadable (the reader failed: %s): %w", what, clip.String(fmt.Sprint(r), 200), sentinel)
+		}
+	}()
+	return f()
+}
+
+// checkedReader hands on the batches of a reader of stored bytes only once
+// they are validated; a batch that fails validation, or a panic in the
+// reader, ends the stream with an error wrapping ErrDamaged that names the
+// file.
+type checkedReader struct {
+	array.RecordReader
+	key  string
+	file *recordingFile
+	err  error
+}
+
+func (r *checkedReader) Next() bool {
+	if r.err != nil {
+		return false
+	}
+	var ok bool
+	r.err = Protect("dataset: "+r.key, ErrDamaged, func() error {
+		ok = r.RecordReader.Next()
+		if !ok {
+			return nil
+		}
+		if err := ValidateRecord(r.RecordReader.RecordBatch()); err != nil {
+			return fmt.Errorf("dataset: %s is damaged: a record batch is malformed: %v: %w", r.key, err, ErrDamaged)
+		}
+		return nil
+	})
+	if r.err != nil {
+		r.err = r.file.ioError(r.key, r.err)
+	}
+	return ok && r.err == nil
+}
+
+func (r *checkedReader) RecordBatch() arrow.RecordBatch {
+	if r.err != nil {
+		return nil
+	}
+	return r.RecordReader.RecordBatch()
+}
+
+// Record returns the current batch.
+//
+// Deprecated: use RecordBatch.
+func (r *checkedReader) Record() arrow.RecordBatch { return r.RecordBatch() }
+
+func (r *checkedReader) Err() error {
+	if r.err != nil {
+		return r.err
+	}
+	err := r.RecordReader.Err()
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("dataset: read %s: %w", r.key, err)
+	}
+	return r.file.ioError(r.key, fmt.Errorf("dataset: %s is damaged: %v: %w", r.key, err, ErrDamaged))
+}

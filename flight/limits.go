@@ -1,0 +1,47 @@
+package flight
+
+// The bounds of a request, checked before any work starts. The bounds of the
+// psd parameters themselves (nperseg, nfft, bands, names) are where those are
+// validated, in the compute and psd packages.
+const (
+	// MaxActionBodyBytes bounds the body of an action.
+	MaxActionBodyBytes = 1 << 20
+	// MaxTicketBytes bounds a ticket and a DoPut command descriptor.
+	MaxTicketBytes = 64 << 10
+	// MaxJSONDepth bounds the nesting of arrays and objects in any JSON a
+	// request carries.
+	MaxJSONDepth = 32
+)
+
+// checkJSONBounds refuses, with InvalidArgument, JSON text longer than
+// maxBytes or nested deeper than MaxJSONDepth, before it is decoded.
+// It does not otherwise check the text; the decoder does.
+func checkJSONBounds(what string, b []byte, maxBytes int) error {
+	if len(b) > maxBytes {
+		return invalidArg("%s is %d bytes; the limit is %d", what, len(b), maxBytes)
+	}
+	depth, inString, escaped := 0, false, false
+	for _, c := range b {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			depth++
+			if depth > MaxJSONDepth {
+				return invalidArg("%s nests arrays and objects more than %d deep", what, MaxJSONDepth)
+			}
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return nil
+}

@@ -1,0 +1,37 @@
+// Package clip shortens text from a request or the store before an error
+// message repeats it, so that a message quotes at most a short prefix of its
+// input however large the input is.
+package clip
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// QuoteBytes is how much of a value Quote repeats.
+const QuoteBytes = 64
+
+// String returns s if it holds at most n bytes; otherwise its first n bytes
+// (cut at a rune boundary) followed by a note of the length left out.
+func String(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "... (" + strconv.Itoa(len(s)) + " bytes)"
+}
+
+// Quote is %q of s with s cut by String to QuoteBytes.
+func Quote(s string) string {
+	if len(s) <= QuoteBytes {
+		return strconv.Quote(s)
+	}
+	cut := QuoteBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "... (" + strconv.Itoa(len(s)) + " bytes)"
+}
