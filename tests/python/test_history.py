@@ -5,6 +5,7 @@ store. The Go tests pin every filter and retention with a fake clock; these pin 
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import grpc
@@ -20,6 +21,7 @@ from conftest import (
     read_result,
     read_ticket,
     run_psd,
+    start_server,
     wait_job,
 )
 
@@ -73,3 +75,21 @@ def test_delete_job(server, client, tag):
         read_result(client, job)
     reply = raw_do_action(server.addr, "delete-job", {"job_id": job})
     assert reply.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_serve_keep_results(flightbatch_bin, tmp_path):
+    """serve --keep-results deletes a job some time after it ended, leaving nothing in the store."""
+    srv = start_server(flightbatch_bin, tmp_path, "--keep-results", "2s")
+    try:
+        c = srv.connect()
+        job = run_psd(c, {"dataset": "demo", "fs": 250})
+        assert_succeeded(wait_job(c, job))
+        job_dir = srv.store / "jobs" / job
+        deadline = time.monotonic() + 60
+        while job in list_job_ids(c) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert job not in list_job_ids(c), "the job was kept past --keep-results"
+        assert not job_dir.exists(), f"the store still holds {sorted(job_dir.rglob('*'))}"
+        c.close()
+    finally:
+        assert srv.stop() == 0
