@@ -5,77 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/flightbatch/flightbatch/store"
 )
-
-// FormatShardList writes shard indices compactly, in the form ParseShardList
-// reads: comma-separated indices, with runs of consecutive indices as ranges
-// ("0-9999,10003,10007-10010"). The order is kept.
-func FormatShardList(shards []int) string {
-	var b strings.Builder
-	for i := 0; i < len(shards); {
-		j := i
-		for j+1 < len(shards) && shards[j+1] == shards[j]+1 {
-			j++
-		}
-		if b.Len() > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.Itoa(shards[i]))
-		if j > i {
-			b.WriteByte('-')
-			b.WriteString(strconv.Itoa(shards[j]))
-		}
-		i = j + 1
-	}
-	return b.String()
-}
-
-// ParseShardList reads a list written by FormatShardList.
-func ParseShardList(s string) ([]int, error) {
-	var out []int
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.Atoi(lo)
-		if err != nil || a < 0 {
-			return nil, fmt.Errorf("shard list: %q is not a shard index or a range A-B", part)
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.Atoi(hi); err != nil || b < a {
-				return nil, fmt.Errorf("shard list: %q is not a range A-B with A <= B", part)
-			}
-		}
-		for i := a; i <= b; i++ {
-			out = append(out, i)
-		}
-	}
-	if len(out) == 0 {
-		return nil, errors.New("shard list: no shard given")
-	}
-	return out, nil
-}
-
-// ChildShards is the part of list that child index of size children runs:
-// list[index], list[index+children], ... A job with more shards than an
-// executor has children gives each child several shards this way.
-func ChildShards(list []int, index, children int) []int {
-	if children < 1 {
-		children = 1
-	}
-	var out []int
-	for i := index; i >= 0 && i < len(list); i += children {
-		out = append(out, list[i])
-	}
-	return out
-}
 
 // RunShards runs one attempt of a child that has several shards, one after
 // the other. A shard whose part already exists (an earlier attempt wrote it)

@@ -170,6 +170,16 @@ func (c *Catalog) Get(ctx context.Context, name string) (*Dataset, error) {
 		switch {
 		case rel == uploadingMarker:
 			return nil, fmt.Errorf("dataset %s: still being uploaded: %w", name, ErrNotFound)
+		case rel == recordingIndexFile:
+			ix, err := readRecordingIndex(ctx, c.st, o.Key)
+			if err != nil {
+				return nil, fmt.Errorf("dataset %s: %w", name, err)
+			}
+			st, err := c.st.Stat(ctx, o.Key)
+			if err != nil {
+				return nil, fmt.Errorf("dataset %s: %w", name, err)
+			}
+			return recordingDataset(name, o.Key, st, ix), nil
 		case rel == indexFile:
 			data, err := c.st.ReadAll(ctx, o.Key)
 			if err != nil {
@@ -226,6 +236,9 @@ func (c *Catalog) Get(ctx context.Context, name string) (*Dataset, error) {
 
 // Schema reads the schema of a dataset (from its first shard).
 func (c *Catalog) Schema(ctx context.Context, ds *Dataset) (*arrow.Schema, error) {
+	if schema, ok, err := c.recordingSchema(ctx, ds); ok {
+		return schema, err
+	}
 	r, err := c.OpenShard(ctx, ds.Shards[0], memory.DefaultAllocator)
 	if err != nil {
 		return nil, err
@@ -246,6 +259,9 @@ func (c *Catalog) OpenShard(ctx context.Context, sh Shard, mem memory.Allocator)
 // ErrDamaged and naming it, never a panic. An error of the store itself (an
 // outage) is reported as such.
 func OpenFile(ctx context.Context, st *store.Store, key string, f Format, mem memory.Allocator) (array.RecordReader, error) {
+	if f == FormatRecording {
+		return openRecordingShard(ctx, st, key, mem)
+	}
 	sf, err := st.OpenFile(ctx, key)
 	if err != nil {
 		if errors.Is(err, store.ErrNotExist) {

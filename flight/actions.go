@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/dataset"
 	"github.com/flightbatch/flightbatch/internal/clip"
 	"github.com/flightbatch/flightbatch/pkg/api"
 )
@@ -27,6 +28,7 @@ var actions = []*aflight.ActionType{
 	{Type: api.ActionListJobs, Description: `The job history, oldest first, filtered: {} or {"state": ["FAILED"], "dataset", "function", "name", "labels": {"k": "v"}, "submitted_by", "since", "until" (RFC 3339), "order": "newest", "limit": 10}`},
 	{Type: api.ActionListFunctions, Description: `The functions jobs can run: {}`},
 	{Type: api.ActionDeleteJob, Description: `Delete a finished job and its result from the store: {"job_id": "...", "force": false}; refused while it runs, or while other jobs read its result unless forced`},
+	{Type: api.ActionRegister, Description: `Register the .edf/.bdf files (or a BIDS tree) under a store prefix as a dataset read in place: {"name": "sleep", "prefix": "raw/sleep/", "epoch_s": 30, "bad_spans": "drop"}`},
 }
 
 // ListActions lists every action type with a one-line description.
@@ -67,6 +69,8 @@ func (s *Server) DoAction(a *aflight.Action, stream aflight.FlightService_DoActi
 		out, err = s.actionListFunctions(a.Body)
 	case api.ActionDeleteJob:
 		out, err = s.actionDeleteJob(ctx, a.Body)
+	case api.ActionRegister:
+		out, err = s.actionRegister(ctx, a.Body)
 	default:
 		names := make([]string, len(actions))
 		for i, x := range actions {
@@ -420,4 +424,33 @@ func jobStatus(m *batch.Manifest) api.JobStatus {
 		st.Failures = append(st.Failures, f)
 	}
 	return st
+}
+
+// actionRegister registers a store prefix of EDF/BDF files as a dataset read
+// in place. The name is claimed like an upload's, so a register and a DoPut of
+// one name never interleave.
+func (s *Server) actionRegister(ctx context.Context, body []byte) (any, error) {
+	var req api.RegisterRequest
+	if err := decodeStrict(api.ActionRegister, body, &req); err != nil {
+		return nil, err
+	}
+	if req.Name == "" || req.Prefix == "" {
+		return nil, invalidArg(`%s: "name" and "prefix" are required: {"name": "sleep", "prefix": "raw/sleep/"}`, api.ActionRegister)
+	}
+	if err := dataset.ValidName(req.Name); err != nil {
+		return nil, toStatus(err)
+	}
+	if !s.uploads.claim(req.Name) {
+		return nil, status.Errorf(codes.AlreadyExists, "dataset %q is being uploaded or registered by another client", req.Name)
+	}
+	defer s.uploads.release(req.Name)
+	res, err := s.cat.Register(ctx, req.Name, dataset.RegisterOptions{
+		Prefix: req.Prefix, EpochSeconds: req.EpochS, BadSpans: req.BadSpans, ShardMB: req.ShardMB, Shards: req.Shards,
+	})
+	if err != nil {
+		s.log.Warn("register failed", "dataset", req.Name, "prefix", req.Prefix, "err", err)
+		return nil, err
+	}
+	s.log.Info("dataset registered", "dataset", res.Dataset, "files", res.Files, "shards", res.Shards, "rows", res.Rows, "bids", res.BIDS)
+	return res, nil
 }

@@ -283,7 +283,7 @@ func (s *callerStream) Context() context.Context { return s.ctx }
 // actionRole is the role an action needs.
 func actionRole(typ string) Role {
 	switch typ {
-	case api.ActionPSD, api.ActionRun, api.ActionCancelJob, api.ActionDeleteJob:
+	case api.ActionPSD, api.ActionRun, api.ActionCancelJob, api.ActionDeleteJob, api.ActionRegister:
 		return RoleSubmit
 	}
 	return RoleRead

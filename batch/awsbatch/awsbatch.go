@@ -4,31 +4,30 @@
 // which reads its shard from the store and writes its part there. The handle
 // is the AWS Batch job ID, so a restarted server follows the same job again.
 //
-// Children find their shards in the environment: FLIGHTBATCH_JOB_ID,
-// FLIGHTBATCH_STORE and FLIGHTBATCH_SHARDS, the shard indices the array job
-// runs (batch.FormatShardList); child AWS_BATCH_JOB_ARRAY_INDEX runs
-// batch.ChildShards(list, index, AWS_BATCH_JOB_ARRAY_SIZE). A job of more
-// shards than an array job may have children (10,000) gives each child
-// several shards. A list too long for the environment is written to the store
-// and FLIGHTBATCH_SHARDS is "@KEY".
+// Children find their shards in the environment as package child describes
+// (child.Vars, child.AWSBatch): child AWS_BATCH_JOB_ARRAY_INDEX runs its
+// part of the shard list (child.Part with AWS_BATCH_JOB_ARRAY_SIZE children).
+// A job of more shards than an array job may have children (10,000) gives
+// each child several shards. A list too long for the environment is kept in
+// the store (child.EncodeList).
 //
 // Poll reads the array job's status summary with one DescribeJobs call; when
 // it changed, ListJobs finds which children changed and DescribeJobs reads
 // their attempts. A child that has ended is not asked about again. Errors of
 // failed attempts come from the records workers write to the store, or else
-// from AWS Batch's status reason and exit code.
+// from AWS Batch's status reason and exit code; the executor reads the
+// records through child.Records and knows nothing else of the job.
 package awsbatch
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	mathrand "math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +38,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/batch/child"
 	"github.com/flightbatch/flightbatch/store"
 )
 
@@ -65,13 +65,6 @@ const (
 	describeBatch = 100
 )
 
-// Environment variables a child finds (besides AWS Batch's own).
-const (
-	EnvJobID  = "FLIGHTBATCH_JOB_ID"
-	EnvStore  = "FLIGHTBATCH_STORE"
-	EnvShards = "FLIGHTBATCH_SHARDS"
-)
-
 // Tags every submitted job carries.
 const (
 	TagJobID   = "flightbatch:job-id"
@@ -81,10 +74,6 @@ const (
 // cancelReason starts the reason TerminateJob is given; a child that ends
 // with it was cancelled, not failed.
 const cancelReason = "flightbatch: cancelled on request"
-
-// DefaultMaxInlineShards is the longest shard list passed in a child's
-// environment; a longer one goes to the store.
-const DefaultMaxInlineShards = 4096
 
 // Options tune an Executor. The zero value is usable.
 type Options struct {
@@ -100,7 +89,7 @@ type Options struct {
 	PollInterval time.Duration
 	// MaxInlineShards is the longest shard list (in characters) passed in the
 	// children's environment; a longer one is written to the store
-	// (default DefaultMaxInlineShards). Tests lower it.
+	// (default child.DefaultMaxInline). Tests lower it.
 	MaxInlineShards int
 	// MaxChildren caps an array job's size (2..MaxArraySize, the default);
 	// beyond it each child runs several shards. Tests lower it.
@@ -108,6 +97,9 @@ type Options struct {
 	// Definition, when set, names the job definition of a function's children
 	// (a registered function's image); "" means the executor's default.
 	Definition func(function string) string
+	// Records is where the executor finds what its children recorded of
+	// their attempts (default child.NewStoreRecords of the executor's store).
+	Records child.Records
 	// Log receives the executor's structured logs.
 	Log *slog.Logger
 }
@@ -179,8 +171,8 @@ func New(client API, st *store.Store, queue, definition string, opts *Options) (
 	if o.PollInterval <= 0 {
 		o.PollInterval = 15 * time.Second
 	}
-	if o.MaxInlineShards <= 0 {
-		o.MaxInlineShards = DefaultMaxInlineShards
+	if o.Records == nil {
+		o.Records = child.NewStoreRecords(st)
 	}
 	if o.MaxChildren == 0 {
 		o.MaxChildren = MaxArraySize
@@ -214,17 +206,9 @@ func (e *Executor) Start(ctx context.Context, m *batch.Manifest, shards []int) (
 	}
 	children := min(len(shards), e.opts.MaxChildren)
 	perChild := (len(shards) + children - 1) / children
-	list := batch.FormatShardList(shards)
-	if len(list) > e.opts.MaxInlineShards {
-		var b [8]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return "", err
-		}
-		key := batch.Prefix + m.JobID + "/children/" + hex.EncodeToString(b[:]) + ".txt"
-		if err := e.st.WriteAll(ctx, key, []byte(list)); err != nil {
-			return "", fmt.Errorf("awsbatch: write the shard list of job %s: %w", m.JobID, err)
-		}
-		list = "@" + key
+	list, err := child.EncodeList(ctx, e.st, m.JobID, shards, e.opts.MaxInlineShards)
+	if err != nil {
+		return "", fmt.Errorf("awsbatch: %w", err)
 	}
 	def := e.def
 	if e.opts.Definition != nil {
@@ -235,17 +219,13 @@ func (e *Executor) Start(ctx context.Context, m *batch.Manifest, shards []int) (
 	attempts := int32(min(max(m.MaxAttempts, 1), MaxAttempts))
 	timeout := int32(min(e.opts.Timeout.Seconds()*float64(perChild), 14*24*3600))
 	in := &awsbatch.SubmitJobInput{
-		JobName:       aws.String("flightbatch-" + m.JobID),
-		JobQueue:      aws.String(e.queue),
-		JobDefinition: aws.String(def),
-		ContainerOverrides: &types.ContainerOverrides{Environment: []types.KeyValuePair{
-			{Name: aws.String(EnvJobID), Value: aws.String(m.JobID)},
-			{Name: aws.String(EnvStore), Value: aws.String(e.opts.WorkerStore)},
-			{Name: aws.String(EnvShards), Value: aws.String(list)},
-		}},
-		RetryStrategy: RetryStrategy(attempts),
-		Timeout:       &types.JobTimeout{AttemptDurationSeconds: aws.Int32(timeout)},
-		Tags:          map[string]string{TagJobID: m.JobID, TagDataset: m.Dataset},
+		JobName:            aws.String("flightbatch-" + m.JobID),
+		JobQueue:           aws.String(e.queue),
+		JobDefinition:      aws.String(def),
+		ContainerOverrides: &types.ContainerOverrides{Environment: environment(child.Vars(e.Name(), m.JobID, e.opts.WorkerStore, list))},
+		RetryStrategy:      RetryStrategy(attempts),
+		Timeout:            &types.JobTimeout{AttemptDurationSeconds: aws.Int32(timeout)},
+		Tags:               map[string]string{TagJobID: m.JobID, TagDataset: m.Dataset},
 	}
 	if children > 1 {
 		in.ArrayProperties = &types.ArrayProperties{Size: aws.Int32(int32(children))}
@@ -262,16 +242,24 @@ func (e *Executor) Start(ctx context.Context, m *batch.Manifest, shards []int) (
 	return handle, nil
 }
 
+func environment(vars []child.Var) []types.KeyValuePair {
+	out := make([]types.KeyValuePair, len(vars))
+	for i, v := range vars {
+		out[i] = types.KeyValuePair{Name: aws.String(v.Name), Value: aws.String(v.Value)}
+	}
+	return out
+}
+
 // RetryStrategy is the retry strategy of every submitted job: up to attempts
 // attempts; a child whose host went away or whose worker failed is retried,
-// one whose job or shard does not exist (exit status 3) is not, and anything
+// one whose job or shard does not exist (child.ExitPermanent) is not, and anything
 // else (no exit code: the container did not start, or was stopped) ends it.
 func RetryStrategy(attempts int32) *types.RetryStrategy {
 	return &types.RetryStrategy{
 		Attempts: aws.Int32(attempts),
 		EvaluateOnExit: []types.EvaluateOnExit{
 			{Action: types.RetryActionRetry, OnStatusReason: aws.String("Host EC2*")},
-			{Action: types.RetryActionExit, OnExitCode: aws.String("3")},
+			{Action: types.RetryActionExit, OnExitCode: aws.String(strconv.Itoa(child.ExitPermanent))},
 			{Action: types.RetryActionRetry, OnExitCode: aws.String("*")},
 			{Action: types.RetryActionExit, OnReason: aws.String("*")},
 		},
@@ -361,18 +349,11 @@ func (e *Executor) runOf(ctx context.Context, handle string, parent *types.JobDe
 			vars[aws.ToString(kv.Name)] = aws.ToString(kv.Value)
 		}
 	}
-	jobID, list := vars[EnvJobID], vars[EnvShards]
+	jobID, list := vars[child.EnvJobID], vars[child.EnvShards]
 	if jobID == "" || list == "" {
-		return nil, fmt.Errorf("awsbatch: AWS Batch job %s has no %s and %s in its environment; it was not submitted by flightbatch", handle, EnvJobID, EnvShards)
+		return nil, fmt.Errorf("awsbatch: AWS Batch job %s has no %s and %s in its environment; it was not submitted by flightbatch", handle, child.EnvJobID, child.EnvShards)
 	}
-	if key, ok := strings.CutPrefix(list, "@"); ok {
-		data, err := e.st.ReadAll(ctx, key)
-		if err != nil {
-			return nil, fmt.Errorf("awsbatch: read the shard list of %s: %w", handle, err)
-		}
-		list = string(data)
-	}
-	shards, err := batch.ParseShardList(list)
+	shards, err := child.DecodeList(ctx, e.st, jobID, list)
 	if err != nil {
 		return nil, fmt.Errorf("awsbatch: AWS Batch job %s: %w", handle, err)
 	}
@@ -497,7 +478,7 @@ func (e *Executor) updateKid(ctx context.Context, r *run, i int, d *types.JobDet
 	if n := len(failed); n > 0 && (d.Status == types.JobStatusSucceeded || k.state == batch.ShardCancelled) {
 		failed = failed[:n-1]
 	}
-	shards := batch.ChildShards(r.shards, i, r.children)
+	shards := child.Part(r.shards, i, r.children)
 	for n, a := range failed {
 		attempt := n + 1
 		if already(k.errors, shards, attempt) {
@@ -525,26 +506,19 @@ func already(errs map[int][]batch.AttemptError, shards []int, attempt int) bool 
 // attemptErrors finds why attempt of child k failed: the workers' records
 // in the store, or else what AWS Batch says.
 func (e *Executor) attemptErrors(ctx context.Context, r *run, k *kid, shards []int, attempt int, a types.AttemptDetail) error {
-	m, err := batch.ReadManifest(ctx, e.st, r.jobID)
-	if err != nil {
-		return fmt.Errorf("awsbatch: %w", err)
-	}
 	found := false
 	var missing []int
 	for _, s := range shards {
-		if s < 0 || s >= len(m.Shards) {
-			continue
-		}
-		ae, err := batch.ReadAttemptError(ctx, e.st, r.jobID, m.Shards[s].Name, attempt)
+		ae, err := e.opts.Records.AttemptError(ctx, r.jobID, s, attempt)
 		if err != nil {
-			return err
+			return fmt.Errorf("awsbatch: %w", err)
 		}
 		if ae != nil {
 			k.errors[s] = append(k.errors[s], *ae)
 			found = true
 			continue
 		}
-		ok, err := e.st.Exists(ctx, batch.PartKey(r.jobID, m.Shards[s].Name))
+		ok, err := e.opts.Records.HasPart(ctx, r.jobID, s)
 		if err != nil {
 			return fmt.Errorf("awsbatch: %w", err)
 		}
@@ -633,7 +607,7 @@ func (r *run) count(status types.JobStatus) int {
 func (r *run) progress(done bool) batch.Progress {
 	p := batch.Progress{Done: done}
 	for i, k := range r.kids {
-		for _, s := range batch.ChildShards(r.shards, i, r.children) {
+		for _, s := range child.Part(r.shards, i, r.children) {
 			c := batch.Child{Shard: s, State: k.state, Attempts: k.attempts}
 			c.Errors = slices.Clone(k.errors[s])
 			if done && !terminalState(c.State) {

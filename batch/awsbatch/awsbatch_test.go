@@ -22,6 +22,7 @@ import (
 
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/batch/awsbatch"
+	"github.com/flightbatch/flightbatch/batch/child"
 	"github.com/flightbatch/flightbatch/batch/executortest"
 	"github.com/flightbatch/flightbatch/internal/batchtest"
 	"github.com/flightbatch/flightbatch/store"
@@ -98,14 +99,18 @@ func newStore(t *testing.T) *store.Store {
 }
 
 // endpoint serves a test AWS Batch endpoint whose job definition "worker"
-// runs `flightbatch worker` with the given faults, and returns a client of it.
+// runs `flightbatch worker` with the given faults and the suite's functions,
+// and returns a client of it.
 func endpoint(t *testing.T, faults string) (*sdkbatch.Client, *batchtest.Endpoint) {
 	t.Helper()
 	ep, err := batchtest.New(&batchtest.Options{
 		Definitions: []batchtest.JobDefinition{{
-			Name:        "worker",
-			Command:     []string{workerBin, "worker"},
-			Environment: []batchtest.KeyValuePair{{Name: "FLIGHTBATCH_FAULTS", Value: faults}},
+			Name:    "worker",
+			Command: []string{workerBin, "worker"},
+			Environment: []batchtest.KeyValuePair{
+				{Name: child.EnvFaults, Value: faults},
+				{Name: child.EnvFunctions, Value: executortest.FunctionsFile(t)},
+			},
 		}},
 		MaxRunning:     4,
 		PassEnv:        passEnv,
@@ -340,12 +345,12 @@ func TestShardListInStore(t *testing.T) {
 	}
 	var list string
 	for _, kv := range out.Jobs[0].Container.Environment {
-		if aws.ToString(kv.Name) == awsbatch.EnvShards {
+		if aws.ToString(kv.Name) == child.EnvShards {
 			list = aws.ToString(kv.Value)
 		}
 	}
 	if !strings.HasPrefix(list, "@") {
-		t.Fatalf("%s=%q, want @KEY", awsbatch.EnvShards, list)
+		t.Fatalf("%s=%q, want @KEY", child.EnvShards, list)
 	}
 	p := waitDone(t, newExecutor(t, client, st, nil), handle)
 	if len(p.Children) != 2 || p.Children[0].Shard != 0 || p.Children[1].Shard != 2 {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/batch/awsbatch"
+	"github.com/flightbatch/flightbatch/batch/child"
 	"github.com/flightbatch/flightbatch/batch/executortest"
 )
 
@@ -121,8 +122,8 @@ func TestTerminatedChildIsCancelled(t *testing.T) {
 	d := f.jobs["p:0"]
 	d.IsTerminated = aws.Bool(true)
 	d.Container = &types.ContainerDetail{Environment: []types.KeyValuePair{
-		{Name: aws.String(awsbatch.EnvJobID), Value: aws.String(m.JobID)},
-		{Name: aws.String(awsbatch.EnvShards), Value: aws.String("1-2")},
+		{Name: aws.String(child.EnvJobID), Value: aws.String(m.JobID)},
+		{Name: aws.String(child.EnvShards), Value: aws.String("1-2")},
 	}}
 	f.jobs["p:0"] = d
 	p, err := e.Poll(context.Background(), "p")

@@ -2,13 +2,18 @@
 // children that succeed, fail and are retried, fail for good, are cancelled, run
 // for a subset of shards, and a handle the executor does not know. Each
 // backend's test supplies a Harness; the suite drives the executor through its
-// interface only, with real jobs over a real store.
+// interface only, with real jobs over a real store. The jobs run Function, a
+// function that copies its input (the command cat, registered by the
+// functions file FunctionsFile writes), so the suite tests executors and
+// nothing else.
 package executortest
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -23,6 +28,28 @@ type Harness struct {
 	Store *store.Store
 	// Executor is the executor under test.
 	Executor batch.Executor
+}
+
+// Function is the name of the function the suite's jobs run: it copies its
+// input to its output.
+const Function = "copy"
+
+// FunctionsFile writes a functions file (batch.ReadFunctionsFile) that
+// registers Function, and returns its path. A harness whose children are
+// `flightbatch worker` processes gives it to them as FLIGHTBATCH_FUNCTIONS;
+// one running children in this process registers the functions it reads.
+func FunctionsFile(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "functions.json")
+	spec := map[string]batch.ExternalSpec{Function: {Command: []string{"cat"}, Description: "copies its input"}}
+	data, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // NewHarness returns a harness whose children inject the faults of spec (the
@@ -64,14 +91,14 @@ func RunConformanceTests(t *testing.T, newHarness NewHarness) {
 
 const shards = 3
 
-// NewJob writes a small dataset of three shards and a psd job over it to the
+// NewJob writes a small dataset of three shards and a job running Function over it to the
 // harness's store, and returns the job; a backend's own tests use it.
 func NewJob(t *testing.T, h *Harness, maxAttempts int) *batch.Manifest {
 	t.Helper()
 	return newJob(t, h, maxAttempts)
 }
 
-// newJob writes a small dataset and a psd job over it, and returns the job.
+// newJob writes a small dataset and a job over it, and returns the job.
 func newJob(t *testing.T, h *Harness, maxAttempts int) *batch.Manifest {
 	t.Helper()
 	ctx := context.Background()
@@ -83,27 +110,16 @@ func newJob(t *testing.T, h *Harness, maxAttempts int) *batch.Manifest {
 	if err != nil {
 		t.Fatal(err)
 	}
-	schema, err := cat.Schema(ctx, ds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, params, err := batch.PSD{}.Prepare(json.RawMessage(`{"fs": 250, "nperseg": 128}`), schema)
-	if err != nil {
-		t.Fatal(err)
-	}
 	m := &batch.Manifest{
 		JobID:          batch.NewJobID(time.Now()),
-		Function:       "psd",
+		Function:       Function,
 		Dataset:        "conf",
 		DatasetVersion: ds.Version,
-		Params:         params,
+		Params:         json.RawMessage("{}"),
 		State:          batch.StateSubmitted,
 		MaxAttempts:    maxAttempts,
 		Executor:       h.Executor.Name(),
 		CreatedAt:      time.Now().UTC(),
-	}
-	if err := m.SetSchema(out); err != nil {
-		t.Fatal(err)
 	}
 	for _, s := range ds.Shards {
 		m.Shards = append(m.Shards, batch.ShardRecord{Name: s.Name, Input: s.Key, Format: s.Format, InputRows: s.Rows, State: batch.ShardPending})

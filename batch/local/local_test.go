@@ -21,7 +21,15 @@ func TestConformance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		w := &batch.Worker{Store: st, Functions: batch.NewRegistry(), Fault: fault}
+		fns, err := batch.ReadFunctionsFile(executortest.FunctionsFile(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg := batch.NewRegistry()
+		for _, f := range fns {
+			reg.Register(f)
+		}
+		w := &batch.Worker{Store: st, Functions: reg, Fault: fault}
 		return &executortest.Harness{Store: st, Executor: local.New(w.RunShard, 2)}
 	})
 }

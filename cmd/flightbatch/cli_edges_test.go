@@ -67,7 +67,7 @@ func TestHelpTexts(t *testing.T) {
 	for _, k := range []string{"ADDR", "JOB_ID", "STORE", "FUNCTIONS", "AUTH_TOKENS", "BATCH_JOB_QUEUE", "BATCH_WORKER_STORE"} {
 		env["FLIGHTBATCH_"+k] = "set-" + strings.ToLower(k)
 	}
-	for _, cmd := range []string{"psd", "run", "delete", "jobs", "status", "wait", "cancel", "get", "datasets", "serve", "gen", "worker", "token"} {
+	for _, cmd := range []string{"psd", "run", "delete", "register", "jobs", "status", "wait", "cancel", "get", "datasets", "serve", "gen", "worker", "token"} {
 		_, errOut, err := runEnv(t, env, cmd, "-h")
 		if !errors.Is(err, flag.ErrHelp) {
 			t.Errorf("%s -h: %v", cmd, err)

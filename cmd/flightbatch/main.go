@@ -75,6 +75,7 @@ Client commands (--addr, default $FLIGHTBATCH_ADDR or 127.0.0.1:8815; --token, d
   delete    delete a finished job and its result (--force: even if other jobs read it)
   get       write a job's result (ID, job name, or latest): -o FILE.parquet, .arrow, .csv, or -
   datasets  the server's datasets
+  register  register a store prefix of .edf/.bdf files (or a BIDS tree) as a dataset, read in place
 
 Run 'flightbatch <command> -h' for a command's flags.
 `
@@ -130,6 +131,8 @@ func (m *Main) clientCommand(name string) (func(context.Context, []string) error
 		return m.get, true
 	case "datasets":
 		return m.datasets, true
+	case "register":
+		return m.register, true
 	}
 	return nil, false
 }

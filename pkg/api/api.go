@@ -17,7 +17,32 @@ const (
 	ActionListJobs      = "list-jobs"
 	ActionListFunctions = "list-functions"
 	ActionDeleteJob     = "delete-job"
+	ActionRegister      = "register-dataset"
 )
+
+// RegisterRequest is the body of register-dataset: register the .edf/.bdf
+// files under a store prefix as a dataset read in place.
+type RegisterRequest struct {
+	Name   string `json:"name"`
+	Prefix string `json:"prefix"`
+	// EpochS is the epoch length in seconds; 0 or absent: the whole recording.
+	EpochS float64 `json:"epoch_s,omitempty"`
+	// BadSpans is "drop" (default), "nan" or "keep".
+	BadSpans string  `json:"bad_spans,omitempty"`
+	ShardMB  float64 `json:"shard_mb,omitempty"`
+	Shards   int     `json:"shards,omitempty"`
+}
+
+// RegisterResult answers register-dataset.
+type RegisterResult struct {
+	Dataset string `json:"dataset"`
+	Version string `json:"version"`
+	Files   int    `json:"files"`
+	Shards  int    `json:"shards"`
+	Rows    int64  `json:"rows"`
+	Bytes   int64  `json:"bytes"`
+	BIDS    bool   `json:"bids"`
+}
 
 // SubmitResult answers psd and run.
 type SubmitResult struct {

@@ -174,6 +174,14 @@ func (c *Client) action(ctx context.Context, typ string, body, out any) error {
 	return nil
 }
 
+// Register registers the EDF/BDF files under a store prefix as a dataset
+// read in place (the register-dataset action).
+func (c *Client) Register(ctx context.Context, req api.RegisterRequest) (api.RegisterResult, error) {
+	var res api.RegisterResult
+	err := c.action(ctx, api.ActionRegister, req, &res)
+	return res, err
+}
+
 // SubmitPSD submits a Welch PSD job and returns its ID at once.
 func (c *Client) SubmitPSD(ctx context.Context, req api.PSDRequest) (string, error) {
 	var res api.SubmitResult

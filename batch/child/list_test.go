@@ -1,10 +1,10 @@
-package batch_test
+package child_test
 
 import (
 	"slices"
 	"testing"
 
-	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/batch/child"
 )
 
 func TestShardList(t *testing.T) {
@@ -18,29 +18,29 @@ func TestShardList(t *testing.T) {
 		{[]int{0, 1, 2, 5, 7, 8, 20}, "0-2,5,7-8,20"},
 		{[]int{9, 3, 4}, "9,3-4"},
 	} {
-		if got := batch.FormatShardList(tc.in); got != tc.text {
-			t.Errorf("FormatShardList(%v) = %q, want %q", tc.in, got, tc.text)
+		if got := child.FormatList(tc.in); got != tc.text {
+			t.Errorf("FormatList(%v) = %q, want %q", tc.in, got, tc.text)
 		}
-		got, err := batch.ParseShardList(tc.text)
+		got, err := child.ParseList(tc.text)
 		if err != nil || !slices.Equal(got, tc.in) {
-			t.Errorf("ParseShardList(%q) = %v, %v; want %v", tc.text, got, err, tc.in)
+			t.Errorf("ParseList(%q) = %v, %v; want %v", tc.text, got, err, tc.in)
 		}
 	}
 	for _, bad := range []string{"", "x", "3-1", "-1", "1,,a", "1-"} {
-		if got, err := batch.ParseShardList(bad); err == nil {
-			t.Errorf("ParseShardList(%q) = %v, want an error", bad, got)
+		if got, err := child.ParseList(bad); err == nil {
+			t.Errorf("ParseList(%q) = %v, want an error", bad, got)
 		}
 	}
 }
 
-func TestChildShards(t *testing.T) {
+func TestPart(t *testing.T) {
 	list := []int{2, 4, 5, 6, 9}
 	want := [][]int{{2, 6}, {4, 9}, {5}}
 	var all []int
 	for i := range 3 {
-		got := batch.ChildShards(list, i, 3)
+		got := child.Part(list, i, 3)
 		if !slices.Equal(got, want[i]) {
-			t.Errorf("ChildShards(%v, %d, 3) = %v, want %v", list, i, got, want[i])
+			t.Errorf("Part(%v, %d, 3) = %v, want %v", list, i, got, want[i])
 		}
 		all = append(all, got...)
 	}
@@ -48,10 +48,10 @@ func TestChildShards(t *testing.T) {
 	if !slices.Equal(all, list) {
 		t.Errorf("the children's shards %v are not the list %v", all, list)
 	}
-	if got := batch.ChildShards(list, 0, 1); !slices.Equal(got, list) {
+	if got := child.Part(list, 0, 1); !slices.Equal(got, list) {
 		t.Errorf("one child must run every shard, got %v", got)
 	}
-	if got := batch.ChildShards(list, 5, 5); len(got) != 0 {
+	if got := child.Part(list, 5, 5); len(got) != 0 {
 		t.Errorf("a child beyond the list got %v", got)
 	}
 }
