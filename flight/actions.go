@@ -31,6 +31,10 @@ var actions = []*aflight.ActionType{
 	{Type: api.ActionRegister, Description: `Register the .edf/.bdf files (or a BIDS tree) under a store prefix as a dataset read in place: {"name": "sleep", "prefix": "raw/sleep/", "epoch_s": 30, "bad_spans": "drop"}`},
 }
 
+// maxActionType bounds an action's type: an unknown one is Unimplemented, a
+// type longer than this is InvalidArgument.
+const maxActionType = 256
+
 // ListActions lists every action type with a one-line description.
 func (s *Server) ListActions(_ *aflight.Empty, stream aflight.FlightService_ListActionsServer) error {
 	for _, a := range actions {
@@ -75,6 +79,10 @@ func (s *Server) DoAction(a *aflight.Action, stream aflight.FlightService_DoActi
 		names := make([]string, len(actions))
 		for i, x := range actions {
 			names[i] = x.Type
+		}
+		if len(a.Type) > maxActionType {
+			// Not a name any Flight client would send: a malformed request.
+			return invalidArg("action type %s is longer than %d bytes; the actions are %s", clip.Quote(a.Type), maxActionType, strings.Join(names, ", "))
 		}
 		return status.Errorf(codes.Unimplemented, "unknown action %s; the actions are %s", clip.Quote(a.Type), strings.Join(names, ", "))
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -369,6 +370,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown action field", api.ActionListJobs, `{"datasets": "demo"}`, "", codes.InvalidArgument},
 		{"unknown action", "nope", `{}`, "", codes.Unimplemented},
 		{"Flight SQL action", "CreatePreparedStatement", "\x0a\x08SELECT 1", "", codes.Unimplemented},
+		{"action type too long", strings.Repeat("x", 300), `{}`, "", codes.InvalidArgument},
 		{"unknown function", api.ActionRun, `{"function": "nope", "dataset": "demo"}`, "", codes.NotFound},
 		{"ticket of unknown dataset", "", "", "datasets/nope", codes.NotFound},
 		{"ticket of unknown shard", "", "", "datasets/demo/part-99999", codes.NotFound},
