@@ -96,8 +96,6 @@ func NewExternal(name string, spec ExternalSpec, dir string) (*External, error) 
 	switch {
 	case !ValidFunctionName(name):
 		return nil, invalidf("function name %q must match [a-z0-9][a-z0-9_-]{0,63}", name)
-	case name == (PSD{}).Name():
-		return nil, invalidf("function name %q is reserved for the built-in Welch PSD", name)
 	case len(spec.Command) == 0 || spec.Command[0] == "":
 		return nil, invalidf("function %q: \"command\" must name a program: [\"program\", \"arg\", ...]", name)
 	}

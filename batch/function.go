@@ -13,8 +13,10 @@ import (
 	"github.com/flightbatch/flightbatch/internal/clip"
 )
 
-// Function is a computation a job runs over every shard of its input. The built-in
-// Welch PSD is one; so are commands the server's operator registers.
+// Function is a computation a job runs over every shard of its input. The
+// built-in analyses (package analysis/psd) are functions; so are commands the
+// server's operator registers (External). Functions are registered where the
+// server is assembled; the job framework knows nothing of any one of them.
 type Function interface {
 	// Name is the name requests use.
 	Name() string
@@ -42,17 +44,41 @@ type Task struct {
 // Registry holds the functions a server can run.
 type Registry struct {
 	fns map[string]Function
+	def string
 }
 
-// NewRegistry returns a registry holding the built-in functions.
+// NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	r := &Registry{fns: map[string]Function{}}
-	r.Register(PSD{})
-	return r
+	return &Registry{fns: map[string]Function{}}
 }
 
-// Register adds or replaces a function.
-func (r *Registry) Register(f Function) { r.fns[f.Name()] = f }
+// Register adds a function. A name that is not a function name, or is
+// registered already, is an error wrapping ErrInvalid.
+func (r *Registry) Register(f Function) error {
+	name := f.Name()
+	if !ValidFunctionName(name) {
+		return invalidf("function name %q must match [a-z0-9][a-z0-9_-]{0,63}", name)
+	}
+	if _, ok := r.fns[name]; ok {
+		return invalidf("function %q is already registered (the names of built-in analyses are reserved)", name)
+	}
+	r.fns[name] = f
+	return nil
+}
+
+// SetDefault makes the registered function name the one a job request that
+// names no function runs.
+func (r *Registry) SetDefault(name string) error {
+	if _, ok := r.fns[name]; !ok {
+		return fmt.Errorf("default function %q is not registered: %w", name, ErrNotFound)
+	}
+	r.def = name
+	return nil
+}
+
+// Default names the function a job request that names none runs; "" when
+// there is none.
+func (r *Registry) Default() string { return r.def }
 
 // Get finds a function by name. A name not of the form of a function name
 // (ValidFunctionName) is an error wrapping ErrInvalid; an unregistered one wraps

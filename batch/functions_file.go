@@ -14,8 +14,8 @@ import (
 // ReadFunctionsFile reads the operator's functions file, a JSON object of
 // name -> {"command": [...], "description": "...", "image": "..."}. Relative
 // paths in commands resolve against the file's directory. The file is checked
-// strictly: unknown keys, a repeated or malformed name, "psd", or an empty
-// command are errors.
+// strictly: unknown keys, a repeated or malformed name, or an empty command are
+// errors; a name already registered (a built-in analysis's) is refused at registration.
 func ReadFunctionsFile(path string) ([]*External, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -36,9 +36,6 @@ func TestParseFunctions(t *testing.T) {
 	if got := fns[2].Command()[0]; got != "/usr/bin/env" {
 		t.Errorf("an absolute program became %s", got)
 	}
-	if ImageOf(PSD{}) != "" {
-		t.Error("psd has an image")
-	}
 }
 
 func TestParseFunctionsStrict(t *testing.T) {
@@ -50,7 +47,6 @@ func TestParseFunctionsStrict(t *testing.T) {
 		`{"a": {"command": [""]}}`:                           "must name a program",
 		`{"a": {}}`:                                          "must name a program",
 		`{"a": {"command": "x y"}}`:                          "cannot unmarshal",
-		`{"psd": {"command": ["x"]}}`:                        "reserved",
 		`{"A": {"command": ["x"]}}`:                          "must match",
 		`{"a/b": {"command": ["x"]}}`:                        "must match",
 		`{"..": {"command": ["x"]}}`:                         "must match",
@@ -97,8 +93,27 @@ func TestRegistryGetNames(t *testing.T) {
 	if _, err := r.Get("peaks"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Get(peaks): error %v, want ErrNotFound", err)
 	}
-	if _, err := r.Get("psd"); err != nil {
-		t.Error(err)
+	f, err := NewExternal("peaks", ExternalSpec{Command: []string{"x"}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Register(f); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Get("peaks"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Register(f); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a name registered twice: error %v, want ErrInvalid", err)
+	}
+	if r.Default() != "" {
+		t.Errorf("default %q before SetDefault", r.Default())
+	}
+	if err := r.SetDefault("nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("SetDefault of an unregistered function: %v", err)
+	}
+	if err := r.SetDefault("peaks"); err != nil || r.Default() != "peaks" {
+		t.Errorf("SetDefault(peaks): %v, default %q", err, r.Default())
 	}
 }
 

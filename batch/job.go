@@ -47,6 +47,11 @@ func invalidf(format string, args ...any) error {
 	return &invalidError{fmt.Errorf(format, args...)}
 }
 
+// Invalidf formats an error about a request that cannot run as given: it
+// matches ErrInvalid (InvalidArgument at the Flight edge) and its message is
+// the formatted text alone. Functions' Prepare methods use it.
+func Invalidf(format string, args ...any) error { return invalidf(format, args...) }
+
 // State is a job's state.
 type State string
 
@@ -85,6 +90,43 @@ func ManifestKey(jobID string) string { return Prefix + jobID + "/manifest.json"
 // PartKey is the store key of the result part of one shard.
 func PartKey(jobID, shard string) string { return Prefix + jobID + "/parts/" + shard + ".arrow" }
 
+// partRecordKey is the store key of the record of one shard's part.
+func partRecordKey(jobID, shard string) string { return Prefix + jobID + "/parts/" + shard + ".json" }
+
+// PartRecord is what a worker records of a part it wrote, next to it, so that
+// nothing needs to know which function wrote it.
+type PartRecord struct {
+	// Rows is the part's row count.
+	Rows int64 `json:"rows"`
+}
+
+func writePartRecord(ctx context.Context, st *store.Store, jobID, shard string, r PartRecord) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if err := st.WriteAll(ctx, partRecordKey(jobID, shard), data); err != nil {
+		return fmt.Errorf("record part %s of job %s: %w", shard, jobID, err)
+	}
+	return nil
+}
+
+// ReadPartRecord reads the record of a shard's part; ok is false when there is
+// none (a part written before parts had records).
+func ReadPartRecord(ctx context.Context, st *store.Store, jobID, shard string) (r PartRecord, ok bool, err error) {
+	data, err := st.ReadAll(ctx, partRecordKey(jobID, shard))
+	if errors.Is(err, store.ErrNotExist) {
+		return r, false, nil
+	}
+	if err != nil {
+		return r, false, fmt.Errorf("batch: read the record of part %s of job %s: %w", shard, jobID, err)
+	}
+	if err := json.Unmarshal(data, &r); err != nil || r.Rows < 0 {
+		return r, false, fmt.Errorf("batch: the record of part %s of job %s is malformed", shard, jobID)
+	}
+	return r, true, nil
+}
+
 func attemptKey(jobID, shard string, attempt int) string {
 	return fmt.Sprintf("%s%s/attempts/%s.%d.json", Prefix, jobID, shard, attempt)
 }
@@ -121,6 +163,9 @@ type Manifest struct {
 	Name string `json:"name,omitempty"`
 	// Labels are the job's free key/value tags (see ValidLabels).
 	Labels map[string]string `json:"labels,omitempty"`
+	// Units are the physical units of result columns the function knows
+	// (UnitFunction), served in the result's provenance.
+	Units map[string]string `json:"units,omitempty"`
 }
 
 // ShardRecord is one child's record in a manifest.
@@ -133,7 +178,9 @@ type ShardRecord struct {
 	State     ShardState     `json:"state"`
 	Attempts  int            `json:"attempts"`
 	Errors    []AttemptError `json:"errors,omitempty"`
-	Rows      int64          `json:"rows,omitempty"`
+	// Rows is the row count of the shard's part, once it has succeeded (nil
+	// while unknown).
+	Rows *int64 `json:"rows,omitempty"`
 	// Done numbers the succeeded shards in the order their parts finished
 	// (from 1; 0 for a shard not succeeded, or one from before it was kept).
 	Done int `json:"done,omitempty"`

@@ -172,7 +172,11 @@ func (mg *Manager) resolve(ctx context.Context, name string) (*input, error) {
 		}
 		in := &input{version: "job:" + id}
 		for _, s := range m.Shards {
-			in.shards = append(in.shards, ShardRecord{Name: s.Name, Input: PartKey(id, s.Name), Format: dataset.FormatArrow, InputRows: s.Rows})
+			rows := int64(-1)
+			if s.Rows != nil {
+				rows = *s.Rows
+			}
+			in.shards = append(in.shards, ShardRecord{Name: s.Name, Input: PartKey(id, s.Name), Format: dataset.FormatArrow, InputRows: rows})
 		}
 		schema, err := m.Schema()
 		if err != nil {
@@ -242,6 +246,7 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 		SubmittedBy:    req.SubmittedBy,
 		Name:           req.Name,
 		Labels:         req.Labels,
+		Units:          resultUnits(fn, params, in.schema),
 	}
 	if schema != nil {
 		if err := m.SetSchema(schema); err != nil {
@@ -461,7 +466,11 @@ func (mg *Manager) drive(id string) error {
 			}
 			mg.log.Warn("poll children", "job", id, "err", err)
 		default:
-			if _, err := mg.update(id, func(m *Manifest) { applyProgress(m, p) }); err != nil {
+			rows := mg.partRows(m, p)
+			if _, err := mg.update(id, func(m *Manifest) {
+				applyProgress(m, p)
+				setRows(m, rows)
+			}); err != nil {
 				mg.log.Warn("save job", "job", id, "err", err)
 			}
 			mg.sizeParts(id)
@@ -516,7 +525,18 @@ func (mg *Manager) resume(id string) error {
 		}
 		done[i] = ok
 	}
+	rows := map[int]int64{}
+	for i, s := range m.Shards {
+		if done[i] && s.Rows == nil {
+			if r, ok, err := ReadPartRecord(mg.ctx, mg.st, id, s.Name); err != nil {
+				return err
+			} else if ok {
+				rows[i] = r.Rows
+			}
+		}
+	}
 	if _, err := mg.update(id, func(m *Manifest) {
+		setRows(m, rows)
 		for i := range m.Shards {
 			if done[i] {
 				markSucceeded(m, i)
@@ -530,6 +550,35 @@ func (mg *Manager) resume(id string) error {
 	}
 	mg.log.Info("resume unfinished shards", "job", id)
 	return mg.start(id)
+}
+
+// partRows reads the part records of the shards p reports succeeded whose row
+// count m does not have yet. A record that cannot be read leaves the count
+// unknown.
+func (mg *Manager) partRows(m *Manifest, p Progress) map[int]int64 {
+	rows := map[int]int64{}
+	for _, c := range p.Children {
+		if c.State != ShardSucceeded || c.Shard < 0 || c.Shard >= len(m.Shards) || m.Shards[c.Shard].Rows != nil {
+			continue
+		}
+		r, ok, err := ReadPartRecord(mg.ctx, mg.st, m.JobID, m.Shards[c.Shard].Name)
+		if err != nil {
+			mg.log.Warn("part record", "job", m.JobID, "err", err)
+		}
+		if ok {
+			rows[c.Shard] = r.Rows
+		}
+	}
+	return rows
+}
+
+// setRows records the row counts of parts, by shard index.
+func setRows(m *Manifest, rows map[int]int64) {
+	for i, n := range rows {
+		if i >= 0 && i < len(m.Shards) && m.Shards[i].Rows == nil {
+			m.Shards[i].Rows = &n
+		}
+	}
 }
 
 // applyProgress copies an executor's report into a manifest.
@@ -558,9 +607,6 @@ func applyProgress(m *Manifest, p Progress) {
 		}
 		if len(c.Errors) > len(s.Errors) {
 			s.Errors = append([]AttemptError(nil), c.Errors...)
-		}
-		if c.State == ShardSucceeded && s.InputRows >= 0 && m.Function == "psd" {
-			s.Rows = s.InputRows
 		}
 	}
 }
@@ -621,12 +667,24 @@ func (mg *Manager) finish(id string) error {
 	return nil
 }
 
-// ResultSchema returns a job's result schema.
+// ResultSchema returns a job's result schema, its provenance in its metadata
+// (see Manifest.WithProvenance).
 func (mg *Manager) ResultSchema(ctx context.Context, id string) (*arrow.Schema, error) {
 	m, err := mg.Status(id)
 	if err != nil {
 		return nil, err
 	}
+	s, err := mg.resultSchema(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	return m.WithProvenance(s), nil
+}
+
+// resultSchema is the result schema as the function gives it: the manifest's,
+// else the first finished part's.
+func (mg *Manager) resultSchema(ctx context.Context, m *Manifest) (*arrow.Schema, error) {
+	id := m.JobID
 	s, err := m.Schema()
 	if err != nil || s != nil {
 		return s, err
@@ -659,14 +717,18 @@ func (mg *Manager) OpenResult(ctx context.Context, id, shard string) (array.Reco
 		if m.Shards[i].State != ShardSucceeded {
 			return nil, fmt.Errorf("job %s: shard %s is %s; its part is readable once it has succeeded: %w", id, shard, m.Shards[i].State, ErrNotFinished)
 		}
-		return dataset.OpenFile(ctx, mg.st, PartKey(id, shard), dataset.FormatArrow, mg.alloc)
+		r, err := dataset.OpenFile(ctx, mg.st, PartKey(id, shard), dataset.FormatArrow, mg.alloc)
+		if err != nil {
+			return nil, err
+		}
+		return &provenanceReader{RecordReader: r, schema: m.WithProvenance(r.Schema())}, nil
 	}
 	if m.State != StateSucceeded {
 		c := m.Counts()
 		return nil, fmt.Errorf("job %s is %s (%d of %d shards succeeded); its merged result is readable once it has SUCCEEDED (finished parts are readable as jobs/%s/<shard>): %w",
 			id, m.State, c.Succeeded, c.Total, id, ErrNotFinished)
 	}
-	schema, err := mg.ResultSchema(ctx, id)
+	schema, err := mg.resultSchema(ctx, m)
 	if err != nil {
 		return nil, err
 	}
@@ -674,5 +736,5 @@ func (mg *Manager) OpenResult(ctx context.Context, id, shard string) (array.Reco
 	for i, s := range m.Shards {
 		files[i] = dataset.File{Key: PartKey(id, s.Name), Format: dataset.FormatArrow}
 	}
-	return dataset.Concat(ctx, mg.st, schema, files, mg.alloc), nil
+	return &provenanceReader{RecordReader: dataset.Concat(ctx, mg.st, schema, files, mg.alloc), schema: m.WithProvenance(schema)}, nil
 }

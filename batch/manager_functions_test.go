@@ -89,6 +89,30 @@ func TestExternalJobRecordsSchemaAndChains(t *testing.T) {
 	}
 }
 
+// Every part's row count is recorded, whatever function wrote it: the worker
+// counts what it writes, so nothing needs to know which function ran.
+func TestPartRowsRecorded(t *testing.T) {
+	mg := newTestManager(t, "env")
+	m := runJob(t, mg, batch.SubmitRequest{Function: "env", Dataset: "demo"})
+	if m.State != batch.StateSucceeded {
+		t.Fatalf("job %s: %s", m.State, m.Error)
+	}
+	for _, sh := range m.Shards {
+		r, err := mg.OpenResult(context.Background(), m.JobID, sh.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for r.Next() {
+			n += r.RecordBatch().NumRows()
+		}
+		r.Release()
+		if sh.Rows == nil || *sh.Rows != n {
+			t.Errorf("shard %s: recorded rows %v, its part has %d", sh.Name, sh.Rows, n)
+		}
+	}
+}
+
 func TestExternalJobFailsOnSchemaMismatch(t *testing.T) {
 	mg := newTestManager(t, "odd")
 	m := runJob(t, mg, batch.SubmitRequest{Function: "odd", Dataset: "demo", Params: json.RawMessage(`{"odd": "part-00002"}`)})

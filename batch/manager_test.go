@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flightbatch/flightbatch/analysis"
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/batch/local"
 	"github.com/flightbatch/flightbatch/dataset"
@@ -38,7 +39,7 @@ func newRig(t *testing.T, st *store.Store, faults string) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fns := batch.NewRegistry()
+	fns := analysis.Builtins()
 	w := &batch.Worker{Store: st, Functions: fns, Fault: fault, Log: quiet}
 	exec := local.New(w.RunShard, 2)
 	mg := batch.NewManager(cat, fns, exec, &batch.Options{Log: quiet})

@@ -87,3 +87,11 @@ func schemaDiff(a, b *arrow.Schema) []string {
 	}
 	return out
 }
+
+func columnNames(s *arrow.Schema) string {
+	names := make([]string, len(s.Fields()))
+	for i, f := range s.Fields() {
+		names[i] = f.Name
+	}
+	return strings.Join(names, ", ")
+}

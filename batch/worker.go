@@ -117,12 +117,14 @@ func (w *Worker) RunShard(ctx context.Context, jobID string, shard, attempt int)
 				return err
 			}
 		}
+		var rows int64
 		err := fn.Run(ctx, task, in, func(rec arrow.RecordBatch) error {
 			if fw == nil {
 				if err := open(rec.Schema()); err != nil {
 					return err
 				}
 			}
+			rows += rec.NumRows()
 			return fw.Write(rec)
 		})
 		if err != nil {
@@ -133,7 +135,12 @@ func (w *Worker) RunShard(ctx context.Context, jobID string, shard, attempt int)
 			runErr = fmt.Errorf("function %s produced no output and its schema is unknown", m.Function)
 			return runErr
 		}
-		return fw.Close()
+		if err := fw.Close(); err != nil {
+			return err
+		}
+		// The part's record is written before the part is committed, so a
+		// part never exists without it.
+		return writePartRecord(ctx, w.Store, jobID, sh.Name, PartRecord{Rows: rows})
 	})
 	if runErr != nil {
 		return runErr

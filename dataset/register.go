@@ -13,6 +13,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
 	"github.com/flightbatch/flightbatch/edf"
 	"github.com/flightbatch/flightbatch/store"
 )
@@ -48,13 +52,18 @@ type RegisterResult struct {
 	BIDS    bool   `json:"bids"`
 }
 
-// validate fills defaults and checks the options.
+// validate fills defaults and checks the options of a registration.
 func (o *RegisterOptions) validate() error {
 	p := strings.TrimPrefix(o.Prefix, "/")
 	if p == "" || strings.Contains(p, "..") || strings.HasPrefix(p, Prefix) || strings.HasPrefix(p, "jobs/") {
 		return fmt.Errorf("register: prefix %q must be a relative store prefix of .edf/.bdf files, outside datasets/ and jobs/ (no \"..\"): %w", o.Prefix, ErrInvalid)
 	}
 	o.Prefix = p
+	return o.validateScan()
+}
+
+// validateScan fills defaults and checks the options but the prefix.
+func (o *RegisterOptions) validateScan() error {
 	if math.IsNaN(o.EpochSeconds) || math.IsInf(o.EpochSeconds, 0) || o.EpochSeconds < 0 {
 		return fmt.Errorf("register: epoch_s %v must be a positive number of seconds, or 0 for the whole recording: %w", o.EpochSeconds, ErrInvalid)
 	}
@@ -95,9 +104,31 @@ func (c *Catalog) Register(ctx context.Context, name string, opts RegisterOption
 	} else if len(existing) > 0 {
 		return nil, fmt.Errorf("dataset %q: %w", name, ErrExists)
 	}
-	objs, err := c.st.List(ctx, opts.Prefix)
+	ix, err := scanRecordings(ctx, c.st, opts)
 	if err != nil {
-		return nil, fmt.Errorf("register %s: list %s: %w", name, opts.Prefix, err)
+		return nil, fmt.Errorf("register %s: %w", name, err)
+	}
+	data, err := json.Marshal(ix)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.st.WriteAll(ctx, dsPrefix+recordingIndexFile, data); err != nil {
+		return nil, fmt.Errorf("register %s: %w", name, err)
+	}
+	ds, err := c.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return &RegisterResult{Dataset: name, Version: ds.Version, Files: len(ix.Files), Shards: len(ds.Shards), Rows: ds.Rows(), Bytes: ds.Bytes(), BIDS: ix.BIDS}, nil
+}
+
+// scanRecordings reads the headers (and EDF+ annotations) of the .edf/.bdf
+// files under opts.Prefix and lays out their epochs and shards: everything a
+// registration's index holds.
+func scanRecordings(ctx context.Context, st *store.Store, opts RegisterOptions) (*recIndex, error) {
+	objs, err := st.List(ctx, opts.Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", opts.Prefix, err)
 	}
 	ix := &recIndex{Options: opts}
 	var participants *tsv
@@ -114,23 +145,23 @@ func (c *Catalog) Register(ctx context.Context, name string, opts RegisterOption
 		ext := strings.ToLower(path.Ext(o.Key))
 		switch {
 		case rel == "participants.tsv":
-			data, err := c.st.ReadAll(ctx, o.Key)
+			data, err := st.ReadAll(ctx, o.Key)
 			if err != nil {
-				return nil, fmt.Errorf("register %s: %w", name, err)
+				return nil, err
 			}
 			participants, err = parseTSV(data)
 			if err != nil {
-				return nil, fmt.Errorf("register %s: %s: %v: %w", name, o.Key, err, ErrInvalid)
+				return nil, fmt.Errorf("%s: %v: %w", o.Key, err, ErrInvalid)
 			}
 		case ext == ".edf" || ext == ".bdf":
 			files = append(files, o)
 		}
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("register %s: no .edf or .bdf file under %q: %w", name, opts.Prefix, ErrNotFound)
+		return nil, fmt.Errorf("no .edf or .bdf file under %q: %w", opts.Prefix, ErrNotFound)
 	}
 	if len(files) > MaxRecordingFiles {
-		return nil, fmt.Errorf("register %s: %d files under %q, more than %d: %w", name, len(files), opts.Prefix, MaxRecordingFiles, ErrInvalid)
+		return nil, fmt.Errorf("%d files under %q, more than %d: %w", len(files), opts.Prefix, MaxRecordingFiles, ErrInvalid)
 	}
 	bids := participants != nil
 	for _, o := range files {
@@ -144,41 +175,30 @@ func (c *Catalog) Register(ctx context.Context, name string, opts RegisterOption
 	}
 	channelsCache := map[string]map[string]bool{}
 	for _, o := range files {
-		f, err := c.registerFile(ctx, o, &opts)
+		f, err := registerFile(ctx, st, o, &opts)
 		if err != nil {
-			return nil, fmt.Errorf("register %s: %s: %w", name, o.Key, err)
+			return nil, fmt.Errorf("%s: %w", o.Key, err)
 		}
 		f.Name = strings.TrimPrefix(o.Key, root)
 		if bids {
-			if err := c.bidsFile(ctx, f, participants, channelsCache); err != nil {
-				return nil, fmt.Errorf("register %s: %s: %w", name, o.Key, err)
+			if err := bidsFile(ctx, st, f, participants, channelsCache); err != nil {
+				return nil, fmt.Errorf("%s: %w", o.Key, err)
 			}
 		}
 		ix.Files = append(ix.Files, *f)
 	}
 	cutShards(ix)
-	data, err := json.Marshal(ix)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.st.WriteAll(ctx, dsPrefix+recordingIndexFile, data); err != nil {
-		return nil, fmt.Errorf("register %s: %w", name, err)
-	}
-	ds, err := c.Get(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	return &RegisterResult{Dataset: name, Version: ds.Version, Files: len(ix.Files), Shards: len(ds.Shards), Rows: ds.Rows(), Bytes: ds.Bytes(), BIDS: ix.BIDS}, nil
+	return ix, nil
 }
 
 // registerFile reads one file's header (and annotations) and lays out its
 // epochs.
-func (c *Catalog) registerFile(ctx context.Context, o store.Object, opts *RegisterOptions) (*recFile, error) {
-	file, err := c.st.OpenFile(ctx, o.Key)
+func registerFile(ctx context.Context, src *store.Store, o store.Object, opts *RegisterOptions) (*recFile, error) {
+	file, err := src.OpenFile(ctx, o.Key)
 	if err != nil {
 		return nil, err
 	}
-	st, err := c.st.Stat(ctx, o.Key)
+	info, err := src.Stat(ctx, o.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +218,7 @@ func (c *Catalog) registerFile(ctx context.Context, o store.Object, opts *Regist
 	if err != nil {
 		return nil, fmt.Errorf("%v: %w", err, ErrInvalid)
 	}
-	f := &recFile{Key: o.Key, Size: st.Size, ETag: st.ETag, Header: h}
+	f := &recFile{Key: o.Key, Size: info.Size, ETag: info.ETag, Header: h}
 	var bad [][2]float64
 	onsets := []float64{0}
 	if ann := h.Annotations(); len(ann) > 0 {
@@ -391,7 +411,7 @@ func bidsEntity(base, key string) string {
 
 // bidsFile fills a file's BIDS columns: entities from its name, its
 // participant's row, and the bad channels of its *_channels.tsv.
-func (c *Catalog) bidsFile(ctx context.Context, f *recFile, participants *tsv, cache map[string]map[string]bool) error {
+func bidsFile(ctx context.Context, st *store.Store, f *recFile, participants *tsv, cache map[string]map[string]bool) error {
 	base := path.Base(f.Key)
 	f.Subject = bidsEntity(base, "sub")
 	f.Session = bidsEntity(base, "ses")
@@ -410,7 +430,7 @@ func (c *Catalog) bidsFile(ctx context.Context, f *recFile, participants *tsv, c
 	chKey := path.Join(path.Dir(f.Key), base[:i]+"_channels.tsv")
 	bad, ok := cache[chKey]
 	if !ok {
-		data, err := c.st.ReadAll(ctx, chKey)
+		data, err := st.ReadAll(ctx, chKey)
 		if err == nil {
 			t, err := parseTSV(data)
 			if err != nil {
@@ -509,3 +529,100 @@ func participantColumns(t *tsv) []extraColumn {
 	}
 	return out
 }
+
+// Recordings is a scan of EDF/BDF files: the rows a registration of them
+// would serve, readable without registering (flightbatch upload converts
+// local files this way).
+type Recordings struct {
+	st *store.Store
+	ix *recIndex
+}
+
+// ScanRecordings reads the headers (and EDF+ annotations) of the .edf/.bdf
+// files under opts.Prefix in st.
+func ScanRecordings(ctx context.Context, st *store.Store, opts RegisterOptions) (*Recordings, error) {
+	if err := opts.validateScan(); err != nil {
+		return nil, err
+	}
+	ix, err := scanRecordings(ctx, st, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Recordings{st: st, ix: ix}, nil
+}
+
+// Schema is the schema of the rows.
+func (r *Recordings) Schema() *arrow.Schema { return r.ix.schema() }
+
+// Rows is the number of rows.
+func (r *Recordings) Rows() int64 {
+	var n int64
+	for _, s := range r.ix.Shards {
+		n += s.Rows
+	}
+	return n
+}
+
+// Open reads every row, shard after shard.
+func (r *Recordings) Open(ctx context.Context, mem memory.Allocator) array.RecordReader {
+	return &recordingsReader{ctx: ctx, r: r, mem: mem, refs: 1}
+}
+
+type recordingsReader struct {
+	ctx  context.Context
+	r    *Recordings
+	mem  memory.Allocator
+	next int
+	cur  array.RecordReader
+	err  error
+	refs int
+}
+
+func (m *recordingsReader) Retain()               { m.refs++ }
+func (m *recordingsReader) Schema() *arrow.Schema { return m.r.Schema() }
+func (m *recordingsReader) Err() error            { return m.err }
+
+func (m *recordingsReader) Release() {
+	m.refs--
+	if m.refs == 0 && m.cur != nil {
+		m.cur.Release()
+		m.cur = nil
+	}
+}
+
+func (m *recordingsReader) Next() bool {
+	for m.err == nil {
+		if m.cur != nil {
+			if m.cur.Next() {
+				return true
+			}
+			m.err = m.cur.Err()
+			m.cur.Release()
+			m.cur = nil
+			continue
+		}
+		if m.next >= len(m.r.ix.Shards) {
+			return false
+		}
+		rr, err := newRecordingReader(m.ctx, m.r.st, m.r.ix, &m.r.ix.Shards[m.next], m.mem)
+		m.next++
+		if err != nil {
+			m.err = err
+			return false
+		}
+		m.cur = rr
+	}
+	return false
+}
+
+func (m *recordingsReader) RecordBatch() arrow.RecordBatch {
+	if m.cur == nil {
+		return nil
+	}
+	return m.cur.RecordBatch()
+}
+
+// Record returns the current batch.
+//
+// Deprecated: use RecordBatch.
+func (m *recordingsReader) Record() arrow.RecordBatch { return m.RecordBatch() }

@@ -1,8 +1,11 @@
 package dataset
 
 import (
+	"fmt"
+
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
 // LogicalBytes is the size of the values a record batch holds: what writing it
@@ -119,4 +122,94 @@ func dataBytes(d arrow.ArrayData) int64 {
 		n += dataBytes(c)
 	}
 	return n
+}
+
+// maxPending bounds the batches a Coalescer holds at once, however small.
+const maxPending = 1 << 16
+
+// Coalescer gathers small record batches into batches of about maxBytes
+// before handing them on, so that a stream of tiny batches (one row each)
+// is stored as a few large ones rather than as one IPC message per row. A
+// batch of maxBytes or more goes on alone, re-cut by WriteBounded.
+type Coalescer struct {
+	maxBytes int64
+	mem      memory.Allocator
+	write    func(arrow.RecordBatch) error
+	pending  []arrow.RecordBatch
+	bytes    int64
+}
+
+// NewCoalescer returns a Coalescer that hands batches of about maxBytes to write.
+func NewCoalescer(maxBytes int64, mem memory.Allocator, write func(arrow.RecordBatch) error) *Coalescer {
+	if mem == nil {
+		mem = memory.DefaultAllocator
+	}
+	return &Coalescer{maxBytes: maxBytes, mem: mem, write: write}
+}
+
+// Add takes a batch (the Coalescer retains what it keeps).
+func (c *Coalescer) Add(rec arrow.RecordBatch) error {
+	if rec.NumRows() == 0 {
+		return nil
+	}
+	b := LogicalBytes(rec)
+	if c.bytes+b > c.maxBytes || len(c.pending) >= maxPending {
+		if err := c.Flush(); err != nil {
+			return err
+		}
+	}
+	if b >= c.maxBytes {
+		return WriteBounded(rec, c.maxBytes, c.write)
+	}
+	rec.Retain()
+	c.pending = append(c.pending, rec)
+	c.bytes += b
+	return nil
+}
+
+// Flush hands on what the Coalescer holds, as one batch.
+func (c *Coalescer) Flush() error {
+	if len(c.pending) == 0 {
+		return nil
+	}
+	defer c.Release()
+	if len(c.pending) == 1 {
+		return c.write(c.pending[0])
+	}
+	first := c.pending[0]
+	cols := make([]arrow.Array, first.NumCols())
+	defer func() {
+		for _, a := range cols {
+			if a != nil {
+				a.Release()
+			}
+		}
+	}()
+	var rows int64
+	for _, r := range c.pending {
+		rows += r.NumRows()
+	}
+	parts := make([]arrow.Array, len(c.pending))
+	for i := range cols {
+		for j, r := range c.pending {
+			parts[j] = r.Column(i)
+		}
+		a, err := array.Concatenate(parts, c.mem)
+		if err != nil {
+			return fmt.Errorf("dataset: join %d small batches: %w", len(c.pending), err)
+		}
+		cols[i] = a
+	}
+	rec := array.NewRecordBatch(first.Schema(), cols, rows)
+	defer rec.Release()
+	return c.write(rec)
+}
+
+// Release drops what the Coalescer holds without handing it on.
+func (c *Coalescer) Release() {
+	for _, r := range c.pending {
+		r.Release()
+	}
+	c.pending = c.pending[:0]
+	c.bytes = 0
 }

@@ -24,6 +24,15 @@ const DefaultShardBytes = 64 << 20
 type WriterOptions struct {
 	// ShardBytes is the target size of a shard (default DefaultShardBytes).
 	ShardBytes int64
+	// RampShards and RampBytes, when both are positive, make the first
+	// shards smaller so that a small upload still gets several shards to
+	// run in parallel: the first RampShards shards target RampBytes, the
+	// next RampShards twice that, and so on up to ShardBytes.
+	RampShards int
+	RampBytes  int64
+	// ShardRows, when positive, ends a shard after this many rows, slicing
+	// a batch that crosses the boundary.
+	ShardRows int64
 	// Replace allows replacing an existing dataset of the same name.
 	Replace bool
 }
@@ -86,11 +95,48 @@ func (c *Catalog) NewWriter(ctx context.Context, name string, schema *arrow.Sche
 }
 
 // Write appends a record batch; shards are cut at batch boundaries once they
-// reach the target size.
+// reach the target size (or, with ShardRows, at exactly that many rows).
 func (w *Writer) Write(rec arrow.RecordBatch) error {
 	if !rec.Schema().Equal(w.schema) {
 		return fmt.Errorf("dataset %s: batch schema %s differs from the dataset's %s: %w", w.name, rec.Schema(), w.schema, ErrInvalid)
 	}
+	n := rec.NumRows()
+	if w.opts.ShardRows <= 0 || n == 0 {
+		return w.write(rec)
+	}
+	for off := int64(0); off < n; {
+		room := w.opts.ShardRows
+		if w.cur != nil {
+			room -= w.curRows
+		}
+		take := min(room, n-off)
+		if off == 0 && take == n {
+			return w.write(rec)
+		}
+		sl := rec.NewSlice(off, off+take)
+		err := w.write(sl)
+		sl.Release()
+		if err != nil {
+			return err
+		}
+		off += take
+	}
+	return nil
+}
+
+// target is the size at which the current shard ends.
+func (w *Writer) target() int64 {
+	if w.opts.RampShards <= 0 || w.opts.RampBytes <= 0 {
+		return w.opts.ShardBytes
+	}
+	t := w.opts.RampBytes
+	for i := len(w.shards) / w.opts.RampShards; i > 0 && t < w.opts.ShardBytes; i-- {
+		t *= 2
+	}
+	return min(t, w.opts.ShardBytes)
+}
+
+func (w *Writer) write(rec arrow.RecordBatch) error {
 	if w.cur == nil {
 		key := fmt.Sprintf("%s%s/part-%05d.arrow", Prefix, w.name, len(w.shards))
 		sw, err := newShardWriter(w.ctx, w.c.st, key, w.schema)
@@ -104,7 +150,7 @@ func (w *Writer) Write(rec arrow.RecordBatch) error {
 	}
 	w.curRows += rec.NumRows()
 	w.curBytes += LogicalBytes(rec)
-	if w.curBytes >= w.opts.ShardBytes {
+	if w.curBytes >= w.target() || (w.opts.ShardRows > 0 && w.curRows >= w.opts.ShardRows) {
 		return w.closeShard()
 	}
 	return nil

@@ -21,6 +21,7 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
+	"github.com/flightbatch/flightbatch/analysis/psd"
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/compute"
 	"github.com/flightbatch/flightbatch/dataset"
@@ -222,7 +223,7 @@ func testPSDOverParquet(t *testing.T, st *store.Store) {
 
 	var wp compute.WelchParams
 	raw, _ := json.Marshal(params)
-	dec, err := batch.DecodePSDParams(raw)
+	dec, err := psd.DecodeParams(raw)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,9 +19,45 @@ import (
 	"github.com/flightbatch/flightbatch/pkg/api"
 )
 
-// actions are the DoAction types, with their one-line descriptions.
+// actionFunction is a registered function that has an action of its own, named
+// after it, whose body is its job request: "dataset", "reuse", and every other
+// field one of its parameters (psd is one).
+type actionFunction interface {
+	batch.Function
+	// ActionDescription describes the action in one line.
+	ActionDescription() string
+}
+
+// functionAction returns the registered function with an action named typ.
+func (s *Server) functionAction(typ string) (actionFunction, bool) {
+	for _, a := range actions {
+		if a.Type == typ {
+			return nil, false // the server's own actions come first
+		}
+	}
+	f, err := s.jobs.Functions().Get(typ)
+	if err != nil {
+		return nil, false
+	}
+	af, ok := f.(actionFunction)
+	return af, ok
+}
+
+// actionTypes lists every action: the registered functions' own, then the
+// server's.
+func (s *Server) actionTypes() []*aflight.ActionType {
+	var out []*aflight.ActionType
+	for _, f := range s.jobs.Functions().List() {
+		if af, ok := s.functionAction(f.Name()); ok {
+			out = append(out, &aflight.ActionType{Type: af.Name(), Description: af.ActionDescription()})
+		}
+	}
+	return append(out, actions...)
+}
+
+// actions are the server's own DoAction types, with their one-line
+// descriptions.
 var actions = []*aflight.ActionType{
-	{Type: api.ActionPSD, Description: `Run Welch's PSD over every shard of a dataset as a job: {"dataset": "demo", "fs": 250, "nperseg": 512, "bands": {"beta": [13, 30]}} -> {"job_id", "state", "shards"}`},
 	{Type: api.ActionRun, Description: `Run a registered function over every shard of a dataset as a job: {"function": "name", "dataset": "demo", "params": {...}}`},
 	{Type: api.ActionJobStatus, Description: `A job's state and shard counts: {"job_id": "..."}`},
 	{Type: api.ActionCancelJob, Description: `Stop a job's children; the job ends CANCELLED: {"job_id": "..."}`},
@@ -37,7 +73,7 @@ const maxActionType = 256
 
 // ListActions lists every action type with a one-line description.
 func (s *Server) ListActions(_ *aflight.Empty, stream aflight.FlightService_ListActionsServer) error {
-	for _, a := range actions {
+	for _, a := range s.actionTypes() {
 		if err := stream.Send(a); err != nil {
 			return err
 		}
@@ -48,7 +84,11 @@ func (s *Server) ListActions(_ *aflight.Empty, stream aflight.FlightService_List
 // DoAction runs one action; every body is JSON in and JSON out.
 func (s *Server) DoAction(a *aflight.Action, stream aflight.FlightService_DoActionServer) error {
 	ctx := stream.Context()
-	if err := s.opts.Auth.authorize(ctx, actionRole(a.Type), "action "+a.Type); err != nil {
+	role := actionRole(a.Type)
+	if _, ok := s.functionAction(a.Type); ok {
+		role = RoleSubmit
+	}
+	if err := s.opts.Auth.authorize(ctx, role, "action "+a.Type); err != nil {
 		return err
 	}
 	if err := checkJSONBounds("the body of action "+clip.Quote(a.Type), a.Body, MaxActionBodyBytes); err != nil {
@@ -58,33 +98,12 @@ func (s *Server) DoAction(a *aflight.Action, stream aflight.FlightService_DoActi
 		out any
 		err error
 	)
-	switch a.Type {
-	case api.ActionPSD:
-		out, err = s.actionPSD(ctx, a.Body)
-	case api.ActionRun:
-		out, err = s.actionRun(ctx, a.Body)
-	case api.ActionJobStatus:
-		out, err = s.actionJobStatus(a.Body)
-	case api.ActionCancelJob:
-		out, err = s.actionCancel(ctx, a.Body)
-	case api.ActionListJobs:
-		out, err = s.actionListJobs(a.Body)
-	case api.ActionListFunctions:
-		out, err = s.actionListFunctions(a.Body)
-	case api.ActionDeleteJob:
-		out, err = s.actionDeleteJob(ctx, a.Body)
-	case api.ActionRegister:
-		out, err = s.actionRegister(ctx, a.Body)
+	fn, isFunction := s.functionAction(a.Type)
+	switch {
+	case isFunction:
+		out, err = s.actionFunction(ctx, fn.Name(), a.Body)
 	default:
-		names := make([]string, len(actions))
-		for i, x := range actions {
-			names[i] = x.Type
-		}
-		if len(a.Type) > maxActionType {
-			// Not a name any Flight client would send: a malformed request.
-			return invalidArg("action type %s is longer than %d bytes; the actions are %s", clip.Quote(a.Type), maxActionType, strings.Join(names, ", "))
-		}
-		return status.Errorf(codes.Unimplemented, "unknown action %s; the actions are %s", clip.Quote(a.Type), strings.Join(names, ", "))
+		out, err = s.action(ctx, a.Type, a.Body)
 	}
 	if err != nil {
 		return toStatus(err)
@@ -94,6 +113,36 @@ func (s *Server) DoAction(a *aflight.Action, stream aflight.FlightService_DoActi
 		return status.Errorf(codes.Internal, "encode %s result: %v", a.Type, err)
 	}
 	return stream.Send(&aflight.Result{Body: body})
+}
+
+// action runs one of the server's own actions.
+func (s *Server) action(ctx context.Context, typ string, body []byte) (out any, err error) {
+	switch typ {
+	case api.ActionRun:
+		return s.actionRun(ctx, body)
+	case api.ActionJobStatus:
+		return s.actionJobStatus(body)
+	case api.ActionCancelJob:
+		return s.actionCancel(ctx, body)
+	case api.ActionListJobs:
+		return s.actionListJobs(body)
+	case api.ActionListFunctions:
+		return s.actionListFunctions(body)
+	case api.ActionRegister:
+		return s.actionRegister(ctx, body)
+	case api.ActionDeleteJob:
+		return s.actionDeleteJob(ctx, body)
+	}
+	types := s.actionTypes()
+	names := make([]string, len(types))
+	for i, x := range types {
+		names[i] = x.Type
+	}
+	if len(typ) > maxActionType {
+		// Not a name any Flight client would send: a malformed request.
+		return nil, invalidArg("action type %s is longer than %d bytes; the actions are %s", clip.Quote(typ), maxActionType, strings.Join(names, ", "))
+	}
+	return nil, status.Errorf(codes.Unimplemented, "unknown action %s; the actions are %s", clip.Quote(typ), strings.Join(names, ", "))
 }
 
 // decodeStrict decodes a JSON object into v, refusing unknown fields.
@@ -154,34 +203,34 @@ func takeBool(action string, fields map[string]json.RawMessage, name string) (bo
 	return v, nil
 }
 
-// actionPSD submits a psd job: "dataset" and "reuse" are the request's, every
-// other field is a psd parameter.
-func (s *Server) actionPSD(ctx context.Context, body []byte) (any, error) {
-	fields, err := splitObject(api.ActionPSD, body)
+// actionFunction submits a job of function name from its own action's body:
+// "dataset" and "reuse" are the request's, every other field is a parameter.
+func (s *Server) actionFunction(ctx context.Context, fnName string, body []byte) (any, error) {
+	fields, err := splitObject(fnName, body)
 	if err != nil {
 		return nil, err
 	}
-	ds, err := takeString(api.ActionPSD, fields, "dataset")
+	ds, err := takeString(fnName, fields, "dataset")
 	if err != nil {
 		return nil, err
 	}
-	reuse, err := takeBool(api.ActionPSD, fields, "reuse")
+	reuse, err := takeBool(fnName, fields, "reuse")
 	if err != nil {
 		return nil, err
 	}
-	name, err := takeString(api.ActionPSD, fields, "name")
+	jobName, err := takeString(fnName, fields, "name")
 	if err != nil {
 		return nil, err
 	}
-	labels, err := takeLabels(api.ActionPSD, fields)
+	labels, err := takeLabels(fnName, fields)
 	if err != nil {
 		return nil, err
 	}
 	if ds == "" {
-		return nil, invalidArg(`psd: name the input: "dataset": "<name>" (or "jobs/<job_id>")`)
+		return nil, invalidArg(`%s: name the input: "dataset": "<name>" (or "jobs/<job_id>")`, fnName)
 	}
 	params, _ := json.Marshal(fields)
-	return s.submit(ctx, batch.SubmitRequest{Function: "psd", Dataset: ds, Params: params, Reuse: reuse, Name: name, Labels: labels})
+	return s.submit(ctx, batch.SubmitRequest{Function: fnName, Dataset: ds, Params: params, Reuse: reuse, Name: jobName, Labels: labels})
 }
 
 // takeLabels takes the "labels" object of string values.

@@ -280,10 +280,11 @@ type callerStream struct {
 
 func (s *callerStream) Context() context.Context { return s.ctx }
 
-// actionRole is the role an action needs.
+// actionRole is the role one of the server's own actions needs (a function's
+// action needs RoleSubmit).
 func actionRole(typ string) Role {
 	switch typ {
-	case api.ActionPSD, api.ActionRun, api.ActionCancelJob, api.ActionDeleteJob, api.ActionRegister:
+	case api.ActionRun, api.ActionCancelJob, api.ActionRegister, api.ActionDeleteJob:
 		return RoleSubmit
 	}
 	return RoleRead

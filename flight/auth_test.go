@@ -87,9 +87,12 @@ func TestAuth(t *testing.T) {
 		t.Errorf("job-status submitted_by = %q, want bob", st.SubmittedBy)
 	}
 
-	schema := arrow.NewSchema([]arrow.Field{{Name: "x", Type: arrow.PrimitiveTypes.Int64}}, nil)
-	b := array.NewInt64Builder(memory.DefaultAllocator)
-	b.AppendValues([]int64{1, 2, 3}, nil)
+	schema := arrow.NewSchema([]arrow.Field{{Name: "samples", Type: arrow.ListOf(arrow.PrimitiveTypes.Float64)}}, nil)
+	b := array.NewListBuilder(memory.DefaultAllocator, arrow.PrimitiveTypes.Float64)
+	for i := 0; i < 3; i++ {
+		b.Append(true)
+		b.ValueBuilder().(*array.Float64Builder).AppendValues([]float64{1, 2, 3}, nil)
+	}
 	col := b.NewArray()
 	defer col.Release()
 	rec := array.NewRecordBatch(schema, []arrow.Array{col}, 3)

@@ -24,6 +24,8 @@ type PutResult struct {
 	Shards  int    `json:"shards"`
 	Rows    int64  `json:"rows"`
 	Bytes   int64  `json:"bytes"`
+	// SignalColumns are the columns a psd job can read (its "column").
+	SignalColumns []string `json:"signal_columns"`
 }
 
 // uploadSet holds the names of the datasets being uploaded through this
@@ -58,20 +60,24 @@ func (u *uploadSet) release(name string) {
 type putCommand struct {
 	Path string `json:"path"`
 	Rows *int64 `json:"rows"`
+	// ShardMB is the target shard size in MiB for this upload (no ramp).
+	ShardMB *float64 `json:"shard_mb"`
+	// Shards cuts the upload into this many shards of equal row counts;
+	// it needs Rows.
+	Shards *int `json:"shards"`
 }
 
 // parsePutDescriptor decodes DoPut's descriptor: the path datasets/<name>, as
-// a path or a command, or a JSON putCommand. It returns the announced row
-// count, if any.
-func parsePutDescriptor(d *aflight.FlightDescriptor) (target, *int64, error) {
-	var rows *int64
+// a path or a command, or a JSON putCommand. It returns the command (its
+// announced row count and shard options, if any).
+func parsePutDescriptor(d *aflight.FlightDescriptor) (target, putCommand, error) {
+	var pc putCommand
 	if d != nil {
 		if err := checkJSONBounds("the DoPut command", d.Cmd, MaxTicketBytes); err != nil {
-			return target{}, nil, err
+			return target{}, pc, err
 		}
 	}
 	if d != nil && d.Type == aflight.DescriptorCMD && len(bytes.TrimSpace(d.Cmd)) > 0 && bytes.TrimSpace(d.Cmd)[0] == '{' {
-		var pc putCommand
 		dec := json.NewDecoder(bytes.NewReader(d.Cmd))
 		dec.DisallowUnknownFields()
 		err := dec.Decode(&pc)
@@ -79,22 +85,35 @@ func parsePutDescriptor(d *aflight.FlightDescriptor) (target, *int64, error) {
 			err = errors.New("text after the JSON object")
 		}
 		if err != nil {
-			return target{}, nil, invalidArg(`DoPut command: %v; use {"path": "datasets/<name>", "rows": N}`, err)
+			return target{}, pc, invalidArg(`DoPut command: %v; use {"path": "datasets/<name>", "rows": N}, optionally with "shard_mb" or "shards"`, err)
 		}
 		if pc.Rows != nil && *pc.Rows < 0 {
-			return target{}, nil, invalidArg("DoPut command: rows %d is negative", *pc.Rows)
+			return target{}, pc, invalidArg("DoPut command: rows %d is negative", *pc.Rows)
 		}
-		rows = pc.Rows
+		if pc.ShardMB != nil && !(*pc.ShardMB > 0 && *pc.ShardMB <= 1<<20) {
+			return target{}, pc, invalidArg("DoPut command: shard_mb %v must be a positive number of MiB", *pc.ShardMB)
+		}
+		if pc.Shards != nil {
+			if *pc.Shards < 1 || *pc.Shards > 100000 {
+				return target{}, pc, invalidArg("DoPut command: shards %d must be in [1, 100000]", *pc.Shards)
+			}
+			if pc.Rows == nil {
+				return target{}, pc, invalidArg(`DoPut command: "shards" needs "rows" (the table's row count), to cut shards of equal row counts`)
+			}
+			if pc.ShardMB != nil {
+				return target{}, pc, invalidArg(`DoPut command: give "shards" or "shard_mb", not both`)
+			}
+		}
 		d = &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{pc.Path}}
 	}
 	t, err := parseDescriptor(d)
 	if err != nil {
-		return target{}, nil, err
+		return target{}, pc, err
 	}
 	if t.kind != "datasets" || t.shard != "" {
-		return target{}, nil, invalidArg("DoPut takes a descriptor datasets/<name>, not %s", clip.Quote(t.path()))
+		return target{}, pc, invalidArg("DoPut takes a descriptor datasets/<name>, not %s", clip.Quote(t.path()))
 	}
-	return t, rows, nil
+	return t, pc, nil
 }
 
 // DoPut uploads a table as the new dataset datasets/<name>. The batches are
@@ -131,20 +150,34 @@ func (s *Server) DoPut(stream aflight.FlightService_DoPutServer) error {
 		return invalidArg("DoPut: the stream must start with a descriptor datasets/<name> and a schema: %v", err)
 	}
 	defer rdr.Release()
-	t, wantRows, err := parsePutDescriptor(rdr.LatestFlightDescriptor())
+	t, cmd, err := parsePutDescriptor(rdr.LatestFlightDescriptor())
 	if err != nil {
 		return err
 	}
+	wantRows := cmd.Rows
 	schema := rdr.Schema()
 	if schema.NumFields() == 0 {
 		return invalidArg("DoPut datasets/%s: the schema has no columns", t.name)
+	}
+	// Refused before anything is stored, so the name stays free.
+	signals, err := dataset.CheckUpload(schema)
+	if err != nil {
+		s.log.Warn("upload refused", "dataset", t.name, "err", err)
+		return toStatus(fmt.Errorf("DoPut datasets/%s: %w", t.name, err))
 	}
 	if !s.uploads.claim(t.name) {
 		return status.Errorf(codes.AlreadyExists, "dataset %q is being uploaded by another client", t.name)
 	}
 	defer s.uploads.release(t.name)
 
-	w, err := s.cat.NewWriter(ctx, t.name, schema, &dataset.WriterOptions{ShardBytes: s.opts.ShardBytes})
+	wopts := &dataset.WriterOptions{ShardBytes: s.opts.ShardBytes, RampShards: s.opts.UploadParallelism, RampBytes: UploadRampBytes}
+	switch {
+	case cmd.ShardMB != nil:
+		wopts = &dataset.WriterOptions{ShardBytes: max(int64(*cmd.ShardMB*(1<<20)), 1)}
+	case cmd.Shards != nil:
+		wopts = &dataset.WriterOptions{ShardBytes: 1 << 62, ShardRows: max((*cmd.Rows+int64(*cmd.Shards)-1)/int64(*cmd.Shards), 1)}
+	}
+	w, err := s.cat.NewWriter(ctx, t.name, schema, wopts)
 	if err != nil {
 		return toStatus(err)
 	}
@@ -155,6 +188,11 @@ func (s *Server) DoPut(stream aflight.FlightService_DoPutServer) error {
 		}
 	}()
 	var rows int64
+	// Small batches are joined into batches of about MaxBatchBytes: a
+	// stream of one-row batches would otherwise be stored as one IPC
+	// message (and its metadata) per row.
+	co := dataset.NewCoalescer(min(s.opts.MaxBatchBytes, wopts.ShardBytes, UploadRampBytes), s.opts.Alloc, w.Write)
+	defer co.Release()
 	for batches := 0; ; batches++ {
 		rec, err := nextUpload(rdr, batches)
 		if err != nil {
@@ -163,10 +201,13 @@ func (s *Server) DoPut(stream aflight.FlightService_DoPutServer) error {
 		if rec == nil {
 			break
 		}
-		if err := dataset.WriteBounded(rec, s.opts.MaxBatchBytes, w.Write); err != nil {
+		if err := co.Add(rec); err != nil {
 			return s.putError(ctx.Err(), t.name, err)
 		}
 		rows += rec.NumRows()
+	}
+	if err := co.Flush(); err != nil {
+		return s.putError(ctx.Err(), t.name, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return s.putError(err, t.name, err)
@@ -183,7 +224,7 @@ func (s *Server) DoPut(stream aflight.FlightService_DoPutServer) error {
 		return toStatus(err)
 	}
 	s.log.Info("dataset uploaded", "dataset", t.name, "shards", len(ds.Shards), "rows", rows, "bytes", ds.Bytes(), "version", ds.Version)
-	body, _ := json.Marshal(PutResult{Dataset: t.name, Version: ds.Version, Shards: len(ds.Shards), Rows: ds.Rows(), Bytes: ds.Bytes()})
+	body, _ := json.Marshal(PutResult{Dataset: t.name, Version: ds.Version, Shards: len(ds.Shards), Rows: ds.Rows(), Bytes: ds.Bytes(), SignalColumns: signals})
 	return stream.Send(&aflight.PutResult{AppMetadata: body})
 }
 

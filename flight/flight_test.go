@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -21,12 +20,12 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/flightbatch/flightbatch/analysis"
 	"github.com/flightbatch/flightbatch/batch"
-	"github.com/flightbatch/flightbatch/batch/local"
 	"github.com/flightbatch/flightbatch/compute"
 	"github.com/flightbatch/flightbatch/dataset"
-	"github.com/flightbatch/flightbatch/flight"
 	"github.com/flightbatch/flightbatch/pkg/api"
+	"github.com/flightbatch/flightbatch/server"
 	"github.com/flightbatch/flightbatch/store"
 )
 
@@ -54,22 +53,15 @@ func newEnv(t *testing.T, faults string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fns := batch.NewRegistry()
 	quiet := slog.New(slog.DiscardHandler)
-	w := &batch.Worker{Store: st, Functions: fns, Alloc: alloc, Fault: fault, Log: quiet}
-	jobs := batch.NewManager(cat, fns, local.New(w.RunShard, 2), &batch.Options{MaxAttempts: 2, Alloc: alloc, Log: quiet})
-	if err := jobs.Recover(ctx); err != nil {
-		t.Fatal(err)
-	}
-	srv := aflight.NewServerWithMiddleware(nil)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := server.Start(ctx, server.Config{
+		Store: st, Functions: analysis.Builtins(), Workers: 2, Fault: fault, Alloc: alloc, Log: quiet,
+		Jobs: batch.Options{MaxAttempts: 2},
+	}, "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.InitListener(lis)
-	srv.RegisterFlightService(flight.NewServer(cat, jobs, &flight.Options{Alloc: alloc}))
-	go srv.Serve()
-	client, err := aflight.NewClientWithMiddlewareCtx(ctx, lis.Addr().String(), nil, nil,
+	client, err := aflight.NewClientWithMiddlewareCtx(ctx, srv.Addr, nil, nil,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 	if err != nil {
@@ -78,8 +70,7 @@ func newEnv(t *testing.T, faults string) *env {
 	e := &env{st: st, cat: cat, client: client, alloc: alloc}
 	t.Cleanup(func() {
 		client.Close()
-		srv.Shutdown()
-		jobs.Close()
+		srv.Shutdown(10 * time.Second)
 		alloc.AssertSize(t, 0)
 	})
 	return e

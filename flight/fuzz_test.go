@@ -116,7 +116,7 @@ func FuzzParsePutDescriptor(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, cmd []byte) {
 		d := &aflight.FlightDescriptor{Type: aflight.DescriptorCMD, Cmd: cmd}
-		tg, rows, err := parsePutDescriptor(d)
+		tg, pc, err := parsePutDescriptor(d)
 		checkTarget(t, string(cmd), tg, err)
 		if err != nil {
 			return
@@ -124,8 +124,14 @@ func FuzzParsePutDescriptor(f *testing.F) {
 		if tg.kind != "datasets" || tg.shard != "" {
 			t.Fatalf("%q: DoPut accepted %q", cmd, tg.path())
 		}
-		if rows != nil && *rows < 0 {
-			t.Fatalf("%q: accepted rows %d", cmd, *rows)
+		if pc.Rows != nil && *pc.Rows < 0 {
+			t.Fatalf("%q: accepted rows %d", cmd, *pc.Rows)
+		}
+		if pc.Shards != nil && (pc.Rows == nil || *pc.Shards < 1) {
+			t.Fatalf("%q: accepted shards %d without rows or below 1", cmd, *pc.Shards)
+		}
+		if pc.ShardMB != nil && !(*pc.ShardMB > 0) {
+			t.Fatalf("%q: accepted shard_mb %v", cmd, *pc.ShardMB)
 		}
 	})
 }

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/flightbatch/flightbatch/analysis"
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/batch/local"
 	"github.com/flightbatch/flightbatch/dataset"
@@ -82,8 +83,10 @@ func newHistoryEnv(t *testing.T, opts batch.Options) *historyEnv {
 		}
 		return nil
 	}
-	fns := batch.NewRegistry()
-	fns.Register(copyFunction{})
+	fns := analysis.Builtins()
+	if err := fns.Register(copyFunction{}); err != nil {
+		t.Fatal(err)
+	}
 	quiet := slog.New(slog.DiscardHandler)
 	w := &batch.Worker{Store: st, Functions: fns, Fault: fault, Log: quiet}
 	opts.MaxAttempts, opts.Log, opts.Now = 1, quiet, clock.Now
@@ -553,7 +556,7 @@ func TestKeepResults(t *testing.T) {
 	}
 
 	// A restarted manager on the same store finds no job.
-	again := batch.NewManager(e.cat, batch.NewRegistry(), local.New(nil, 1), &batch.Options{Log: slog.New(slog.DiscardHandler)})
+	again := batch.NewManager(e.cat, analysis.Builtins(), local.New(nil, 1), &batch.Options{Log: slog.New(slog.DiscardHandler)})
 	defer again.Close()
 	if err := again.Recover(ctx); err != nil {
 		t.Fatal(err)

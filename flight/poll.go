@@ -138,7 +138,8 @@ func (s *Server) pollTarget(ctx context.Context, d *aflight.FlightDescriptor) (i
 }
 
 // pollSubmit submits the job a command descriptor asks for: a run request when
-// the JSON has a "function" field, a psd request otherwise.
+// the JSON has a "function" field, otherwise a request of the registry's
+// default function (psd), shaped as that function's action's body.
 func (s *Server) pollSubmit(ctx context.Context, cmd []byte) (string, error) {
 	if err := s.opts.Auth.authorize(ctx, RoleSubmit, "PollFlightInfo of a job request"); err != nil {
 		return "", err
@@ -154,8 +155,10 @@ func (s *Server) pollSubmit(ctx context.Context, cmd []byte) (string, error) {
 	)
 	if _, ok := probe["function"]; ok {
 		out, err = s.actionRun(ctx, cmd)
+	} else if def := s.jobs.Functions().Default(); def != "" {
+		out, err = s.actionFunction(ctx, def, cmd)
 	} else {
-		out, err = s.actionPSD(ctx, cmd)
+		return "", invalidArg(`the job request names no "function" and the server has no default function: {"function": "<name>", "dataset": "...", "params": {...}}`)
 	}
 	if err != nil {
 		return "", toStatus(err)
@@ -197,17 +200,18 @@ func (s *Server) pollInfo(ctx context.Context, id string) (*aflight.PollInfo, st
 		return nil, "", toStatus(err)
 	}
 	var rows, size int64
-	known, sized := m.Function == "psd", true
+	known, sized := true, true
 	for _, i := range m.FinishOrder() {
 		sh := m.Shards[i]
-		rows += sh.Rows
+		n := partRows(sh)
+		rows += n
+		known = known && n >= 0
 		size += sh.Bytes
+		sized = sized && sh.Bytes > 0
 		info.Endpoint = append(info.Endpoint, &aflight.FlightEndpoint{
 			Ticket:      &aflight.Ticket{Ticket: []byte("jobs/" + id + "/" + sh.Name)},
-			AppMetadata: []byte(fmt.Sprintf(`{"shard":%q,"index":%d,"rows":%d}`, sh.Name, i, sh.Rows)),
+			AppMetadata: []byte(fmt.Sprintf(`{"shard":%q,"index":%d,"rows":%d}`, sh.Name, i, n)),
 		})
-		known = known && sh.InputRows >= 0
-		sized = sized && sh.Bytes > 0
 	}
 	if known {
 		info.TotalRecords = rows

@@ -28,6 +28,11 @@ import (
 	"github.com/flightbatch/flightbatch/store"
 )
 
+// UploadRampBytes is the size of DoPut's first shards: an upload's shards
+// start at this size and double every Options.UploadParallelism shards up to
+// Options.ShardBytes.
+const UploadRampBytes = 256 << 10
+
 // DefaultMaxBatchBytes bounds a streamed record batch, well under the 4 MiB
 // message limit of gRPC clients.
 const DefaultMaxBatchBytes = 1 << 20
@@ -48,6 +53,10 @@ type Options struct {
 	// ShardBytes is the target size of the shards DoPut writes (default
 	// dataset.DefaultShardBytes).
 	ShardBytes int64
+	// UploadParallelism is the number of shards DoPut cuts at each size
+	// while it ramps up from UploadRampBytes to ShardBytes, so that a small
+	// upload still gets several shards (default 4; serve passes --workers).
+	UploadParallelism int
 
 	// Auth, when set, is the server's bearer-token authentication; serve the
 	// service with Auth.ServerOptions so that each call carries its caller.
@@ -77,6 +86,9 @@ func NewServer(cat *dataset.Catalog, jobs *batch.Manager, opts *Options) *Server
 	}
 	if o.ShardBytes <= 0 {
 		o.ShardBytes = dataset.DefaultShardBytes
+	}
+	if o.UploadParallelism <= 0 {
+		o.UploadParallelism = 4
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -390,20 +402,21 @@ func (s *Server) jobInfo(ctx context.Context, id string, perShard bool) (*afligh
 		AppMetadata:      meta,
 	}
 	var rows, size int64
-	known, sized := m.Function == "psd", true
+	known, sized := true, true
 	for _, sh := range m.Shards {
 		if sh.State == batch.ShardSucceeded {
-			rows += sh.Rows
+			n := partRows(sh)
+			rows += n
+			known = known && n >= 0
 			size += sh.Bytes
 			sized = sized && sh.Bytes > 0
 			if perShard {
 				info.Endpoint = append(info.Endpoint, &aflight.FlightEndpoint{
 					Ticket:      &aflight.Ticket{Ticket: []byte("jobs/" + id + "/" + sh.Name)},
-					AppMetadata: []byte(fmt.Sprintf(`{"shard":%q,"rows":%d}`, sh.Name, sh.Rows)),
+					AppMetadata: []byte(fmt.Sprintf(`{"shard":%q,"rows":%d}`, sh.Name, n)),
 				})
 			}
 		}
-		known = known && sh.InputRows >= 0
 	}
 	if known {
 		info.TotalRecords = rows
@@ -415,6 +428,15 @@ func (s *Server) jobInfo(ctx context.Context, id string, perShard bool) (*afligh
 		info.Endpoint = []*aflight.FlightEndpoint{{Ticket: &aflight.Ticket{Ticket: []byte("jobs/" + id)}}}
 	}
 	return info, nil
+}
+
+// partRows is the row count of a succeeded shard's part, as its worker
+// recorded it, or -1 when unknown.
+func partRows(sh batch.ShardRecord) int64 {
+	if sh.Rows == nil {
+		return -1
+	}
+	return *sh.Rows
 }
 
 // GetSchema returns the schema of a dataset or a job's result.

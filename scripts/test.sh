@@ -6,7 +6,8 @@
 #   3. gofmt, go vet and staticcheck
 #   4. a real S3-compatible server for the store tests (if scripts/s3-server.sh exists)
 #   5. go test -race ./...
-#   6. .venv from requirements.txt (reinstalled only when it changed), then pytest tests/python
+#   6. .venv from requirements.txt (reinstalled only when it changed), the flightbatch Python
+#      package from python/ (reinstalled only when it changed), then pytest tests/python
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -118,6 +119,17 @@ else
 	python3 -m venv .venv
 	.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
 	echo "$want" >"$stamp"
+fi
+# The client package, installed as a user installs it (pip install ./python).
+pkg_stamp=".venv/.flightbatch-python.sha256"
+pkg_want="$(find python -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' ! -path 'python/build/*' -print0 |
+	sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+if [[ -f "$pkg_stamp" && "$(cat "$pkg_stamp")" == "$pkg_want" ]]; then
+	echo "the flightbatch package in .venv is up to date with python/"
+else
+	echo "installing the flightbatch package from python/"
+	.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --force-reinstall ./python
+	echo "$pkg_want" >"$pkg_stamp"
 fi
 
 # ---------------------------------------------------------------------------------------------

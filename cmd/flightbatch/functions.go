@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+
+	"github.com/flightbatch/flightbatch/analysis"
 	"github.com/flightbatch/flightbatch/batch"
 )
 
@@ -8,10 +11,10 @@ import (
 // worker must know the functions of the server that started its job.
 const functionsFlagHelp = `JSON file registering functions jobs can run: {"name": {"command": ["program", "arg"], "description": "...", "image": "..."}}; relative paths resolve against its directory ($FLIGHTBATCH_FUNCTIONS if set)`
 
-// newRegistry returns the built-in functions plus those of the functions file
-// at path, if any.
+// newRegistry returns the built-in analyses (package analysis) plus the
+// functions of the functions file at path, if any.
 func newRegistry(path string) (*batch.Registry, error) {
-	fns := batch.NewRegistry()
+	fns := analysis.Builtins()
 	if path == "" {
 		return fns, nil
 	}
@@ -20,7 +23,9 @@ func newRegistry(path string) (*batch.Registry, error) {
 		return nil, err
 	}
 	for _, f := range ext {
-		fns.Register(f)
+		if err := fns.Register(f); err != nil {
+			return nil, fmt.Errorf("functions file %s: %w", path, err)
+		}
 	}
 	return fns, nil
 }

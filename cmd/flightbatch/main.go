@@ -75,6 +75,7 @@ Client commands (--addr, default $FLIGHTBATCH_ADDR or 127.0.0.1:8815; --token, d
   delete    delete a finished job and its result (--force: even if other jobs read it)
   get       write a job's result (ID, job name, or latest): -o FILE.parquet, .arrow, .csv, or -
   datasets  the server's datasets
+  upload    upload a .parquet, .arrow, .csv, .edf or .bdf file as a new dataset (progress bar)
   register  register a store prefix of .edf/.bdf files (or a BIDS tree) as a dataset, read in place
 
 Run 'flightbatch <command> -h' for a command's flags.
@@ -133,6 +134,8 @@ func (m *Main) clientCommand(name string) (func(context.Context, []string) error
 		return m.datasets, true
 	case "register":
 		return m.register, true
+	case "upload":
+		return m.upload, true
 	}
 	return nil, false
 }

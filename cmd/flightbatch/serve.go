@@ -6,17 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"runtime"
 	"time"
 
-	aflight "github.com/apache/arrow-go/v18/arrow/flight"
-
 	"github.com/flightbatch/flightbatch/batch"
-	"github.com/flightbatch/flightbatch/batch/local"
 	"github.com/flightbatch/flightbatch/dataset"
 	"github.com/flightbatch/flightbatch/flight"
+	"github.com/flightbatch/flightbatch/server"
 	"github.com/flightbatch/flightbatch/store"
 )
 
@@ -80,6 +77,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if cfg.KeepResults < 0 {
+		return fmt.Errorf("--keep-results %s: give a positive duration, or 0 to keep every job", cfg.KeepResults)
+	}
 	if cfg.ShardMB < 1 {
 		return fmt.Errorf("--shard-mb %d: give a size of at least 1 MiB", cfg.ShardMB)
 	}
@@ -113,54 +113,37 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("FLIGHTBATCH_FAULTS: %w", err)
 	}
-	worker := &batch.Worker{Store: st, Functions: fns, Log: log.With("component", "worker"), Fault: fault}
-	var exec batch.Executor
+	cfgSrv := server.Config{
+		Store: st, Functions: fns, Workers: cfg.Workers, Fault: fault, Log: log,
+		Jobs:   batch.Options{MaxAttempts: cfg.MaxAttempts, Version: version},
+		Flight: flight.Options{Compression: cfg.Compression, ShardBytes: int64(cfg.ShardMB) << 20, UploadParallelism: cfg.Workers, Auth: auth},
+	}
 	switch cfg.Executor {
 	case "local":
-		exec = local.New(worker.RunShard, cfg.Workers)
 	case "aws-batch":
-		if exec, err = newAWSBatch(ctx, &cfg.Batch, st, fns, cfg.MaxAttempts, log); err != nil {
+		if cfgSrv.Executor, err = newAWSBatch(ctx, &cfg.Batch, st, fns, cfg.MaxAttempts, log); err != nil {
 			return err
 		}
 	default:
 		return fmt.Errorf("--executor %q: use local or aws-batch", cfg.Executor)
 	}
-	jobs := batch.NewManager(cat, fns, exec, &batch.Options{MaxAttempts: cfg.MaxAttempts, Version: version, Log: log})
-	defer jobs.Close()
-	if err := jobs.Recover(ctx); err != nil {
+	srv, err := server.Start(ctx, cfgSrv, cfg.Addr)
+	if err != nil {
 		return err
 	}
-	if cfg.KeepResults < 0 {
-		return fmt.Errorf("--keep-results %s: give a positive duration, or 0 to keep every job", cfg.KeepResults)
-	}
 	if cfg.KeepResults > 0 {
-		jobs.KeepResults(cfg.KeepResults, min(max(cfg.KeepResults/10, time.Second), time.Hour))
+		srv.Jobs.KeepResults(cfg.KeepResults, min(max(cfg.KeepResults/10, time.Second), time.Hour))
 	}
-	srv := flight.NewServer(cat, jobs, &flight.Options{Compression: cfg.Compression, Log: log, ShardBytes: int64(cfg.ShardMB) << 20, Auth: auth})
-
-	lis, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
-	}
-	gs := aflight.NewServerWithMiddleware(nil, srv.GRPCOptions()...)
-	gs.InitListener(lis)
-	gs.RegisterFlightService(srv)
-	addr := lis.Addr().String()
-	log.Info("serving", "addr", addr, "store", st.URL(), "executor", exec.Name(), "workers", cfg.Workers, "version", version, "auth", auth != nil)
-	fmt.Fprintf(m.Stdout, "flightbatch listening on grpc://%s\n", addr)
-	errc := make(chan error, 1)
-	go func() { errc <- gs.Serve() }()
+	log.Info("serving", "addr", srv.Addr, "store", st.URL(), "executor", srv.Executor.Name(), "workers", cfg.Workers, "version", version, "auth", auth != nil)
+	fmt.Fprintf(m.Stdout, "flightbatch listening on grpc://%s\n", srv.Addr)
 	select {
-	case err := <-errc:
+	case err := <-srv.Done():
+		srv.Jobs.Close()
 		return err
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
-	done := make(chan struct{})
-	go func() { gs.Shutdown(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
+	if !srv.Shutdown(10 * time.Second) {
 		log.Warn("streams still open after 10s; stopping anyway")
 	}
 	return nil

@@ -1,21 +1,23 @@
 // Package flighttest runs a real flightbatch Flight server in-process for
-// tests: a store, the local executor, and a gRPC server on 127.0.0.1:0.
+// tests: built by package server with the built-in analyses and the local
+// executor, on 127.0.0.1:0.
 package flighttest
 
 import (
 	"context"
 	"log/slog"
-	"net"
 	"testing"
+	"time"
 
 	aflight "github.com/apache/arrow-go/v18/arrow/flight"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/flightbatch/flightbatch/analysis"
 	"github.com/flightbatch/flightbatch/batch"
-	"github.com/flightbatch/flightbatch/batch/local"
 	"github.com/flightbatch/flightbatch/dataset"
 	"github.com/flightbatch/flightbatch/flight"
+	"github.com/flightbatch/flightbatch/server"
 	"github.com/flightbatch/flightbatch/store"
 )
 
@@ -45,34 +47,18 @@ func Start(t testing.TB, st *store.Store, opts *flight.Options) *Server {
 	if testing.Verbose() {
 		log = slog.Default()
 	}
-	cat := dataset.NewCatalog(st)
-	fns := batch.NewRegistry()
-	worker := &batch.Worker{Store: st, Functions: fns, Log: log}
-	jobs := batch.NewManager(cat, fns, local.New(worker.RunShard, 2), &batch.Options{Version: "test", Log: log})
-	if err := jobs.Recover(ctx); err != nil {
-		t.Fatal(err)
-	}
 	o := flight.Options{}
 	if opts != nil {
 		o = *opts
 	}
-	if o.Log == nil {
-		o.Log = log
-	}
-	srv := flight.NewServer(cat, jobs, &o)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := server.Start(ctx, server.Config{
+		Store: st, Functions: analysis.Builtins(), Workers: 2, Log: log,
+		Jobs: batch.Options{Version: "test"}, Flight: o,
+	}, "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := aflight.NewServerWithMiddleware(nil, srv.GRPCOptions()...)
-	gs.InitListener(lis)
-	gs.RegisterFlightService(srv)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = gs.Serve()
-	}()
-	addr := lis.Addr().String()
+	addr := srv.Addr
 	client, err := aflight.NewClientWithMiddleware(addr, nil, nil,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(MaxRecvBytes)))
@@ -81,9 +67,7 @@ func Start(t testing.TB, st *store.Store, opts *flight.Options) *Server {
 	}
 	t.Cleanup(func() {
 		client.Close()
-		gs.Shutdown()
-		<-done
-		jobs.Close()
+		srv.Shutdown(10 * time.Second)
 	})
-	return &Server{Addr: addr, Store: st, Catalog: cat, Jobs: jobs, Client: client}
+	return &Server{Addr: addr, Store: st, Catalog: srv.Catalog, Jobs: srv.Jobs, Client: client}
 }

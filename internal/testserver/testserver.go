@@ -1,22 +1,20 @@
 // Package testserver starts a complete flightbatch server in the test's process,
-// on 127.0.0.1:0, the way `flightbatch serve` builds one: a store, a catalog
-// with a small demo dataset, the local executor, a job manager and the Flight
-// service.
+// on 127.0.0.1:0, built by package server as `flightbatch serve` builds one,
+// with the built-in analyses, the local executor and a small demo dataset.
 package testserver
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
-	aflight "github.com/apache/arrow-go/v18/arrow/flight"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/flightbatch/flightbatch/analysis"
 	"github.com/flightbatch/flightbatch/batch"
-	"github.com/flightbatch/flightbatch/batch/local"
 	"github.com/flightbatch/flightbatch/dataset"
 	"github.com/flightbatch/flightbatch/flight"
+	"github.com/flightbatch/flightbatch/server"
 	"github.com/flightbatch/flightbatch/store"
 )
 
@@ -52,8 +50,7 @@ type Server struct {
 	Catalog *dataset.Catalog
 	Jobs    *batch.Manager
 
-	exec *local.Executor
-	gs   aflight.Server
+	srv *server.Server
 }
 
 // Start starts a server and stops it when the test ends.
@@ -92,23 +89,15 @@ func Start(t testing.TB, o Options) *Server {
 			}
 		}
 	}
-	fns := batch.NewRegistry()
-	w := &batch.Worker{Store: st, Functions: fns, Fault: o.Fault}
-	exec := local.New(w.RunShard, o.Workers)
-	jobs := batch.NewManager(cat, fns, exec, &batch.Options{MaxAttempts: o.MaxAttempts, Version: "test"})
-	if err := jobs.Recover(ctx); err != nil {
-		t.Fatal(err)
-	}
-	srv := flight.NewServer(cat, jobs, &flight.Options{PollHold: o.PollHold, Alloc: o.Alloc, Auth: o.Auth})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := server.Start(ctx, server.Config{
+		Store: st, Functions: analysis.Builtins(), Workers: o.Workers, Fault: o.Fault, Alloc: o.Alloc,
+		Jobs:   batch.Options{MaxAttempts: o.MaxAttempts, Version: "test"},
+		Flight: flight.Options{PollHold: o.PollHold, Auth: o.Auth},
+	}, "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := aflight.NewServerWithMiddleware(nil, srv.GRPCOptions()...)
-	gs.InitListener(lis)
-	gs.RegisterFlightService(srv)
-	go func() { _ = gs.Serve() }()
-	s := &Server{Addr: lis.Addr().String(), Store: st, Catalog: cat, Jobs: jobs, exec: exec, gs: gs}
+	s := &Server{Addr: srv.Addr, Store: st, Catalog: srv.Catalog, Jobs: srv.Jobs, srv: srv}
 	t.Cleanup(s.Stop)
 	return s
 }
@@ -116,7 +105,7 @@ func Start(t testing.TB, o Options) *Server {
 // Stop cancels the jobs still running, waits a little for them to end, and
 // stops the server; it is safe to call more than once.
 func (s *Server) Stop() {
-	if s.gs == nil {
+	if s.srv == nil {
 		return
 	}
 	ctx := context.Background()
@@ -132,24 +121,23 @@ func (s *Server) Stop() {
 			m, _ = s.Jobs.Status(m.JobID)
 		}
 	}
-	s.gs.Shutdown()
-	s.Jobs.Close()
-	s.gs = nil
+	s.srv.Shutdown(10 * time.Second)
+	s.srv = nil
 }
 
 // Crash stops the server as a killed process would: the manager stops
 // following its jobs first, so their manifests stay as they were, and then
 // the children stop. Another server on the same store takes the jobs up.
 func (s *Server) Crash() {
-	if s.gs == nil {
+	if s.srv == nil {
 		return
 	}
 	s.Jobs.Close()
 	for _, m := range s.Jobs.List("") {
 		if m.Handle != "" {
-			_ = s.exec.Cancel(context.Background(), m.Handle)
+			_ = s.srv.Executor.Cancel(context.Background(), m.Handle)
 		}
 	}
-	s.gs.Shutdown()
-	s.gs = nil
+	s.srv.StopServing(10 * time.Second)
+	s.srv = nil
 }

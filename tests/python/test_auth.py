@@ -108,7 +108,7 @@ def test_read_token_cannot_submit(auth_server):
         act(client, read_token, "psd", {"dataset": "demo", "fs": 250})
     with pytest.raises(flight.FlightUnauthorizedError, match="role submit"):
         act(client, read_token, "run", {"function": "psd", "dataset": "demo", "params": {"fs": 250}})
-    table = pa.table({"x": [1, 2, 3]})
+    table = pa.table({"samples": pa.array([[1.0, 2.0, 3.0]] * 3, pa.list_(pa.float64()))})
     with pytest.raises(flight.FlightUnauthorizedError, match="role submit"):
         writer, _ = client.do_put(flight.FlightDescriptor.for_path("datasets", "by-reader"), table.schema, call_options(read_token))
         writer.write_table(table)
@@ -134,7 +134,7 @@ def test_submit_token_runs_job_read_token_reads_result(auth_server):
     assert result.num_rows == demo.num_rows
     assert result.column_names[-2:] == ["freqs", "psd"]
 
-    table = pa.table({"x": [1, 2, 3]})
+    table = pa.table({"samples": pa.array([[1.0, 2.0, 3.0]] * 3, pa.list_(pa.float64()))})
     writer, _ = client.do_put(flight.FlightDescriptor.for_path("datasets", "by-submitter"), table.schema, call_options(submit_token))
     writer.write_table(table)
     writer.close()

@@ -4,19 +4,23 @@ The notebook is executed with nbclient in an IPython kernel of this same Python 
 pytest, i.e. .venv's), against a server of its own with a small demo dataset; its address reaches
 the notebook through FLIGHTBATCH_ADDR, as it would for a researcher. The test checks that no cell
 raised and that the outputs say what they should: the job SUCCEEDED and the result has one row per
-record of the dataset.
+record of the dataset, and every plot cell (tagged "plot") drew a non-blank PNG figure.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 import sys
 
 import nbclient
 import nbformat
+import numpy as np
 import pyarrow.flight as flight
 import pytest
+from PIL import Image
 
 from conftest import REPO, start_server
 
@@ -53,6 +57,16 @@ def _text(output) -> str:
     return ""
 
 
+def _png_is_a_figure(png_b64: str) -> tuple[bool, str]:
+    """Whether a PNG holds a drawn figure: sizeable, and neither blank nor one flat colour."""
+    img = Image.open(io.BytesIO(base64.b64decode(png_b64))).convert("L")
+    px = np.asarray(img, dtype=np.float64)
+    ink = float(np.mean(px < 200))  # share of pixels darker than a light grey
+    levels = len(np.unique(px))
+    ok = img.width >= 200 and img.height >= 150 and px.std() > 5 and 0.005 < ink < 0.6 and levels > 16
+    return ok, f"{img.width}x{img.height}, std {px.std():.1f}, ink {ink:.3f}, {levels} grey levels"
+
+
 def test_notebook_runs(flightbatch_bin, tmp_path, monkeypatch):
     srv = start_server(flightbatch_bin, tmp_path / "server")
     try:
@@ -82,12 +96,28 @@ def test_notebook_runs(flightbatch_bin, tmp_path, monkeypatch):
 
         assert f"kernel python: {sys.executable}" in out, out
         assert f"connected to {srv.location}" in out
-        assert "datasets/demo" in out
+        assert "<flightbatch.Dataset 'demo'" in out
         m = re.search(r"^job (\S+) (\w+)$", out, re.M)
         assert m and m.group(2) == "SUCCEEDED", out
         assert f"result rows: {records} (dataset records: {records})" in out, out
         assert f"{records} records, " in out, out
         assert "mean_beta" in out and "beta_alpha_ratio" in out, out
+        assert "'psd': 'uV²/Hz'" in out, out  # the uploaded recording's unit reached its result
+
+        # The progress bar of shards was shown (as text: the kernel has no widgets installed).
+        stderr = "".join(o.get("text", "") for cell in nb.cells if cell.cell_type == "code"
+                         for o in cell.outputs if o.get("name") == "stderr")
+        assert f"job {m.group(1)}" in stderr and "shard" in stderr, stderr
+
+        plots = [cell for cell in nb.cells if "plot" in cell.get("metadata", {}).get("tags", [])]
+        assert len(plots) >= 3, "the notebook lost its plot cells"
+        for cell in plots:
+            pngs = [o["data"]["image/png"] for o in cell.outputs
+                    if o.get("output_type") in ("display_data", "execute_result") and "image/png" in o.get("data", {})]
+            assert pngs, f"plot cell drew no PNG:\n{cell.source}"
+            for png in pngs:
+                ok, why = _png_is_a_figure(png)
+                assert ok, f"plot cell's PNG looks blank ({why}):\n{cell.source}"
 
         # The job the notebook ran is the server's, and its result has the bands asked for.
         with srv.connect() as c:

@@ -1,10 +1,11 @@
-package batch_test
+package psd_test
 
 import (
 	"encoding/json"
 	"errors"
 	"testing"
 
+	"github.com/flightbatch/flightbatch/analysis/psd"
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/dataset"
 )
@@ -27,7 +28,7 @@ func FuzzPSDPrepare(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		out, params, err := batch.PSD{}.Prepare(json.RawMessage(body), dataset.DemoSchema)
+		out, params, err := psd.Function{}.Prepare(json.RawMessage(body), dataset.DemoSchema)
 		if err != nil {
 			if !errors.Is(err, batch.ErrInvalid) {
 				t.Fatalf("rejected %q with an error that is not ErrInvalid: %v", body, err)
@@ -38,7 +39,7 @@ func FuzzPSDPrepare(f *testing.F) {
 			t.Fatalf("accepted %q but gave schema %v", body, out)
 		}
 		// What was accepted and recorded must be accepted again the same way.
-		out2, params2, err := batch.PSD{}.Prepare(params, dataset.DemoSchema)
+		out2, params2, err := psd.Function{}.Prepare(params, dataset.DemoSchema)
 		if err != nil || !out2.Equal(out) || string(params2) != string(params) {
 			t.Fatalf("recorded params %s do not round-trip: %v", params, err)
 		}

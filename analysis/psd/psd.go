@@ -1,4 +1,7 @@
-package batch
+// Package psd is the built-in psd analysis: Welch's power spectral density of
+// every record's signal, equal to scipy.signal.welch, with optional band
+// powers. It is a batch.Function, registered where the server is assembled.
+package psd
 
 import (
 	"bytes"
@@ -12,18 +15,21 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 
+	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/compute"
 	"github.com/flightbatch/flightbatch/internal/clip"
 	"github.com/flightbatch/flightbatch/pkg/api"
 )
 
-// PSD is the built-in function: Welch's power spectral density of every record's
-// signal, with optional band powers, equal to scipy.signal.welch.
-type PSD struct{}
+// Function is the psd function: Welch's power spectral density of every
+// record's signal, with optional band powers, equal to scipy.signal.welch.
+type Function struct{}
 
-// PSDParams are the psd function's parameters: the signal column, the sampling
+var _ batch.Function = Function{}
+
+// Params are the psd function's parameters: the signal column, the sampling
 // rate (fixed or per record), scipy.signal.welch's parameters, and bands.
-type PSDParams struct {
+type Params struct {
 	// Column is the signal column (default "samples").
 	Column string `json:"column,omitempty"`
 	// FS is a fixed sampling rate in Hz.
@@ -49,7 +55,7 @@ const (
 )
 
 // totalRange is the range of the total power of relative band power.
-func (p PSDParams) totalRange() (lo, hi float64) {
+func (p Params) totalRange() (lo, hi float64) {
 	lo, hi = DefaultFMin, DefaultFMax
 	if p.FMin != nil {
 		lo = *p.FMin
@@ -67,24 +73,30 @@ type Band = api.Band
 // whose key order is kept.
 type Bands = api.Bands
 
-// Name implements Function.
-func (PSD) Name() string { return "psd" }
+// Name implements batch.Function.
+func (Function) Name() string { return "psd" }
 
-// Description implements Function.
-func (PSD) Description() string {
+// Description implements batch.Function.
+func (Function) Description() string {
 	return "Welch power spectral density of every record (scipy.signal.welch parameters), with optional band powers"
 }
 
-// DecodePSDParams decodes psd parameters strictly: unknown names are errors.
-func DecodePSDParams(raw json.RawMessage) (PSDParams, error) {
-	var p PSDParams
+// ActionDescription describes the psd action, whose body is a psd request:
+// "dataset", "reuse", and every other field a parameter.
+func (Function) ActionDescription() string {
+	return `Run Welch's PSD over every shard of a dataset as a job: {"dataset": "demo", "fs": 250, "nperseg": 512, "bands": {"beta": [13, 30]}} -> {"job_id", "state", "shards"}`
+}
+
+// DecodeParams decodes psd parameters strictly: unknown names are errors.
+func DecodeParams(raw json.RawMessage) (Params, error) {
+	var p Params
 	if len(bytes.TrimSpace(raw)) == 0 {
 		raw = []byte("{}")
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil {
-		return p, invalidf("psd parameters: %s", strings.TrimPrefix(err.Error(), "json: "))
+		return p, batch.Invalidf("psd parameters: %s", strings.TrimPrefix(err.Error(), "json: "))
 	}
 	if p.Column == "" {
 		p.Column = "samples"
@@ -108,13 +120,13 @@ func bandNameOK(s string) bool {
 	return true
 }
 
-// Prepare implements Function.
-func (PSD) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, json.RawMessage, error) {
-	p, err := DecodePSDParams(raw)
+// Prepare implements batch.Function.
+func (Function) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, json.RawMessage, error) {
+	p, err := DecodeParams(raw)
 	if err != nil {
 		return nil, nil, err
 	}
-	invalid := func(format string, args ...any) error { return invalidf("psd: "+format, args...) }
+	invalid := func(format string, args ...any) error { return batch.Invalidf("psd: "+format, args...) }
 	switch {
 	case p.FS == nil && p.FSColumn == "":
 		return nil, nil, invalid(`give the sampling rate: "fs" in Hz, or "fs_column" naming a column that holds it`)
@@ -124,7 +136,7 @@ func (PSD) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, json.R
 		return nil, nil, invalid("fs must be a positive number of Hz, got %v", *p.FS)
 	}
 	if err := p.WelchParams.Validate(); err != nil {
-		return nil, nil, invalidf("psd: %w", err)
+		return nil, nil, batch.Invalidf("psd: %w", err)
 	}
 	if (p.FMin != nil || p.FMax != nil) && !p.Relative {
 		return nil, nil, invalid(`"fmin" and "fmax" bound the total power of relative band power; add "relative": true`)
@@ -201,7 +213,7 @@ func (PSD) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, json.R
 
 // bandColumns names the band columns: <band>_power for every band, then
 // <band>_relative for every band if asked.
-func bandColumns(p PSDParams) []string {
+func bandColumns(p Params) []string {
 	var out []string
 	for _, band := range p.Bands {
 		out = append(out, band.Name+"_power")
@@ -240,9 +252,9 @@ func isSignalType(t arrow.DataType) bool {
 // psdChunkRows bounds the rows computed into one result batch.
 const psdChunkRows = 128
 
-// Run implements Function.
-func (PSD) Run(ctx context.Context, task Task, in array.RecordReader, emit func(arrow.RecordBatch) error) error {
-	p, err := DecodePSDParams(task.Params)
+// Run implements batch.Function.
+func (Function) Run(ctx context.Context, task batch.Task, in array.RecordReader, emit func(arrow.RecordBatch) error) error {
+	p, err := DecodeParams(task.Params)
 	if err != nil {
 		return err
 	}
@@ -281,7 +293,7 @@ func (PSD) Run(ctx context.Context, task Task, in array.RecordReader, emit func(
 }
 
 type psdKernel struct {
-	p       PSDParams
+	p       Params
 	planner *compute.Planner
 	x       []float64
 	freqs   []float64
@@ -291,7 +303,7 @@ type psdKernel struct {
 // batch computes the result rows of rec. It checks ctx before every record, so
 // a cancelled child stops within one record's computation, however long the
 // records are.
-func (k *psdKernel) batch(ctx context.Context, task Task, schema *arrow.Schema, rec arrow.RecordBatch, sigIdx, fsIdx int) (arrow.RecordBatch, error) {
+func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Schema, rec arrow.RecordBatch, sigIdx, fsIdx int) (arrow.RecordBatch, error) {
 	n := int(rec.NumRows())
 	cols := make([]arrow.Array, 0, schema.NumFields())
 	for i, c := range rec.Columns() {
