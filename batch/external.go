@@ -22,6 +22,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/flightbatch/flightbatch/dataset"
 )
 
 // The environment variables a function's command finds, besides the server's own.
@@ -342,6 +344,9 @@ func drain(stdout io.Reader, alloc memory.Allocator, emit func(arrow.RecordBatch
 	defer r.Release()
 	n := 0
 	for r.Next() {
+		if err := dataset.ValidateRecord(r.RecordBatch()); err != nil {
+			return fmt.Errorf("batch %d of the Arrow IPC stream on stdout is malformed: %v", n, err)
+		}
 		if err := emit(r.RecordBatch()); err != nil {
 			return fmt.Errorf("%w: %w", errEmit, err)
 		}

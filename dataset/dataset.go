@@ -8,6 +8,7 @@ package dataset
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/flightbatch/flightbatch/internal/clip"
+	"github.com/flightbatch/flightbatch/internal/ipccheck"
 	"github.com/flightbatch/flightbatch/store"
 )
 
@@ -274,6 +276,9 @@ func OpenFile(ctx context.Context, st *store.Store, key string, f Format, mem me
 	err = Protect("dataset: "+key, ErrDamaged, func() error {
 		switch f {
 		case FormatArrow:
+			if err := checkFooter(file); err != nil {
+				return fmt.Errorf("dataset: read Arrow file %s: %v: %w", key, err, ErrDamaged)
+			}
 			fr, err := ipc.NewFileReader(file, ipc.WithAllocator(mem))
 			if err != nil {
 				return fmt.Errorf("dataset: read Arrow file %s: %v: %w", key, err, ErrDamaged)
@@ -293,6 +298,38 @@ func OpenFile(ctx context.Context, st *store.Store, key string, f Format, mem me
 	return &checkedReader{RecordReader: rr, key: key, file: file}, nil
 }
 
+// arrowMagic ends an Arrow IPC file, after the footer and its length.
+const arrowMagic = "ARROW1"
+
+// maxFooterBytes bounds the footer of an Arrow IPC file: a schema and an index
+// of blocks, kilobytes in practice.
+const maxFooterBytes = 64 << 20
+
+// checkFooter verifies the footer of an Arrow IPC file before arrow-go
+// decodes it (see ipccheck).
+func checkFooter(f *recordingFile) error {
+	size := f.Size()
+	if size < int64(len(arrowMagic))+4 {
+		return fmt.Errorf("%d bytes are too few for an Arrow IPC file", size)
+	}
+	var tail [10]byte
+	if _, err := f.ReadAt(tail[:], size-10); err != nil {
+		return err
+	}
+	if string(tail[4:]) != arrowMagic {
+		return errors.New("not an Arrow IPC file: it does not end with ARROW1")
+	}
+	n := int64(int32(binary.LittleEndian.Uint32(tail[:4])))
+	if n <= 0 || n > maxFooterBytes || n > size-10 {
+		return fmt.Errorf("the footer length %d does not fit the file's %d bytes", n, size)
+	}
+	footer := make([]byte, n)
+	if _, err := f.ReadAt(footer, size-10-n); err != nil {
+		return err
+	}
+	return ipccheck.Footer(footer)
+}
+
 // recordingFile remembers the last error of the store while a reader reads
 // it, so that an outage is not taken for damaged bytes.
 type recordingFile struct {
@@ -302,6 +339,10 @@ type recordingFile struct {
 }
 
 func (f *recordingFile) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || off > f.Size() {
+		// A reader that asks for this was misled by the file's own bytes.
+		return 0, fmt.Errorf("read at offset %d, outside the file's %d bytes", off, f.Size())
+	}
 	n, err := f.File.ReadAt(p, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		f.mu.Lock()

@@ -10,11 +10,13 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	aflight "github.com/apache/arrow-go/v18/arrow/flight"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/flightbatch/flightbatch/dataset"
 	"github.com/flightbatch/flightbatch/internal/clip"
+	"github.com/flightbatch/flightbatch/internal/ipccheck"
 )
 
 // PutResult is the JSON of the one PutResult a successful DoPut sends back.
@@ -134,12 +136,7 @@ func parsePutDescriptor(d *aflight.FlightDescriptor) (target, putCommand, error)
 // refused and leaves nothing.
 func (s *Server) DoPut(stream aflight.FlightService_DoPutServer) error {
 	ctx := stream.Context()
-	var rdr *aflight.Reader
-	err := dataset.Protect("DoPut: the schema message", dataset.ErrInvalid, func() error {
-		var err error
-		rdr, err = aflight.NewRecordReader(stream, ipc.WithAllocator(s.opts.Alloc))
-		return err
-	})
+	rdr, err := openUpload(stream, s.opts.Alloc)
 	if err != nil {
 		if ctx.Err() != nil {
 			return status.FromContextError(ctx.Err()).Err()
@@ -226,6 +223,32 @@ func (s *Server) DoPut(stream aflight.FlightService_DoPutServer) error {
 	s.log.Info("dataset uploaded", "dataset", t.name, "shards", len(ds.Shards), "rows", rows, "bytes", ds.Bytes(), "version", ds.Version)
 	body, _ := json.Marshal(PutResult{Dataset: t.name, Version: ds.Version, Shards: len(ds.Shards), Rows: ds.Rows(), Bytes: ds.Bytes(), SignalColumns: signals})
 	return stream.Send(&aflight.PutResult{AppMetadata: body})
+}
+
+// openUpload starts reading an upload: its descriptor and schema. Every
+// message's metadata is verified before arrow-go decodes it (ipccheck), and a
+// panic in the reader becomes an error wrapping dataset.ErrInvalid.
+func openUpload(stream aflight.DataStreamReader, alloc memory.Allocator) (*aflight.Reader, error) {
+	var rdr *aflight.Reader
+	err := dataset.Protect("DoPut: the schema message", dataset.ErrInvalid, func() error {
+		var err error
+		rdr, err = aflight.NewRecordReader(checkedStream{stream}, ipc.WithAllocator(alloc))
+		return err
+	})
+	return rdr, err
+}
+
+// checkedStream verifies the IPC metadata of every message of an upload.
+type checkedStream struct{ aflight.DataStreamReader }
+
+func (s checkedStream) Recv() (*aflight.FlightData, error) {
+	fd, err := s.DataStreamReader.Recv()
+	if err == nil && len(fd.DataHeader) > 0 {
+		if err := ipccheck.Message(fd.DataHeader); err != nil {
+			return nil, err
+		}
+	}
+	return fd, err
 }
 
 // nextUpload reads and validates the next batch of an upload: nil at the

@@ -3,10 +3,16 @@ package flight
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"io"
 	"testing"
 
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	aflight "github.com/apache/arrow-go/v18/arrow/flight"
 	flightgen "github.com/apache/arrow-go/v18/arrow/flight/gen/flight"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -132,6 +138,107 @@ func FuzzParsePutDescriptor(f *testing.F) {
 		}
 		if pc.ShardMB != nil && !(*pc.ShardMB > 0) {
 			t.Fatalf("%q: accepted shard_mb %v", cmd, *pc.ShardMB)
+		}
+	})
+}
+
+// putStream replays FlightData messages as a DoPut stream.
+type putStream struct{ msgs []*aflight.FlightData }
+
+func (s *putStream) Recv() (*aflight.FlightData, error) {
+	if len(s.msgs) == 0 {
+		return nil, io.EOF
+	}
+	m := s.msgs[0]
+	s.msgs = s.msgs[1:]
+	return m, nil
+}
+
+// captured collects the FlightData a writer sends.
+type captured struct{ msgs []*aflight.FlightData }
+
+func (c *captured) Send(fd *aflight.FlightData) error { c.msgs = append(c.msgs, fd); return nil }
+
+// uploadMessages are the schema and batch messages of an upload of
+// (list<float32>, float64), as a client sends them.
+func uploadMessages(t testing.TB) (schemaHeader, batchHeader, batchBody []byte) {
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "samples", Type: arrow.ListOf(arrow.PrimitiveTypes.Float32), Nullable: true},
+		{Name: "fs", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+	}, nil)
+	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+	defer b.Release()
+	lb := b.Field(0).(*array.ListBuilder)
+	for i := 0; i < 4; i++ {
+		lb.Append(true)
+		lb.ValueBuilder().(*array.Float32Builder).AppendValues([]float32{1, 2, 3}, nil)
+		b.Field(1).(*array.Float64Builder).Append(250)
+	}
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	var c captured
+	w := aflight.NewRecordWriter(&c, ipc.WithSchema(schema))
+	if err := w.Write(rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.msgs) != 2 {
+		t.Fatalf("%d messages, want a schema and a batch", len(c.msgs))
+	}
+	return c.msgs[0].DataHeader, c.msgs[1].DataHeader, c.msgs[1].DataBody
+}
+
+// FuzzDoPut feeds arbitrary schema and batch messages to DoPut's reader, and
+// writes what it accepts as DoPut does: nothing may panic, every batch
+// accepted must be written without error, and every refusal must be
+// dataset.ErrInvalid (InvalidArgument at the edge).
+func FuzzDoPut(f *testing.F) {
+	sh, bh, body := uploadMessages(f)
+	f.Add(sh, bh, body)
+	f.Add(sh, bh, bytes.Repeat([]byte{0xff}, len(body))) // a body of garbage: once a panic in the IPC writer
+	f.Add(sh, bh, body[:len(body)/2])
+	f.Add(sh, []byte(nil), []byte(nil))
+	f.Add(bh, sh, body)
+	f.Fuzz(func(t *testing.T, schemaHeader, batchHeader, batchBody []byte) {
+		desc := &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{"datasets", "fuzz"}}
+		stream := &putStream{msgs: []*aflight.FlightData{
+			{FlightDescriptor: desc, DataHeader: schemaHeader},
+			{DataHeader: batchHeader, DataBody: batchBody},
+		}}
+		rdr, err := openUpload(stream, memory.DefaultAllocator)
+		if err != nil {
+			return
+		}
+		defer rdr.Release()
+		var out bytes.Buffer
+		fw, err := ipc.NewFileWriter(&out, ipc.WithSchema(rdr.Schema()))
+		if err != nil {
+			t.Fatalf("schema %v accepted but not writable: %v", rdr.Schema(), err)
+		}
+		co := dataset.NewCoalescer(1<<20, memory.DefaultAllocator, fw.Write)
+		defer co.Release()
+		for i := 0; ; i++ {
+			rec, err := nextUpload(rdr, i)
+			if err != nil {
+				if _, ok := status.FromError(err); !ok && !errors.Is(err, dataset.ErrInvalid) {
+					t.Fatalf("batch %d refused with %v, not ErrInvalid", i, err)
+				}
+				return
+			}
+			if rec == nil {
+				break
+			}
+			if err := co.Add(rec); err != nil {
+				t.Fatalf("batch %d accepted but not writable: %v", i, err)
+			}
+		}
+		if err := co.Flush(); err != nil {
+			t.Fatalf("accepted batches not writable: %v", err)
+		}
+		if err := fw.Close(); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

@@ -4,7 +4,8 @@
 #   1. system packages (only what is missing: Go, a C compiler for -race, Python 3.11+ with venv)
 #   2. go build -o bin/flightbatch ./cmd/flightbatch
 #   3. gofmt, go vet and staticcheck
-#   4. a real S3-compatible server for the store tests (if scripts/s3-server.sh exists)
+#   4. a real S3-compatible server for the store tests (if scripts/s3-server.sh exists), and a
+#      single-node Slurm cluster for the Slurm executor's tests (scripts/slurm.sh)
 #   5. go test -race ./...
 #   6. .venv from requirements.txt (reinstalled only when it changed), the flightbatch Python
 #      package from python/ (reinstalled only when it changed), then pytest tests/python
@@ -16,6 +17,7 @@ cd "$ROOT"
 START=$SECONDS
 SECTION_START=$SECONDS
 S3_DIR=""
+SLURM_DIR=""
 
 section() {
 	if [[ -n "${SECTION_NAME:-}" ]]; then
@@ -32,6 +34,10 @@ finish() {
 	if [[ -n "$S3_DIR" ]]; then
 		bash scripts/s3-server.sh stop "$S3_DIR" >/dev/null 2>&1 || echo "warning: could not stop the S3 test server" >&2
 		rm -rf "$S3_DIR"
+	fi
+	if [[ -n "$SLURM_DIR" ]]; then
+		bash scripts/slurm.sh stop "$SLURM_DIR" >/dev/null 2>&1 || echo "warning: could not stop the Slurm test cluster" >&2
+		rm -rf "$SLURM_DIR" 2>/dev/null || sudo -n rm -rf "$SLURM_DIR" || true
 	fi
 	echo
 	if [[ $code -eq 0 ]]; then
@@ -102,6 +108,14 @@ if [[ -x scripts/s3-server.sh || -f scripts/s3-server.sh ]]; then
 	export FLIGHTBATCH_REQUIRE_S3=1
 	echo "S3 at ${AWS_ENDPOINT_URL_S3:-?}, bucket ${FLIGHTBATCH_TEST_S3_BUCKET:-?}"
 fi
+
+# ---------------------------------------------------------------------------------------------
+section "Slurm test cluster"
+SLURM_DIR="$(mktemp -d "${TMPDIR:-/tmp}/flightbatch-slurm.XXXXXX")"
+env_file="$(bash scripts/slurm.sh start "$SLURM_DIR")"
+# shellcheck disable=SC1090
+source "$env_file"
+echo "Slurm cluster up, SLURM_CONF=$SLURM_CONF"
 
 # ---------------------------------------------------------------------------------------------
 section "go test -race"

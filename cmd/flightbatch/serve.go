@@ -30,6 +30,7 @@ type ServeConfig struct {
 	DemoShards  int
 	DemoMB      int
 	Batch       AWSBatchConfig
+	Slurm       SlurmConfig
 	Functions   string
 	// ShardMB is the target shard size of uploaded datasets, in MiB.
 	ShardMB int
@@ -42,7 +43,7 @@ type ServeConfig struct {
 func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8815", "address to serve Flight on (port 0 picks a free one)")
 	fs.StringVar(&c.Store, "store", "file://./flightbatch-data", "store for datasets and results: file://DIR or s3://bucket/prefix")
-	fs.StringVar(&c.Executor, "executor", "local", "where child jobs run: local or aws-batch (see the --batch-* flags)")
+	fs.StringVar(&c.Executor, "executor", "local", "where child jobs run: local, aws-batch (see the --batch-* flags) or slurm (see the --slurm-* flags)")
 	fs.IntVar(&c.Workers, "workers", runtime.NumCPU(), "children run at once by the local executor")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", 3, "attempts per child before its shard fails")
 	fs.StringVar(&c.Compression, "compression", "", "IPC compression of DoGet streams: zstd, lz4 or empty for none")
@@ -70,6 +71,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	fs.SetOutput(m.Stderr)
 	cfg.flags(fs, m.Getenv)
 	cfg.Batch.flags(fs, m.Getenv)
+	cfg.Slurm.flags(fs, m.Getenv)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -124,8 +126,12 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		if cfgSrv.Executor, err = newAWSBatch(ctx, &cfg.Batch, st, fns, cfg.MaxAttempts, log); err != nil {
 			return err
 		}
+	case "slurm":
+		if cfgSrv.Executor, err = newSlurm(&cfg.Slurm, st, cfg.Functions, log); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("--executor %q: use local or aws-batch", cfg.Executor)
+		return fmt.Errorf("--executor %q: use local, aws-batch or slurm", cfg.Executor)
 	}
 	srv, err := server.Start(ctx, cfgSrv, cfg.Addr)
 	if err != nil {

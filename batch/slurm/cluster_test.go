@@ -1,0 +1,192 @@
+package slurm_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/batch/child"
+	"github.com/flightbatch/flightbatch/batch/executortest"
+	"github.com/flightbatch/flightbatch/batch/slurm"
+	"github.com/flightbatch/flightbatch/store"
+)
+
+// workerBin is a `flightbatch` binary built once for the tests that need a
+// cluster: the children's command.
+var workerBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	if os.Getenv("FLIGHTBATCH_TEST_SLURM") == "" {
+		return m.Run() // the cluster tests skip or fail on their own
+	}
+	dir, err := os.MkdirTemp("", "slurm-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	workerBin = filepath.Join(dir, "flightbatch")
+	_, file, _, _ := runtime.Caller(0)
+	cmd := exec.Command("go", "build", "-o", workerBin, "./cmd/flightbatch")
+	cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build flightbatch:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// needCluster skips a test without a test cluster (scripts/slurm.sh start,
+// then source its env file), or fails it if FLIGHTBATCH_REQUIRE_SLURM=1.
+func needCluster(t *testing.T) {
+	t.Helper()
+	if os.Getenv("FLIGHTBATCH_TEST_SLURM") != "" {
+		return
+	}
+	msg := "no Slurm test cluster: start one with scripts/slurm.sh start DIR and source the env file it prints"
+	if os.Getenv("FLIGHTBATCH_REQUIRE_SLURM") == "1" {
+		t.Fatal("FLIGHTBATCH_REQUIRE_SLURM=1 but " + msg)
+	}
+	t.Skip(msg)
+}
+
+// newExecutor returns an executor on the test cluster whose children inject
+// faults, over a fresh file store, and the store.
+func newExecutor(t *testing.T, faults string, opts *slurm.Options) (*slurm.Executor, *store.Store) {
+	t.Helper()
+	needCluster(t)
+	dir := t.TempDir()
+	// The children run as the cluster's user: let them into the test's directory.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(context.Background(), "file://"+dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	o := slurm.Options{}
+	if opts != nil {
+		o = *opts
+	}
+	o.WorkerCommand = workerBin + " worker --log-level debug"
+	o.WorkerEnv = append(o.WorkerEnv, child.EnvFaults+"="+faults, child.EnvFunctions+"="+executortest.FunctionsFile(t))
+	o.LogDir = t.TempDir()
+	o.PollInterval = 200 * time.Millisecond
+	e, err := slurm.New(st, &o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, st
+}
+
+func TestConformance(t *testing.T) {
+	needCluster(t)
+	executortest.RunConformanceTests(t, func(t *testing.T, faults string) *executortest.Harness {
+		e, st := newExecutor(t, faults, nil)
+		return &executortest.Harness{Store: st, Executor: e}
+	})
+}
+
+// wait polls handle until its children are done.
+func wait(t *testing.T, e batch.Executor, handle string) batch.Progress {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		p, err := e.Poll(context.Background(), handle)
+		if err != nil {
+			t.Fatalf("Poll: %v", err)
+		}
+		if p.Done {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("children not done after 90s: %+v", p)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// A job larger than an array may be runs as several arrays.
+func TestSplitArrays(t *testing.T) {
+	e, st := newExecutor(t, "", &slurm.Options{MaxArraySize: 2})
+	h := &executortest.Harness{Store: st, Executor: e}
+	m := executortest.NewJob(t, h, 1)
+	handle, err := e.Start(context.Background(), m, []int{0, 1, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := strings.Split(handle[strings.LastIndex(handle, ";")+1:], ",")
+	if len(ids) != 2 {
+		t.Fatalf("3 shards in arrays of 2: want 2 Slurm jobs, got handle %q", handle)
+	}
+	p := wait(t, e, handle)
+	for _, c := range p.Children {
+		if c.State != batch.ShardSucceeded {
+			t.Errorf("shard %d: %s %+v", c.Shard, c.State, c.Errors)
+		}
+		if ok, _ := st.Exists(context.Background(), batch.PartKey(m.JobID, m.Shards[c.Shard].Name)); !ok {
+			t.Errorf("shard %d: no part", c.Shard)
+		}
+	}
+}
+
+// A new executor (a restarted server) follows the arrays of an old handle,
+// and a child failing for good is reported with its exit code and log.
+func TestReattachAndFailureReport(t *testing.T) {
+	e, st := newExecutor(t, "part-00001:always,*:sleep=1", nil)
+	h := &executortest.Harness{Store: st, Executor: e}
+	m := executortest.NewJob(t, h, 1)
+	handle, err := e.Start(context.Background(), m, []int{0, 1, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := slurm.New(st, &slurm.Options{LogDir: slurm.LogDir(e), PollInterval: 200 * time.Millisecond, WorkerCommand: "false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := wait(t, again, handle)
+	for _, c := range p.Children {
+		want := batch.ShardSucceeded
+		if c.Shard == 1 {
+			want = batch.ShardFailed
+		}
+		if c.State != want || c.Attempts != 1 {
+			t.Errorf("shard %d: %s after %d attempts, want %s after 1", c.Shard, c.State, c.Attempts, want)
+		}
+		if c.Shard == 1 {
+			if len(c.Errors) != 1 {
+				t.Fatalf("shard 1: want one error, got %+v", c.Errors)
+			}
+			msg := c.Errors[0].Error
+			for _, want := range []string{"exit code 1", "injected fault", "log "} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("shard 1's error %q lacks %q", msg, want)
+				}
+			}
+		}
+	}
+}
+
+func TestVanishedJob(t *testing.T) {
+	e, st := newExecutor(t, "", nil)
+	h := &executortest.Harness{Store: st, Executor: e}
+	m := executortest.NewJob(t, h, 1)
+	_, err := e.Poll(context.Background(), m.JobID+";1;1000;0-2;987654321")
+	if !errors.Is(err, batch.ErrVanished) || !strings.Contains(err.Error(), "no longer knows") {
+		t.Fatalf("Poll of a job Slurm does not know: got %v, want ErrVanished saying so", err)
+	}
+}

@@ -1,0 +1,878 @@
+// Package slurm is the executor that runs a job's children on a Slurm cluster:
+// one `sbatch --array=0-(N-1) --requeue` per start (a plain job for a single
+// shard; arrays larger than the cluster's MaxArraySize are split into several),
+// each task a batch script that runs `flightbatch worker` on a compute node,
+// which reads its shard from the store and writes its part there.
+//
+// The executor talks to Slurm only through its commands (sbatch, scontrol,
+// scancel, and sacct when accounting is on), as a user on a login node does:
+// they work on every cluster, need no daemon of their own and no token, and
+// authenticate with the cluster's own munge.
+//
+// Children find their shards in the environment (child.Vars, child.Slurm):
+// FLIGHTBATCH_SHARDS is the shard list of their array (child.EncodeList), task
+// SLURM_ARRAY_TASK_ID of SLURM_ARRAY_TASK_COUNT runs its part of it
+// (child.Part: one shard per task), and its attempt is SLURM_RESTART_COUNT+1.
+//
+// Slurm never retries a failed task by itself. Poll reads every task's state
+// with one `scontrol -o show job` per array; a task that failed is given
+// another attempt with `scontrol requeue` until the job's attempts are spent
+// (child.ExitPermanent, a job or shard that does not exist, is not retried).
+// Each failed attempt's error is its exit code, the error the worker recorded
+// (child.Records), and the tail of its log (written with --open-mode=append,
+// so the log keeps every attempt). The handle names the job, its attempt
+// limit, its shard list and its Slurm job IDs, so a restarted server follows
+// the same arrays again; the executor reads no manifest.
+package slurm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/batch/child"
+	"github.com/flightbatch/flightbatch/store"
+)
+
+// logTail bounds the log tail kept in an attempt's error.
+const (
+	logTailBytes = 2048
+	logTailLines = 6
+)
+
+// Runner runs one Slurm command with stdin (nil for none) and returns its
+// standard output; its error carries the command's standard error.
+type Runner interface {
+	Run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error)
+}
+
+// Commands runs Slurm's commands as processes, with this process's
+// environment (SLURM_CONF and the like) plus Env.
+type Commands struct {
+	// Env is added to the commands' environment ("NAME=value").
+	Env []string
+}
+
+// Run implements Runner.
+func (c Commands) Run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	if len(c.Env) > 0 {
+		cmd.Env = append(os.Environ(), c.Env...)
+	}
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if len(msg) > 500 {
+			msg = msg[:500] + "..."
+		}
+		if msg == "" {
+			msg = strings.TrimSpace(stdout.String())
+		}
+		return stdout.Bytes(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, msg)
+	}
+	return stdout.Bytes(), nil
+}
+
+// Options tune an Executor. The zero value is usable with a store the
+// cluster's nodes reach.
+type Options struct {
+	// Partition, Account and QOS are passed to sbatch when set.
+	Partition, Account, QOS string
+	// TimeLimit is each task's time limit in sbatch's form ("30", "1:00:00",
+	// "2-00:00:00"); empty leaves the partition's default.
+	TimeLimit string
+	// CPUsPerChild is each task's --cpus-per-task (0: Slurm's default).
+	CPUsPerChild int
+	// MemPerChild is each task's --mem ("4G"; empty: Slurm's default).
+	MemPerChild string
+	// MaxRunning caps the running tasks of one array (sbatch --array=...%K);
+	// 0 leaves it to the scheduler.
+	MaxRunning int
+	// ExtraArgs are further sbatch arguments, e.g. --constraint=skylake.
+	ExtraArgs []string
+	// WorkerCommand is the shell command a task runs; default this
+	// program's executable with the argument "worker". It may load what it
+	// needs first, e.g. "module load python/3.11 && flightbatch worker".
+	WorkerCommand string
+	// WorkerEnv are further variables of the tasks ("NAME=value").
+	WorkerEnv []string
+	// WorkerStore is the store URL children are given (FLIGHTBATCH_STORE);
+	// default the executor's store's URL.
+	WorkerStore string
+	// LogDir is the directory, on a filesystem both this server and the
+	// compute nodes see, of the tasks' logs (one per task, every attempt
+	// appended). Default: slurm-logs under a file:// store's directory, else
+	// ./flightbatch-slurm-logs.
+	LogDir string
+	// MaxArraySize is the most tasks one array may have; 0 asks the cluster
+	// (scontrol show config). Larger jobs are split into several arrays.
+	MaxArraySize int
+	// Accounting makes Poll ask sacct about a job scontrol no longer shows
+	// (only when the cluster keeps accounting).
+	Accounting bool
+	// PollInterval is the time between polls; default 5s.
+	PollInterval time.Duration
+	// MaxInlineShards is the longest shard list (in characters) passed in the
+	// tasks' environment; a longer one is written to the store (default
+	// child.DefaultMaxInline).
+	MaxInlineShards int
+	// Records is where the executor finds what its children recorded of
+	// their attempts (default child.NewStoreRecords of the executor's store).
+	Records child.Records
+	// Runner runs Slurm's commands; default Commands{}.
+	Runner Runner
+	// Log receives the executor's structured logs.
+	Log *slog.Logger
+}
+
+// Executor runs children as Slurm job arrays. It is safe for concurrent use.
+type Executor struct {
+	st   *store.Store
+	opts Options
+	log  *slog.Logger
+	sh   Runner
+
+	mu      sync.Mutex
+	maxSize int // the cluster's MaxArraySize, once known
+	runs    map[string]*run
+}
+
+var _ batch.Executor = (*Executor)(nil)
+
+// New returns an executor whose children use store st. opts may be nil.
+func New(st *store.Store, opts *Options) (*Executor, error) {
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	if st == nil {
+		return nil, errors.New("slurm: a store is required")
+	}
+	if o.WorkerStore == "" {
+		o.WorkerStore = st.URL()
+	}
+	if o.WorkerCommand == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("slurm: find this program to run as the worker (or give a worker command): %w", err)
+		}
+		o.WorkerCommand = shellQuote(exe) + " worker"
+	}
+	for _, kv := range o.WorkerEnv {
+		if name, _, ok := strings.Cut(kv, "="); !ok || !envNameRE.MatchString(name) {
+			return nil, fmt.Errorf("slurm: worker environment %q: use NAME=value", short(kv))
+		}
+	}
+	if o.LogDir == "" {
+		if dir, ok := strings.CutPrefix(st.URL(), "file://"); ok {
+			o.LogDir = filepath.Join(dir, "slurm-logs")
+		} else {
+			o.LogDir = "flightbatch-slurm-logs"
+		}
+	}
+	abs, err := filepath.Abs(o.LogDir)
+	if err != nil {
+		return nil, fmt.Errorf("slurm: log directory %q: %w", o.LogDir, err)
+	}
+	o.LogDir = abs
+	if o.CPUsPerChild < 0 || o.MaxRunning < 0 || o.MaxArraySize < 0 {
+		return nil, errors.New("slurm: CPUs per child, the running cap and the array size may not be negative")
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 5 * time.Second
+	}
+	if o.Records == nil {
+		o.Records = child.NewStoreRecords(st)
+	}
+	if o.Runner == nil {
+		o.Runner = Commands{}
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return &Executor{
+		st: st, opts: o, log: o.Log.With("component", "slurm"), sh: o.Runner,
+		maxSize: o.MaxArraySize, runs: map[string]*run{},
+	}, nil
+}
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Name implements batch.Executor.
+func (e *Executor) Name() string { return "slurm" }
+
+// PollInterval implements batch.Executor.
+func (e *Executor) PollInterval() time.Duration { return e.opts.PollInterval }
+
+// run is what the executor knows of one start: its shards and arrays.
+type run struct {
+	// mu is held by a poll of the run; it guards the fields below pieces.
+	mu          sync.Mutex
+	jobID       string
+	maxAttempts int
+	shards      []int // the shards started, in list order
+	pieces      []piece
+	cancelled   bool
+	// found is set for a run rebuilt from its handle after a restart: the
+	// errors of attempts before it are read again.
+	found bool
+	kids  []kid // by position in shards
+}
+
+// piece is one Slurm job: an array (or plain job) over shards[offset:offset+n].
+type piece struct {
+	id        string
+	offset, n int
+}
+
+// kid is the last known state of one task.
+type kid struct {
+	state    batch.ShardState
+	attempts int
+	errors   []batch.AttemptError
+	final    bool
+	caughtUp bool // the errors of attempts before a restart are read
+}
+
+// A handle is "JOBID;ATTEMPTS;CHUNK;LIST;ID,ID...": the flightbatch job, its
+// attempt limit, the most tasks per array, the shard list (child.EncodeList's
+// value) and the Slurm job IDs.
+type handleParts struct {
+	jobID    string
+	attempts int
+	chunk    int
+	list     string
+	ids      []string
+}
+
+func formatHandle(h handleParts) string {
+	return fmt.Sprintf("%s;%d;%d;%s;%s", h.jobID, h.attempts, h.chunk, h.list, strings.Join(h.ids, ","))
+}
+
+// parseHandle reads a handle formatHandle wrote; anything else is a handle
+// this executor cannot follow (ErrVanished).
+func parseHandle(s string) (handleParts, error) {
+	bad := fmt.Errorf("slurm: %q is not a handle of the slurm executor: %w", short(s), batch.ErrVanished)
+	f := strings.SplitN(s, ";", 5)
+	if len(f) != 5 || !batch.ValidJobID(f[0]) || f[3] == "" {
+		return handleParts{}, bad
+	}
+	h := handleParts{jobID: f[0], list: f[3], ids: strings.Split(f[4], ",")}
+	var err1, err2 error
+	h.attempts, err1 = strconv.Atoi(f[1])
+	h.chunk, err2 = strconv.Atoi(f[2])
+	if err1 != nil || err2 != nil || h.attempts < 1 || h.chunk < 1 {
+		return handleParts{}, bad
+	}
+	if slices.ContainsFunc(h.ids, func(id string) bool { return !jobIDRE.MatchString(id) }) {
+		return handleParts{}, bad
+	}
+	return h, nil
+}
+
+// noChildren is the handle of a start with no shard: nothing is submitted.
+const noChildren = "no-children"
+
+// Start implements batch.Executor: one sbatch per array of at most
+// MaxArraySize tasks.
+func (e *Executor) Start(ctx context.Context, m *batch.Manifest, shards []int) (string, error) {
+	if len(shards) == 0 {
+		return noChildren, nil
+	}
+	chunk, err := e.arraySize(ctx)
+	if err != nil {
+		return "", err
+	}
+	logDir := filepath.Join(e.opts.LogDir, m.JobID)
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return "", fmt.Errorf("slurm: make the log directory of job %s: %w", m.JobID, err)
+	}
+	list, err := child.EncodeList(ctx, e.st, m.JobID, shards, e.opts.MaxInlineShards)
+	if err != nil {
+		return "", fmt.Errorf("slurm: %w", err)
+	}
+	var ids []string
+	for off := 0; off < len(shards); off += chunk {
+		part := shards[off:min(off+chunk, len(shards))]
+		id, err := e.submit(ctx, m, part, logDir)
+		if err != nil {
+			if len(ids) > 0 {
+				e.scancel(context.WithoutCancel(ctx), ids)
+			}
+			return "", err
+		}
+		ids = append(ids, id)
+	}
+	attempts := max(m.MaxAttempts, 1)
+	handle := formatHandle(handleParts{jobID: m.JobID, attempts: attempts, chunk: chunk, list: list, ids: ids})
+	r := &run{jobID: m.JobID, maxAttempts: attempts, shards: shards}
+	r.pieces = pieces(ids, chunk, len(shards))
+	r.kids = make([]kid, len(shards))
+	for i := range r.kids {
+		r.kids[i].state = batch.ShardPending
+	}
+	e.mu.Lock()
+	e.runs[handle] = r
+	e.mu.Unlock()
+	e.log.Info("submitted", "job", m.JobID, "slurm_jobs", strings.Join(ids, ","), "shards", len(shards))
+	return handle, nil
+}
+
+func pieces(ids []string, chunk, n int) []piece {
+	out := make([]piece, len(ids))
+	for i, id := range ids {
+		off := i * chunk
+		out[i] = piece{id: id, offset: off, n: min(chunk, n-off)}
+	}
+	return out
+}
+
+// arraySize is the most tasks of one array: the option, or the cluster's
+// MaxArraySize (task indices run from 0 to MaxArraySize-1).
+func (e *Executor) arraySize(ctx context.Context) (int, error) {
+	e.mu.Lock()
+	n := e.maxSize
+	e.mu.Unlock()
+	if n > 0 {
+		return n, nil
+	}
+	out, err := e.sh.Run(ctx, nil, "scontrol", "show", "config")
+	if err != nil {
+		return 0, fmt.Errorf("slurm: read the cluster's configuration: %w", err)
+	}
+	n, err = parseMaxArraySize(out)
+	if err != nil {
+		return 0, err
+	}
+	e.mu.Lock()
+	e.maxSize = n
+	e.mu.Unlock()
+	return n, nil
+}
+
+var maxArrayRE = regexp.MustCompile(`(?m)^MaxArraySize\s*=\s*(\d+)`)
+
+func parseMaxArraySize(config []byte) (int, error) {
+	m := maxArrayRE.FindSubmatch(config)
+	if m == nil {
+		return 0, errors.New("slurm: scontrol show config names no MaxArraySize")
+	}
+	n, err := strconv.Atoi(string(m[1]))
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("slurm: MaxArraySize %q is not a positive number", m[1])
+	}
+	return n, nil
+}
+
+// submit runs one sbatch for shards and returns the Slurm job ID.
+func (e *Executor) submit(ctx context.Context, m *batch.Manifest, shards []int, logDir string) (string, error) {
+	list, err := child.EncodeList(ctx, e.st, m.JobID, shards, e.opts.MaxInlineShards)
+	if err != nil {
+		return "", fmt.Errorf("slurm: %w", err)
+	}
+	args := e.sbatchArgs(m.JobID, len(shards), logDir)
+	out, err := e.sh.Run(ctx, e.script(m.JobID, list), "sbatch", args...)
+	if err != nil {
+		return "", fmt.Errorf("slurm: submit job %s: %w", m.JobID, err)
+	}
+	id, _, _ := strings.Cut(strings.TrimSpace(string(out)), ";") // --parsable: ID[;cluster]
+	if !jobIDRE.MatchString(id) {
+		return "", fmt.Errorf("slurm: sbatch answered %q, not a job ID", short(string(out)))
+	}
+	return id, nil
+}
+
+var jobIDRE = regexp.MustCompile(`^[0-9]+$`)
+
+// sbatchArgs are the arguments of one sbatch of n tasks.
+func (e *Executor) sbatchArgs(jobID string, n int, logDir string) []string {
+	o := &e.opts
+	args := []string{"--parsable", "--job-name=flightbatch-" + jobID, "--requeue", "--open-mode=append"}
+	if n > 1 {
+		spec := fmt.Sprintf("0-%d", n-1)
+		if o.MaxRunning > 0 {
+			spec += fmt.Sprintf("%%%d", o.MaxRunning)
+		}
+		args = append(args, "--array="+spec, "--output="+filepath.Join(logDir, "%A_%a.log"))
+	} else {
+		args = append(args, "--output="+filepath.Join(logDir, "%j.log"))
+	}
+	for _, f := range []struct{ flag, v string }{
+		{"--partition", o.Partition}, {"--account", o.Account}, {"--qos", o.QOS},
+		{"--time", o.TimeLimit}, {"--mem", o.MemPerChild},
+	} {
+		if f.v != "" {
+			args = append(args, f.flag+"="+f.v)
+		}
+	}
+	if o.CPUsPerChild > 0 {
+		args = append(args, fmt.Sprintf("--cpus-per-task=%d", o.CPUsPerChild))
+	}
+	return append(args, o.ExtraArgs...)
+}
+
+// script is the batch script of every task: the children's variables, then
+// the worker command.
+func (e *Executor) script(jobID, list string) []byte {
+	var b strings.Builder
+	b.WriteString("#!/bin/bash\n# flightbatch job " + jobID + "\n")
+	for _, v := range child.Vars(e.Name(), jobID, e.opts.WorkerStore, list) {
+		fmt.Fprintf(&b, "export %s=%s\n", v.Name, shellQuote(v.Value))
+	}
+	for _, kv := range e.opts.WorkerEnv {
+		name, v, _ := strings.Cut(kv, "=")
+		fmt.Fprintf(&b, "export %s=%s\n", name, shellQuote(v))
+	}
+	b.WriteString(e.opts.WorkerCommand + "\n")
+	return []byte(b.String())
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+=/.,:@%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func short(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}
+
+// Poll implements batch.Executor: one `scontrol -o show job` per array; a
+// failed task with attempts left is requeued.
+func (e *Executor) Poll(ctx context.Context, handle string) (batch.Progress, error) {
+	if handle == noChildren {
+		return batch.Progress{Done: true}, nil
+	}
+	r, err := e.runOf(ctx, handle)
+	if err != nil {
+		return batch.Progress{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.pieces {
+		tasks, err := e.tasks(ctx, p)
+		if err != nil {
+			return batch.Progress{}, err
+		}
+		for _, t := range tasks {
+			if t.index < 0 || t.index >= p.n {
+				continue
+			}
+			if err := e.update(ctx, r, p, t); err != nil {
+				return batch.Progress{}, err
+			}
+		}
+	}
+	return r.progress(), nil
+}
+
+// task is one task's record as scontrol (or sacct) reports it.
+type task struct {
+	index    int    // in its array; 0 for a plain job
+	state    string // Slurm's job state, e.g. RUNNING, FAILED
+	reason   string
+	restarts int // -1: unknown (sacct)
+	exit     int
+	signal   int
+}
+
+// tasks reads the tasks of one array.
+func (e *Executor) tasks(ctx context.Context, p piece) ([]task, error) {
+	out, err := e.sh.Run(ctx, nil, "scontrol", "-o", "show", "job", p.id)
+	if err == nil {
+		return parseShowJob(out, p.n)
+	}
+	if !strings.Contains(err.Error(), "Invalid job id") {
+		return nil, fmt.Errorf("slurm: read Slurm job %s: %w", p.id, err)
+	}
+	if e.opts.Accounting {
+		out, aerr := e.sh.Run(ctx, nil, "sacct", "-n", "-P", "-X", "-j", p.id, "-o", "JobID,State,ExitCode")
+		if aerr != nil {
+			return nil, fmt.Errorf("slurm: ask sacct about Slurm job %s: %w", p.id, aerr)
+		}
+		if ts := parseSacct(out, p.n); len(ts) > 0 {
+			return ts, nil
+		}
+	}
+	return nil, fmt.Errorf("slurm: Slurm no longer knows job %s (it forgets a job MinJobAge after it ends, and every job when its state is lost): %w", p.id, batch.ErrVanished)
+}
+
+var fieldRE = regexp.MustCompile(`(?:^|\s)(JobId|ArrayTaskId|JobState|Reason|Restarts|ExitCode)=(\S*)`)
+
+// parseShowJob reads `scontrol -o show job`: one line per task, pending
+// tasks folded into one line whose ArrayTaskId is a set ("2-5%2", "1,3-4").
+// n is the array's size (1 for a plain job).
+func parseShowJob(out []byte, n int) ([]task, error) {
+	var tasks []task
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		f := map[string]string{}
+		for _, m := range fieldRE.FindAllStringSubmatch(line, -1) {
+			if _, ok := f[m[1]]; !ok {
+				f[m[1]] = m[2]
+			}
+		}
+		if f["JobId"] == "" || f["JobState"] == "" {
+			return nil, fmt.Errorf("slurm: scontrol answered a line without JobId and JobState: %q", short(line))
+		}
+		t := task{state: f["JobState"], reason: f["Reason"]}
+		t.restarts, _ = strconv.Atoi(f["Restarts"])
+		t.exit, t.signal = parseExit(f["ExitCode"])
+		idx := []int{0}
+		if s, ok := f["ArrayTaskId"]; ok {
+			var err error
+			if idx, err = parseIndexSet(s, n); err != nil {
+				return nil, err
+			}
+		}
+		for _, i := range idx {
+			t.index = i
+			tasks = append(tasks, t)
+		}
+	}
+	return tasks, nil
+}
+
+// parseIndexSet reads an array index set such as "3", "0-7%2", "1,4-6:1".
+func parseIndexSet(s string, n int) ([]int, error) {
+	s, _, _ = strings.Cut(s, "%")
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		part, _, _ = strings.Cut(part, ":") // a step; ours are always 1
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		b := a
+		if err == nil && isRange {
+			b, err = strconv.Atoi(hi)
+		}
+		if err != nil || a < 0 || b < a {
+			return nil, fmt.Errorf("slurm: array task set %q is not one scontrol writes", short(s))
+		}
+		for i := a; i <= b && i < n; i++ {
+			out = append(out, i)
+		}
+	}
+	return out, nil
+}
+
+func parseExit(s string) (code, sig int) {
+	a, b, _ := strings.Cut(s, ":")
+	code, _ = strconv.Atoi(a)
+	sig, _ = strconv.Atoi(b)
+	return code, sig
+}
+
+// parseSacct reads `sacct -n -P -X -o JobID,State,ExitCode`: "ID_INDEX",
+// "ID_[2-5]" for pending tasks, or "ID" for a plain job.
+func parseSacct(out []byte, n int) []task {
+	var tasks []task
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Split(strings.TrimSpace(line), "|")
+		if len(f) < 3 {
+			continue
+		}
+		state, _, _ := strings.Cut(f[1], " ") // "CANCELLED by 0"
+		t := task{state: state, restarts: -1}
+		t.exit, t.signal = parseExit(f[2])
+		idx := []int{0}
+		if _, sub, ok := strings.Cut(f[0], "_"); ok {
+			var err error
+			if idx, err = parseIndexSet(strings.Trim(sub, "[]"), n); err != nil {
+				continue
+			}
+		}
+		for _, i := range idx {
+			t.index = i
+			tasks = append(tasks, t)
+		}
+	}
+	return tasks
+}
+
+// What a Slurm job state means for a task.
+const (
+	slurmWaiting = iota
+	slurmRunning
+	slurmSucceeded
+	slurmFailed
+	slurmCancelled
+)
+
+func classify(state string) int {
+	switch state {
+	case "RUNNING", "COMPLETING", "STAGE_OUT", "SUSPENDED", "SIGNALING":
+		return slurmRunning
+	case "COMPLETED":
+		return slurmSucceeded
+	case "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "PREEMPTED", "SPECIAL_EXIT":
+		return slurmFailed
+	case "CANCELLED", "REVOKED":
+		return slurmCancelled
+	}
+	return slurmWaiting // PENDING, CONFIGURING, REQUEUED, REQUEUE_HOLD, REQUEUE_FED, RESIZING
+}
+
+// update records task t of piece p; a failed attempt is recorded, and
+// requeued while attempts are left. r.mu is held.
+func (e *Executor) update(ctx context.Context, r *run, p piece, t task) error {
+	k := &r.kids[p.offset+t.index]
+	if k.final {
+		return nil
+	}
+	if r.found && !k.caughtUp && t.restarts >= 0 {
+		e.catchUp(ctx, r, p, t, k)
+	}
+	if t.restarts >= 0 {
+		k.attempts = max(k.attempts, t.restarts)
+	}
+	class := classify(t.state)
+	if class != slurmWaiting && t.restarts >= 0 {
+		k.attempts = max(k.attempts, t.restarts+1)
+	}
+	if class != slurmWaiting {
+		k.attempts = max(k.attempts, 1)
+	}
+	switch class {
+	case slurmWaiting:
+		k.state = batch.ShardPending
+	case slurmRunning:
+		k.state = batch.ShardRunning
+	case slurmSucceeded:
+		k.state, k.final = batch.ShardSucceeded, true
+	case slurmCancelled:
+		k.state, k.final = batch.ShardCancelled, true
+		if !r.cancelled {
+			k.state = batch.ShardFailed // not on request: the shard failed
+			e.recordError(ctx, r, p, t, k, "cancelled outside flightbatch (scancel?)")
+		}
+	case slurmFailed:
+		if r.cancelled {
+			k.state, k.final = batch.ShardCancelled, true
+			return nil
+		}
+		e.recordError(ctx, r, p, t, k, "")
+		if k.attempts >= r.maxAttempts || t.exit == child.ExitPermanent || t.restarts < 0 {
+			k.state, k.final = batch.ShardFailed, true
+			return nil
+		}
+		name := taskName(p, t.index)
+		if _, err := e.sh.Run(ctx, nil, "scontrol", "requeue", name); err != nil {
+			// Reported running, not failed: the next poll tries again.
+			e.log.Warn("requeue failed task", "job", r.jobID, "task", name, "err", err)
+			k.state = batch.ShardRunning
+			return nil
+		}
+		e.log.Info("task requeued", "job", r.jobID, "task", name, "attempt", k.attempts+1)
+		k.state = batch.ShardPending
+	}
+	return nil
+}
+
+// taskName is Slurm's name of task index of piece p.
+func taskName(p piece, index int) string {
+	if p.n == 1 {
+		return p.id
+	}
+	return fmt.Sprintf("%s_%d", p.id, index)
+}
+
+// logPath is the log of task index of piece p (the --output of submit).
+func (e *Executor) logPath(jobID string, p piece, index int) string {
+	name := p.id + ".log"
+	if p.n > 1 {
+		name = fmt.Sprintf("%s_%d.log", p.id, index)
+	}
+	return filepath.Join(e.opts.LogDir, jobID, name)
+}
+
+// recordError adds the error of task t's latest attempt to k, once.
+func (e *Executor) recordError(ctx context.Context, r *run, p piece, t task, k *kid, why string) {
+	attempt := max(k.attempts, 1)
+	for _, ae := range k.errors {
+		if ae.Attempt == attempt {
+			return
+		}
+	}
+	shard := r.shards[p.offset+t.index]
+	k.errors = append(k.errors, batch.AttemptError{Attempt: attempt, Error: e.describe(ctx, r, p, t, shard, attempt, why), At: time.Now().UTC()})
+}
+
+// catchUp reads again, after a restart, the errors of the attempts task t
+// made before this one: what the worker recorded, or else a pointer to the
+// log, which keeps every attempt.
+func (e *Executor) catchUp(ctx context.Context, r *run, p piece, t task, k *kid) {
+	k.caughtUp = true
+	shard := r.shards[p.offset+t.index]
+	for attempt := 1; attempt <= t.restarts; attempt++ {
+		if slices.ContainsFunc(k.errors, func(ae batch.AttemptError) bool { return ae.Attempt == attempt }) {
+			continue
+		}
+		ae, err := e.opts.Records.AttemptError(ctx, r.jobID, shard, attempt)
+		if err != nil || ae == nil {
+			ae = &batch.AttemptError{Attempt: attempt, At: time.Now().UTC(),
+				Error: fmt.Sprintf("Slurm task %s: attempt %d failed before the server restarted; see its log %s", taskName(p, t.index), attempt, e.logPath(r.jobID, p, t.index))}
+		}
+		k.errors = append(k.errors, *ae)
+	}
+	slices.SortFunc(k.errors, func(a, b batch.AttemptError) int { return a.Attempt - b.Attempt })
+}
+
+// describe says why an attempt failed: Slurm's state and exit code, the
+// worker's own record, and the tail of the task's log.
+func (e *Executor) describe(ctx context.Context, r *run, p piece, t task, shard, attempt int, why string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Slurm task %s %s", taskName(p, t.index), t.state)
+	if t.reason != "" && t.reason != "None" {
+		fmt.Fprintf(&b, " (%s)", t.reason)
+	}
+	fmt.Fprintf(&b, ", exit code %d", t.exit)
+	if t.signal != 0 {
+		fmt.Fprintf(&b, ", signal %d", t.signal)
+	}
+	if why != "" {
+		b.WriteString(": " + why)
+	}
+	if ae, err := e.opts.Records.AttemptError(ctx, r.jobID, shard, attempt); err == nil && ae != nil {
+		b.WriteString(": " + ae.Error)
+	}
+	path := e.logPath(r.jobID, p, t.index)
+	if tail := readTail(path); tail != "" {
+		fmt.Fprintf(&b, "; log %s ends: %s", path, tail)
+	} else {
+		fmt.Fprintf(&b, "; log %s is empty or unreadable here", path)
+	}
+	return b.String()
+}
+
+// readTail returns the last lines of a log, joined by " | ".
+func readTail(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := max(fi.Size()-logTailBytes, 0)
+	buf := make([]byte, fi.Size()-off)
+	if _, err := f.ReadAt(buf, off); err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(buf), "\n"), "\n")
+	if off > 0 && len(lines) > 1 {
+		lines = lines[1:] // the first may be cut
+	}
+	lines = slices.DeleteFunc(lines, func(s string) bool { return strings.TrimSpace(s) == "" })
+	if len(lines) > logTailLines {
+		lines = lines[len(lines)-logTailLines:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// progress reports one child per shard. r.mu is held.
+func (r *run) progress() batch.Progress {
+	p := batch.Progress{Done: true}
+	for i, k := range r.kids {
+		p.Children = append(p.Children, batch.Child{Shard: r.shards[i], State: k.state, Attempts: k.attempts, Errors: slices.Clone(k.errors)})
+		if !k.final {
+			p.Done = false
+		}
+	}
+	slices.SortFunc(p.Children, func(a, b batch.Child) int { return a.Shard - b.Shard })
+	return p
+}
+
+// runOf returns the run of handle, rebuilding it from the handle after a
+// restart.
+func (e *Executor) runOf(ctx context.Context, handle string) (*run, error) {
+	e.mu.Lock()
+	r := e.runs[handle]
+	e.mu.Unlock()
+	if r != nil {
+		return r, nil
+	}
+	h, err := parseHandle(handle)
+	if err != nil {
+		return nil, err
+	}
+	shards, err := child.DecodeList(ctx, e.st, h.jobID, h.list)
+	if err != nil {
+		if errors.Is(err, child.ErrContract) {
+			return nil, fmt.Errorf("slurm: handle of job %s: %w: %w", h.jobID, err, batch.ErrVanished)
+		}
+		return nil, fmt.Errorf("slurm: handle of job %s: %w", h.jobID, err)
+	}
+	if (len(shards)+h.chunk-1)/h.chunk != len(h.ids) {
+		return nil, fmt.Errorf("slurm: handle of job %s: %d shards in arrays of %d do not make %d Slurm jobs: %w", h.jobID, len(shards), h.chunk, len(h.ids), batch.ErrVanished)
+	}
+	r = &run{jobID: h.jobID, maxAttempts: h.attempts, shards: shards, pieces: pieces(h.ids, h.chunk, len(shards)), found: true}
+	r.kids = make([]kid, len(shards))
+	for i := range r.kids {
+		r.kids[i].state = batch.ShardPending
+	}
+	e.mu.Lock()
+	if old := e.runs[handle]; old != nil {
+		r = old
+	} else {
+		e.runs[handle] = r
+	}
+	e.mu.Unlock()
+	e.log.Info("found job again", "job", h.jobID, "slurm_jobs", strings.Join(h.ids, ","), "shards", len(shards))
+	return r, nil
+}
+
+// Cancel implements batch.Executor: scancel of every array, which cancels
+// pending tasks at once and signals running ones.
+func (e *Executor) Cancel(ctx context.Context, handle string) error {
+	if handle == noChildren {
+		return nil
+	}
+	r, err := e.runOf(ctx, handle)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.cancelled = true
+	ids := make([]string, len(r.pieces))
+	for i, p := range r.pieces {
+		ids[i] = p.id
+	}
+	r.mu.Unlock()
+	if err := e.scancel(ctx, ids); err != nil {
+		return err
+	}
+	e.log.Info("cancelled", "job", r.jobID, "slurm_jobs", strings.Join(ids, ","))
+	return nil
+}
+
+func (e *Executor) scancel(ctx context.Context, ids []string) error {
+	if _, err := e.sh.Run(ctx, nil, "scancel", ids...); err != nil {
+		return fmt.Errorf("slurm: cancel Slurm jobs %s: %w", strings.Join(ids, ","), err)
+	}
+	return nil
+}

@@ -1,0 +1,296 @@
+// Package ipccheck verifies the flatbuffers of Arrow IPC metadata (a file's
+// footer, a message's header) before arrow-go decodes them. arrow-go trusts
+// the lengths and offsets a flatbuffer claims: a vector that claims billions
+// of children makes it allocate them (an out-of-memory, which no recover
+// catches), and a child that points back at its parent makes it recurse
+// without end. Verify checks that every table, vector and string the decoder
+// will visit lies inside the buffer, and bounds the nesting and the number of
+// tables, so that what arrow-go allocates is proportional to the bytes it was
+// given.
+package ipccheck
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// ErrMalformed is wrapped by every error of this package.
+var ErrMalformed = errors.New("malformed Arrow IPC metadata")
+
+const (
+	// maxDepth bounds the nesting of a schema's fields.
+	maxDepth = 64
+	// maxTables bounds the tables one flatbuffer may hold.
+	maxTables = 1 << 16
+)
+
+// The Arrow type and message header unions' members that hold more than
+// scalars (Schema.fbs, Message.fbs).
+const (
+	typeTimestamp = 10
+	typeUnion     = 14
+
+	headerSchema          = 1
+	headerDictionaryBatch = 2
+	headerRecordBatch     = 3
+)
+
+type verifier struct {
+	buf    []byte
+	tables int
+}
+
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), ErrMalformed)
+}
+
+func (v *verifier) u32(pos int64) (uint32, error) {
+	if pos < 0 || pos+4 > int64(len(v.buf)) {
+		return 0, malformed("offset %d is outside the %d bytes of metadata", pos, len(v.buf))
+	}
+	return binary.LittleEndian.Uint32(v.buf[pos:]), nil
+}
+
+// table is a verified table: its position and vtable.
+type table struct {
+	pos, vt int64
+	vtSize  int64
+	size    int64
+}
+
+// table verifies the table at pos.
+func (v *verifier) table(pos int64) (table, error) {
+	v.tables++
+	if v.tables > maxTables {
+		return table{}, malformed("more than %d tables", maxTables)
+	}
+	so, err := v.u32(pos)
+	if err != nil {
+		return table{}, err
+	}
+	vt := pos - int64(int32(so))
+	if vt < 0 || vt+4 > int64(len(v.buf)) {
+		return table{}, malformed("vtable at %d is outside the metadata", vt)
+	}
+	t := table{pos: pos, vt: vt,
+		vtSize: int64(binary.LittleEndian.Uint16(v.buf[vt:])),
+		size:   int64(binary.LittleEndian.Uint16(v.buf[vt+2:]))}
+	if t.vtSize < 4 || t.vtSize%2 != 0 || vt+t.vtSize > int64(len(v.buf)) || t.size < 4 || pos+t.size > int64(len(v.buf)) {
+		return table{}, malformed("table at %d has a vtable or size outside the metadata", pos)
+	}
+	return t, nil
+}
+
+// field returns the position of field slot in t, or 0 if absent; the field's
+// inline size must fit in the table.
+func (v *verifier) field(t table, slot int, size int64) (int64, error) {
+	at := int64(4 + 2*slot)
+	if at+2 > t.vtSize {
+		return 0, nil
+	}
+	off := int64(binary.LittleEndian.Uint16(v.buf[t.vt+at:]))
+	if off == 0 {
+		return 0, nil
+	}
+	if off+size > t.size {
+		return 0, malformed("field %d of the table at %d lies outside it", slot, t.pos)
+	}
+	return t.pos + off, nil
+}
+
+// ref follows the offset of a reference field of t (0 if absent).
+func (v *verifier) ref(t table, slot int) (int64, error) {
+	at, err := v.field(t, slot, 4)
+	if err != nil || at == 0 {
+		return 0, err
+	}
+	off, err := v.u32(at)
+	if err != nil {
+		return 0, err
+	}
+	return at + int64(off), nil
+}
+
+// vector verifies the vector a field of t refers to, of elements of elem
+// bytes, and returns its elements' start and count (0, 0 if absent).
+func (v *verifier) vector(t table, slot int, elem int64) (int64, int64, error) {
+	at, err := v.ref(t, slot)
+	if err != nil || at == 0 {
+		return 0, 0, err
+	}
+	n, err := v.u32(at)
+	if err != nil {
+		return 0, 0, err
+	}
+	if at+4+int64(n)*elem > int64(len(v.buf)) {
+		return 0, 0, malformed("a vector at %d claims %d elements, more than the metadata holds", at, n)
+	}
+	return at + 4, int64(n), nil
+}
+
+// tables verifies a vector of tables and each table with check.
+func (v *verifier) tableVector(t table, slot int, check func(table) error) error {
+	start, n, err := v.vector(t, slot, 4)
+	if err != nil {
+		return err
+	}
+	for i := int64(0); i < n; i++ {
+		at := start + 4*i
+		off, _ := v.u32(at)
+		tt, err := v.table(at + int64(off))
+		if err != nil {
+			return err
+		}
+		if err := check(tt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// subtable verifies the table a field of t refers to (nil check: just the table).
+func (v *verifier) subtable(t table, slot int, check func(table) error) error {
+	at, err := v.ref(t, slot)
+	if err != nil || at == 0 {
+		return err
+	}
+	tt, err := v.table(at)
+	if err != nil {
+		return err
+	}
+	if check != nil {
+		return check(tt)
+	}
+	return nil
+}
+
+func (v *verifier) keyValues(t table, slot int) error {
+	return v.tableVector(t, slot, func(kv table) error {
+		if _, _, err := v.vector(kv, 0, 1); err != nil {
+			return err
+		}
+		_, _, err := v.vector(kv, 1, 1)
+		return err
+	})
+}
+
+func (v *verifier) schema(s table) error {
+	if err := v.tableVector(s, 1, func(f table) error { return v.fieldTable(f, 1) }); err != nil {
+		return err
+	}
+	if err := v.keyValues(s, 2); err != nil {
+		return err
+	}
+	_, _, err := v.vector(s, 3, 8)
+	return err
+}
+
+func (v *verifier) fieldTable(f table, depth int) error {
+	if depth > maxDepth {
+		return malformed("fields nested more than %d deep", maxDepth)
+	}
+	if _, _, err := v.vector(f, 0, 1); err != nil { // name
+		return err
+	}
+	var typ byte
+	if at, err := v.field(f, 2, 1); err != nil {
+		return err
+	} else if at != 0 {
+		typ = v.buf[at]
+	}
+	err := v.subtable(f, 3, func(tt table) error {
+		switch typ {
+		case typeTimestamp:
+			_, _, err := v.vector(tt, 1, 1) // timezone
+			return err
+		case typeUnion:
+			_, _, err := v.vector(tt, 1, 4) // typeIds
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := v.subtable(f, 4, func(d table) error { return v.subtable(d, 1, nil) }); err != nil { // dictionary, its index type
+		return err
+	}
+	if err := v.tableVector(f, 5, func(c table) error { return v.fieldTable(c, depth+1) }); err != nil {
+		return err
+	}
+	return v.keyValues(f, 6)
+}
+
+func (v *verifier) recordBatch(rb table) error {
+	if _, _, err := v.vector(rb, 1, 16); err != nil { // nodes
+		return err
+	}
+	if _, _, err := v.vector(rb, 2, 16); err != nil { // buffers
+		return err
+	}
+	if err := v.subtable(rb, 3, nil); err != nil { // compression
+		return err
+	}
+	_, _, err := v.vector(rb, 4, 8) // variadicBufferCounts
+	return err
+}
+
+func (v *verifier) root() (table, error) {
+	off, err := v.u32(0)
+	if err != nil {
+		return table{}, err
+	}
+	return v.table(int64(off))
+}
+
+// Footer verifies the flatbuffer of an Arrow IPC file's footer: its schema
+// and its blocks.
+func Footer(buf []byte) error {
+	v := &verifier{buf: buf}
+	ft, err := v.root()
+	if err != nil {
+		return err
+	}
+	if err := v.subtable(ft, 1, v.schema); err != nil {
+		return err
+	}
+	if _, _, err := v.vector(ft, 2, 24); err != nil {
+		return err
+	}
+	if _, _, err := v.vector(ft, 3, 24); err != nil {
+		return err
+	}
+	return v.keyValues(ft, 4)
+}
+
+// Message verifies the flatbuffer of an Arrow IPC message's metadata: a
+// schema, a record batch or a dictionary batch.
+func Message(buf []byte) error {
+	v := &verifier{buf: buf}
+	m, err := v.root()
+	if err != nil {
+		return err
+	}
+	var kind byte
+	if at, err := v.field(m, 1, 1); err != nil {
+		return err
+	} else if at != 0 {
+		kind = v.buf[at]
+	}
+	err = v.subtable(m, 2, func(h table) error {
+		switch kind {
+		case headerSchema:
+			return v.schema(h)
+		case headerRecordBatch:
+			return v.recordBatch(h)
+		case headerDictionaryBatch:
+			return v.subtable(h, 1, v.recordBatch)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return v.keyValues(m, 4)
+}
