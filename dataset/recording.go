@@ -43,6 +43,9 @@ const DefaultBadSpans = BadSpansDrop
 // is held whole in memory by readers and kernels.
 const MaxEpochSamples = 16 << 20
 
+// maxRecordingIndexBytes bounds the size of a recording index read from the store.
+const maxRecordingIndexBytes = 512 << 20
+
 // recordingBatchBytes is the size of the sample data a recording shard reader
 // puts in one record batch, and of each ranged read it makes.
 const recordingBatchBytes = 4 << 20
@@ -232,6 +235,9 @@ func edfPlusFields(h *edf.Header) (patient [4]string, recording [3]string) {
 
 // readRecordingIndex reads a recording dataset's index.
 func readRecordingIndex(ctx context.Context, st *store.Store, key string) (*recIndex, error) {
+	if o, err := st.Stat(ctx, key); err == nil && o.Size > maxRecordingIndexBytes {
+		return nil, fmt.Errorf("dataset: %s is %d bytes, more than the %d a recording index may be: %w", key, o.Size, maxRecordingIndexBytes, ErrDamaged)
+	}
 	data, err := st.ReadAll(ctx, key)
 	if err != nil {
 		if errors.Is(err, store.ErrNotExist) {
@@ -241,7 +247,7 @@ func readRecordingIndex(ctx context.Context, st *store.Store, key string) (*recI
 	}
 	ix := &recIndex{}
 	if err := json.Unmarshal(data, ix); err != nil {
-		return nil, fmt.Errorf("dataset: read %s: %v: %w", key, err, ErrInvalid)
+		return nil, fmt.Errorf("dataset: read %s: %v: %w", key, err, ErrDamaged)
 	}
 	return ix, nil
 }
@@ -311,12 +317,55 @@ func newRecordingReader(ctx context.Context, st *store.Store, ix *recIndex, sh *
 	if o, err := st.Stat(ctx, f.Key); err != nil || o.Size != f.Size || o.ETag != f.ETag {
 		return nil, fmt.Errorf("dataset: recording file %s changed since the dataset was registered (size or ETag differ); register it again: %w", f.Key, ErrDamaged)
 	}
+	if err := f.check(&ix.Options, sh); err != nil {
+		return nil, fmt.Errorf("dataset: the recording index's entry of %s is damaged: %v; register it again: %w", f.Key, err, ErrDamaged)
+	}
 	r := &recordingReader{ctx: ctx, ix: ix, sh: sh, f: f, file: file, schema: ix.schema(), mem: mem, sigs: f.Header.DataSignals(), next: sh.Epoch0, refs: 1}
 	r.bad = map[string]bool{}
 	for _, c := range f.BadChannels {
 		r.bad[c] = true
 	}
 	return r, nil
+}
+
+// check makes sure an index entry (found in the store, so not trusted) reads
+// within the file and within the memory bounds a registration enforces.
+func (f *recFile) check(opts *RegisterOptions, sh *recShard) error {
+	h := f.Header
+	if h == nil || len(h.Signals) == 0 || h.RecordBytes <= 0 || h.RecordBytes > edf.MaxRecordBytes || h.HeaderBytes < 0 ||
+		(h.SampleBytes != 2 && h.SampleBytes != 3) || !(h.RecordSeconds > 0) {
+		return errors.New("bad header")
+	}
+	off := 0
+	for i := range h.Signals {
+		s := &h.Signals[i]
+		if s.SamplesPerRecord < 1 || s.Offset != off || s.DigMax <= s.DigMin && !s.Annotations {
+			return fmt.Errorf("bad signal %d", i)
+		}
+		off += s.SamplesPerRecord * h.SampleBytes
+	}
+	if off != h.RecordBytes {
+		return errors.New("signal sizes do not add up to the record size")
+	}
+	var epochs int64
+	for i := range f.Segments {
+		s := &f.Segments[i]
+		if s.Record < 0 || s.Records < 1 || s.Epochs < 0 || h.RecordOffset(s.Record+s.Records) > f.Size {
+			return fmt.Errorf("segment %d is outside the file", i)
+		}
+		for _, sig := range h.DataSignals() {
+			m := f.epochSamples(opts, s, sig)
+			n := int64(h.Signals[sig].SamplesPerRecord)
+			if m < 1 || m > MaxEpochSamples || s.Epochs*m > s.Records*n {
+				return fmt.Errorf("segment %d: epochs of %d samples do not fit", i, m)
+			}
+		}
+		epochs += s.Epochs
+	}
+	if epochs != f.Epochs || sh.Epoch0 < 0 || sh.Epoch1 > epochs || sh.Epoch0 > sh.Epoch1 {
+		return errors.New("epochs do not add up")
+	}
+	return nil
 }
 
 func (r *recordingReader) Retain()               { r.refs++ }
@@ -349,7 +398,12 @@ func (r *recordingReader) Next() bool {
 			r.err = err
 			return false
 		}
-		rec, err := r.readGroup()
+		var rec arrow.RecordBatch
+		err := Protect("dataset: "+r.f.Key, ErrDamaged, func() error {
+			var err error
+			rec, err = r.readGroup()
+			return err
+		})
 		if err != nil {
 			r.err = fmt.Errorf("dataset: read recording %s: %w", r.f.Key, err)
 			return false

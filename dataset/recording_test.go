@@ -2,6 +2,7 @@ package dataset
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
 	"testing"
@@ -162,4 +163,56 @@ func TestRegisterRefusesFileChangedSinceRegistration(t *testing.T) {
 		t.Fatalf("reading a file changed since registration: %v, want ErrDamaged", err)
 	}
 	t.Log(err)
+}
+
+// An index found in the store is not trusted: one edited to read past the
+// file or to hold huge epochs is refused as damaged, not a crash.
+func TestDamagedRecordingIndex(t *testing.T) {
+	ctx := context.Background()
+	st, _ := store.Open(ctx, "mem://")
+	if err := st.WriteAll(ctx, "raw/d.edf", discontinuous()); err != nil {
+		t.Fatal(err)
+	}
+	c := NewCatalog(st)
+	if _, err := c.Register(ctx, "d", RegisterOptions{Prefix: "raw/", EpochSeconds: 1}); err != nil {
+		t.Fatal(err)
+	}
+	key := Prefix + "d/" + recordingIndexFile
+	good, err := st.ReadAll(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edits := map[string]func(ix *recIndex){
+		"segment past the end":  func(ix *recIndex) { ix.Files[0].Segments[0].Records = 1 << 40 },
+		"huge epochs":           func(ix *recIndex) { ix.Options.EpochSeconds = 1e12 },
+		"shard past the epochs": func(ix *recIndex) { ix.Shards[0].Epoch1 = 1 << 50 },
+		"signal offsets":        func(ix *recIndex) { ix.Files[0].Header.Signals[0].Offset = 1 << 30 },
+	}
+	for name, edit := range edits {
+		t.Run(name, func(t *testing.T) {
+			ix := &recIndex{}
+			if err := json.Unmarshal(good, ix); err != nil {
+				t.Fatal(err)
+			}
+			edit(ix)
+			data, _ := json.Marshal(ix)
+			if err := st.WriteAll(ctx, key, data); err != nil {
+				t.Fatal(err)
+			}
+			ds, err := c.Get(ctx, "d")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.OpenShard(ctx, ds.Shards[0], memory.DefaultAllocator)
+			if !errors.Is(err, ErrDamaged) {
+				t.Fatalf("open: %v, want ErrDamaged", err)
+			}
+		})
+	}
+	if err := st.WriteAll(ctx, key, []byte("{not json")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(ctx, "d"); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("Get of an index that is not JSON: %v, want ErrDamaged", err)
+	}
 }
