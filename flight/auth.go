@@ -60,18 +60,56 @@ type Token struct {
 	Role   Role
 }
 
-// Auth checks bearer tokens. A nil *Auth means authentication is off: every
-// call is allowed and no header is read.
+// Certificate is one caller the server knows by the subject of its client
+// certificate (with mutual TLS), and the role it has.
+type Certificate struct {
+	Name string
+	// Subject is the certificate subject in RFC 2253 form, as Go's
+	// pkix.Name.String and `openssl x509 -noout -subject -nameopt RFC2253`
+	// print it: "CN=alice,O=Neurology Lab".
+	Subject string
+	Role    Role
+}
+
+// Auth checks bearer tokens and client certificates. A nil *Auth means
+// authentication is off: every call is allowed and no header is read.
 type Auth struct {
 	tokens []Token
+	certs  []Certificate
 }
 
 // NewAuth returns an Auth over tokens; names and hashes must be unique.
 func NewAuth(tokens []Token) (*Auth, error) {
-	if len(tokens) == 0 {
-		return nil, errors.New("auth: no tokens: list at least one, or turn authentication off")
+	return NewAuthWithCertificates(tokens, nil)
+}
+
+// NewAuthWithCertificates returns an Auth over tokens and client
+// certificates; names, hashes and subjects must be unique.
+func NewAuthWithCertificates(tokens []Token, certs []Certificate) (*Auth, error) {
+	if len(tokens) == 0 && len(certs) == 0 {
+		return nil, errors.New("auth: no tokens and no certificates: list at least one, or turn authentication off")
 	}
 	names := map[string]bool{}
+	subjects := map[string]bool{}
+	for i, c := range certs {
+		if c.Name == "" {
+			return nil, fmt.Errorf("auth: certificate %d has no name", i)
+		}
+		if names[c.Name] {
+			return nil, fmt.Errorf("auth: name %q appears twice", c.Name)
+		}
+		names[c.Name] = true
+		if c.Subject == "" {
+			return nil, fmt.Errorf("auth: certificate %q has no subject", c.Name)
+		}
+		if subjects[c.Subject] {
+			return nil, fmt.Errorf("auth: subject %q appears twice", c.Subject)
+		}
+		subjects[c.Subject] = true
+		if c.Role != RoleRead && c.Role != RoleSubmit {
+			return nil, fmt.Errorf("auth: certificate %q: unknown role %v", c.Name, c.Role)
+		}
+	}
 	hashes := map[[sha256.Size]byte]string{}
 	for i, t := range tokens {
 		if t.Name == "" {
@@ -89,12 +127,22 @@ func NewAuth(tokens []Token) (*Auth, error) {
 			return nil, fmt.Errorf("auth: token %q: unknown role %v", t.Name, t.Role)
 		}
 	}
-	return &Auth{tokens: append([]Token(nil), tokens...)}, nil
+	return &Auth{tokens: append([]Token(nil), tokens...), certs: append([]Certificate(nil), certs...)}, nil
 }
+
+// HasCertificates reports whether a lists client certificates.
+func (a *Auth) HasCertificates() bool { return a != nil && len(a.certs) > 0 }
 
 // tokensFile is the JSON of a token file.
 type tokensFile struct {
-	Tokens []tokenJSON `json:"tokens"`
+	Tokens       []tokenJSON `json:"tokens"`
+	Certificates []certJSON  `json:"certificates"`
+}
+
+type certJSON struct {
+	Name    string `json:"name"`
+	Subject string `json:"subject"`
+	Role    string `json:"role"`
 }
 
 type tokenJSON struct {
@@ -112,16 +160,17 @@ func TokenLine(name, token string, role Role) string {
 
 // ParseAuth parses a token file:
 //
-//	{"tokens": [{"name": "alice", "sha256": "<hex of sha256(token)>", "role": "read"}]}
+//	{"tokens": [{"name": "alice", "sha256": "<hex of sha256(token)>", "role": "read"}],
+//	 "certificates": [{"name": "bob", "subject": "CN=bob,O=Lab", "role": "submit"}]}
 //
-// Unknown keys, a hash that is not 64 hex digits, an unknown role and a name
-// or hash given twice are errors.
+// Either list may be left out. Unknown keys, a hash that is not 64 hex
+// digits, an unknown role and a name, hash or subject given twice are errors.
 func ParseAuth(data []byte) (*Auth, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var f tokensFile
 	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf(`auth: token file: %s; want {"tokens": [{"name": ..., "sha256": ..., "role": "read" or "submit"}]}`, strings.TrimPrefix(err.Error(), "json: "))
+		return nil, fmt.Errorf(`auth: token file: %s; want {"tokens": [{"name": ..., "sha256": ..., "role": "read" or "submit"}], "certificates": [{"name": ..., "subject": "CN=...", "role": ...}]}`, strings.TrimPrefix(err.Error(), "json: "))
 	}
 	if dec.More() {
 		return nil, errors.New("auth: token file: text after the JSON object")
@@ -142,7 +191,19 @@ func ParseAuth(data []byte) (*Auth, error) {
 		}
 		tokens[i] = t
 	}
-	return NewAuth(tokens)
+	certs := make([]Certificate, len(f.Certificates))
+	for i, cj := range f.Certificates {
+		c := Certificate{Name: cj.Name, Subject: cj.Subject}
+		if c.Name == "" {
+			return nil, fmt.Errorf("auth: certificate %d has no name", i)
+		}
+		var err error
+		if c.Role, err = ParseRole(cj.Role); err != nil {
+			return nil, fmt.Errorf("auth: certificate %q: %w", c.Name, err)
+		}
+		certs[i] = c
+	}
+	return NewAuthWithCertificates(tokens, certs)
 }
 
 // LoadAuth reads and parses a token file.
@@ -174,11 +235,27 @@ func CallerFrom(ctx context.Context) (Caller, bool) {
 
 const authHelp = "send the header authorization: Bearer <token>"
 
-// authenticate finds the caller of the bearer token in ctx's metadata.
+// PeerSubject is the subject (RFC 2253) of the client certificate verified
+// for the call's connection with mutual TLS, or "".
+func PeerSubject(ctx context.Context) string {
+	s, _ := ctx.Value(subjectKey{}).(string)
+	return s
+}
+
+type subjectKey struct{}
+
+// authenticate finds the caller of the bearer token in ctx's metadata or,
+// without one, of the verified client certificate of the connection.
 func (a *Auth) authenticate(ctx context.Context) (Caller, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get("authorization")
 	if len(vals) == 0 {
+		if subject := PeerSubject(ctx); subject != "" {
+			if c, ok := a.bySubject(subject); ok {
+				return c, nil
+			}
+			return Caller{}, status.Errorf(codes.Unauthenticated, "the client certificate %q is not listed by the server: %s, or use a listed certificate", truncate(subject, 120), authHelp)
+		}
 		return Caller{}, status.Error(codes.Unauthenticated, "authentication required: "+authHelp)
 	}
 	scheme, tok, ok := strings.Cut(strings.TrimSpace(vals[0]), " ")
@@ -186,7 +263,35 @@ func (a *Auth) authenticate(ctx context.Context) (Caller, error) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
 		return Caller{}, status.Error(codes.Unauthenticated, "the authorization header is not a bearer token: "+authHelp)
 	}
-	sum := sha256.Sum256([]byte(tok))
+	c, ok := a.AuthenticateToken(tok)
+	if !ok {
+		return Caller{}, status.Error(codes.Unauthenticated, "unknown token: "+authHelp+" with a token the server lists")
+	}
+	return c, nil
+}
+
+// bySubject finds the caller of a certificate subject.
+func (a *Auth) bySubject(subject string) (Caller, bool) {
+	for _, c := range a.certs {
+		if c.Subject == subject {
+			return Caller{Name: c.Name, Role: c.Role}, true
+		}
+	}
+	return Caller{}, false
+}
+
+// truncate shortens s to at most n bytes for a message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// AuthenticateToken finds the caller of a bearer token, for the HTTP pages:
+// the same tokens as the Flight service.
+func (a *Auth) AuthenticateToken(token string) (Caller, bool) {
+	sum := sha256.Sum256([]byte(token))
 	found := -1
 	for i := range a.tokens {
 		// Every entry is compared, so the time taken does not say which matched.
@@ -194,10 +299,19 @@ func (a *Auth) authenticate(ctx context.Context) (Caller, error) {
 			found = i
 		}
 	}
-	if found < 0 {
-		return Caller{}, status.Error(codes.Unauthenticated, "unknown token: "+authHelp+" with a token the server lists")
+	if found < 0 || token == "" {
+		return Caller{}, false
 	}
-	return Caller{Name: a.tokens[found].Name, Role: a.tokens[found].Role}, nil
+	return Caller{Name: a.tokens[found].Name, Role: a.tokens[found].Role}, true
+}
+
+// AuthenticateSubject finds the caller of a verified client certificate's
+// subject, for the HTTP pages.
+func (a *Auth) AuthenticateSubject(subject string) (Caller, bool) {
+	if subject == "" {
+		return Caller{}, false
+	}
+	return a.bySubject(subject)
 }
 
 // authorize checks that ctx's caller holds the role need to do what. With
@@ -244,10 +358,16 @@ func (a *Auth) ServerOptions() []grpc.ServerOption {
 }
 
 func (a *Auth) check(ctx context.Context, fullMethod string) (context.Context, error) {
+	if isHealth(fullMethod) {
+		// Load balancers and orchestrators probe health without credentials;
+		// the answer says nothing about the data.
+		return ctx, nil
+	}
 	c, err := a.authenticate(ctx)
 	if err != nil {
 		return nil, err
 	}
+	recordFrom(ctx).setCaller(c.Name)
 	ctx = context.WithValue(ctx, callerKey{}, c)
 	need, name := methodRole(fullMethod)
 	if err := a.authorize(ctx, need, name); err != nil {

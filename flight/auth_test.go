@@ -226,8 +226,18 @@ func TestParseAuth(t *testing.T) {
 		{"duplicate hash", `{"tokens": [{"name": "a", "sha256": "` + h + `", "role": "read"}, {"name": "b", "sha256": "` + h + `", "role": "submit"}]}`, "same sha256"},
 		{"no name", `{"tokens": [{"sha256": "` + h + `", "role": "read"}]}`, "no name"},
 		{"empty", `{"tokens": []}`, "no tokens"},
+		{"empty object", `{}`, "no tokens"},
 		{"not json", `tokens: []`, "token file"},
 		{"two values", `{"tokens": [{"name": "a", "sha256": "` + h + `", "role": "read"}]} {}`, "after the JSON"},
+		{"certificates only", `{"certificates": [{"name": "c", "subject": "CN=c,O=Lab", "role": "submit"}]}`, ""},
+		{"tokens and certificates", `{"tokens": [{"name": "a", "sha256": "` + h + `", "role": "read"}], "certificates": [{"name": "c", "subject": "CN=c", "role": "read"}]}`, ""},
+		{"certificate without subject", `{"certificates": [{"name": "c", "role": "read"}]}`, `certificate "c" has no subject`},
+		{"certificate without name", `{"certificates": [{"subject": "CN=c", "role": "read"}]}`, "certificate 0 has no name"},
+		{"certificate with unknown role", `{"certificates": [{"name": "c", "subject": "CN=c", "role": "root"}]}`, `unknown role "root"`},
+		{"certificate unknown key", `{"certificates": [{"name": "c", "subject": "CN=c", "role": "read", "cn": "c"}]}`, `unknown field "cn"`},
+		{"subject twice", `{"certificates": [{"name": "c", "subject": "CN=c", "role": "read"}, {"name": "d", "subject": "CN=c", "role": "read"}]}`, `subject "CN=c" appears twice`},
+		{"name of a token and a certificate", `{"tokens": [{"name": "c", "sha256": "` + h + `", "role": "read"}], "certificates": [{"name": "c", "subject": "CN=c", "role": "read"}]}`, `"c" appears twice`},
+		{"neither", `{"tokens": [], "certificates": []}`, "no tokens and no certificates"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := flight.ParseAuth([]byte(tc.file))

@@ -185,6 +185,7 @@ func (s *Server) DoPut(stream aflight.FlightService_DoPutServer) error {
 		}
 	}()
 	var rows int64
+	defer func() { noteRecords(ctx, rows) }()
 	// Small batches are joined into batches of about MaxBatchBytes: a
 	// stream of one-row batches would otherwise be stored as one IPC
 	// message (and its metadata) per row.

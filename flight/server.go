@@ -7,6 +7,7 @@ package flight
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/status"
 
 	"github.com/flightbatch/flightbatch/batch"
@@ -62,6 +64,18 @@ type Options struct {
 	// service with Auth.ServerOptions so that each call carries its caller.
 	// Nil means authentication is off.
 	Auth *Auth
+
+	// TLS, when set, is the server's TLS configuration (see
+	// internal/tlsfiles); GRPCServer serves over it. Nil is plaintext.
+	TLS *tls.Config
+	// Observer, when set, is told about every DoGet and DoPut stream.
+	Observer Observer
+	// ClientCerts, when set, turns on mutual TLS: every call but health
+	// checks needs a client certificate it accepts.
+	ClientCerts ClientVerifier
+	// HealthEvery is how often WatchHealth checks the store (default
+	// DefaultHealthEvery).
+	HealthEvery time.Duration
 }
 
 // Server implements the Flight service.
@@ -73,6 +87,9 @@ type Server struct {
 	log  *slog.Logger
 	// uploads are the datasets DoPut is writing.
 	uploads uploadSet
+	health  *health.Server
+	// auditLog gets one line per call: caller, call, dataset or job.
+	auditLog *slog.Logger
 }
 
 // NewServer returns the Flight service over a catalog and a job manager.
@@ -99,7 +116,7 @@ func NewServer(cat *dataset.Catalog, jobs *batch.Manager, opts *Options) *Server
 	if o.Alloc == nil {
 		o.Alloc = memory.DefaultAllocator
 	}
-	return &Server{cat: cat, jobs: jobs, opts: o, log: o.Log.With("component", "flight")}
+	return &Server{cat: cat, jobs: jobs, opts: o, log: o.Log.With("component", "flight"), health: newHealth(), auditLog: o.Log.With("component", "audit")}
 }
 
 // maxStatusBytes bounds the message of every status the server returns: an
@@ -498,6 +515,7 @@ func (s *Server) DoGet(tkt *aflight.Ticket, stream aflight.FlightService_DoGetSe
 	w := aflight.NewRecordWriter(stream, opts...)
 	defer w.Close()
 	var rows int64
+	defer func() { noteRecords(ctx, rows) }()
 	for rdr.Next() {
 		if err := ctx.Err(); err != nil {
 			return status.FromContextError(err).Err()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test.sh: the flightbatch test command. Run from anywhere; it works in the repo root.
 #
-#   1. system packages (only what is missing: Go, a C compiler for -race, Python 3.11+ with venv)
+#   1. system packages (only what is missing: Go, a C compiler for -race, Python 3.11+ with venv,
+#      Chromium and chromium-driver for the browser test)
 #   2. go build -o bin/flightbatch ./cmd/flightbatch
 #   3. gofmt, go vet and staticcheck
 #   4. a real S3-compatible server for the store tests (if scripts/s3-server.sh exists), and a
@@ -63,6 +64,9 @@ command -v go >/dev/null || missing+=(golang-go)
 command -v gcc >/dev/null || command -v cc >/dev/null || missing+=(gcc libc6-dev)
 command -v git >/dev/null || missing+=(git)
 python_ok || missing+=(python3 python3-venv)
+# headless Chromium and its WebDriver for the browser test of the jobs page
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [[ ${#missing[@]} -gt 0 ]]; then
 	echo "installing: ${missing[*]}"
 	SUDO=()
@@ -148,5 +152,7 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 section "pytest tests/python"
+# The browser test fails, rather than skips, when Chromium is missing here.
+export FLIGHTBATCH_REQUIRE_CHROMIUM=1
 FLIGHTBATCH_BIN="$ROOT/bin/flightbatch" .venv/bin/python -m pytest -q tests/python
 echo "--- ${SECTION_NAME} done in $((SECONDS - SECTION_START))s"

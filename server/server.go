@@ -1,6 +1,8 @@
 // Package server assembles a flightbatch server from its parts: a catalog over
 // a store, the registered functions, the worker, an executor (the local one
-// unless given), the job manager and the Flight service on a gRPC listener.
+// unless given), the job manager and the Flight service (with the gRPC
+// health service, and TLS and authentication as its options say) on a gRPC
+// listener.
 // `flightbatch serve` and every test server are built here, so there is one
 // wiring.
 package server
@@ -53,9 +55,12 @@ type Server struct {
 	Catalog  *dataset.Catalog
 	Jobs     *batch.Manager
 	Executor batch.Executor
+	// Flight is the Flight service (its health and store checks).
+	Flight *flight.Server
 
-	gs   aflight.Server
-	done chan error
+	gs         aflight.Server
+	done       chan error
+	stopHealth context.CancelFunc
 }
 
 // Start builds a server from cfg, takes up the jobs found in the store, and
@@ -99,10 +104,11 @@ func Start(ctx context.Context, cfg Config, addr string) (*Server, error) {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	srv := flight.NewServer(cat, jobs, &cfg.Flight)
-	gs := aflight.NewServerWithMiddleware(nil, srv.GRPCOptions()...)
+	gs := srv.GRPCServer()
 	gs.InitListener(lis)
-	gs.RegisterFlightService(srv)
-	s := &Server{Addr: lis.Addr().String(), Catalog: cat, Jobs: jobs, Executor: exec, gs: gs, done: make(chan error, 1)}
+	hctx, stopHealth := context.WithCancel(context.WithoutCancel(ctx))
+	s := &Server{Addr: lis.Addr().String(), Catalog: cat, Jobs: jobs, Executor: exec, Flight: srv, gs: gs, done: make(chan error, 1), stopHealth: stopHealth}
+	go srv.WatchHealth(hctx)
 	go func() { s.done <- gs.Serve() }()
 	return s, nil
 }
@@ -114,6 +120,7 @@ func (s *Server) Done() <-chan error { return s.done }
 // it reports whether they ended in time. Jobs keep being followed until
 // Shutdown.
 func (s *Server) StopServing(grace time.Duration) bool {
+	s.stopHealth()
 	stopped := make(chan struct{})
 	go func() { s.gs.Shutdown(); close(stopped) }()
 	select {

@@ -36,13 +36,13 @@ func (s *Store) RemoveEmptyDirs(prefix string) error {
 		return nil
 	}
 	if err != nil {
-		return wrap("remove empty directories", prefix, err)
+		return s.wrap("remove empty directories", prefix, err)
 	}
 	// Deepest first; a directory that still holds something stays.
 	slices.Reverse(dirs)
 	for _, d := range dirs {
 		if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) && !isNotEmpty(d) {
-			return wrap("remove empty directory", prefix, err)
+			return s.wrap("remove empty directory", prefix, err)
 		}
 	}
 	return nil

@@ -47,6 +47,8 @@ type Store struct {
 	// file is set for a file:// store, whose writes go through temporary
 	// files beside their final path.
 	file bool
+	// onError, when set, is told about every failed operation.
+	onError func(op string)
 }
 
 // Object describes one stored object.
@@ -156,12 +158,20 @@ func (s *Store) URL() string { return s.url }
 // Close releases the store's resources.
 func (s *Store) Close() error { return s.b.Close() }
 
-func wrap(op, key string, err error) error {
+// ObserveErrors has fn called with the operation ("read", "write", "stat",
+// "list", "delete") of every failed store operation, except an object that
+// does not exist; the server counts them. Call it before the store is used.
+func (s *Store) ObserveErrors(fn func(op string)) { s.onError = fn }
+
+func (s *Store) wrap(op, key string, err error) error {
 	if err == nil {
 		return nil
 	}
 	if gcerrors.Code(err) == gcerrors.NotFound {
 		return fmt.Errorf("store: %s %s: %w", op, key, ErrNotExist)
+	}
+	if s.onError != nil && !errors.Is(err, context.Canceled) {
+		s.onError(op)
 	}
 	return fmt.Errorf("store: %s %s: %w", op, key, err)
 }
@@ -169,14 +179,14 @@ func wrap(op, key string, err error) error {
 // ReadAll reads a whole object.
 func (s *Store) ReadAll(ctx context.Context, key string) ([]byte, error) {
 	data, err := s.b.ReadAll(ctx, key)
-	return data, wrap("read", key, err)
+	return data, s.wrap("read", key, err)
 }
 
 // NewReader streams an object from its start.
 func (s *Store) NewReader(ctx context.Context, key string) (io.ReadCloser, error) {
 	r, err := s.b.NewReader(ctx, key, nil)
 	if err != nil {
-		return nil, wrap("read", key, err)
+		return nil, s.wrap("read", key, err)
 	}
 	return r, nil
 }
@@ -185,7 +195,7 @@ func (s *Store) NewReader(ctx context.Context, key string) (io.ReadCloser, error
 func (s *Store) Stat(ctx context.Context, key string) (Object, error) {
 	a, err := s.b.Attributes(ctx, key)
 	if err != nil {
-		return Object{}, wrap("stat", key, err)
+		return Object{}, s.wrap("stat", key, err)
 	}
 	etag := a.ETag
 	var fi os.FileInfo
@@ -204,7 +214,7 @@ func (s *Store) Stat(ctx context.Context, key string) (Object, error) {
 // Exists reports whether an object exists.
 func (s *Store) Exists(ctx context.Context, key string) (bool, error) {
 	ok, err := s.b.Exists(ctx, key)
-	return ok, wrap("stat", key, err)
+	return ok, s.wrap("stat", key, err)
 }
 
 // WriteAll writes a whole object atomically.
@@ -223,7 +233,7 @@ func (s *Store) Write(ctx context.Context, key string, fill func(w io.Writer) er
 	defer cancel()
 	w, err := s.b.NewWriter(wctx, key, &blob.WriterOptions{ContentType: "application/octet-stream"})
 	if err != nil {
-		return wrap("write", key, err)
+		return s.wrap("write", key, err)
 	}
 	closed := false
 	defer func() {
@@ -239,7 +249,7 @@ func (s *Store) Write(ctx context.Context, key string, fill func(w io.Writer) er
 		return fmt.Errorf("store: write %s: %w", key, err)
 	}
 	closed = true
-	return wrap("write", key, w.Close())
+	return s.wrap("write", key, w.Close())
 }
 
 // Delete removes an object; removing one that does not exist is not an error.
@@ -248,7 +258,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if gcerrors.Code(err) == gcerrors.NotFound {
 		return nil
 	}
-	return wrap("delete", key, err)
+	return s.wrap("delete", key, err)
 }
 
 // fileTemp matches the name fileblob gives the temporary file of a write under
@@ -271,7 +281,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]Object, error) {
 			break
 		}
 		if err != nil {
-			return nil, wrap("list", prefix, err)
+			return nil, s.wrap("list", prefix, err)
 		}
 		if s.isTemp(o.Key) {
 			continue
@@ -295,7 +305,7 @@ func (s *Store) ListDirs(ctx context.Context, prefix string) ([]string, error) {
 			break
 		}
 		if err != nil {
-			return nil, wrap("list", prefix, err)
+			return nil, s.wrap("list", prefix, err)
 		}
 		if !o.IsDir {
 			continue
@@ -326,7 +336,7 @@ func (s *Store) holdsObject(ctx context.Context, prefix string) (bool, error) {
 			return false, nil
 		}
 		if err != nil {
-			return false, wrap("list", prefix, err)
+			return false, s.wrap("list", prefix, err)
 		}
 		if !s.isTemp(o.Key) {
 			return true, nil
@@ -366,12 +376,12 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	}
 	r, err := f.s.b.NewRangeReader(f.ctx, f.key, off, n, nil)
 	if err != nil {
-		return 0, wrap("read", f.key, err)
+		return 0, f.s.wrap("read", f.key, err)
 	}
 	defer r.Close()
 	got, err := io.ReadFull(r, p[:n])
 	if err != nil {
-		return got, wrap("read", f.key, err)
+		return got, f.s.wrap("read", f.key, err)
 	}
 	if got < len(p) {
 		return got, io.EOF

@@ -64,7 +64,7 @@ func TestClientCommandsHonourAddrEnv(t *testing.T) {
 // TestHelpTexts: no flag's help repeats a default, or shows the token.
 func TestHelpTexts(t *testing.T) {
 	env := map[string]string{"FLIGHTBATCH_TOKEN": "s3cr3t-token-value"}
-	for _, k := range []string{"ADDR", "JOB_ID", "STORE", "FUNCTIONS", "AUTH_TOKENS", "BATCH_JOB_QUEUE", "BATCH_WORKER_STORE"} {
+	for _, k := range []string{"ADDR", "JOB_ID", "STORE", "FUNCTIONS", "AUTH_TOKENS", "BATCH_JOB_QUEUE", "BATCH_WORKER_STORE", "TLS_CA", "TLS_CERT", "TLS_KEY"} {
 		env["FLIGHTBATCH_"+k] = "set-" + strings.ToLower(k)
 	}
 	for _, cmd := range []string{"psd", "run", "delete", "register", "jobs", "status", "wait", "cancel", "get", "datasets", "serve", "gen", "worker", "token"} {

@@ -26,6 +26,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/flightbatch/flightbatch/internal/tlsfiles"
 	"github.com/flightbatch/flightbatch/pkg/api"
 	"github.com/flightbatch/flightbatch/pkg/client"
 )
@@ -57,7 +58,10 @@ func (m *Main) clientFlags(name string) (*flag.FlagSet, *string) {
 	m.token = m.Getenv("FLIGHTBATCH_TOKEN")
 	// The token's value stays out of the help text: it is a secret.
 	fs.Var(secretFlag{&m.token}, "token", "bearer `token` of a server with authentication on (default $FLIGHTBATCH_TOKEN)")
-	return fs, fs.String("addr", m.defaultAddr(), "server address, host:port or grpc://host:port ($FLIGHTBATCH_ADDR if set)")
+	fs.StringVar(&m.tlsCA, "tls-ca", m.Getenv("FLIGHTBATCH_TLS_CA"), "PEM file of the CA that signed the server's certificate ($FLIGHTBATCH_TLS_CA if set; the system's CAs when empty)")
+	fs.StringVar(&m.tlsCert, "tls-cert", m.Getenv("FLIGHTBATCH_TLS_CERT"), "client certificate (PEM) for a server with mutual TLS ($FLIGHTBATCH_TLS_CERT if set)")
+	fs.StringVar(&m.tlsKey, "tls-key", m.Getenv("FLIGHTBATCH_TLS_KEY"), "key (PEM) of the client certificate ($FLIGHTBATCH_TLS_KEY if set)")
+	return fs, fs.String("addr", m.defaultAddr(), "server address: host:port or grpc://host:port (plaintext), grpc+tls://host:port (TLS); $FLIGHTBATCH_ADDR if set")
 }
 
 // defaultAddr is the server address a client command uses without --addr.
@@ -115,6 +119,13 @@ func (m *Main) dial(ctx context.Context, addr string) (*client.Client, error) {
 	var opts []client.Option
 	if m.token != "" {
 		opts = append(opts, client.WithToken(m.token))
+	}
+	if m.tlsCA != "" || m.tlsCert != "" || m.tlsKey != "" {
+		cfg, err := tlsfiles.Client(m.tlsCA, m.tlsCert, m.tlsKey)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, client.WithTLS(cfg))
 	}
 	return client.Dial(ctx, addr, opts...)
 }

@@ -51,6 +51,8 @@ type Main struct {
 
 	// token is the --token of a client command.
 	token string
+	// tlsCA, tlsCert and tlsKey are the TLS flags of a client command.
+	tlsCA, tlsCert, tlsKey string
 }
 
 const usage = `flightbatch runs analyses over sharded datasets as parallel child jobs and
@@ -65,7 +67,8 @@ Server commands:
   token     make a bearer token and its line for the --auth-tokens file
   version   print the version
 
-Client commands (--addr, default $FLIGHTBATCH_ADDR or 127.0.0.1:8815; --token, default $FLIGHTBATCH_TOKEN):
+Client commands (--addr, default $FLIGHTBATCH_ADDR or 127.0.0.1:8815, grpc+tls://HOST:PORT for TLS
+with --tls-ca, --tls-cert, --tls-key; --token, default $FLIGHTBATCH_TOKEN):
   psd       submit a Welch PSD job; --wait shows the shards done, then the job ID
   run       submit a job of a registered function (--function, --dataset, --param k=v)
   jobs      the job history, oldest first; filters: --state, --label k=v, --since, ...

@@ -2,17 +2,23 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"time"
 
 	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/console"
 	"github.com/flightbatch/flightbatch/dataset"
 	"github.com/flightbatch/flightbatch/flight"
+	"github.com/flightbatch/flightbatch/internal/tlsfiles"
+	"github.com/flightbatch/flightbatch/metrics"
 	"github.com/flightbatch/flightbatch/server"
 	"github.com/flightbatch/flightbatch/store"
 )
@@ -38,6 +44,15 @@ type ServeConfig struct {
 	AuthTokens string
 	// KeepResults deletes jobs that ended longer ago than this; 0 keeps them.
 	KeepResults time.Duration
+	// TLSCert and TLSKey are the server's certificate and key (PEM); set,
+	// the server speaks TLS only. TLSClientCA requires client certificates
+	// signed by its CAs (mutual TLS).
+	TLSCert, TLSKey, TLSClientCA string
+	// Insecure allows tokens over plaintext on an address other than loopback.
+	Insecure bool
+	// HTTP is the address of the metrics, /healthz and the jobs page; empty
+	// leaves them off.
+	HTTP string
 }
 
 func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
@@ -55,6 +70,45 @@ func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.IntVar(&c.ShardMB, "shard-mb", dataset.DefaultShardBytes>>20, "target size in MiB of the shards of a dataset uploaded with DoPut")
 	fs.StringVar(&c.AuthTokens, "auth-tokens", getenv("FLIGHTBATCH_AUTH_TOKENS"), authTokensFlagHelp)
 	fs.DurationVar(&c.KeepResults, "keep-results", 0, "delete jobs (manifest, parts, everything) that ended longer ago than this `duration`, e.g. 720h; never the input of a running job (0 keeps every job)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "server certificate (PEM, with its chain); with --tls-key the server speaks TLS only. Reloaded when the file changes")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "key of --tls-cert (PEM)")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "CA certificates (PEM) that sign client certificates: turns on mutual TLS, every client must present one")
+	fs.StringVar(&c.HTTP, "http", "", "serve Prometheus /metrics, /healthz and the jobs page on this address (off when empty); TLS and credentials as for Flight")
+	fs.BoolVar(&c.Insecure, "insecure", false, "allow bearer tokens over plaintext on an address other than loopback (they travel in clear text)")
+}
+
+// tlsCheck refuses configurations that would expose secrets or not do what
+// they say.
+func (c *ServeConfig) tlsCheck(auth *flight.Auth, certs bool) error {
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together: give both")
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		return errors.New("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS")
+	}
+	if certs && c.TLSClientCA == "" {
+		return errors.New("--auth-tokens lists certificates, which only --tls-client-ca (mutual TLS) can verify")
+	}
+	for _, addr := range []string{c.Addr, c.HTTP} {
+		if addr != "" && auth != nil && c.TLSCert == "" && !c.Insecure && !loopback(addr) {
+			return fmt.Errorf("refusing to serve bearer tokens in clear text on %s, which is not a loopback address: "+
+				"give --tls-cert and --tls-key, listen on 127.0.0.1, or pass --insecure if a TLS proxy in front of the server encrypts the traffic", addr)
+		}
+	}
+	return nil
+}
+
+// loopback reports whether addr (host:port) listens on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func newLogger(level string, w *os.File) (*slog.Logger, error) {
@@ -96,11 +150,25 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			return fmt.Errorf("--auth-tokens: %w", err)
 		}
 	}
+	if err := cfg.tlsCheck(auth, auth.HasCertificates()); err != nil {
+		return err
+	}
+	var tlsFiles *tlsfiles.Server
+	if cfg.TLSCert != "" {
+		if tlsFiles, err = tlsfiles.NewServer(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA, log.With("component", "tls")); err != nil {
+			return err
+		}
+	}
 	st, err := store.Open(ctx, cfg.Store)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	var mets *metrics.Metrics
+	if cfg.HTTP != "" {
+		mets = metrics.New()
+		st.ObserveErrors(mets.StoreError)
+	}
 	cat := dataset.NewCatalog(st)
 	if cfg.Demo {
 		if err := ensureDemo(ctx, cat, cfg.DemoShards, cfg.DemoMB, log); err != nil {
@@ -133,6 +201,17 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	default:
 		return fmt.Errorf("--executor %q: use local, aws-batch or slurm", cfg.Executor)
 	}
+	scheme := "grpc"
+	if tlsFiles != nil {
+		cfgSrv.Flight.TLS = tlsFiles.Config("h2")
+		scheme = "grpc+tls"
+		if tlsFiles.MutualTLS() {
+			cfgSrv.Flight.ClientCerts = tlsFiles
+		}
+	}
+	if mets != nil {
+		cfgSrv.Flight.Observer = mets
+	}
 	srv, err := server.Start(ctx, cfgSrv, cfg.Addr)
 	if err != nil {
 		return err
@@ -140,11 +219,30 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if cfg.KeepResults > 0 {
 		srv.Jobs.KeepResults(cfg.KeepResults, min(max(cfg.KeepResults/10, time.Second), time.Hour))
 	}
-	log.Info("serving", "addr", srv.Addr, "store", st.URL(), "executor", srv.Executor.Name(), "workers", cfg.Workers, "version", version, "auth", auth != nil)
-	fmt.Fprintf(m.Stdout, "flightbatch listening on grpc://%s\n", srv.Addr)
+	log.Info("serving", "addr", srv.Addr, "store", st.URL(), "executor", srv.Executor.Name(), "workers", cfg.Workers, "version", version,
+		"auth", auth != nil, "tls", tlsFiles != nil, "mutual_tls", tlsFiles != nil && tlsFiles.MutualTLS())
+	fmt.Fprintf(m.Stdout, "flightbatch listening on %s://%s\n", scheme, srv.Addr)
+	httpErr := make(chan error, 1)
+	if cfg.HTTP != "" {
+		mets.CollectJobs(srv.Jobs)
+		hs, err := startHTTP(cfg.HTTP, console.New(console.Options{
+			Jobs: srv.Jobs, Metrics: mets.Handler(), Health: srv.Flight.StoreReachable, Auth: auth,
+			ClientCerts: cfgSrv.Flight.ClientCerts, SecureCookie: tlsFiles != nil, Log: log,
+		}), tlsFiles, httpErr)
+		if err != nil {
+			srv.Shutdown(10 * time.Second)
+			return err
+		}
+		defer hs.Close()
+		log.Info("serving HTTP", "addr", hs.Addr, "tls", tlsFiles != nil)
+		fmt.Fprintf(m.Stdout, "flightbatch http on %s\n", hs.Addr)
+	}
 	select {
 	case err := <-srv.Done():
 		srv.Jobs.Close()
+		return err
+	case err := <-httpErr:
+		srv.Shutdown(10 * time.Second)
 		return err
 	case <-ctx.Done():
 	}
@@ -153,6 +251,27 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		log.Warn("streams still open after 10s; stopping anyway")
 	}
 	return nil
+}
+
+// startHTTP serves h on addr, over TLS when files is set; a serving error
+// goes to errc.
+func startHTTP(addr string, h http.Handler, files *tlsfiles.Server, errc chan<- error) (*http.Server, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--http: listen on %s: %w", addr, err)
+	}
+	scheme := "http"
+	if files != nil {
+		lis = tls.NewListener(lis, files.Config("http/1.1"))
+		scheme = "https"
+	}
+	hs := &http.Server{Addr: scheme + "://" + lis.Addr().String(), Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := hs.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("--http: %w", err)
+		}
+	}()
+	return hs, nil
 }
 
 func ensureDemo(ctx context.Context, cat *dataset.Catalog, shards, mb int, log *slog.Logger) error {

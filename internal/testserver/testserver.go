@@ -5,6 +5,7 @@ package testserver
 
 import (
 	"context"
+	"crypto/tls"
 	"testing"
 	"time"
 
@@ -40,6 +41,10 @@ type Options struct {
 	Alloc memory.Allocator
 	// Auth turns bearer-token authentication on (default off).
 	Auth *flight.Auth
+	// TLS makes the server speak TLS only (default plaintext).
+	TLS *tls.Config
+	// ClientCerts turns on mutual TLS (with TLS).
+	ClientCerts flight.ClientVerifier
 }
 
 // Server is a running test server.
@@ -49,6 +54,7 @@ type Server struct {
 	Store   *store.Store
 	Catalog *dataset.Catalog
 	Jobs    *batch.Manager
+	Flight  *flight.Server
 
 	srv *server.Server
 }
@@ -92,12 +98,12 @@ func Start(t testing.TB, o Options) *Server {
 	srv, err := server.Start(ctx, server.Config{
 		Store: st, Functions: analysis.Builtins(), Workers: o.Workers, Fault: o.Fault, Alloc: o.Alloc,
 		Jobs:   batch.Options{MaxAttempts: o.MaxAttempts, Version: "test"},
-		Flight: flight.Options{PollHold: o.PollHold, Auth: o.Auth},
+		Flight: flight.Options{PollHold: o.PollHold, Auth: o.Auth, TLS: o.TLS, ClientCerts: o.ClientCerts, HealthEvery: 200 * time.Millisecond},
 	}, "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Addr: srv.Addr, Store: st, Catalog: srv.Catalog, Jobs: srv.Jobs, srv: srv}
+	s := &Server{Addr: srv.Addr, Store: st, Catalog: srv.Catalog, Jobs: srv.Jobs, Flight: srv.Flight, srv: srv}
 	t.Cleanup(s.Stop)
 	return s
 }

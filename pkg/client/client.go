@@ -13,11 +13,11 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -28,7 +28,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/flightbatch/flightbatch/pkg/api"
@@ -52,6 +51,7 @@ type options struct {
 	maxRecv  int
 	dialOpts []grpc.DialOption
 	token    string
+	tls      *tls.Config
 }
 
 // Option configures Dial.
@@ -70,15 +70,20 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(o *options) { o.dialOpts = append(o.dialOpts, opts...) }
 }
 
-// Dial connects to the server at addr ("host:port", or "grpc://host:port").
+// Dial connects to the server at addr: "host:port" or "grpc://host:port" in
+// plaintext, "grpc+tls://host:port" over TLS (checked against the system's
+// CAs unless WithTLS gives others).
 func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	o := options{alloc: memory.DefaultAllocator, maxRecv: DefaultMaxRecvBytes}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	addr = strings.TrimPrefix(strings.TrimPrefix(addr, "grpc+tcp://"), "grpc://")
+	creds, addr, err := transport(addr, o.tls)
+	if err != nil {
+		return nil, err
+	}
 	dial := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxRecv)),
 	}
 	if o.token != "" {

@@ -35,7 +35,7 @@ import pyarrow.flight as flight
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-LISTEN_RE = re.compile(r"^flightbatch listening on grpc://(127\.0\.0\.1:\d+)$")
+LISTEN_RE = re.compile(r"^flightbatch listening on (grpc|grpc\+tls)://(127\.0\.0\.1:\d+)$")
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 TERMINAL_STATES = {"SUCCEEDED", "FAILED", "CANCELLED"}
@@ -83,11 +83,12 @@ class Server:
     store: Path
     stderr_path: Path
     args: list[str]
+    scheme: str = "grpc"
     _stdout_lines: list[str] = field(default_factory=list)
 
     @property
     def location(self) -> str:
-        return f"grpc://{self.addr}"
+        return f"{self.scheme}://{self.addr}"
 
     def stderr_text(self) -> str:
         try:
@@ -190,7 +191,7 @@ def start_server(binary: Path, workdir: Path, *extra: str) -> Server:
     m = LISTEN_RE.match(first_line[0])
     if not m:
         fail(f"first stdout line is not 'flightbatch listening on grpc://127.0.0.1:PORT': {first_line[0]!r}")
-    server.addr = m.group(1)
+    server.scheme, server.addr = m.group(1), m.group(2)
     _RUNNING.append(server)
     return server
 

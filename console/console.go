@@ -1,0 +1,338 @@
+// Package console is the server's HTTP side, off unless `serve --http` is
+// given: Prometheus metrics at /metrics, /healthz, and the jobs page, the job
+// history and each job's shards as a timeline, rendered on the server with
+// html/template. Everything but /healthz needs the same credentials as the
+// Flight service: a bearer token (header, or a cookie set by the login form)
+// or, with mutual TLS, a client certificate.
+package console
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/flight"
+)
+
+// Jobs is the job history; *batch.Manager is one.
+type Jobs interface {
+	List(dataset string) []*batch.Manifest
+	Status(id string) (*batch.Manifest, error)
+}
+
+// ClientVerifier checks the client certificate of a TLS connection (mutual TLS).
+type ClientVerifier interface {
+	VerifyClient(tls.ConnectionState) (*x509.Certificate, error)
+}
+
+// Options configure the console.
+type Options struct {
+	Jobs Jobs
+	// Metrics serves /metrics.
+	Metrics http.Handler
+	// Health answers whether the server can serve (the store answers).
+	Health func(context.Context) error
+	// Auth, when set, is the token and certificate list of the Flight
+	// service; nil lets every request in (but for ClientCerts).
+	Auth *flight.Auth
+	// ClientCerts, when set, is mutual TLS: every request but /healthz
+	// needs a client certificate it accepts.
+	ClientCerts ClientVerifier
+	// SecureCookie marks the login cookie Secure (the console is on TLS).
+	SecureCookie bool
+	// Log is the server's logger; the console logs as component "http" and
+	// its audit lines as component "audit".
+	Log *slog.Logger
+}
+
+// CookieName is the cookie the login form sets: the bearer token itself,
+// HttpOnly and SameSite=Strict.
+const CookieName = "flightbatch_token"
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+var templates = template.Must(template.New("").Funcs(template.FuncMap{
+	"duration": fmtDuration,
+	"time":     fmtTime,
+}).ParseFS(templateFS, "templates/*.html"))
+
+// Console serves the HTTP side.
+type Console struct {
+	o     Options
+	mux   *http.ServeMux
+	log   *slog.Logger
+	audit *slog.Logger
+}
+
+// New returns the console.
+func New(o Options) *Console {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	c := &Console{o: o, mux: http.NewServeMux(), log: o.Log.With("component", "http"), audit: o.Log.With("component", "audit")}
+	c.mux.HandleFunc("GET /healthz", c.healthz)
+	c.mux.HandleFunc("GET /login", c.loginForm)
+	c.mux.HandleFunc("POST /login", c.login)
+	c.mux.HandleFunc("POST /logout", c.logout)
+	c.mux.Handle("GET /metrics", c.authed(o.Metrics.ServeHTTP))
+	c.mux.Handle("GET /jobs", c.authed(c.jobList))
+	c.mux.Handle("GET /jobs/{id}", c.authed(c.jobPage))
+	c.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/jobs", http.StatusSeeOther) })
+	return c
+}
+
+// ServeHTTP checks the client certificate (with mutual TLS) and routes.
+func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("X-Frame-Options", "DENY")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	if c.o.ClientCerts != nil && r.URL.Path != "/healthz" {
+		if r.TLS == nil {
+			http.Error(w, "mutual TLS: the connection is not TLS", http.StatusUnauthorized)
+			return
+		}
+		leaf, err := c.o.ClientCerts.VerifyClient(*r.TLS)
+		if err != nil {
+			c.log.Warn("client certificate refused", "peer", r.RemoteAddr, "path", r.URL.Path, "err", err)
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), subjectKey{}, leaf.Subject.String()))
+	}
+	c.mux.ServeHTTP(w, r)
+}
+
+type subjectKey struct{}
+
+// caller finds the caller of a request: a bearer token in the header or the
+// login cookie, or the verified client certificate.
+func (c *Console) caller(r *http.Request) (string, bool) {
+	subject, _ := r.Context().Value(subjectKey{}).(string)
+	if c.o.Auth == nil {
+		if subject != "" {
+			return subject, true
+		}
+		return "anonymous", true
+	}
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, tok, ok := strings.Cut(strings.TrimSpace(h), " ")
+		if ok && strings.EqualFold(scheme, "Bearer") {
+			if who, ok := c.o.Auth.AuthenticateToken(strings.TrimSpace(tok)); ok {
+				return who.Name, true
+			}
+		}
+		return "", false
+	}
+	if ck, err := r.Cookie(CookieName); err == nil {
+		if who, ok := c.o.Auth.AuthenticateToken(ck.Value); ok {
+			return who.Name, true
+		}
+	}
+	if who, ok := c.o.Auth.AuthenticateSubject(subject); ok {
+		return who.Name, true
+	}
+	return "", false
+}
+
+// authed lets a request through with a known caller; a browser without one
+// goes to the login form, anything else gets 401.
+func (c *Console) authed(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		who, ok := c.caller(r)
+		if !ok {
+			c.audit.Info("audit", "caller", "anonymous", "call", "HTTP "+r.URL.Path, "code", "Unauthenticated")
+			if r.URL.Path != "/metrics" && strings.Contains(r.Header.Get("Accept"), "text/html") {
+				http.Redirect(w, r, "/login?next="+template.URLQueryEscaper(r.URL.Path), http.StatusSeeOther)
+				return
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="flightbatch"`)
+			http.Error(w, "authentication required: send the header Authorization: Bearer <token>, log in at /login, or present a listed client certificate", http.StatusUnauthorized)
+			return
+		}
+		if r.URL.Path != "/metrics" {
+			attrs := []any{"caller", who, "call", "HTTP " + r.Pattern}
+			if id := r.PathValue("id"); id != "" {
+				attrs = append(attrs, "job", id)
+			}
+			c.audit.Info("audit", attrs...)
+		}
+		h(w, r)
+	})
+}
+
+func (c *Console) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if c.o.Health != nil {
+		if err := c.o.Health(ctx); err != nil {
+			http.Error(w, "not serving: the store does not answer", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+func (c *Console) loginForm(w http.ResponseWriter, r *http.Request) {
+	c.render(w, "login.html", map[string]any{"Next": safeNext(r.URL.Query().Get("next")), "Failed": false})
+}
+
+func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	tok := strings.TrimSpace(r.PostFormValue("token"))
+	next := safeNext(r.PostFormValue("next"))
+	if c.o.Auth == nil {
+		http.Redirect(w, r, next, http.StatusSeeOther)
+		return
+	}
+	who, ok := c.o.Auth.AuthenticateToken(tok)
+	if !ok {
+		c.audit.Info("audit", "caller", "anonymous", "call", "HTTP login", "code", "Unauthenticated")
+		w.WriteHeader(http.StatusUnauthorized)
+		c.render(w, "login.html", map[string]any{"Next": next, "Failed": true})
+		return
+	}
+	c.audit.Info("audit", "caller", who.Name, "call", "HTTP login", "code", "OK")
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: tok, Path: "/", HttpOnly: true, Secure: c.o.SecureCookie, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: c.o.SecureCookie, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// safeNext keeps a redirect on this site: a path, not "//host".
+func safeNext(p string) string {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.ContainsAny(p, "\\\r\n") {
+		return "/jobs"
+	}
+	return p
+}
+
+func (c *Console) render(w http.ResponseWriter, name string, data any) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; form-action 'self'; base-uri 'none'")
+	if err := templates.ExecuteTemplate(w, name, data); err != nil {
+		c.log.Warn("render page", "page", name, "err", err)
+	}
+}
+
+// jobRow is one job in the history.
+type jobRow struct {
+	*batch.Manifest
+	Counts   batch.Counts
+	Duration time.Duration
+}
+
+func row(m *batch.Manifest) jobRow {
+	return jobRow{Manifest: m, Counts: m.Counts(), Duration: jobDuration(m)}
+}
+
+func jobDuration(m *batch.Manifest) time.Duration {
+	end := time.Now()
+	if m.FinishedAt != nil {
+		end = *m.FinishedAt
+	}
+	return max(end.Sub(m.CreatedAt), 0)
+}
+
+func (c *Console) jobList(w http.ResponseWriter, r *http.Request) {
+	all := c.o.Jobs.List("")
+	rows := make([]jobRow, len(all))
+	running := false
+	for i := range all {
+		// Newest first.
+		m := all[len(all)-1-i]
+		rows[i] = row(m)
+		running = running || !m.State.Terminal()
+	}
+	c.render(w, "jobs.html", map[string]any{"Jobs": rows, "Running": running})
+}
+
+// shardRow is one shard of a job, placed on the job's timeline.
+type shardRow struct {
+	batch.ShardRecord
+	Duration    time.Duration
+	Left, Width float64 // percent of the timeline
+	Started     bool
+}
+
+func (c *Console) jobPage(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	m, err := c.o.Jobs.Status(id)
+	if errors.Is(err, batch.ErrNotFound) || !batch.ValidJobID(id) {
+		w.WriteHeader(http.StatusNotFound)
+		c.render(w, "notfound.html", map[string]any{"ID": id})
+		return
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	start := m.CreatedAt
+	if m.StartedAt != nil {
+		start = *m.StartedAt
+	}
+	end := time.Now()
+	if m.FinishedAt != nil {
+		end = *m.FinishedAt
+	}
+	span := max(end.Sub(start), time.Millisecond)
+	shards := make([]shardRow, len(m.Shards))
+	for i, s := range m.Shards {
+		sr := shardRow{ShardRecord: s}
+		if ss := shardStart(m, s); ss != nil {
+			sr.Started = true
+			se := end
+			if s.FinishedAt != nil {
+				se = *s.FinishedAt
+			}
+			sr.Duration = max(se.Sub(*ss), 0)
+			sr.Left = clamp(100 * float64(ss.Sub(start)) / float64(span))
+			sr.Width = max(clamp(100*float64(sr.Duration)/float64(span)), 0.5)
+			if sr.Left+sr.Width > 100 {
+				sr.Width = 100 - sr.Left
+			}
+		}
+		shards[i] = sr
+	}
+	c.render(w, "job.html", map[string]any{"Job": row(m), "Shards": shards, "Running": !m.State.Terminal(), "Span": span})
+}
+
+// shardStart is when a shard's child started: as seen by the job manager or,
+// for a child that finished before it was seen running, the job's start.
+func shardStart(m *batch.Manifest, s batch.ShardRecord) *time.Time {
+	if s.StartedAt != nil {
+		return s.StartedAt
+	}
+	if s.FinishedAt != nil && m.StartedAt != nil {
+		return m.StartedAt
+	}
+	return nil
+}
+
+func clamp(p float64) float64 { return min(max(p, 0), 100) }
+
+func fmtDuration(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return fmt.Sprintf("%d ms", d.Milliseconds())
+	case d < time.Minute:
+		return fmt.Sprintf("%.1f s", d.Seconds())
+	case d < time.Hour:
+		return fmt.Sprintf("%dm %02ds", int(d.Minutes()), int(d.Seconds())%60)
+	}
+	return fmt.Sprintf("%dh %02dm", int(d.Hours()), int(d.Minutes())%60)
+}
+
+func fmtTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") }

@@ -1,0 +1,173 @@
+package console_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/console"
+	"github.com/flightbatch/flightbatch/flight"
+)
+
+// fakeJobs is a job history of fixed manifests.
+type fakeJobs []*batch.Manifest
+
+func (f fakeJobs) List(string) []*batch.Manifest { return f }
+
+func (f fakeJobs) Status(id string) (*batch.Manifest, error) {
+	for _, m := range f {
+		if m.JobID == id {
+			return m, nil
+		}
+	}
+	return nil, fmt.Errorf("job %q: %w", id, batch.ErrNotFound)
+}
+
+const jobID = "20261124T184501123Z-9f2c1a"
+
+func history() fakeJobs {
+	t0 := time.Date(2026, 11, 24, 18, 45, 1, 0, time.UTC)
+	at := func(s float64) *time.Time { t := t0.Add(time.Duration(s * float64(time.Second))); return &t }
+	return fakeJobs{{
+		JobID: jobID, Function: "psd", Dataset: "demo<b>", State: batch.StateFailed, Executor: "local",
+		SubmittedBy: `bob"><script>alert(1)</script>`, CreatedAt: t0, StartedAt: at(0), FinishedAt: at(10),
+		Error: "shard part-00001 failed after 3 attempt(s): <img src=x onerror=alert(2)>",
+		Shards: []batch.ShardRecord{
+			{Name: "part-00000", State: batch.ShardSucceeded, Attempts: 1, StartedAt: at(0), FinishedAt: at(4)},
+			{Name: "part-00001", State: batch.ShardFailed, Attempts: 3, StartedAt: at(1), FinishedAt: at(10),
+				Errors: []batch.AttemptError{{Attempt: 3, Error: "<img src=x onerror=alert(2)>"}}},
+			{Name: "part-00002", State: batch.ShardSucceeded, Attempts: 1, FinishedAt: at(2)},
+		},
+	}}
+}
+
+func newConsole(t *testing.T, auth *flight.Auth, health func(context.Context) error) *httptest.Server {
+	t.Helper()
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "flightbatch_jobs 1\n") })
+	srv := httptest.NewServer(console.New(console.Options{Jobs: history(), Metrics: metrics, Auth: auth, Health: health}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func get(t *testing.T, c *http.Client, u string, hdr map[string]string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", u, nil)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestJobPageEscapesAndShows(t *testing.T) {
+	srv := newConsole(t, nil, nil)
+	code, body := get(t, srv.Client(), srv.URL+"/jobs/"+jobID, nil)
+	if code != 200 {
+		t.Fatalf("status %d\n%s", code, body)
+	}
+	for _, bad := range []string{"<script>alert(1)", "<img src=x", "demo<b>"} {
+		if strings.Contains(body, bad) {
+			t.Errorf("the page holds %q unescaped", bad)
+		}
+	}
+	for _, want := range []string{
+		"2 of 3 child jobs succeeded, 1 failed", "&lt;img src=x onerror=alert(2)&gt;",
+		`data-shard="part-00001" data-state="FAILED" data-attempts="3"`, "demo&lt;b&gt;",
+		"left: 10%; width: 90%", // part-00001 ran from 1 s to 10 s of a 10 s job
+		"left: 0%; width: 20%",  // part-00002 ended at 2 s, unseen running: from the job's start
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "location.reload") {
+		t.Error("a finished job's page refreshes itself")
+	}
+	code, body = get(t, srv.Client(), srv.URL+"/jobs", nil)
+	if code != 200 || !strings.Contains(body, `href="/jobs/`+jobID+`"`) || !strings.Contains(body, "2 of 3 succeeded, 1 failed") {
+		t.Errorf("job list: %d\n%s", code, body)
+	}
+	if code, _ := get(t, srv.Client(), srv.URL+"/jobs/20261124T184501123Z-000000", nil); code != 404 {
+		t.Errorf("unknown job: %d", code)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	auth, err := flight.NewAuth([]flight.Token{{Name: "alice", SHA256: sha256.Sum256([]byte("s3cret")), Role: flight.RoleRead}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newConsole(t, auth, nil)
+	noRedirect := *srv.Client()
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	for _, path := range []string{"/metrics", "/jobs", "/jobs/" + jobID} {
+		if code, _ := get(t, &noRedirect, srv.URL+path, nil); code != http.StatusUnauthorized {
+			t.Errorf("%s without a token: %d", path, code)
+		}
+		if code, _ := get(t, &noRedirect, srv.URL+path, map[string]string{"Authorization": "Bearer wrong"}); code != http.StatusUnauthorized {
+			t.Errorf("%s with a wrong token: %d", path, code)
+		}
+		if code, _ := get(t, &noRedirect, srv.URL+path, map[string]string{"Authorization": "Bearer s3cret"}); code != 200 {
+			t.Errorf("%s with the token: %d", path, code)
+		}
+	}
+	if code, _ := get(t, &noRedirect, srv.URL+"/jobs", map[string]string{"Accept": "text/html"}); code != http.StatusSeeOther {
+		t.Errorf("a browser without a token is not sent to the login form: %d", code)
+	}
+	if code, _ := get(t, &noRedirect, srv.URL+"/healthz", nil); code != 200 {
+		t.Errorf("healthz needs no token: %d", code)
+	}
+
+	login := func(token, next string) *http.Response {
+		resp, err := noRedirect.PostForm(srv.URL+"/login", url.Values{"token": {token}, "next": {next}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := login("wrong", "/jobs"); resp.StatusCode != http.StatusUnauthorized || len(resp.Cookies()) != 0 {
+		t.Errorf("login with a wrong token: %d, cookies %v", resp.StatusCode, resp.Cookies())
+	}
+	resp := login("s3cret", "//evil.example/")
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/jobs" {
+		t.Errorf("login redirects to %q (%d)", resp.Header.Get("Location"), resp.StatusCode)
+	}
+	var ck *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == console.CookieName {
+			ck = c
+		}
+	}
+	if ck == nil || !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("login cookie = %+v", ck)
+	}
+	if code, _ := get(t, &noRedirect, srv.URL+"/jobs", map[string]string{"Cookie": ck.Name + "=" + ck.Value}); code != 200 {
+		t.Errorf("with the login cookie: %d", code)
+	}
+}
+
+func TestHealthz(t *testing.T) {
+	down := newConsole(t, nil, func(context.Context) error { return errors.New("no store") })
+	if code, body := get(t, down.Client(), down.URL+"/healthz", nil); code != http.StatusServiceUnavailable || !strings.Contains(body, "not serving") {
+		t.Errorf("healthz with the store down: %d %q", code, body)
+	}
+	up := newConsole(t, nil, func(context.Context) error { return nil })
+	if code, body := get(t, up.Client(), up.URL+"/healthz", nil); code != 200 || body != "ok\n" {
+		t.Errorf("healthz: %d %q", code, body)
+	}
+}

@@ -1,0 +1,150 @@
+package flight
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"strings"
+	"time"
+
+	aflight "github.com/apache/arrow-go/v18/arrow/flight"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// DefaultHealthEvery is how often WatchHealth checks the store.
+const DefaultHealthEvery = 10 * time.Second
+
+// GRPCServer returns the gRPC server of s, the one place a server is put
+// together (serve and the test servers both use it): the Flight service, the
+// standard grpc.health.v1 service, authentication when Options.Auth is set,
+// and TLS when Options.TLS is set. Call InitListener and Serve on it, and run
+// WatchHealth beside it.
+func (s *Server) GRPCServer(extra ...grpc.ServerOption) aflight.Server {
+	gs := aflight.NewServerWithMiddleware(nil, append(s.GRPCOptions(), extra...)...)
+	gs.RegisterFlightService(s)
+	healthpb.RegisterHealthServer(gs, s.health)
+	return gs
+}
+
+// securityOptions are the audit log and stream metrics, TLS credentials, the
+// mutual-TLS check and the auth interceptors, as Options ask. The audit comes
+// first, so that refused calls are audited too.
+func (s *Server) securityOptions() []grpc.ServerOption {
+	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(s.observeUnary), grpc.ChainStreamInterceptor(s.observeStream)}
+	if s.opts.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.opts.TLS)))
+	}
+	if s.opts.ClientCerts != nil {
+		opts = append(opts, grpc.ChainUnaryInterceptor(s.mtlsUnary), grpc.ChainStreamInterceptor(s.mtlsStream))
+	}
+	return append(opts, s.opts.Auth.ServerOptions()...)
+}
+
+// WatchHealth sets the health service's status, for the whole server ("")
+// and for the Flight service, to SERVING while the store answers and
+// NOT_SERVING while it does not, checking every Options.HealthEvery until
+// ctx ends; then it reports NOT_SERVING.
+func (s *Server) WatchHealth(ctx context.Context) {
+	every := s.opts.HealthEvery
+	if every <= 0 {
+		every = DefaultHealthEvery
+	}
+	last := healthpb.HealthCheckResponse_UNKNOWN
+	for {
+		st := healthpb.HealthCheckResponse_SERVING
+		cctx, cancel := context.WithTimeout(ctx, every)
+		err := s.StoreReachable(cctx)
+		cancel()
+		if ctx.Err() != nil {
+			s.health.Shutdown()
+			return
+		}
+		if err != nil {
+			st = healthpb.HealthCheckResponse_NOT_SERVING
+		}
+		if st != last {
+			if err != nil {
+				s.log.Warn("health: the store does not answer", "err", err)
+			} else {
+				s.log.Info("health: serving")
+			}
+			last = st
+		}
+		s.health.SetServingStatus("", st)
+		s.health.SetServingStatus("arrow.flight.protocol.FlightService", st)
+		select {
+		case <-ctx.Done():
+			s.health.Shutdown()
+			return
+		case <-time.After(every):
+		}
+	}
+}
+
+// StoreReachable checks that the store answers, with one small request.
+func (s *Server) StoreReachable(ctx context.Context) error {
+	_, err := s.cat.Store().Exists(ctx, "health-check")
+	return err
+}
+
+func newHealth() *health.Server {
+	h := health.NewServer()
+	h.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	h.SetServingStatus("arrow.flight.protocol.FlightService", healthpb.HealthCheckResponse_NOT_SERVING)
+	return h
+}
+
+// ClientVerifier checks the client certificate of a connection, for mutual
+// TLS (internal/tlsfiles.Server is one).
+type ClientVerifier interface {
+	VerifyClient(tls.ConnectionState) (*x509.Certificate, error)
+}
+
+func isHealth(fullMethod string) bool {
+	return strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/")
+}
+
+// verifyPeer checks the client certificate of ctx's connection and puts its
+// subject in the context. Health checks need none.
+func (s *Server) verifyPeer(ctx context.Context, fullMethod string) (context.Context, error) {
+	if isHealth(fullMethod) {
+		return ctx, nil
+	}
+	p, ok := peer.FromContext(ctx)
+	var ti credentials.TLSInfo
+	if ok {
+		ti, ok = p.AuthInfo.(credentials.TLSInfo)
+	}
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "mutual TLS: the connection is not TLS")
+	}
+	leaf, err := s.opts.ClientCerts.VerifyClient(ti.State)
+	if err != nil {
+		s.log.Warn("client certificate refused", "peer", p.Addr.String(), "call", fullMethod, "err", err)
+		return nil, status.Error(codes.Unauthenticated, err.Error())
+	}
+	recordFrom(ctx).setSubject(leaf.Subject.String())
+	return context.WithValue(ctx, subjectKey{}, leaf.Subject.String()), nil
+}
+
+func (s *Server) mtlsUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx, err := s.verifyPeer(ctx, info.FullMethod)
+	if err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+func (s *Server) mtlsStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx, err := s.verifyPeer(ss.Context(), info.FullMethod)
+	if err != nil {
+		return err
+	}
+	return handler(srv, &callerStream{ServerStream: ss, ctx: ctx})
+}
