@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -359,7 +360,9 @@ func TestBadInput(t *testing.T) {
 		{"malformed job ID", api.ActionJobStatus, `{"job_id": "x/../y"}`, "", codes.NotFound},
 		{"job-status without ID", api.ActionJobStatus, `{}`, "", codes.InvalidArgument},
 		{"unknown action field", api.ActionListJobs, `{"datasets": "demo"}`, "", codes.InvalidArgument},
-		{"unknown action", "nope", `{}`, "", codes.InvalidArgument},
+		{"unknown action", "nope", `{}`, "", codes.Unimplemented},
+		{"Flight SQL action", "CreatePreparedStatement", "\x0a\x08SELECT 1", "", codes.Unimplemented},
+		{"action type too long", strings.Repeat("x", 300), `{}`, "", codes.InvalidArgument},
 		{"unknown function", api.ActionRun, `{"function": "nope", "dataset": "demo"}`, "", codes.NotFound},
 		{"ticket of unknown dataset", "", "", "datasets/nope", codes.NotFound},
 		{"ticket of unknown shard", "", "", "datasets/demo/part-99999", codes.NotFound},

@@ -131,8 +131,8 @@ func TestClientCommands(t *testing.T) {
 		t.Errorf("stream has %d rows", n)
 	}
 
-	if _, _, err := run(t, "get", id, "--addr", addr, "-o", filepath.Join(dir, "x.csv")); err == nil {
-		t.Error("get -o x.csv did not fail")
+	if _, _, err := run(t, "get", id, "--addr", addr, "-o", filepath.Join(dir, "x.xlsx")); err == nil {
+		t.Error("get -o x.xlsx did not fail")
 	}
 	if _, _, err := run(t, "status", "--addr", addr, "20260101T000000000Z-abcdef"); err == nil || !strings.Contains(err.Error(), "NotFound") {
 		t.Errorf("status of an unknown job: %v", err)

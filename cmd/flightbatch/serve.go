@@ -50,6 +50,8 @@ type ServeConfig struct {
 	AuthTokens string
 	// ChildMemory caps each local child process's memory ("2GiB"; "0": none).
 	ChildMemory string
+	// KeepResults deletes jobs that ended longer ago than this; 0 keeps them.
+	KeepResults time.Duration
 	// TLSCert and TLSKey are the server's certificate and key (PEM); set,
 	// the server speaks TLS only. TLSClientCA requires client certificates
 	// signed by its CAs (mutual TLS).
@@ -76,6 +78,7 @@ func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.IntVar(&c.ShardMB, "shard-mb", dataset.DefaultShardBytes>>20, "target size in MiB of the shards of a dataset uploaded with DoPut")
 	fs.StringVar(&c.AuthTokens, "auth-tokens", getenv("FLIGHTBATCH_AUTH_TOKENS"), authTokensFlagHelp)
 	fs.StringVar(&c.ChildMemory, "child-memory", "2GiB", "memory cap of each child process of the local executor, e.g. 512MiB or 4GiB (0: none); a child past it fails its attempt")
+	fs.DurationVar(&c.KeepResults, "keep-results", 0, "delete jobs (manifest, parts, everything) that ended longer ago than this `duration`, e.g. 720h; never the input of a running job (0 keeps every job)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "server certificate (PEM, with its chain); with --tls-key the server speaks TLS only. Reloaded when the file changes")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "key of --tls-cert (PEM)")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "CA certificates (PEM) that sign client certificates: turns on mutual TLS, every client must present one")
@@ -185,6 +188,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if cfg.KeepResults < 0 {
+		return fmt.Errorf("--keep-results %s: give a positive duration, or 0 to keep every job", cfg.KeepResults)
+	}
 	if cfg.ShardMB < 1 {
 		return fmt.Errorf("--shard-mb %d: give a size of at least 1 MiB", cfg.ShardMB)
 	}
@@ -279,6 +285,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	srv, err := server.Start(ctx, cfgSrv, cfg.Addr)
 	if err != nil {
 		return err
+	}
+	if cfg.KeepResults > 0 {
+		srv.Jobs.KeepResults(cfg.KeepResults, min(max(cfg.KeepResults/10, time.Second), time.Hour))
 	}
 	log.Info("serving", "addr", srv.Addr, "store", st.URL(), "executor", srv.Executor.Name(), "workers", cfg.Workers, "version", version,
 		"auth", auth != nil, "tls", tlsFiles != nil, "mutual_tls", tlsFiles != nil && tlsFiles.MutualTLS())

@@ -26,9 +26,10 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	env, envErr := child.ReadEnv(m.Getenv)
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
-	fs.StringVar(&env.JobID, "job", env.JobID, "job ID (default $"+child.EnvJobID+")")
-	storeURL := fs.String("store", env.Store, "store URL (default $"+child.EnvStore+")")
-	shard := fs.Int("shard", -1, "shard index (default: the child's part of $"+child.EnvShards+", or its array index, or 0)")
+	fs.StringVar(&env.JobID, "job", env.JobID, "job ID ($"+child.EnvJobID+" if set)")
+	storeURL := fs.String("store", env.Store, "store URL ($"+child.EnvStore+" if set)")
+	var shardFlag *int
+	fs.Var(optionalInt{&shardFlag}, "shard", "shard `index` (default: the child's part of $"+child.EnvShards+", or its array index, or 0)")
 	fs.IntVar(&env.Attempt, "attempt", env.Attempt, "attempt number, from 1 (default from the executor's variables, or 1)")
 	memLimit := fs.Int64("memory-limit", 0, "cap this process's private memory at this many bytes (RLIMIT_DATA, inherited by what it starts); 0: no cap")
 	logLevel := fs.String("log-level", "info", "log level")
@@ -40,6 +41,10 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 		if err := limitMemory(*memLimit); err != nil {
 			return fmt.Errorf("worker: --memory-limit: %w", err)
 		}
+	}
+	shard := &[]int{-1}[0]
+	if shardFlag != nil {
+		shard = shardFlag
 	}
 	log, err := newLogger(*logLevel, os.Stderr)
 	if err != nil {
