@@ -36,28 +36,36 @@ func (m *Manifest) FinishOrder() []int {
 	return out
 }
 
-// sizeParts records the stored size of each succeeded part not sized yet.
-func (mg *Manager) sizeParts(id string) {
-	m, err := mg.Status(id)
-	if err != nil {
-		return
+// partSizes reads the stored size of each part that has succeeded, by the
+// manifest or by the executor's report p, and is not sized yet; the caller
+// records them in the same update as p, so that a shard is never published
+// succeeded without its size.
+func (mg *Manager) partSizes(m *Manifest, p Progress) map[int]int64 {
+	done := map[int]bool{}
+	for i, s := range m.Shards {
+		done[i] = s.State == ShardSucceeded
+	}
+	for _, c := range p.Children {
+		if c.State == ShardSucceeded && c.Shard >= 0 && c.Shard < len(m.Shards) {
+			done[c.Shard] = true
+		}
 	}
 	sizes := map[int]int64{}
 	for i, s := range m.Shards {
-		if s.State == ShardSucceeded && s.Bytes == 0 {
-			if obj, err := mg.st.Stat(mg.ctx, PartKey(id, s.Name)); err == nil {
+		if done[i] && s.Bytes == 0 {
+			if obj, err := mg.st.Stat(mg.ctx, PartKey(m.JobID, s.Name)); err == nil {
 				sizes[i] = obj.Size
 			}
 		}
 	}
-	if len(sizes) == 0 {
-		return
-	}
-	if _, err := mg.update(id, func(m *Manifest) {
-		for i, n := range sizes {
+	return sizes
+}
+
+// setSizes records the stored sizes of parts, by shard index.
+func setSizes(m *Manifest, sizes map[int]int64) {
+	for i, n := range sizes {
+		if i >= 0 && i < len(m.Shards) && m.Shards[i].Bytes == 0 {
 			m.Shards[i].Bytes = n
 		}
-	}); err != nil && mg.ctx.Err() == nil {
-		mg.log.Warn("save part sizes", "job", id, "err", err)
 	}
 }

@@ -90,7 +90,7 @@ func newHistoryEnv(t *testing.T, opts batch.Options) *historyEnv {
 	quiet := slog.New(slog.DiscardHandler)
 	w := &batch.Worker{Store: st, Functions: fns, Fault: fault, Log: quiet}
 	opts.MaxAttempts, opts.Log, opts.Now = 1, quiet, clock.Now
-	jobs := batch.NewManager(cat, fns, local.New(w.RunShard, 4), &opts)
+	jobs := batch.NewManager(cat, fns, local.New(w.RunShard, 4, nil), &opts)
 	if err := jobs.Recover(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -556,7 +556,7 @@ func TestKeepResults(t *testing.T) {
 	}
 
 	// A restarted manager on the same store finds no job.
-	again := batch.NewManager(e.cat, analysis.Builtins(), local.New(nil, 1), &batch.Options{Log: slog.New(slog.DiscardHandler)})
+	again := batch.NewManager(e.cat, analysis.Builtins(), local.New(nil, 1, nil), &batch.Options{Log: slog.New(slog.DiscardHandler)})
 	defer again.Close()
 	if err := again.Recover(ctx); err != nil {
 		t.Fatal(err)

@@ -30,7 +30,7 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	storeURL := fs.String("store", env.Store, "store URL ($"+child.EnvStore+" if set)")
 	var shardFlag *int
 	fs.Var(optionalInt{&shardFlag}, "shard", "shard `index` (default: the child's part of $"+child.EnvShards+", or its array index, or 0)")
-	fs.IntVar(&env.Attempt, "attempt", env.Attempt, "attempt number, from 1 (default from the executor's variables, or 1)")
+	fs.IntVar(&env.Attempt, "attempt", env.Attempt, "attempt `number`, from 1 (from the executor's variables if set)")
 	memLimit := fs.Int64("memory-limit", 0, "cap this process's private memory at this many bytes (RLIMIT_DATA, inherited by what it starts); 0: no cap")
 	logLevel := fs.String("log-level", "info", "log level")
 	functions := fs.String("functions", env.Functions, functionsFlagHelp)
