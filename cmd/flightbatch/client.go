@@ -56,7 +56,11 @@ func (m *Main) clientFlags(name string) (*flag.FlagSet, *string) {
 	fs.StringVar(&m.tlsCA, "tls-ca", m.Getenv("FLIGHTBATCH_TLS_CA"), "PEM file of the CA that signed the server's certificate (default $FLIGHTBATCH_TLS_CA; the system's CAs when empty)")
 	fs.StringVar(&m.tlsCert, "tls-cert", m.Getenv("FLIGHTBATCH_TLS_CERT"), "client certificate (PEM) for a server with mutual TLS (default $FLIGHTBATCH_TLS_CERT)")
 	fs.StringVar(&m.tlsKey, "tls-key", m.Getenv("FLIGHTBATCH_TLS_KEY"), "key (PEM) of the client certificate (default $FLIGHTBATCH_TLS_KEY)")
-	return fs, fs.String("addr", defaultAddr, "server address: host:port or grpc://host:port (plaintext), grpc+tls://host:port (TLS)")
+	addr := m.Getenv("FLIGHTBATCH_ADDR")
+	if addr == "" {
+		addr = defaultAddr
+	}
+	return fs, fs.String("addr", addr, "server address: host:port or grpc://host:port (plaintext), grpc+tls://host:port (TLS); $FLIGHTBATCH_ADDR when set")
 }
 
 // connectJob parses the flags and the one job ID of a command, and dials.

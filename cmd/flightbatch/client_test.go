@@ -205,3 +205,34 @@ func TestNoServer(t *testing.T) {
 		}
 	}
 }
+
+// TestAddrFromEnvironment: client commands take their server from
+// FLIGHTBATCH_ADDR, as the Python client does, and --addr overrides it.
+func TestAddrFromEnvironment(t *testing.T) {
+	srv := testserver.Start(t, testserver.Options{})
+	for _, tc := range []struct {
+		name, env string
+		args      []string
+	}{
+		{"host:port", srv.Addr, nil},
+		{"grpc://", "grpc://" + srv.Addr, nil},
+		{"--addr wins", "127.0.0.1:1", []string{"--addr", srv.Addr}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			env := func(k string) string {
+				if k == "FLIGHTBATCH_ADDR" {
+					return tc.env
+				}
+				return ""
+			}
+			m := &Main{Stdout: &out, Stderr: &errb, Getenv: env}
+			if err := m.Run(context.Background(), append([]string{"datasets"}, tc.args...)); err != nil {
+				t.Fatalf("datasets with FLIGHTBATCH_ADDR=%q: %v (%s)", tc.env, err, errb.String())
+			}
+			if !strings.Contains(out.String(), "demo") {
+				t.Errorf("datasets printed %q; want the demo dataset", out.String())
+			}
+		})
+	}
+}
