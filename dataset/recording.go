@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -184,8 +185,8 @@ func (ix *recIndex) schema() *arrow.Schema {
 		{Name: "file", Type: arrow.BinaryTypes.String},
 		{Name: "channel", Type: arrow.BinaryTypes.String},
 		{Name: "epoch", Type: arrow.PrimitiveTypes.Int64},
-		{Name: "start_time", Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}},
-		{Name: "unit", Type: arrow.BinaryTypes.String},
+		{Name: "start_time", Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}, Nullable: true},
+		{Name: "unit", Type: arrow.BinaryTypes.String, Nullable: true},
 		{Name: "fs", Type: arrow.PrimitiveTypes.Float64},
 		{Name: "samples", Type: arrow.ListOf(arrow.PrimitiveTypes.Float64)},
 		str("file_format"),
@@ -209,7 +210,7 @@ func (ix *recIndex) schema() *arrow.Schema {
 		fields = append(fields, arrow.Field{Name: "bad_channel", Type: arrow.FixedWidthTypes.Boolean})
 	}
 	md := arrow.NewMetadata([]string{"flightbatch.recording.bad_spans", "flightbatch.recording.epoch_s"},
-		[]string{ix.Options.BadSpans, fmt.Sprint(ix.Options.EpochSeconds)})
+		[]string{ix.Options.BadSpans, FormatEpochSeconds(ix.Options.EpochSeconds)})
 	return arrow.NewSchema(fields, &md)
 }
 
@@ -512,7 +513,11 @@ func (r *recordingReader) build(seg *segment, k0, k1, a int64, buf []byte) (arro
 			b.Field(1).(*array.StringBuilder).Append(s.Label)
 			b.Field(2).(*array.Int64Builder).Append(e)
 			b.Field(3).(*array.TimestampBuilder).Append(arrow.Timestamp(start.UnixMicro()))
-			b.Field(4).(*array.StringBuilder).Append(s.Unit)
+			if s.Unit == "" {
+				b.Field(4).AppendNull()
+			} else {
+				b.Field(4).(*array.StringBuilder).Append(s.Unit)
+			}
 			b.Field(5).(*array.Float64Builder).Append(h.Fs(sig))
 			lb := b.Field(6).(*array.ListBuilder)
 			lb.Append(true)
@@ -596,4 +601,15 @@ func (c *Catalog) recordingSchema(ctx context.Context, ds *Dataset) (*arrow.Sche
 		return nil, true, err
 	}
 	return ix.schema(), true, nil
+}
+
+// FormatEpochSeconds formats epoch_s for a schema's
+// flightbatch.recording.epoch_s metadata as Python's str(float(v)) does
+// ("2.0", "0.5"), as the Python client writes it.
+func FormatEpochSeconds(v float64) string {
+	s := strconv.FormatFloat(v, 'f', -1, 64)
+	if !strings.ContainsAny(s, ".eE") {
+		s += ".0"
+	}
+	return s
 }

@@ -296,7 +296,8 @@ func (r *arrowFileReader) Next() bool {
 }
 
 // csvSchema is the row layout of a CSV upload: the core columns of a
-// registered recording.
+// registered recording (and of the Python client's uploads), with
+// flightbatch.recording.epoch_s in the schema's metadata.
 var csvSchema = arrow.NewSchema([]arrow.Field{
 	{Name: "file", Type: arrow.BinaryTypes.String},
 	{Name: "channel", Type: arrow.BinaryTypes.String},
@@ -412,7 +413,9 @@ func openCSVUpload(path string, o *uploadOptions) (array.RecordReader, int64, er
 	if len(channels) == 0 {
 		return nil, 0, errors.New("the CSV has no channel column besides time")
 	}
-	b := array.NewRecordBuilder(memory.DefaultAllocator, csvSchema)
+	md := arrow.NewMetadata([]string{"flightbatch.recording.epoch_s"}, []string{dataset.FormatEpochSeconds(o.epochS)})
+	schema := arrow.NewSchema(csvSchema.Fields(), &md)
+	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
 	defer b.Release()
 	var batches []arrow.RecordBatch
 	var bytes int
@@ -447,7 +450,7 @@ func openCSVUpload(path string, o *uploadOptions) (array.RecordReader, int64, er
 	if bytes > 0 {
 		batches = append(batches, b.NewRecordBatch())
 	}
-	rr, err := array.NewRecordReader(csvSchema, batches)
+	rr, err := array.NewRecordReader(schema, batches)
 	for _, rec := range batches {
 		rec.Release()
 	}
