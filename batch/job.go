@@ -158,6 +158,11 @@ type Manifest struct {
 	// SubmittedBy names the caller that submitted the job, when the server
 	// authenticates callers.
 	SubmittedBy string `json:"submitted_by,omitempty"`
+	// Name is the job's optional name (see ValidJobName); several jobs may
+	// share one, and jobs/<name> means the newest of them.
+	Name string `json:"name,omitempty"`
+	// Labels are the job's free key/value tags (see ValidLabels).
+	Labels map[string]string `json:"labels,omitempty"`
 	// Units are the physical units of result columns the function knows
 	// (UnitFunction), served in the result's provenance.
 	Units map[string]string `json:"units,omitempty"`
@@ -175,7 +180,12 @@ type ShardRecord struct {
 	Errors    []AttemptError `json:"errors,omitempty"`
 	// Rows is the row count of the shard's part, once it has succeeded (nil
 	// while unknown).
-	Rows       *int64     `json:"rows,omitempty"`
+	Rows *int64 `json:"rows,omitempty"`
+	// Done numbers the succeeded shards in the order their parts finished
+	// (from 1; 0 for a shard not succeeded, or one from before it was kept).
+	Done int `json:"done,omitempty"`
+	// Bytes is the stored size of the shard's part, once known.
+	Bytes      int64      `json:"bytes,omitempty"`
 	StartedAt  *time.Time `json:"started_at,omitempty"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
 }

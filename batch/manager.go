@@ -30,6 +30,8 @@ type Options struct {
 	Log *slog.Logger
 	// Alloc allocates the batches of results read back (default memory.DefaultAllocator).
 	Alloc memory.Allocator
+	// Now is the clock of job creation times and retention (default time.Now).
+	Now func() time.Time
 }
 
 // Manager submits jobs, follows them on an executor, keeps their manifests in
@@ -75,6 +77,9 @@ func NewManager(cat *dataset.Catalog, fns *Registry, exec Executor, opts *Option
 	}
 	if o.Alloc == nil {
 		o.Alloc = memory.DefaultAllocator
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	return &Manager{
@@ -144,6 +149,9 @@ type SubmitRequest struct {
 	Reuse bool
 	// SubmittedBy names the caller, when the server authenticates callers.
 	SubmittedBy string
+	// Name and Labels tag the job for finding it again (optional).
+	Name   string
+	Labels map[string]string
 }
 
 // input is a job's resolved input.
@@ -207,6 +215,9 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 	if err != nil {
 		return nil, err
 	}
+	if err := checkTags(req.Name, req.Labels); err != nil {
+		return nil, err
+	}
 	in, err := mg.resolve(ctx, req.Dataset)
 	if err != nil {
 		return nil, err
@@ -233,6 +244,8 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 		CreatedAt:      now,
 		Version:        mg.opts.Version,
 		SubmittedBy:    req.SubmittedBy,
+		Name:           req.Name,
+		Labels:         req.Labels,
 		Units:          resultUnits(fn, params, in.schema),
 	}
 	if schema != nil {
@@ -252,6 +265,11 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 		mg.mu.Unlock()
 		return nil, errors.New("batch: the server is shutting down")
 	}
+	if err := mg.inputGoneLocked(m); err != nil {
+		mg.mu.Unlock()
+		_ = mg.st.Delete(context.WithoutCancel(ctx), ManifestKey(m.JobID))
+		return nil, err
+	}
 	mg.jobs[m.JobID] = &entry{m: m, changed: make(chan struct{}), cancel: make(chan struct{})}
 	submitted := m.clone()
 	mg.mu.Unlock()
@@ -265,7 +283,7 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 func (mg *Manager) creationTime() time.Time {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
-	now := time.Now().UTC().Truncate(time.Millisecond)
+	now := mg.opts.Now().UTC().Truncate(time.Millisecond)
 	if !now.After(mg.last) {
 		now = mg.last.Add(time.Millisecond)
 	}
@@ -398,7 +416,7 @@ func (mg *Manager) follow(id string) {
 		defer mg.wg.Done()
 		if err := mg.drive(id); err != nil && mg.ctx.Err() == nil {
 			mg.log.Error("job failed", "job", id, "err", err)
-			now := time.Now().UTC()
+			now := mg.opts.Now().UTC()
 			_, _ = mg.update(id, func(m *Manifest) {
 				m.State, m.Error, m.FinishedAt = StateFailed, err.Error(), &now
 			})
@@ -455,6 +473,7 @@ func (mg *Manager) drive(id string) error {
 			}); err != nil {
 				mg.log.Warn("save job", "job", id, "err", err)
 			}
+			mg.sizeParts(id)
 			if p.Done {
 				return mg.finish(id)
 			}
@@ -482,7 +501,7 @@ func (mg *Manager) start(id string) error {
 	if err != nil {
 		return fmt.Errorf("start children on the %s executor: %w", mg.exec.Name(), err)
 	}
-	now := time.Now().UTC()
+	now := mg.opts.Now().UTC()
 	_, err = mg.update(id, func(m *Manifest) {
 		m.Handle = handle
 		m.State = StateRunning
@@ -520,7 +539,7 @@ func (mg *Manager) resume(id string) error {
 		setRows(m, rows)
 		for i := range m.Shards {
 			if done[i] {
-				m.Shards[i].State = ShardSucceeded
+				markSucceeded(m, i)
 			} else if m.Shards[i].State != ShardFailed {
 				m.Shards[i].State = ShardPending
 			}
@@ -580,6 +599,9 @@ func applyProgress(m *Manifest, p Progress) {
 			s.FinishedAt = &now
 		}
 		s.State = c.State
+		if c.State == ShardSucceeded {
+			markSucceeded(m, c.Shard)
+		}
 		if c.Attempts > s.Attempts {
 			s.Attempts = c.Attempts
 		}
@@ -597,7 +619,7 @@ func (mg *Manager) finish(id string) error {
 	if m, _ := mg.Status(id); m.ResultSchema == "" && !m.CancelRequested && m.Counts().Succeeded == len(m.Shards) {
 		schema, schemaProblem = mg.partSchemas(mg.ctx, m)
 	}
-	now := time.Now().UTC()
+	now := mg.opts.Now().UTC()
 	m, err := mg.update(id, func(m *Manifest) {
 		m.FinishedAt = &now
 		var failed []string

@@ -290,6 +290,66 @@ func (pl *Plan) PSD(dst []float64, x []float64, fs float64) []float64 {
 	return dst
 }
 
+// Segments writes the spectrum of every segment of x, one after the other
+// (NumSegments rows of NumFreqs values), into dst and returns it: what
+// scipy.signal.spectrogram returns (mode "psd", transposed to one row per
+// segment) with the same window, overlap, nfft, detrend, scaling and sides.
+// Welch's PSD with average "mean" is the mean of these rows. len(x) must be
+// the Plan's record length; Segments panics otherwise.
+func (pl *Plan) Segments(dst []float64, x []float64, fs float64) []float64 {
+	if len(x) != pl.n {
+		panic(fmt.Sprintf("compute: Segments of %d samples with a plan for %d", len(x), pl.n))
+	}
+	dst = grow(dst, pl.nseg*pl.nfreq)
+	if pl.nfreq == 0 {
+		return dst
+	}
+	nh := pl.nhalf
+	scale := 1 / (pl.sumW * pl.sumW)
+	if pl.density {
+		scale = 1 / (fs * pl.sumW2)
+	}
+	last := nh - 1
+	if pl.nfft%2 == 1 {
+		last = nh
+	}
+	acc := pl.acc[:nh]
+	for s := 0; s < pl.nseg; s++ {
+		seg := x[s*pl.step : s*pl.step+pl.nperseg]
+		clear(acc)
+		mean, slope := pl.trend(seg)
+		pl.prepare(seg, mean, slope)
+		pl.fft.power(acc, pl.seg, true)
+		row := dst[s*pl.nfreq : (s+1)*pl.nfreq]
+		for k := range row {
+			switch {
+			case !pl.onesided:
+				kk := k
+				if kk >= nh {
+					kk = pl.nfft - k
+				}
+				row[k] = acc[kk] * scale
+			case k == 0 || k >= last:
+				row[k] = acc[k] * scale
+			default:
+				row[k] = acc[k] * 2 * scale
+			}
+		}
+	}
+	return dst
+}
+
+// SegmentTimes writes the centre of every segment, in seconds from the
+// record's first sample at sampling frequency fs, into dst and returns it
+// (scipy.signal.spectrogram's t).
+func (pl *Plan) SegmentTimes(dst []float64, fs float64) []float64 {
+	dst = grow(dst, pl.nseg)
+	for s := range dst {
+		dst[s] = (float64(s*pl.step) + float64(pl.nperseg)/2) / fs
+	}
+	return dst
+}
+
 // trend returns the mean and slope (per sample, about the segment's
 // centre) that the detrending subtracts from segment x.
 func (pl *Plan) trend(x []float64) (mean, slope float64) {

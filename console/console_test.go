@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,8 @@ import (
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/console"
 	"github.com/flightbatch/flightbatch/flight"
+	"github.com/flightbatch/flightbatch/internal/testcerts"
+	"github.com/flightbatch/flightbatch/internal/tlsfiles"
 )
 
 // fakeJobs is a job history of fixed manifests.
@@ -169,5 +172,51 @@ func TestHealthz(t *testing.T) {
 	up := newConsole(t, nil, func(context.Context) error { return nil })
 	if code, body := get(t, up.Client(), up.URL+"/healthz", nil); code != 200 || body != "ok\n" {
 		t.Errorf("healthz: %d %q", code, body)
+	}
+}
+
+func TestMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcerts.NewCA(t, "lab")
+	certFile, keyFile := ca.Server(t).Write(t, dir, "server")
+	files, err := tlsfiles.NewServer(certFile, keyFile, ca.WriteCA(t, dir, "clients"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := flight.NewAuthWithCertificates(nil, []flight.Certificate{{Name: "alice", Subject: "CN=alice,O=Lab", Role: flight.RoleRead}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(console.New(console.Options{Jobs: history(), Metrics: http.NotFoundHandler(), Auth: auth, ClientCerts: files}))
+	srv.TLS = files.Config("http/1.1")
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	client := func(l *testcerts.Leaf) *http.Client {
+		cfg := &tls.Config{RootCAs: ca.Pool()}
+		if l != nil {
+			cfg.Certificates = []tls.Certificate{l.TLS(t)}
+		}
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 30 * time.Second}
+	}
+	alice, bob, old := ca.Client(t, "alice", "Lab"), ca.Client(t, "bob", "Lab"), ca.ExpiredClient(t, "alice", "Lab")
+	for _, tc := range []struct {
+		name string
+		leaf *testcerts.Leaf
+		path string
+		code int
+		body string
+	}{
+		{"listed certificate", &alice, "/jobs/" + jobID, 200, "part-00001"},
+		{"unlisted certificate", &bob, "/jobs", 401, "authentication required"},
+		{"expired certificate", &old, "/jobs", 401, "expired at"},
+		{"no certificate", nil, "/jobs", 401, "no client certificate"},
+		{"no certificate, healthz", nil, "/healthz", 200, "ok"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := get(t, client(tc.leaf), srv.URL+tc.path, nil)
+			if code != tc.code || !strings.Contains(body, tc.body) {
+				t.Fatalf("%s: %d %q; want %d with %q", tc.path, code, body, tc.code, tc.body)
+			}
+		})
 	}
 }

@@ -211,7 +211,7 @@ func testPSDOverParquet(t *testing.T, st *store.Store) {
 	}
 	defer r.Release()
 	schema := r.Schema()
-	wantCols := []string{"patient_id", "session_id", "channel", "start_time", "fs", "freqs", "psd", "beta_power"}
+	wantCols := []string{"patient_id", "session_id", "channel", "start_time", "fs", "freqs", "psd", "beta_power", psd.ReasonColumn}
 	if schema.NumFields() != len(wantCols) {
 		t.Fatalf("result schema %s", schema)
 	}

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	aflight "github.com/apache/arrow-go/v18/arrow/flight"
 	"google.golang.org/grpc/codes"
@@ -59,10 +61,15 @@ var actions = []*aflight.ActionType{
 	{Type: api.ActionRun, Description: `Run a registered function over every shard of a dataset as a job: {"function": "name", "dataset": "demo", "params": {...}}`},
 	{Type: api.ActionJobStatus, Description: `A job's state and shard counts: {"job_id": "..."}`},
 	{Type: api.ActionCancelJob, Description: `Stop a job's children; the job ends CANCELLED: {"job_id": "..."}`},
-	{Type: api.ActionListJobs, Description: `The job history, oldest first: {} or {"dataset": "demo"}`},
+	{Type: api.ActionListJobs, Description: `The job history, oldest first, filtered: {} or {"state": ["FAILED"], "dataset", "function", "name", "labels": {"k": "v"}, "submitted_by", "since", "until" (RFC 3339), "order": "newest", "limit": 10}`},
 	{Type: api.ActionListFunctions, Description: `The functions jobs can run: {}`},
+	{Type: api.ActionDeleteJob, Description: `Delete a finished job and its result from the store: {"job_id": "...", "force": false}; refused while it runs, or while other jobs read its result unless forced`},
 	{Type: api.ActionRegister, Description: `Register the .edf/.bdf files (or a BIDS tree) under a store prefix as a dataset read in place: {"name": "sleep", "prefix": "raw/sleep/", "epoch_s": 30, "bad_spans": "drop"}`},
 }
+
+// maxActionType bounds an action's type: an unknown one is Unimplemented, a
+// type longer than this is InvalidArgument.
+const maxActionType = 256
 
 // ListActions lists every action type with a one-line description.
 func (s *Server) ListActions(_ *aflight.Empty, stream aflight.FlightService_ListActionsServer) error {
@@ -123,13 +130,19 @@ func (s *Server) action(ctx context.Context, typ string, body []byte) (out any, 
 		return s.actionListFunctions(body)
 	case api.ActionRegister:
 		return s.actionRegister(ctx, body)
+	case api.ActionDeleteJob:
+		return s.actionDeleteJob(ctx, body)
 	}
 	types := s.actionTypes()
 	names := make([]string, len(types))
 	for i, x := range types {
 		names[i] = x.Type
 	}
-	return nil, invalidArg("unknown action %s; the actions are %s", clip.Quote(typ), strings.Join(names, ", "))
+	if len(typ) > maxActionType {
+		// Not a name any Flight client would send: a malformed request.
+		return nil, invalidArg("action type %s is longer than %d bytes; the actions are %s", clip.Quote(typ), maxActionType, strings.Join(names, ", "))
+	}
+	return nil, status.Errorf(codes.Unimplemented, "unknown action %s; the actions are %s", clip.Quote(typ), strings.Join(names, ", "))
 }
 
 // decodeStrict decodes a JSON object into v, refusing unknown fields.
@@ -192,31 +205,55 @@ func takeBool(action string, fields map[string]json.RawMessage, name string) (bo
 
 // actionFunction submits a job of function name from its own action's body:
 // "dataset" and "reuse" are the request's, every other field is a parameter.
-func (s *Server) actionFunction(ctx context.Context, name string, body []byte) (any, error) {
-	fields, err := splitObject(name, body)
+func (s *Server) actionFunction(ctx context.Context, fnName string, body []byte) (any, error) {
+	fields, err := splitObject(fnName, body)
 	if err != nil {
 		return nil, err
 	}
-	ds, err := takeString(name, fields, "dataset")
+	ds, err := takeString(fnName, fields, "dataset")
 	if err != nil {
 		return nil, err
 	}
-	reuse, err := takeBool(name, fields, "reuse")
+	reuse, err := takeBool(fnName, fields, "reuse")
+	if err != nil {
+		return nil, err
+	}
+	jobName, err := takeString(fnName, fields, "name")
+	if err != nil {
+		return nil, err
+	}
+	labels, err := takeLabels(fnName, fields)
 	if err != nil {
 		return nil, err
 	}
 	if ds == "" {
-		return nil, invalidArg(`%s: name the input: "dataset": "<name>" (or "jobs/<job_id>")`, name)
+		return nil, invalidArg(`%s: name the input: "dataset": "<name>" (or "jobs/<job_id>")`, fnName)
 	}
 	params, _ := json.Marshal(fields)
-	return s.submit(ctx, batch.SubmitRequest{Function: name, Dataset: ds, Params: params, Reuse: reuse})
+	return s.submit(ctx, batch.SubmitRequest{Function: fnName, Dataset: ds, Params: params, Reuse: reuse, Name: jobName, Labels: labels})
+}
+
+// takeLabels takes the "labels" object of string values.
+func takeLabels(action string, fields map[string]json.RawMessage) (map[string]string, error) {
+	raw, ok := fields["labels"]
+	if !ok {
+		return nil, nil
+	}
+	delete(fields, "labels")
+	var v map[string]string
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, invalidArg(`%s: "labels" must be an object of strings, e.g. {"cohort": "pd", "site": "oxford"}`, action)
+	}
+	return v, nil
 }
 
 type runRequest struct {
-	Function string          `json:"function"`
-	Dataset  string          `json:"dataset"`
-	Params   json.RawMessage `json:"params"`
-	Reuse    bool            `json:"reuse"`
+	Function string            `json:"function"`
+	Dataset  string            `json:"dataset"`
+	Params   json.RawMessage   `json:"params"`
+	Reuse    bool              `json:"reuse"`
+	Name     string            `json:"name"`
+	Labels   map[string]string `json:"labels"`
 }
 
 func (s *Server) actionRun(ctx context.Context, body []byte) (any, error) {
@@ -227,12 +264,21 @@ func (s *Server) actionRun(ctx context.Context, body []byte) (any, error) {
 	if req.Function == "" || req.Dataset == "" {
 		return nil, invalidArg(`run: give "function" (see list-functions) and "dataset"`)
 	}
-	return s.submit(ctx, batch.SubmitRequest{Function: req.Function, Dataset: req.Dataset, Params: req.Params, Reuse: req.Reuse})
+	return s.submit(ctx, batch.SubmitRequest{Function: req.Function, Dataset: req.Dataset, Params: req.Params, Reuse: req.Reuse, Name: req.Name, Labels: req.Labels})
 }
 
 func (s *Server) submit(ctx context.Context, req batch.SubmitRequest) (any, error) {
-	if err := checkInput(req.Dataset); err != nil {
+	t, err := checkInput(req.Dataset)
+	if err != nil {
 		return nil, err
+	}
+	if t.lookup != nil {
+		// An input named by a lookup (jobs/<name>, jobs/latest?...) is the job
+		// it means now; the manifest records that job's ID.
+		if t, err = s.resolve(t); err != nil {
+			return nil, err
+		}
+		req.Dataset = "jobs/" + t.name
 	}
 	req.SubmittedBy = callerName(ctx)
 	m, err := s.jobs.Submit(ctx, req)
@@ -242,20 +288,20 @@ func (s *Server) submit(ctx context.Context, req batch.SubmitRequest) (any, erro
 	return api.SubmitResult{JobID: m.JobID, State: string(m.State), Shards: len(m.Shards), Reused: m.State == batch.StateSucceeded}, nil
 }
 
-// checkInput validates a job's input name: a dataset name or jobs/<id>.
-func checkInput(name string) error {
+// checkInput validates a job's input name: a dataset name, jobs/<id> or a
+// job lookup.
+func checkInput(name string) (target, error) {
 	if strings.HasPrefix(name, "jobs/") {
 		t, err := parsePath([]string{name})
 		if err != nil {
-			return err
+			return t, err
 		}
 		if t.shard != "" {
-			return invalidArg(`a job's input is a whole result, "jobs/<job_id>", not %s`, clip.Quote(name))
+			return t, invalidArg(`a job's input is a whole result, "jobs/<job_id>", not %s`, clip.Quote(name))
 		}
-		return nil
+		return t, nil
 	}
-	_, err := parsePath([]string{"datasets", name})
-	return err
+	return parsePath([]string{"datasets", name})
 }
 
 func (s *Server) jobRef(action string, body []byte) (string, error) {
@@ -296,16 +342,94 @@ func (s *Server) actionCancel(ctx context.Context, body []byte) (any, error) {
 	return jobStatus(m), nil
 }
 
+// listJobsFilters are the fields of a list-jobs body.
+var listJobsFilters = []string{"state", "dataset", "function", "name", "labels", "submitted_by", "since", "until", "order", "limit"}
+
+// maxListLimit bounds list-jobs' limit.
+const maxListLimit = 100000
+
 func (s *Server) actionListJobs(body []byte) (any, error) {
+	if len(bytes.TrimSpace(body)) > 0 {
+		fields, err := splitObject(api.ActionListJobs, body)
+		if err != nil {
+			return nil, err
+		}
+		for k := range fields {
+			if !slices.Contains(listJobsFilters, k) {
+				return nil, invalidArg("list-jobs: unknown filter %s; the filters are %s", clip.Quote(k), strings.Join(listJobsFilters, ", "))
+			}
+		}
+	}
 	var req api.ListJobsRequest
 	if err := decodeStrict(api.ActionListJobs, body, &req); err != nil {
 		return nil, err
 	}
+	q, err := listQuery(req)
+	if err != nil {
+		return nil, err
+	}
 	out := api.ListJobsResult{Jobs: []api.JobStatus{}}
-	for _, m := range s.jobs.List(req.Dataset) {
+	for _, m := range s.jobs.Find(q) {
 		out.Jobs = append(out.Jobs, jobStatus(m))
 	}
 	return out, nil
+}
+
+// listQuery turns list-jobs filters into a query.
+func listQuery(req api.ListJobsRequest) (batch.Query, error) {
+	q := batch.Query{Dataset: req.Dataset, Function: req.Function, Name: req.Name, Labels: req.Labels, SubmittedBy: req.SubmittedBy, Limit: req.Limit}
+	for _, st := range req.State {
+		state, err := batch.ParseState(st)
+		if err != nil {
+			return q, invalidArg("list-jobs: %v", err)
+		}
+		q.States = append(q.States, state)
+	}
+	for _, b := range []struct {
+		name, text string
+		t          *time.Time
+	}{{"since", req.Since, &q.Since}, {"until", req.Until, &q.Until}} {
+		if b.text == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, b.text)
+		if err != nil {
+			return q, invalidArg(`list-jobs: %q is %s, not an RFC 3339 time such as "2026-11-24T18:45:00Z"`, b.name, clip.Quote(b.text))
+		}
+		*b.t = t
+	}
+	switch req.Order {
+	case "", "oldest":
+	case "newest":
+		q.Newest = true
+	default:
+		return q, invalidArg(`list-jobs: "order" is %s; use "oldest" (the default) or "newest"`, clip.Quote(req.Order))
+	}
+	if req.Limit < 0 || req.Limit > maxListLimit {
+		return q, invalidArg(`list-jobs: "limit" %d: use 1 to %d, or 0 for all`, req.Limit, maxListLimit)
+	}
+	if len(req.Labels) > batch.MaxLabels {
+		return q, invalidArg("list-jobs: %d labels: at most %d", len(req.Labels), batch.MaxLabels)
+	}
+	return q, nil
+}
+
+func (s *Server) actionDeleteJob(ctx context.Context, body []byte) (any, error) {
+	var req api.DeleteJobRequest
+	if err := decodeStrict(api.ActionDeleteJob, body, &req); err != nil {
+		return nil, err
+	}
+	if req.JobID == "" {
+		return nil, invalidArg(`delete-job: give "job_id"`)
+	}
+	if !batch.ValidJobID(req.JobID) {
+		return nil, status.Errorf(codes.NotFound, "job %s not found: job IDs look like 20261124T184501123Z-9f2c1a", clip.Quote(req.JobID))
+	}
+	if err := s.jobs.Delete(ctx, req.JobID, req.Force); err != nil {
+		return nil, err
+	}
+	s.log.Info("job deleted on request", "job", req.JobID, "by", callerName(ctx))
+	return api.DeleteJobResult{JobID: req.JobID, Deleted: true}, nil
 }
 
 func (s *Server) actionListFunctions(body []byte) (any, error) {
@@ -337,6 +461,11 @@ func jobStatus(m *batch.Manifest) api.JobStatus {
 		FinishedAt:     m.FinishedAt,
 		Error:          m.Error,
 		SubmittedBy:    m.SubmittedBy,
+		Name:           m.Name,
+		Labels:         m.Labels,
+	}
+	if st.Labels == nil {
+		st.Labels = map[string]string{}
 	}
 	if c.Total > 0 {
 		st.Progress = float64(c.Succeeded) / float64(c.Total)

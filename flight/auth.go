@@ -404,7 +404,7 @@ func (s *callerStream) Context() context.Context { return s.ctx }
 // action needs RoleSubmit).
 func actionRole(typ string) Role {
 	switch typ {
-	case api.ActionRun, api.ActionCancelJob, api.ActionRegister:
+	case api.ActionRun, api.ActionCancelJob, api.ActionRegister, api.ActionDeleteJob:
 		return RoleSubmit
 	}
 	return RoleRead

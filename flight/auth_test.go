@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/flight"
 	"github.com/flightbatch/flightbatch/internal/testserver"
 	"github.com/flightbatch/flightbatch/pkg/api"
@@ -146,6 +147,17 @@ func TestAuth(t *testing.T) {
 		{"psd", flight.RoleSubmit, doAction(api.ActionPSD, map[string]any{"dataset": "demo", "fs": 250})},
 		{"run", flight.RoleSubmit, doAction(api.ActionRun, map[string]any{"function": "psd", "dataset": "demo", "params": map[string]any{"fs": 250}})},
 		{"cancel-job", flight.RoleSubmit, doAction(api.ActionCancelJob, api.JobRef{JobID: sub.JobID})},
+		{"delete-job", flight.RoleSubmit, func(ctx context.Context, _ string) error {
+			// A finished job of its own for each caller, made past the Flight edge.
+			m, err := srv.Jobs.Submit(context.Background(), batch.SubmitRequest{Function: "psd", Dataset: "demo", Params: []byte(`{"fs": 250}`)})
+			if err != nil {
+				return err
+			}
+			for deadline := time.Now().Add(30 * time.Second); !m.State.Terminal() && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				m, _ = srv.Jobs.Status(m.JobID)
+			}
+			return action(ctx, c, api.ActionDeleteJob, api.DeleteJobRequest{JobID: m.JobID}, nil)
+		}},
 		{"PollFlightInfo command", flight.RoleSubmit, func(ctx context.Context, _ string) error {
 			_, err := c.PollFlightInfo(ctx, &aflight.FlightDescriptor{Type: aflight.DescriptorCMD, Cmd: []byte(`{"dataset": "demo", "fs": 250}`)})
 			return err

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -349,7 +350,8 @@ func TestBadInput(t *testing.T) {
 		{"band above Nyquist", api.ActionPSD, `{"dataset": "demo", "fs": 250, "bands": {"gamma": [30, 200]}}`, "", codes.InvalidArgument},
 		{"band reversed", api.ActionPSD, `{"dataset": "demo", "fs": 250, "bands": {"beta": [30, 13]}}`, "", codes.InvalidArgument},
 		{"relative without bands", api.ActionPSD, `{"dataset": "demo", "fs": 250, "relative": true}`, "", codes.InvalidArgument},
-		{"fmin without relative", api.ActionPSD, `{"dataset": "demo", "fs": 250, "bands": {"beta": [13, 30]}, "fmin": 2}`, "", codes.InvalidArgument},
+		{"crop fmin above fmax", api.ActionPSD, `{"dataset": "demo", "fs": 250, "fmin": 50, "fmax": 40}`, "", codes.InvalidArgument},
+		{"relative band outside fmin-fmax", api.ActionPSD, `{"dataset": "demo", "fs": 250, "bands": {"wide": [0, 64]}, "relative": true}`, "", codes.InvalidArgument},
 		{"fmax above Nyquist", api.ActionPSD, `{"dataset": "demo", "fs": 250, "bands": {"beta": [13, 30]}, "relative": true, "fmax": 200}`, "", codes.InvalidArgument},
 		{"fmin above fmax", api.ActionPSD, `{"dataset": "demo", "fs": 250, "bands": {"beta": [13, 30]}, "relative": true, "fmin": 50, "fmax": 40}`, "", codes.InvalidArgument},
 		{"unknown column", api.ActionPSD, `{"dataset": "demo", "fs": 250, "column": "nope"}`, "", codes.InvalidArgument},
@@ -358,7 +360,9 @@ func TestBadInput(t *testing.T) {
 		{"malformed job ID", api.ActionJobStatus, `{"job_id": "x/../y"}`, "", codes.NotFound},
 		{"job-status without ID", api.ActionJobStatus, `{}`, "", codes.InvalidArgument},
 		{"unknown action field", api.ActionListJobs, `{"datasets": "demo"}`, "", codes.InvalidArgument},
-		{"unknown action", "nope", `{}`, "", codes.InvalidArgument},
+		{"unknown action", "nope", `{}`, "", codes.Unimplemented},
+		{"Flight SQL action", "CreatePreparedStatement", "\x0a\x08SELECT 1", "", codes.Unimplemented},
+		{"action type too long", strings.Repeat("x", 300), `{}`, "", codes.InvalidArgument},
 		{"unknown function", api.ActionRun, `{"function": "nope", "dataset": "demo"}`, "", codes.NotFound},
 		{"ticket of unknown dataset", "", "", "datasets/nope", codes.NotFound},
 		{"ticket of unknown shard", "", "", "datasets/demo/part-99999", codes.NotFound},

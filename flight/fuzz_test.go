@@ -27,8 +27,8 @@ func checkTarget(t *testing.T, in string, tg target, err error) {
 	t.Helper()
 	if err != nil {
 		st, ok := status.FromError(err)
-		if !ok || (st.Code() != codes.InvalidArgument && st.Code() != codes.NotFound) {
-			t.Fatalf("%q: error %v is not InvalidArgument or NotFound", in, err)
+		if !ok || (st.Code() != codes.InvalidArgument && st.Code() != codes.NotFound && st.Code() != codes.Unimplemented) {
+			t.Fatalf("%q: error %v is not InvalidArgument, NotFound or Unimplemented", in, err)
 		}
 		return
 	}
@@ -38,14 +38,22 @@ func checkTarget(t *testing.T, in string, tg target, err error) {
 			t.Fatalf("%q: accepted dataset name %q", in, tg.name)
 		}
 	case "jobs":
-		if !batch.ValidJobID(tg.name) {
+		switch {
+		case tg.lookup != nil:
+			if tg.name != "latest" && batch.ValidJobName(tg.name) != nil {
+				t.Fatalf("%q: accepted job lookup %q", in, tg.name)
+			}
+			if tg.query != "" && tg.name != "latest" {
+				t.Fatalf("%q: accepted a query on jobs/%s", in, tg.name)
+			}
+		case !batch.ValidJobID(tg.name):
 			t.Fatalf("%q: accepted job ID %q", in, tg.name)
 		}
 	default:
 		t.Fatalf("%q: accepted kind %q", in, tg.kind)
 	}
 	back, err := parsePath([]string{tg.path()})
-	if err != nil || back.kind != tg.kind || back.name != tg.name || back.shard != tg.shard {
+	if err != nil || back.kind != tg.kind || back.name != tg.name || back.shard != tg.shard || back.query != tg.query {
 		t.Fatalf("%q: path %q parses back to %+v, %v", in, tg.path(), back, err)
 	}
 	switch tg.compression {
@@ -63,6 +71,8 @@ func FuzzParseTicket(f *testing.F) {
 		`{"path": "datasets/demo/part-00000", "compression": "zstd"}`,
 		`{"path": "datasets/demo"} {}`, `{"path": "datasets/demo"}}`, `{"path": 1}`, `{`,
 		"datasets/../etc", "datasets//x", "datasets/demo//", "\x00", "datasets/Demo",
+		"jobs/beta-weekly", "jobs/latest?dataset=demo&label=cohort=pd", "jobs/latest/shards?state=any",
+		"jobs/latest?label=%zz", "jobs/name?x=1", "datasets/demo?x", "jobs/latest?",
 	} {
 		f.Add([]byte(s))
 	}

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
+	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/internal/clip"
 	"github.com/flightbatch/flightbatch/pkg/api"
 )
@@ -100,6 +101,10 @@ func pathTarget(t target) []slog.Attr {
 func descriptorTarget(d *aflight.FlightDescriptor) []slog.Attr {
 	if t, err := parseDescriptor(d); err == nil {
 		return pathTarget(t)
+	}
+	if d != nil && d.Type == aflight.DescriptorPATH && len(d.Path) > 2 && d.Path[0] == "jobs" && batch.ValidJobID(d.Path[1]) {
+		// A PollFlightInfo continuation: jobs/<id>/poll/<token>.
+		return []slog.Attr{slog.String("job", d.Path[1])}
 	}
 	if d != nil && d.Type == aflight.DescriptorCMD {
 		return actionTarget(api.ActionPSD, d.Cmd)

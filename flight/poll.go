@@ -48,15 +48,16 @@ const pollSegment = "poll"
 //     Options.PollHold passes (long poll).
 //
 // The PollInfo carries the complete FlightInfo so far: the result schema, and
-// one endpoint per finished part (ticket "jobs/<job_id>/<shard>"), in input
-// order. Because endpoints may only be appended from one poll to the next, the
-// info lists the finished parts that form an unbroken run from the first shard;
-// a part that finishes before an earlier one is listed once the earlier one
-// has finished (GetFlightInfo jobs/<job_id>/shards lists every finished part at
-// any time). The info's app_metadata is the job-status JSON. progress is the
-// fraction of shards that have succeeded. When the job has SUCCEEDED the
-// descriptor is unset and the info lists every part in input order (ordered),
-// so reading all endpoints in order gives exactly the merged result.
+// one endpoint per finished part (ticket "jobs/<job_id>/<shard>") in the order
+// the parts finished, whatever their position in the input: endpoints may only
+// be appended from one poll to the next, so each part is appended when it
+// finishes. Each endpoint's app_metadata gives its shard, its index in the
+// input and its rows; the info is not ordered. The info's app_metadata is the
+// job-status JSON; total_records and total_bytes count the listed parts.
+// progress is the fraction of shards that have succeeded. When the job has
+// SUCCEEDED the descriptor is unset and the info lists every part; reading
+// them by index gives the merged result, which the ticket jobs/<job_id>
+// streams in input order.
 //
 // A job that ends FAILED or CANCELLED answers with the gRPC status Aborted and a
 // message that names the state and, for a failure, each failed shard with its
@@ -106,6 +107,9 @@ func (s *Server) pollTarget(ctx context.Context, d *aflight.FlightDescriptor) (i
 		if len(cmd) > 0 && cmd[0] == '{' {
 			id, err := s.pollSubmit(ctx, cmd)
 			return id, "", err
+		}
+		if err := foreignCommand(cmd); err != nil {
+			return "", "", err
 		}
 		segs = strings.Split(strings.Trim(string(cmd), "/"), "/")
 	case aflight.DescriptorPATH:
@@ -179,11 +183,13 @@ func (s *Server) pollInfo(ctx context.Context, id string) (*aflight.PollInfo, st
 	if err != nil {
 		return nil, "", status.Errorf(codes.Internal, "encode job status: %v", err)
 	}
+	// Endpoints are listed in the order the parts finished, not in input
+	// order: a later poll may only append.
 	info := &aflight.FlightInfo{
 		FlightDescriptor: &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{"jobs", id}},
 		TotalRecords:     -1,
 		TotalBytes:       -1,
-		Ordered:          true,
+		Ordered:          false,
 		AppMetadata:      meta,
 	}
 	schema, err := s.jobs.ResultSchema(ctx, id)
@@ -193,15 +199,15 @@ func (s *Server) pollInfo(ctx context.Context, id string) (*aflight.PollInfo, st
 	case !errors.Is(err, batch.ErrNotFinished):
 		return nil, "", toStatus(err)
 	}
-	var rows int64
-	known := true
-	for i, sh := range m.Shards {
-		if sh.State != batch.ShardSucceeded {
-			break
-		}
+	var rows, size int64
+	known, sized := true, true
+	for _, i := range m.FinishOrder() {
+		sh := m.Shards[i]
 		n := partRows(sh)
 		rows += n
 		known = known && n >= 0
+		size += sh.Bytes
+		sized = sized && sh.Bytes > 0
 		info.Endpoint = append(info.Endpoint, &aflight.FlightEndpoint{
 			Ticket:      &aflight.Ticket{Ticket: []byte("jobs/" + id + "/" + sh.Name)},
 			AppMetadata: []byte(fmt.Sprintf(`{"shard":%q,"index":%d,"rows":%d}`, sh.Name, i, n)),
@@ -209,6 +215,9 @@ func (s *Server) pollInfo(ctx context.Context, id string) (*aflight.PollInfo, st
 	}
 	if known {
 		info.TotalRecords = rows
+	}
+	if sized {
+		info.TotalBytes = size
 	}
 	c := m.Counts()
 	progress := 0.0

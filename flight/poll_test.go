@@ -3,6 +3,7 @@ package flight_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,8 +68,7 @@ func TestPollFlightInfoFollowsJob(t *testing.T) {
 			t.Fatal("job did not finish")
 		}
 		if !opened && polls > 1 {
-			// Let shard 2 finish before shard 0: the info may list it only
-			// once shard 0 (and 1) have finished.
+			// Let shard 2 finish before shard 0: the info lists it at once.
 			g.open("part-00002")
 			time.Sleep(200 * time.Millisecond)
 			opened = true
@@ -100,12 +100,16 @@ func TestPollFlightInfoFollowsJob(t *testing.T) {
 		t.Errorf("final progress = %v, want 1", pi.GetProgress())
 	}
 	info := pi.GetInfo()
+	// Parts are listed as they finished (TestPollListsLastShardFirst pins the
+	// order down): every part once.
+	sorted := append([]string(nil), seen...)
+	slices.Sort(sorted)
 	want := []string{"jobs/" + id + "/part-00000", "jobs/" + id + "/part-00001", "jobs/" + id + "/part-00002", "jobs/" + id + "/part-00003"}
-	if strings.Join(seen, ",") != strings.Join(want, ",") {
-		t.Fatalf("final endpoints = %v, want %v", seen, want)
+	if !slices.Equal(sorted, want) {
+		t.Fatalf("final endpoints = %v, want each of %v once", seen, want)
 	}
-	if !info.Ordered {
-		t.Error("final info is not ordered")
+	if info.Ordered {
+		t.Error("final info says ordered, but its endpoints are in finishing order")
 	}
 	ds, err := srv.Catalog.Get(ctx, "demo")
 	if err != nil {
@@ -122,10 +126,18 @@ func TestPollFlightInfoFollowsJob(t *testing.T) {
 		t.Errorf("final schema = %v", schema)
 	}
 
-	// Reading every endpoint in order gives the merged result.
+	// Reading every endpoint in the order of its "index" gives the merged result.
+	byIndex := make([]*aflight.FlightEndpoint, len(info.Endpoint))
+	for _, ep := range info.Endpoint {
+		var em struct{ Index int }
+		if err := json.Unmarshal(ep.AppMetadata, &em); err != nil || em.Index < 0 || em.Index >= len(byIndex) || byIndex[em.Index] != nil {
+			t.Fatalf("endpoint app_metadata %s: %v", ep.AppMetadata, err)
+		}
+		byIndex[em.Index] = ep
+	}
 	var rows int64
 	var channels []string
-	for _, ep := range info.Endpoint {
+	for _, ep := range byIndex {
 		n, ch, err := readAll(t, c, mem, string(ep.Ticket.Ticket), "channel")
 		if err != nil {
 			t.Fatal(err)
@@ -303,5 +315,104 @@ func TestPollBadDescriptors(t *testing.T) {
 	mustAction(t, c, api.ActionListJobs, map[string]any{}, &jobs)
 	if len(jobs.Jobs) != 0 {
 		t.Errorf("bad requests created %d jobs", len(jobs.Jobs))
+	}
+}
+
+// TestPollListsLastShardFirst: when the last-listed shard finishes first, its
+// endpoint is in the next poll, while every other shard still runs; the
+// job-status in app_metadata and total_bytes follow.
+func TestPollListsLastShardFirst(t *testing.T) {
+	g := newGate("part-00000", "part-00001", "part-00002")
+	srv := testserver.Start(t, testserver.Options{Fault: g.fault, Workers: 4})
+	c := dial(t, srv.Addr)
+	ctx := context.Background()
+	pi, err := c.PollFlightInfo(ctx, psdCommand(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := pi.FlightDescriptor.Path[1]
+	next := pi.FlightDescriptor
+	last := "jobs/" + id + "/part-00003"
+	for i := 0; ; i++ {
+		if i > 100 {
+			t.Fatal("the last shard's endpoint never appeared")
+		}
+		var eps []string
+		for _, ep := range pi.Info.Endpoint {
+			eps = append(eps, string(ep.Ticket.Ticket))
+		}
+		if len(eps) > 0 {
+			if len(eps) != 1 || eps[0] != last {
+				t.Fatalf("endpoints %v, want only %s", eps, last)
+			}
+			var em struct {
+				Shard string
+				Index int
+				Rows  int64
+			}
+			if err := json.Unmarshal(pi.Info.Endpoint[0].AppMetadata, &em); err != nil || em.Shard != "part-00003" || em.Index != 3 || em.Rows <= 0 {
+				t.Errorf("endpoint app_metadata %s (%v)", pi.Info.Endpoint[0].AppMetadata, err)
+			}
+			var st api.JobStatus
+			if err := json.Unmarshal(pi.Info.AppMetadata, &st); err != nil || st.State != "RUNNING" || st.Shards.Succeeded != 1 || st.Progress != 0.25 {
+				t.Errorf("info app_metadata %s (%v), want RUNNING with 1 of 4 shards", pi.Info.AppMetadata, err)
+			}
+			if pi.GetProgress() != 0.25 {
+				t.Errorf("progress %v, want 0.25", pi.GetProgress())
+			}
+			if pi.Info.TotalRecords != em.Rows {
+				t.Errorf("total_records %d, want the listed part's %d", pi.Info.TotalRecords, em.Rows)
+			}
+			obj, err := srv.Store.Stat(ctx, "jobs/"+id+"/parts/part-00003.arrow")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pi.Info.TotalBytes != obj.Size {
+				t.Errorf("total_bytes %d, want the listed part's size %d", pi.Info.TotalBytes, obj.Size)
+			}
+			break
+		}
+		if pi, err = c.PollFlightInfo(ctx, next); err != nil {
+			t.Fatal(err)
+		}
+		next = pi.FlightDescriptor
+	}
+	for _, s := range []string{"part-00000", "part-00001", "part-00002"} {
+		g.open(s)
+	}
+	final, err := pollUntilDone(t, c, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(final.Info.Endpoint) != 4 || string(final.Info.Endpoint[0].Ticket.Ticket) != last {
+		t.Errorf("final endpoints %v, want 4 starting with %s", final.Info.Endpoint, last)
+	}
+
+	// GetFlightInfo of the merged result: total_bytes and the job's status.
+	info, err := c.GetFlightInfo(ctx, &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{"jobs", id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var size int64
+	objs, err := srv.Store.List(ctx, "jobs/"+id+"/parts/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := 0
+	for _, o := range objs {
+		if strings.HasSuffix(o.Key, ".arrow") {
+			size += o.Size
+			parts++
+		}
+	}
+	if parts != 4 {
+		t.Fatalf("%d parts in %v", parts, objs)
+	}
+	if info.TotalBytes != size || size <= 0 {
+		t.Errorf("total_bytes %d, want the parts' %d", info.TotalBytes, size)
+	}
+	var st api.JobStatus
+	if err := json.Unmarshal(info.AppMetadata, &st); err != nil || st.State != "SUCCEEDED" || st.Progress != 1 || st.JobID != id {
+		t.Errorf("app_metadata %s (%v), want the job's status", info.AppMetadata, err)
 	}
 }

@@ -149,7 +149,7 @@ func codeOf(err error) codes.Code {
 		return codes.InvalidArgument
 	case errors.Is(err, batch.ErrNotFound), errors.Is(err, dataset.ErrNotFound), errors.Is(err, store.ErrNotExist):
 		return codes.NotFound
-	case errors.Is(err, batch.ErrNotFinished):
+	case errors.Is(err, batch.ErrNotFinished), errors.Is(err, batch.ErrInUse):
 		return codes.FailedPrecondition
 	case errors.Is(err, dataset.ErrExists):
 		return codes.AlreadyExists
@@ -172,6 +172,11 @@ type target struct {
 	columns []string
 	// compression overrides the server's default for one stream.
 	compression string
+	// lookup, for jobs, means the job is found by name or as the newest
+	// match (jobs/<name>, jobs/latest?...): name is then what was asked,
+	// until Server.resolve replaces it with the job's ID.
+	lookup *batch.Query
+	query  string // the lookup's query, as given
 }
 
 func (t target) path() string {
@@ -179,14 +184,18 @@ func (t target) path() string {
 	if t.shard != "" {
 		p += "/" + t.shard
 	}
+	if t.query != "" {
+		p += "?" + t.query
+	}
 	return p
 }
 
 func parsePath(segs []string) (target, error) {
-	const help = `use "datasets/<name>", "datasets/<name>/<shard>", "jobs/<job_id>" or "jobs/<job_id>/<shard>"`
+	const help = `use "datasets/<name>", "datasets/<name>/<shard>", "jobs/<job_id>" or "jobs/<job_id>/<shard>" (or jobs/<job name>, jobs/latest?dataset=...)`
 	if len(segs) == 1 {
 		segs = strings.Split(strings.Trim(segs[0], "/"), "/")
 	}
+	segs, query, hasQuery := cutQuery(segs)
 	if len(segs) < 2 || len(segs) > 3 {
 		return target{}, invalidArg("path %s is not a flightbatch path: %s", clip.Quote(strings.Join(segs, "/")), help)
 	}
@@ -202,9 +211,12 @@ func parsePath(segs []string) (target, error) {
 		if err := dataset.ValidName(t.name); err != nil {
 			return target{}, status.Error(codes.InvalidArgument, err.Error())
 		}
+		if hasQuery {
+			return target{}, invalidArg("path %s: a dataset path takes no ?query: %s", clip.Quote(strings.Join(segs, "/")), help)
+		}
 	case "jobs":
-		if !batch.ValidJobID(t.name) {
-			return target{}, status.Errorf(codes.NotFound, "job %s not found: job IDs look like 20261124T184501123Z-9f2c1a", clip.Quote(t.name))
+		if hasQuery || !batch.ValidJobID(t.name) {
+			return parseLookup(t, query, hasQuery)
 		}
 	default:
 		return target{}, invalidArg("path %s is not a flightbatch path: %s", clip.Quote(strings.Join(segs, "/")), help)
@@ -220,9 +232,32 @@ func parseDescriptor(d *aflight.FlightDescriptor) (target, error) {
 	case aflight.DescriptorPATH:
 		return parsePath(d.Path)
 	case aflight.DescriptorCMD:
+		if err := foreignCommand(d.Cmd); err != nil {
+			return target{}, err
+		}
 		return parsePath([]string{string(d.Cmd)})
 	}
 	return target{}, invalidArg("unknown descriptor type %v", d.Type)
+}
+
+// foreignCommand refuses, with Unimplemented, a command descriptor that is not
+// flightbatch's: anything but the text of a "datasets/..." or "jobs/..." path
+// or a JSON object, such as a Flight SQL command (a protobuf Any). Generic
+// clients take Unimplemented to mean "this server does not do that".
+func foreignCommand(cmd []byte) error {
+	c := bytes.TrimSpace(cmd)
+	if len(c) > 0 && c[0] == '{' {
+		return nil
+	}
+	c = bytes.TrimLeft(c, "/")
+	if bytes.HasPrefix(c, []byte("datasets/")) || bytes.HasPrefix(c, []byte("jobs/")) {
+		return nil
+	}
+	what := "this command"
+	if bytes.Contains(cmd, []byte("arrow.flight.protocol.sql.")) {
+		what = "Flight SQL"
+	}
+	return status.Errorf(codes.Unimplemented, "flightbatch does not implement %s: its command descriptors are the paths datasets/<name> and jobs/<job_id> (or a job request as JSON, for PollFlightInfo)", what)
 }
 
 // ticketJSON is the JSON form of a ticket, for projection and compression.
@@ -306,6 +341,9 @@ func (s *Server) GetFlightInfo(ctx context.Context, d *aflight.FlightDescriptor)
 	if err != nil {
 		return nil, err
 	}
+	if t, err = s.resolve(t); err != nil {
+		return nil, err
+	}
 	var info *aflight.FlightInfo
 	switch {
 	case t.kind == "datasets" && t.shard == "":
@@ -368,20 +406,27 @@ func (s *Server) jobInfo(ctx context.Context, id string, perShard bool) (*afligh
 	if perShard {
 		path = append(path, "shards")
 	}
+	meta, err := json.Marshal(jobStatus(m))
+	if err != nil {
+		return nil, fmt.Errorf("encode job status: %w", err)
+	}
 	info := &aflight.FlightInfo{
 		Schema:           aflight.SerializeSchema(schema, s.opts.Alloc),
 		FlightDescriptor: &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: path},
 		TotalRecords:     -1,
 		TotalBytes:       -1,
 		Ordered:          true,
+		AppMetadata:      meta,
 	}
-	var rows int64
-	known := true
+	var rows, size int64
+	known, sized := true, true
 	for _, sh := range m.Shards {
 		if sh.State == batch.ShardSucceeded {
 			n := partRows(sh)
 			rows += n
 			known = known && n >= 0
+			size += sh.Bytes
+			sized = sized && sh.Bytes > 0
 			if perShard {
 				info.Endpoint = append(info.Endpoint, &aflight.FlightEndpoint{
 					Ticket:      &aflight.Ticket{Ticket: []byte("jobs/" + id + "/" + sh.Name)},
@@ -392,6 +437,9 @@ func (s *Server) jobInfo(ctx context.Context, id string, perShard bool) (*afligh
 	}
 	if known {
 		info.TotalRecords = rows
+	}
+	if sized {
+		info.TotalBytes = size
 	}
 	if !perShard {
 		info.Endpoint = []*aflight.FlightEndpoint{{Ticket: &aflight.Ticket{Ticket: []byte("jobs/" + id)}}}
@@ -412,6 +460,9 @@ func partRows(sh batch.ShardRecord) int64 {
 func (s *Server) GetSchema(ctx context.Context, d *aflight.FlightDescriptor) (*aflight.SchemaResult, error) {
 	t, err := parseDescriptor(d)
 	if err != nil {
+		return nil, err
+	}
+	if t, err = s.resolve(t); err != nil {
 		return nil, err
 	}
 	var schema *arrow.Schema
@@ -436,6 +487,9 @@ func (s *Server) DoGet(tkt *aflight.Ticket, stream aflight.FlightService_DoGetSe
 	ctx := stream.Context()
 	t, err := parseTicket(tkt.GetTicket())
 	if err != nil {
+		return err
+	}
+	if t, err = s.resolve(t); err != nil {
 		return err
 	}
 	rdr, err := s.open(ctx, t)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	acompute "github.com/apache/arrow-go/v18/arrow/compute"
 
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/compute"
@@ -40,12 +41,66 @@ type Params struct {
 	// Bands asks for the power in named frequency bands, in request order.
 	Bands Bands `json:"bands,omitempty"`
 	// Relative adds <band>_relative per band: the band's power over the total
-	// power in [FMin, FMax].
+	// power in [FMin, FMax]; every band must lie in that range, so it is at
+	// most 1.
 	Relative bool `json:"relative,omitempty"`
-	// FMin and FMax bound the total power of relative band power (default
-	// DefaultFMin and DefaultFMax Hz).
+	// FMin and FMax, when given, crop freqs and psd to [FMin, FMax]; they
+	// also bound the total power of relative band power (default DefaultFMin
+	// and DefaultFMax Hz).
 	FMin *float64 `json:"fmin,omitempty"`
 	FMax *float64 `json:"fmax,omitempty"`
+	// NaNPolicy is "propagate" (default: NaN samples make the affected values
+	// NaN, as scipy does) or "omit": NaN samples are bad spans skipped as MNE's
+	// psd_array_welch skips them (see omitNaN).
+	NaNPolicy string `json:"nan_policy,omitempty"`
+}
+
+// AverageNone is the average (also JSON null) that gives every segment's
+// spectrum, one row per segment, instead of their mean or median.
+const AverageNone = "none"
+
+// ReasonColumn names the column that says, with fs_column and bands, why a
+// row's values are null (null when every value was computed).
+const ReasonColumn = "invalid_reason"
+
+// welch is the kernel's parameters: average "none" computes per-segment
+// spectra with the plan of average "mean".
+func (p Params) welch() compute.WelchParams {
+	w := p.WelchParams
+	if w.Average == AverageNone {
+		w.Average = ""
+	}
+	return w
+}
+
+// reasons reports whether the result has ReasonColumn: with fs_column and
+// bands, whose validity then depends on each record's sampling rate, and with
+// nan_policy "omit", which leaves a record of NaN only without a PSD.
+func (p Params) reasons() bool {
+	return p.FSColumn != "" && len(p.Bands) > 0 || p.NaNPolicy == "omit"
+}
+
+// cropped reports whether fmin or fmax crop the output.
+func (p Params) cropped() bool { return p.FMin != nil || p.FMax != nil }
+
+// beyond lists what the request asks above the Nyquist frequency of a signal
+// sampled at fs: bands, and the upper bound of the relative power's total.
+// It is the one statement of that rule: a fixed fs makes it an error up
+// front, fs_column a null value and a reason per record.
+func (p Params) beyond(fs float64) (bands []int, total bool, reason string) {
+	nyq := fs / 2
+	var why []string
+	for i, b := range p.Bands {
+		if b.Hi > nyq {
+			bands = append(bands, i)
+			why = append(why, fmt.Sprintf("band %q reaches %v Hz, above the Nyquist frequency fs/2 = %v Hz", b.Name, b.Hi, nyq))
+		}
+	}
+	if _, hi := p.totalRange(); p.Relative && hi > nyq {
+		total = true
+		why = append(why, fmt.Sprintf("fmax %v Hz (the total of relative power) is above the Nyquist frequency fs/2 = %v Hz", hi, nyq))
+	}
+	return bands, total, strings.Join(why, "; ")
 }
 
 // The default range, in Hz, of the total power relative band power divides by.
@@ -98,6 +153,14 @@ func DecodeParams(raw json.RawMessage) (Params, error) {
 	if err := dec.Decode(&p); err != nil {
 		return p, batch.Invalidf("psd parameters: %s", strings.TrimPrefix(err.Error(), "json: "))
 	}
+	// "average": null means no averaging, as MNE's average=None does; an
+	// absent "average" means the mean.
+	var probe map[string]json.RawMessage
+	if json.Unmarshal(raw, &probe) == nil {
+		if v, ok := probe["average"]; ok && bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
+			p.Average = AverageNone
+		}
+	}
 	if p.Column == "" {
 		p.Column = "samples"
 	}
@@ -135,22 +198,29 @@ func (Function) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, j
 	case p.FS != nil && !(*p.FS > 0) || p.FS != nil && math.IsInf(*p.FS, 0):
 		return nil, nil, invalid("fs must be a positive number of Hz, got %v", *p.FS)
 	}
-	if err := p.WelchParams.Validate(); err != nil {
+	if err := p.welch().Validate(); err != nil {
 		return nil, nil, batch.Invalidf("psd: %w", err)
 	}
-	if (p.FMin != nil || p.FMax != nil) && !p.Relative {
-		return nil, nil, invalid(`"fmin" and "fmax" bound the total power of relative band power; add "relative": true`)
+	if lo, hi := p.totalRange(); !(lo >= 0) || !(hi > lo) || math.IsInf(hi, 0) {
+		return nil, nil, invalid("fmin %v and fmax %v must satisfy 0 <= fmin < fmax", lo, hi)
 	}
-	if p.Relative {
-		lo, hi := p.totalRange()
-		switch {
-		case len(p.Bands) == 0:
-			return nil, nil, invalid(`"relative": true needs "bands", e.g. {"beta": [13, 30]}`)
-		case !(lo >= 0) || !(hi > lo) || math.IsInf(hi, 0):
-			return nil, nil, invalid("fmin %v and fmax %v must satisfy 0 <= fmin < fmax", lo, hi)
-		case p.FS != nil && p.FMax != nil && hi > *p.FS/2:
-			return nil, nil, invalid("fmax %v Hz is above the Nyquist frequency fs/2 = %v Hz", hi, *p.FS/2)
+	if p.FS != nil && p.FMax != nil && *p.FMax > *p.FS/2 {
+		return nil, nil, invalid("fmax %v Hz is above the Nyquist frequency fs/2 = %v Hz", *p.FMax, *p.FS/2)
+	}
+	if p.cropped() && p.ReturnOnesided != nil && !*p.ReturnOnesided {
+		return nil, nil, invalid(`"fmin" and "fmax" crop a one-sided spectrum; drop "return_onesided": false or the crop`)
+	}
+	switch p.NaNPolicy {
+	case "", "propagate":
+	case "omit":
+		if p.Average != "" && p.Average != "mean" {
+			return nil, nil, invalid(`"nan_policy": "omit" averages each good span's segments by their mean; use "average": "mean"`)
 		}
+	default:
+		return nil, nil, invalid(`nan_policy %s: use "propagate" or "omit"`, clip.Quote(p.NaNPolicy))
+	}
+	if p.Relative && len(p.Bands) == 0 {
+		return nil, nil, invalid(`"relative": true needs "bands", e.g. {"beta": [13, 30]}`)
 	}
 	if len(p.Bands) > MaxBands {
 		return nil, nil, invalid("%d bands are above the limit of %d", len(p.Bands), MaxBands)
@@ -164,10 +234,16 @@ func (Function) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, j
 			return nil, nil, invalid("band %q is given twice", b.Name)
 		case !(b.Lo >= 0) || !(b.Hi > b.Lo) || math.IsInf(b.Hi, 0):
 			return nil, nil, invalid("band %q is [%v, %v]; it must satisfy 0 <= low < high", b.Name, b.Lo, b.Hi)
-		case p.FS != nil && b.Hi > *p.FS/2:
-			return nil, nil, invalid("band %q reaches %v Hz, above the Nyquist frequency fs/2 = %v Hz", b.Name, b.Hi, *p.FS/2)
+		}
+		if lo, hi := p.totalRange(); p.Relative && (b.Lo < lo || b.Hi > hi) {
+			return nil, nil, invalid("band %q [%v, %v] Hz lies outside [fmin, fmax] = [%v, %v] Hz, the total its relative power divides by; widen fmin/fmax or narrow the band", b.Name, b.Lo, b.Hi, lo, hi)
 		}
 		seen[b.Name] = true
+	}
+	if p.FS != nil {
+		if _, _, reason := p.beyond(*p.FS); reason != "" {
+			return nil, nil, invalid("%s", reason)
+		}
 	}
 	idx := in.FieldIndices(p.Column)
 	if len(idx) == 0 {
@@ -192,17 +268,25 @@ func (Function) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, j
 		}
 	}
 	for _, f := range fields {
-		for _, reserved := range append([]string{"freqs", "psd"}, bandColumns(p)...) {
+		for _, reserved := range append([]string{"freqs", "psd", "segment", "segment_time", ReasonColumn}, bandColumns(p)...) {
 			if f.Name == reserved {
 				return nil, nil, invalid("the dataset already has a column %q, which the result would repeat", f.Name)
 			}
 		}
+	}
+	if p.Average == AverageNone {
+		fields = append(fields,
+			arrow.Field{Name: "segment", Type: arrow.PrimitiveTypes.Int32, Nullable: true},
+			arrow.Field{Name: "segment_time", Type: arrow.PrimitiveTypes.Float64, Nullable: true})
 	}
 	fields = append(fields,
 		arrow.Field{Name: "freqs", Type: arrow.ListOf(arrow.PrimitiveTypes.Float64), Nullable: true},
 		arrow.Field{Name: "psd", Type: arrow.ListOf(arrow.PrimitiveTypes.Float64), Nullable: true})
 	for _, c := range bandColumns(p) {
 		fields = append(fields, arrow.Field{Name: c, Type: arrow.PrimitiveTypes.Float64, Nullable: true})
+	}
+	if p.reasons() {
+		fields = append(fields, arrow.Field{Name: ReasonColumn, Type: arrow.BinaryTypes.String, Nullable: true})
 	}
 	norm, err := json.Marshal(p)
 	if err != nil {
@@ -258,7 +342,7 @@ func (Function) Run(ctx context.Context, task batch.Task, in array.RecordReader,
 	if err != nil {
 		return err
 	}
-	planner, err := compute.NewPlanner(p.WelchParams)
+	planner, err := compute.NewPlanner(p.welch())
 	if err != nil {
 		return fmt.Errorf("psd: %w", err)
 	}
@@ -298,97 +382,316 @@ type psdKernel struct {
 	x       []float64
 	freqs   []float64
 	psd     []float64
+	times   []float64
+	span    []float64
 }
 
-// batch computes the result rows of rec. It checks ctx before every record, so
+// rowBuilders build the computed columns of a result batch.
+type rowBuilders struct {
+	take    []int64 // the input row of every output row
+	seg     *array.Int32Builder
+	segTime *array.Float64Builder
+	fb, pb  *array.ListBuilder
+	bands   []*array.Float64Builder
+	reason  *array.StringBuilder
+}
+
+func (r *rowBuilders) release() {
+	for _, b := range []interface{ Release() }{r.fb, r.pb} {
+		b.Release()
+	}
+	if r.seg != nil {
+		r.seg.Release()
+		r.segTime.Release()
+	}
+	for _, b := range r.bands {
+		b.Release()
+	}
+	if r.reason != nil {
+		r.reason.Release()
+	}
+}
+
+// null appends a row of nulls for input row i, saying why.
+func (r *rowBuilders) null(i int, why string) {
+	r.take = append(r.take, int64(i))
+	if r.seg != nil {
+		r.seg.AppendNull()
+		r.segTime.AppendNull()
+	}
+	r.fb.AppendNull()
+	r.pb.AppendNull()
+	for _, b := range r.bands {
+		b.AppendNull()
+	}
+	if r.reason != nil {
+		r.reason.Append(why)
+	}
+}
+
+// batch computes the result rows of rec: one per record, or one per segment
+// of every record with average "none". It checks ctx before every record, so
 // a cancelled child stops within one record's computation, however long the
 // records are.
 func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Schema, rec arrow.RecordBatch, sigIdx, fsIdx int) (arrow.RecordBatch, error) {
 	n := int(rec.NumRows())
-	cols := make([]arrow.Array, 0, schema.NumFields())
-	for i, c := range rec.Columns() {
-		if i != sigIdx {
-			c.Retain()
-			cols = append(cols, c)
-		}
+	p := k.p
+	perSegment := p.Average == AverageNone
+	r := &rowBuilders{
+		fb: array.NewListBuilder(task.Alloc, arrow.PrimitiveTypes.Float64),
+		pb: array.NewListBuilder(task.Alloc, arrow.PrimitiveTypes.Float64),
 	}
-	defer func() {
-		for _, c := range cols {
-			c.Release()
-		}
-	}()
-	fb := array.NewListBuilder(task.Alloc, arrow.PrimitiveTypes.Float64)
-	defer fb.Release()
-	pb := array.NewListBuilder(task.Alloc, arrow.PrimitiveTypes.Float64)
-	defer pb.Release()
-	bbs := make([]*array.Float64Builder, len(bandColumns(k.p)))
-	for i := range bbs {
-		bbs[i] = array.NewFloat64Builder(task.Alloc)
-		defer bbs[i].Release()
+	if perSegment {
+		r.seg = array.NewInt32Builder(task.Alloc)
+		r.segTime = array.NewFloat64Builder(task.Alloc)
 	}
-	fv := fb.ValueBuilder().(*array.Float64Builder)
-	pv := pb.ValueBuilder().(*array.Float64Builder)
+	for range bandColumns(p) {
+		r.bands = append(r.bands, array.NewFloat64Builder(task.Alloc))
+	}
+	if p.reasons() {
+		r.reason = array.NewStringBuilder(task.Alloc)
+	}
+	defer r.release()
+	fv := r.fb.ValueBuilder().(*array.Float64Builder)
+	pv := r.pb.ValueBuilder().(*array.Float64Builder)
 	sig := rec.Column(sigIdx)
+	nb := len(p.Bands)
+	lo, hi := p.totalRange()
 	for i := 0; i < n; i++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		x, ok := signalAt(sig, i, k.x[:0])
 		k.x = x
-		fs := 0.0
-		if k.p.FS != nil {
-			fs = *k.p.FS
-		} else {
-			fs, ok = numberAt(rec.Column(fsIdx), i, ok)
-			ok = ok && fs > 0 && !math.IsInf(fs, 0)
-		}
-		var plan *compute.Plan
-		if ok && len(x) > 0 {
-			var err error
-			plan, err = k.planner.Plan(len(x))
-			if err != nil && !errors.Is(err, compute.ErrInvalidParams) {
-				return nil, fmt.Errorf("psd: record %d: %w", i, err)
-			}
-			// The parameters were validated when the job was submitted, so a
-			// plan refused now is refused for this record's length alone.
-		}
-		if plan == nil {
-			// Documented behaviour: an empty or null signal, a record too short
-			// for the request (shorter than explicit window weights, say), or a
-			// missing or non-positive sampling rate, gives null freqs, psd and
-			// band powers; the other records are computed.
-			fb.AppendNull()
-			pb.AppendNull()
-			for _, bb := range bbs {
-				bb.AppendNull()
-			}
+		if !ok || len(x) == 0 {
+			r.null(i, "the signal is null or empty")
 			continue
 		}
-		k.freqs = plan.Freqs(k.freqs[:0], fs)
-		k.psd = plan.PSD(k.psd[:0], x, fs)
-		fb.Append(true)
-		fv.AppendValues(k.freqs, nil)
-		pb.Append(true)
-		pv.AppendValues(k.psd, nil)
-		nb := len(k.p.Bands)
-		var total float64
-		if k.p.Relative {
-			lo, hi := k.p.totalRange()
-			total = compute.BandPower(k.freqs, k.psd, lo, hi)
+		fs := 0.0
+		if p.FS != nil {
+			fs = *p.FS
+		} else {
+			fs, ok = numberAt(rec.Column(fsIdx), i, true)
+			if !ok || !(fs > 0) || math.IsInf(fs, 0) {
+				r.null(i, "the sampling rate (fs_column) is null, not positive or not finite")
+				continue
+			}
 		}
-		for j, b := range k.p.Bands {
-			power := compute.BandPower(k.freqs, k.psd, b.Lo, b.Hi)
-			bbs[j].Append(power)
-			if k.p.Relative {
-				bbs[nb+j].Append(power / total)
+		plan, err := k.planner.Plan(len(x))
+		if err != nil && !errors.Is(err, compute.ErrInvalidParams) {
+			return nil, fmt.Errorf("psd: record %d: %w", i, err)
+		}
+		if plan == nil {
+			// The parameters were validated when the job was submitted, so a
+			// plan refused now is refused for this record's length alone.
+			r.null(i, fmt.Sprintf("the record (%d samples) is too short for the request: %v", len(x), err))
+			continue
+		}
+		badBands, badTotal, why := p.beyond(fs)
+		k.freqs = plan.Freqs(k.freqs[:0], fs)
+		nf := len(k.freqs)
+		rows := 1
+		if perSegment {
+			k.psd = plan.Segments(k.psd[:0], x, fs)
+			k.times = plan.SegmentTimes(k.times[:0], fs)
+			rows = plan.NumSegments()
+		} else {
+			k.psd = plan.PSD(k.psd[:0], x, fs)
+			if p.NaNPolicy == "omit" && hasNaN(x) {
+				var why string
+				if k.psd, why = k.omitNaN(k.psd, x, fs, plan); why != "" {
+					r.null(i, why)
+					continue
+				}
+			}
+		}
+		c0, c1 := 0, nf
+		if p.cropped() {
+			c0, c1 = cropRange(k.freqs, lo, hi)
+		}
+		for s := 0; s < rows; s++ {
+			spec := k.psd[s*nf : (s+1)*nf]
+			r.take = append(r.take, int64(i))
+			if perSegment {
+				r.seg.Append(int32(s))
+				r.segTime.Append(k.times[s])
+			}
+			r.fb.Append(true)
+			fv.AppendValues(k.freqs[c0:c1], nil)
+			r.pb.Append(true)
+			pv.AppendValues(spec[c0:c1], nil)
+			var total float64
+			if p.Relative {
+				total = compute.BandPower(k.freqs, spec, lo, hi)
+			}
+			for j, b := range p.Bands {
+				if contains(badBands, j) {
+					r.bands[j].AppendNull()
+				} else {
+					r.bands[j].Append(compute.BandPower(k.freqs, spec, b.Lo, b.Hi))
+				}
+				if p.Relative {
+					if badTotal || contains(badBands, j) {
+						r.bands[nb+j].AppendNull()
+					} else {
+						r.bands[nb+j].Append(compute.BandPower(k.freqs, spec, b.Lo, b.Hi) / total)
+					}
+				}
+			}
+			if r.reason != nil {
+				if why == "" {
+					r.reason.AppendNull()
+				} else {
+					r.reason.Append(why)
+				}
 			}
 		}
 	}
-	cols = append(cols, fb.NewArray(), pb.NewArray())
-	for _, bb := range bbs {
-		cols = append(cols, bb.NewArray())
+	return k.assemble(ctx, task, schema, rec, sigIdx, r)
+}
+
+// assemble joins the input's other columns, repeated as r.take says, and the
+// computed columns.
+func (k *psdKernel) assemble(ctx context.Context, task batch.Task, schema *arrow.Schema, rec arrow.RecordBatch, sigIdx int, r *rowBuilders) (arrow.RecordBatch, error) {
+	cols := make([]arrow.Array, 0, schema.NumFields())
+	defer func() {
+		for _, c := range cols {
+			c.Release()
+		}
+	}()
+	identity := len(r.take) == int(rec.NumRows())
+	for j, v := range r.take {
+		identity = identity && v == int64(j)
 	}
-	return array.NewRecordBatch(schema, cols, int64(n)), nil
+	var idx arrow.Array
+	if !identity {
+		ib := array.NewInt64Builder(task.Alloc)
+		ib.AppendValues(r.take, nil)
+		idx = ib.NewArray()
+		ib.Release()
+		defer idx.Release()
+	}
+	tctx := acompute.WithAllocator(ctx, task.Alloc)
+	for i, c := range rec.Columns() {
+		if i == sigIdx {
+			continue
+		}
+		if identity {
+			c.Retain()
+			cols = append(cols, c)
+			continue
+		}
+		t, err := acompute.TakeArray(tctx, c, idx)
+		if err != nil {
+			return nil, fmt.Errorf("psd: repeat column %s: %w", rec.ColumnName(i), err)
+		}
+		cols = append(cols, t)
+	}
+	if r.seg != nil {
+		cols = append(cols, r.seg.NewArray(), r.segTime.NewArray())
+	}
+	cols = append(cols, r.fb.NewArray(), r.pb.NewArray())
+	for _, b := range r.bands {
+		cols = append(cols, b.NewArray())
+	}
+	if r.reason != nil {
+		cols = append(cols, r.reason.NewArray())
+	}
+	return array.NewRecordBatch(schema, cols, int64(len(r.take))), nil
+}
+
+func hasNaN(x []float64) bool {
+	for _, v := range x {
+		if math.IsNaN(v) {
+			return true
+		}
+	}
+	return false
+}
+
+// omitNaN computes into dst the PSD of a record whose NaN samples are bad
+// spans, as MNE's psd_array_welch does for data whose bad annotations are
+// NaN: the record splits into its good spans (maximal runs of non-NaN
+// samples); each span's segments are laid from the span's own first sample
+// with the record's nperseg, noverlap and nfft, a span shorter than nperseg
+// getting one segment of its own length (a shorter window, zero-padded to
+// nfft); each span's PSD is the mean of its segments', and the spans' PSDs
+// are averaged with weights the samples their segments cover (the span's
+// length, less the tail no segment reaches). An infinite sample makes the
+// whole PSD NaN, as MNE makes a channel with one. It returns a reason, and
+// no PSD, for a record with no good sample or a span the parameters cannot
+// analyse.
+func (k *psdKernel) omitNaN(dst, x []float64, fs float64, full *compute.Plan) ([]float64, string) {
+	nf := full.NumFreqs()
+	dst = dst[:nf]
+	for _, v := range x {
+		if math.IsInf(v, 0) {
+			for i := range dst {
+				dst[i] = math.NaN()
+			}
+			return dst, ""
+		}
+	}
+	nperseg, noverlap, nfft := full.NPerSeg(), full.NOverlap(), full.NFFT()
+	wp := k.p.welch()
+	wp.NPerSeg, wp.NOverlap, wp.NFFT = &nperseg, &noverlap, &nfft
+	step := nperseg - noverlap
+	clear(dst)
+	var total float64
+	for start := 0; start < len(x); {
+		if math.IsNaN(x[start]) {
+			start++
+			continue
+		}
+		end := start
+		for end < len(x) && !math.IsNaN(x[end]) {
+			end++
+		}
+		span := x[start:end]
+		start = end
+		plan, err := compute.NewPlan(wp, len(span))
+		if err != nil {
+			return nil, fmt.Sprintf("a good span of %d samples cannot be analysed with nperseg %d, noverlap %d: %v", len(span), nperseg, noverlap, err)
+		}
+		w := float64(len(span))
+		if len(span) >= nperseg {
+			w -= float64((len(span) - noverlap) % step)
+		}
+		k.span = plan.PSD(k.span[:0], span, fs)
+		for i, v := range k.span {
+			dst[i] += w * v
+		}
+		total += w
+	}
+	if total == 0 {
+		return nil, "no good sample: every sample is NaN"
+	}
+	for i := range dst {
+		dst[i] /= total
+	}
+	return dst, ""
+}
+
+// cropRange is the index range of the frequencies in [lo, hi].
+func cropRange(freqs []float64, lo, hi float64) (int, int) {
+	c0 := 0
+	for c0 < len(freqs) && freqs[c0] < lo {
+		c0++
+	}
+	c1 := c0
+	for c1 < len(freqs) && freqs[c1] <= hi {
+		c1++
+	}
+	return c0, c1
+}
+
+func contains(list []int, v int) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
 }
 
 // signalAt appends record i's signal, as float64, to dst. ok is false for a null.

@@ -65,13 +65,27 @@ func (e *Executor) Start(ctx context.Context, m *batch.Manifest, shards []int) (
 	e.runs[handle] = r
 	e.mu.Unlock()
 	attempts := max(m.MaxAttempts, 1)
-	for i := range r.children {
-		go e.child(cctx, handle, r, i, m.JobID, attempts)
-	}
+	// Children take their first slot in input order, so the first shards'
+	// parts come first; a retry waits for a slot like any child.
+	go func() {
+		for i := range r.children {
+			select {
+			case e.slots <- struct{}{}:
+				go e.child(cctx, handle, r, i, m.JobID, attempts, true)
+			case <-cctx.Done():
+				for j := i; j < len(r.children); j++ {
+					go e.child(cctx, handle, r, j, m.JobID, attempts, false)
+				}
+				return
+			}
+		}
+	}()
 	return handle, nil
 }
 
-func (e *Executor) child(ctx context.Context, handle string, r *run, i int, jobID string, attempts int) {
+// child runs one child's attempts; slotHeld says that its first attempt's
+// slot is already taken.
+func (e *Executor) child(ctx context.Context, handle string, r *run, i int, jobID string, attempts int, slotHeld bool) {
 	shard := r.children[i].Shard
 	final := batch.ShardFailed
 	defer func() {
@@ -81,11 +95,19 @@ func (e *Executor) child(ctx context.Context, handle string, r *run, i int, jobI
 		e.mu.Unlock()
 	}()
 	for attempt := 1; attempt <= attempts; attempt++ {
-		select {
-		case e.slots <- struct{}{}:
-		case <-ctx.Done():
-			final = batch.ShardCancelled
-			return
+		if attempt == 1 && slotHeld {
+			if ctx.Err() != nil {
+				<-e.slots
+				final = batch.ShardCancelled
+				return
+			}
+		} else {
+			select {
+			case e.slots <- struct{}{}:
+			case <-ctx.Done():
+				final = batch.ShardCancelled
+				return
+			}
 		}
 		e.mu.Lock()
 		r.children[i].State = batch.ShardRunning

@@ -47,7 +47,7 @@ func (c *AWSBatchConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.DurationVar(&c.Timeout, "batch-timeout", dur("FLIGHTBATCH_BATCH_TIMEOUT", time.Hour), "aws-batch: time limit of one child attempt per shard, at least 60s ($FLIGHTBATCH_BATCH_TIMEOUT)")
 	fs.DurationVar(&c.PollInterval, "batch-poll-interval", dur("FLIGHTBATCH_BATCH_POLL_INTERVAL", 15*time.Second), "aws-batch: mean time between polls of a job, jittered ±25% ($FLIGHTBATCH_BATCH_POLL_INTERVAL)")
 	fs.StringVar(&c.Endpoint, "batch-endpoint", "", "aws-batch: AWS Batch endpoint URL (default: the AWS configuration, e.g. $AWS_ENDPOINT_URL_BATCH)")
-	fs.StringVar(&c.WorkerStore, "batch-worker-store", env("FLIGHTBATCH_BATCH_WORKER_STORE", ""), "aws-batch: store URL given to children (default --store) ($FLIGHTBATCH_BATCH_WORKER_STORE)")
+	fs.StringVar(&c.WorkerStore, "batch-worker-store", env("FLIGHTBATCH_BATCH_WORKER_STORE", ""), "aws-batch: store URL given to children, when not --store ($FLIGHTBATCH_BATCH_WORKER_STORE)")
 	fs.BoolVar(&c.AllowFileStore, "batch-allow-file-store", false, "aws-batch, for tests only: allow a file:// store (children on this machine, e.g. a local test endpoint)")
 }
 

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/csv"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
@@ -48,19 +50,56 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// clientFlags starts the flags of a client command, with --addr.
+// clientFlags starts the flags of a client command: --addr (default
+// $FLIGHTBATCH_ADDR, else defaultAddr) and --token (default $FLIGHTBATCH_TOKEN).
 func (m *Main) clientFlags(name string) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
-	fs.StringVar(&m.token, "token", m.Getenv("FLIGHTBATCH_TOKEN"), "bearer token of a server with authentication on (default $FLIGHTBATCH_TOKEN)")
-	fs.StringVar(&m.tlsCA, "tls-ca", m.Getenv("FLIGHTBATCH_TLS_CA"), "PEM file of the CA that signed the server's certificate (default $FLIGHTBATCH_TLS_CA; the system's CAs when empty)")
-	fs.StringVar(&m.tlsCert, "tls-cert", m.Getenv("FLIGHTBATCH_TLS_CERT"), "client certificate (PEM) for a server with mutual TLS (default $FLIGHTBATCH_TLS_CERT)")
-	fs.StringVar(&m.tlsKey, "tls-key", m.Getenv("FLIGHTBATCH_TLS_KEY"), "key (PEM) of the client certificate (default $FLIGHTBATCH_TLS_KEY)")
-	addr := m.Getenv("FLIGHTBATCH_ADDR")
-	if addr == "" {
-		addr = defaultAddr
+	m.token = m.Getenv("FLIGHTBATCH_TOKEN")
+	// The token's value stays out of the help text: it is a secret.
+	fs.Var(secretFlag{&m.token}, "token", "bearer `token` of a server with authentication on (default $FLIGHTBATCH_TOKEN)")
+	fs.StringVar(&m.tlsCA, "tls-ca", m.Getenv("FLIGHTBATCH_TLS_CA"), "PEM file of the CA that signed the server's certificate ($FLIGHTBATCH_TLS_CA if set; the system's CAs when empty)")
+	fs.StringVar(&m.tlsCert, "tls-cert", m.Getenv("FLIGHTBATCH_TLS_CERT"), "client certificate (PEM) for a server with mutual TLS ($FLIGHTBATCH_TLS_CERT if set)")
+	fs.StringVar(&m.tlsKey, "tls-key", m.Getenv("FLIGHTBATCH_TLS_KEY"), "key (PEM) of the client certificate ($FLIGHTBATCH_TLS_KEY if set)")
+	return fs, fs.String("addr", m.defaultAddr(), "server address: host:port or grpc://host:port (plaintext), grpc+tls://host:port (TLS); $FLIGHTBATCH_ADDR if set")
+}
+
+// defaultAddr is the server address a client command uses without --addr.
+func (m *Main) defaultAddr() string {
+	if a := m.Getenv("FLIGHTBATCH_ADDR"); a != "" {
+		return a
 	}
-	return fs, fs.String("addr", addr, "server address: host:port or grpc://host:port (plaintext), grpc+tls://host:port (TLS); $FLIGHTBATCH_ADDR when set")
+	return defaultAddr
+}
+
+// secretFlag is a string flag whose value the help text never shows.
+type secretFlag struct{ p *string }
+
+func (f secretFlag) String() string { return "" }
+
+func (f secretFlag) Set(v string) error {
+	*f.p = v
+	return nil
+}
+
+// optionalInt is an int flag that is unset unless given (its help shows no
+// default, so the usage text can say what unset means).
+type optionalInt struct{ p **int }
+
+func (f optionalInt) String() string {
+	if f.p == nil || *f.p == nil {
+		return ""
+	}
+	return strconv.Itoa(**f.p)
+}
+
+func (f optionalInt) Set(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return errors.New("not an integer")
+	}
+	*f.p = &n
+	return nil
 }
 
 // connectJob parses the flags and the one job ID of a command, and dials.
@@ -119,6 +158,27 @@ func (b bandsFlag) Set(v string) error {
 	return nil
 }
 
+// labelsFlag collects --label key=value (repeatable) into a map.
+type labelsFlag map[string]string
+
+func (l labelsFlag) String() string { return "" }
+
+func (l labelsFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("label %q: use key=value, e.g. cohort=pd", v)
+	}
+	l[k] = val
+	return nil
+}
+
+// tagFlags adds --name and --label to a command that submits a job.
+func tagFlags(fs *flag.FlagSet) (*string, labelsFlag) {
+	labels := labelsFlag{}
+	fs.Var(labels, "label", "tag the job with a `key=value` label (repeatable)")
+	return fs.String("name", "", "name the job (get NAME then fetches the newest succeeded job of that name)"), labels
+}
+
 // paramFlag collects --param key=JSON; a value that is not JSON is a string.
 type paramFlag map[string]json.RawMessage
 
@@ -146,7 +206,7 @@ func (m *Main) psd(ctx context.Context, args []string) error {
 	fs.StringVar(&req.FSColumn, "fs-column", "", "column holding each record's sampling rate")
 	window := fs.String("window", "", `window name, or JSON such as '["tukey", 0.25]'`)
 	fs.IntVar(&req.NPerSeg, "nperseg", 0, "segment length (scipy default)")
-	noverlap := fs.Int("noverlap", -1, "segment overlap (default nperseg/2)")
+	fs.Var(optionalInt{&req.NOverlap}, "noverlap", "segment `overlap` (default nperseg/2)")
 	fs.IntVar(&req.NFFT, "nfft", 0, "FFT length (default nperseg)")
 	fs.StringVar(&req.Scaling, "scaling", "", "density or spectrum")
 	fs.StringVar(&req.Average, "average", "", "mean or median")
@@ -154,6 +214,7 @@ func (m *Main) psd(ctx context.Context, args []string) error {
 	params := paramFlag{}
 	fs.Var(params, "param", "any other parameter as key=JSON (repeatable), e.g. detrend=false")
 	fs.BoolVar(&req.Reuse, "reuse", false, "reuse an earlier identical job's result")
+	name, labels := tagFlags(fs)
 	wait := fs.Bool("wait", false, "wait for the job, showing the shards done")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
@@ -161,15 +222,16 @@ func (m *Main) psd(ctx context.Context, args []string) error {
 	if req.Dataset == "" {
 		return errors.New("psd: give --dataset")
 	}
+	req.Name = *name
+	if len(labels) > 0 {
+		req.Labels = labels
+	}
 	if *window != "" {
 		var w any = *window
 		if json.Valid([]byte(*window)) {
 			w = json.RawMessage(*window)
 		}
 		req.Window = w
-	}
-	if *noverlap >= 0 {
-		req.NOverlap = noverlap
 	}
 	if len(params) > 0 {
 		req.Extra = params
@@ -183,17 +245,70 @@ func (m *Main) psd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if !*wait {
+	return m.submitted(ctx, c, id, *addr, *wait)
+}
+
+// submitted prints a submitted job's ID, after following it with --wait.
+func (m *Main) submitted(ctx context.Context, c *client.Client, id, addr string, wait bool) error {
+	if !wait {
 		fmt.Fprintln(m.Stdout, id)
 		return nil
 	}
-	_, err = m.follow(ctx, c, id)
+	_, err := m.follow(ctx, c, id, addr)
 	fmt.Fprintln(m.Stdout, id)
 	return err
 }
 
-// follow waits for a job, drawing a bar of the shards done on a terminal.
-func (m *Main) follow(ctx context.Context, c *client.Client, id string) (api.JobStatus, error) {
+// runCmd submits a job of a registered function.
+func (m *Main) runCmd(ctx context.Context, args []string) error {
+	fs, addr := m.clientFlags("run")
+	var req client.RunRequest
+	fs.StringVar(&req.Function, "function", "", "registered function to run (the server's list-functions)")
+	fs.StringVar(&req.Dataset, "dataset", "", "input: a dataset name, or jobs/<job_id>")
+	params := paramFlag{}
+	fs.Var(params, "param", "a parameter of the function as `key=JSON` (repeatable; a bare word is a string)")
+	fs.BoolVar(&req.Reuse, "reuse", false, "reuse an earlier identical job's result")
+	name, labels := tagFlags(fs)
+	wait := fs.Bool("wait", false, "wait for the job, showing the shards done")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if req.Function == "" || req.Dataset == "" {
+		return errors.New("run: give --function and --dataset")
+	}
+	if len(params) > 0 {
+		req.Params = map[string]json.RawMessage(params)
+	}
+	req.Name = *name
+	if len(labels) > 0 {
+		req.Labels = labels
+	}
+	c, err := m.dial(ctx, *addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	id, err := c.Run(ctx, req)
+	if err != nil {
+		return err
+	}
+	return m.submitted(ctx, c, id, *addr, *wait)
+}
+
+// interruptedError ends a wait stopped by the user (Ctrl-C): the job goes on.
+type interruptedError struct{ id, flags string }
+
+func (e *interruptedError) Error() string {
+	return fmt.Sprintf("stopped waiting; job %s goes on running on the server. Follow it with 'flightbatch wait%s %s', cancel it with 'flightbatch cancel%s %s'",
+		e.id, e.flags, e.id, e.flags, e.id)
+}
+
+// ExitCode is the shell's code for a command stopped by SIGINT.
+func (e *interruptedError) ExitCode() int { return 130 }
+
+// follow waits for a job, drawing a bar of the shards done on a terminal. A
+// wait stopped by ctx (Ctrl-C) says that the job goes on, and how to cancel it.
+func (m *Main) follow(ctx context.Context, c *client.Client, id, addr string) (api.JobStatus, error) {
 	var bar *progressbar.ProgressBar
 	show := isTerminal(m.Stderr)
 	st, err := c.Wait(ctx, id, func(st api.JobStatus) {
@@ -219,6 +334,13 @@ func (m *Main) follow(ctx context.Context, c *client.Client, id string) (api.Job
 		}
 		fmt.Fprintln(m.Stderr)
 	}
+	if err != nil && ctx.Err() != nil {
+		ie := &interruptedError{id: id}
+		if addr != m.defaultAddr() {
+			ie.flags = " --addr " + addr
+		}
+		return st, ie
+	}
 	var je *client.JobError
 	if errors.As(err, &je) {
 		for _, f := range st.Failures {
@@ -240,23 +362,43 @@ func (m *Main) waitCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	defer c.Close()
-	_, err = m.follow(ctx, c, id)
+	_, err = m.follow(ctx, c, id, *addr)
 	return err
 }
 
 func (m *Main) jobs(ctx context.Context, args []string) error {
 	fs, addr := m.clientFlags("jobs")
-	ds := fs.String("dataset", "", "only the jobs of this dataset")
+	var req api.ListJobsRequest
+	fs.StringVar(&req.Dataset, "dataset", "", "only the jobs of this input (a dataset, or jobs/<job_id>)")
+	state := fs.String("state", "", "only the jobs in these `states`, comma-separated (e.g. FAILED,CANCELLED)")
+	fs.StringVar(&req.Function, "function", "", "only the jobs of this function")
+	fs.StringVar(&req.Name, "name", "", "only the jobs of this name")
+	labels := labelsFlag{}
+	fs.Var(labels, "label", "only the jobs with this `key=value` label (repeatable: all must match)")
+	fs.StringVar(&req.SubmittedBy, "submitted-by", "", "only the jobs of this caller (authentication on)")
+	fs.StringVar(&req.Since, "since", "", "only the jobs created at or after this `time` (RFC 3339, e.g. 2026-11-24T00:00:00Z)")
+	fs.StringVar(&req.Until, "until", "", "only the jobs created before this `time` (RFC 3339)")
+	newest := fs.Bool("newest", false, "newest first (default oldest first)")
+	fs.IntVar(&req.Limit, "limit", 0, "at most this many jobs (0: all)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
+	}
+	if *state != "" {
+		req.State = strings.Split(*state, ",")
+	}
+	if len(labels) > 0 {
+		req.Labels = labels
+	}
+	if *newest {
+		req.Order = "newest"
 	}
 	c, err := m.dial(ctx, *addr)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	jobs, err := c.ListJobs(ctx, *ds)
+	jobs, err := c.FindJobs(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -264,12 +406,36 @@ func (m *Main) jobs(ctx context.Context, args []string) error {
 		return printJSON(m.Stdout, api.ListJobsResult{Jobs: jobs})
 	}
 	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB ID\tSTATE\tFUNCTION\tDATASET\tSHARDS\tCREATED\tDURATION\tPARAMS")
+	fmt.Fprintln(tw, "JOB ID\tSTATE\tFUNCTION\tDATASET\tSHARDS\tCREATED\tDURATION\tNAME\tLABELS\tPARAMS")
 	for _, j := range jobs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", j.JobID, j.State, j.Function, j.Dataset,
-			j.Shards.Succeeded, j.Shards.Total, j.CreatedAt.Local().Format("2006-01-02 15:04:05"), duration(j), compact(j.Params))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\n", j.JobID, j.State, j.Function, j.Dataset,
+			j.Shards.Succeeded, j.Shards.Total, j.CreatedAt.Local().Format("2006-01-02 15:04:05"), duration(j),
+			orDash(j.Name), labelText(j.Labels), compact(j.Params))
 	}
 	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// labelText prints labels as k=v,k=v in key order.
+func labelText(labels map[string]string) string {
+	if len(labels) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		keys[i] = k + "=" + labels[k]
+	}
+	return strings.Join(keys, ",")
 }
 
 func duration(j api.JobStatus) string {
@@ -359,6 +525,21 @@ func (m *Main) cancel(ctx context.Context, args []string) error {
 	return nil
 }
 
+func (m *Main) deleteCmd(ctx context.Context, args []string) error {
+	fs, addr := m.clientFlags("delete")
+	force := fs.Bool("force", false, "delete a result that finished jobs took as their input (their results stay)")
+	c, id, err := m.connectJob(ctx, fs, addr, args)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Delete(ctx, id, *force); err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Stdout, "%s deleted\n", id)
+	return nil
+}
+
 func (m *Main) datasets(ctx context.Context, args []string) error {
 	fs, addr := m.clientFlags("datasets")
 	if _, err := parseArgs(fs, args); err != nil {
@@ -384,14 +565,32 @@ func (m *Main) datasets(ctx context.Context, args []string) error {
 
 func (m *Main) get(ctx context.Context, args []string) error {
 	fs, addr := m.clientFlags("get")
-	out := fs.String("o", "", "output: FILE.parquet, FILE.arrow (Arrow IPC file), or - (Arrow IPC stream on stdout)")
+	out := fs.String("o", "", "output: FILE.parquet, FILE.arrow (Arrow IPC file), FILE.csv, or - (Arrow IPC stream on stdout)")
 	shard := fs.String("shard", "", "only this finished part of the job")
+	var q url.Values = map[string][]string{}
+	for _, k := range []string{"dataset", "function", "name"} {
+		fs.Func(k, "with latest: the newest succeeded job of this "+k, func(v string) error { q.Set(k, v); return nil })
+	}
+	fs.Func("label", "with latest: the newest succeeded job with this `key=value` label (repeatable)", func(v string) error {
+		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+			return fmt.Errorf("label %q: use key=value", v)
+		}
+		q.Add("label", v)
+		return nil
+	})
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 || *out == "" {
-		return errors.New("get: give one job ID and -o FILE.parquet, FILE.arrow or -")
+		return errors.New("get: give one job (an ID, a job name, or latest) and -o FILE.parquet, FILE.arrow, FILE.csv or -")
+	}
+	job := pos[0]
+	if len(q) > 0 {
+		if job != "latest" {
+			return fmt.Errorf("get: --dataset, --function, --name and --label go with latest, not %q", job)
+		}
+		job += "?" + q.Encode()
 	}
 	write, err := outputFor(*out)
 	if err != nil {
@@ -402,12 +601,15 @@ func (m *Main) get(ctx context.Context, args []string) error {
 		return err
 	}
 	defer c.Close()
-	var rdr array.RecordReader
+	ticket := "jobs/" + job
 	if *shard != "" {
-		rdr, err = c.ResultPart(ctx, pos[0], *shard)
-	} else {
-		rdr, err = c.Result(ctx, pos[0])
+		path, query, _ := strings.Cut(job, "?")
+		ticket = "jobs/" + path + "/" + *shard
+		if query != "" {
+			ticket += "?" + query
+		}
 	}
+	rdr, err := c.Stream(ctx, ticket)
 	if err != nil {
 		return err
 	}
@@ -427,8 +629,10 @@ func outputFor(name string) (func(io.Writer, array.RecordReader) error, error) {
 		return writeParquet, nil
 	case strings.HasSuffix(name, ".arrow"), strings.HasSuffix(name, ".feather"):
 		return writeIPCFile, nil
+	case strings.HasSuffix(name, ".csv"):
+		return writeCSV, nil
 	}
-	return nil, fmt.Errorf("get: -o %q: name a .parquet or .arrow file, or - for an Arrow IPC stream on stdout", name)
+	return nil, fmt.Errorf("get: -o %q: name a .parquet, .arrow or .csv file, or - for an Arrow IPC stream on stdout", name)
 }
 
 func writeFileAtomically(name string, fill func(io.Writer) error) error {
@@ -479,6 +683,17 @@ func writeIPCFile(w io.Writer, rdr array.RecordReader) error {
 		return err
 	}
 	return fw.Close()
+}
+
+// writeCSV writes a header line and one line per record; a list cell (such
+// as freqs or psd) is written as {v1,v2,...}.
+func writeCSV(w io.Writer, rdr array.RecordReader) error {
+	cw := csv.NewWriter(w, rdr.Schema(), csv.WithHeader(true), csv.WithNullWriter(""))
+	if err := copyRecords(rdr, cw.Write); err != nil {
+		return err
+	}
+	cw.Flush()
+	return cw.Error()
 }
 
 func writeParquet(w io.Writer, rdr array.RecordReader) error {

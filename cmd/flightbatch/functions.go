@@ -9,7 +9,7 @@ import (
 
 // functionsFlagHelp is the help of --functions, on serve and worker alike: a
 // worker must know the functions of the server that started its job.
-const functionsFlagHelp = `JSON file registering functions jobs can run: {"name": {"command": ["program", "arg"], "description": "...", "image": "..."}}; relative paths resolve against its directory (default $FLIGHTBATCH_FUNCTIONS)`
+const functionsFlagHelp = `JSON file registering functions jobs can run: {"name": {"command": ["program", "arg"], "description": "...", "image": "..."}}; relative paths resolve against its directory ($FLIGHTBATCH_FUNCTIONS if set)`
 
 // newRegistry returns the built-in analyses (package analysis) plus the
 // functions of the functions file at path, if any.

@@ -7,6 +7,7 @@
 //	flightbatch token --name N       make a bearer token for serve --auth-tokens
 //	flightbatch version              print the version
 //	flightbatch psd --dataset D ...  submit a Welch PSD job (--wait shows progress)
+//	flightbatch run --function F --dataset D ...  submit a job of a registered function
 //	flightbatch jobs | status ID | wait ID | cancel ID | get ID -o FILE | datasets
 package main
 
@@ -66,14 +67,16 @@ Server commands:
   token     make a bearer token and its line for the --auth-tokens file
   version   print the version
 
-Client commands (--addr, default 127.0.0.1:8815, grpc+tls://HOST:PORT for TLS with --tls-ca,
---tls-cert, --tls-key; --token, default $FLIGHTBATCH_TOKEN):
+Client commands (--addr, default $FLIGHTBATCH_ADDR or 127.0.0.1:8815, grpc+tls://HOST:PORT for TLS
+with --tls-ca, --tls-cert, --tls-key; --token, default $FLIGHTBATCH_TOKEN):
   psd       submit a Welch PSD job; --wait shows the shards done, then the job ID
-  jobs      the job history, oldest first
+  run       submit a job of a registered function (--function, --dataset, --param k=v)
+  jobs      the job history, oldest first; filters: --state, --label k=v, --since, ...
   status    a job's state, shards, timings and failures (--json for JSON)
   wait      follow a job until it ends
   cancel    stop a job
-  get       write a job's result: -o FILE.parquet, FILE.arrow, or - (Arrow IPC stream)
+  delete    delete a finished job and its result (--force: even if other jobs read it)
+  get       write a job's result (ID, job name, or latest): -o FILE.parquet, .arrow, .csv, or -
   datasets  the server's datasets
   upload    upload a .parquet, .arrow, .csv, .edf or .bdf file as a new dataset (progress bar)
   register  register a store prefix of .edf/.bdf files (or a BIDS tree) as a dataset, read in place
@@ -116,6 +119,8 @@ func (m *Main) clientCommand(name string) (func(context.Context, []string) error
 	switch name {
 	case "psd":
 		return m.psd, true
+	case "run":
+		return m.runCmd, true
 	case "jobs":
 		return m.jobs, true
 	case "status":
@@ -124,6 +129,8 @@ func (m *Main) clientCommand(name string) (func(context.Context, []string) error
 		return m.waitCmd, true
 	case "cancel":
 		return m.cancel, true
+	case "delete":
+		return m.deleteCmd, true
 	case "get":
 		return m.get, true
 	case "datasets":

@@ -42,6 +42,8 @@ type ServeConfig struct {
 	ShardMB int
 	// AuthTokens is a token file; empty leaves authentication off.
 	AuthTokens string
+	// KeepResults deletes jobs that ended longer ago than this; 0 keeps them.
+	KeepResults time.Duration
 	// TLSCert and TLSKey are the server's certificate and key (PEM); set,
 	// the server speaks TLS only. TLSClientCA requires client certificates
 	// signed by its CAs (mutual TLS).
@@ -67,6 +69,7 @@ func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.Functions, "functions", getenv("FLIGHTBATCH_FUNCTIONS"), functionsFlagHelp)
 	fs.IntVar(&c.ShardMB, "shard-mb", dataset.DefaultShardBytes>>20, "target size in MiB of the shards of a dataset uploaded with DoPut")
 	fs.StringVar(&c.AuthTokens, "auth-tokens", getenv("FLIGHTBATCH_AUTH_TOKENS"), authTokensFlagHelp)
+	fs.DurationVar(&c.KeepResults, "keep-results", 0, "delete jobs (manifest, parts, everything) that ended longer ago than this `duration`, e.g. 720h; never the input of a running job (0 keeps every job)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "server certificate (PEM, with its chain); with --tls-key the server speaks TLS only. Reloaded when the file changes")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "key of --tls-cert (PEM)")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "CA certificates (PEM) that sign client certificates: turns on mutual TLS, every client must present one")
@@ -129,6 +132,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	log, err := newLogger(cfg.LogLevel, os.Stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.KeepResults < 0 {
+		return fmt.Errorf("--keep-results %s: give a positive duration, or 0 to keep every job", cfg.KeepResults)
 	}
 	if cfg.ShardMB < 1 {
 		return fmt.Errorf("--shard-mb %d: give a size of at least 1 MiB", cfg.ShardMB)
@@ -209,6 +215,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	srv, err := server.Start(ctx, cfgSrv, cfg.Addr)
 	if err != nil {
 		return err
+	}
+	if cfg.KeepResults > 0 {
+		srv.Jobs.KeepResults(cfg.KeepResults, min(max(cfg.KeepResults/10, time.Second), time.Hour))
 	}
 	log.Info("serving", "addr", srv.Addr, "store", st.URL(), "executor", srv.Executor.Name(), "workers", cfg.Workers, "version", version,
 		"auth", auth != nil, "tls", tlsFiles != nil, "mutual_tls", tlsFiles != nil && tlsFiles.MutualTLS())

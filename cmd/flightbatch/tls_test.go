@@ -72,6 +72,7 @@ func TestServeRefusesTokensInClearText(t *testing.T) {
 	}{
 		{"tokens on all interfaces", []string{"--addr", "0.0.0.0:0", "--auth-tokens", tokens}, "refusing to serve bearer tokens in clear text on 0.0.0.0:0"},
 		{"tokens on an empty host", []string{"--addr", ":0", "--auth-tokens", tokens}, "refusing to serve bearer tokens"},
+		{"tokens on an HTTP address off loopback", []string{"--http", "0.0.0.0:0", "--auth-tokens", tokens}, "refusing to serve bearer tokens in clear text on 0.0.0.0:0"},
 		{"key without certificate", []string{"--tls-key", keyFile}, "--tls-cert and --tls-key go together"},
 		{"client CA without TLS", []string{"--tls-client-ca", certFile}, "--tls-client-ca needs --tls-cert"},
 		{"certificates without mutual TLS", []string{"--auth-tokens", certs, "--tls-cert", certFile, "--tls-key", keyFile}, "only --tls-client-ca"},

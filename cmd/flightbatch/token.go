@@ -10,7 +10,7 @@ import (
 	"github.com/flightbatch/flightbatch/flight"
 )
 
-const authTokensFlagHelp = `a JSON file of bearer tokens that turns authentication on (default $FLIGHTBATCH_AUTH_TOKENS): {"tokens": [{"name": "alice", "sha256": "<hex of sha256(token)>", "role": "read" or "submit"}]}; 'flightbatch token' makes entries`
+const authTokensFlagHelp = `a JSON file of bearer tokens that turns authentication on ($FLIGHTBATCH_AUTH_TOKENS if set): {"tokens": [{"name": "alice", "sha256": "<hex of sha256(token)>", "role": "read" or "submit"}]}; 'flightbatch token' makes entries`
 
 // tokenCmd prints a new random token and the line of the token file that
 // lets it in.

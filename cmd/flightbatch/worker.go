@@ -26,13 +26,18 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	env, envErr := child.ReadEnv(m.Getenv)
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
-	fs.StringVar(&env.JobID, "job", env.JobID, "job ID (default $"+child.EnvJobID+")")
-	storeURL := fs.String("store", env.Store, "store URL (default $"+child.EnvStore+")")
-	shard := fs.Int("shard", -1, "shard index (default: the child's part of $"+child.EnvShards+", or its array index, or 0)")
+	fs.StringVar(&env.JobID, "job", env.JobID, "job ID ($"+child.EnvJobID+" if set)")
+	storeURL := fs.String("store", env.Store, "store URL ($"+child.EnvStore+" if set)")
+	var shardFlag *int
+	fs.Var(optionalInt{&shardFlag}, "shard", "shard `index` (default: the child's part of $"+child.EnvShards+", or its array index, or 0)")
 	logLevel := fs.String("log-level", "info", "log level")
 	functions := fs.String("functions", env.Functions, functionsFlagHelp)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	shard := &[]int{-1}[0]
+	if shardFlag != nil {
+		shard = shardFlag
 	}
 	log, err := newLogger(*logLevel, os.Stderr)
 	if err != nil {

@@ -4,6 +4,7 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"time"
 )
 
@@ -15,6 +16,7 @@ const (
 	ActionCancelJob     = "cancel-job"
 	ActionListJobs      = "list-jobs"
 	ActionListFunctions = "list-functions"
+	ActionDeleteJob     = "delete-job"
 	ActionRegister      = "register-dataset"
 )
 
@@ -56,6 +58,21 @@ type JobRef struct {
 	JobID string `json:"job_id"`
 }
 
+// DeleteJobRequest is the body of delete-job.
+type DeleteJobRequest struct {
+	JobID string `json:"job_id"`
+	// Force deletes a result that finished jobs took as their input (their
+	// own results stay). The input of a job that has not ended is never
+	// deleted.
+	Force bool `json:"force,omitempty"`
+}
+
+// DeleteJobResult answers delete-job.
+type DeleteJobResult struct {
+	JobID   string `json:"job_id"`
+	Deleted bool   `json:"deleted"`
+}
+
 // ShardCounts tallies a job's shards by state.
 type ShardCounts struct {
 	Total     int `json:"total"`
@@ -95,14 +112,54 @@ type JobStatus struct {
 	// SubmittedBy names the caller that submitted the job, when the server
 	// authenticates callers.
 	SubmittedBy string `json:"submitted_by,omitempty"`
+	// Name is the job's name ("" when it has none).
+	Name string `json:"name"`
+	// Labels are the job's labels (empty when it has none).
+	Labels map[string]string `json:"labels"`
 }
 
-// ListJobsRequest is the body of list-jobs.
+// ListJobsRequest is the body of list-jobs: filters that every listed job
+// matches (all optional), the order and a limit.
 type ListJobsRequest struct {
-	Dataset string `json:"dataset,omitempty"`
+	// State is one state ("FAILED") or a list (["FAILED", "CANCELLED"]).
+	State StateFilter `json:"state,omitempty"`
+	// Dataset is the job's input: a dataset name or "jobs/<job_id>".
+	Dataset  string `json:"dataset,omitempty"`
+	Function string `json:"function,omitempty"`
+	// Name is the job's name.
+	Name string `json:"name,omitempty"`
+	// Labels must all be on the job, with these values.
+	Labels      map[string]string `json:"labels,omitempty"`
+	SubmittedBy string            `json:"submitted_by,omitempty"`
+	// Since and Until bound created_at (RFC 3339): Since <= created_at < Until.
+	Since string `json:"since,omitempty"`
+	Until string `json:"until,omitempty"`
+	// Order is "oldest" (default) or "newest" first.
+	Order string `json:"order,omitempty"`
+	// Limit keeps the first Limit jobs of that order (0: all).
+	Limit int `json:"limit,omitempty"`
 }
 
-// ListJobsResult answers list-jobs: the job history, oldest first.
+// StateFilter is one job state or a list of them; in JSON a string or an
+// array of strings.
+type StateFilter []string
+
+// UnmarshalJSON takes "FAILED" or ["FAILED", "CANCELLED"].
+func (s *StateFilter) UnmarshalJSON(data []byte) error {
+	var one string
+	if err := json.Unmarshal(data, &one); err == nil {
+		*s = StateFilter{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(data, &many); err != nil {
+		return errors.New(`state must be a state ("FAILED") or a list of states (["FAILED", "CANCELLED"])`)
+	}
+	*s = many
+	return nil
+}
+
+// ListJobsResult answers list-jobs: the jobs, oldest first unless asked otherwise.
 type ListJobsResult struct {
 	Jobs []JobStatus `json:"jobs"`
 }

@@ -46,6 +46,9 @@ type PSDRequest struct {
 	// Reuse returns an earlier succeeded job with the same input and
 	// parameters instead of running again.
 	Reuse bool `json:"reuse,omitempty"`
+	// Name and Labels tag the job (they are not psd parameters).
+	Name   string            `json:"name,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
 	// Extra holds further fields, sent as given; they override the fields above.
 	Extra map[string]json.RawMessage `json:"-"`
 }

@@ -206,6 +206,9 @@ type RunRequest struct {
 	Params any `json:"params,omitempty"`
 	// Reuse returns an earlier identical succeeded job instead of running again.
 	Reuse bool `json:"reuse,omitempty"`
+	// Name and Labels tag the job for finding it again.
+	Name   string            `json:"name,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Run submits a job of a registered function and returns its ID at once.
@@ -241,6 +244,23 @@ func (c *Client) ListJobs(ctx context.Context, dataset string) ([]api.JobStatus,
 	return res.Jobs, nil
 }
 
+// Delete deletes a finished job and its result from the server's store.
+// force deletes a result that finished jobs took as input; the server refuses
+// a running job, and the input of a job that has not ended.
+func (c *Client) Delete(ctx context.Context, jobID string, force bool) error {
+	var res api.DeleteJobResult
+	return c.action(ctx, api.ActionDeleteJob, api.DeleteJobRequest{JobID: jobID, Force: force}, &res)
+}
+
+// FindJobs returns the jobs that match every filter of req, in its order.
+func (c *Client) FindJobs(ctx context.Context, req api.ListJobsRequest) ([]api.JobStatus, error) {
+	var res api.ListJobsResult
+	if err := c.action(ctx, api.ActionListJobs, req, &res); err != nil {
+		return nil, err
+	}
+	return res.Jobs, nil
+}
+
 // JobError is Wait's error for a job that ended FAILED or CANCELLED.
 type JobError struct {
 	// Status is the job's final status; Failures names each failed shard.
@@ -256,7 +276,8 @@ func (e *JobError) Error() string {
 }
 
 // Wait follows a job until it ends, calling progress (if not nil) with each
-// new status, and returns the final status. It long-polls with
+// new status (once at 100%: with the final status), and returns the final
+// status. It long-polls with
 // PollFlightInfo, or asks job-status every half second of a server that does
 // not serve it. A job that ends FAILED or CANCELLED returns its status and a
 // *JobError.
@@ -267,7 +288,10 @@ func (c *Client) Wait(ctx context.Context, jobID string, progress func(api.JobSt
 		if err := json.Unmarshal(meta, &st); err != nil {
 			return st, fmt.Errorf("client: wait: decode job status: %w", err)
 		}
-		if progress != nil && string(meta) != string(last) {
+		// Between its last shard's success and its end, a job is RUNNING at
+		// 100%; the final status follows at once, so that moment is not
+		// reported: progress sees 100% once.
+		if progress != nil && string(meta) != string(last) && !doneButRunning(st) {
 			progress(st)
 		}
 		last = meta
@@ -302,6 +326,16 @@ func (c *Client) Wait(ctx context.Context, jobID string, progress func(api.JobSt
 		}
 		d = pi.GetFlightDescriptor()
 	}
+}
+
+// doneButRunning reports whether every shard of a job that has not ended has
+// succeeded.
+func doneButRunning(st api.JobStatus) bool {
+	switch st.State {
+	case "SUCCEEDED", "FAILED", "CANCELLED":
+		return false
+	}
+	return st.Shards.Total > 0 && st.Shards.Succeeded == st.Shards.Total
 }
 
 // waitStatus follows a job with job-status.

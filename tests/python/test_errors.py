@@ -31,6 +31,7 @@ from conftest import (
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
+UNIMPLEMENTED = grpc.StatusCode.UNIMPLEMENTED
 
 # What pyarrow.flight raises for each code (measured against pyarrow 26 with a grpcio server
 # that aborts with each code).
@@ -38,6 +39,7 @@ PYARROW_EXC = {
     INVALID: pa.ArrowInvalid,
     NOT_FOUND: pa.ArrowKeyError,
     PRECONDITION: pa.ArrowInvalid,
+    UNIMPLEMENTED: pa.ArrowNotImplementedError,
 }
 
 UNKNOWN_JOB = "20200101T000000000Z-000000"
@@ -65,7 +67,7 @@ ACTION_CASES = [
     ("band-reversed", "psd", {**OK_PSD, "bands": {"beta": [30, 13]}}, INVALID, "beta"),
     ("unknown-job-status", "job-status", {"job_id": UNKNOWN_JOB}, NOT_FOUND, UNKNOWN_JOB),
     ("unknown-job-cancel", "cancel-job", {"job_id": UNKNOWN_JOB}, NOT_FOUND, UNKNOWN_JOB),
-    ("unknown-action", "no-such-action", {}, INVALID, "no-such-action"),
+    ("unknown-action", "no-such-action", {}, UNIMPLEMENTED, "no-such-action"),
     ("job-status-missing-id", "job-status", {}, INVALID, "job_id"),
     ("job-status-malformed-json", "job-status", b"job_id", INVALID, None),
     ("job-status-unknown-parameter", "job-status", {"job_id": UNKNOWN_JOB, "verbose": True}, INVALID, "verbose"),

@@ -123,7 +123,7 @@ def test_peaks_over_a_psd_result(binary, tmp_path):
         spectra = read(client, f"jobs/{psd['job_id']}")
         want = load_peaks().analyze(spectra, **params)
         assert got.column_names == ["patient_id", "session_id", "channel", "start_time", "fs", "beta_power",
-                                    "peak_freq", "peak_height", "aperiodic_offset", "aperiodic_slope"]
+                                    "invalid_reason", "peak_freq", "peak_height", "aperiodic_offset", "aperiodic_slope"]
         pd.testing.assert_frame_equal(got.to_pandas(), want.to_pandas(), check_exact=False, rtol=1e-12)
         # The demo's signal has a beta oscillation on a 1/f background.
         df = got.to_pandas()

@@ -266,10 +266,14 @@ def test_poll_flight_info_raw_grpc(serve):
         progresses.append(progress)
     assert progresses[-1] == 1 and progresses == sorted(progresses)
     assert len(progresses) > 2, "the poll never saw the job running"
-    assert seen == [f"jobs/{job_id}/part-0000{i}" for i in range(4)]
-    assert info.ordered and info.schema.names[-2:] == ["freqs", "psd"]
+    # Endpoints come in finishing order; each one's app_metadata gives its input index.
+    assert sorted(seen) == [f"jobs/{job_id}/part-0000{i}" for i in range(4)]
+    assert not info.ordered and info.schema.names[-2:] == ["freqs", "psd"]
+    by_index = sorted(info.endpoints, key=lambda ep: json.loads(ep.app_metadata)["index"])
+    assert [json.loads(ep.app_metadata)["index"] for ep in by_index] == [0, 1, 2, 3]
+    assert info.total_bytes > 0
 
-    parts = pa.concat_tables(s.read(t) for t in seen)
+    parts = pa.concat_tables(s.read(ep.ticket.ticket.decode()) for ep in by_index)
     merged = s.read(f"jobs/{job_id}")
     assert info.total_records == merged.num_rows == s.read("datasets/demo").num_rows
     assert parts.equals(merged)

@@ -128,3 +128,52 @@ def test_demo_has_beta_peak(dataset):
     beta = p[(f >= 13) & (f <= 30)].max()
     flank = p[(f >= 35) & (f <= 45)].mean()
     assert beta > 2 * flank, (beta, flank)
+
+
+@pytest.mark.parametrize("average", [None, "none"], ids=["null", "none"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"fs": 250, "window": "hann", "nperseg": 256, "noverlap": 128, "detrend": "constant"},
+        {"fs_column": "fs", "window": "hamming", "nperseg": 500, "noverlap": 100, "nfft": 512,
+         "detrend": "linear", "scaling": "spectrum"},
+    ],
+    ids=["hann-density", "hamming-spectrum-fs-column"],
+)
+def test_average_null_matches_scipy_spectrogram(client, dataset, params, average):
+    """average null/"none": one row per segment, each scipy.signal.spectrogram's column."""
+    job_id = run_psd(client, {"dataset": "demo", **params, "average": average})
+    assert_succeeded(wait_job(client, job_id))
+    result = read_result(client, job_id)
+    assert result.column_names[-4:] == ["segment", "segment_time", "freqs", "psd"]
+    df = result.select(["patient_id", "channel", "segment", "segment_time", "freqs", "psd"]).to_pandas()
+    start = 0
+    for i, x in enumerate(dataset.column("samples").to_pylist()):
+        fs = dataset.column("fs")[i].as_py() if "fs_column" in params else params["fs"]
+        kw = scipy_kwargs(params, fs)
+        kw.setdefault("scaling", "density")
+        x64 = np.asarray(x, dtype=np.float32).astype(np.float64)
+        f, t, sxx = signal.spectrogram(x64, mode="psd", **kw)
+        rows = df.iloc[start : start + len(t)]
+        start += len(t)
+        assert rows["segment"].tolist() == list(range(len(t))), f"record {i}"
+        assert (rows["patient_id"] == dataset.column("patient_id")[i].as_py()).all()
+        np.testing.assert_allclose(rows["segment_time"].to_numpy(), t, rtol=1e-12, atol=0)
+        for s in range(len(t)):
+            np.testing.assert_allclose(rows["freqs"].iloc[s], f, rtol=RTOL, atol=0)
+            want = sxx[:, s]
+            np.testing.assert_allclose(rows["psd"].iloc[s], want, rtol=RTOL, atol=ATOL_OF_MAX * float(np.max(want)),
+                                       err_msg=f"record {i} segment {s}")
+    assert start == len(df)
+
+
+def test_crop_matches_scipy(client, dataset):
+    """fmin/fmax crop freqs and psd to [fmin, fmax], without "relative"."""
+    job_id = run_psd(client, {"dataset": "demo", "fs": 250, "nperseg": 500, "fmin": 1, "fmax": 45})
+    assert_succeeded(wait_job(client, job_id))
+    result = read_result(client, job_id)
+    for i, x in enumerate(dataset.column("samples").to_pylist()):
+        f, p = signal.welch(np.asarray(x, dtype=np.float32).astype(np.float64), fs=250, nperseg=500)
+        m = (f >= 1) & (f <= 45)
+        np.testing.assert_allclose(result.column("freqs")[i].as_py(), f[m], rtol=RTOL, atol=0)
+        np.testing.assert_allclose(result.column("psd")[i].as_py(), p[m], rtol=RTOL, atol=ATOL_OF_MAX * float(p.max()))

@@ -73,6 +73,7 @@ def test_refused_uploads_leave_nothing(srv, case):
     with pytest.raises(pa.ArrowInvalid) as err:
         put(client, path(name), table)
     msg = str(err.value)
+    assert "invalid argument" in msg.lower(), f"want INVALID_ARGUMENT: {msg}"
     assert f'"{column}"' in msg, msg
     assert "list<float64>" in msg, f"the message should say what layout is accepted: {msg}"
     assert stored(srv, name) == [], "a refused upload must store nothing"

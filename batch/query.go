@@ -1,0 +1,165 @@
+package batch
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/flightbatch/flightbatch/internal/clip"
+)
+
+// Bounds of a job's labels and name: they are kept in every manifest and
+// answered by every list-jobs, so a client cannot make them large.
+const (
+	MaxLabels          = 32
+	MaxLabelKeyLen     = 63
+	MaxLabelValueLen   = 256
+	MaxNameLen         = 64
+	latestName         = "latest"
+	labelKeyPattern    = `^[A-Za-z0-9][A-Za-z0-9_.-]*$`
+	jobNamePattern     = `^[a-z][a-z0-9_.-]*$`
+	jobNameExplanation = "a lower-case letter, then lower-case letters, digits, '_', '.' or '-'"
+)
+
+var (
+	labelKeyRE = regexp.MustCompile(labelKeyPattern)
+	jobNameRE  = regexp.MustCompile(jobNamePattern)
+)
+
+// ValidJobName checks a job's name. A name starts with a letter, so that it is
+// never taken for a job ID (which starts with a digit), and "latest" is
+// reserved for the newest-job lookup.
+func ValidJobName(name string) error {
+	switch {
+	case len(name) > MaxNameLen:
+		return invalidf("job name %s: at most %d characters", clip.Quote(name), MaxNameLen)
+	case !jobNameRE.MatchString(name):
+		return invalidf("job name %s: use %s", clip.Quote(name), jobNameExplanation)
+	case name == latestName:
+		return invalidf(`job name "latest" is reserved: jobs/latest means the newest job`)
+	}
+	return nil
+}
+
+// ValidLabels checks a job's labels: at most MaxLabels, keys of letters,
+// digits, '_', '.' and '-', values of printable UTF-8.
+func ValidLabels(labels map[string]string) error {
+	if len(labels) > MaxLabels {
+		return invalidf("%d labels: at most %d", len(labels), MaxLabels)
+	}
+	for k, v := range labels {
+		if len(k) == 0 || len(k) > MaxLabelKeyLen || !labelKeyRE.MatchString(k) {
+			return invalidf("label key %s: 1 to %d letters, digits, '_', '.' or '-', starting with a letter or digit", clip.Quote(k), MaxLabelKeyLen)
+		}
+		if len(v) > MaxLabelValueLen {
+			return invalidf("label %q: the value is longer than %d bytes", k, MaxLabelValueLen)
+		}
+		if !utf8.ValidString(v) || strings.IndexFunc(v, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+			return invalidf("label %q: the value must be printable UTF-8 text", k)
+		}
+	}
+	return nil
+}
+
+// Query selects jobs from the history. Zero fields match every job.
+type Query struct {
+	// States keeps the jobs in one of these states.
+	States []State
+	// Dataset, Function, Name and SubmittedBy keep the jobs with exactly this
+	// input, function, name or submitter.
+	Dataset, Function, Name, SubmittedBy string
+	// Labels keeps the jobs that carry every one of these labels.
+	Labels map[string]string
+	// Since and Until keep the jobs created at or after Since and before Until.
+	Since, Until time.Time
+	// Newest orders the jobs newest first (default oldest first).
+	Newest bool
+	// Limit keeps the first Limit jobs of that order (0: all).
+	Limit int
+}
+
+// ParseState reads a job state, in any case.
+func ParseState(s string) (State, error) {
+	st := State(strings.ToUpper(s))
+	switch st {
+	case StateSubmitted, StateRunning, StateSucceeded, StateFailed, StateCancelled:
+		return st, nil
+	}
+	return "", invalidf("state %s: use SUBMITTED, RUNNING, SUCCEEDED, FAILED or CANCELLED", clip.Quote(s))
+}
+
+func (q *Query) match(m *Manifest) bool {
+	if len(q.States) > 0 {
+		ok := false
+		for _, s := range q.States {
+			ok = ok || m.State == s
+		}
+		if !ok {
+			return false
+		}
+	}
+	switch {
+	case q.Dataset != "" && m.Dataset != q.Dataset,
+		q.Function != "" && m.Function != q.Function,
+		q.Name != "" && m.Name != q.Name,
+		q.SubmittedBy != "" && m.SubmittedBy != q.SubmittedBy,
+		!q.Since.IsZero() && m.CreatedAt.Before(q.Since),
+		!q.Until.IsZero() && !m.CreatedAt.Before(q.Until):
+		return false
+	}
+	for k, v := range q.Labels {
+		if got, ok := m.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Find returns copies of the jobs q selects, in q's order.
+func (mg *Manager) Find(q Query) []*Manifest {
+	mg.mu.Lock()
+	var out []*Manifest
+	for _, e := range mg.jobs {
+		if q.match(e.m) {
+			out = append(out, e.m)
+		}
+	}
+	// Job IDs sort by creation time.
+	sort.Slice(out, func(i, j int) bool {
+		if q.Newest {
+			return out[i].JobID > out[j].JobID
+		}
+		return out[i].JobID < out[j].JobID
+	})
+	if q.Limit > 0 && len(out) > q.Limit {
+		out = out[:q.Limit]
+	}
+	for i, m := range out {
+		out[i] = m.clone()
+	}
+	mg.mu.Unlock()
+	return out
+}
+
+// Lookup returns the newest job q selects, or ErrNotFound.
+func (mg *Manager) Lookup(q Query) (*Manifest, error) {
+	q.Newest, q.Limit = true, 1
+	if found := mg.Find(q); len(found) == 1 {
+		return found[0], nil
+	}
+	return nil, fmt.Errorf("no job matches: %w", ErrNotFound)
+}
+
+// checkTags validates a request's optional name and labels.
+func checkTags(name string, labels map[string]string) error {
+	if name != "" {
+		if err := ValidJobName(name); err != nil {
+			return err
+		}
+	}
+	return ValidLabels(labels)
+}
