@@ -574,3 +574,48 @@ def test_plots(fb, beta_job):
     for a, b in zip(pts, pts2):
         np.testing.assert_allclose(np.sort(a), np.sort(b), rtol=1e-9)
     plt.close("all")
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS
+
+
+def test_tls_settings_from_the_environment_and_mutual_tls(flightbatch_bin, tmp_path, monkeypatch):
+    """tests/python/test_tls.py covers tls_root_certs; here the environment and client certificates."""
+    from tlscerts import CA
+
+    ca, other = CA("lab CA"), CA("other CA")
+    ca_file, other_file = ca.write(tmp_path, "ca"), other.write(tmp_path, "other")
+    server_cert, server_key = ca.server().write(tmp_path, "server")
+    srv = start_server(flightbatch_bin, tmp_path / "tls", "--tls-cert", str(server_cert), "--tls-key", str(server_key))
+    try:
+        addr = srv.location
+        assert addr.startswith("grpc+tls://")
+        monkeypatch.setenv("FLIGHTBATCH_ADDR", addr)
+        monkeypatch.setenv("FLIGHTBATCH_TLS_CA", str(ca_file))
+        assert "demo" in flightbatch.connect().datasets()["name"].tolist()
+        with pytest.raises(flight.FlightUnavailableError):
+            flightbatch.connect(addr, tls_root_certs=str(other_file)).datasets()
+    finally:
+        assert srv.stop() == 0
+
+    alice_cert, alice_key = ca.client("alice", "Neuro Lab").write(tmp_path, "alice")
+    srv = start_server(
+        flightbatch_bin, tmp_path / "mtls", "--tls-cert", str(server_cert), "--tls-key", str(server_key),
+        "--tls-client-ca", str(ca_file),
+    )
+    try:
+        addr = srv.location
+        fb = flightbatch.connect(addr, tls_root_certs=str(ca_file), tls_cert=str(alice_cert), tls_key=str(alice_key))
+        assert fb.psd("demo", nperseg=128).to_pandas().shape[0] == fb.dataset("demo").rows
+        fb.close()
+        monkeypatch.setenv("FLIGHTBATCH_TLS_CERT", str(alice_cert))
+        monkeypatch.setenv("FLIGHTBATCH_TLS_KEY", str(alice_key))
+        monkeypatch.setenv("FLIGHTBATCH_ADDR", addr)
+        assert "demo" in flightbatch.connect().datasets()["name"].tolist()
+        monkeypatch.delenv("FLIGHTBATCH_TLS_CERT")
+        monkeypatch.delenv("FLIGHTBATCH_TLS_KEY")
+        with pytest.raises((flight.FlightUnauthenticatedError, flight.FlightUnavailableError)):
+            flightbatch.connect(addr, tls_root_certs=str(ca_file)).datasets()
+    finally:
+        assert srv.stop() == 0
