@@ -146,7 +146,10 @@ type run struct {
 	// submitted is when this executor submitted the job; zero for a job
 	// found again after a restart.
 	submitted time.Time
-	listed    time.Time // when the children were last listed
+	// visible says AWS Batch has described the job once: from then on, a
+	// job it does not know has vanished.
+	visible bool
+	listed  time.Time // when the children were last listed
 
 	summary   map[string]int32
 	summaryAt int64
@@ -335,6 +338,7 @@ func (e *Executor) Poll(ctx context.Context, handle string) (batch.Progress, err
 	// One poll of a handle at a time: the run's state is updated in place.
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.visible = true
 	if !r.array {
 		if err := e.updateKid(ctx, r, 0, parent); err != nil {
 			return batch.Progress{}, err
@@ -346,12 +350,17 @@ func (e *Executor) Poll(ctx context.Context, handle string) (batch.Progress, err
 }
 
 // justSubmitted returns the run of handle if this executor submitted it less
-// than VisibilityGrace ago.
+// than VisibilityGrace ago and AWS Batch has not described it yet.
 func (e *Executor) justSubmitted(handle string) *run {
 	e.mu.Lock()
 	r := e.runs[handle]
 	e.mu.Unlock()
 	if r == nil || r.submitted.IsZero() || time.Since(r.submitted) >= e.opts.VisibilityGrace {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.visible {
 		return nil
 	}
 	return r

@@ -422,6 +422,11 @@ func TestVisibilityGrace(t *testing.T) {
 			t.Errorf("shard %d: %s", c.Shard, c.State)
 		}
 	}
+	// Once seen, a job AWS Batch no longer knows has vanished, grace or not.
+	ep.SetBehaviours(batchtest.Behaviours{VisibilityDelay: time.Hour})
+	if _, err := e.Poll(context.Background(), handle); !errors.Is(err, batch.ErrVanished) {
+		t.Errorf("Poll of a job seen before and now unknown: %v, want ErrVanished", err)
+	}
 }
 
 // A TerminateJob throttled beyond the SDK's retries is sent again until AWS
