@@ -525,9 +525,16 @@ func selectKth(v []float64, k int) float64 {
 type Planner struct {
 	p     WelchParams
 	plans map[int]*Plan
+	// points is the sum of the cached plans' nfft.
+	points int
 }
 
 const maxCachedPlans = 64
+
+// maxCachedPoints bounds the FFT points of the plans a Planner keeps: a plan
+// holds buffers of O(nfft), tens of MiB at MaxNFFT, and records of many
+// lengths below nperseg each need their own.
+const maxCachedPoints = 1 << 22
 
 // NewPlanner validates p (see WelchParams.Validate) and returns a Planner.
 func NewPlanner(p WelchParams) (*Planner, error) {
@@ -547,10 +554,12 @@ func (pp *Planner) Plan(n int) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(pp.plans) >= maxCachedPlans {
+	if len(pp.plans) >= maxCachedPlans || pp.points+pl.nfft > maxCachedPoints {
 		clear(pp.plans)
+		pp.points = 0
 	}
 	pp.plans[n] = pl
+	pp.points += pl.nfft
 	return pl, nil
 }
 

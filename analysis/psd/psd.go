@@ -333,8 +333,19 @@ func isSignalType(t arrow.DataType) bool {
 	return elem.ID() == arrow.FLOAT32 || elem.ID() == arrow.FLOAT64
 }
 
-// psdChunkRows bounds the rows computed into one result batch.
-const psdChunkRows = 128
+// psdChunkRows bounds the rows computed into one result batch, and
+// psdChunkBytes the bytes of their freqs and psd: with a large nfft a batch
+// holds fewer rows (at least one).
+const (
+	psdChunkRows  = 128
+	psdChunkBytes = 16 << 20
+)
+
+// chunkRows is how many rows of result one batch holds under p.
+func chunkRows(p compute.WelchParams) int64 {
+	perRow := 16 * int64(p.MaxFreqs()) // freqs and psd, float64
+	return max(1, min(psdChunkRows, psdChunkBytes/perRow))
+}
 
 // Run implements batch.Function.
 func (Function) Run(ctx context.Context, task batch.Task, in array.RecordReader, emit func(arrow.RecordBatch) error) error {
@@ -353,13 +364,14 @@ func (Function) Run(ctx context.Context, task batch.Task, in array.RecordReader,
 		fsIdx = in.Schema().FieldIndices(p.FSColumn)[0]
 	}
 	k := &psdKernel{p: p, planner: planner}
+	rows := chunkRows(p.WelchParams)
 	for in.Next() {
 		rec := in.RecordBatch()
-		for off := int64(0); off < rec.NumRows(); off += psdChunkRows {
+		for off := int64(0); off < rec.NumRows(); off += rows {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			end := min(off+psdChunkRows, rec.NumRows())
+			end := min(off+rows, rec.NumRows())
 			chunk := rec.NewSlice(off, end)
 			out, err := k.batch(ctx, task, schema, chunk, sigIdx, fsIdx)
 			chunk.Release()
