@@ -20,6 +20,13 @@
 //	defer ep.Close()
 //	client := batch.New(batch.Options{BaseEndpoint: aws.String(srv.URL), ...})
 //
+// By default the Endpoint is kinder than AWS Batch. Endpoint.SetBehaviours
+// switches on, at any time, what AWS Batch does to its clients (see
+// Behaviours): delayed visibility after SubmitJob (DescribeJobs returns an
+// empty list and ListJobs omits the job for a while), HTTP 429
+// TooManyRequestsException injected on the next calls of any operation, and
+// an array parent's statusSummary lagging its children.
+//
 // Tests in other languages run the command in cmd/batchtest-endpoint, which
 // prints "listening http://ADDR" as its first line of output.
 //

@@ -85,6 +85,7 @@ type Endpoint struct {
 	queue   []*job                      // RUNNABLE jobs waiting for a slot, FIFO
 	running int
 	closed  bool
+	behave  Behaviours
 	wg      sync.WaitGroup
 }
 
@@ -133,6 +134,11 @@ type job struct {
 	terminated   bool
 	stopReason   string                  // array parent: TerminateJob's reason
 	stop         context.CancelCauseFunc // set while an attempt runs
+
+	// array parent: the status summary last shown (Behaviours.SummaryLag)
+	shown     map[string]int32
+	shownAt   int64
+	shownWhen time.Time
 }
 
 // stopCause is why a running attempt was stopped.
@@ -264,23 +270,31 @@ func terminal(status string) bool { return status == StatusSucceeded || status =
 // ServeHTTP serves the AWS Batch REST-JSON API.
 func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var handler func([]byte) (any, error)
+	op := ""
 	switch r.URL.Path {
 	case "/v1/submitjob":
+		op = "SubmitJob"
 		handler = e.submitJob
 	case "/v1/describejobs":
+		op = "DescribeJobs"
 		handler = e.describeJobs
 	case "/v1/listjobs":
+		op = "ListJobs"
 		handler = e.listJobs
 	case "/v1/terminatejob":
+		op = "TerminateJob"
 		handler = func(b []byte) (any, error) { return e.stopJob(b, true) }
 	case "/v1/canceljob":
+		op = "CancelJob"
 		handler = func(b []byte) (any, error) { return e.stopJob(b, false) }
 	case "/v1/registerjobdefinition":
+		op = "RegisterJobDefinition"
 		handler = e.registerJobDefinition
 	}
 	var out any
 	var err error
 	switch {
+	case handler != nil && r.Method == http.MethodPost && e.throttledErr(op, &err):
 	case handler != nil && r.Method == http.MethodPost:
 		var body []byte
 		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, 4<<20))

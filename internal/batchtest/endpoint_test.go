@@ -357,15 +357,17 @@ func TestJobs(t *testing.T) {
 			in: &batch.SubmitJobInput{
 				ContainerOverrides: &types.ContainerOverrides{Environment: env("BATCHTEST_SLEEP", "1m")},
 				RetryStrategy:      &types.RetryStrategy{Attempts: aws.Int32(3)},
-				Timeout:            &types.JobTimeout{AttemptDurationSeconds: aws.Int32(1)},
+				Timeout:            &types.JobTimeout{AttemptDurationSeconds: aws.Int32(6)},
 			},
 			wantStatus: types.JobStatusFailed,
 			wantCodes:  map[int][]int32{-1: {128 + int32(syscall.SIGTERM)}},
 			wantReason: reasonTimeout,
 			check: func(t *testing.T, id string, d types.JobDetail) {
 				waitGone(t, h.report(id, 1).PID, 10*time.Second)
-				if took := *d.StoppedAt - *d.StartedAt; took < 900 || took > 6500 {
-					t.Errorf("attempt ran %d ms, want about 1000", took)
+				// A 6 s timeout: killed neither at once (5 s of slack below)
+				// nor after the minute's sleep (over 40 s of slack above).
+				if took := *d.StoppedAt - *d.StartedAt; took < 1000 || took > 20000 {
+					t.Errorf("attempt ran %d ms, want about 6000", took)
 				}
 			},
 		},

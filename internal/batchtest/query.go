@@ -34,10 +34,12 @@ func (j *job) summary() map[string]int32 {
 	return m
 }
 
-func (j *job) arrayProperties() *arrayPropertiesDetail {
+// arrayProperties is j's arrayProperties as reported. e.mu must be held.
+func (e *Endpoint) arrayProperties(j *job) *arrayPropertiesDetail {
 	switch {
 	case j.size > 0:
-		return &arrayPropertiesDetail{Size: ptr(j.size), StatusSummary: j.summary(), StatusSummaryLastUpdatedAt: millis(j.summaryAt)}
+		sum, at := e.shownSummary(j)
+		return &arrayPropertiesDetail{Size: ptr(j.size), StatusSummary: sum, StatusSummaryLastUpdatedAt: millis(at)}
 	case j.parent != nil:
 		return &arrayPropertiesDetail{Index: ptr(j.index)}
 	}
@@ -65,7 +67,7 @@ func (e *Endpoint) detail(j *job) jobDetail {
 		CreatedAt:       millis(j.createdAt),
 		StartedAt:       millis(j.startedAt),
 		StoppedAt:       millis(j.stoppedAt),
-		ArrayProperties: j.arrayProperties(),
+		ArrayProperties: e.arrayProperties(j),
 		Attempts:        []attemptDetail{},
 		Parameters:      s.parameters,
 		RetryStrategy:   s.retry,
@@ -119,7 +121,7 @@ func (e *Endpoint) describeJobs(body []byte) (any, error) {
 	defer e.mu.Unlock()
 	out := describeJobsOutput{Jobs: []jobDetail{}}
 	for _, id := range in.Jobs {
-		if j := e.jobs[id]; j != nil {
+		if j := e.jobs[id]; j != nil && e.visible(j) {
 			out.Jobs = append(out.Jobs, e.detail(j))
 		}
 	}
@@ -231,7 +233,7 @@ func (e *Endpoint) listJobs(body []byte) (any, error) {
 	}
 	var matched []*job
 	for _, j := range candidates {
-		ok := status == "" || j.status == status
+		ok := e.visible(j) && (status == "" || j.status == status)
 		for _, f := range filters {
 			ok = ok && f(j)
 		}
@@ -265,7 +267,7 @@ func (e *Endpoint) summaryOf(j *job) jobSummary {
 		CreatedAt:       millis(j.createdAt),
 		StartedAt:       millis(j.startedAt),
 		StoppedAt:       millis(j.stoppedAt),
-		ArrayProperties: j.arrayProperties(),
+		ArrayProperties: e.arrayProperties(j),
 	}
 	if a := j.lastAttempt(); a != nil && a.stoppedAt != 0 {
 		s.Container = &containerSummary{ExitCode: a.exitCode, Reason: optString(a.reason)}

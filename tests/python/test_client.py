@@ -574,3 +574,73 @@ def test_plots(fb, beta_job):
     for a, b in zip(pts, pts2):
         np.testing.assert_allclose(np.sort(a), np.sort(b), rtol=1e-9)
     plt.close("all")
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS
+
+
+def test_tls_settings_from_the_environment_and_mutual_tls(flightbatch_bin, tmp_path, monkeypatch):
+    """tests/python/test_tls.py covers tls_root_certs; here the environment and client certificates."""
+    from tlscerts import CA
+
+    ca, other = CA("lab CA"), CA("other CA")
+    ca_file, other_file = ca.write(tmp_path, "ca"), other.write(tmp_path, "other")
+    server_cert, server_key = ca.server().write(tmp_path, "server")
+    srv = start_server(flightbatch_bin, tmp_path / "tls", "--tls-cert", str(server_cert), "--tls-key", str(server_key))
+    try:
+        addr = srv.location
+        assert addr.startswith("grpc+tls://")
+        monkeypatch.setenv("FLIGHTBATCH_ADDR", addr)
+        monkeypatch.setenv("FLIGHTBATCH_TLS_CA", str(ca_file))
+        assert "demo" in flightbatch.connect().datasets()["name"].tolist()
+        with pytest.raises(flight.FlightUnavailableError):
+            flightbatch.connect(addr, tls_root_certs=str(other_file)).datasets()
+    finally:
+        assert srv.stop() == 0
+
+    alice_cert, alice_key = ca.client("alice", "Neuro Lab").write(tmp_path, "alice")
+    srv = start_server(
+        flightbatch_bin, tmp_path / "mtls", "--tls-cert", str(server_cert), "--tls-key", str(server_key),
+        "--tls-client-ca", str(ca_file),
+    )
+    try:
+        addr = srv.location
+        fb = flightbatch.connect(addr, tls_root_certs=str(ca_file), tls_cert=str(alice_cert), tls_key=str(alice_key))
+        assert fb.psd("demo", nperseg=128).to_pandas().shape[0] == fb.dataset("demo").rows
+        fb.close()
+        monkeypatch.setenv("FLIGHTBATCH_TLS_CERT", str(alice_cert))
+        monkeypatch.setenv("FLIGHTBATCH_TLS_KEY", str(alice_key))
+        monkeypatch.setenv("FLIGHTBATCH_ADDR", addr)
+        assert "demo" in flightbatch.connect().datasets()["name"].tolist()
+        monkeypatch.delenv("FLIGHTBATCH_TLS_CERT")
+        monkeypatch.delenv("FLIGHTBATCH_TLS_KEY")
+        with pytest.raises((flight.FlightUnauthenticatedError, flight.FlightUnavailableError)):
+            flightbatch.connect(addr, tls_root_certs=str(ca_file)).datasets()
+    finally:
+        assert srv.stop() == 0
+
+
+def test_jobs_names_labels_and_filters(fb):
+    ds = fb.upload(np.ones((1, 2, 64)), "label-ds", fs=64)
+    a = fb.psd(ds, nperseg=32, name="baseline", labels={"cohort": "a", "run": "1"}).wait(progress=False)
+    b = fb.psd(ds, nperseg=16, labels={"cohort": "b", "run": "1"}).wait(progress=False)
+    st = a.status()
+    assert st["name"] == "baseline" and st["labels"] == {"cohort": "a", "run": "1"}
+    hist = fb.jobs(dataset=ds)
+    assert hist["job_id"].tolist() == [a.id, b.id]
+    assert hist["name"].iloc[0] == "baseline" and pd.isna(hist["name"].iloc[1])
+    assert hist["labels"].tolist() == [{"cohort": "a", "run": "1"}, {"cohort": "b", "run": "1"}]
+    assert fb.jobs(label="cohort=a")["job_id"].tolist() == [a.id]
+    assert fb.jobs(dataset=ds, label={"run": "1"})["job_id"].tolist() == [a.id, b.id]
+    assert fb.jobs(label={"run": "1", "cohort": "b"})["job_id"].tolist() == [b.id]
+    assert fb.jobs(label="cohort=c").empty
+    assert fb.jobs(name="baseline")["job_id"].tolist() == [a.id]
+    assert fb.jobs(dataset=ds, state=["SUCCEEDED", "FAILED"], limit=1)["job_id"].tolist() == [b.id]
+    created = pd.Timestamp(fb.jobs(dataset=ds)["created_at"].iloc[1])
+    assert fb.jobs(dataset=ds, since=created.to_pydatetime())["job_id"].tolist() == [b.id]
+    assert fb.jobs(dataset=ds, until=created.to_pydatetime())["job_id"].tolist() == [a.id]
+    assert fb.job("baseline").id == a.id
+    assert fb.job(f"jobs/baseline").to_arrow().equals(a.to_arrow())
+    assert fb.job("latest?dataset=label-ds").id == b.id
+    assert fb.job("latest?dataset=label-ds&label=cohort=a").id == a.id
