@@ -619,3 +619,28 @@ def test_tls_settings_from_the_environment_and_mutual_tls(flightbatch_bin, tmp_p
             flightbatch.connect(addr, tls_root_certs=str(ca_file)).datasets()
     finally:
         assert srv.stop() == 0
+
+
+def test_jobs_names_labels_and_filters(fb):
+    ds = fb.upload(np.ones((1, 2, 64)), "label-ds", fs=64)
+    a = fb.psd(ds, nperseg=32, name="baseline", labels={"cohort": "a", "run": "1"}).wait(progress=False)
+    b = fb.psd(ds, nperseg=16, labels={"cohort": "b", "run": "1"}).wait(progress=False)
+    st = a.status()
+    assert st["name"] == "baseline" and st["labels"] == {"cohort": "a", "run": "1"}
+    hist = fb.jobs(dataset=ds)
+    assert hist["job_id"].tolist() == [a.id, b.id]
+    assert hist["name"].iloc[0] == "baseline" and pd.isna(hist["name"].iloc[1])
+    assert hist["labels"].tolist() == [{"cohort": "a", "run": "1"}, {"cohort": "b", "run": "1"}]
+    assert fb.jobs(label="cohort=a")["job_id"].tolist() == [a.id]
+    assert fb.jobs(dataset=ds, label={"run": "1"})["job_id"].tolist() == [a.id, b.id]
+    assert fb.jobs(label={"run": "1", "cohort": "b"})["job_id"].tolist() == [b.id]
+    assert fb.jobs(label="cohort=c").empty
+    assert fb.jobs(name="baseline")["job_id"].tolist() == [a.id]
+    assert fb.jobs(dataset=ds, state=["SUCCEEDED", "FAILED"], limit=1)["job_id"].tolist() == [b.id]
+    created = pd.Timestamp(fb.jobs(dataset=ds)["created_at"].iloc[1])
+    assert fb.jobs(dataset=ds, since=created.to_pydatetime())["job_id"].tolist() == [b.id]
+    assert fb.jobs(dataset=ds, until=created.to_pydatetime())["job_id"].tolist() == [a.id]
+    assert fb.job("baseline").id == a.id
+    assert fb.job(f"jobs/baseline").to_arrow().equals(a.to_arrow())
+    assert fb.job("latest?dataset=label-ds").id == b.id
+    assert fb.job("latest?dataset=label-ds&label=cohort=a").id == a.id
