@@ -58,3 +58,22 @@ func TestParamLimits(t *testing.T) {
 		t.Fatalf("%d weights: %v", MaxNPerSeg+1, err)
 	}
 }
+
+// TestPlannerCacheBounded: records of many lengths below a large nperseg each
+// need a plan of nfft points; the planner keeps at most maxCachedPoints of
+// them.
+func TestPlannerCacheBounded(t *testing.T) {
+	nfft, nperseg := MaxNFFT, 1<<14
+	pp, err := NewPlanner(WelchParams{NPerSeg: &nperseg, NFFT: &nfft})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 100; n < 110; n++ {
+		if _, err := pp.Plan(n); err != nil {
+			t.Fatal(err)
+		}
+		if pp.points > maxCachedPoints || len(pp.plans)*nfft > maxCachedPoints {
+			t.Fatalf("after %d lengths: %d plans, %d points cached", n-99, len(pp.plans), pp.points)
+		}
+	}
+}

@@ -324,3 +324,13 @@ func (f *tridiagLU) solve(b []float64) {
 		b[i] = (b[i] - f.du[i]*b[i+1] - f.du2[i]*b[i+2]) / f.d[i]
 	}
 }
+
+// RFFTFreqs appends the frequencies of a one-sided spectrum of n samples at
+// fs Hz to dst, as numpy.fft.rfftfreq(n, 1/fs): k·(1/(n·(1/fs))), k <= n/2.
+func RFFTFreqs(dst []float64, n int, fs float64) []float64 {
+	val := 1 / (float64(n) * (1 / fs))
+	for k := 0; k <= n/2; k++ {
+		dst = append(dst, float64(k)*val)
+	}
+	return dst
+}

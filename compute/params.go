@@ -243,6 +243,16 @@ func (p WelchParams) maxNPerSeg() int {
 	return 256
 }
 
+// MaxFreqs bounds the length of the freqs and psd of any record under these
+// parameters: nfft values two-sided, with nfft at most the explicit nfft or
+// the largest nperseg a record can use.
+func (p WelchParams) MaxFreqs() int {
+	if p.NFFT != nil {
+		return max(*p.NFFT, p.maxNPerSeg())
+	}
+	return p.maxNPerSeg()
+}
+
 // Validate makes the checks that do not depend on the record length: window
 // name and parameters, 1 <= nperseg <= MaxNPerSeg, nperseg equal to the number
 // of window weights, noverlap < nperseg, nperseg <= nfft <= MaxNFFT and nfft <=

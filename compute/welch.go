@@ -297,10 +297,21 @@ func (pl *Plan) PSD(dst []float64, x []float64, fs float64) []float64 {
 // Welch's PSD with average "mean" is the mean of these rows. len(x) must be
 // the Plan's record length; Segments panics otherwise.
 func (pl *Plan) Segments(dst []float64, x []float64, fs float64) []float64 {
+	return pl.SegmentRange(dst, x, fs, 0, pl.nseg)
+}
+
+// SegmentRange is Segments for segments s0 to s1-1 only (0 <= s0 <= s1 <=
+// NumSegments), s1-s0 rows of NumFreqs values: a caller bounds its memory by
+// taking a long record's segments a range at a time. It panics if len(x) is
+// not the Plan's record length or the range is out of bounds.
+func (pl *Plan) SegmentRange(dst []float64, x []float64, fs float64, s0, s1 int) []float64 {
 	if len(x) != pl.n {
 		panic(fmt.Sprintf("compute: Segments of %d samples with a plan for %d", len(x), pl.n))
 	}
-	dst = grow(dst, pl.nseg*pl.nfreq)
+	if s0 < 0 || s1 < s0 || s1 > pl.nseg {
+		panic(fmt.Sprintf("compute: segments [%d, %d) of %d", s0, s1, pl.nseg))
+	}
+	dst = grow(dst, (s1-s0)*pl.nfreq)
 	if pl.nfreq == 0 {
 		return dst
 	}
@@ -314,13 +325,13 @@ func (pl *Plan) Segments(dst []float64, x []float64, fs float64) []float64 {
 		last = nh
 	}
 	acc := pl.acc[:nh]
-	for s := 0; s < pl.nseg; s++ {
+	for s := s0; s < s1; s++ {
 		seg := x[s*pl.step : s*pl.step+pl.nperseg]
 		clear(acc)
 		mean, slope := pl.trend(seg)
 		pl.prepare(seg, mean, slope)
 		pl.fft.power(acc, pl.seg, true)
-		row := dst[s*pl.nfreq : (s+1)*pl.nfreq]
+		row := dst[(s-s0)*pl.nfreq : (s-s0+1)*pl.nfreq]
 		for k := range row {
 			switch {
 			case !pl.onesided:
@@ -345,9 +356,15 @@ func (pl *Plan) Segments(dst []float64, x []float64, fs float64) []float64 {
 func (pl *Plan) SegmentTimes(dst []float64, fs float64) []float64 {
 	dst = grow(dst, pl.nseg)
 	for s := range dst {
-		dst[s] = (float64(s*pl.step) + float64(pl.nperseg)/2) / fs
+		dst[s] = pl.SegmentTime(s, fs)
 	}
 	return dst
+}
+
+// SegmentTime is the centre of segment s, in seconds from the record's first
+// sample at sampling frequency fs: SegmentTimes(nil, fs)[s].
+func (pl *Plan) SegmentTime(s int, fs float64) float64 {
+	return (float64(s*pl.step) + float64(pl.nperseg)/2) / fs
 }
 
 // trend returns the mean and slope (per sample, about the segment's
@@ -525,9 +542,16 @@ func selectKth(v []float64, k int) float64 {
 type Planner struct {
 	p     WelchParams
 	plans map[int]*Plan
+	// points is the sum of the cached plans' nfft.
+	points int
 }
 
 const maxCachedPlans = 64
+
+// maxCachedPoints bounds the FFT points of the plans a Planner keeps: a plan
+// holds buffers of O(nfft), tens of MiB at MaxNFFT, and records of many
+// lengths below nperseg each need their own.
+const maxCachedPoints = 1 << 22
 
 // NewPlanner validates p (see WelchParams.Validate) and returns a Planner.
 func NewPlanner(p WelchParams) (*Planner, error) {
@@ -547,10 +571,12 @@ func (pp *Planner) Plan(n int) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(pp.plans) >= maxCachedPlans {
+	if len(pp.plans) >= maxCachedPlans || pp.points+pl.nfft > maxCachedPoints {
 		clear(pp.plans)
+		pp.points = 0
 	}
 	pp.plans[n] = pl
+	pp.points += pl.nfft
 	return pl, nil
 }
 

@@ -422,8 +422,21 @@ func isSignalType(t arrow.DataType) bool {
 	return elem.ID() == arrow.FLOAT32 || elem.ID() == arrow.FLOAT64
 }
 
-// psdChunkRows bounds the rows computed into one result batch.
-const psdChunkRows = 128
+// psdChunkRows bounds the rows computed into one result batch, and
+// psdChunkBytes the bytes of their freqs and psd: with a large nfft a batch
+// holds fewer rows (at least one). With average "none" a record gives one row
+// per segment, so a long record's segments are computed and sent a batch at a
+// time under the same bounds.
+const (
+	psdChunkRows  = 128
+	psdChunkBytes = 16 << 20
+)
+
+// chunkRows is how many rows of result one batch holds under p.
+func chunkRows(p compute.WelchParams) int64 {
+	perRow := 16 * int64(p.MaxFreqs()) // freqs and psd, float64
+	return max(1, min(psdChunkRows, psdChunkBytes/perRow))
+}
 
 // Run implements batch.Function.
 func (Function) Run(ctx context.Context, task batch.Task, in array.RecordReader, emit func(arrow.RecordBatch) error) error {
@@ -441,22 +454,18 @@ func (Function) Run(ctx context.Context, task batch.Task, in array.RecordReader,
 	if p.FSColumn != "" {
 		fsIdx = in.Schema().FieldIndices(p.FSColumn)[0]
 	}
-	k := &psdKernel{p: p, planner: planner}
+	rows := chunkRows(p.WelchParams)
+	k := &psdKernel{p: p, planner: planner, maxRows: int(rows)}
 	for in.Next() {
 		rec := in.RecordBatch()
-		for off := int64(0); off < rec.NumRows(); off += psdChunkRows {
+		for off := int64(0); off < rec.NumRows(); off += rows {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			end := min(off+psdChunkRows, rec.NumRows())
+			end := min(off+rows, rec.NumRows())
 			chunk := rec.NewSlice(off, end)
-			out, err := k.batch(ctx, task, schema, chunk, sigIdx, fsIdx)
+			err := k.batch(ctx, task, schema, chunk, sigIdx, fsIdx, emit)
 			chunk.Release()
-			if err != nil {
-				return err
-			}
-			err = emit(out)
-			out.Release()
 			if err != nil {
 				return err
 			}
@@ -468,10 +477,10 @@ func (Function) Run(ctx context.Context, task batch.Task, in array.RecordReader,
 type psdKernel struct {
 	p       Params
 	planner *compute.Planner
+	maxRows int // rows of one result batch (chunkRows)
 	x       []float64
 	freqs   []float64
 	psd     []float64
-	times   []float64
 	span    []float64
 }
 
@@ -518,35 +527,68 @@ func (r *rowBuilders) null(i int, why string) {
 	}
 }
 
-// batch computes the result rows of rec: one per record, or one per segment
-// of every record with average "none". It checks ctx before every record, so
-// a cancelled child stops within one record's computation, however long the
-// records are.
-func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Schema, rec arrow.RecordBatch, sigIdx, fsIdx int) (arrow.RecordBatch, error) {
-	n := int(rec.NumRows())
-	p := k.p
-	perSegment := p.Average == AverageNone
+// newRowBuilders makes the builders of one result batch.
+func (k *psdKernel) newRowBuilders(task batch.Task) *rowBuilders {
 	r := &rowBuilders{
 		fb: array.NewListBuilder(task.Alloc, arrow.PrimitiveTypes.Float64),
 		pb: array.NewListBuilder(task.Alloc, arrow.PrimitiveTypes.Float64),
 	}
-	if perSegment {
+	if k.p.Average == AverageNone {
 		r.seg = array.NewInt32Builder(task.Alloc)
 		r.segTime = array.NewFloat64Builder(task.Alloc)
 	}
-	for range bandColumns(p) {
+	for range bandColumns(k.p) {
 		r.bands = append(r.bands, array.NewFloat64Builder(task.Alloc))
 	}
-	if p.reasons() {
+	if k.p.reasons() {
 		r.reason = array.NewStringBuilder(task.Alloc)
 	}
-	defer r.release()
+	return r
+}
+
+// batch computes the result rows of rec, one per record, or one per segment
+// of every record with average "none", and emits them in batches of at most
+// k.maxRows rows: a long record's segments are computed a batch at a time,
+// so neither its spectra nor a result batch outgrow psdChunkBytes. It checks
+// ctx before every record and every batch, so a cancelled child stops within
+// one record's computation (one batch's, with average "none"), however long
+// the records are.
+func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Schema, rec arrow.RecordBatch, sigIdx, fsIdx int, emit func(arrow.RecordBatch) error) error {
+	n := int(rec.NumRows())
+	p := k.p
+	perSegment := p.Average == AverageNone
+	r := k.newRowBuilders(task)
+	defer func() { r.release() }()
 	fv := r.fb.ValueBuilder().(*array.Float64Builder)
 	pv := r.pb.ValueBuilder().(*array.Float64Builder)
+	// flush emits the rows built so far, if any, and starts a new batch.
+	flush := func() error {
+		if len(r.take) == 0 {
+			return nil
+		}
+		out, err := k.assemble(ctx, task, schema, rec, sigIdx, r)
+		if err != nil {
+			return err
+		}
+		r.release()
+		r = k.newRowBuilders(task)
+		fv = r.fb.ValueBuilder().(*array.Float64Builder)
+		pv = r.pb.ValueBuilder().(*array.Float64Builder)
+		err = emit(out)
+		out.Release()
+		return err
+	}
 	sig := rec.Column(sigIdx)
+	nb := len(p.Bands)
+	lo, hi := p.totalRange()
 	for i := 0; i < n; i++ {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
+		}
+		if len(r.take) >= k.maxRows {
+			if err := flush(); err != nil {
+				return err
+			}
 		}
 		x, ok := signalAt(sig, i, k.x[:0])
 		k.x = x
@@ -564,42 +606,43 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 				continue
 			}
 		}
+		var plan *compute.Plan
 		if p.multitaper() {
 			var err error
-			k.psd, err = compute.Multitaper(k.psd[:0], x, fs, p.multitaperParams())
-			if err != nil {
+			if k.psd, err = compute.Multitaper(k.psd[:0], x, fs, p.multitaperParams()); err != nil {
 				if !errors.Is(err, compute.ErrInvalidParams) {
-					return nil, fmt.Errorf("psd: record %d: %w", i, err)
+					return fmt.Errorf("psd: record %d: %w", i, err)
 				}
 				r.null(i, fmt.Sprintf("the record (%d samples) cannot be analysed with the request: %v", len(x), err))
 				continue
 			}
-			k.freqs = k.freqs[:0]
-			for f := range k.psd {
-				k.freqs = append(k.freqs, float64(f)*(1/(float64(len(x))*(1/fs))))
-			}
-			if err := k.emit(r, i, fs, 1, fv, pv); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		plan, err := k.planner.Plan(len(x))
-		if err != nil && !errors.Is(err, compute.ErrInvalidParams) {
-			return nil, fmt.Errorf("psd: record %d: %w", i, err)
-		}
-		if plan == nil {
-			// The parameters were validated when the job was submitted, so a
-			// plan refused now is refused for this record's length alone.
-			r.null(i, fmt.Sprintf("the record (%d samples) is too short for the request: %v", len(x), err))
-			continue
-		}
-		k.freqs = plan.Freqs(k.freqs[:0], fs)
-		rows := 1
-		if perSegment {
-			k.psd = plan.Segments(k.psd[:0], x, fs)
-			k.times = plan.SegmentTimes(k.times[:0], fs)
-			rows = plan.NumSegments()
+			k.freqs = compute.RFFTFreqs(k.freqs[:0], len(x), fs)
 		} else {
+			var err error
+			plan, err = k.planner.Plan(len(x))
+			if err != nil && !errors.Is(err, compute.ErrInvalidParams) {
+				return fmt.Errorf("psd: record %d: %w", i, err)
+			}
+			if plan == nil {
+				// The parameters were validated when the job was submitted, so a
+				// plan refused now is refused for this record's length alone.
+				r.null(i, fmt.Sprintf("the record (%d samples) is too short for the request: %v", len(x), err))
+				continue
+			}
+			k.freqs = plan.Freqs(k.freqs[:0], fs)
+		}
+		badBands, badTotal, why := p.beyond(fs)
+		nf := len(k.freqs)
+		c0, c1 := 0, nf
+		if p.cropped() {
+			c0, c1 = cropRange(k.freqs, lo, hi)
+		}
+		// s0 to s1 are the segments (or the one average) computed into
+		// k.psd; with average "none" they are taken a batch at a time.
+		s0, s1, nseg := 0, 1, 1
+		if perSegment {
+			s1, nseg = 0, plan.NumSegments()
+		} else if plan != nil {
 			k.psd = plan.PSD(k.psd[:0], x, fs)
 			if p.NaNPolicy == "omit" && hasNaN(x) {
 				var why string
@@ -609,11 +652,57 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 				}
 			}
 		}
-		if err := k.emit(r, i, fs, rows, fv, pv); err != nil {
-			return nil, err
+		for s := 0; s < nseg; s++ {
+			if perSegment && s == s1 {
+				if len(r.take) >= k.maxRows {
+					if err := flush(); err != nil {
+						return err
+					}
+					if err := ctx.Err(); err != nil {
+						return err
+					}
+				}
+				s0, s1 = s, min(nseg, s+k.maxRows-len(r.take))
+				k.psd = plan.SegmentRange(k.psd[:0], x, fs, s0, s1)
+			}
+			spec := k.psd[(s-s0)*nf : (s-s0+1)*nf]
+			r.take = append(r.take, int64(i))
+			if perSegment {
+				r.seg.Append(int32(s))
+				r.segTime.Append(plan.SegmentTime(s, fs))
+			}
+			r.fb.Append(true)
+			fv.AppendValues(k.freqs[c0:c1], nil)
+			r.pb.Append(true)
+			pv.AppendValues(spec[c0:c1], nil)
+			var total float64
+			if p.Relative {
+				total = compute.BandPower(k.freqs, spec, lo, hi)
+			}
+			for j, b := range p.Bands {
+				if contains(badBands, j) {
+					r.bands[j].AppendNull()
+				} else {
+					r.bands[j].Append(compute.BandPower(k.freqs, spec, b.Lo, b.Hi))
+				}
+				if p.Relative {
+					if badTotal || contains(badBands, j) {
+						r.bands[nb+j].AppendNull()
+					} else {
+						r.bands[nb+j].Append(compute.BandPower(k.freqs, spec, b.Lo, b.Hi) / total)
+					}
+				}
+			}
+			if r.reason != nil {
+				if why == "" {
+					r.reason.AppendNull()
+				} else {
+					r.reason.Append(why)
+				}
+			}
 		}
 	}
-	return k.assemble(ctx, task, schema, rec, sigIdx, r)
+	return flush()
 }
 
 // assemble joins the input's other columns, repeated as r.take says, and the
@@ -821,62 +910,4 @@ func numberAt(arr arrow.Array, i int, ok bool) (float64, bool) {
 		return float64(a.Value(i)), true
 	}
 	return 0, false
-}
-
-// emit appends the rows of record i, whose spectra (rows of them, one per
-// segment with average "none") are in k.psd at frequencies k.freqs: freqs and
-// psd cropped to [fmin, fmax] if asked, band powers, and the reason for those
-// beyond the record's Nyquist frequency.
-func (k *psdKernel) emit(r *rowBuilders, i int, fs float64, rows int, fv, pv *array.Float64Builder) error {
-	p := k.p
-	nb := len(p.Bands)
-	lo, hi := p.totalRange()
-	badBands, badTotal, why := p.beyond(fs)
-	nf := len(k.freqs)
-	if len(k.psd) != rows*nf {
-		return fmt.Errorf("psd: record %d: %d values for %d spectra of %d frequencies", i, len(k.psd), rows, nf)
-	}
-	perSegment := r.seg != nil
-	c0, c1 := 0, nf
-	if p.cropped() {
-		c0, c1 = cropRange(k.freqs, lo, hi)
-	}
-	for s := 0; s < rows; s++ {
-		spec := k.psd[s*nf : (s+1)*nf]
-		r.take = append(r.take, int64(i))
-		if perSegment {
-			r.seg.Append(int32(s))
-			r.segTime.Append(k.times[s])
-		}
-		r.fb.Append(true)
-		fv.AppendValues(k.freqs[c0:c1], nil)
-		r.pb.Append(true)
-		pv.AppendValues(spec[c0:c1], nil)
-		var total float64
-		if p.Relative {
-			total = compute.BandPower(k.freqs, spec, lo, hi)
-		}
-		for j, b := range p.Bands {
-			if contains(badBands, j) {
-				r.bands[j].AppendNull()
-			} else {
-				r.bands[j].Append(compute.BandPower(k.freqs, spec, b.Lo, b.Hi))
-			}
-			if p.Relative {
-				if badTotal || contains(badBands, j) {
-					r.bands[nb+j].AppendNull()
-				} else {
-					r.bands[nb+j].Append(compute.BandPower(k.freqs, spec, b.Lo, b.Hi) / total)
-				}
-			}
-		}
-		if r.reason != nil {
-			if why == "" {
-				r.reason.AppendNull()
-			} else {
-				r.reason.Append(why)
-			}
-		}
-	}
-	return nil
 }
