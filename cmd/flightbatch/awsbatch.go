@@ -53,7 +53,7 @@ func (c *AWSBatchConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.Endpoint, "batch-endpoint", "", "aws-batch: AWS Batch endpoint URL (default: the AWS configuration, e.g. $AWS_ENDPOINT_URL_BATCH)")
 	fs.StringVar(&c.WorkerStore, "batch-worker-store", env("FLIGHTBATCH_BATCH_WORKER_STORE", ""), "aws-batch: store URL given to children, when not --store ($FLIGHTBATCH_BATCH_WORKER_STORE)")
 	fs.StringVar(&c.ShareIdentifier, "batch-share-identifier", env("FLIGHTBATCH_BATCH_SHARE_IDENTIFIER", ""), "aws-batch: fair-share identifier of submitted jobs, required by a fair-share queue ($FLIGHTBATCH_BATCH_SHARE_IDENTIFIER)")
-	fs.IntVar(&c.Priority, "batch-scheduling-priority", -1, "aws-batch: scheduling priority of submitted jobs on a fair-share queue, 0 to 9999, higher first (default: the job definition's)")
+	fs.IntVar(&c.Priority, "batch-scheduling-priority", -1, "aws-batch: scheduling priority of submitted jobs on a fair-share queue, 0 to 9999, higher first; -1 keeps the job definition's")
 	fs.BoolVar(&c.AllowFileStore, "batch-allow-file-store", false, "aws-batch, for tests only: allow a file:// store (children on this machine, e.g. a local test endpoint)")
 }
 
