@@ -108,6 +108,14 @@ type Options struct {
 	// trusted: after it the children are listed anyway, since the summary is
 	// updated asynchronously and can trail them; default 2 minutes.
 	SummaryStale time.Duration
+	// ShareIdentifier is the fair-share identifier of every submitted job,
+	// which a queue with a fair-share scheduling policy requires; "" sends
+	// none.
+	ShareIdentifier string
+	// SchedulingPriority, when not nil, is every submitted job's scheduling
+	// priority (schedulingPriorityOverride; 0..9999, higher first) on a
+	// fair-share queue.
+	SchedulingPriority *int32
 	// Records is where the executor finds what its children recorded of
 	// their attempts (default child.NewStoreRecords of the executor's store).
 	Records child.Records
@@ -201,6 +209,9 @@ func New(client API, st *store.Store, queue, definition string, opts *Options) (
 	if o.MaxChildren < 2 || o.MaxChildren > MaxArraySize {
 		return nil, fmt.Errorf("awsbatch: MaxChildren %d: an array job has 2 to %d children", o.MaxChildren, MaxArraySize)
 	}
+	if p := o.SchedulingPriority; p != nil && (*p < 0 || *p > 9999) {
+		return nil, fmt.Errorf("awsbatch: scheduling priority %d: AWS Batch takes 0 to 9999", *p)
+	}
 	if o.VisibilityGrace <= 0 {
 		o.VisibilityGrace = 5 * time.Minute
 	}
@@ -253,6 +264,12 @@ func (e *Executor) Start(ctx context.Context, m *batch.Manifest, shards []int) (
 		RetryStrategy:      RetryStrategy(attempts),
 		Timeout:            &types.JobTimeout{AttemptDurationSeconds: aws.Int32(timeout)},
 		Tags:               map[string]string{TagJobID: m.JobID, TagDataset: m.Dataset},
+	}
+	if e.opts.ShareIdentifier != "" {
+		in.ShareIdentifier = aws.String(e.opts.ShareIdentifier)
+	}
+	if p := e.opts.SchedulingPriority; p != nil {
+		in.SchedulingPriorityOverride = aws.Int32(*p)
 	}
 	if children > 1 {
 		in.ArrayProperties = &types.ArrayProperties{Size: aws.Int32(int32(children))}

@@ -223,7 +223,7 @@ func TestRestartFindsJob(t *testing.T) {
 func TestGroupedChildren(t *testing.T) {
 	st := newStore(t)
 	client, _ := endpoint(t, "part-00002:1")
-	e := newExecutor(t, client, st, &awsbatch.Options{MaxChildren: 2, Timeout: 2 * time.Minute})
+	e := newExecutor(t, client, st, &awsbatch.Options{MaxChildren: 2, Timeout: 2 * time.Minute, ShareIdentifier: "lab-a", SchedulingPriority: aws.Int32(7)})
 	m := executortest.NewJob(t, &executortest.Harness{Store: st, Executor: e}, 3)
 	handle, err := e.Start(context.Background(), m, []int{0, 1, 2})
 	if err != nil {
@@ -242,6 +242,9 @@ func TestGroupedChildren(t *testing.T) {
 	}
 	if d.Timeout == nil || aws.ToInt32(d.Timeout.AttemptDurationSeconds) != 240 {
 		t.Errorf("timeout %+v, want 240 s (two shards of 120 s for child 0)", d.Timeout)
+	}
+	if aws.ToString(d.ShareIdentifier) != "lab-a" || aws.ToInt32(d.SchedulingPriority) != 7 {
+		t.Errorf("share identifier %v, scheduling priority %v, want lab-a and 7", aws.ToString(d.ShareIdentifier), aws.ToInt32(d.SchedulingPriority))
 	}
 	if d.Tags[awsbatch.TagJobID] != m.JobID || d.Tags[awsbatch.TagDataset] != m.Dataset {
 		t.Errorf("tags %v, want the job ID and dataset", d.Tags)
@@ -315,6 +318,10 @@ func TestNewRefuses(t *testing.T) {
 		"no definition": func() error { _, err := awsbatch.New(client, st, "q", "", nil); return err },
 		"short timeout": func() error {
 			_, err := awsbatch.New(client, st, "q", "d", &awsbatch.Options{Timeout: 10 * time.Second})
+			return err
+		},
+		"priority out of range": func() error {
+			_, err := awsbatch.New(client, st, "q", "d", &awsbatch.Options{SchedulingPriority: aws.Int32(10000)})
 			return err
 		},
 		"one child": func() error {
