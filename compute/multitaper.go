@@ -28,6 +28,14 @@ type MultitaperParams struct {
 	// Full divides the PSD by the sampling rate (MNE's normalization="full");
 	// false is normalization="length".
 	Full bool
+	// Adaptive combines the tapered spectra with MNE's adaptive weights
+	// (_psd_from_mt_adaptive): iterated until the largest mean squared change
+	// of the weights over the frequencies in [StopLo, StopHi] is below 1e-10,
+	// at most MaxIter times (MNE's default 150 when 0). With fewer than 3
+	// tapers the fixed weights are used, as MNE does.
+	Adaptive       bool
+	MaxIter        int
+	StopLo, StopHi float64
 }
 
 // HalfBandwidth is MNE's standardized half-bandwidth NW for a record of n
@@ -92,30 +100,121 @@ func Multitaper(dst, x []float64, fs float64, p MultitaperParams) ([]float64, er
 	mean := pairwiseSum(x) / float64(n)
 	ps := newPowerSpectrum(n)
 	seg := make([]float64, n)
-	pw := make([]float64, nf)
-	var wsum float64
+	// pows[i] is taper i's power spectrum with the DC and (even n) Nyquist
+	// bins halved, as MNE's one-sided spectra are.
+	pows := make([][]float64, len(tapers))
 	for i, t := range tapers {
 		for j, v := range x {
 			seg[j] = (v - mean) * t[j]
 		}
-		ps.power(pw, seg, false)
-		for f, v := range pw {
-			out[f] += ratios[i] * v
+		pows[i] = make([]float64, nf)
+		ps.power(pows[i], seg, false)
+		pows[i][0] /= 2
+		if n%2 == 0 {
+			pows[i][nf-1] /= 2
 		}
-		wsum += ratios[i]
 	}
-	scale := 2 / wsum
+	fixed := func(dst []float64, k int) {
+		var wsum float64
+		for i := range pows[:k] {
+			for f, v := range pows[i] {
+				dst[f] += ratios[i] * v
+			}
+			wsum += ratios[i]
+		}
+		for f := range dst {
+			dst[f] *= 2 / wsum
+		}
+	}
+	fixed(out, len(pows))
+	if p.Adaptive && len(pows) >= 3 {
+		adaptiveCombine(out, pows, ratios, n, fs, p)
+	}
 	if p.Full {
-		scale /= fs
-	}
-	for f := range out {
-		out[f] *= scale
-	}
-	out[0] /= 2
-	if n%2 == 0 {
-		out[nf-1] /= 2
+		for f := range out {
+			out[f] /= fs
+		}
 	}
 	return dst, nil
+}
+
+// adaptiveCombine replaces psd, the fixed-weight estimate, by MNE's adaptive
+// estimate (_psd_from_mt_adaptive), step by step.
+func adaptiveCombine(psd []float64, pows [][]float64, ratios []float64, n int, fs float64, p MultitaperParams) {
+	nf, k := len(psd), len(pows)
+	maxIter := p.MaxIter
+	if maxIter <= 0 {
+		maxIter = 150
+	}
+	// The variance: trapezoid(psd, dx=π/nf)/(2π), numpy's summation order.
+	dx := math.Pi / float64(nf)
+	pieces := make([]float64, max(nf-1, 0))
+	for f := range pieces {
+		pieces[f] = dx * (psd[f+1] + psd[f]) / 2
+	}
+	variance := pairwiseSum(pieces) / (2 * math.Pi)
+	stop := func(f int) bool {
+		fr := float64(f) * (1 / (float64(n) * (1 / fs)))
+		return fr >= p.StopLo && fr <= p.StopHi
+	}
+	rt := make([]float64, k)
+	for i, l := range ratios {
+		rt[i] = math.Sqrt(l)
+	}
+	// combine is _psd_from_mt with per-frequency weights w.
+	combine := func(dst []float64, w [][]float64, m int) {
+		for f := range dst {
+			var num, den float64
+			for i := 0; i < m; i++ {
+				a := w[i][f] * w[i][f]
+				num += a * pows[i][f]
+				den += a
+			}
+			dst[f] = num * (2 / den)
+		}
+	}
+	iter := make([]float64, nf)
+	first := make([][]float64, 2)
+	for i := range first {
+		first[i] = make([]float64, nf)
+		for f := range first[i] {
+			first[i][f] = rt[i]
+		}
+	}
+	combine(iter, first, 2)
+	d := make([][]float64, k)
+	errs := make([][]float64, k)
+	for i := range d {
+		d[i] = make([]float64, nf)
+		errs[i] = make([]float64, nf)
+	}
+	for it := 0; it < maxIter; it++ {
+		for i := range d {
+			for f := range iter {
+				d[i][f] = iter[f] / (ratios[i]*iter[f] + (1-ratios[i])*variance) * rt[i]
+				errs[i][f] -= d[i][f]
+			}
+		}
+		worst := math.Inf(-1)
+		for f := 0; f < nf; f++ {
+			if !stop(f) {
+				continue
+			}
+			var s float64
+			for i := range errs {
+				s += errs[i][f] * errs[i][f]
+			}
+			worst = math.Max(worst, s/float64(k))
+		}
+		if worst < 1e-10 {
+			break
+		}
+		combine(iter, d, k)
+		for i := range d {
+			copy(errs[i], d[i])
+		}
+	}
+	copy(psd, iter)
 }
 
 // DPSS returns the first k discrete prolate spheroidal (Slepian) sequences of

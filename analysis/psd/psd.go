@@ -66,8 +66,11 @@ type Params struct {
 	LowBias *bool `json:"low_bias,omitempty"`
 	// Normalization is "length" (default) or "full" (the PSD divided by fs).
 	Normalization string `json:"normalization,omitempty"`
-	// Adaptive is MNE's adaptive weighting; only false is supported.
+	// Adaptive combines the tapered spectra with MNE's adaptive weights
+	// (default false).
 	Adaptive bool `json:"adaptive,omitempty"`
+	// MaxIter bounds the iterations of adaptive weighting (default 150).
+	MaxIter *int `json:"max_iter,omitempty"`
 }
 
 // multitaper reports whether the request asks for the multitaper method.
@@ -75,11 +78,21 @@ func (p Params) multitaper() bool { return p.Method == "multitaper" }
 
 // multitaperParams is the kernel's parameters.
 func (p Params) multitaperParams() compute.MultitaperParams {
-	return compute.MultitaperParams{
+	mp := compute.MultitaperParams{
 		Bandwidth: p.Bandwidth,
 		LowBias:   p.LowBias == nil || *p.LowBias,
 		Full:      p.Normalization == "full",
+		Adaptive:  p.Adaptive,
+		StopLo:    0,
+		StopHi:    math.Inf(1),
 	}
+	if p.MaxIter != nil {
+		mp.MaxIter = *p.MaxIter
+	}
+	if p.cropped() {
+		mp.StopLo, mp.StopHi = p.totalRange()
+	}
+	return mp
 }
 
 // validateMethod checks the method and that its parameters are not mixed
@@ -100,6 +113,9 @@ func (p Params) validateMethod() error {
 		}
 		if p.Adaptive {
 			given = append(given, `"adaptive"`)
+		}
+		if p.MaxIter != nil {
+			given = append(given, `"max_iter"`)
 		}
 		if len(given) > 0 {
 			return invalid(`%s are parameters of "method": "multitaper"; add it or drop them`, strings.Join(given, ", "))
@@ -124,8 +140,8 @@ func (p Params) validateMethod() error {
 		sort.Strings(given)
 		return invalid(`%s are Welch parameters; "method": "multitaper" tapers the whole record with DPSS tapers, set by "bandwidth", "low_bias" and "normalization"`, strings.Join(given, ", "))
 	}
-	if p.Adaptive {
-		return invalid(`"adaptive": true is not supported; use "adaptive": false (the eigenvalue-weighted combination)`)
+	if p.MaxIter != nil && (*p.MaxIter < 1 || *p.MaxIter > 10000) {
+		return invalid("max_iter must be between 1 and 10000, got %d", *p.MaxIter)
 	}
 	if p.NaNPolicy == "omit" {
 		return invalid(`"nan_policy": "omit" is supported with "method": "welch" only`)

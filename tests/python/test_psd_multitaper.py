@@ -8,6 +8,8 @@ server's) agree to about 1e-8 in the tapers.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -80,6 +82,42 @@ def test_multitaper_matches_mne(client, mt_dataset, params):
     assert len(compared) >= 4, compared
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"adaptive": True},
+        {"adaptive": True, "bandwidth": 3.0, "low_bias": False},
+        {"adaptive": True, "bandwidth": 1.0, "normalization": "full"},
+        {"adaptive": True, "bandwidth": 4.0, "fmin": 5.0, "fmax": 40.0},
+        {"adaptive": True, "max_iter": 3},
+    ],
+    ids=["defaults", "bw3-all-tapers", "bw1-full", "crop-5-40", "max-iter-3"],
+)
+def test_multitaper_adaptive_matches_mne(client, mt_dataset, params):
+    """MNE's adaptive weights, its iteration and stopping rule (over the cropped frequencies)."""
+    job_id = run_psd(client, {"dataset": "mtrecords", "fs": FS, "method": "multitaper", **params})
+    assert_succeeded(wait_job(client, job_id))
+    result = read_result(client, job_id).sort_by("id")
+    compared = []
+    for i, x in enumerate(mt_dataset):
+        got_p = result.column("psd")[i].as_py()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # fewer than 3 tapers; not converged within max_iter
+                want_p, want_f = mne.time_frequency.psd_array_multitaper(
+                    x, FS, fmin=params.get("fmin", 0.0), fmax=params.get("fmax", np.inf),
+                    bandwidth=params.get("bandwidth"), adaptive=True, low_bias=params.get("low_bias", True),
+                    normalization=params.get("normalization", "length"), max_iter=params.get("max_iter", 150),
+                    verbose="error")
+        except ValueError:
+            assert got_p is None, (i, len(x))
+            continue
+        compared.append(i)
+        np.testing.assert_allclose(result.column("freqs")[i].as_py(), want_f, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(got_p, want_p, rtol=1e-6, atol=0, err_msg=f"record {i} ({len(x)} samples)")
+    assert len(compared) >= 4, compared
+
+
 def test_multitaper_bands(client, mt_dataset):
     job_id = run_psd(client, {"dataset": "mtrecords", "fs": FS, "method": "multitaper", "bandwidth": 2.0,
                               "bands": {"alpha": [8, 12]}, "relative": True})
@@ -99,7 +137,7 @@ def test_multitaper_bands(client, mt_dataset):
 @pytest.mark.parametrize(
     "extra,word",
     [
-        ({"adaptive": True}, "adaptive"),
+        ({"adaptive": True, "max_iter": 0}, "max_iter"),
         ({"nperseg": 256}, "nperseg"),
         ({"window": "hamming"}, "window"),
         ({"noverlap": 10, "average": "median"}, "noverlap"),
@@ -108,7 +146,7 @@ def test_multitaper_bands(client, mt_dataset):
         ({"bandwidth": -1}, "bandwidth"),
         ({"method": "periodogram"}, "method"),
     ],
-    ids=["adaptive", "nperseg", "window", "welch-params", "nan-omit", "normalization", "bandwidth", "method"],
+    ids=["max-iter", "nperseg", "window", "welch-params", "nan-omit", "normalization", "bandwidth", "method"],
 )
 def test_multitaper_refusals(server, mt_dataset, extra, word):
     body = {"dataset": "mtrecords", "fs": FS, "method": "multitaper", **extra}
@@ -117,7 +155,7 @@ def test_multitaper_refusals(server, mt_dataset, extra, word):
     assert word in reply.details, reply.details
 
 
-@pytest.mark.parametrize("extra", [{"bandwidth": 2.0}, {"low_bias": False}, {"normalization": "full"}])
+@pytest.mark.parametrize("extra", [{"bandwidth": 2.0}, {"low_bias": False}, {"normalization": "full"}, {"adaptive": True}])
 def test_multitaper_params_need_the_method(server, mt_dataset, extra):
     reply = raw_do_action(server.addr, "psd", {"dataset": "mtrecords", "fs": FS, **extra})
     assert reply.code == grpc.StatusCode.INVALID_ARGUMENT, reply
