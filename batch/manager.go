@@ -466,14 +466,14 @@ func (mg *Manager) drive(id string) error {
 			}
 			mg.log.Warn("poll children", "job", id, "err", err)
 		default:
-			rows := mg.partRows(m, p)
+			rows, sizes := mg.partRows(m, p), mg.partSizes(m, p)
 			if _, err := mg.update(id, func(m *Manifest) {
 				applyProgress(m, p)
 				setRows(m, rows)
+				setSizes(m, sizes)
 			}); err != nil {
 				mg.log.Warn("save job", "job", id, "err", err)
 			}
-			mg.sizeParts(id)
 			if p.Done {
 				return mg.finish(id)
 			}

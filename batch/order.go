@@ -36,28 +36,36 @@ func (m *Manifest) FinishOrder() []int {
 	return out
 }
 
-// sizeParts records the stored size of each succeeded part not sized yet.
-func (mg *Manager) sizeParts(id string) {
-	m, err := mg.Status(id)
-	if err != nil {
-		return
-	}
+// partSizes stats the parts of the shards that m or p has succeeded and whose
+// stored size m does not have yet, so that a part is listed with its size in
+// the same update that lists it. A part that cannot be stat'ed stays unsized.
+func (mg *Manager) partSizes(m *Manifest, p Progress) map[int]int64 {
 	sizes := map[int]int64{}
+	succeeded := map[int]bool{}
 	for i, s := range m.Shards {
-		if s.State == ShardSucceeded && s.Bytes == 0 {
-			if obj, err := mg.st.Stat(mg.ctx, PartKey(id, s.Name)); err == nil {
-				sizes[i] = obj.Size
-			}
+		succeeded[i] = s.State == ShardSucceeded
+	}
+	for _, c := range p.Children {
+		if c.Shard >= 0 && c.Shard < len(m.Shards) && c.State == ShardSucceeded {
+			succeeded[c.Shard] = true
 		}
 	}
-	if len(sizes) == 0 {
-		return
+	for i, ok := range succeeded {
+		if !ok || m.Shards[i].Bytes != 0 {
+			continue
+		}
+		if obj, err := mg.st.Stat(mg.ctx, PartKey(m.JobID, m.Shards[i].Name)); err == nil {
+			sizes[i] = obj.Size
+		}
 	}
-	if _, err := mg.update(id, func(m *Manifest) {
-		for i, n := range sizes {
+	return sizes
+}
+
+// setSizes records the stored sizes of parts, by shard index.
+func setSizes(m *Manifest, sizes map[int]int64) {
+	for i, n := range sizes {
+		if i >= 0 && i < len(m.Shards) && m.Shards[i].Bytes == 0 {
 			m.Shards[i].Bytes = n
 		}
-	}); err != nil && mg.ctx.Err() == nil {
-		mg.log.Warn("save part sizes", "job", id, "err", err)
 	}
 }
