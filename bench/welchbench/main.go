@@ -139,10 +139,11 @@ func bench(method string, nperseg int, seconds float64, records, length int) err
 	cpu0 := cpuSeconds()
 	start := time.Now()
 	passes := 0
+	var cache compute.TaperCache
 	for time.Since(start).Seconds() < seconds || passes == 0 {
 		for _, x := range data {
 			if method == "multitaper" {
-				if dst, err = compute.Multitaper(dst[:0], x, 250, compute.MultitaperParams{LowBias: true}); err != nil {
+				if dst, err = compute.Multitaper(dst[:0], x, 250, compute.MultitaperParams{LowBias: true}, &cache); err != nil {
 					return err
 				}
 			} else {
