@@ -540,7 +540,9 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 		if perSegment {
 			s1, nseg = 0, plan.NumSegments()
 		} else {
-			k.psd = plan.PSD(k.psd[:0], x, fs)
+			if k.psd, err = plan.PSDContext(ctx, k.psd[:0], x, fs); err != nil {
+				return err
+			}
 			if p.NaNPolicy == "omit" && hasNaN(x) {
 				var why string
 				if k.psd, why = k.omitNaN(k.psd, x, fs, plan); why != "" {
