@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -53,6 +55,106 @@ type Params struct {
 	// NaN, as scipy does) or "omit": NaN samples are bad spans skipped as MNE's
 	// psd_array_welch skips them (see omitNaN).
 	NaNPolicy string `json:"nan_policy,omitempty"`
+	// Method is "welch" (default) or "multitaper": MNE's
+	// psd_array_multitaper over the whole record, with the parameters below.
+	Method string `json:"method,omitempty"`
+	// Bandwidth is multitaper's full frequency bandwidth in Hz (default: a
+	// half-bandwidth NW of 4, as MNE's bandwidth=None).
+	Bandwidth *float64 `json:"bandwidth,omitempty"`
+	// LowBias keeps only the tapers with concentration above 0.9 (default
+	// true).
+	LowBias *bool `json:"low_bias,omitempty"`
+	// Normalization is "length" (default) or "full" (the PSD divided by fs).
+	Normalization string `json:"normalization,omitempty"`
+	// Adaptive combines the tapered spectra with MNE's adaptive weights
+	// (default false).
+	Adaptive bool `json:"adaptive,omitempty"`
+	// MaxIter bounds the iterations of adaptive weighting (default 150).
+	MaxIter *int `json:"max_iter,omitempty"`
+}
+
+// multitaper reports whether the request asks for the multitaper method.
+func (p Params) multitaper() bool { return p.Method == "multitaper" }
+
+// multitaperParams is the kernel's parameters.
+func (p Params) multitaperParams() compute.MultitaperParams {
+	mp := compute.MultitaperParams{
+		Bandwidth: p.Bandwidth,
+		LowBias:   p.LowBias == nil || *p.LowBias,
+		Full:      p.Normalization == "full",
+		Adaptive:  p.Adaptive,
+		StopLo:    0,
+		StopHi:    math.Inf(1),
+	}
+	if p.MaxIter != nil {
+		mp.MaxIter = *p.MaxIter
+	}
+	if p.cropped() {
+		mp.StopLo, mp.StopHi = p.totalRange()
+	}
+	return mp
+}
+
+// validateMethod checks the method and that its parameters are not mixed
+// with the other method's.
+func (p Params) validateMethod() error {
+	invalid := func(format string, args ...any) error { return batch.Invalidf("psd: "+format, args...) }
+	switch p.Method {
+	case "", "welch":
+		var given []string
+		if p.Bandwidth != nil {
+			given = append(given, `"bandwidth"`)
+		}
+		if p.LowBias != nil {
+			given = append(given, `"low_bias"`)
+		}
+		if p.Normalization != "" {
+			given = append(given, `"normalization"`)
+		}
+		if p.Adaptive {
+			given = append(given, `"adaptive"`)
+		}
+		if p.MaxIter != nil {
+			given = append(given, `"max_iter"`)
+		}
+		if len(given) > 0 {
+			return invalid(`%s are parameters of "method": "multitaper"; add it or drop them`, strings.Join(given, ", "))
+		}
+		return nil
+	case "multitaper":
+	default:
+		return invalid(`method %s: use "welch" or "multitaper"`, clip.Quote(p.Method))
+	}
+	w := p.WelchParams
+	var given []string
+	for name, set := range map[string]bool{
+		"window": w.Window != nil, "nperseg": w.NPerSeg != nil, "noverlap": w.NOverlap != nil,
+		"nfft": w.NFFT != nil, "detrend": w.Detrend != nil, "return_onesided": w.ReturnOnesided != nil,
+		"scaling": w.Scaling != "", "average": w.Average != "",
+	} {
+		if set {
+			given = append(given, strconv.Quote(name))
+		}
+	}
+	if len(given) > 0 {
+		sort.Strings(given)
+		return invalid(`%s are Welch parameters; "method": "multitaper" tapers the whole record with DPSS tapers, set by "bandwidth", "low_bias" and "normalization"`, strings.Join(given, ", "))
+	}
+	if p.MaxIter != nil && (*p.MaxIter < 1 || *p.MaxIter > 10000) {
+		return invalid("max_iter must be between 1 and 10000, got %d", *p.MaxIter)
+	}
+	if p.NaNPolicy == "omit" {
+		return invalid(`"nan_policy": "omit" is supported with "method": "welch" only`)
+	}
+	switch p.Normalization {
+	case "", "length", "full":
+	default:
+		return invalid(`normalization %s: use "length" or "full"`, clip.Quote(p.Normalization))
+	}
+	if p.Bandwidth != nil && (!(*p.Bandwidth > 0) || math.IsInf(*p.Bandwidth, 0)) {
+		return invalid("bandwidth must be a positive number of Hz, got %v", *p.Bandwidth)
+	}
+	return nil
 }
 
 // AverageNone is the average (also JSON null) that gives every segment's
@@ -197,6 +299,9 @@ func (Function) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, j
 		return nil, nil, invalid(`give either "fs" or "fs_column", not both`)
 	case p.FS != nil && !(*p.FS > 0) || p.FS != nil && math.IsInf(*p.FS, 0):
 		return nil, nil, invalid("fs must be a positive number of Hz, got %v", *p.FS)
+	}
+	if err := p.validateMethod(); err != nil {
+		return nil, nil, err
 	}
 	if err := p.welch().Validate(); err != nil {
 		return nil, nil, batch.Invalidf("psd: %w", err)
@@ -398,6 +503,7 @@ type psdKernel struct {
 // rowBuilders build the computed columns of a result batch.
 type rowBuilders struct {
 	take    []int64 // the input row of every output row
+	bytes   int64   // of freqs and psd
 	seg     *array.Int32Builder
 	segTime *array.Float64Builder
 	fb, pb  *array.ListBuilder
@@ -496,7 +602,9 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if len(r.take) >= k.maxRows {
+		if len(r.take) >= k.maxRows || r.bytes >= psdChunkBytes {
+			// A multitaper row has len(x)/2+1 values, so batches are
+			// bounded by their bytes too.
 			if err := flush(); err != nil {
 				return err
 			}
@@ -517,18 +625,32 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 				continue
 			}
 		}
-		plan, err := k.planner.Plan(len(x))
-		if err != nil && !errors.Is(err, compute.ErrInvalidParams) {
-			return fmt.Errorf("psd: record %d: %w", i, err)
-		}
-		if plan == nil {
-			// The parameters were validated when the job was submitted, so a
-			// plan refused now is refused for this record's length alone.
-			r.null(i, fmt.Sprintf("the record (%d samples) is too short for the request: %v", len(x), err))
-			continue
+		var plan *compute.Plan
+		if p.multitaper() {
+			var err error
+			if k.psd, err = compute.Multitaper(k.psd[:0], x, fs, p.multitaperParams()); err != nil {
+				if !errors.Is(err, compute.ErrInvalidParams) {
+					return fmt.Errorf("psd: record %d: %w", i, err)
+				}
+				r.null(i, fmt.Sprintf("the record (%d samples) cannot be analysed with the request: %v", len(x), err))
+				continue
+			}
+			k.freqs = compute.RFFTFreqs(k.freqs[:0], len(x), fs)
+		} else {
+			var err error
+			plan, err = k.planner.Plan(len(x))
+			if err != nil && !errors.Is(err, compute.ErrInvalidParams) {
+				return fmt.Errorf("psd: record %d: %w", i, err)
+			}
+			if plan == nil {
+				// The parameters were validated when the job was submitted, so a
+				// plan refused now is refused for this record's length alone.
+				r.null(i, fmt.Sprintf("the record (%d samples) is too short for the request: %v", len(x), err))
+				continue
+			}
+			k.freqs = plan.Freqs(k.freqs[:0], fs)
 		}
 		badBands, badTotal, why := p.beyond(fs)
-		k.freqs = plan.Freqs(k.freqs[:0], fs)
 		nf := len(k.freqs)
 		c0, c1 := 0, nf
 		if p.cropped() {
@@ -539,7 +661,8 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 		s0, s1, nseg := 0, 1, 1
 		if perSegment {
 			s1, nseg = 0, plan.NumSegments()
-		} else {
+		} else if plan != nil {
+			var err error
 			if k.psd, err = plan.PSDContext(ctx, k.psd[:0], x, fs); err != nil {
 				return err
 			}
@@ -574,6 +697,7 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 			fv.AppendValues(k.freqs[c0:c1], nil)
 			r.pb.Append(true)
 			pv.AppendValues(spec[c0:c1], nil)
+			r.bytes += 16 * int64(c1-c0)
 			var total float64
 			if p.Relative {
 				total = compute.BandPower(k.freqs, spec, lo, hi)

@@ -12,8 +12,11 @@
 // the store (child.EncodeList).
 //
 // Poll reads the array job's status summary with one DescribeJobs call; when
-// it changed, ListJobs finds which children changed and DescribeJobs reads
-// their attempts. A child that has ended is not asked about again. Errors of
+// it changed, or has not moved for Options.SummaryStale (it is updated
+// asynchronously and can trail the children), ListJobs finds which children
+// changed and DescribeJobs reads their attempts. A job AWS Batch does not
+// know yet shortly after its SubmitJob (eventual consistency) is waiting, not
+// vanished. A TerminateJob that failed is sent again at each poll. A child that has ended is not asked about again. Errors of
 // failed attempts come from the records workers write to the store, or else
 // from AWS Batch's status reason and exit code; the executor reads the
 // records through child.Records and knows nothing else of the job.
@@ -97,6 +100,22 @@ type Options struct {
 	// Definition, when set, names the job definition of a function's children
 	// (a registered function's image); "" means the executor's default.
 	Definition func(function string) string
+	// VisibilityGrace is how long after its SubmitJob a job AWS Batch does
+	// not know yet is taken as not visible yet (AWS Batch's reads are
+	// eventually consistent) rather than vanished; default 5 minutes.
+	VisibilityGrace time.Duration
+	// SummaryStale is how long an array job's unchanged status summary is
+	// trusted: after it the children are listed anyway, since the summary is
+	// updated asynchronously and can trail them; default 2 minutes.
+	SummaryStale time.Duration
+	// ShareIdentifier is the fair-share identifier of every submitted job,
+	// which a queue with a fair-share scheduling policy requires; "" sends
+	// none.
+	ShareIdentifier string
+	// SchedulingPriority, when not nil, is every submitted job's scheduling
+	// priority (schedulingPriorityOverride; 0..9999, higher first) on a
+	// fair-share queue.
+	SchedulingPriority *int32
 	// Records is where the executor finds what its children recorded of
 	// their attempts (default child.NewStoreRecords of the executor's store).
 	Records child.Records
@@ -114,6 +133,9 @@ type Executor struct {
 
 	mu   sync.Mutex
 	runs map[string]*run // by handle
+	// terminate holds the reasons of TerminateJob calls not yet acknowledged,
+	// by handle: Poll sends them again.
+	terminate map[string]string
 }
 
 var _ batch.Executor = (*Executor)(nil)
@@ -129,6 +151,13 @@ type run struct {
 	children  int
 	array     bool
 	cancelled bool
+	// submitted is when this executor submitted the job; zero for a job
+	// found again after a restart.
+	submitted time.Time
+	// visible says AWS Batch has described the job once: from then on, a
+	// job it does not know has vanished.
+	visible bool
+	listed  time.Time // when the children were last listed
 
 	summary   map[string]int32
 	summaryAt int64
@@ -180,12 +209,21 @@ func New(client API, st *store.Store, queue, definition string, opts *Options) (
 	if o.MaxChildren < 2 || o.MaxChildren > MaxArraySize {
 		return nil, fmt.Errorf("awsbatch: MaxChildren %d: an array job has 2 to %d children", o.MaxChildren, MaxArraySize)
 	}
+	if p := o.SchedulingPriority; p != nil && (*p < 0 || *p > 9999) {
+		return nil, fmt.Errorf("awsbatch: scheduling priority %d: AWS Batch takes 0 to 9999", *p)
+	}
+	if o.VisibilityGrace <= 0 {
+		o.VisibilityGrace = 5 * time.Minute
+	}
+	if o.SummaryStale <= 0 {
+		o.SummaryStale = 2 * time.Minute
+	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
 	return &Executor{
 		client: client, st: st, queue: queue, def: definition, opts: o,
-		log: o.Log.With("component", "awsbatch"), runs: map[string]*run{},
+		log: o.Log.With("component", "awsbatch"), runs: map[string]*run{}, terminate: map[string]string{},
 	}, nil
 }
 
@@ -227,6 +265,12 @@ func (e *Executor) Start(ctx context.Context, m *batch.Manifest, shards []int) (
 		Timeout:            &types.JobTimeout{AttemptDurationSeconds: aws.Int32(timeout)},
 		Tags:               map[string]string{TagJobID: m.JobID, TagDataset: m.Dataset},
 	}
+	if e.opts.ShareIdentifier != "" {
+		in.ShareIdentifier = aws.String(e.opts.ShareIdentifier)
+	}
+	if p := e.opts.SchedulingPriority; p != nil {
+		in.SchedulingPriorityOverride = aws.Int32(*p)
+	}
 	if children > 1 {
 		in.ArrayProperties = &types.ArrayProperties{Size: aws.Int32(int32(children))}
 	}
@@ -236,7 +280,9 @@ func (e *Executor) Start(ctx context.Context, m *batch.Manifest, shards []int) (
 	}
 	handle := aws.ToString(out.JobId)
 	e.mu.Lock()
-	e.runs[handle] = newRun(m.JobID, shards, children)
+	r := newRun(m.JobID, shards, children)
+	r.submitted = time.Now()
+	e.runs[handle] = r
 	e.mu.Unlock()
 	e.log.Info("submitted", "job", m.JobID, "batch_job", handle, "children", children, "shards", len(shards))
 	return handle, nil
@@ -283,6 +329,15 @@ func (e *Executor) Poll(ctx context.Context, handle string) (batch.Progress, err
 		return batch.Progress{Done: true}, nil
 	}
 	parent, err := e.describeOne(ctx, handle)
+	if errors.Is(err, batch.ErrVanished) {
+		if r := e.justSubmitted(handle); r != nil {
+			// Not visible yet: its children wait.
+			e.resendTerminate(ctx, handle)
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return r.progress(false), nil
+		}
+	}
 	if err != nil {
 		return batch.Progress{}, err
 	}
@@ -290,9 +345,17 @@ func (e *Executor) Poll(ctx context.Context, handle string) (batch.Progress, err
 	if err != nil {
 		return batch.Progress{}, err
 	}
+	if !terminal(parent.Status) {
+		e.resendTerminate(ctx, handle)
+	} else {
+		e.mu.Lock()
+		delete(e.terminate, handle)
+		e.mu.Unlock()
+	}
 	// One poll of a handle at a time: the run's state is updated in place.
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.visible = true
 	if !r.array {
 		if err := e.updateKid(ctx, r, 0, parent); err != nil {
 			return batch.Progress{}, err
@@ -301,6 +364,42 @@ func (e *Executor) Poll(ctx context.Context, handle string) (batch.Progress, err
 		return batch.Progress{}, err
 	}
 	return r.progress(terminal(parent.Status)), nil
+}
+
+// justSubmitted returns the run of handle if this executor submitted it less
+// than VisibilityGrace ago and AWS Batch has not described it yet.
+func (e *Executor) justSubmitted(handle string) *run {
+	e.mu.Lock()
+	r := e.runs[handle]
+	e.mu.Unlock()
+	if r == nil || r.submitted.IsZero() || time.Since(r.submitted) >= e.opts.VisibilityGrace {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.visible {
+		return nil
+	}
+	return r
+}
+
+// resendTerminate sends again a TerminateJob of handle that AWS Batch has not
+// acknowledged (throttled, or failed otherwise), until it does.
+func (e *Executor) resendTerminate(ctx context.Context, handle string) {
+	e.mu.Lock()
+	reason, ok := e.terminate[handle]
+	e.mu.Unlock()
+	if !ok {
+		return
+	}
+	if _, err := e.client.TerminateJob(ctx, &awsbatch.TerminateJobInput{JobId: aws.String(handle), Reason: aws.String(reason)}); err != nil {
+		e.log.Warn("terminate again", "batch_job", handle, "err", err)
+		return
+	}
+	e.mu.Lock()
+	delete(e.terminate, handle)
+	e.mu.Unlock()
+	e.log.Info("terminated", "batch_job", handle)
 }
 
 // describeOne describes one job; a job AWS Batch does not know is vanished.
@@ -375,20 +474,25 @@ func (e *Executor) runOf(ctx context.Context, handle string, parent *types.JobDe
 func (e *Executor) pollArray(ctx context.Context, handle string, r *run, parent *types.JobDetail) error {
 	ap := parent.ArrayProperties
 	summaryAt := aws.ToInt64(ap.StatusSummaryLastUpdatedAt)
-	if r.summary != nil && maps.Equal(r.summary, ap.StatusSummary) && summaryAt == r.summaryAt && !terminal(parent.Status) {
+	unchanged := r.summary != nil && maps.Equal(r.summary, ap.StatusSummary) && summaryAt == r.summaryAt
+	stale := time.Since(r.listed) >= e.opts.SummaryStale
+	if unchanged && !stale && !terminal(parent.Status) {
 		return nil // nothing changed since the last poll
 	}
 	// Which children are running, and which have ended since we last looked.
 	seen := map[int]types.JobStatus{}
 	ended := terminal(parent.Status)
+	// Once the job has ended, or the summary has not moved for a while, look
+	// whatever the summary says: it is updated asynchronously and may trail
+	// the children.
+	distrust := ended || (unchanged && stale)
+	r.listed = time.Now()
 	for _, status := range []types.JobStatus{types.JobStatusRunning, types.JobStatusSucceeded, types.JobStatusFailed} {
-		// Once the job has ended, look whatever the summary says: it may
-		// trail the children.
 		n := ap.StatusSummary[string(status)]
-		if !ended && n == 0 {
+		if !distrust && n == 0 {
 			continue
 		}
-		if !ended && terminal(status) && r.count(status) >= int(n) {
+		if !distrust && terminal(status) && r.count(status) >= int(n) {
 			continue // every child in this status is known
 		}
 		if err := e.list(ctx, handle, status, seen); err != nil {
@@ -625,7 +729,8 @@ func terminalState(s batch.ShardState) bool {
 }
 
 // Cancel implements batch.Executor: TerminateJob on the AWS Batch job, which
-// stops its children, running or not.
+// stops its children, running or not. A TerminateJob that fails (throttled
+// beyond the SDK's retries) is sent again by each Poll until it succeeds.
 func (e *Executor) Cancel(ctx context.Context, handle string) error {
 	if handle == noChildren {
 		return nil
@@ -644,10 +749,15 @@ func (e *Executor) Cancel(ctx context.Context, handle string) error {
 	}
 	_, err := e.client.TerminateJob(ctx, &awsbatch.TerminateJobInput{JobId: aws.String(handle), Reason: aws.String(reason)})
 	if err != nil {
-		if isNotFound(err) {
+		if isNotFound(err) && e.justSubmitted(handle) == nil {
 			return fmt.Errorf("awsbatch: terminate %s: %v: %w", handle, err, batch.ErrVanished)
 		}
-		return fmt.Errorf("awsbatch: terminate %s: %w", handle, err)
+		// Throttled beyond the SDK's retries, or not visible yet: Poll
+		// sends it again until AWS Batch takes it.
+		e.mu.Lock()
+		e.terminate[handle] = reason
+		e.mu.Unlock()
+		return fmt.Errorf("awsbatch: terminate %s (sent again at the next poll): %w", handle, err)
 	}
 	e.log.Info("terminated", "batch_job", handle)
 	return nil

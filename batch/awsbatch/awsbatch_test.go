@@ -223,7 +223,7 @@ func TestRestartFindsJob(t *testing.T) {
 func TestGroupedChildren(t *testing.T) {
 	st := newStore(t)
 	client, _ := endpoint(t, "part-00002:1")
-	e := newExecutor(t, client, st, &awsbatch.Options{MaxChildren: 2, Timeout: 2 * time.Minute})
+	e := newExecutor(t, client, st, &awsbatch.Options{MaxChildren: 2, Timeout: 2 * time.Minute, ShareIdentifier: "lab-a", SchedulingPriority: aws.Int32(7)})
 	m := executortest.NewJob(t, &executortest.Harness{Store: st, Executor: e}, 3)
 	handle, err := e.Start(context.Background(), m, []int{0, 1, 2})
 	if err != nil {
@@ -242,6 +242,9 @@ func TestGroupedChildren(t *testing.T) {
 	}
 	if d.Timeout == nil || aws.ToInt32(d.Timeout.AttemptDurationSeconds) != 240 {
 		t.Errorf("timeout %+v, want 240 s (two shards of 120 s for child 0)", d.Timeout)
+	}
+	if aws.ToString(d.ShareIdentifier) != "lab-a" || aws.ToInt32(d.SchedulingPriority) != 7 {
+		t.Errorf("share identifier %v, scheduling priority %v, want lab-a and 7", aws.ToString(d.ShareIdentifier), aws.ToInt32(d.SchedulingPriority))
 	}
 	if d.Tags[awsbatch.TagJobID] != m.JobID || d.Tags[awsbatch.TagDataset] != m.Dataset {
 		t.Errorf("tags %v, want the job ID and dataset", d.Tags)
@@ -317,6 +320,10 @@ func TestNewRefuses(t *testing.T) {
 			_, err := awsbatch.New(client, st, "q", "d", &awsbatch.Options{Timeout: 10 * time.Second})
 			return err
 		},
+		"priority out of range": func() error {
+			_, err := awsbatch.New(client, st, "q", "d", &awsbatch.Options{SchedulingPriority: aws.Int32(10000)})
+			return err
+		},
 		"one child": func() error {
 			_, err := awsbatch.New(client, st, "q", "d", &awsbatch.Options{MaxChildren: 1})
 			return err
@@ -380,4 +387,98 @@ func TestStartNothing(t *testing.T) {
 	if err := e.Cancel(context.Background(), handle); err != nil {
 		t.Errorf("Cancel: %v", err)
 	}
+}
+
+// pollUntil polls handle until ok accepts its progress, failing after within.
+func pollUntil(t *testing.T, e batch.Executor, handle string, within time.Duration, ok func(batch.Progress) bool) batch.Progress {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		p, err := e.Poll(context.Background(), handle)
+		if err != nil {
+			t.Fatalf("Poll(%s): %v", handle, err)
+		}
+		if ok(p) {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not there after %v: %+v", handle, within, p)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Right after SubmitJob, DescribeJobs may not know the job yet: the executor
+// waits, it does not call the job vanished.
+func TestVisibilityGrace(t *testing.T) {
+	st := newStore(t)
+	client, ep := endpoint(t, "")
+	ep.SetBehaviours(batchtest.Behaviours{VisibilityDelay: 2 * time.Second})
+	e := newExecutor(t, client, st, nil)
+	m := executortest.NewJob(t, &executortest.Harness{Store: st, Executor: e}, 1)
+	handle, err := e.Start(context.Background(), m, []int{0, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := e.Poll(context.Background(), handle)
+	if err != nil || p.Done {
+		t.Fatalf("Poll of a job not yet visible: %v, done %v; want waiting children", err, p.Done)
+	}
+	for _, c := range waitDone(t, e, handle).Children {
+		if c.State != batch.ShardSucceeded {
+			t.Errorf("shard %d: %s", c.Shard, c.State)
+		}
+	}
+	// Once seen, a job AWS Batch no longer knows has vanished, grace or not.
+	ep.SetBehaviours(batchtest.Behaviours{VisibilityDelay: time.Hour})
+	if _, err := e.Poll(context.Background(), handle); !errors.Is(err, batch.ErrVanished) {
+		t.Errorf("Poll of a job seen before and now unknown: %v, want ErrVanished", err)
+	}
+}
+
+// A TerminateJob throttled beyond the SDK's retries is sent again until AWS
+// Batch takes it: the children stop.
+func TestCancelThrottled(t *testing.T) {
+	st := newStore(t)
+	client, ep := endpoint(t, "*:sleep=60")
+	noRetry := sdkbatch.New(client.Options(), func(o *sdkbatch.Options) { o.RetryMaxAttempts = 1 })
+	e := newExecutor(t, noRetry, st, nil)
+	m := executortest.NewJob(t, &executortest.Harness{Store: st, Executor: e}, 1)
+	handle, err := e.Start(context.Background(), m, []int{0, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, e, handle, executortest.Timeout, func(p batch.Progress) bool {
+		return len(p.Children) == 2 && p.Children[0].State == batch.ShardRunning && p.Children[1].State == batch.ShardRunning
+	})
+	ep.SetBehaviours(batchtest.Behaviours{Throttle: map[string]int{"TerminateJob": 3}})
+	if err := e.Cancel(context.Background(), handle); err == nil {
+		t.Error("Cancel succeeded through a throttled TerminateJob")
+	}
+	// The children sleep a minute: done well before means they were stopped.
+	p := pollUntil(t, e, handle, 30*time.Second, func(p batch.Progress) bool { return p.Done })
+	for _, c := range p.Children {
+		if c.State != batch.ShardCancelled {
+			t.Errorf("shard %d: %s, want CANCELLED", c.Shard, c.State)
+		}
+	}
+}
+
+// An array parent's status summary can trail its children: the executor
+// looks at the children anyway once the summary has not moved for a while.
+func TestSummaryLag(t *testing.T) {
+	st := newStore(t)
+	client, ep := endpoint(t, "part-00001:sleep=60")
+	ep.SetBehaviours(batchtest.Behaviours{SummaryLag: time.Hour})
+	e := newExecutor(t, client, st, &awsbatch.Options{SummaryStale: 300 * time.Millisecond})
+	m := executortest.NewJob(t, &executortest.Harness{Store: st, Executor: e}, 1)
+	handle, err := e.Start(context.Background(), m, []int{0, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Cancel(context.Background(), handle) })
+	// Shard 1's child sleeps a minute, so the parent does not end before.
+	pollUntil(t, e, handle, 30*time.Second, func(p batch.Progress) bool {
+		return len(p.Children) == 2 && p.Children[0].State == batch.ShardSucceeded && p.Children[1].State == batch.ShardRunning
+	})
 }

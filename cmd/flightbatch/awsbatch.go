@@ -27,6 +27,10 @@ type AWSBatchConfig struct {
 	Endpoint       string
 	WorkerStore    string
 	AllowFileStore bool
+	// ShareIdentifier and Priority are for fair-share queues; Priority < 0
+	// sends none.
+	ShareIdentifier string
+	Priority        int
 }
 
 func (c *AWSBatchConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
@@ -48,6 +52,8 @@ func (c *AWSBatchConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.DurationVar(&c.PollInterval, "batch-poll-interval", dur("FLIGHTBATCH_BATCH_POLL_INTERVAL", 15*time.Second), "aws-batch: mean time between polls of a job, jittered ±25% ($FLIGHTBATCH_BATCH_POLL_INTERVAL)")
 	fs.StringVar(&c.Endpoint, "batch-endpoint", "", "aws-batch: AWS Batch endpoint URL (default: the AWS configuration, e.g. $AWS_ENDPOINT_URL_BATCH)")
 	fs.StringVar(&c.WorkerStore, "batch-worker-store", env("FLIGHTBATCH_BATCH_WORKER_STORE", ""), "aws-batch: store URL given to children, when not --store ($FLIGHTBATCH_BATCH_WORKER_STORE)")
+	fs.StringVar(&c.ShareIdentifier, "batch-share-identifier", env("FLIGHTBATCH_BATCH_SHARE_IDENTIFIER", ""), "aws-batch: fair-share identifier of submitted jobs, required by a fair-share queue ($FLIGHTBATCH_BATCH_SHARE_IDENTIFIER)")
+	fs.IntVar(&c.Priority, "batch-scheduling-priority", -1, "aws-batch: scheduling priority of submitted jobs on a fair-share queue, 0 to 9999, higher first; -1 keeps the job definition's")
 	fs.BoolVar(&c.AllowFileStore, "batch-allow-file-store", false, "aws-batch, for tests only: allow a file:// store (children on this machine, e.g. a local test endpoint)")
 }
 
@@ -88,10 +94,19 @@ func newAWSBatch(ctx context.Context, c *AWSBatchConfig, st *store.Store, fns *b
 			o.BaseEndpoint = aws.String(c.Endpoint)
 		}
 	})
+	var priority *int32
+	if c.Priority >= 0 {
+		if c.Priority > 9999 {
+			return nil, fmt.Errorf("--batch-scheduling-priority %d: AWS Batch takes 0 to 9999", c.Priority)
+		}
+		priority = aws.Int32(int32(c.Priority))
+	}
 	return awsbatch.New(client, st, c.JobQueue, c.JobDefinition, &awsbatch.Options{
-		WorkerStore:  workerStore,
-		Timeout:      c.Timeout,
-		PollInterval: c.PollInterval,
+		ShareIdentifier:    c.ShareIdentifier,
+		SchedulingPriority: priority,
+		WorkerStore:        workerStore,
+		Timeout:            c.Timeout,
+		PollInterval:       c.PollInterval,
 		Definition: func(function string) string {
 			if fn, err := fns.Get(function); err == nil {
 				return batch.ImageOf(fn)

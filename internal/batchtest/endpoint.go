@@ -104,6 +104,8 @@ type spec struct {
 	timeout       *JobTimeout
 	tags          map[string]string
 	propagateTags *bool
+	shareID       *string
+	priority      *int32
 }
 
 type attempt struct {
@@ -434,6 +436,8 @@ func (e *Endpoint) submitJob(body []byte) (any, error) {
 		timeout:       def.Timeout,
 		tags:          in.Tags,
 		propagateTags: in.PropagateTags,
+		shareID:       in.ShareIdentifier,
+		priority:      in.SchedulingPriorityOverride,
 	}
 	s.queueArn = fmt.Sprintf("arn:aws:batch:%s:%s:job-queue/%s", e.opts.Region, e.opts.AccountID, s.queueName)
 	if in.RetryStrategy != nil {

@@ -140,6 +140,9 @@ type jobDetail struct {
 	Tags            map[string]string      `json:"tags,omitempty"`
 	Timeout         *JobTimeout            `json:"timeout,omitempty"`
 	PropagateTags   *bool                  `json:"propagateTags,omitempty"`
+	ShareIdentifier *string                `json:"shareIdentifier,omitempty"`
+	// SchedulingPriority is the job's scheduling priority.
+	SchedulingPriority *int32 `json:"schedulingPriority,omitempty"`
 }
 
 type listJobsFilter struct {
