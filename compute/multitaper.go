@@ -54,8 +54,9 @@ func (p MultitaperParams) HalfBandwidth(n int, fs float64) float64 {
 // power spectrum is taken at freqs rfftfreq(n, 1/fs), the DC and (even n)
 // Nyquist bins are halved, and the spectra are combined with weights the
 // concentration ratios and doubled: 2·Σ λk·|Xk|² / Σ λk. With Full the result
-// is divided by fs. It appends the PSD to dst.
-func Multitaper(dst, x []float64, fs float64, p MultitaperParams) ([]float64, error) {
+// is divided by fs. It appends the PSD to dst. cache, if not nil, keeps the
+// tapers of the last record length and half-bandwidth for the next call.
+func Multitaper(dst, x []float64, fs float64, p MultitaperParams, cache *TaperCache) ([]float64, error) {
 	n := len(x)
 	nw := p.HalfBandwidth(n, fs)
 	if n < 2 {
@@ -74,7 +75,7 @@ func Multitaper(dst, x []float64, fs float64, p MultitaperParams) ([]float64, er
 	if k*n > MaxTaperSamples {
 		return dst, invalidf("multitaper: %d tapers of %d samples are above the limit of %d taper samples; decrease bandwidth", k, n, MaxTaperSamples)
 	}
-	tapers, ratios := DPSS(n, nw, k, false)
+	tapers, ratios := cache.dpss(n, nw, k)
 	if p.LowBias {
 		var kt [][]float64
 		var kr []float64
@@ -215,6 +216,29 @@ func adaptiveCombine(psd []float64, pows [][]float64, ratios []float64, n int, f
 		}
 	}
 	copy(psd, iter)
+}
+
+// TaperCache keeps the periodic DPSS tapers of one record length and
+// half-bandwidth, so that records of equal length share them. The zero value
+// is ready to use; it is not safe for concurrent use.
+type TaperCache struct {
+	m, k   int
+	nw     float64
+	tapers [][]float64
+	ratios []float64
+}
+
+// dpss is DPSS(m, nw, k, false), from the cache when it holds them; a nil
+// cache computes them.
+func (c *TaperCache) dpss(m int, nw float64, k int) ([][]float64, []float64) {
+	if c == nil {
+		return DPSS(m, nw, k, false)
+	}
+	if c.tapers == nil || c.m != m || c.nw != nw || c.k != k {
+		c.tapers, c.ratios = DPSS(m, nw, k, false)
+		c.m, c.nw, c.k = m, nw, k
+	}
+	return c.tapers, c.ratios
 }
 
 // DPSS returns the first k discrete prolate spheroidal (Slepian) sequences of

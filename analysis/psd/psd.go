@@ -491,6 +491,7 @@ func (Function) Run(ctx context.Context, task batch.Task, in array.RecordReader,
 }
 
 type psdKernel struct {
+	tapers  compute.TaperCache
 	p       Params
 	planner *compute.Planner
 	maxRows int // rows of one result batch (chunkRows)
@@ -628,7 +629,7 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 		var plan *compute.Plan
 		if p.multitaper() {
 			var err error
-			if k.psd, err = compute.Multitaper(k.psd[:0], x, fs, p.multitaperParams()); err != nil {
+			if k.psd, err = compute.Multitaper(k.psd[:0], x, fs, p.multitaperParams(), &k.tapers); err != nil {
 				if !errors.Is(err, compute.ErrInvalidParams) {
 					return fmt.Errorf("psd: record %d: %w", i, err)
 				}
