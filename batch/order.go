@@ -36,26 +36,26 @@ func (m *Manifest) FinishOrder() []int {
 	return out
 }
 
-// partSizes reads the stored size of each part that has succeeded, by the
-// manifest or by the executor's report p, and is not sized yet; the caller
-// records them in the same update as p, so that a shard is never published
-// succeeded without its size.
+// partSizes stats the parts of the shards that m or p has succeeded and whose
+// stored size m does not have yet, so that a part is listed with its size in
+// the same update that lists it. A part that cannot be stat'ed stays unsized.
 func (mg *Manager) partSizes(m *Manifest, p Progress) map[int]int64 {
-	done := map[int]bool{}
+	sizes := map[int]int64{}
+	succeeded := map[int]bool{}
 	for i, s := range m.Shards {
-		done[i] = s.State == ShardSucceeded
+		succeeded[i] = s.State == ShardSucceeded
 	}
 	for _, c := range p.Children {
-		if c.State == ShardSucceeded && c.Shard >= 0 && c.Shard < len(m.Shards) {
-			done[c.Shard] = true
+		if c.Shard >= 0 && c.Shard < len(m.Shards) && c.State == ShardSucceeded {
+			succeeded[c.Shard] = true
 		}
 	}
-	sizes := map[int]int64{}
-	for i, s := range m.Shards {
-		if done[i] && s.Bytes == 0 {
-			if obj, err := mg.st.Stat(mg.ctx, PartKey(m.JobID, s.Name)); err == nil {
-				sizes[i] = obj.Size
-			}
+	for i, ok := range succeeded {
+		if !ok || m.Shards[i].Bytes != 0 {
+			continue
+		}
+		if obj, err := mg.st.Stat(mg.ctx, PartKey(m.JobID, m.Shards[i].Name)); err == nil {
+			sizes[i] = obj.Size
 		}
 	}
 	return sizes

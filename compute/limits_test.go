@@ -1,8 +1,10 @@
 package compute
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 )
@@ -74,6 +76,57 @@ func TestPlannerCacheBounded(t *testing.T) {
 		}
 		if pp.points > maxCachedPoints || len(pp.plans)*nfft > maxCachedPoints {
 			t.Fatalf("after %d lengths: %d plans, %d points cached", n-99, len(pp.plans), pp.points)
+		}
+	}
+}
+
+// TestMedianBounded: a median over more segments x frequencies than the
+// bound holds at most the bound (or one value per segment) and equals the
+// median computed in one pass; PSDContext stops within a long record when
+// its context is cancelled.
+func TestMedianBounded(t *testing.T) {
+	x := make([]float64, 20000)
+	v := 7.0
+	for i := range x {
+		v = math.Mod(v*16807, 2147483647)
+		x[i] = v/2147483647 - 0.5 + math.Sin(float64(i)*0.2)
+	}
+	nperseg, noverlap := 256, 250
+	for _, nfft := range []int{256, 1000} {
+		p := WelchParams{NPerSeg: &nperseg, NOverlap: &noverlap, NFFT: &nfft, Average: "median"}
+		whole, err := NewPlan(p, len(x))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if whole.medianFreqs != 0 {
+			t.Fatalf("nfft %d: %d x %d values blocked under the default bound", nfft, whole.nseg, whole.nhalf)
+		}
+		want := whole.PSD(nil, x, 250)
+		for _, limit := range []int{whole.nseg * 7, 100} {
+			pl, err := newPlan(p, len(x), limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pl.medianFreqs == 0 || len(pl.rows) > max(limit, pl.nseg) || pl.col != nil {
+				t.Fatalf("nfft %d, bound %d: %d frequencies per pass, %d values held", nfft, limit, pl.medianFreqs, len(pl.rows))
+			}
+			got := pl.PSD(nil, x, 250)
+			for k := range want {
+				if math.Abs(got[k]-want[k]) > 1e-12*math.Abs(want[k]) {
+					t.Fatalf("nfft %d, bound %d, bin %d: %v, want %v", nfft, limit, k, got[k], want[k])
+				}
+			}
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, avg := range []string{"mean", "median"} {
+		pl, err := newPlan(WelchParams{NPerSeg: &nperseg, NOverlap: &noverlap, Average: avg}, len(x), 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pl.PSDContext(ctx, nil, x, 250); !errors.Is(err, context.Canceled) {
+			t.Fatalf("average %s, cancelled: %v", avg, err)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"context"
 	"fmt"
 	"math"
 )
@@ -36,7 +37,22 @@ type Plan struct {
 	acc  []float64 // nhalf: sum over segments (mean)
 	rows []float64 // nseg*nhalf: per-segment powers (median)
 	col  []float64 // medianBlock*nseg scratch (median)
+	// medianFreqs, when positive, is how many frequencies a median over
+	// too many segments x frequencies takes per pass over the record, its
+	// segments' powers held by frequency in rows (medianFreqs*nseg values).
+	medianFreqs int
 }
+
+// MaxMedianValues bounds the segments x frequencies a Plan holds for average
+// "median" (2^25 values, 256 MiB): a longer record's median is computed a
+// block of frequencies at a time, each block a pass over every segment, so
+// memory stays within the bound (or one value per segment) while time grows
+// with the number of passes.
+const MaxMedianValues = 1 << 25
+
+// cancelEvery is how many segments PSDContext computes between checks of
+// its context.
+const cancelEvery = 256
 
 // NewPlan validates p and prepares the computation for records of length n,
 // following scipy.signal.welch exactly:
@@ -52,6 +68,11 @@ type Plan struct {
 //
 // All errors wrap ErrInvalidParams.
 func NewPlan(p WelchParams, n int) (*Plan, error) {
+	return newPlan(p, n, MaxMedianValues)
+}
+
+// newPlan is NewPlan with a bound on the median's segments x frequencies.
+func newPlan(p WelchParams, n, medianValues int) (*Plan, error) {
 	if err := p.validate(); err != nil {
 		return nil, err
 	}
@@ -134,9 +155,14 @@ func NewPlan(p WelchParams, n int) (*Plan, error) {
 	pl.seg = make([]float64, nfft)
 	pl.acc = make([]float64, pl.nhalf)
 	if pl.median {
-		pl.rows = make([]float64, pl.nseg*pl.nhalf)
-		pl.col = make([]float64, medianBlock*pl.nseg)
 		pl.bias = medianBias(pl.nseg)
+		if pl.nseg <= medianValues/pl.nhalf {
+			pl.rows = make([]float64, pl.nseg*pl.nhalf)
+			pl.col = make([]float64, medianBlock*pl.nseg)
+		} else {
+			pl.medianFreqs = max(1, medianValues/pl.nseg)
+			pl.rows = make([]float64, pl.medianFreqs*pl.nseg)
+		}
 	}
 	return pl, nil
 }
@@ -211,12 +237,20 @@ func grow(dst []float64, n int) []float64 {
 // otherwise. A NaN or infinity in x makes the affected values NaN, as in
 // scipy.
 func (pl *Plan) PSD(dst []float64, x []float64, fs float64) []float64 {
+	dst, _ = pl.PSDContext(context.Background(), dst, x, fs)
+	return dst
+}
+
+// PSDContext is PSD that stops, returning ctx's error, when ctx is done:
+// it checks ctx every few hundred segments, so a cancelled caller waits for
+// a fraction of one long record, not all of it.
+func (pl *Plan) PSDContext(ctx context.Context, dst []float64, x []float64, fs float64) ([]float64, error) {
 	if len(x) != pl.n {
 		panic(fmt.Sprintf("compute: PSD of %d samples with a plan for %d", len(x), pl.n))
 	}
 	dst = grow(dst, pl.nfreq)
 	if pl.nfreq == 0 {
-		return dst
+		return dst, nil
 	}
 	nh := pl.nhalf
 	acc := pl.acc[:nh]
@@ -225,7 +259,17 @@ func (pl *Plan) PSD(dst []float64, x []float64, fs float64) []float64 {
 	if pl.nfft != pl.nperseg {
 		fused = nil // zero padding goes through pl.seg
 	}
-	for s := 0; s < pl.nseg; s++ {
+	if pl.medianFreqs > 0 {
+		if err := pl.blockMedian(ctx, acc, x); err != nil {
+			return dst, err
+		}
+	}
+	for s := 0; s < pl.nseg && pl.medianFreqs == 0; s++ {
+		if s%cancelEvery == cancelEvery-1 {
+			if err := ctx.Err(); err != nil {
+				return dst, err
+			}
+		}
 		seg := x[s*pl.step : s*pl.step+pl.nperseg]
 		out, add := acc, true
 		if pl.median {
@@ -245,7 +289,7 @@ func (pl *Plan) PSD(dst []float64, x []float64, fs float64) []float64 {
 	} else {
 		scale = 1 / (pl.sumW * pl.sumW)
 	}
-	if pl.median {
+	if pl.median && pl.medianFreqs == 0 {
 		ns := pl.nseg
 		for k0 := 0; k0 < nh; k0 += medianBlock {
 			// Gather medianBlock frequencies at a time: one cache line of
@@ -261,7 +305,7 @@ func (pl *Plan) PSD(dst []float64, x []float64, fs float64) []float64 {
 				acc[k0+j] = median(pl.col[j*ns:(j+1)*ns]) / pl.bias
 			}
 		}
-	} else {
+	} else if !pl.median {
 		scale /= float64(pl.nseg)
 	}
 	if !pl.onesided {
@@ -272,7 +316,7 @@ func (pl *Plan) PSD(dst []float64, x []float64, fs float64) []float64 {
 			}
 			dst[k] = acc[kk] * scale
 		}
-		return dst
+		return dst, nil
 	}
 	last := nh - 1
 	if pl.nfft%2 == 1 {
@@ -287,7 +331,37 @@ func (pl *Plan) PSD(dst []float64, x []float64, fs float64) []float64 {
 			dst[k] = acc[k] * scale
 		}
 	}
-	return dst
+	return dst, nil
+}
+
+// blockMedian writes into acc the median over segments of every
+// frequency's power, divided by the median bias, a block of medianFreqs
+// frequencies at a time: each block computes every segment's power again
+// and keeps only the block's, by frequency, in rows.
+func (pl *Plan) blockMedian(ctx context.Context, acc, x []float64) error {
+	nh, ns := pl.nhalf, pl.nseg
+	power := make([]float64, nh)
+	for k0 := 0; k0 < nh; k0 += pl.medianFreqs {
+		kn := min(pl.medianFreqs, nh-k0)
+		for s := 0; s < ns; s++ {
+			if s%cancelEvery == cancelEvery-1 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			seg := x[s*pl.step : s*pl.step+pl.nperseg]
+			mean, slope := pl.trend(seg)
+			pl.prepare(seg, mean, slope)
+			pl.fft.power(power, pl.seg, false)
+			for j := 0; j < kn; j++ {
+				pl.rows[j*ns+s] = power[k0+j]
+			}
+		}
+		for j := 0; j < kn; j++ {
+			acc[k0+j] = median(pl.rows[j*ns:(j+1)*ns]) / pl.bias
+		}
+	}
+	return nil
 }
 
 // Segments writes the spectrum of every segment of x, one after the other

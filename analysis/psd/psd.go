@@ -504,6 +504,7 @@ type psdKernel struct {
 // rowBuilders build the computed columns of a result batch.
 type rowBuilders struct {
 	take    []int64 // the input row of every output row
+	bytes   int64   // of freqs and psd
 	seg     *array.Int32Builder
 	segTime *array.Float64Builder
 	fb, pb  *array.ListBuilder
@@ -602,7 +603,9 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if len(r.take) >= k.maxRows {
+		if len(r.take) >= k.maxRows || r.bytes >= psdChunkBytes {
+			// A multitaper row has len(x)/2+1 values, so batches are
+			// bounded by their bytes too.
 			if err := flush(); err != nil {
 				return err
 			}
@@ -660,7 +663,10 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 		if perSegment {
 			s1, nseg = 0, plan.NumSegments()
 		} else if plan != nil {
-			k.psd = plan.PSD(k.psd[:0], x, fs)
+			var err error
+			if k.psd, err = plan.PSDContext(ctx, k.psd[:0], x, fs); err != nil {
+				return err
+			}
 			if p.NaNPolicy == "omit" && hasNaN(x) {
 				var why string
 				if k.psd, why = k.omitNaN(k.psd, x, fs, plan); why != "" {
@@ -692,6 +698,7 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 			fv.AppendValues(k.freqs[c0:c1], nil)
 			r.pb.Append(true)
 			pv.AppendValues(spec[c0:c1], nil)
+			r.bytes += 16 * int64(c1-c0)
 			var total float64
 			if p.Relative {
 				total = compute.BandPower(k.freqs, spec, lo, hi)
