@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -61,6 +62,9 @@ type ServeConfig struct {
 	// HTTP is the address of the metrics, /healthz and the jobs page; empty
 	// leaves them off.
 	HTTP string
+	// CPUProfile, when set, is a file that gets a CPU profile (pprof) of the
+	// whole run, written when the server stops.
+	CPUProfile string
 }
 
 func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
@@ -83,6 +87,7 @@ func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "key of --tls-cert (PEM)")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "CA certificates (PEM) that sign client certificates: turns on mutual TLS, every client must present one")
 	fs.StringVar(&c.HTTP, "http", "", "serve Prometheus /metrics, /healthz and the jobs page on this address (off when empty); TLS and credentials as for Flight")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) of the server to this `file` when it stops")
 	fs.BoolVar(&c.Insecure, "insecure", false, "allow bearer tokens over plaintext on an address other than loopback (they travel in clear text)")
 }
 
@@ -187,6 +192,13 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	log, err := newLogger(cfg.LogLevel, os.Stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.CPUProfile != "" {
+		stop, err := startCPUProfile(cfg.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer stop(log)
 	}
 	if cfg.KeepResults < 0 {
 		return fmt.Errorf("--keep-results %s: give a positive duration, or 0 to keep every job", cfg.KeepResults)
@@ -321,6 +333,25 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		log.Warn("streams still open after 10s; stopping anyway")
 	}
 	return nil
+}
+
+// startCPUProfile profiles the process's CPU into file until the returned
+// function is called.
+func startCPUProfile(file string) (func(*slog.Logger), error) {
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func(log *slog.Logger) {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			log.Warn("--cpuprofile: write the profile", "file", file, "err", err)
+		}
+	}, nil
 }
 
 // startHTTP serves h on addr, over TLS when files is set; a serving error
