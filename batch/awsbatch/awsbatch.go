@@ -116,6 +116,10 @@ type Options struct {
 	// priority (schedulingPriorityOverride; 0..9999, higher first) on a
 	// fair-share queue.
 	SchedulingPriority *int32
+	// MemoryMiB, when positive, is the memory every child gets (a MEMORY
+	// resource requirement in containerOverrides), in MiB, in place of its
+	// job definition's.
+	MemoryMiB int
 	// Records is where the executor finds what its children recorded of
 	// their attempts (default child.NewStoreRecords of the executor's store).
 	Records child.Records
@@ -271,6 +275,9 @@ func (e *Executor) Start(ctx context.Context, m *batch.Manifest, shards []int) (
 	if p := e.opts.SchedulingPriority; p != nil {
 		in.SchedulingPriorityOverride = aws.Int32(*p)
 	}
+	if e.opts.MemoryMiB > 0 {
+		in.ContainerOverrides.ResourceRequirements = []types.ResourceRequirement{{Type: types.ResourceTypeMemory, Value: aws.String(strconv.Itoa(e.opts.MemoryMiB))}}
+	}
 	if children > 1 {
 		in.ArrayProperties = &types.ArrayProperties{Size: aws.Int32(int32(children))}
 	}
@@ -297,14 +304,18 @@ func environment(vars []child.Var) []types.KeyValuePair {
 }
 
 // RetryStrategy is the retry strategy of every submitted job: up to attempts
-// attempts; a child whose host went away or whose worker failed is retried,
-// one whose job or shard does not exist (child.ExitPermanent) is not, and anything
-// else (no exit code: the container did not start, or was stopped) ends it.
+// attempts; a child whose host went away (Spot reclaimed, instance
+// terminated) or whose worker failed is retried; one killed out of memory
+// (it would be again, with the same memory), or whose job or shard does not
+// exist (child.ExitPermanent), is not; and anything else (no exit code: the
+// image was not pulled, the container did not start, or was stopped) ends
+// it. AWS Batch takes at most five rules, first match wins.
 func RetryStrategy(attempts int32) *types.RetryStrategy {
 	return &types.RetryStrategy{
 		Attempts: aws.Int32(attempts),
 		EvaluateOnExit: []types.EvaluateOnExit{
-			{Action: types.RetryActionRetry, OnStatusReason: aws.String("Host EC2*")},
+			{Action: types.RetryActionRetry, OnStatusReason: aws.String(reasonHost + "*")},
+			{Action: types.RetryActionExit, OnReason: aws.String(reasonOOM + "*")},
 			{Action: types.RetryActionExit, OnExitCode: aws.String(strconv.Itoa(child.ExitPermanent))},
 			{Action: types.RetryActionRetry, OnExitCode: aws.String("*")},
 			{Action: types.RetryActionExit, OnReason: aws.String("*")},
@@ -635,15 +646,58 @@ func (e *Executor) attemptErrors(ctx context.Context, r *run, k *kid, shards []i
 	}
 	// The worker recorded nothing (killed, out of memory, never started):
 	// AWS Batch's account is all there is.
-	ae := batch.AttemptError{Attempt: attempt, Error: describeAttempt(a), At: time.UnixMilli(aws.ToInt64(a.StoppedAt)).UTC()}
+	ae := batch.AttemptError{Attempt: attempt, Error: e.describeAttempt(a), At: time.UnixMilli(aws.ToInt64(a.StoppedAt)).UTC()}
+	if len(missing) == 0 {
+		// A later attempt wrote every part: this one failed them all.
+		missing = shards
+	}
 	for _, s := range missing {
 		k.errors[s] = append(k.errors[s], ae)
 	}
 	return nil
 }
 
-// describeAttempt says why an attempt failed, in AWS Batch's words.
-func describeAttempt(a types.AttemptDetail) string {
+// How AWS Batch's reasons for a failed attempt begin (its statusReason for
+// a host, the container's reason for the others).
+const (
+	reasonHost = "Host EC2"
+	reasonOOM  = "OutOfMemoryError"
+	reasonPull = "CannotPullContainerError"
+)
+
+// advice says what a failed attempt's reasons mean and what to change, or
+// "" when they say nothing more than the worker's own error.
+func (e *Executor) advice(a types.AttemptDetail) string {
+	status, reason := aws.ToString(a.StatusReason), ""
+	if a.Container != nil {
+		reason = aws.ToString(a.Container.Reason)
+	}
+	has := func(prefix string) bool {
+		return strings.HasPrefix(status, prefix) || strings.HasPrefix(reason, prefix)
+	}
+	switch {
+	case has(reasonOOM):
+		return "the child ran out of memory and was killed; it is not retried, since it would be again: raise the memory its job definition gives (MEMORY in resourceRequirements) or --batch-memory, or split the dataset into smaller shards"
+	case has(reasonPull):
+		return "the worker image could not be pulled, so nothing ran; it is not retried: check the image name and tag in the job definition, that the image exists in its registry, and that the execution or instance role may pull it"
+	case has(reasonHost):
+		return "the host running the child went away (a Spot instance reclaimed, or an instance terminated); AWS Batch retries the child while it has attempts left"
+	}
+	return ""
+}
+
+// describeAttempt says why an attempt failed, in AWS Batch's words, and
+// what that means.
+func (e *Executor) describeAttempt(a types.AttemptDetail) string {
+	msg := describeReasons(a)
+	if adv := e.advice(a); adv != "" {
+		msg += ": " + adv
+	}
+	return msg
+}
+
+// describeReasons is AWS Batch's account of a failed attempt.
+func describeReasons(a types.AttemptDetail) string {
 	parts := []string{}
 	if s := aws.ToString(a.StatusReason); s != "" {
 		parts = append(parts, s)
