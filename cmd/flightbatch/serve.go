@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -196,9 +195,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if cfg.CPUProfile != "" {
 		stop, err := startCPUProfile(cfg.CPUProfile)
 		if err != nil {
-			return err
+			return fmt.Errorf("--cpuprofile: %w", err)
 		}
-		defer stop(log)
+		defer stop()
 	}
 	if cfg.KeepResults < 0 {
 		return fmt.Errorf("--keep-results %s: give a positive duration, or 0 to keep every job", cfg.KeepResults)
@@ -333,25 +332,6 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		log.Warn("streams still open after 10s; stopping anyway")
 	}
 	return nil
-}
-
-// startCPUProfile profiles the process's CPU into file until the returned
-// function is called.
-func startCPUProfile(file string) (func(*slog.Logger), error) {
-	f, err := os.Create(file)
-	if err != nil {
-		return nil, fmt.Errorf("--cpuprofile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("--cpuprofile: %w", err)
-	}
-	return func(log *slog.Logger) {
-		pprof.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			log.Warn("--cpuprofile: write the profile", "file", file, "err", err)
-		}
-	}, nil
 }
 
 // startHTTP serves h on addr, over TLS when files is set; a serving error
