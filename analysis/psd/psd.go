@@ -534,6 +534,10 @@ func (Function) Run(ctx context.Context, task batch.Task, in array.RecordReader,
 	}
 	rows := chunkRows(p.WelchParams)
 	k := &psdKernel{p: p, planner: planner, maxRows: int(rows), shared: p.sharedFreqs()}
+	// The builders live as long as the shard: each batch's arrays take
+	// their buffers, and the next batch's come from task.Alloc again.
+	k.r = k.newRowBuilders(task)
+	defer k.r.release()
 	for in.Next() {
 		rec := in.RecordBatch()
 		for off := int64(0); off < rec.NumRows(); off += rows {
@@ -558,6 +562,7 @@ type psdKernel struct {
 	planner *compute.Planner
 	maxRows int       // rows of one result batch (chunkRows)
 	shared  []float64 // every row's freqs with shared_freqs, else nil
+	r       *rowBuilders
 	x       []float64
 	freqs   []float64
 	psd     []float64
@@ -570,25 +575,42 @@ type rowBuilders struct {
 	bytes   int64   // of freqs and psd
 	seg     *array.Int32Builder
 	segTime *array.Float64Builder
-	fb, pb  *array.ListBuilder
+	fb, pb  *array.ListBuilder // fb is nil with shared_freqs
 	bands   []*array.Float64Builder
 	reason  *array.StringBuilder
+	// builders is every builder above.
+	builders []array.Builder
 }
 
 func (r *rowBuilders) release() {
-	if r.fb != nil {
-		r.fb.Release()
-	}
-	r.pb.Release()
-	if r.seg != nil {
-		r.seg.Release()
-		r.segTime.Release()
-	}
-	for _, b := range r.bands {
+	for _, b := range r.builders {
 		b.Release()
 	}
-	if r.reason != nil {
-		r.reason.Release()
+}
+
+// reset starts a new batch. The builders' NewArray has already reset them;
+// after an error it drops what they hold.
+func (r *rowBuilders) reset() {
+	r.take, r.bytes = r.take[:0], 0
+	for _, b := range r.builders {
+		if b.Len() > 0 {
+			b.NewArray().Release()
+		}
+	}
+}
+
+// reserve makes room for rows rows of nf frequencies, so that a batch's
+// buffers are allocated once, not grown by reallocation.
+func (r *rowBuilders) reserve(rows, nf int) {
+	for _, b := range r.builders {
+		b.Reserve(rows)
+	}
+	if r.fb != nil {
+		r.fb.ValueBuilder().Reserve(rows * nf)
+	}
+	r.pb.ValueBuilder().Reserve(rows * nf)
+	if cap(r.take) < rows {
+		r.take = make([]int64, 0, rows)
 	}
 }
 
@@ -611,7 +633,7 @@ func (r *rowBuilders) null(i int, why string) {
 	}
 }
 
-// newRowBuilders makes the builders of one result batch.
+// newRowBuilders makes the builders of the result batches.
 func (k *psdKernel) newRowBuilders(task batch.Task) *rowBuilders {
 	r := &rowBuilders{pb: array.NewListBuilder(task.Alloc, arrow.PrimitiveTypes.Float64)}
 	if k.shared == nil {
@@ -624,8 +646,19 @@ func (k *psdKernel) newRowBuilders(task batch.Task) *rowBuilders {
 	for range bandColumns(k.p) {
 		r.bands = append(r.bands, array.NewFloat64Builder(task.Alloc))
 	}
+	r.builders = []array.Builder{r.pb}
+	if r.fb != nil {
+		r.builders = append(r.builders, r.fb)
+	}
+	if r.seg != nil {
+		r.builders = append(r.builders, r.seg, r.segTime)
+	}
+	for _, b := range r.bands {
+		r.builders = append(r.builders, b)
+	}
 	if k.p.reasons() {
 		r.reason = array.NewStringBuilder(task.Alloc)
+		r.builders = append(r.builders, r.reason)
 	}
 	return r
 }
@@ -641,28 +674,23 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 	n := int(rec.NumRows())
 	p := k.p
 	perSegment := p.Average == AverageNone
-	r := k.newRowBuilders(task)
-	defer func() { r.release() }()
-	var fv, pv *array.Float64Builder
-	valueBuilders := func() {
-		if r.fb != nil {
-			fv = r.fb.ValueBuilder().(*array.Float64Builder)
-		}
-		pv = r.pb.ValueBuilder().(*array.Float64Builder)
+	r := k.r
+	r.reset()
+	var fv *array.Float64Builder
+	if r.fb != nil {
+		fv = r.fb.ValueBuilder().(*array.Float64Builder)
 	}
-	valueBuilders()
+	pv := r.pb.ValueBuilder().(*array.Float64Builder)
 	// flush emits the rows built so far, if any, and starts a new batch.
 	flush := func() error {
 		if len(r.take) == 0 {
 			return nil
 		}
 		out, err := k.assemble(ctx, task, schema, rec, sigIdx, r)
+		r.reset()
 		if err != nil {
 			return err
 		}
-		r.release()
-		r = k.newRowBuilders(task)
-		valueBuilders()
 		err = emit(out)
 		out.Release()
 		return err
@@ -749,6 +777,16 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 					continue
 				}
 			}
+		}
+		if len(r.take) == 0 {
+			// A batch's size is known at its first row (records of other
+			// lengths make the builders grow as they need).
+			rows := n - i
+			if perSegment {
+				rows = nseg + (n-i-1)*nseg
+			}
+			width := max(1, c1-c0)
+			r.reserve(max(1, min(rows, k.maxRows, psdChunkBytes/(16*width))), width)
 		}
 		for s := 0; s < nseg; s++ {
 			if perSegment && s == s1 {
