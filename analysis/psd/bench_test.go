@@ -12,6 +12,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/internal/mempool"
 )
 
 // demoLikeBatches makes batches shaped as the demo dataset's: 16 records a
@@ -70,7 +71,8 @@ func BenchmarkRun(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			task := batch.Task{JobID: "j", Shard: "s", Attempt: 1, Params: norm, Schema: outSchema, Alloc: memory.DefaultAllocator}
+			// The allocator a child's worker uses.
+			task := batch.Task{JobID: "j", Shard: "s", Attempt: 1, Params: norm, Schema: outSchema, Alloc: mempool.New(64 << 20)}
 			records := 0
 			run := func() {
 				rdr, err := array.NewRecordReader(schema, recs)
@@ -78,7 +80,10 @@ func BenchmarkRun(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer rdr.Release()
-				if err := (Function{}).Run(context.Background(), task, rdr, func(arrow.RecordBatch) error { return nil }); err != nil {
+				if err := (Function{}).Run(context.Background(), task, rdr, func(out arrow.RecordBatch) error {
+					// The worker writes the batch and releases it.
+					return nil
+				}); err != nil {
 					b.Fatal(err)
 				}
 				records += batches * 16
