@@ -355,8 +355,10 @@ func (Function) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, j
 	switch p.NaNPolicy {
 	case "", "propagate":
 	case "omit":
-		if p.Average != "" && p.Average != "mean" {
-			return nil, nil, invalid(`"nan_policy": "omit" averages each good span's segments by their mean; use "average": "mean"`)
+		if p.Average == AverageNone {
+			// MNE's psd_array_welch cannot combine spans of different
+			// segment counts unaveraged either.
+			return nil, nil, invalid(`"nan_policy": "omit" combines the good spans' averaged spectra, so it needs "average": "mean" or "median", not per-segment spectra`)
 		}
 	default:
 		return nil, nil, invalid(`nan_policy %s: use "propagate" or "omit"`, clip.Quote(p.NaNPolicy))
@@ -765,17 +767,16 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 		s0, s1, nseg := 0, 1, 1
 		if perSegment {
 			s1, nseg = 0, plan.NumSegments()
+		} else if p.NaNPolicy == "omit" && hasNaN(x) {
+			var why string
+			if k.psd, why = k.omitNaN(k.psd, x, fs, plan); why != "" {
+				r.null(i, why)
+				continue
+			}
 		} else if plan != nil {
 			var err error
 			if k.psd, err = plan.PSDContext(ctx, k.psd[:0], x, fs); err != nil {
 				return err
-			}
-			if p.NaNPolicy == "omit" && hasNaN(x) {
-				var why string
-				if k.psd, why = k.omitNaN(k.psd, x, fs, plan); why != "" {
-					r.null(i, why)
-					continue
-				}
 			}
 		}
 		if len(r.take) == 0 {
@@ -912,15 +913,17 @@ func hasNaN(x []float64) bool {
 // samples); each span's segments are laid from the span's own first sample
 // with the record's nperseg, noverlap and nfft, a span shorter than nperseg
 // getting one segment of its own length (a shorter window, zero-padded to
-// nfft); each span's PSD is the mean of its segments', and the spans' PSDs
-// are averaged with weights the samples their segments cover (the span's
-// length, less the tail no segment reaches). An infinite sample makes the
+// nfft); each span's PSD is the mean of its segments' (with average
+// "median", their median over the median's bias for the span's segment
+// count, as MNE's _decomp_aggregate_mask takes it), and the spans' PSDs are
+// averaged with weights the samples their segments cover (the span's
+// length, less the tail no segment reaches), under either average. An infinite sample makes the
 // whole PSD NaN, as MNE makes a channel with one. It returns a reason, and
 // no PSD, for a record with no good sample or a span the parameters cannot
 // analyse.
 func (k *psdKernel) omitNaN(dst, x []float64, fs float64, full *compute.Plan) ([]float64, string) {
 	nf := full.NumFreqs()
-	dst = dst[:nf]
+	dst = slices.Grow(dst[:0], nf)[:nf]
 	for _, v := range x {
 		if math.IsInf(v, 0) {
 			for i := range dst {
