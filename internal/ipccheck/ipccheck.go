@@ -278,6 +278,12 @@ func Message(buf []byte) error {
 	} else if at != 0 {
 		kind = v.buf[at]
 	}
+	if _, err := v.field(m, 0, 2); err != nil { // version
+		return err
+	}
+	if _, err := v.field(m, 3, 8); err != nil { // bodyLength
+		return err
+	}
 	err = v.subtable(m, 2, func(h table) error {
 		switch kind {
 		case headerSchema:
