@@ -202,23 +202,28 @@ func (pl *Plan) Window() []float64 { return pl.win }
 // (reusing its storage when large enough) and returns it: scipy's order,
 // rfftfreq one-sided and fftfreq (0, positive, then negative) two-sided.
 func (pl *Plan) Freqs(dst []float64, fs float64) []float64 {
-	dst = grow(dst, pl.nfreq)
+	dst = grow(dst, pl.nfreq)[:0]
 	if pl.nfreq == 0 {
 		return dst
 	}
-	val := 1 / (float64(pl.nfft) * (1 / fs))
-	if pl.onesided {
-		for k := range dst {
-			dst[k] = float64(k) * val
-		}
-		return dst
+	return FFTFreqs(dst, pl.nfft, fs, pl.onesided)
+}
+
+// FFTFreqs appends the frequencies of an nfft-point spectrum at fs Hz to dst
+// in scipy's order: numpy.fft.rfftfreq(nfft, 1/fs) when onesided, else
+// numpy.fft.fftfreq(nfft, 1/fs) (0, positive, then negative). They are the
+// frequencies of a Plan of that nfft.
+func FFTFreqs(dst []float64, nfft int, fs float64, onesided bool) []float64 {
+	if onesided {
+		return RFFTFreqs(dst, nfft, fs)
 	}
-	npos := (pl.nfft-1)/2 + 1
-	for k := range dst {
+	val := 1 / (float64(nfft) * (1 / fs))
+	npos := (nfft-1)/2 + 1
+	for k := 0; k < nfft; k++ {
 		if k < npos {
-			dst[k] = float64(k) * val
+			dst = append(dst, float64(k)*val)
 		} else {
-			dst[k] = float64(k-pl.nfft) * val
+			dst = append(dst, float64(k-nfft)*val)
 		}
 	}
 	return dst

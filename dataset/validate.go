@@ -84,6 +84,13 @@ func (r *checkedReader) Next() bool {
 	return ok && r.err == nil
 }
 
+func (r *checkedReader) stored() (StoredMessage, bool) {
+	if s, ok := r.RecordReader.(storedReader); ok && r.err == nil {
+		return s.stored()
+	}
+	return StoredMessage{}, false
+}
+
 func (r *checkedReader) RecordBatch() arrow.RecordBatch {
 	if r.err != nil {
 		return nil
