@@ -9,14 +9,17 @@ file store, starts one `flightbatch serve` on it, and times, alternating run by 
 - raw:    the README's "pyarrow.flight alone" snippet: a psd action, a job-status polling loop
   (sleeping 1 s as the README does, or --raw-sleep), then `do_get(jobs/<id>).read_all().to_pandas()`.
 
-Each run submits a new job of the same parameters (no reuse). Prints the runs, the median wall
-seconds of each and the ratio client/raw, and checks that both DataFrames are equal.
+Each run submits a new job of the same parameters (no reuse). After an untimed warm-up run of each
+way, the ways are interleaved (their order reversed every other round). Prints every run's wall
+seconds and CPU seconds (this client process, and the server with its worker children), the
+median and minimum of each way and the ratios client/raw and client/raw-fast, and checks in
+every run that the DataFrame equals the first run's.
 
 The README's loop sleeps 1 s between polls, which penalises the raw path on a short job; the
 second comparison (`raw-fast`, with the client's own backoff from 50 ms to 0.5 s) isolates what the
 client itself adds. Run on a quiet machine:
 
-    .venv/bin/python bench/client.py [--mb 500] [--shards 8] [--reps 5] [--bin PATH]
+    .venv/bin/python bench/client.py [--mb 500] [--shards 8] [--reps 5] [--quick] [--bin PATH]
 """
 
 from __future__ import annotations
@@ -24,24 +27,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.flight as flight
 
-from benchlib import REPO, flightbatch_binary, gen_demo
+from benchlib import (REPO, CheckFailed, Run, SKEW, flightbatch_binary, gen_demo, interleave, main_guard, med,
+                      postamble, preamble, ratio, serve_flightbatch, summary_line, walls)
 
 sys.path.insert(0, str(REPO / "python"))  # the package from this checkout if it is not installed
 import flightbatch  # noqa: E402
 
-LISTEN_RE = re.compile(r"^flightbatch listening on grpc://(127\.0\.0\.1:\d+)$")
 NPERSEG = 500
 BANDS = {"beta": [13, 30], "alpha": [8, 12]}
 
@@ -77,57 +76,62 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=int, default=500, help="approximate size of the demo dataset")
     ap.add_argument("--shards", type=int, default=8)
-    ap.add_argument("--reps", type=int, default=5, help="runs of each way")
+    ap.add_argument("--reps", type=int, default=5, help="timed runs of each way")
     ap.add_argument("--raw-sleep", type=float, default=1.0, help="the README loop's sleep between polls")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: --mb 4 --shards 2 --reps 1 --raw-sleep 0.1")
     ap.add_argument("--bin", default=os.environ.get("FLIGHTBATCH_BIN"), help="flightbatch binary (default: go build)")
     args = ap.parse_args()
+    if args.quick:
+        args.mb, args.shards, args.reps, args.raw_sleep = 4, 2, 1, 0.1
 
+    preamble("the Python client against raw pyarrow.flight")
     with tempfile.TemporaryDirectory(prefix="fb-bench-client-") as tmp:
         tmp = Path(tmp)
         binary = flightbatch_binary(tmp, args.bin)
         gen_demo(binary, tmp / "store", args.mb, args.shards)
-        log = open(tmp / "server.log", "wb")
-        proc = subprocess.Popen(
-            [str(binary), "serve", "--addr", "127.0.0.1:0", "--store", f"file://{tmp / 'store'}", "--log-level", "warn"],
-            stdout=subprocess.PIPE, stderr=log,
-        )
+        srv = serve_flightbatch(binary, tmp / "store", tmp / "server.log")
         try:
-            m = LISTEN_RE.match(proc.stdout.readline().decode().strip())
-            if not m:
-                print(f"the server did not start; see its log:\n{(tmp / 'server.log').read_text()}", file=sys.stderr)
-                return 1
-            addr = m.group(1)
-            threading.Thread(target=proc.stdout.read, daemon=True).start()
+            ref: dict = {}
+
+            def way(name: str, fn):
+                def run() -> Run:
+                    c0, p0, t0 = srv.cpu(), time.process_time(), time.perf_counter()
+                    df = fn(srv.addr)
+                    wall = time.perf_counter() - t0
+                    server, client_cpu = srv.cpu() - c0, time.process_time() - p0
+                    if "df" not in ref:
+                        ref["df"] = df
+                    else:
+                        if SKEW:  # the benchmarks' test hook: a DataFrame that differs
+                            df = df.assign(beta_power=df["beta_power"] * (1 + SKEW))
+                        try:
+                            pd.testing.assert_frame_equal(df, ref["df"], check_exact=True)
+                        except AssertionError as e:
+                            raise CheckFailed(f"{name}: the DataFrame differs from the first run's: {e}") from None
+                    return Run(wall, server + client_cpu, {"server_cpu": server, "rows": len(df)})
+                return run
+
             ways = {
-                "client": lambda: client_run(addr),
-                "raw": lambda: raw_run(addr, args.raw_sleep),
-                "raw-fast": lambda: raw_run(addr, None),
+                "client": way("client", client_run),
+                "raw": way("raw", lambda addr: raw_run(addr, args.raw_sleep)),
+                "raw-fast": way("raw-fast", lambda addr: raw_run(addr, None)),
             }
-            secs: dict[str, list[float]] = {k: [] for k in ways}
-            frames: dict[str, pd.DataFrame] = {}
-            ways["client"]()  # warm the page cache and the server once
-            for rep in range(args.reps):
-                order = list(ways) if rep % 2 == 0 else list(reversed(ways))
-                for k in order:
-                    t0 = time.perf_counter()
-                    frames[k] = ways[k]()
-                    secs[k].append(time.perf_counter() - t0)
-            for k in ("raw", "raw-fast"):
-                pd.testing.assert_frame_equal(frames["client"], frames[k])
-            rows = len(frames["client"])
             print(f"demo: ~{args.mb} MB in {args.shards} shards; psd nperseg {NPERSEG}, bands {list(BANDS)}; "
-                  f"{rows} result rows; {args.reps} alternated runs each")
-            for k, xs in secs.items():
-                print(f"{k:9} median {statistics.median(xs):6.3f} s   runs " + " ".join(f"{x:.3f}" for x in xs))
-            for k in ("raw", "raw-fast"):
-                ratio = statistics.median(secs["client"]) / statistics.median(secs[k])
-                print(f"ratio client/{k}: {ratio:.3f}")
+                  f"raw polls every {args.raw_sleep:g} s, raw-fast and the client from 50 ms to 0.5 s", flush=True)
+            runs = interleave(ways, args.reps, show=lambda n, r: f"(server {r.extra['server_cpu']:.3f})")
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-            log.close()
+            srv.stop()
+    print()
+    for k, rs in runs.items():
+        print(summary_line(k, rs, "CPU: this client + the server with its children"))
+    print(f"every run's DataFrame ({len(ref['df'])} rows) equal to the first run's")
+    for k in ("raw", "raw-fast"):
+        c, r = med(walls(runs["client"])), med(walls(runs[k]))
+        ratio(f"client/{k} (wall)", c / r, f"{c:.3f} s / {r:.3f} s, medians; "
+              f"min {min(walls(runs['client'])):.3f} / {min(walls(runs[k])):.3f}")
+    postamble()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_guard(main))

@@ -1,216 +1,270 @@
 #!/usr/bin/env python3
-"""flightbatch against the peers a researcher would otherwise use, on the same machine and data.
+"""flightbatch against the peers a researcher would otherwise use, on the same machine and files.
 
-Writes the demo dataset once with `flightbatch gen` (default ~500 MB in 8 shards) into a temporary
-file store, then:
+Writes the demo dataset once with `flightbatch gen` (default ~500 MB in 8 shards of Arrow IPC
+files) into a temporary file store, and runs two suites, each as interleaved A/B runs after one
+untimed warm-up run of every side, with every run's output checked:
 
-1. Streaming: serves the dataset from `flightbatch serve` (DoGet `datasets/demo`) and from a minimal
-   pyarrow Flight server in this script (`--serve-pyarrow STORE`, run as a separate process), whose
-   do_get streams the same `part-*.arrow` files batch by batch (memory-mapped, `pa.ipc.open_file` and
-   `flight.GeneratorStream`). Times `do_get(...).read_all()` from a pyarrow client, alternating the
-   servers run by run; prints the median MB/s of each, the ratio flightbatch/pyarrow, each
-   server's CPU seconds per download and its peak RSS (VmHWM of /proc/<pid>/status).
+psd: a psd job (fs from the `fs` column, nperseg 512, beta and alpha bands) submitted to
+  `flightbatch serve` (default --workers: the CPUs), polled to SUCCEEDED and read with DoGet into
+  pandas, against a notebook that reads the same part-*.arrow files itself with pyarrow and runs
+  `scipy.signal.welch` on 128-record chunks into a pandas DataFrame:
+    notebook  in one process;
+    pool      over a `multiprocessing.Pool(2)` (one task per shard file), made once;
+    dask      over a Dask `LocalCluster(n_workers=2, threads_per_worker=1)`, started once
+              (needs `pip install -r bench/requirements.txt`; left out with a note when missing).
+  Each run records wall seconds and CPU seconds: for flightbatch, the server with its worker
+  children plus this (client) process; for a peer, this process plus its pool or cluster processes.
+  Every run's psd and band powers are checked equal to the notebook's (rtol 1e-9), and the
+  flightbatch result's metadata columns equal to the dataset's.
 
-2. Job against download-then-compute: the researcher downloads the whole dataset with DoGet and runs
-   `scipy.signal.welch` on every record in one process (one call per batch over the batch's records
-   when they share a length and fs, per record otherwise), against submitting the same psd job to
-   flightbatch, polling job-status to SUCCEEDED and downloading the merged result. Prints wall
-   seconds and bytes received by the client for both, the ratios, the bytes of the result projected
-   on the metadata and band power, and checks that the psd and band power of the two agree to
-   rtol 1e-9 for every record.
+doget: DoGet `do_get(...).read_all()` from a pyarrow client of (1) the raw dataset and (2) a psd
+  job's merged result, served by flightbatch, by pyarrow's own Flight server streaming the same
+  Arrow IPC files (memory-mapped, `flight.GeneratorStream`) and by the same pyarrow server serving
+  tables it loaded into memory at start (`flight.RecordBatchStream`). Each run records throughput
+  and the server's CPU seconds (per GB); every table received is checked equal to the files'.
 
-Usage: python bench/peers.py [--mb 500] [--shards 8] [--reps 5] [--job-reps 3] [--bin PATH]
+Prints every run, medians and minimums, and the ratios on `RATIO` lines (see bench/run_all.py).
+
+Usage: python bench/peers.py [--suite psd doget] [--mb 500] [--shards 8] [--reps 5]
+                             [--doget-reps 5] [--peers notebook pool dask] [--quick] [--bin PATH]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import multiprocessing
 import os
 import pathlib
-import re
-import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.flight as flight
-
-from benchlib import flightbatch_binary, gen_demo
 from scipy.signal import welch
 
-LISTEN_RE = re.compile(r"^(?:flightbatch|pyarrow) listening on grpc://(127\.0\.0\.1:\d+)$")
+from benchlib import (CheckFailed, ProcTree, action, Run, Server, check_close, check_tables, div, do_get, flightbatch_binary,
+                      gen_demo, interleave, main_guard, med, postamble, preamble, ratio, run_job, serve_flightbatch,
+                      summary_line, tree_pids, walls)
+
 NPERSEG = 512
-BANDS = {"beta": [13, 30]}
+BANDS = {"beta": [13, 30], "alpha": [8, 12]}
 PSD = {"dataset": "demo", "column": "samples", "fs_column": "fs", "nperseg": NPERSEG, "bands": BANDS}
+CHUNK_ROWS = 128
+META = ["patient_id", "session_id", "channel", "start_time", "fs"]
 
 
 # ---------------------------------------------------------------------------------------------
-# The pyarrow peer: a minimal Flight server over the same Arrow IPC files.
+# The notebook's way: pyarrow reads the shard files, scipy computes.
 
 
-class ArrowFileServer(flight.FlightServerBase):
-    """DoGet `datasets/<name>` streams <store>/datasets/<name>/part-*.arrow batch by batch."""
-
-    def __init__(self, store: pathlib.Path, location: str = "grpc://127.0.0.1:0"):
-        super().__init__(location)
-        self.store = store
-
-    def _files(self, name: str) -> list[pathlib.Path]:
-        files = sorted((self.store / "datasets" / name).glob("part-*.arrow"))
-        if not files:
-            raise flight.FlightServerError(f"no dataset {name!r}")
-        return files
-
-    def do_get(self, context, ticket):
-        kind, _, name = ticket.ticket.decode().partition("/")
-        if kind != "datasets" or not name:
-            raise flight.FlightServerError(f"bad ticket {ticket.ticket!r}")
-        files = self._files(name)
-        schema = pa.ipc.open_file(pa.memory_map(str(files[0]))).schema
-
-        def batches():
-            for path in files:
-                with pa.memory_map(str(path)) as source:
-                    reader = pa.ipc.open_file(source)
-                    for i in range(reader.num_record_batches):
-                        yield reader.get_batch(i)
-
-        return flight.GeneratorStream(schema, batches())
-
-
-def serve_pyarrow(store: str) -> int:
-    server = ArrowFileServer(pathlib.Path(store))
-    print(f"pyarrow listening on grpc://127.0.0.1:{server.port}", flush=True)
-    server.serve()
-    return 0
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers.
-
-
-class Server:
-    """A server process that prints one `... listening on grpc://ADDR` line when ready."""
-
-    def __init__(self, argv: list[str], log: pathlib.Path):
-        with open(log, "ab") as errf:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errf)
-        line = self.proc.stdout.readline().decode().strip()
-        m = LISTEN_RE.match(line)
-        if not m:
-            self.proc.kill()
-            raise RuntimeError(f"server did not start: {line!r}; see {log}")
-        self.client = flight.connect(f"grpc://{m.group(1)}")
-
-    def status(self, key: str) -> float:
-        """A /proc/<pid>/status memory field in MiB."""
-        for line in pathlib.Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError(f"no {key}")
-
-    def cpu_seconds(self) -> float:
-        """User plus system CPU seconds the process has used (/proc/<pid>/stat)."""
-        fields = pathlib.Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self):
-        self.client.close()
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-
-
-def action(client, kind: str, body: dict) -> dict:
-    res = next(iter(client.do_action(flight.Action(kind, json.dumps(body).encode()))))
-    return json.loads(res.body.to_pybytes())
-
-
-def download(client, ticket: str) -> tuple[pa.Table, float]:
-    t0 = time.perf_counter()
-    table = client.do_get(flight.Ticket(ticket.encode())).read_all()
-    return table, time.perf_counter() - t0
-
-
-def welch_table(table: pa.Table) -> tuple[np.ndarray, list[np.ndarray | None], np.ndarray]:
-    """scipy.signal.welch over every record of the table, as a researcher would in a notebook.
-
-    One welch call per batch over all its records when they share a length and fs (the demo's case),
-    one per record otherwise. Returns (freqs of the first record, psd per record, beta power).
-    """
-    lo, hi = BANDS["beta"]
-    psds: list[np.ndarray | None] = []
-    powers: list[float] = []
-    freqs0 = None
-    for batch in table.to_batches():
-        samples = batch.column("samples")
-        fs = batch.column("fs").to_numpy(zero_copy_only=False)
+def psd_file(path: str) -> dict:
+    """scipy.signal.welch and band powers of every record of one Arrow IPC shard file, read in
+    chunks of CHUNK_ROWS records (one 2-D welch call per chunk when its records share length and
+    fs, as in the demo; one call per record otherwise)."""
+    with pa.memory_map(path) as src:
+        table = pa.ipc.open_file(src).read_all()
+    psds: list[np.ndarray] = []
+    powers: dict[str, list[np.ndarray]] = {b: [] for b in BANDS}
+    for off in range(0, table.num_rows, CHUNK_ROWS):
+        chunk = table.slice(off, CHUNK_ROWS)
+        samples = chunk.column("samples").combine_chunks()
+        fs = chunk.column("fs").to_numpy()
         lengths = pc.list_value_length(samples).to_numpy(zero_copy_only=False)
-        uniform = (len(batch) > 0 and samples.null_count == 0 and batch.column("fs").null_count == 0
-                   and (lengths == lengths[0]).all() and (fs == fs[0]).all() and lengths[0] > 0)
-        if uniform:
-            x = samples.flatten().to_numpy().astype(np.float64).reshape(len(batch), lengths[0])
+        if samples.null_count or chunk.column("fs").null_count or not (lengths > 0).all():
+            raise ValueError(f"{path}: a record without samples or fs (the demo has none)")
+        if (lengths == lengths[0]).all() and (fs == fs[0]).all():
+            x = samples.values.to_numpy().astype(np.float64).reshape(len(chunk), lengths[0])
             f, p = welch(x, fs=fs[0], nperseg=NPERSEG, axis=-1)
-            m = (f >= lo) & (f <= hi)
-            powers.extend(np.trapezoid(p[:, m], f[m], axis=-1))
+            for b, (lo, hi) in BANDS.items():
+                m = (f >= lo) & (f <= hi)
+                powers[b].append(np.trapezoid(p[:, m], f[m], axis=-1))
             psds.extend(p)
-            freqs0 = f if freqs0 is None else freqs0
             continue
-        for i in range(len(batch)):
-            rec = samples[i]
-            if not rec.is_valid or len(rec) == 0 or not fs[i] > 0:
-                psds.append(None)
-                powers.append(np.nan)
-                continue
-            f, p = welch(rec.values.to_numpy().astype(np.float64), fs=fs[i], nperseg=NPERSEG)
-            m = (f >= lo) & (f <= hi)
+        for i in range(len(chunk)):
+            f, p = welch(samples[i].values.to_numpy().astype(np.float64), fs=fs[i], nperseg=NPERSEG)
+            for b, (lo, hi) in BANDS.items():
+                m = (f >= lo) & (f <= hi)
+                powers[b].append(np.atleast_1d(np.trapezoid(p[m], f[m])))
             psds.append(p)
-            powers.append(np.trapezoid(p[m], f[m]))
-            freqs0 = f if freqs0 is None else freqs0
-    return freqs0, psds, np.asarray(powers)
+    return {"meta": table.select(META), "psd": psds,
+            "bands": {b: np.concatenate(v) if v else np.zeros(0) for b, v in powers.items()}}
 
 
-def run_job(client) -> tuple[str, pa.Table, float, float]:
-    """Submits the psd job, polls it to SUCCEEDED, downloads the result: (id, result, job s, download s)."""
-    t0 = time.perf_counter()
-    job_id = action(client, "psd", PSD)["job_id"]
-    while (st := action(client, "job-status", {"job_id": job_id}))["state"] in ("SUBMITTED", "RUNNING"):
-        time.sleep(0.02)
-    if st["state"] != "SUCCEEDED":
-        raise RuntimeError(f"job {job_id} ended {st['state']}: {st['error']}")
-    t1 = time.perf_counter()
-    result, _ = download(client, f"jobs/{job_id}")
-    return job_id, result, t1 - t0, time.perf_counter() - t1
+def to_frame(parts: list[dict]) -> pd.DataFrame:
+    """The parts of psd_file, in file order, as one DataFrame: metadata, psd, <band>_power."""
+    df = pa.concat_tables([p["meta"] for p in parts]).to_pandas()
+    df["psd"] = [row for p in parts for row in p["psd"]]
+    for b in BANDS:
+        df[f"{b}_power"] = np.concatenate([p["bands"][b] for p in parts])
+    return df
 
 
-def check_agree(result: pa.Table, freqs0, psds, powers) -> int:
-    """Compares flightbatch's result with scipy's, row by row (all rows); returns rows compared."""
-    if result.num_rows != len(psds):
-        raise AssertionError(f"{result.num_rows} result rows, {len(psds)} records")
-    got_psd = result.column("psd").to_pylist()
-    got_freqs = result.column("freqs")
-    got_beta = result.column("beta_power").to_numpy(zero_copy_only=False)
-    np.testing.assert_allclose(np.asarray(got_freqs[0].as_py()), freqs0, rtol=1e-12)
-    for i, want in enumerate(psds):
-        if want is None:
-            assert got_psd[i] is None, i
+# ---------------------------------------------------------------------------------------------
+# The psd suite
+
+
+def result_arrays(table: pa.Table) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    psd = pc.list_flatten(table.column("psd")).to_numpy()
+    return psd, {b: table.column(f"{b}_power").to_numpy() for b in BANDS}
+
+
+def frame_arrays(df: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    return np.concatenate(df["psd"].to_list()), {b: df[f"{b}_power"].to_numpy() for b in BANDS}
+
+
+def psd_suite(args, binary: pathlib.Path, store: pathlib.Path, files: list[pathlib.Path], tmp: pathlib.Path) -> None:
+    peers = list(args.peers)
+    if "dask" in peers:
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError:
+            if args.peers_given:
+                raise SystemExit("dask is not installed: .venv/bin/pip install -r bench/requirements.txt")
+            print("dask is not installed (.venv/bin/pip install -r bench/requirements.txt): its side is left out")
+            peers.remove("dask")
+    print(f"\n== psd {PSD}: flightbatch job into pandas against pyarrow + scipy in the notebook; "
+          f"{args.reps} interleaved runs each after a warm-up ==")
+    paths = [str(p) for p in files]
+    srv = serve_flightbatch(binary, store, tmp / "server.log", *(["--workers", str(args.workers)] if args.workers else []))
+    pool = multiprocessing.Pool(2) if "pool" in peers else None
+    cluster = client = None
+    if "dask" in peers:
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    me = ProcTree(os.getpid(), exclude=lambda: tree_pids(srv.proc.pid))
+    ref: dict = {}
+    dataset_meta = pa.concat_tables(pa.ipc.open_file(pa.memory_map(p)).read_all().select(META) for p in paths)
+
+    def peer(name: str, compute):
+        def run() -> Run:
+            c0, t0 = me.cpu(), time.perf_counter()
+            df = compute()
+            wall, cpu = time.perf_counter() - t0, me.cpu() - c0
+            psd, bands = frame_arrays(df)
+            if "psd" not in ref:  # the notebook's first (warm-up) run is the reference
+                ref.update(psd=psd, bands=bands, rows=len(df))
+            else:
+                check_close(f"{name}: psd", psd, ref["psd"], skew=False)
+                for b in BANDS:
+                    check_close(f"{name}: {b}_power", bands[b], ref["bands"][b], skew=False)
+            return Run(wall, cpu)
+        return run
+
+    def flightbatch_run() -> Run:
+        c0, p0, t0 = srv.cpu(), time.process_time(), time.perf_counter()
+        job_id, job_s = run_job(srv.client, PSD)
+        table = do_get(srv.client, f"jobs/{job_id}")
+        df = table.to_pandas()
+        wall = time.perf_counter() - t0
+        server, client_cpu = srv.cpu() - c0, time.process_time() - p0
+        del df
+        if table.num_rows != ref["rows"]:
+            raise CheckFailed(f"flightbatch: {table.num_rows} rows against {ref['rows']}")
+        check_tables("flightbatch: metadata columns", table.select(META), dataset_meta, skew=False)
+        psd, bands = result_arrays(table)
+        check_close("flightbatch: psd", psd, ref["psd"])
+        for b in BANDS:
+            check_close(f"flightbatch: {b}_power", bands[b], ref["bands"][b])
+        action(srv.client, "delete-job", {"job_id": job_id})  # keep the store as it was
+        return Run(wall, server + client_cpu, {"server_cpu": server, "job": job_s, "bytes": table.nbytes})
+
+    sides = {"notebook": peer("notebook", lambda: to_frame([psd_file(p) for p in paths]))}
+    sides["flightbatch"] = flightbatch_run
+    if pool:
+        sides["pool"] = peer("pool", lambda: to_frame(pool.map(psd_file, paths, chunksize=1)))
+    if client:
+        sides["dask"] = peer("dask", lambda: to_frame(client.gather(client.map(psd_file, paths, pure=False))))
+    try:
+        runs = interleave(sides, args.reps, show=lambda n, r: (
+            f"(server {r.extra['server_cpu']:.3f} CPU-s; submit to SUCCEEDED {r.extra['job']:.3f} s)"
+            if n == "flightbatch" else ""))
+    finally:
+        if client:
+            client.close()
+            cluster.close()
+        if pool:
+            pool.close()
+            pool.join()
+        srv.stop()
+    fb = runs["flightbatch"]
+    print()
+    for name, rs in runs.items():
+        note = ""
+        if name == "flightbatch":
+            note = (f"server+children CPU median {med([r.extra['server_cpu'] for r in rs]):.3f} s; "
+                    f"result {rs[0].extra['bytes'] / 1e6:.1f} MB to the client")
+        print(summary_line(name, rs, note))
+    print(f"outputs checked in every run: psd and band powers of all {ref['rows']} records equal to the "
+          f"notebook's at rtol 1e-9; the result's metadata columns equal to the dataset's")
+    wfb, cfb = med(walls(fb)), med([r.cpu for r in fb])
+    for name in runs:
+        if name == "flightbatch":
             continue
-        np.testing.assert_allclose(np.asarray(got_psd[i]), want, rtol=1e-9, atol=0, err_msg=f"row {i}")
-    np.testing.assert_allclose(got_beta, powers, rtol=1e-9, atol=0, equal_nan=True)
-    return len(psds)
+        w = med(walls(runs[name]))
+        c = med([r.cpu for r in runs[name]])
+        ratio(f"psd {name}/flightbatch job (wall)", w / wfb,
+              f"{name} {w:.3f} s / flightbatch {wfb:.3f} s, medians; min {min(walls(runs[name])):.3f} / {min(walls(fb)):.3f}")
+        ratio(f"psd {name}/flightbatch job (CPU)", div(c, cfb), f"{name} {c:.3f} CPU-s / flightbatch {cfb:.3f} CPU-s, medians")
 
 
-def med(xs: list[float]) -> float:
-    return statistics.median(xs)
+# ---------------------------------------------------------------------------------------------
+# The DoGet suite
 
 
-def runs(xs: list[float], fmt: str = "{:.2f}") -> str:
-    return ", ".join(fmt.format(x) for x in xs)
+def doget_suite(args, binary: pathlib.Path, store: pathlib.Path, tmp: pathlib.Path) -> None:
+    log = tmp / "server.log"
+    fbs = serve_flightbatch(binary, store, log)
+    job_id, _ = run_job(fbs.client, PSD)  # the result served by all three
+    here = pathlib.Path(__file__).resolve().parent
+    servers = {"flightbatch": fbs}
+    try:
+        for mode in ("files", "memory"):
+            servers[f"pyarrow-{mode}"] = Server([sys.executable, str(here / "arrowserver.py"), str(store), mode], log)
+        for what, ticket in (("dataset", "datasets/demo"), ("job result", f"jobs/{job_id}")):
+            # The reference: the stored files themselves, as pyarrow reads them.
+            where = store / "datasets" / "demo" if what == "dataset" else store / "jobs" / job_id / "parts"
+            want = pa.concat_tables(pa.ipc.open_file(pa.memory_map(str(p))).read_all()
+                                    for p in sorted(where.glob("part-*.arrow")))
+            print(f"\n== DoGet of the {what} ({ticket.split('/')[0]}/...; {want.num_rows} records, "
+                  f"{want.nbytes / 1e6:.1f} MB of Arrow data), read_all() from a pyarrow client; "
+                  f"{args.doget_reps} interleaved runs each after a warm-up ==")
+
+            def side(name: str, srv: Server):
+                def run() -> Run:
+                    c0, p0, t0 = srv.cpu(), time.process_time(), time.perf_counter()
+                    table = do_get(srv.client, ticket)
+                    wall = time.perf_counter() - t0
+                    server, client_cpu = srv.cpu() - c0, time.process_time() - p0
+                    check_tables(f"{name}: DoGet {ticket}", table, want, skew=name == "flightbatch")
+                    return Run(wall, server + client_cpu, {"server_cpu": server, "bytes": table.nbytes})
+                return run
+
+            runs = interleave({n: side(n, s) for n, s in servers.items()}, args.doget_reps,
+                              show=lambda n, r: f"{r.extra['bytes'] / 1e6 / r.wall:7.0f} MB/s  server {r.extra['server_cpu']:.3f} CPU-s")
+            print()
+            gb = want.nbytes / 1e9
+            mbs = {n: want.nbytes / 1e6 / med(walls(rs)) for n, rs in runs.items()}
+            cpg = {n: med([r.extra["server_cpu"] for r in rs]) / gb for n, rs in runs.items()}
+            for n, rs in runs.items():
+                print(summary_line(n, rs, f"{mbs[n]:.0f} MB/s (best {want.nbytes / 1e6 / min(walls(rs)):.0f}); "
+                                          f"server {cpg[n]:.2f} CPU-s per GB"))
+            print(f"every table received equal to the stored files' ({want.num_rows} records)")
+            for peer in ("pyarrow-files", "pyarrow-memory"):
+                ratio(f"DoGet {what} throughput flightbatch/{peer}", mbs["flightbatch"] / mbs[peer],
+                      f"{mbs['flightbatch']:.0f} / {mbs[peer]:.0f} MB/s, medians")
+                ratio(f"DoGet {what} server CPU per GB flightbatch/{peer}", div(cpg["flightbatch"], cpg[peer]),
+                      f"{cpg['flightbatch']:.2f} / {cpg[peer]:.2f} CPU-s per GB, medians")
+        print()
+        for n, s in servers.items():
+            print(f"{n:<15} peak RSS {s.status('VmHWM'):6.0f} MiB (now {s.status('RssAnon'):.0f} MiB anonymous, "
+                  f"{s.status('RssFile'):.0f} MiB file-backed)")
+    finally:
+        for s in servers.values():
+            s.stop()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,114 +272,42 @@ def runs(xs: list[float], fmt: str = "{:.2f}") -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--suite", nargs="+", choices=["psd", "doget"], default=["psd", "doget"])
     ap.add_argument("--mb", type=int, default=500, help="approximate size of the demo dataset")
     ap.add_argument("--shards", type=int, default=8)
-    ap.add_argument("--reps", type=int, default=5, help="DoGet runs per server")
-    ap.add_argument("--job-reps", type=int, default=3, help="runs of the job and of download-then-compute")
+    ap.add_argument("--reps", type=int, default=5, help="timed runs of each side of the psd suite")
+    ap.add_argument("--doget-reps", type=int, default=5, help="timed runs of each server in the DoGet suite")
+    ap.add_argument("--peers", nargs="+", choices=["notebook", "pool", "dask"], default=None,
+                    help="the psd suite's peers (default all; dask only when installed)")
+    ap.add_argument("--workers", type=int, default=0, help="flightbatch serve --workers (default: its own, the CPUs)")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: --mb 8 --shards 2 --reps 1 --doget-reps 1")
     ap.add_argument("--bin", default=os.environ.get("FLIGHTBATCH_BIN"), help="flightbatch binary (default: go build)")
-    ap.add_argument("--serve-pyarrow", metavar="STORE", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.serve_pyarrow:
-        return serve_pyarrow(args.serve_pyarrow)
+    if args.quick:
+        args.mb, args.shards, args.reps, args.doget_reps = 8, 2, 1, 1
+    args.peers_given = args.peers is not None
+    args.peers = args.peers or ["notebook", "pool", "dask"]
+    if "notebook" not in args.peers:
+        args.peers.insert(0, "notebook")  # the reference every output is checked against
 
+    preamble("flightbatch against its peers")
     with tempfile.TemporaryDirectory(prefix="flightbatch-peers-") as tmp:
         tmp = pathlib.Path(tmp)
-        log = tmp / "servers.log"
         binary = flightbatch_binary(tmp, args.bin)
         store = tmp / "store"
         t0 = time.perf_counter()
         files = gen_demo(binary, store, args.mb, args.shards)
         size = sum(p.stat().st_size for p in files)
         print(f"demo dataset: {size / 1e6:.0f} MB in {len(files)} shards (generated in "
-              f"{time.perf_counter() - t0:.1f} s); {os.cpu_count()} CPUs; pyarrow {pa.__version__}")
-
-        # 1. Streaming: flightbatch against pyarrow's Flight server, alternating.
-        print(f"\n== DoGet of the whole dataset, read_all() from a pyarrow client, {args.reps} runs each ==")
-        fb_argv = [str(binary), "serve", "--addr", "127.0.0.1:0", "--store", f"file://{store}", "--log-level", "warn"]
-        pa_argv = [sys.executable, str(pathlib.Path(__file__).resolve()), "--serve-pyarrow", str(store)]
-        servers = {"flightbatch": Server(fb_argv, log), "pyarrow": Server(pa_argv, log)}
-        secs: dict[str, list[float]] = {k: [] for k in servers}
-        cpu: dict[str, list[float]] = {k: [] for k in servers}
-        nbytes: dict[str, int] = {}
-        rows: dict[str, int] = {}
-        try:
-            for rep in range(args.reps):
-                order = list(servers) if rep % 2 == 0 else list(reversed(servers))
-                for name in order:
-                    c0 = servers[name].cpu_seconds()
-                    table, s = download(servers[name].client, "datasets/demo")
-                    cpu[name].append(servers[name].cpu_seconds() - c0)
-                    secs[name].append(s)
-                    nbytes[name], rows[name] = table.nbytes, table.num_rows
-                    del table
-                    print(f"run {rep + 1}: {name:<11} {s:6.2f} s  {nbytes[name] / 1e6 / s:6.0f} MB/s  "
-                          f"server CPU {cpu[name][-1]:.2f} s", flush=True)
-            peak = {k: srv.status("VmHWM") for k, srv in servers.items()}
-            anon = {k: srv.status("RssAnon") for k, srv in servers.items()}
-            filemap = {k: srv.status("RssFile") for k, srv in servers.items()}
-        finally:
-            for srv in servers.values():
-                srv.stop()
-        if rows["flightbatch"] != rows["pyarrow"] or nbytes["flightbatch"] != nbytes["pyarrow"]:
-            raise AssertionError(f"the servers sent different data: {rows} rows, {nbytes} bytes")
-        print()
-        mbs = {k: nbytes[k] / 1e6 / med(v) for k, v in secs.items()}
-        for k in servers:
-            print(f"{k:<11} median {med(secs[k]):5.2f} s  {mbs[k]:5.0f} MB/s  server CPU {med(cpu[k]):.2f} s  peak RSS {peak[k]:5.0f} MiB "
-                  f"(now: {anon[k]:.0f} MiB anonymous, {filemap[k]:.0f} MiB file-backed)   runs: {runs(secs[k])}")
-        print(f"throughput flightbatch/pyarrow: {mbs['flightbatch'] / mbs['pyarrow']:.2f}x "
-              f"({rows['flightbatch']} records, {nbytes['flightbatch'] / 1e6:.0f} MB of Arrow data)")
-
-        # 2. The psd job against download-then-compute with scipy.
-        print(f"\n== psd (fs_column fs, nperseg {NPERSEG}, beta band): flightbatch job against "
-              f"DoGet + scipy.signal.welch in one process, {args.job_reps} runs each ==")
-        srv = Server(fb_argv, log)
-        dl: list[float] = []
-        comp: list[float] = []
-        job: list[float] = []
-        res_dl: list[float] = []
-        try:
-            for rep in range(args.job_reps):
-                for what in (("job", "scipy") if rep % 2 == 0 else ("scipy", "job")):
-                    if what == "scipy":
-                        table, s = download(srv.client, "datasets/demo")
-                        data_bytes = table.nbytes
-                        t0 = time.perf_counter()
-                        freqs0, psds, powers = welch_table(table)
-                        comp.append(time.perf_counter() - t0)
-                        dl.append(s)
-                        del table
-                        print(f"run {rep + 1}: download + scipy  {s + comp[-1]:6.2f} s  "
-                              f"(download {s:.2f} s, welch {comp[-1]:.2f} s)", flush=True)
-                    else:
-                        job_id, result, js, rs = run_job(srv.client)
-                        # The band powers alone, with the metadata: what a notebook that needs no
-                        # spectra downloads (a projected ticket).
-                        cols = [n for n in result.schema.names if n not in ("freqs", "psd")]
-                        ticket = json.dumps({"path": f"jobs/{job_id}", "columns": cols})
-                        bands, _ = download(srv.client, ticket)
-                        job.append(js)
-                        res_dl.append(rs)
-                        print(f"run {rep + 1}: flightbatch job   {js + rs:6.2f} s  "
-                              f"(submit to SUCCEEDED {js:.2f} s, result download {rs:.2f} s)", flush=True)
-                shutil.rmtree(store / "jobs", ignore_errors=True)
-        finally:
-            srv.stop()
-        checked = check_agree(result, freqs0, psds, powers)
-        scipy_s = [a + b for a, b in zip(dl, comp)]
-        job_s = [a + b for a, b in zip(job, res_dl)]
-        print()
-        print(f"download + scipy: median {med(scipy_s):6.2f} s (download {med(dl):.2f} s, welch {med(comp):.2f} s); "
-              f"client received {data_bytes / 1e6:8.1f} MB")
-        print(f"flightbatch job:  median {med(job_s):6.2f} s (job {med(job):.2f} s, result download "
-              f"{med(res_dl):.2f} s); client received {result.nbytes / 1e6:8.1f} MB")
-        print(f"time scipy/flightbatch: {med(scipy_s) / med(job_s):.1f}x; "
-              f"bytes dataset/result: {data_bytes / result.nbytes:.0f}x")
-        print(f"the band power alone (result projected on {', '.join(bands.schema.names)}): "
-              f"{bands.nbytes / 1e6:.1f} MB, dataset/that: {data_bytes / bands.nbytes:.0f}x")
-        print(f"results agree: psd and beta power of all {checked} records equal to rtol 1e-9")
+              f"{time.perf_counter() - t0:.1f} s); pyarrow {pa.__version__}, numpy {np.__version__}, "
+              f"pandas {pd.__version__}", flush=True)
+        if "psd" in args.suite:
+            psd_suite(args, binary, store, files, tmp)
+        if "doget" in args.suite:
+            doget_suite(args, binary, store, tmp)
+    postamble()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_guard(main))

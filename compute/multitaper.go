@@ -254,11 +254,26 @@ func DPSS(m int, nw float64, k int, sym bool) (tapers [][]float64, ratios []floa
 	if !sym {
 		mm++
 	}
-	fm := float64(mm)
-	w := nw / fm
-	cw := math.Cos(2 * math.Pi * w)
-	d := make([]float64, mm)
-	e := make([]float64, mm) // e[i] couples i-1 and i; e[0] unused
+	tapers = dpssTapers(mm, nw, k)
+	ratios = dpssRatios(tapers, nw/float64(mm))
+	if !sym {
+		for t := range tapers {
+			tapers[t] = tapers[t][:m]
+		}
+	}
+	return tapers, ratios
+}
+
+// dpssTapers returns the first k symmetric DPSS tapers of length m with
+// half-bandwidth nw, L2-normalized: the eigenvectors of scipy's tridiagonal
+// matrix for its k largest eigenvalues, each eigenvalue found by bisection on
+// Sturm counts and its vector by inverse iteration, orthogonalized against
+// the earlier ones.
+func dpssTapers(m int, nw float64, k int) [][]float64 {
+	fm := float64(m)
+	cw := math.Cos(2 * math.Pi * nw / fm)
+	d := make([]float64, m)
+	e := make([]float64, m) // e[i] couples i-1 and i; e[0] unused
 	for i := range d {
 		v := (fm - 1 - 2*float64(i)) / 2
 		d[i] = v * v * cw
@@ -266,15 +281,17 @@ func DPSS(m int, nw float64, k int, sym bool) (tapers [][]float64, ratios []floa
 			e[i] = float64(i) * (fm - float64(i)) / 2
 		}
 	}
+	// Gershgorin bounds.
 	lo0, hi0 := math.Inf(1), math.Inf(-1)
 	for i := range d {
 		r := math.Abs(e[i])
-		if i+1 < mm {
+		if i+1 < m {
 			r += math.Abs(e[i+1])
 		}
 		lo0 = math.Min(lo0, d[i]-r)
 		hi0 = math.Max(hi0, d[i]+r)
 	}
+	// below counts the eigenvalues smaller than x.
 	below := func(x float64) int {
 		n := 0
 		q := 1.0
@@ -294,11 +311,10 @@ func DPSS(m int, nw float64, k int, sym bool) (tapers [][]float64, ratios []floa
 		return n
 	}
 	scale := math.Max(math.Abs(lo0), math.Abs(hi0))
-	tapers = make([][]float64, k)
-	ratios = make([]float64, k)
+	tapers := make([][]float64, k)
 	var seed uint64 = 0x9E3779B97F4A7C15
 	for t := 0; t < k; t++ {
-		j := mm - 1 - t // ascending index of the t-th largest eigenvalue
+		j := m - 1 - t // ascending index of the t-th largest eigenvalue
 		lo, hi := lo0, hi0
 		for it := 0; it < 2000 && hi-lo > 4e-16*scale; it++ {
 			mid := lo + (hi-lo)/2
@@ -312,7 +328,7 @@ func DPSS(m int, nw float64, k int, sym bool) (tapers [][]float64, ratios []floa
 			}
 		}
 		sigma := lo + (hi-lo)/2
-		y := make([]float64, mm)
+		y := make([]float64, m)
 		for i := range y {
 			seed ^= seed << 13
 			seed ^= seed >> 7
@@ -342,9 +358,19 @@ func DPSS(m int, nw float64, k int, sym bool) (tapers [][]float64, ratios []floa
 		}
 		tapers[t] = y
 	}
-	// Concentration from the autocorrelation (Percival and Walden 1993, p.
-	// 390), as scipy computes it: λ = Σ_k r_xx[k]·r[k], r[0] = 2W,
-	// r[k] = 4W·sinc(2Wk).
+	return tapers
+}
+
+// dpssRatios returns the concentration ratios of symmetric tapers of
+// half-bandwidth w cycles per sample, from their autocorrelation (Percival
+// and Walden 1993, p. 390), as scipy computes them: λ = Σ_k r_xx[k]·r[k],
+// r[0] = 2W, r[k] = 4W·sinc(2Wk).
+func dpssRatios(tapers [][]float64, w float64) []float64 {
+	ratios := make([]float64, len(tapers))
+	if len(tapers) == 0 {
+		return ratios
+	}
+	mm := len(tapers[0])
 	r := make([]float64, mm)
 	r[0] = 2 * w
 	for i := 1; i < mm; i++ {
@@ -375,12 +401,7 @@ func DPSS(m int, nw float64, k int, sym bool) (tapers [][]float64, ratios []floa
 		}
 		ratios[t] = lam
 	}
-	if !sym {
-		for t := range tapers {
-			tapers[t] = tapers[t][:m]
-		}
-	}
-	return tapers, ratios
+	return ratios
 }
 
 // tridiagLU is the LU factorization with partial pivoting of T - σI for a

@@ -88,16 +88,43 @@ func TestDPSSDefinition(t *testing.T) {
 	}
 }
 
-// TestDPSSFirstMatchesWindow checks that the first taper is the dpss window
-// of get_window, up to scale.
-func TestDPSSFirstMatchesWindow(t *testing.T) {
+// TestDPSSWindowIsFirstTaper checks the dpss window of get_window, periodic
+// and symmetric, against the tapers: it is the first taper of DPSS with the
+// same symmetry, with a positive sum, and its concentration (the quadratic
+// form of the definition) is DPSS's first ratio, the largest any sequence of
+// its length reaches.
+func TestDPSSWindowIsFirstTaper(t *testing.T) {
 	for _, m := range []int{32, 255, 1024} {
-		tapers, _ := DPSS(m, 3, 1, true)
-		ref := dpss(m, 3)
-		s := tapers[0][m/2] / ref[m/2]
-		for i := range ref {
-			if math.Abs(tapers[0][i]-s*ref[i]) > 1e-12 {
-				t.Fatalf("m=%d: sample %d: %v, window gives %v", m, i, tapers[0][i], s*ref[i])
+		for _, sym := range []bool{false, true} {
+			name := "dpss"
+			if sym {
+				name = "dpss_symmetric"
+			}
+			win := makeWindow(&Window{Name: name, Args: []float64{3}}, m)
+			tapers, ratios := DPSS(m, 3, 2, sym)
+			var sum, norm float64
+			for _, v := range win {
+				sum += v
+				norm += v * v
+			}
+			if !(sum > 0) || len(win) != m {
+				t.Fatalf("m=%d %s: %d samples with sum %v, want %d with a positive sum", m, name, len(win), sum, m)
+			}
+			s := tapers[0][m/2] / win[m/2]
+			for i := range win {
+				if math.Abs(tapers[0][i]-s*win[i]) > 1e-12 {
+					t.Fatalf("m=%d %s: sample %d: %v, the first taper gives %v", m, name, i, s*win[i], tapers[0][i])
+				}
+			}
+			if !sym {
+				continue
+			}
+			unit := make([]float64, m)
+			for i, v := range win {
+				unit[i] = v / math.Sqrt(norm)
+			}
+			if got := concentration(unit, 3/float64(m)); math.Abs(got-ratios[0]) > 1e-12 || got <= ratios[1] {
+				t.Errorf("m=%d: the window concentrates %v; DPSS's ratios are %v", m, got, ratios)
 			}
 		}
 	}

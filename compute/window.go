@@ -514,100 +514,10 @@ func chebwin(m int, at float64) []float64 {
 }
 
 // dpss is the first discrete prolate spheroidal (Slepian) sequence of length
-// m with half-bandwidth nw: the eigenvector of scipy's tridiagonal matrix for
-// its largest eigenvalue, found by bisection on Sturm counts and inverse
-// iteration. It is returned with a positive sum; its scale is irrelevant to
-// the PSD scalings.
+// m with half-bandwidth nw, the first taper of DPSS, returned with a positive
+// sum; its scale is irrelevant to the PSD scalings.
 func dpss(m int, nw float64) []float64 {
-	fm := float64(m)
-	cw := math.Cos(2 * math.Pi * nw / fm)
-	d := make([]float64, m)
-	e := make([]float64, m) // e[i] couples i-1 and i; e[0] unused
-	for i := range d {
-		v := (fm - 1 - 2*float64(i)) / 2
-		d[i] = v * v * cw
-		if i > 0 {
-			e[i] = float64(i) * (fm - float64(i)) / 2
-		}
-	}
-	// Gershgorin bounds.
-	lo, hi := math.Inf(1), math.Inf(-1)
-	for i := range d {
-		r := math.Abs(e[i])
-		if i+1 < m {
-			r += math.Abs(e[i+1])
-		}
-		lo = math.Min(lo, d[i]-r)
-		hi = math.Max(hi, d[i]+r)
-	}
-	// below counts the eigenvalues smaller than x.
-	below := func(x float64) int {
-		n := 0
-		q := 1.0
-		for i := range d {
-			if i == 0 {
-				q = d[0] - x
-			} else {
-				q = d[i] - x - e[i]*e[i]/q
-			}
-			if q == 0 {
-				q = -1e-300
-			}
-			if q < 0 {
-				n++
-			}
-		}
-		return n
-	}
-	for it := 0; it < 2000 && hi-lo > 4e-16*math.Max(math.Abs(lo), math.Abs(hi)); it++ {
-		mid := lo + (hi-lo)/2
-		if mid <= lo || mid >= hi {
-			break
-		}
-		if below(mid) == m {
-			hi = mid
-		} else {
-			lo = mid
-		}
-	}
-	// Inverse iteration with A = hi·I - T, positive definite (all eigenvalues
-	// are below hi), factored as L·D·Lᵀ.
-	dd := make([]float64, m)
-	l := make([]float64, m)
-	for i := range dd {
-		a := hi - d[i]
-		if i > 0 {
-			l[i] = -e[i] / dd[i-1]
-			a -= l[i] * l[i] * dd[i-1]
-		}
-		if a <= 0 {
-			a = 1e-300
-		}
-		dd[i] = a
-	}
-	y := make([]float64, m)
-	for i := range y {
-		y[i] = 1
-	}
-	for it := 0; it < 4; it++ {
-		for i := 1; i < m; i++ { // L z = y
-			y[i] -= l[i] * y[i-1]
-		}
-		for i := range y { // D
-			y[i] /= dd[i]
-		}
-		for i := m - 2; i >= 0; i-- { // Lᵀ x = z
-			y[i] -= l[i+1] * y[i+1]
-		}
-		var s float64
-		for _, v := range y {
-			s += v * v
-		}
-		s = 1 / math.Sqrt(s)
-		for i := range y {
-			y[i] *= s
-		}
-	}
+	y := dpssTapers(m, nw, 1)[0]
 	if pairwiseSum(y) < 0 {
 		for i := range y {
 			y[i] = -y[i]

@@ -472,6 +472,10 @@ func (Function) Run(ctx context.Context, task batch.Task, in array.RecordReader,
 	}
 	rows := chunkRows(p.WelchParams)
 	k := &psdKernel{p: p, planner: planner, maxRows: int(rows)}
+	// The builders live as long as the shard: each batch's arrays take
+	// their buffers, and the next batch's come from task.Alloc again.
+	k.r = k.newRowBuilders(task)
+	defer k.r.release()
 	for in.Next() {
 		rec := in.RecordBatch()
 		for off := int64(0); off < rec.NumRows(); off += rows {
@@ -495,6 +499,7 @@ type psdKernel struct {
 	p       Params
 	planner *compute.Planner
 	maxRows int // rows of one result batch (chunkRows)
+	r       *rowBuilders
 	x       []float64
 	freqs   []float64
 	psd     []float64
@@ -510,21 +515,37 @@ type rowBuilders struct {
 	fb, pb  *array.ListBuilder
 	bands   []*array.Float64Builder
 	reason  *array.StringBuilder
+	// builders is every builder above.
+	builders []array.Builder
 }
 
 func (r *rowBuilders) release() {
-	for _, b := range []interface{ Release() }{r.fb, r.pb} {
+	for _, b := range r.builders {
 		b.Release()
 	}
-	if r.seg != nil {
-		r.seg.Release()
-		r.segTime.Release()
+}
+
+// reset starts a new batch. The builders' NewArray has already reset them;
+// after an error it drops what they hold.
+func (r *rowBuilders) reset() {
+	r.take, r.bytes = r.take[:0], 0
+	for _, b := range r.builders {
+		if b.Len() > 0 {
+			b.NewArray().Release()
+		}
 	}
-	for _, b := range r.bands {
-		b.Release()
+}
+
+// reserve makes room for rows rows of nf frequencies, so that a batch's
+// buffers are allocated once, not grown by reallocation.
+func (r *rowBuilders) reserve(rows, nf int) {
+	for _, b := range r.builders {
+		b.Reserve(rows)
 	}
-	if r.reason != nil {
-		r.reason.Release()
+	r.fb.ValueBuilder().Reserve(rows * nf)
+	r.pb.ValueBuilder().Reserve(rows * nf)
+	if cap(r.take) < rows {
+		r.take = make([]int64, 0, rows)
 	}
 }
 
@@ -545,7 +566,7 @@ func (r *rowBuilders) null(i int, why string) {
 	}
 }
 
-// newRowBuilders makes the builders of one result batch.
+// newRowBuilders makes the builders of the result batches.
 func (k *psdKernel) newRowBuilders(task batch.Task) *rowBuilders {
 	r := &rowBuilders{
 		fb: array.NewListBuilder(task.Alloc, arrow.PrimitiveTypes.Float64),
@@ -558,8 +579,16 @@ func (k *psdKernel) newRowBuilders(task batch.Task) *rowBuilders {
 	for range bandColumns(k.p) {
 		r.bands = append(r.bands, array.NewFloat64Builder(task.Alloc))
 	}
+	r.builders = []array.Builder{r.fb, r.pb}
+	if r.seg != nil {
+		r.builders = append(r.builders, r.seg, r.segTime)
+	}
+	for _, b := range r.bands {
+		r.builders = append(r.builders, b)
+	}
 	if k.p.reasons() {
 		r.reason = array.NewStringBuilder(task.Alloc)
+		r.builders = append(r.builders, r.reason)
 	}
 	return r
 }
@@ -575,8 +604,8 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 	n := int(rec.NumRows())
 	p := k.p
 	perSegment := p.Average == AverageNone
-	r := k.newRowBuilders(task)
-	defer func() { r.release() }()
+	r := k.r
+	r.reset()
 	fv := r.fb.ValueBuilder().(*array.Float64Builder)
 	pv := r.pb.ValueBuilder().(*array.Float64Builder)
 	// flush emits the rows built so far, if any, and starts a new batch.
@@ -585,13 +614,10 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 			return nil
 		}
 		out, err := k.assemble(ctx, task, schema, rec, sigIdx, r)
+		r.reset()
 		if err != nil {
 			return err
 		}
-		r.release()
-		r = k.newRowBuilders(task)
-		fv = r.fb.ValueBuilder().(*array.Float64Builder)
-		pv = r.pb.ValueBuilder().(*array.Float64Builder)
 		err = emit(out)
 		out.Release()
 		return err
@@ -674,6 +700,16 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 					continue
 				}
 			}
+		}
+		if len(r.take) == 0 {
+			// A batch's size is known at its first row (records of other
+			// lengths make the builders grow as they need).
+			rows := n - i
+			if perSegment {
+				rows = nseg + (n-i-1)*nseg
+			}
+			width := max(1, c1-c0)
+			r.reserve(max(1, min(rows, k.maxRows, psdChunkBytes/(16*width))), width)
 		}
 		for s := 0; s < nseg; s++ {
 			if perSegment && s == s1 {

@@ -11,6 +11,14 @@
 // each child several shards. A list too long for the environment is kept in
 // the store (child.EncodeList).
 //
+// SubmitJob has no idempotency token, so Start sends it with no retry but
+// for throttling, and a SubmitJob that got no reply is not simply sent
+// again: the job is first looked for in the queue by its name and its start
+// tag (TagStart), for up to Options.SubmitConfirm, and followed if found.
+// Start looks the same way before it submits at all, so a start made again
+// (the server stopped before it kept the handle) follows the job it
+// submitted rather than run it twice.
+//
 // Poll reads the array job's status summary with one DescribeJobs call; when
 // it changed, or has not moved for Options.SummaryStale (it is updated
 // asynchronously and can trail the children), ListJobs finds which children
@@ -24,6 +32,8 @@ package awsbatch
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,6 +46,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsbatch "github.com/aws/aws-sdk-go-v2/service/batch"
 	"github.com/aws/aws-sdk-go-v2/service/batch/types"
 	"github.com/aws/smithy-go"
@@ -72,6 +84,8 @@ const (
 const (
 	TagJobID   = "flightbatch:job-id"
 	TagDataset = "flightbatch:dataset"
+	// TagStart tells one start of a job from another (see Start).
+	TagStart = "flightbatch:start"
 )
 
 // cancelReason starts the reason TerminateJob is given; a child that ends
@@ -108,6 +122,11 @@ type Options struct {
 	// trusted: after it the children are listed anyway, since the summary is
 	// updated asynchronously and can trail them; default 2 minutes.
 	SummaryStale time.Duration
+	// SubmitConfirm is how long a SubmitJob that got no reply (it may have
+	// been carried out) is looked for in the queue, by the job's name and
+	// start tag, before it is submitted again; default 30 seconds (AWS
+	// Batch's reads are eventually consistent).
+	SubmitConfirm time.Duration
 	// ShareIdentifier is the fair-share identifier of every submitted job,
 	// which a queue with a fair-share scheduling policy requires; "" sends
 	// none.
@@ -116,6 +135,10 @@ type Options struct {
 	// priority (schedulingPriorityOverride; 0..9999, higher first) on a
 	// fair-share queue.
 	SchedulingPriority *int32
+	// MemoryMiB, when positive, is the memory every child gets (a MEMORY
+	// resource requirement in containerOverrides), in MiB, in place of its
+	// job definition's.
+	MemoryMiB int
 	// Records is where the executor finds what its children recorded of
 	// their attempts (default child.NewStoreRecords of the executor's store).
 	Records child.Records
@@ -215,6 +238,9 @@ func New(client API, st *store.Store, queue, definition string, opts *Options) (
 	if o.VisibilityGrace <= 0 {
 		o.VisibilityGrace = 5 * time.Minute
 	}
+	if o.SubmitConfirm <= 0 {
+		o.SubmitConfirm = 30 * time.Second
+	}
 	if o.SummaryStale <= 0 {
 		o.SummaryStale = 2 * time.Minute
 	}
@@ -271,21 +297,153 @@ func (e *Executor) Start(ctx context.Context, m *batch.Manifest, shards []int) (
 	if p := e.opts.SchedulingPriority; p != nil {
 		in.SchedulingPriorityOverride = aws.Int32(*p)
 	}
+	if e.opts.MemoryMiB > 0 {
+		in.ContainerOverrides.ResourceRequirements = []types.ResourceRequirement{{Type: types.ResourceTypeMemory, Value: aws.String(strconv.Itoa(e.opts.MemoryMiB))}}
+	}
 	if children > 1 {
 		in.ArrayProperties = &types.ArrayProperties{Size: aws.Int32(int32(children))}
 	}
-	out, err := e.client.SubmitJob(ctx, in)
+	// SubmitJob has no idempotency token: a job this start submitted before
+	// (its reply lost, or the server stopped before it kept the handle) is
+	// found by its name and start tag, and followed rather than submitted
+	// again.
+	key := startKey(m.JobID, children, shards)
+	in.Tags[TagStart] = key
+	handle, err := e.findStarted(ctx, aws.ToString(in.JobName), key)
 	if err != nil {
-		return "", fmt.Errorf("awsbatch: submit job %s to queue %s: %w", m.JobID, e.queue, err)
+		return "", fmt.Errorf("awsbatch: look for job %s in queue %s before submitting it: %w", m.JobID, e.queue, err)
 	}
-	handle := aws.ToString(out.JobId)
+	if handle != "" {
+		e.log.Info("found the job submitted before", "job", m.JobID, "batch_job", handle)
+		return e.follow(handle, m.JobID, shards, children), nil
+	}
+	for try := 1; ; try++ {
+		out, err := e.client.SubmitJob(ctx, in, onlyThrottleRetries)
+		if err == nil {
+			handle := e.follow(aws.ToString(out.JobId), m.JobID, shards, children)
+			e.log.Info("submitted", "job", m.JobID, "batch_job", handle, "children", children, "shards", len(shards))
+			return handle, nil
+		}
+		if refused(err) || ctx.Err() != nil {
+			return "", fmt.Errorf("awsbatch: submit job %s to queue %s: %w", m.JobID, e.queue, err)
+		}
+		// No reply: AWS Batch may have taken the job. Look for it, as long
+		// as it may take to show, before submitting again.
+		e.log.Warn("submit not confirmed; looking for the job before submitting again", "job", m.JobID, "try", try, "err", err)
+		handle, lerr := e.confirmStarted(ctx, aws.ToString(in.JobName), key)
+		if lerr != nil {
+			return "", fmt.Errorf("awsbatch: submit job %s to queue %s: %v; and looking for it: %w (it is looked for again before any new submit)", m.JobID, e.queue, err, lerr)
+		}
+		if handle != "" {
+			e.log.Info("found the job whose submit was not confirmed", "job", m.JobID, "batch_job", handle)
+			return e.follow(handle, m.JobID, shards, children), nil
+		}
+		if try == submitTries {
+			return "", fmt.Errorf("awsbatch: submit job %s to queue %s: not confirmed after %d tries, and not found in the queue: %w", m.JobID, e.queue, try, err)
+		}
+	}
+}
+
+// submitTries is how many SubmitJob calls one Start makes whose outcome is
+// unknown (each followed by a look-up that did not find the job).
+const submitTries = 3
+
+// follow records the run of a submitted job and returns its handle.
+func (e *Executor) follow(handle, jobID string, shards []int, children int) string {
 	e.mu.Lock()
-	r := newRun(m.JobID, shards, children)
-	r.submitted = time.Now()
-	e.runs[handle] = r
-	e.mu.Unlock()
-	e.log.Info("submitted", "job", m.JobID, "batch_job", handle, "children", children, "shards", len(shards))
-	return handle, nil
+	defer e.mu.Unlock()
+	if e.runs[handle] == nil {
+		r := newRun(jobID, shards, children)
+		r.submitted = time.Now()
+		e.runs[handle] = r
+	}
+	return handle
+}
+
+// startKey names one start of a job: the same job, shards and array size
+// give the same key, so that a start made again finds the job it submitted.
+func startKey(jobID string, children int, shards []int) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%d\n", jobID, children)
+	for _, s := range shards {
+		fmt.Fprintf(h, "%d,", s)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:20]
+}
+
+// onlyThrottleRetries lets the SDK retry a SubmitJob only when AWS Batch
+// refused it for throttling: a SubmitJob whose reply was lost may have
+// created the job, and sending it again would create a second.
+func onlyThrottleRetries(o *awsbatch.Options) {
+	o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+		so.Retryables = []retry.IsErrorRetryable{retry.RetryableErrorCode{Codes: retry.DefaultThrottleErrorCodes}}
+	})
+}
+
+// refused reports whether AWS Batch answered a call with a client error
+// (4xx: invalid, throttled, denied), which it did not carry out.
+func refused(err error) bool {
+	var re *awshttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() >= 400 && re.HTTPStatusCode() < 500
+}
+
+// findStarted returns the ID of the newest job in the queue named name and
+// tagged with start key, or "" if AWS Batch shows none.
+func (e *Executor) findStarted(ctx context.Context, name, key string) (string, error) {
+	in := &awsbatch.ListJobsInput{
+		JobQueue:   aws.String(e.queue),
+		Filters:    []types.KeyValuesPair{{Name: aws.String("JOB_NAME"), Values: []string{name}}},
+		MaxResults: aws.Int32(100),
+	}
+	var ids []string
+	for p := awsbatch.NewListJobsPaginator(e.client, in); p.HasMorePages() && len(ids) < describeBatch; {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return "", fmt.Errorf("list jobs named %s: %w", name, err)
+		}
+		for _, s := range out.JobSummaryList {
+			if strings.EqualFold(aws.ToString(s.JobName), name) && len(ids) < describeBatch {
+				ids = append(ids, aws.ToString(s.JobId))
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return "", nil
+	}
+	out, err := e.client.DescribeJobs(ctx, &awsbatch.DescribeJobsInput{Jobs: ids})
+	if err != nil {
+		return "", fmt.Errorf("describe jobs named %s: %w", name, err)
+	}
+	found, at := "", int64(-1)
+	for _, d := range out.Jobs {
+		if d.Tags[TagStart] == key && aws.ToInt64(d.CreatedAt) > at {
+			found, at = aws.ToString(d.JobId), aws.ToInt64(d.CreatedAt)
+		}
+	}
+	return found, nil
+}
+
+// confirmStarted looks for the job of a start whose SubmitJob got no reply,
+// until it is found or Options.SubmitConfirm has passed.
+func (e *Executor) confirmStarted(ctx context.Context, name, key string) (string, error) {
+	deadline := time.Now().Add(e.opts.SubmitConfirm)
+	wait := 500 * time.Millisecond
+	for {
+		handle, err := e.findStarted(ctx, name, key)
+		if err != nil || handle != "" {
+			return handle, err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return "", nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(min(wait, left)):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
 
 func environment(vars []child.Var) []types.KeyValuePair {
@@ -297,14 +455,18 @@ func environment(vars []child.Var) []types.KeyValuePair {
 }
 
 // RetryStrategy is the retry strategy of every submitted job: up to attempts
-// attempts; a child whose host went away or whose worker failed is retried,
-// one whose job or shard does not exist (child.ExitPermanent) is not, and anything
-// else (no exit code: the container did not start, or was stopped) ends it.
+// attempts; a child whose host went away (Spot reclaimed, instance
+// terminated) or whose worker failed is retried; one killed out of memory
+// (it would be again, with the same memory), or whose job or shard does not
+// exist (child.ExitPermanent), is not; and anything else (no exit code: the
+// image was not pulled, the container did not start, or was stopped) ends
+// it. AWS Batch takes at most five rules, first match wins.
 func RetryStrategy(attempts int32) *types.RetryStrategy {
 	return &types.RetryStrategy{
 		Attempts: aws.Int32(attempts),
 		EvaluateOnExit: []types.EvaluateOnExit{
-			{Action: types.RetryActionRetry, OnStatusReason: aws.String("Host EC2*")},
+			{Action: types.RetryActionRetry, OnStatusReason: aws.String(reasonHost + "*")},
+			{Action: types.RetryActionExit, OnReason: aws.String(reasonOOM + "*")},
 			{Action: types.RetryActionExit, OnExitCode: aws.String(strconv.Itoa(child.ExitPermanent))},
 			{Action: types.RetryActionRetry, OnExitCode: aws.String("*")},
 			{Action: types.RetryActionExit, OnReason: aws.String("*")},
@@ -635,15 +797,58 @@ func (e *Executor) attemptErrors(ctx context.Context, r *run, k *kid, shards []i
 	}
 	// The worker recorded nothing (killed, out of memory, never started):
 	// AWS Batch's account is all there is.
-	ae := batch.AttemptError{Attempt: attempt, Error: describeAttempt(a), At: time.UnixMilli(aws.ToInt64(a.StoppedAt)).UTC()}
+	ae := batch.AttemptError{Attempt: attempt, Error: e.describeAttempt(a), At: time.UnixMilli(aws.ToInt64(a.StoppedAt)).UTC()}
+	if len(missing) == 0 {
+		// A later attempt wrote every part: this one failed them all.
+		missing = shards
+	}
 	for _, s := range missing {
 		k.errors[s] = append(k.errors[s], ae)
 	}
 	return nil
 }
 
-// describeAttempt says why an attempt failed, in AWS Batch's words.
-func describeAttempt(a types.AttemptDetail) string {
+// How AWS Batch's reasons for a failed attempt begin (its statusReason for
+// a host, the container's reason for the others).
+const (
+	reasonHost = "Host EC2"
+	reasonOOM  = "OutOfMemoryError"
+	reasonPull = "CannotPullContainerError"
+)
+
+// advice says what a failed attempt's reasons mean and what to change, or
+// "" when they say nothing more than the worker's own error.
+func (e *Executor) advice(a types.AttemptDetail) string {
+	status, reason := aws.ToString(a.StatusReason), ""
+	if a.Container != nil {
+		reason = aws.ToString(a.Container.Reason)
+	}
+	has := func(prefix string) bool {
+		return strings.HasPrefix(status, prefix) || strings.HasPrefix(reason, prefix)
+	}
+	switch {
+	case has(reasonOOM):
+		return "the child ran out of memory and was killed; it is not retried, since it would be again: raise the memory its job definition gives (MEMORY in resourceRequirements) or --batch-memory, or split the dataset into smaller shards"
+	case has(reasonPull):
+		return "the worker image could not be pulled, so nothing ran; it is not retried: check the image name and tag in the job definition, that the image exists in its registry, and that the execution or instance role may pull it"
+	case has(reasonHost):
+		return "the host running the child went away (a Spot instance reclaimed, or an instance terminated); AWS Batch retries the child while it has attempts left"
+	}
+	return ""
+}
+
+// describeAttempt says why an attempt failed, in AWS Batch's words, and
+// what that means.
+func (e *Executor) describeAttempt(a types.AttemptDetail) string {
+	msg := describeReasons(a)
+	if adv := e.advice(a); adv != "" {
+		msg += ": " + adv
+	}
+	return msg
+}
+
+// describeReasons is AWS Batch's account of a failed attempt.
+func describeReasons(a types.AttemptDetail) string {
 	parts := []string{}
 	if s := aws.ToString(a.StatusReason); s != "" {
 		parts = append(parts, s)

@@ -5,13 +5,18 @@
 // writes one line per case: {"freqs": [...], "psd": [...]} or {"error": "..."}.
 // A Python test compares these with scipy.signal.welch.
 //
-// With -mode bench it times Welch PSDs of random float64 records on one
-// goroutine (GOMAXPROCS=1) and prints the throughput as JSON, per second of
-// wall time and per second of the process's CPU time.
+// With -mode bench it times Welch (or multitaper) PSDs of float64 records on
+// one goroutine (GOMAXPROCS=1), after one untimed pass, and prints the
+// throughput as JSON, per second of wall time and per second of the process's
+// CPU time. The records are random, or read from -in (records x length
+// little-endian float64, row after row); with -out the PSDs of every record are
+// written there afterwards in the same layout (records x frequencies), so that
+// a benchmark can check them against its reference.
 package main
 
 import (
 	"bufio"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -33,13 +38,15 @@ func main() {
 	records := flag.Int("records", 64, "bench: number of records")
 	length := flag.Int("length", 60000, "bench: samples per record")
 	method := flag.String("method", "welch", "bench: welch, or multitaper (MNE's defaults: NW 4, low_bias, whole record)")
+	in := flag.String("in", "", "bench: read the records from this file (records x length float64, little-endian)")
+	out := flag.String("out", "", "bench: write every record's PSD to this file (records x frequencies float64, little-endian)")
 	flag.Parse()
 	var err error
 	switch *mode {
 	case "ref":
 		err = ref()
 	case "bench":
-		err = bench(*method, *nperseg, *seconds, *records, *length)
+		err = bench(*method, *nperseg, *seconds, *records, *length, *in, *out)
 	default:
 		err = fmt.Errorf("unknown -mode %q", *mode)
 	}
@@ -120,36 +127,43 @@ func appendFloats(b []byte, f []float64) []byte {
 	return append(b, ']')
 }
 
-func bench(method string, nperseg int, seconds float64, records, length int) error {
+func bench(method string, nperseg int, seconds float64, records, length int, in, out string) error {
 	runtime.GOMAXPROCS(1)
-	rng := rand.New(rand.NewPCG(1, 2))
-	data := make([][]float64, records)
-	for i := range data {
-		data[i] = make([]float64, length)
-		for j := range data[i] {
-			data[i][j] = rng.NormFloat64()
-		}
+	data, err := records64(in, records, length)
+	if err != nil {
+		return err
 	}
 	pl, err := compute.NewPlan(compute.WelchParams{NPerSeg: &nperseg}, length)
 	if err != nil {
 		return err
 	}
 	dst := make([]float64, pl.NumFreqs())
+	var cache compute.TaperCache
+	psd := func(x []float64) ([]float64, error) {
+		if method == "multitaper" {
+			return compute.Multitaper(dst[:0], x, 250, compute.MultitaperParams{LowBias: true}, &cache)
+		}
+		return pl.PSD(dst, x, 250), nil
+	}
 	var sink float64
+	pass := func() error {
+		for _, x := range data {
+			if dst, err = psd(x); err != nil {
+				return err
+			}
+			sink += dst[1]
+		}
+		return nil
+	}
+	if err := pass(); err != nil { // warm-up: plans, tapers, caches
+		return err
+	}
 	cpu0 := cpuSeconds()
 	start := time.Now()
 	passes := 0
-	var cache compute.TaperCache
 	for time.Since(start).Seconds() < seconds || passes == 0 {
-		for _, x := range data {
-			if method == "multitaper" {
-				if dst, err = compute.Multitaper(dst[:0], x, 250, compute.MultitaperParams{LowBias: true}, &cache); err != nil {
-					return err
-				}
-			} else {
-				dst = pl.PSD(dst, x, 250)
-			}
-			sink += dst[1]
+		if err := pass(); err != nil {
+			return err
 		}
 		passes++
 	}
@@ -159,11 +173,55 @@ func bench(method string, nperseg int, seconds float64, records, length int) err
 	if math.IsNaN(sink) {
 		return fmt.Errorf("NaN result")
 	}
+	if out != "" {
+		var b []byte
+		for _, x := range data {
+			if dst, err = psd(x); err != nil {
+				return err
+			}
+			for _, v := range dst {
+				b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+			}
+		}
+		if err := os.WriteFile(out, b, 0o644); err != nil {
+			return err
+		}
+	}
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{
 		"method": method, "nperseg": nperseg, "records": records, "length": length, "passes": passes,
 		"seconds": el, "samples_per_second": samples / el,
 		"cpu_seconds": cpu, "samples_per_cpu_second": samples / cpu,
 	})
+}
+
+// records64 reads records x length float64 values from the file at path, or
+// makes random ones when path is empty.
+func records64(path string, records, length int) ([][]float64, error) {
+	data := make([][]float64, records)
+	if path == "" {
+		rng := rand.New(rand.NewPCG(1, 2))
+		for i := range data {
+			data[i] = make([]float64, length)
+			for j := range data[i] {
+				data[i][j] = rng.NormFloat64()
+			}
+		}
+		return data, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) != records*length*8 {
+		return nil, fmt.Errorf("%s holds %d bytes, not %d records x %d float64", path, len(b), records, length)
+	}
+	for i := range data {
+		data[i] = make([]float64, length)
+		for j := range data[i] {
+			data[i][j] = math.Float64frombits(binary.LittleEndian.Uint64(b[(i*length+j)*8:]))
+		}
+	}
+	return data, nil
 }
 
 // cpuSeconds is the CPU time (user and system) this process has used, which

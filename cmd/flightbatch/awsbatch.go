@@ -31,6 +31,9 @@ type AWSBatchConfig struct {
 	// sends none.
 	ShareIdentifier string
 	Priority        int
+	// Memory is each child's memory (e.g. 4GiB), overriding the job
+	// definition's; "" keeps the definition's.
+	Memory string
 }
 
 func (c *AWSBatchConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
@@ -54,6 +57,7 @@ func (c *AWSBatchConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.WorkerStore, "batch-worker-store", env("FLIGHTBATCH_BATCH_WORKER_STORE", ""), "aws-batch: store URL given to children, when not --store ($FLIGHTBATCH_BATCH_WORKER_STORE)")
 	fs.StringVar(&c.ShareIdentifier, "batch-share-identifier", env("FLIGHTBATCH_BATCH_SHARE_IDENTIFIER", ""), "aws-batch: fair-share identifier of submitted jobs, required by a fair-share queue ($FLIGHTBATCH_BATCH_SHARE_IDENTIFIER)")
 	fs.IntVar(&c.Priority, "batch-scheduling-priority", -1, "aws-batch: scheduling priority of submitted jobs on a fair-share queue, 0 to 9999, higher first; -1 keeps the job definition's")
+	fs.StringVar(&c.Memory, "batch-memory", env("FLIGHTBATCH_BATCH_MEMORY", ""), "aws-batch: memory of each child, e.g. 4GiB, in place of the job definition's ($FLIGHTBATCH_BATCH_MEMORY)")
 	fs.BoolVar(&c.AllowFileStore, "batch-allow-file-store", false, "aws-batch, for tests only: allow a file:// store (children on this machine, e.g. a local test endpoint)")
 }
 
@@ -82,6 +86,14 @@ func newAWSBatch(ctx context.Context, c *AWSBatchConfig, st *store.Store, fns *b
 	if c.Timeout < awsbatch.MinTimeout {
 		return nil, fmt.Errorf("--batch-timeout %v: AWS Batch needs at least %v", c.Timeout, awsbatch.MinTimeout)
 	}
+	memoryMiB := 0
+	if c.Memory != "" {
+		n, err := parseBytes(c.Memory)
+		if err != nil || n < 4<<20 || n > 1<<50 {
+			return nil, fmt.Errorf("--batch-memory %q: give a size from 4MiB, such as 4GiB or 2048MiB (AWS Batch counts it in MiB)", c.Memory)
+		}
+		memoryMiB = int((n + 1<<20 - 1) >> 20)
+	}
 	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("aws-batch: load AWS configuration: %w", err)
@@ -104,6 +116,7 @@ func newAWSBatch(ctx context.Context, c *AWSBatchConfig, st *store.Store, fns *b
 	return awsbatch.New(client, st, c.JobQueue, c.JobDefinition, &awsbatch.Options{
 		ShareIdentifier:    c.ShareIdentifier,
 		SchedulingPriority: priority,
+		MemoryMiB:          memoryMiB,
 		WorkerStore:        workerStore,
 		Timeout:            c.Timeout,
 		PollInterval:       c.PollInterval,

@@ -34,6 +34,8 @@ func TestAWSBatchRefuses(t *testing.T) {
 		{"no queue", func(c *AWSBatchConfig) { c.JobQueue = "" }, 3, "job queue"},
 		{"attempts", func(c *AWSBatchConfig) {}, 11, "--max-attempts"},
 		{"timeout", func(c *AWSBatchConfig) { c.Timeout = 30 * time.Second }, 3, "--batch-timeout"},
+		{"memory", func(c *AWSBatchConfig) { c.Memory = "lots" }, 3, "--batch-memory"},
+		{"tiny memory", func(c *AWSBatchConfig) { c.Memory = "1MiB" }, 3, "--batch-memory"},
 	} {
 		c := ok
 		tc.edit(&c)

@@ -299,3 +299,29 @@ func TestDeleteCommand(t *testing.T) {
 		t.Errorf("the store still holds %v (%v)", objs, err)
 	}
 }
+
+// TestWorkerCPUProfile: worker --cpuprofile runs the shard again and writes
+// a CPU profile (gzipped, as go tool pprof reads it).
+func TestWorkerCPUProfile(t *testing.T) {
+	storeURL := "file://" + t.TempDir()
+	srv := testserver.Start(t, testserver.Options{Store: storeURL})
+	out, _, err := run(t, "psd", "--addr", srv.Addr, "--dataset", "demo", "--fs", "250", "--wait")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimSpace(out)
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	if _, errOut, err := run(t, "worker", "--store", storeURL, "--job", id, "--shard", "0", "--attempt", "9", "--cpuprofile", prof); err != nil {
+		t.Fatalf("worker --cpuprofile: %v\n%s", err, errOut)
+	}
+	data, err := os.ReadFile(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) < 2 || data[0] != 0x1f || data[1] != 0x8b {
+		t.Fatalf("the profile (%d bytes) is not gzipped", len(data))
+	}
+	if _, _, err := run(t, "worker", "--store", storeURL, "--job", id, "--cpuprofile", filepath.Join(t.TempDir(), "no", "such", "dir")); err == nil || !strings.Contains(err.Error(), "--cpuprofile") {
+		t.Fatalf("a profile that cannot be written: %v", err)
+	}
+}

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/batch/child"
+	"github.com/flightbatch/flightbatch/internal/mempool"
 	"github.com/flightbatch/flightbatch/store"
 )
 
@@ -34,8 +36,16 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	memLimit := fs.Int64("memory-limit", 0, "cap this process's private memory at this many bytes (RLIMIT_DATA, inherited by what it starts); 0: no cap")
 	logLevel := fs.String("log-level", "info", "log level")
 	functions := fs.String("functions", env.Functions, functionsFlagHelp)
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this child to `file` (for go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("worker: --cpuprofile: %w", err)
+		}
+		defer stop()
 	}
 	if *memLimit > 0 {
 		if err := limitMemory(*memLimit); err != nil {
@@ -69,12 +79,37 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", child.EnvFaults, err)
 	}
-	w := &batch.Worker{Store: st, Functions: fns, Log: log.With(slog.String("component", "worker")), Fault: fault}
+	// Buffers freed by one record batch serve the next, across the shards
+	// this process runs: reading, computing and writing a shard then
+	// allocates little, and the garbage collector has little to do.
+	alloc := mempool.New(workerPoolBytes)
+	w := &batch.Worker{Store: st, Functions: fns, Alloc: alloc, Log: log.With(slog.String("component", "worker")), Fault: fault}
 	if err := child.Run(ctx, w, env, *shard); err != nil {
 		return exitError{code: child.ExitCode(err), err: err}
 	}
 	return nil
 }
+
+// startCPUProfile profiles this process's CPU into the file path until stop
+// is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
+// workerPoolBytes bounds the freed buffers a worker keeps for reuse: a few
+// batches of input and result.
+const workerPoolBytes = 64 << 20
 
 // exitError makes the command exit with a given status.
 type exitError struct {

@@ -22,10 +22,26 @@
 //
 // By default the Endpoint is kinder than AWS Batch. Endpoint.SetBehaviours
 // switches on, at any time, what AWS Batch does to its clients (see
-// Behaviours): delayed visibility after SubmitJob (DescribeJobs returns an
-// empty list and ListJobs omits the job for a while), HTTP 429
-// TooManyRequestsException injected on the next calls of any operation, and
-// an array parent's statusSummary lagging its children.
+// Behaviours):
+//
+//   - VisibilityDelay: delayed visibility after SubmitJob (DescribeJobs
+//     returns an empty list and ListJobs omits the job for a while);
+//   - Throttle: HTTP 429 TooManyRequestsException on the next calls of any
+//     operation;
+//   - SummaryLag: an array parent's statusSummary lagging its children;
+//   - DropSubmitResponse: a SubmitJob that takes the job and loses its reply
+//     (the connection closes without one), so the caller cannot tell whether
+//     the job exists;
+//   - StuckRunnable: jobs that stay RUNNABLE, with the statusReason AWS Batch
+//     gives a blocked queue (no capacity, a request larger than any compute
+//     environment), until it is switched off;
+//   - Fail: attempts that end as AWS Batch reports a host terminated (Spot
+//     reclaimed), an image that cannot be pulled, or a container killed out
+//     of memory, with the status reason, container reason and exit code AWS
+//     Batch gives; the retry strategy's evaluateOnExit rules apply to them.
+//
+// ListJobs with a JOB_NAME filter matches names without regard to case and
+// lists the newest jobs first, as AWS Batch documents.
 //
 // Tests in other languages run the command in cmd/batchtest-endpoint, which
 // prints "listening http://ADDR" as its first line of output.

@@ -310,6 +310,12 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		err = &apiError{status: http.StatusNotFound, code: "UnknownOperationException", message: "unknown operation " + r.Method + " " + r.URL.Path}
 	}
+	if err == nil && op == "SubmitJob" && e.dropSubmit() {
+		// The job is taken; its reply is lost: the connection closes
+		// without one.
+		e.log.Info("submit reply dropped")
+		panic(http.ErrAbortHandler)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Amzn-RequestId", newJobID())
 	if err != nil {

@@ -26,6 +26,82 @@ type Behaviours struct {
 	// "TerminateJob", "CancelJob", "RegisterJobDefinition"; "*" for any).
 	// Each throttled call uses one up.
 	Throttle map[string]int
+	// DropSubmitResponse makes the next N SubmitJob calls take the job (it
+	// runs) and then close the connection without a reply, as when a reply
+	// is lost on the network: the caller cannot know the job exists.
+	DropSubmitResponse int
+	// StuckRunnable, when not empty, keeps every RUNNABLE job RUNNABLE (no
+	// attempt starts) and shows it as the job's statusReason, as AWS Batch
+	// does for a queue it cannot run jobs from, e.g.
+	// "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - ..." or
+	// "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - ...". Jobs start again
+	// once it is switched off.
+	StuckRunnable string
+	// Fail makes chosen attempts fail as AWS Batch reports failures that
+	// no local process can cause (a host terminated, an image not pulled,
+	// the out-of-memory killer): no process runs, and the attempt ends with
+	// the status reason, container reason and exit code AWS Batch gives. The
+	// job's retry strategy then applies as for any attempt.
+	Fail []Failure
+}
+
+// FailureKind is a way an attempt fails that the Endpoint reproduces.
+type FailureKind string
+
+// The failures Behaviours.Fail reproduces, with what AWS Batch reports of
+// the attempt.
+const (
+	// HostTerminated: the EC2 instance went away (Spot reclaimed, instance
+	// retired) while the attempt ran: statusReason "Host EC2 (instance
+	// i-...) terminated.", no exit code.
+	HostTerminated FailureKind = "host-terminated"
+	// CannotPullContainer: the image could not be pulled: the container's
+	// reason "CannotPullContainerError: ...", statusReason "Task failed to
+	// start", no exit code; the attempt never ran.
+	CannotPullContainer FailureKind = "cannot-pull-container"
+	// OutOfMemory: the container was killed for using more memory than it
+	// was given: the container's reason "OutOfMemoryError: Container killed
+	// due to memory usage", exit code 137, statusReason "Essential container
+	// in task exited".
+	OutOfMemory FailureKind = "out-of-memory"
+)
+
+// AllChildren as a Failure's Index selects every job.
+const AllChildren = -1
+
+// Failure selects the attempts that fail as Kind says.
+type Failure struct {
+	Kind FailureKind
+	// Index is the array index of the children concerned (a plain job is
+	// index 0), or AllChildren.
+	Index int32
+	// Attempts is how many of each selected job's first attempts fail; 0
+	// means all of them.
+	Attempts int
+}
+
+// failure returns how attempt n of j fails, or "" when it runs. e.mu must
+// be held.
+func (e *Endpoint) failure(j *job, n int) FailureKind {
+	index := max(j.index, 0)
+	for _, f := range e.behave.Fail {
+		if (f.Index == AllChildren || f.Index == index) && (f.Attempts == 0 || n <= f.Attempts) {
+			return f.Kind
+		}
+	}
+	return ""
+}
+
+// dropSubmit reports whether the reply of this SubmitJob is to be lost,
+// using one up.
+func (e *Endpoint) dropSubmit() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.behave.DropSubmitResponse > 0 {
+		e.behave.DropSubmitResponse--
+		return true
+	}
+	return false
 }
 
 // SetBehaviours switches the Endpoint's behaviours to b, replacing those set
@@ -38,7 +114,9 @@ func (e *Endpoint) SetBehaviours(b Behaviours) {
 		t[k] = v
 	}
 	b.Throttle = t
+	b.Fail = append([]Failure(nil), b.Fail...)
 	e.behave = b
+	e.dispatchLocked() // jobs held RUNNABLE may start now
 }
 
 // throttled reports whether a call of op is throttled, using one up.

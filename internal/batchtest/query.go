@@ -2,6 +2,7 @@ package batchtest
 
 import (
 	"encoding/base64"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -63,7 +64,7 @@ func (e *Endpoint) detail(j *job) jobDetail {
 		JobQueue:           s.queueArn,
 		JobDefinition:      s.definitionArn,
 		Status:             j.status,
-		StatusReason:       optString(j.statusReason),
+		StatusReason:       optString(e.statusReason(j)),
 		CreatedAt:          millis(j.createdAt),
 		StartedAt:          millis(j.startedAt),
 		StoppedAt:          millis(j.stoppedAt),
@@ -142,7 +143,9 @@ func parseFilters(fs []listJobsFilter) ([]jobFilter, error) {
 		v := f.Values[0]
 		switch f.Name {
 		case "JOB_NAME":
-			out = append(out, func(j *job) bool { return globMatch(v, j.spec.name) })
+			// AWS Batch matches job names without regard to case.
+			lv := strings.ToLower(v)
+			out = append(out, func(j *job) bool { return globMatch(lv, strings.ToLower(j.spec.name)) })
 		case "JOB_DEFINITION":
 			out = append(out, func(j *job) bool {
 				d := j.spec.definition
@@ -233,6 +236,11 @@ func (e *Endpoint) listJobs(body []byte) (any, error) {
 	} else if p := e.jobs[*in.ArrayJobID]; p != nil {
 		candidates = p.children
 	}
+	if len(filters) > 0 {
+		// With a filter, AWS Batch lists the newest jobs first.
+		candidates = slices.Clone(candidates)
+		slices.Reverse(candidates)
+	}
 	var matched []*job
 	for _, j := range candidates {
 		ok := e.visible(j) && (status == "" || j.status == status)
@@ -265,7 +273,7 @@ func (e *Endpoint) summaryOf(j *job) jobSummary {
 		JobName:         j.spec.name,
 		JobDefinition:   j.spec.definitionArn,
 		Status:          j.status,
-		StatusReason:    optString(j.statusReason),
+		StatusReason:    optString(e.statusReason(j)),
 		CreatedAt:       millis(j.createdAt),
 		StartedAt:       millis(j.startedAt),
 		StoppedAt:       millis(j.stoppedAt),
@@ -275,4 +283,13 @@ func (e *Endpoint) summaryOf(j *job) jobSummary {
 		s.Container = &containerSummary{ExitCode: a.exitCode, Reason: optString(a.reason)}
 	}
 	return s
+}
+
+// statusReason is j's statusReason as reported: a RUNNABLE job that
+// Behaviours.StuckRunnable holds shows why. e.mu must be held.
+func (e *Endpoint) statusReason(j *job) string {
+	if j.status == StatusRunnable && e.behave.StuckRunnable != "" {
+		return e.behave.StuckRunnable
+	}
+	return j.statusReason
 }

@@ -16,7 +16,7 @@ import (
 // dispatchLocked starts queued jobs while there are free slots. e.mu must be
 // held.
 func (e *Endpoint) dispatchLocked() {
-	for !e.closed && e.running < e.opts.MaxRunning && len(e.queue) > 0 {
+	for !e.closed && e.behave.StuckRunnable == "" && e.running < e.opts.MaxRunning && len(e.queue) > 0 {
 		j := e.queue[0]
 		e.queue[0] = nil
 		e.queue = e.queue[1:]
@@ -31,6 +31,10 @@ func (e *Endpoint) dispatchLocked() {
 		e.running++
 		e.setStatus(j, StatusStarting)
 		e.wg.Add(1)
+		if kind := e.failure(j, n); kind != "" {
+			go e.failAttempt(ctx, j, a, kind)
+			continue
+		}
 		go e.runAttempt(ctx, j, a, n, e.attemptEnv(j, n))
 	}
 }
@@ -137,6 +141,49 @@ func (e *Endpoint) runAttempt(ctx context.Context, j *job, a *attempt, n int, en
 	e.dispatchLocked()
 }
 
+// failAttempt ends an attempt as kind says, without running a process,
+// after a moment (or at once when the attempt is stopped).
+func (e *Endpoint) failAttempt(ctx context.Context, j *job, a *attempt, kind FailureKind) {
+	defer e.wg.Done()
+	e.mu.Lock()
+	a.startedAt = nowMillis()
+	if kind != CannotPullContainer {
+		j.startedAt = a.startedAt
+		e.setStatus(j, StatusRunning)
+	}
+	e.mu.Unlock()
+	select {
+	case <-ctx.Done():
+	case <-time.After(200 * time.Millisecond):
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.running--
+	cause := context.Cause(ctx)
+	j.stop(nil)
+	j.stop = nil
+	if cause != nil {
+		e.finishAttempt(j, a, nil, nil, cause)
+		e.dispatchLocked()
+		return
+	}
+	a.stoppedAt = nowMillis()
+	switch kind {
+	case HostTerminated:
+		a.statusReason = "Host EC2 (instance i-0b7e5c1d2a3f4e5f6) terminated."
+	case CannotPullContainer:
+		a.reason = "CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref " + j.spec.definition.Name + ":latest: not found"
+		a.statusReason = reasonNoStart
+	case OutOfMemory:
+		a.exitCode = ptr(int32(137))
+		a.reason = "OutOfMemoryError: Container killed due to memory usage"
+		a.statusReason = reasonExited
+	}
+	e.log.Info("attempt failed", "job_id", j.id, "attempt", len(j.attempts), "failure", string(kind))
+	e.settle(j, a, false)
+	e.dispatchLocked()
+}
+
 // finishAttempt records an attempt's outcome and decides the job's next
 // status. e.mu must be held.
 func (e *Endpoint) finishAttempt(j *job, a *attempt, code *int32, startErr, cause error) {
@@ -158,11 +205,18 @@ func (e *Endpoint) finishAttempt(j *job, a *attempt, code *int32, startErr, caus
 		attrs = append(attrs, "exit_code", *code)
 	}
 	e.log.Info("attempt stopped", attrs...)
+	e.settle(j, a, sc != nil)
+}
+
+// settle decides a job's next status after its attempt a ended; stopped
+// says it was stopped (terminated, timed out), which is never retried. e.mu
+// must be held.
+func (e *Endpoint) settle(j *job, a *attempt, stopped bool) {
 	switch {
-	case sc == nil && code != nil && *code == 0:
+	case !stopped && a.exitCode != nil && *a.exitCode == 0:
 		j.statusReason = a.statusReason
 		e.setStatus(j, StatusSucceeded)
-	case sc == nil && !e.closed && e.shouldRetry(j, a):
+	case !stopped && !e.closed && e.shouldRetry(j, a):
 		e.setStatus(j, StatusRunnable)
 		e.queue = append(e.queue, j)
 	default:

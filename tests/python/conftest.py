@@ -7,10 +7,10 @@ Every test talks to a real `flightbatch serve` process over Arrow Flight, the wa
 - `server`: one server for the session, on a free port, with a small demo dataset in its own
   file store. `start_server()` starts further servers for tests that need other flags.
 - `client`: a `pyarrow.flight` client connected to `server`.
-- helpers: `action`, `run_psd`, `wait_job`, `list_job_ids`, `read_dataset`, `read_result`, and
-  `raw_do_action` / `raw_do_get`, which call the Flight service through grpcio so a test sees the
-  exact gRPC status code (pyarrow maps INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE and
-  RESOURCE_EXHAUSTED all to `pyarrow.ArrowInvalid`).
+- helpers: `action`, `run_psd`, `wait_job`, `list_job_ids`, `upload_records`, `read_dataset`,
+  `read_result`, and `raw_do_action` / `raw_do_get`, which call the Flight service through
+  grpcio so a test sees the exact gRPC status code (pyarrow maps INVALID_ARGUMENT,
+  FAILED_PRECONDITION, OUT_OF_RANGE and RESOURCE_EXHAUSTED all to `pyarrow.ArrowInvalid`).
 
 A failing test's report carries the tail of every running server's stderr.
 """
@@ -274,6 +274,17 @@ def assert_succeeded(status: dict) -> None:
         f"job {status.get('job_id')} ended {status.get('state')}: error={status.get('error')!r} "
         f"shards={status.get('shards')}"
     )
+
+
+def upload_records(client: flight.FlightClient, name: str, records) -> None:
+    """DoPut the float64 arrays `records` as dataset `name`: columns `id` (int64) and `samples`."""
+    table = pa.table({"id": pa.array(range(len(records)), pa.int64()),
+                      "samples": pa.array([list(map(float, r)) for r in records], pa.list_(pa.float64()))})
+    writer, reader = client.do_put(flight.FlightDescriptor.for_path("datasets", name), table.schema)
+    writer.write_table(table)
+    writer.done_writing()
+    reader.read()
+    writer.close()
 
 
 def read_ticket(client: flight.FlightClient, ticket: str) -> pa.Table:

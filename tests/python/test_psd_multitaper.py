@@ -11,11 +11,9 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.flight as flight
 import pytest
 
-from conftest import assert_succeeded, raw_do_action, read_result, run_psd, wait_job
+from conftest import assert_succeeded, raw_do_action, read_result, run_psd, upload_records, wait_job
 
 mne = pytest.importorskip("mne")
 grpc = pytest.importorskip("grpc")
@@ -36,13 +34,7 @@ def _records() -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def mt_dataset(client) -> list[np.ndarray]:
     recs = _records()
-    table = pa.table({"id": pa.array(range(len(recs)), pa.int64()),
-                      "samples": pa.array([r.tolist() for r in recs], pa.list_(pa.float64()))})
-    writer, reader = client.do_put(flight.FlightDescriptor.for_path("datasets", "mtrecords"), table.schema)
-    writer.write_table(table)
-    writer.done_writing()
-    reader.read()
-    writer.close()
+    upload_records(client, "mtrecords", recs)
     return recs
 
 
