@@ -25,9 +25,9 @@ func (mg *Manager) Delete(ctx context.Context, id string, force bool) error {
 		mg.mu.Unlock()
 		return fmt.Errorf("job %q: %w", id, ErrNotFound)
 	}
-	if !e.m.State.Terminal() {
+	if state := e.m.State; !state.Terminal() {
 		mg.mu.Unlock()
-		return fmt.Errorf("job %s is %s; cancel it first (cancel-job), then delete it: %w", id, e.m.State, ErrInUse)
+		return fmt.Errorf("job %s is %s; cancel it first (cancel-job), then delete it: %w", id, state, ErrInUse)
 	}
 	var readers, running []string
 	for oid, o := range mg.jobs {

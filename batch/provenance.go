@@ -122,3 +122,7 @@ type provenanceReader struct {
 }
 
 func (r *provenanceReader) Schema() *arrow.Schema { return r.schema }
+
+// Unwrap returns the reader of the stored parts (see dataset.Stored): only
+// the schema's metadata differs, which record batch messages do not carry.
+func (r *provenanceReader) Unwrap() array.RecordReader { return r.RecordReader }

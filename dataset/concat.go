@@ -70,6 +70,13 @@ func (r *concatReader) Next() bool {
 	return false
 }
 
+func (r *concatReader) stored() (StoredMessage, bool) {
+	if r.cur == nil || r.err != nil {
+		return StoredMessage{}, false
+	}
+	return Stored(r.cur)
+}
+
 func (r *concatReader) RecordBatch() arrow.RecordBatch {
 	if r.cur == nil {
 		return nil

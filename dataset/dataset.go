@@ -366,14 +366,24 @@ func OpenFile(ctx context.Context, st *store.Store, key string, f Format, mem me
 	err = Protect("dataset: "+key, ErrDamaged, func() error {
 		switch f {
 		case FormatArrow:
-			if err := checkFooter(file); err != nil {
+			footer, err := checkFooter(file)
+			if err != nil {
 				return fmt.Errorf("dataset: read Arrow file %s: %v: %w", key, err, ErrDamaged)
 			}
 			fr, err := ipc.NewFileReader(file, ipc.WithAllocator(mem))
 			if err != nil {
 				return fmt.Errorf("dataset: read Arrow file %s: %v: %w", key, err, ErrDamaged)
 			}
-			rr = newFileRecordReader(fr)
+			ar, err := newArrowReader(file, fr, footer, mem, blockPoolFrom(ctx))
+			switch {
+			case err != nil:
+				fr.Close()
+				return fmt.Errorf("dataset: read Arrow file %s: %v: %w", key, err, ErrDamaged)
+			case ar != nil:
+				rr = ar
+			default:
+				rr = newFileRecordReader(fr)
+			}
 			return nil
 		case FormatParquet:
 			var err error
@@ -383,9 +393,12 @@ func OpenFile(ctx context.Context, st *store.Store, key string, f Format, mem me
 		return fmt.Errorf("dataset: %s: unknown format %s: %w", key, clip.Quote(string(f)), ErrInvalid)
 	})
 	if err != nil {
+		_ = sf.Close()
 		return nil, file.ioError(key, err)
 	}
-	return &checkedReader{RecordReader: rr, key: key, file: file}, nil
+	r := &checkedReader{RecordReader: rr, key: key, file: file}
+	r.refs.Store(1)
+	return r, nil
 }
 
 // arrowMagic ends an Arrow IPC file, after the footer and its length.
@@ -396,28 +409,28 @@ const arrowMagic = "ARROW1"
 const maxFooterBytes = 64 << 20
 
 // checkFooter verifies the footer of an Arrow IPC file before arrow-go
-// decodes it (see ipccheck).
-func checkFooter(f *recordingFile) error {
+// decodes it (see ipccheck), and returns it.
+func checkFooter(f *recordingFile) ([]byte, error) {
 	size := f.Size()
 	if size < int64(len(arrowMagic))+4 {
-		return fmt.Errorf("%d bytes are too few for an Arrow IPC file", size)
+		return nil, fmt.Errorf("%d bytes are too few for an Arrow IPC file", size)
 	}
 	var tail [10]byte
 	if _, err := f.ReadAt(tail[:], size-10); err != nil {
-		return err
+		return nil, err
 	}
 	if string(tail[4:]) != arrowMagic {
-		return errors.New("not an Arrow IPC file: it does not end with ARROW1")
+		return nil, errors.New("not an Arrow IPC file: it does not end with ARROW1")
 	}
 	n := int64(int32(binary.LittleEndian.Uint32(tail[:4])))
 	if n <= 0 || n > maxFooterBytes || n > size-10 {
-		return fmt.Errorf("the footer length %d does not fit the file's %d bytes", n, size)
+		return nil, fmt.Errorf("the footer length %d does not fit the file's %d bytes", n, size)
 	}
 	footer := make([]byte, n)
 	if _, err := f.ReadAt(footer, size-10-n); err != nil {
-		return err
+		return nil, err
 	}
-	return ipccheck.Footer(footer)
+	return footer, ipccheck.Footer(footer)
 }
 
 // recordingFile remembers the last error of the store while a reader reads

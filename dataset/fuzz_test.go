@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
@@ -37,6 +40,34 @@ func arrowBytes(t testing.TB, rows, batchRows, n int) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// decodeStored decodes a stored message as a client of a stream does: the
+// schema's message, then the stored one, each with its length prefix.
+func decodeStored(schema *arrow.Schema, m StoredMessage) (arrow.RecordBatch, error) {
+	var buf bytes.Buffer
+	w := ipc.NewWriter(&buf, ipc.WithSchema(schema))
+	if err := w.Close(); err != nil { // the schema, then the end marker
+		return nil, err
+	}
+	stream := bytes.Clone(buf.Bytes()[:buf.Len()-8])
+	pad := (8 - len(m.Meta)%8) % 8
+	stream = binary.LittleEndian.AppendUint32(stream, 0xFFFFFFFF)
+	stream = binary.LittleEndian.AppendUint32(stream, uint32(len(m.Meta)+pad))
+	stream = append(stream, m.Meta...)
+	stream = append(stream, make([]byte, pad)...)
+	stream = append(stream, m.Body...)
+	r, err := ipc.NewReader(bytes.NewReader(stream), ipc.WithSchema(schema))
+	if err != nil {
+		return nil, err
+	}
+	defer r.Release()
+	if !r.Next() {
+		return nil, fmt.Errorf("no batch: %v", r.Err())
+	}
+	rec := r.RecordBatch()
+	rec.Retain()
+	return rec, nil
 }
 
 // flipFooter flips 64 bytes of an Arrow IPC file's footer, which holds its
@@ -72,6 +103,18 @@ func checkStoredFile(t *testing.T, st *store.Store, key string, f Format) {
 	defer r.Release()
 	for r.Next() {
 		rec := r.RecordBatch()
+		if m, ok := Stored(r); ok {
+			// What a client decodes from the stored message is the batch
+			// that was validated.
+			got, err := decodeStored(r.Schema(), m)
+			if err != nil {
+				t.Fatalf("the stored message of a validated batch does not decode: %v", err)
+			}
+			if !array.RecordEqual(got, rec) {
+				t.Fatal("the stored message decodes to another batch than the one validated")
+			}
+			got.Release()
+		}
 		for _, col := range rec.Columns() {
 			for i := 0; i < col.Len(); i++ {
 				_ = col.GetOneForMarshal(i)

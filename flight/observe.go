@@ -233,6 +233,8 @@ func (o *observedStream) SendMsg(m any) error {
 	switch m := m.(type) {
 	case *aflight.FlightData:
 		o.addBytes(m)
+	case *ownedData:
+		o.addBytes(m.FlightData)
 	case *aflight.Result:
 		if o.action == api.ActionPSD || o.action == api.ActionRun {
 			var res api.SubmitResult

@@ -90,7 +90,13 @@ type Server struct {
 	health  *health.Server
 	// auditLog gets one line per call: caller, call, dataset or job.
 	auditLog *slog.Logger
+	// blocks lends DoGet's reads their buffers.
+	blocks *dataset.BlockPool
 }
+
+// blockPoolBytes bounds the buffers DoGet streams keep for reuse: a few
+// batches for each of several streams.
+const blockPoolBytes = 64 << 20
 
 // NewServer returns the Flight service over a catalog and a job manager.
 func NewServer(cat *dataset.Catalog, jobs *batch.Manager, opts *Options) *Server {
@@ -116,7 +122,7 @@ func NewServer(cat *dataset.Catalog, jobs *batch.Manager, opts *Options) *Server
 	if o.Alloc == nil {
 		o.Alloc = memory.DefaultAllocator
 	}
-	return &Server{cat: cat, jobs: jobs, opts: o, log: o.Log.With("component", "flight"), health: newHealth(), auditLog: o.Log.With("component", "audit")}
+	return &Server{cat: cat, jobs: jobs, opts: o, log: o.Log.With("component", "flight"), health: newHealth(), auditLog: o.Log.With("component", "audit"), blocks: dataset.NewBlockPool(blockPoolBytes)}
 }
 
 // maxStatusBytes bounds the message of every status the server returns: an
@@ -492,7 +498,9 @@ func (s *Server) DoGet(tkt *aflight.Ticket, stream aflight.FlightService_DoGetSe
 	if t, err = s.resolve(t); err != nil {
 		return err
 	}
-	rdr, err := s.open(ctx, t)
+	// The stream releases every batch it reads and keeps none: its reads
+	// may use lent buffers.
+	rdr, err := s.open(dataset.WithBlockPool(ctx, s.blocks), t)
 	if err != nil {
 		return toStatus(err)
 	}
@@ -501,11 +509,28 @@ func (s *Server) DoGet(tkt *aflight.Ticket, stream aflight.FlightService_DoGetSe
 	if err != nil {
 		return err
 	}
-	opts := []ipc.Option{ipc.WithSchema(schema), ipc.WithAllocator(s.opts.Alloc)}
 	comp := s.opts.Compression
 	if t.compression != "" {
 		comp = t.compression
 	}
+	var rows int64
+	defer func() { noteRecords(ctx, rows) }()
+	if (comp == "" || comp == "none") && proj == nil && !dataset.HasDictionary(schema) {
+		err = s.sendStored(ctx, stream, rdr, schema, &rows)
+	} else {
+		err = s.sendEncoded(ctx, stream, rdr, schema, proj, comp, &rows)
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Debug("stream sent", "path", t.path(), "rows", rows)
+	return nil
+}
+
+// sendEncoded streams rdr's batches (projected on proj) encoded anew, with
+// the compression comp.
+func (s *Server) sendEncoded(ctx context.Context, stream aflight.FlightService_DoGetServer, rdr array.RecordReader, schema *arrow.Schema, proj []int, comp string, rows *int64) error {
+	opts := []ipc.Option{ipc.WithSchema(schema), ipc.WithAllocator(s.opts.Alloc)}
 	switch comp {
 	case "zstd":
 		opts = append(opts, ipc.WithZstd())
@@ -514,8 +539,6 @@ func (s *Server) DoGet(tkt *aflight.Ticket, stream aflight.FlightService_DoGetSe
 	}
 	w := aflight.NewRecordWriter(stream, opts...)
 	defer w.Close()
-	var rows int64
-	defer func() { noteRecords(ctx, rows) }()
 	for rdr.Next() {
 		if err := ctx.Err(); err != nil {
 			return status.FromContextError(err).Err()
@@ -527,17 +550,70 @@ func (s *Server) DoGet(tkt *aflight.Ticket, stream aflight.FlightService_DoGetSe
 			rec.Retain()
 		}
 		err := dataset.WriteBounded(rec, s.opts.MaxBatchBytes, w.Write)
-		rows += rec.NumRows()
+		*rows += rec.NumRows()
 		rec.Release()
 		if err != nil {
 			return err
 		}
 	}
-	if err := rdr.Err(); err != nil {
-		return toStatus(err)
+	return toStatus(rdr.Err())
+}
+
+// sendStored streams rdr's batches uncompressed, each as it is stored when
+// the reader has it at hand (dataset.Stored) and it is within the batch
+// bound, else encoded anew as sendEncoded does. The schema goes first.
+func (s *Server) sendStored(ctx context.Context, stream aflight.FlightService_DoGetServer, rdr array.RecordReader, schema *arrow.Schema, rows *int64) error {
+	if err := sendPayload(stream, ipc.GetSchemaPayload(schema, s.opts.Alloc)); err != nil {
+		return err
 	}
-	s.log.Debug("stream sent", "path", t.path(), "rows", rows)
-	return nil
+	encode := func(rec arrow.RecordBatch) error {
+		p, err := ipc.GetRecordBatchPayload(rec, ipc.WithAllocator(s.opts.Alloc))
+		if err != nil {
+			return fmt.Errorf("encode a record batch: %w", err)
+		}
+		return sendPayload(stream, p)
+	}
+	for rdr.Next() {
+		if err := ctx.Err(); err != nil {
+			return status.FromContextError(err).Err()
+		}
+		rec := rdr.RecordBatch()
+		var err error
+		if m, ok := dataset.Stored(rdr); ok && !m.Compressed && s.sendsWhole(rec, m) {
+			// The body stays lent until gRPC has written it.
+			m.Retain()
+			err = stream.SendMsg(&ownedData{FlightData: &aflight.FlightData{DataHeader: m.Meta, DataBody: m.Body}, release: m.Release})
+		} else {
+			err = dataset.WriteBounded(rec, s.opts.MaxBatchBytes, encode)
+		}
+		*rows += rec.NumRows()
+		if err != nil {
+			return err
+		}
+	}
+	return toStatus(rdr.Err())
+}
+
+// sendsWhole reports whether rec, stored as m, goes out as one message: as
+// dataset.WriteBounded would send it (within the batch bound, or one row),
+// and with no more than twice its values' size of padding or unused bytes.
+func (s *Server) sendsWhole(rec arrow.RecordBatch, m dataset.StoredMessage) bool {
+	size := dataset.LogicalBytes(rec)
+	return (rec.NumRows() <= 1 || size <= s.opts.MaxBatchBytes) && int64(len(m.Body)) <= 2*max(size, s.opts.MaxBatchBytes)
+}
+
+// sendPayload sends an IPC payload as one FlightData and releases it.
+func sendPayload(stream aflight.FlightService_DoGetServer, p ipc.Payload) error {
+	defer p.Release()
+	meta := p.Meta()
+	defer meta.Release()
+	var body bytes.Buffer
+	if err := p.SerializeBody(&body); err != nil {
+		return fmt.Errorf("encode a record batch: %w", err)
+	}
+	// The header is copied as the message is marshalled; the body is
+	// referenced until it is written, and this one is used only here.
+	return stream.SendMsg(&ownedData{FlightData: &aflight.FlightData{DataHeader: meta.Bytes(), DataBody: body.Bytes()}})
 }
 
 func (s *Server) open(ctx context.Context, t target) (array.RecordReader, error) {

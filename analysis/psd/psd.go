@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,6 +72,41 @@ type Params struct {
 	Adaptive bool `json:"adaptive,omitempty"`
 	// MaxIter bounds the iterations of adaptive weighting (default 150).
 	MaxIter *int `json:"max_iter,omitempty"`
+	// SharedFreqs leaves the freqs column out of the result: every row's
+	// frequencies are the same (a fixed fs, Welch), kept once in the result
+	// schema's metadata under MetaFreqs. A record whose frequencies would
+	// differ (shorter than nperseg without an explicit nfft) gets a null psd
+	// and a reason.
+	SharedFreqs bool `json:"shared_freqs,omitempty"`
+}
+
+// MetaFreqs is the result schema metadata key holding, with "shared_freqs",
+// the frequencies of every row's psd: a JSON array of numbers in Hz.
+const MetaFreqs = "flightbatch.freqs"
+
+// MaxSharedFreqs bounds the frequencies "shared_freqs" keeps in the schema
+// metadata (which every job manifest and result part carries): nfft 16,384
+// one-sided, or a crop of a longer spectrum.
+const MaxSharedFreqs = 8193
+
+// sharedFreqs is the frequency axis of every row with SharedFreqs (nil
+// without): that of a record at least nperseg long, cropped. Prepare has
+// checked that the request allows it.
+func (p Params) sharedFreqs() []float64 {
+	if !p.SharedFreqs || p.FS == nil || p.multitaper() {
+		return nil
+	}
+	w := p.welch()
+	onesided := w.ReturnOnesided == nil || *w.ReturnOnesided
+	// After Validate, MaxFreqs is the nfft of every record at least nperseg
+	// long: the explicit nfft, or nperseg.
+	f := compute.FFTFreqs(make([]float64, 0, w.MaxFreqs()), w.MaxFreqs(), *p.FS, onesided)
+	if p.cropped() {
+		lo, hi := p.totalRange()
+		c0, c1 := cropRange(f, lo, hi)
+		f = f[c0:c1]
+	}
+	return f
 }
 
 // multitaper reports whether the request asks for the multitaper method.
@@ -176,10 +212,11 @@ func (p Params) welch() compute.WelchParams {
 }
 
 // reasons reports whether the result has ReasonColumn: with fs_column and
-// bands, whose validity then depends on each record's sampling rate, and with
-// nan_policy "omit", which leaves a record of NaN only without a PSD.
+// bands, whose validity then depends on each record's sampling rate, with
+// nan_policy "omit", which leaves a record of NaN only without a PSD, and
+// with shared_freqs, which leaves a record of other frequencies without one.
 func (p Params) reasons() bool {
-	return p.FSColumn != "" && len(p.Bands) > 0 || p.NaNPolicy == "omit"
+	return p.FSColumn != "" && len(p.Bands) > 0 || p.NaNPolicy == "omit" || p.SharedFreqs
 }
 
 // cropped reports whether fmin or fmax crop the output.
@@ -318,14 +355,31 @@ func (Function) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, j
 	switch p.NaNPolicy {
 	case "", "propagate":
 	case "omit":
-		if p.Average != "" && p.Average != "mean" {
-			return nil, nil, invalid(`"nan_policy": "omit" averages each good span's segments by their mean; use "average": "mean"`)
+		if p.Average == AverageNone {
+			// MNE's psd_array_welch cannot combine spans of different
+			// segment counts unaveraged either.
+			return nil, nil, invalid(`"nan_policy": "omit" combines the good spans' averaged spectra, so it needs "average": "mean" or "median", not per-segment spectra`)
 		}
 	default:
 		return nil, nil, invalid(`nan_policy %s: use "propagate" or "omit"`, clip.Quote(p.NaNPolicy))
 	}
 	if p.Relative && len(p.Bands) == 0 {
 		return nil, nil, invalid(`"relative": true needs "bands", e.g. {"beta": [13, 30]}`)
+	}
+	var shared []float64
+	if p.SharedFreqs {
+		switch {
+		case p.multitaper():
+			return nil, nil, invalid(`"shared_freqs" needs one frequency axis for every record; multitaper's depends on each record's length: drop "shared_freqs"`)
+		case p.FS == nil:
+			return nil, nil, invalid(`"shared_freqs" needs one frequency axis for every record; with "fs_column" each record's rate gives its own: give a fixed "fs" or drop "shared_freqs"`)
+		case !p.cropped() && p.welch().MaxFreqs() > 2*MaxSharedFreqs:
+			// Checked before the axis is built: nfft may be 2^20.
+			return nil, nil, invalid(`"shared_freqs": nfft %d gives more than %d frequencies to keep in the schema metadata; crop with "fmin"/"fmax" or drop "shared_freqs"`, p.welch().MaxFreqs(), MaxSharedFreqs)
+		}
+		if shared = p.sharedFreqs(); len(shared) > MaxSharedFreqs {
+			return nil, nil, invalid(`"shared_freqs": %d frequencies are above the limit of %d kept in the schema metadata; crop with "fmin"/"fmax", lower nfft or drop "shared_freqs"`, len(shared), MaxSharedFreqs)
+		}
 	}
 	if len(p.Bands) > MaxBands {
 		return nil, nil, invalid("%d bands are above the limit of %d", len(p.Bands), MaxBands)
@@ -384,9 +438,10 @@ func (Function) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, j
 			arrow.Field{Name: "segment", Type: arrow.PrimitiveTypes.Int32, Nullable: true},
 			arrow.Field{Name: "segment_time", Type: arrow.PrimitiveTypes.Float64, Nullable: true})
 	}
-	fields = append(fields,
-		arrow.Field{Name: "freqs", Type: arrow.ListOf(arrow.PrimitiveTypes.Float64), Nullable: true},
-		arrow.Field{Name: "psd", Type: arrow.ListOf(arrow.PrimitiveTypes.Float64), Nullable: true})
+	if !p.SharedFreqs {
+		fields = append(fields, arrow.Field{Name: "freqs", Type: arrow.ListOf(arrow.PrimitiveTypes.Float64), Nullable: true})
+	}
+	fields = append(fields, arrow.Field{Name: "psd", Type: arrow.ListOf(arrow.PrimitiveTypes.Float64), Nullable: true})
 	for _, c := range bandColumns(p) {
 		fields = append(fields, arrow.Field{Name: c, Type: arrow.PrimitiveTypes.Float64, Nullable: true})
 	}
@@ -397,7 +452,16 @@ func (Function) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, j
 	if err != nil {
 		return nil, nil, err
 	}
-	return arrow.NewSchema(fields, nil), norm, nil
+	var meta *arrow.Metadata
+	if p.SharedFreqs {
+		b, err := json.Marshal(append([]float64{}, shared...))
+		if err != nil {
+			return nil, nil, fmt.Errorf("psd: shared freqs: %w", err)
+		}
+		md := arrow.NewMetadata([]string{MetaFreqs}, []string{string(b)})
+		meta = &md
+	}
+	return arrow.NewSchema(fields, meta), norm, nil
 }
 
 // bandColumns names the band columns: <band>_power for every band, then
@@ -471,7 +535,7 @@ func (Function) Run(ctx context.Context, task batch.Task, in array.RecordReader,
 		fsIdx = in.Schema().FieldIndices(p.FSColumn)[0]
 	}
 	rows := chunkRows(p.WelchParams)
-	k := &psdKernel{p: p, planner: planner, maxRows: int(rows)}
+	k := &psdKernel{p: p, planner: planner, maxRows: int(rows), shared: p.sharedFreqs()}
 	// The builders live as long as the shard: each batch's arrays take
 	// their buffers, and the next batch's come from task.Alloc again.
 	k.r = k.newRowBuilders(task)
@@ -498,7 +562,8 @@ type psdKernel struct {
 	tapers  compute.TaperCache
 	p       Params
 	planner *compute.Planner
-	maxRows int // rows of one result batch (chunkRows)
+	maxRows int       // rows of one result batch (chunkRows)
+	shared  []float64 // every row's freqs with shared_freqs, else nil
 	r       *rowBuilders
 	x       []float64
 	freqs   []float64
@@ -512,7 +577,7 @@ type rowBuilders struct {
 	bytes   int64   // of freqs and psd
 	seg     *array.Int32Builder
 	segTime *array.Float64Builder
-	fb, pb  *array.ListBuilder
+	fb, pb  *array.ListBuilder // fb is nil with shared_freqs
 	bands   []*array.Float64Builder
 	reason  *array.StringBuilder
 	// builders is every builder above.
@@ -542,7 +607,9 @@ func (r *rowBuilders) reserve(rows, nf int) {
 	for _, b := range r.builders {
 		b.Reserve(rows)
 	}
-	r.fb.ValueBuilder().Reserve(rows * nf)
+	if r.fb != nil {
+		r.fb.ValueBuilder().Reserve(rows * nf)
+	}
 	r.pb.ValueBuilder().Reserve(rows * nf)
 	if cap(r.take) < rows {
 		r.take = make([]int64, 0, rows)
@@ -556,7 +623,9 @@ func (r *rowBuilders) null(i int, why string) {
 		r.seg.AppendNull()
 		r.segTime.AppendNull()
 	}
-	r.fb.AppendNull()
+	if r.fb != nil {
+		r.fb.AppendNull()
+	}
 	r.pb.AppendNull()
 	for _, b := range r.bands {
 		b.AppendNull()
@@ -568,9 +637,9 @@ func (r *rowBuilders) null(i int, why string) {
 
 // newRowBuilders makes the builders of the result batches.
 func (k *psdKernel) newRowBuilders(task batch.Task) *rowBuilders {
-	r := &rowBuilders{
-		fb: array.NewListBuilder(task.Alloc, arrow.PrimitiveTypes.Float64),
-		pb: array.NewListBuilder(task.Alloc, arrow.PrimitiveTypes.Float64),
+	r := &rowBuilders{pb: array.NewListBuilder(task.Alloc, arrow.PrimitiveTypes.Float64)}
+	if k.shared == nil {
+		r.fb = array.NewListBuilder(task.Alloc, arrow.PrimitiveTypes.Float64)
 	}
 	if k.p.Average == AverageNone {
 		r.seg = array.NewInt32Builder(task.Alloc)
@@ -579,7 +648,10 @@ func (k *psdKernel) newRowBuilders(task batch.Task) *rowBuilders {
 	for range bandColumns(k.p) {
 		r.bands = append(r.bands, array.NewFloat64Builder(task.Alloc))
 	}
-	r.builders = []array.Builder{r.fb, r.pb}
+	r.builders = []array.Builder{r.pb}
+	if r.fb != nil {
+		r.builders = append(r.builders, r.fb)
+	}
 	if r.seg != nil {
 		r.builders = append(r.builders, r.seg, r.segTime)
 	}
@@ -606,7 +678,10 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 	perSegment := p.Average == AverageNone
 	r := k.r
 	r.reset()
-	fv := r.fb.ValueBuilder().(*array.Float64Builder)
+	var fv *array.Float64Builder
+	if r.fb != nil {
+		fv = r.fb.ValueBuilder().(*array.Float64Builder)
+	}
 	pv := r.pb.ValueBuilder().(*array.Float64Builder)
 	// flush emits the rows built so far, if any, and starts a new batch.
 	flush := func() error {
@@ -636,9 +711,8 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 				return err
 			}
 		}
-		x, ok := signalAt(sig, i, k.x[:0])
-		k.x = x
-		if !ok || len(x) == 0 {
+		x, ok := signalAt(sig, i)
+		if !ok || x.len() == 0 {
 			r.null(i, "the signal is null or empty")
 			continue
 		}
@@ -655,24 +729,24 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 		var plan *compute.Plan
 		if p.multitaper() {
 			var err error
-			if k.psd, err = compute.Multitaper(k.psd[:0], x, fs, p.multitaperParams(), &k.tapers); err != nil {
+			if k.psd, err = compute.Multitaper(k.psd[:0], k.float64s(x), fs, p.multitaperParams(), &k.tapers); err != nil {
 				if !errors.Is(err, compute.ErrInvalidParams) {
 					return fmt.Errorf("psd: record %d: %w", i, err)
 				}
-				r.null(i, fmt.Sprintf("the record (%d samples) cannot be analysed with the request: %v", len(x), err))
+				r.null(i, fmt.Sprintf("the record (%d samples) cannot be analysed with the request: %v", x.len(), err))
 				continue
 			}
-			k.freqs = compute.RFFTFreqs(k.freqs[:0], len(x), fs)
+			k.freqs = compute.RFFTFreqs(k.freqs[:0], x.len(), fs)
 		} else {
 			var err error
-			plan, err = k.planner.Plan(len(x))
+			plan, err = k.planner.Plan(x.len())
 			if err != nil && !errors.Is(err, compute.ErrInvalidParams) {
 				return fmt.Errorf("psd: record %d: %w", i, err)
 			}
 			if plan == nil {
 				// The parameters were validated when the job was submitted, so a
 				// plan refused now is refused for this record's length alone.
-				r.null(i, fmt.Sprintf("the record (%d samples) is too short for the request: %v", len(x), err))
+				r.null(i, fmt.Sprintf("the record (%d samples) is too short for the request: %v", x.len(), err))
 				continue
 			}
 			k.freqs = plan.Freqs(k.freqs[:0], fs)
@@ -683,22 +757,25 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 		if p.cropped() {
 			c0, c1 = cropRange(k.freqs, lo, hi)
 		}
+		if k.shared != nil && !slices.Equal(k.freqs[c0:c1], k.shared) {
+			r.null(i, fmt.Sprintf("the record (%d samples) is shorter than nperseg, so its frequencies differ from the shared ones (%s); give an explicit nfft, or drop \"shared_freqs\" for per-row freqs", x.len(), MetaFreqs))
+			continue
+		}
 		// s0 to s1 are the segments (or the one average) computed into
 		// k.psd; with average "none" they are taken a batch at a time.
 		s0, s1, nseg := 0, 1, 1
 		if perSegment {
 			s1, nseg = 0, plan.NumSegments()
+		} else if p.NaNPolicy == "omit" && x.hasNaN() {
+			var why string
+			if k.psd, why = k.omitNaN(k.psd, k.float64s(x), fs, plan); why != "" {
+				r.null(i, why)
+				continue
+			}
 		} else if plan != nil {
 			var err error
-			if k.psd, err = plan.PSDContext(ctx, k.psd[:0], x, fs); err != nil {
+			if k.psd, err = x.psd(ctx, plan, k.psd[:0], fs); err != nil {
 				return err
-			}
-			if p.NaNPolicy == "omit" && hasNaN(x) {
-				var why string
-				if k.psd, why = k.omitNaN(k.psd, x, fs, plan); why != "" {
-					r.null(i, why)
-					continue
-				}
 			}
 		}
 		if len(r.take) == 0 {
@@ -722,7 +799,7 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 					}
 				}
 				s0, s1 = s, min(nseg, s+k.maxRows-len(r.take))
-				k.psd = plan.SegmentRange(k.psd[:0], x, fs, s0, s1)
+				k.psd = x.segments(plan, k.psd[:0], fs, s0, s1)
 			}
 			spec := k.psd[(s-s0)*nf : (s-s0+1)*nf]
 			r.take = append(r.take, int64(i))
@@ -730,8 +807,10 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 				r.seg.Append(int32(s))
 				r.segTime.Append(plan.SegmentTime(s, fs))
 			}
-			r.fb.Append(true)
-			fv.AppendValues(k.freqs[c0:c1], nil)
+			if r.fb != nil {
+				r.fb.Append(true)
+				fv.AppendValues(k.freqs[c0:c1], nil)
+			}
 			r.pb.Append(true)
 			pv.AppendValues(spec[c0:c1], nil)
 			r.bytes += 16 * int64(c1-c0)
@@ -805,7 +884,10 @@ func (k *psdKernel) assemble(ctx context.Context, task batch.Task, schema *arrow
 	if r.seg != nil {
 		cols = append(cols, r.seg.NewArray(), r.segTime.NewArray())
 	}
-	cols = append(cols, r.fb.NewArray(), r.pb.NewArray())
+	if r.fb != nil {
+		cols = append(cols, r.fb.NewArray())
+	}
+	cols = append(cols, r.pb.NewArray())
 	for _, b := range r.bands {
 		cols = append(cols, b.NewArray())
 	}
@@ -815,13 +897,57 @@ func (k *psdKernel) assemble(ctx context.Context, task batch.Task, schema *arrow
 	return array.NewRecordBatch(schema, cols, int64(len(r.take))), nil
 }
 
-func hasNaN(x []float64) bool {
-	for _, v := range x {
-		if math.IsNaN(v) {
+// signal is a record's samples as the input holds them: float64, or float32
+// that the kernel widens as it reads each segment, so that a record is not
+// copied before its PSD.
+type signal struct {
+	f64 []float64
+	f32 []float32
+}
+
+func (x signal) len() int { return len(x.f64) + len(x.f32) }
+
+func (x signal) hasNaN() bool {
+	for _, v := range x.f64 {
+		if v != v {
+			return true
+		}
+	}
+	for _, v := range x.f32 {
+		if v != v {
 			return true
 		}
 	}
 	return false
+}
+
+// psd is plan's PSD of x.
+func (x signal) psd(ctx context.Context, plan *compute.Plan, dst []float64, fs float64) ([]float64, error) {
+	if x.f32 != nil {
+		return plan.PSDFloat32Context(ctx, dst, x.f32, fs)
+	}
+	return plan.PSDContext(ctx, dst, x.f64, fs)
+}
+
+// segments is plan's spectra of x's segments s0 to s1-1.
+func (x signal) segments(plan *compute.Plan, dst []float64, fs float64, s0, s1 int) []float64 {
+	if x.f32 != nil {
+		return plan.SegmentRangeFloat32(dst, x.f32, fs, s0, s1)
+	}
+	return plan.SegmentRange(dst, x.f64, fs, s0, s1)
+}
+
+// float64s is x as float64, widened into k.x if it is float32, for the
+// computations that read a record as float64 (multitaper, NaN spans).
+func (k *psdKernel) float64s(x signal) []float64 {
+	if x.f32 == nil {
+		return x.f64
+	}
+	k.x = k.x[:0]
+	for _, v := range x.f32 {
+		k.x = append(k.x, float64(v))
+	}
+	return k.x
 }
 
 // omitNaN computes into dst the PSD of a record whose NaN samples are bad
@@ -830,15 +956,17 @@ func hasNaN(x []float64) bool {
 // samples); each span's segments are laid from the span's own first sample
 // with the record's nperseg, noverlap and nfft, a span shorter than nperseg
 // getting one segment of its own length (a shorter window, zero-padded to
-// nfft); each span's PSD is the mean of its segments', and the spans' PSDs
-// are averaged with weights the samples their segments cover (the span's
-// length, less the tail no segment reaches). An infinite sample makes the
+// nfft); each span's PSD is the mean of its segments' (with average
+// "median", their median over the median's bias for the span's segment
+// count, as MNE's _decomp_aggregate_mask takes it), and the spans' PSDs are
+// averaged with weights the samples their segments cover (the span's
+// length, less the tail no segment reaches), under either average. An infinite sample makes the
 // whole PSD NaN, as MNE makes a channel with one. It returns a reason, and
 // no PSD, for a record with no good sample or a span the parameters cannot
 // analyse.
 func (k *psdKernel) omitNaN(dst, x []float64, fs float64, full *compute.Plan) ([]float64, string) {
 	nf := full.NumFreqs()
-	dst = dst[:nf]
+	dst = slices.Grow(dst[:0], nf)[:nf]
 	for _, v := range x {
 		if math.IsInf(v, 0) {
 			for i := range dst {
@@ -909,10 +1037,11 @@ func contains(list []int, v int) bool {
 	return false
 }
 
-// signalAt appends record i's signal, as float64, to dst. ok is false for a null.
-func signalAt(arr arrow.Array, i int, dst []float64) ([]float64, bool) {
+// signalAt is record i's signal, in the input's own memory. ok is false for
+// a null.
+func signalAt(arr arrow.Array, i int) (signal, bool) {
 	if arr.IsNull(i) {
-		return dst, false
+		return signal{}, false
 	}
 	var values arrow.Array
 	var start, end int64
@@ -927,19 +1056,15 @@ func signalAt(arr arrow.Array, i int, dst []float64) ([]float64, bool) {
 		start, end = a.ValueOffsets(i)
 		values = a.ListValues()
 	default:
-		return dst, false
+		return signal{}, false
 	}
 	switch v := values.(type) {
 	case *array.Float64:
-		dst = append(dst, v.Float64Values()[start:end]...)
+		return signal{f64: v.Float64Values()[start:end:end]}, true
 	case *array.Float32:
-		for _, f := range v.Float32Values()[start:end] {
-			dst = append(dst, float64(f))
-		}
-	default:
-		return dst, false
+		return signal{f32: v.Float32Values()[start:end:end]}, true
 	}
-	return dst, true
+	return signal{}, false
 }
 
 // numberAt reads a numeric column's value as float64.

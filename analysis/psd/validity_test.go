@@ -238,15 +238,16 @@ func TestAverageNullPerSegment(t *testing.T) {
 	}
 }
 
-// nan_policy: "propagate" (the default) or "omit", which averages good spans
-// by their mean only; anything else is refused.
+// nan_policy: "propagate" (the default) or "omit", which combines the good
+// spans' averaged spectra (mean or median), not per-segment ones; anything
+// else is refused.
 func TestNaNPolicyRefusals(t *testing.T) {
 	rec := input(t, memory.DefaultAllocator, []float64{250}, [][]float64{noise(512, 3)})
 	defer rec.Release()
 	for _, bad := range []string{
 		`{"fs": 250, "nan_policy": "drop"}`,
-		`{"fs": 250, "nan_policy": "omit", "average": "median"}`,
 		`{"fs": 250, "nan_policy": "omit", "average": null}`,
+		`{"fs": 250, "nan_policy": "omit", "average": "none"}`,
 	} {
 		if _, err := run(t, bad, rec); !errors.Is(err, batch.ErrInvalid) || !strings.Contains(err.Error(), "nan_policy") {
 			t.Errorf("%s: %v, want a refusal naming nan_policy", bad, err)
@@ -272,5 +273,56 @@ func TestNaNPolicyRefusals(t *testing.T) {
 	}
 	if rows[1]["psd"] != nil || !strings.Contains(rows[1][psd.ReasonColumn].(string), "no good sample") {
 		t.Errorf("a record of NaN only: psd %v, reason %v", rows[1]["psd"], rows[1][psd.ReasonColumn])
+	}
+}
+
+// With "omit", a record whose one bad span is at its start has the PSD of its
+// good tail alone, under either average; and one bad span in the middle
+// combines the two sides' spectra, weighted by the samples their segments
+// cover, each averaged as asked.
+func TestNaNOmitSpans(t *testing.T) {
+	for _, average := range []string{"mean", "median"} {
+		t.Run(average, func(t *testing.T) {
+			params := `{"fs": 250, "nperseg": 64, "noverlap": 16, "average": "` + average + `"`
+			good := noise(1000, 5)
+			head := append(make([]float64, 0, 1000), good...)
+			for i := range 300 {
+				head[i] = math.NaN()
+			}
+			left, right := noise(400, 7), noise(530, 9)
+			middle := append(append(append([]float64{}, left...), math.NaN(), math.NaN()), right...)
+			rec := input(t, memory.DefaultAllocator, []float64{250, 250, 250, 250, 250},
+				[][]float64{head, good[300:], middle, left, right})
+			defer rec.Release()
+			omit, err := run(t, params+`, "nan_policy": "omit"}`, rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref, err := run(t, params+`}`, rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			near := func(what string, got, want []float64) {
+				t.Helper()
+				if len(got) != len(want) {
+					t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
+				}
+				for f := range want {
+					if math.Abs(got[f]-want[f]) > 1e-12*math.Abs(want[f]) {
+						t.Fatalf("%s: bin %d: %v, want %v", what, f, got[f], want[f])
+					}
+				}
+			}
+			near("bad head", omit[0]["psd"].([]float64), ref[1]["psd"].([]float64))
+			// Segments of 64 every 48 samples cover 400 - (400-16)%48 = 400
+			// samples of the left span and 530 - (530-16)%48 = 496 of the right.
+			wl, wr := 400.0, 496.0
+			l, r := ref[3]["psd"].([]float64), ref[4]["psd"].([]float64)
+			want := make([]float64, len(l))
+			for f := range want {
+				want[f] = (wl*l[f] + wr*r[f]) / (wl + wr)
+			}
+			near("bad middle", omit[2]["psd"].([]float64), want)
+		})
 	}
 }

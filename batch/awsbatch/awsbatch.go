@@ -19,6 +19,11 @@
 // (the server stopped before it kept the handle) follows the job it
 // submitted rather than run it twice.
 //
+// With Options.RunnableTimeout, a child that has waited to run (SUBMITTED,
+// PENDING, RUNNABLE) longer than that, by AWS Batch's own times, stops the
+// job: TerminateJob, sent again until taken, and every unfinished child fails
+// with an error that quotes AWS Batch's statusReason and says what to change.
+//
 // Poll reads the array job's status summary with one DescribeJobs call; when
 // it changed, or has not moved for Options.SummaryStale (it is updated
 // asynchronously and can trail the children), ListJobs finds which children
@@ -122,6 +127,13 @@ type Options struct {
 	// trusted: after it the children are listed anyway, since the summary is
 	// updated asynchronously and can trail them; default 2 minutes.
 	SummaryStale time.Duration
+	// RunnableTimeout, when positive, is the longest a child may wait to
+	// run (SUBMITTED, PENDING or RUNNABLE since it was submitted or its last
+	// attempt ended): past it, the AWS Batch job is terminated and its
+	// unfinished children fail with an error that says why, quoting AWS
+	// Batch's statusReason (no capacity, a request larger than any compute
+	// environment). Zero waits for ever, as AWS Batch does.
+	RunnableTimeout time.Duration
 	// SubmitConfirm is how long a SubmitJob that got no reply (it may have
 	// been carried out) is looked for in the queue, by the job's name and
 	// start tag, before it is submitted again; default 30 seconds (AWS
@@ -181,6 +193,10 @@ type run struct {
 	// job it does not know has vanished.
 	visible bool
 	listed  time.Time // when the children were last listed
+	// stuck, when not "", says why the job was stopped: a child waited
+	// RUNNABLE longer than Options.RunnableTimeout.
+	stuck   string
+	stuckAt time.Time
 
 	summary   map[string]int32
 	summaryAt int64
@@ -194,6 +210,9 @@ type kid struct {
 	attempts int
 	errors   map[int][]batch.AttemptError // by shard
 	final    bool                         // described after it ended
+	// waiting is when the child was last seen to start waiting (submitted,
+	// or its last attempt ended); zero: since the job was created.
+	waiting time.Time
 }
 
 // New returns an executor submitting to job queue and job definition (names
@@ -525,6 +544,11 @@ func (e *Executor) Poll(ctx context.Context, handle string) (batch.Progress, err
 	} else if err := e.pollArray(ctx, handle, r, parent); err != nil {
 		return batch.Progress{}, err
 	}
+	if e.opts.RunnableTimeout > 0 && r.stuck == "" && !r.cancelled && !terminal(parent.Status) {
+		if err := e.checkRunnable(ctx, handle, r, parent); err != nil {
+			return batch.Progress{}, err
+		}
+	}
 	return r.progress(terminal(parent.Status)), nil
 }
 
@@ -621,6 +645,9 @@ func (e *Executor) runOf(ctx context.Context, handle string, parent *types.JobDe
 	r = newRun(jobID, shards, children)
 	r.array = parent.ArrayProperties != nil && parent.ArrayProperties.Size != nil
 	r.cancelled = strings.HasPrefix(aws.ToString(parent.StatusReason), cancelReason)
+	if reason := aws.ToString(parent.StatusReason); strings.HasPrefix(reason, stuckReason) {
+		r.stuck = reason
+	}
 	e.mu.Lock()
 	if old := e.runs[handle]; old != nil {
 		r = old
@@ -728,6 +755,9 @@ func (e *Executor) updateKid(ctx context.Context, r *run, i int, d *types.JobDet
 	k := &r.kids[i]
 	k.status = d.Status
 	k.state = e.state(r, d)
+	if waiting(d.Status) {
+		k.waiting = waitingSince(d)
+	}
 	var ended []types.AttemptDetail
 	for _, a := range d.Attempts {
 		if a.StoppedAt != nil {
@@ -878,6 +908,9 @@ func (e *Executor) state(r *run, d *types.JobDetail) batch.ShardState {
 	case types.JobStatusSucceeded:
 		return batch.ShardSucceeded
 	case types.JobStatusFailed:
+		if r.stuck != "" && !r.cancelled {
+			return batch.ShardFailed // stopped for waiting too long
+		}
 		if r.cancelled || aws.ToBool(d.IsTerminated) || aws.ToBool(d.IsCancelled) ||
 			strings.HasPrefix(aws.ToString(d.StatusReason), cancelReason) {
 			return batch.ShardCancelled
@@ -919,6 +952,12 @@ func (r *run) progress(done bool) batch.Progress {
 		for _, s := range child.Part(r.shards, i, r.children) {
 			c := batch.Child{Shard: s, State: k.state, Attempts: k.attempts}
 			c.Errors = slices.Clone(k.errors[s])
+			if r.stuck != "" && c.State != batch.ShardSucceeded {
+				c.State = batch.ShardFailed
+				if len(c.Errors) == 0 {
+					c.Errors = []batch.AttemptError{{Attempt: k.attempts + 1, Error: r.stuck, At: r.stuckAt}}
+				}
+			}
 			if done && !terminalState(c.State) {
 				c.State = batch.ShardFailed // the job ended without telling about this child
 			}

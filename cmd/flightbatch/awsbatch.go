@@ -34,6 +34,8 @@ type AWSBatchConfig struct {
 	// Memory is each child's memory (e.g. 4GiB), overriding the job
 	// definition's; "" keeps the definition's.
 	Memory string
+	// RunnableTimeout fails a job whose child waits to run longer; 0: never.
+	RunnableTimeout time.Duration
 }
 
 func (c *AWSBatchConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
@@ -58,6 +60,7 @@ func (c *AWSBatchConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.ShareIdentifier, "batch-share-identifier", env("FLIGHTBATCH_BATCH_SHARE_IDENTIFIER", ""), "aws-batch: fair-share identifier of submitted jobs, required by a fair-share queue ($FLIGHTBATCH_BATCH_SHARE_IDENTIFIER)")
 	fs.IntVar(&c.Priority, "batch-scheduling-priority", -1, "aws-batch: scheduling priority of submitted jobs on a fair-share queue, 0 to 9999, higher first; -1 keeps the job definition's")
 	fs.StringVar(&c.Memory, "batch-memory", env("FLIGHTBATCH_BATCH_MEMORY", ""), "aws-batch: memory of each child, e.g. 4GiB, in place of the job definition's ($FLIGHTBATCH_BATCH_MEMORY)")
+	fs.DurationVar(&c.RunnableTimeout, "batch-runnable-timeout", dur("FLIGHTBATCH_BATCH_RUNNABLE_TIMEOUT", 0), "aws-batch: fail a job whose child waits RUNNABLE longer than this (no capacity, a request larger than the compute environment), saying why; 0 waits for ever ($FLIGHTBATCH_BATCH_RUNNABLE_TIMEOUT)")
 	fs.BoolVar(&c.AllowFileStore, "batch-allow-file-store", false, "aws-batch, for tests only: allow a file:// store (children on this machine, e.g. a local test endpoint)")
 }
 
@@ -85,6 +88,9 @@ func newAWSBatch(ctx context.Context, c *AWSBatchConfig, st *store.Store, fns *b
 	}
 	if c.Timeout < awsbatch.MinTimeout {
 		return nil, fmt.Errorf("--batch-timeout %v: AWS Batch needs at least %v", c.Timeout, awsbatch.MinTimeout)
+	}
+	if c.RunnableTimeout < 0 {
+		return nil, fmt.Errorf("--batch-runnable-timeout %v: give a duration such as 2h, or 0 to wait for ever", c.RunnableTimeout)
 	}
 	memoryMiB := 0
 	if c.Memory != "" {
@@ -117,6 +123,7 @@ func newAWSBatch(ctx context.Context, c *AWSBatchConfig, st *store.Store, fns *b
 		ShareIdentifier:    c.ShareIdentifier,
 		SchedulingPriority: priority,
 		MemoryMiB:          memoryMiB,
+		RunnableTimeout:    c.RunnableTimeout,
 		WorkerStore:        workerStore,
 		Timeout:            c.Timeout,
 		PollInterval:       c.PollInterval,

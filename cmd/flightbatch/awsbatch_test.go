@@ -36,6 +36,7 @@ func TestAWSBatchRefuses(t *testing.T) {
 		{"timeout", func(c *AWSBatchConfig) { c.Timeout = 30 * time.Second }, 3, "--batch-timeout"},
 		{"memory", func(c *AWSBatchConfig) { c.Memory = "lots" }, 3, "--batch-memory"},
 		{"tiny memory", func(c *AWSBatchConfig) { c.Memory = "1MiB" }, 3, "--batch-memory"},
+		{"runnable timeout", func(c *AWSBatchConfig) { c.RunnableTimeout = -time.Minute }, 3, "--batch-runnable-timeout"},
 	} {
 		c := ok
 		tc.edit(&c)

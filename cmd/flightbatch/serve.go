@@ -61,6 +61,9 @@ type ServeConfig struct {
 	// HTTP is the address of the metrics, /healthz and the jobs page; empty
 	// leaves them off.
 	HTTP string
+	// CPUProfile, when set, is a file that gets a CPU profile (pprof) of the
+	// whole run, written when the server stops.
+	CPUProfile string
 }
 
 func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
@@ -83,6 +86,7 @@ func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "key of --tls-cert (PEM)")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "CA certificates (PEM) that sign client certificates: turns on mutual TLS, every client must present one")
 	fs.StringVar(&c.HTTP, "http", "", "serve Prometheus /metrics, /healthz and the jobs page on this address (off when empty); TLS and credentials as for Flight")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) of the server to this `file` when it stops")
 	fs.BoolVar(&c.Insecure, "insecure", false, "allow bearer tokens over plaintext on an address other than loopback (they travel in clear text)")
 }
 
@@ -187,6 +191,13 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	log, err := newLogger(cfg.LogLevel, os.Stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.CPUProfile != "" {
+		stop, err := startCPUProfile(cfg.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer stop()
 	}
 	if cfg.KeepResults < 0 {
 		return fmt.Errorf("--keep-results %s: give a positive duration, or 0 to keep every job", cfg.KeepResults)

@@ -1,7 +1,10 @@
 package batchtest
 
 import (
+	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -166,4 +169,44 @@ func (e *Endpoint) throttledErr(op string, err *error) bool {
 		return true
 	}
 	return false
+}
+
+// ParseFailures reads Behaviours.Fail from a comma-separated list of
+// KIND:INDEX[:ATTEMPTS], KIND a FailureKind, INDEX an array index or "*" for
+// every job, ATTEMPTS how many first attempts fail (default every one):
+// "out-of-memory:1", "host-terminated:*:1".
+func ParseFailures(spec string) ([]Failure, error) {
+	var out []Failure
+	for item := range strings.SplitSeq(spec, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		parts := strings.Split(item, ":")
+		if len(parts) < 2 || len(parts) > 3 {
+			return nil, fmt.Errorf("failure %q: want KIND:INDEX[:ATTEMPTS]", item)
+		}
+		f := Failure{Kind: FailureKind(parts[0]), Index: AllChildren}
+		switch f.Kind {
+		case HostTerminated, CannotPullContainer, OutOfMemory:
+		default:
+			return nil, fmt.Errorf("failure %q: kind %q is not %s, %s or %s", item, parts[0], HostTerminated, CannotPullContainer, OutOfMemory)
+		}
+		if parts[1] != "*" {
+			n, err := strconv.ParseInt(parts[1], 10, 32)
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("failure %q: index %q is not an array index or *", item, parts[1])
+			}
+			f.Index = int32(n)
+		}
+		if len(parts) == 3 {
+			n, err := strconv.Atoi(parts[2])
+			if err != nil || n < 1 {
+				return nil, fmt.Errorf("failure %q: attempts %q is not a positive number", item, parts[2])
+			}
+			f.Attempts = n
+		}
+		out = append(out, f)
+	}
+	return out, nil
 }

@@ -3,6 +3,7 @@ package batchtest
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -168,5 +169,28 @@ func TestFail(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestParseFailures(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		spec string
+		want []Failure
+		bad  bool
+	}{
+		{"", nil, false},
+		{"out-of-memory:1", []Failure{{Kind: OutOfMemory, Index: 1}}, false},
+		{"host-terminated:*:1, cannot-pull-container:0", []Failure{{Kind: HostTerminated, Index: AllChildren, Attempts: 1}, {Kind: CannotPullContainer, Index: 0}}, false},
+		{"oom:1", nil, true},
+		{"out-of-memory", nil, true},
+		{"out-of-memory:-1", nil, true},
+		{"out-of-memory:1:0", nil, true},
+		{"out-of-memory:1:2:3", nil, true},
+	} {
+		got, err := ParseFailures(tc.spec)
+		if (err != nil) != tc.bad || (!tc.bad && !slices.Equal(got, tc.want)) {
+			t.Errorf("ParseFailures(%q) = %+v, %v; want %+v, error %v", tc.spec, got, err, tc.want, tc.bad)
+		}
 	}
 }

@@ -294,3 +294,84 @@ func Message(buf []byte) error {
 	}
 	return v.keyValues(m, 4)
 }
+
+// Block is one entry of an Arrow IPC file's footer: where a message lies in
+// the file.
+type Block struct {
+	// Offset is where the message starts: its metadata's length prefix.
+	Offset int64
+	// MetaLen is the length of the prefix and the metadata, padding included.
+	MetaLen int32
+	// BodyLen is the length of the body that follows the metadata.
+	BodyLen int64
+}
+
+// Blocks returns the record batch blocks and the number of dictionary
+// blocks of a footer that Footer has verified.
+func Blocks(footer []byte) ([]Block, int, error) {
+	v := &verifier{buf: footer}
+	ft, err := v.root()
+	if err != nil {
+		return nil, 0, err
+	}
+	_, dicts, err := v.vector(ft, 2, 24)
+	if err != nil {
+		return nil, 0, err
+	}
+	start, n, err := v.vector(ft, 3, 24)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]Block, n)
+	for i := range out {
+		at := start + 24*int64(i)
+		out[i] = Block{
+			Offset:  int64(binary.LittleEndian.Uint64(footer[at:])),
+			MetaLen: int32(binary.LittleEndian.Uint32(footer[at+8:])),
+			BodyLen: int64(binary.LittleEndian.Uint64(footer[at+16:])),
+		}
+	}
+	return out, int(dicts), nil
+}
+
+// Info is what a message's metadata says about it.
+type Info struct {
+	// RecordBatch is true for a record batch message.
+	RecordBatch bool
+	// BodyLen is the length of the body the metadata declares.
+	BodyLen int64
+	// Compressed is true when the record batch's body is compressed.
+	Compressed bool
+}
+
+// MessageInfo reads the kind, body length and compression of a message whose
+// metadata Message has verified.
+func MessageInfo(buf []byte) (Info, error) {
+	v := &verifier{buf: buf}
+	m, err := v.root()
+	if err != nil {
+		return Info{}, err
+	}
+	var info Info
+	if at, err := v.field(m, 1, 1); err != nil {
+		return Info{}, err
+	} else if at != 0 {
+		info.RecordBatch = buf[at] == headerRecordBatch
+	}
+	if at, err := v.field(m, 3, 8); err != nil {
+		return Info{}, err
+	} else if at != 0 {
+		info.BodyLen = int64(binary.LittleEndian.Uint64(buf[at:]))
+	}
+	if info.RecordBatch {
+		err := v.subtable(m, 2, func(rb table) error {
+			at, err := v.ref(rb, 3)
+			info.Compressed = at != 0
+			return err
+		})
+		if err != nil {
+			return Info{}, err
+		}
+	}
+	return info, nil
+}

@@ -125,8 +125,14 @@ func TestVerify(t *testing.T) {
 func FuzzFooter(f *testing.F) {
 	f.Add(footerOf(f))
 	f.Fuzz(func(t *testing.T, buf []byte) {
-		if err := Footer(buf); err != nil && !errors.Is(err, ErrMalformed) {
+		err := Footer(buf)
+		if err != nil && !errors.Is(err, ErrMalformed) {
 			t.Fatal(err)
+		}
+		if err == nil {
+			if _, _, err := Blocks(buf); err != nil {
+				t.Fatalf("Blocks of a verified footer: %v", err)
+			}
 		}
 	})
 }
@@ -136,8 +142,14 @@ func FuzzMessage(f *testing.F) {
 		f.Add(m)
 	}
 	f.Fuzz(func(t *testing.T, buf []byte) {
-		if err := Message(buf); err != nil && !errors.Is(err, ErrMalformed) {
+		err := Message(buf)
+		if err != nil && !errors.Is(err, ErrMalformed) {
 			t.Fatal(err)
+		}
+		if err == nil {
+			if _, err := MessageInfo(buf); err != nil {
+				t.Fatalf("MessageInfo of verified metadata: %v", err)
+			}
 		}
 	})
 }
@@ -154,4 +166,82 @@ func bodyLength(meta []byte) []byte {
 		return make([]byte, 8)
 	}
 	return meta[at : at+8]
+}
+
+// TestBlocks reads the blocks of files written by arrow-go, plain and
+// compressed, and checks each against the message found where it points.
+func TestBlocks(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		opts       []ipc.Option
+		compressed bool
+	}{
+		{"plain", nil, false},
+		{"zstd", []ipc.Option{ipc.WithZstd()}, true},
+		{"lz4", []ipc.Option{ipc.WithLZ4()}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			w, err := ipc.NewFileWriter(&buf, append([]ipc.Option{ipc.WithSchema(testSchema)}, c.opts...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows := range 3 {
+				b := array.NewRecordBuilder(memory.DefaultAllocator, testSchema)
+				for range rows * 100 {
+					lb := b.Field(0).(*array.ListBuilder)
+					lb.Append(true)
+					lb.ValueBuilder().(*array.Float32Builder).AppendValues([]float32{1, 2, 3}, nil)
+					b.Field(1).(*array.TimestampBuilder).Append(7)
+					sb := b.Field(2).(*array.StructBuilder)
+					sb.Append(true)
+					sb.FieldBuilder(0).(*array.StringBuilder).Append("x")
+				}
+				rec := b.NewRecordBatch()
+				if err := w.Write(rec); err != nil {
+					t.Fatal(err)
+				}
+				rec.Release()
+				b.Release()
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			data := buf.Bytes()
+			n := int(binary.LittleEndian.Uint32(data[len(data)-10:]))
+			footer := data[len(data)-10-n : len(data)-10]
+			if err := Footer(footer); err != nil {
+				t.Fatal(err)
+			}
+			blocks, dicts, err := Blocks(footer)
+			if err != nil || len(blocks) != 3 || dicts != 0 {
+				t.Fatalf("Blocks = %d blocks, %d dictionaries, %v; want 3, 0", len(blocks), dicts, err)
+			}
+			for i, b := range blocks {
+				if binary.LittleEndian.Uint32(data[b.Offset:]) != 0xFFFFFFFF {
+					t.Fatalf("block %d at %d does not start with the continuation marker", i, b.Offset)
+				}
+				m := int64(binary.LittleEndian.Uint32(data[b.Offset+4:]))
+				meta := data[b.Offset+8 : b.Offset+8+m]
+				if err := Message(meta); err != nil {
+					t.Fatalf("block %d: %v", i, err)
+				}
+				info, err := MessageInfo(meta)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := Info{RecordBatch: true, BodyLen: b.BodyLen, Compressed: c.compressed}
+				if info != want {
+					t.Fatalf("block %d: MessageInfo = %+v, want %+v", i, info, want)
+				}
+				if end := b.Offset + int64(b.MetaLen) + b.BodyLen; end > int64(len(data)-10-n) {
+					t.Fatalf("block %d ends at %d, inside the footer", i, end)
+				}
+			}
+			schemaInfo, err := MessageInfo(messagesOf(t)[0])
+			if err != nil || schemaInfo.RecordBatch {
+				t.Fatalf("MessageInfo of a schema message = %+v, %v; want no record batch", schemaInfo, err)
+			}
+		})
+	}
 }

@@ -20,7 +20,7 @@ from ._client import (
     Part,
     connect,
 )
-from ._provenance import Provenance, provenance
+from ._provenance import Provenance, freqs, provenance
 from ._upload import RECORDING_SCHEMA, recording_table
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "Provenance",
     "RECORDING_SCHEMA",
     "connect",
+    "freqs",
     "provenance",
     "recording_table",
 ]

@@ -12,11 +12,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.flight as flight
 
 from ._provenance import Provenance, provenance
+from ._provenance import freqs as _shared_freqs
 from ._upload import to_table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -609,6 +611,10 @@ class Job:
     def provenance(self) -> Provenance | None:
         """Where the result came from: job, function, parameters, dataset version, units."""
         return provenance(self.schema)
+
+    def freqs(self) -> np.ndarray | None:
+        """With ``shared_freqs=True``: the frequencies (Hz) of every row's ``psd``, else None."""
+        return _shared_freqs(self.schema)
 
     def reader(self) -> pa.RecordBatchReader:
         """Wait for the job, then stream its merged result batch by batch (read it once)."""

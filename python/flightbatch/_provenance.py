@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 #: Schema metadata keys of a job's result (all values are UTF-8 text).
@@ -16,6 +17,8 @@ KEY_DATASET = "flightbatch.dataset"
 KEY_DATASET_VERSION = "flightbatch.dataset_version"
 KEY_VERSION = "flightbatch.version"
 KEY_UNITS = "flightbatch.units"
+#: With ``shared_freqs=True``: every row's frequencies (Hz), a JSON array, instead of a column.
+KEY_FREQS = "flightbatch.freqs"
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,21 @@ def provenance(obj: pa.Schema | pa.Table | pa.RecordBatch | pa.RecordBatchReader
         version=text(KEY_VERSION),
         units=obj_json(KEY_UNITS),
     )
+
+
+def freqs(obj: pa.Schema | pa.Table | pa.RecordBatch | pa.RecordBatchReader | Any) -> np.ndarray | None:
+    """The frequencies (Hz) shared by every row of a psd result made with ``shared_freqs=True``.
+
+    Such a result has no ``freqs`` column; its schema metadata keeps the frequency axis once, and
+    each row's ``psd`` holds the values at these frequencies, in order. None for a result with a
+    ``freqs`` column. ``obj`` is anything :func:`provenance` takes::
+
+        spectra = pd.DataFrame(np.vstack(df.psd), columns=flightbatch.freqs(job))
+    """
+    raw = (_schema_of(obj).metadata or {}).get(KEY_FREQS.encode())
+    if raw is None:
+        return None
+    return np.asarray(json.loads(raw), dtype=np.float64)
 
 
 def _schema_of(obj: Any) -> pa.Schema:

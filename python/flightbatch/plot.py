@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._provenance import provenance
+from ._provenance import freqs, provenance
 
 BandSpec = Mapping[str, Sequence[float]]
 
@@ -114,6 +114,17 @@ def band_power(
 
 
 def _table(result: Any) -> pa.Table:
+    table = _as_table(result)
+    shared = freqs(table)
+    if shared is not None and "freqs" not in table.column_names and "psd" in table.column_names:
+        # shared_freqs: the axis is kept once in the schema; give every computed row its copy.
+        valid = table.column("psd").is_valid().to_numpy(zero_copy_only=False)
+        col = pa.array([shared if v else None for v in valid], pa.list_(pa.float64()))
+        table = table.append_column("freqs", col)
+    return table
+
+
+def _as_table(result: Any) -> pa.Table:
     if isinstance(result, pa.Table):
         return result
     to_arrow = getattr(result, "to_arrow", None)  # Job, polars DataFrame

@@ -72,9 +72,9 @@ def stop(proc):
 class Endpoint:
     """The local AWS Batch endpoint, as a process; restartable on the same address."""
 
-    def __init__(self, bindir, logdir, faults="", max_running=4):
+    def __init__(self, bindir, logdir, faults="", max_running=4, args=()):
         self.bindir, self.logdir = bindir, logdir
-        self.faults, self.max_running = faults, max_running
+        self.faults, self.max_running, self.args = faults, max_running, list(args)
         self.addr, self.proc = "127.0.0.1:0", None
 
     def start(self):
@@ -82,7 +82,7 @@ class Endpoint:
         self.proc = subprocess.Popen(
             [str(self.bindir / "batchtest-endpoint"), "--addr", self.addr, "--definitions", str(DEFINITION),
              "--pass-env", PASS_ENV, "--max-running", str(self.max_running), "--log-dir", str(self.logdir),
-             "--grace", "2s"],
+             "--grace", "2s", *self.args],
             env=env, stdout=subprocess.PIPE, stderr=open(self.logdir / "endpoint.log", "a"), text=True)
         self.url = read_first_line(self.proc, "listening ", "batchtest-endpoint")
         self.addr = self.url.removeprefix("http://")
@@ -140,14 +140,14 @@ def aws(s3_bucket, bindir, tmp_path):
     """Starts an endpoint and an aws-batch server on a fresh S3 prefix; yields a starter."""
     started, prefixes = [], []
 
-    def start(faults="", max_running=4):
-        ep = Endpoint(bindir, tmp_path, faults, max_running).start()
+    def start(faults="", max_running=4, endpoint_args=(), serve_args=()):
+        ep = Endpoint(bindir, tmp_path, faults, max_running, endpoint_args).start()
         started.append(ep)
         prefixes.append(f"aws-batch-e2e-{secrets.token_hex(6)}")
         srv = Server(bindir, tmp_path, [
             "--executor", "aws-batch", "--batch-job-queue", "flightbatch-test",
             "--batch-job-definition", "flightbatch-worker", "--batch-poll-interval", "300ms",
-            "--store", f"s3://{s3_bucket}/{prefixes[-1]}", *DEMO,
+            "--store", f"s3://{s3_bucket}/{prefixes[-1]}", *DEMO, *serve_args,
         ], env={"AWS_ENDPOINT_URL_BATCH": ep.url})
         started.append(srv)
         return ep, srv
@@ -246,3 +246,46 @@ def test_vanished_batch_job_fails(aws, bindir):
     final = srv.wait(job["job_id"], finished, timeout=60)[-1]
     assert final["state"] == "FAILED", final
     assert "no longer knows" in final["error"] and "vanished" in final["error"], final["error"]
+
+
+def failure_of(final, shard):
+    return {f["shard"]: f for f in final.get("failures") or []}[shard]
+
+
+def test_out_of_memory_child_fails_saying_why(aws):
+    # AWS Batch kills the container of shard 1 out of memory: not retried, and job-status says
+    # what to change.
+    _, srv = aws(endpoint_args=["--fail", "out-of-memory:1"])
+    job = srv.action("psd", PSD)
+    final = srv.wait(job["job_id"], finished)[-1]
+    assert final["state"] == "FAILED", final
+    assert final["shards"]["succeeded"] == 3 and final["shards"]["failed"] == 1, final
+    f = failure_of(final, "part-00001")
+    assert f["attempts"] == 1 and len(f["errors"]) == 1, f
+    for want in ("OutOfMemoryError: Container killed due to memory usage", "exit code 137", "--batch-memory"):
+        assert want in f["errors"][0] and want in final["error"], (want, final)
+
+
+def test_stuck_runnable_fails_saying_why(aws):
+    reason = ("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - The job resource requirement (vCPU/memory/GPU) "
+              "is higher than that can be met by the CE(s) attached to the job queue.")
+    _, srv = aws(endpoint_args=["--stuck-runnable", reason], serve_args=["--batch-runnable-timeout", "3s"])
+    job = srv.action("psd", PSD)
+    final = srv.wait(job["job_id"], finished)[-1]
+    assert final["state"] == "FAILED", final
+    assert final["shards"]["failed"] == 4, final
+    for want in ("waited RUNNABLE", "--batch-runnable-timeout", reason):
+        assert want in final["error"], (want, final["error"])
+        assert want in failure_of(final, "part-00000")["errors"][0]
+
+
+def test_lost_submit_reply_runs_once(aws, tmp_path):
+    # The endpoint takes the SubmitJob and closes the connection without a reply: the server
+    # finds the job by its name and follows it rather than submit it again.
+    _, srv = aws(endpoint_args=["--drop-submit-replies", "1"])
+    job = srv.action("psd", PSD)
+    final = srv.wait(job["job_id"], finished)[-1]
+    assert final["state"] == "SUCCEEDED", final
+    log = (tmp_path / "endpoint.log").read_text()
+    assert log.count("submit reply dropped") == 1, log
+    assert log.count("job submitted") == 1, "the array job was submitted more than once"

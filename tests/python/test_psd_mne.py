@@ -2,8 +2,10 @@
 
 MNE splits a record into its good spans, lays segments from each span's first sample, gives a
 span shorter than a segment one shorter window zero-padded to n_fft, and averages the spans'
-spectra weighted by the samples their segments cover. The references are computed here, with
-the pinned mne, on the same arrays the server reads.
+spectra weighted by the samples their segments cover; each span's spectrum is the mean of its
+segments', or with average "median" their median over scipy's median bias for the span's
+segment count. The references are computed here, with the pinned mne, on the same arrays the
+server reads.
 """
 
 from __future__ import annotations
@@ -51,8 +53,11 @@ def nan_dataset(client) -> list[np.ndarray]:
         {"window": "hamming", "nperseg": 256, "noverlap": 128, "nfft": 256},
         {"window": "hann", "nperseg": 200, "noverlap": 0, "nfft": 512},
         {"window": "hamming", "nperseg": 400, "noverlap": 300, "nfft": 400, "detrend": False},
+        {"window": "hamming", "nperseg": 256, "noverlap": 128, "nfft": 256, "average": "median"},
+        {"window": "hann", "nperseg": 100, "noverlap": 0, "nfft": 128, "average": "median"},
     ],
-    ids=["hamming-256-half", "hann-200-nfft512", "hamming-400-no-dc-removal"],
+    ids=["hamming-256-half", "hann-200-nfft512", "hamming-400-no-dc-removal", "median-256-half",
+         "median-100-nfft128"],
 )
 def test_nan_omit_matches_mne(client, nan_dataset, params):
     job_id = run_psd(client, {"dataset": "nanspans", "fs": FS, "nan_policy": "omit", **params})
@@ -72,7 +77,8 @@ def test_nan_omit_matches_mne(client, nan_dataset, params):
                 warnings.simplefilter("ignore")  # scipy: nperseg greater than a short span
                 want_p, want_f = mne.time_frequency.psd_array_welch(
                     x, FS, fmin=0, fmax=np.inf, n_fft=params["nfft"], n_overlap=params["noverlap"],
-                    n_per_seg=params["nperseg"], window=params["window"], average="mean",
+                    n_per_seg=params["nperseg"], window=params["window"],
+                    average=params.get("average", "mean"),
                     remove_dc=params.get("detrend", "constant") == "constant", verbose="error")
         except ValueError as e:
             # A good span no longer than noverlap: MNE raises, the server gives a null row.

@@ -9,6 +9,9 @@
 //	batchtest-endpoint --addr 127.0.0.1:0 --definitions defs.json \
 //	    --max-running 4 --log-dir logs --pass-env AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY,AWS_ENDPOINT_URL_S3
 //
+// --fail, --stuck-runnable and --drop-submit-replies switch on some of the
+// Endpoint's behaviours (batchtest.Behaviours) from the start.
+//
 // Point an AWS SDK at it with the endpoint URL (for example
 // AWS_ENDPOINT_URL_BATCH=http://ADDR) and any static credentials.
 package main
@@ -50,6 +53,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	grace := fs.Duration("grace", 5*time.Second, "time between SIGTERM and SIGKILL when an attempt is stopped")
 	ceName := fs.String("ce-name", "batchtest", "compute environment name given to attempts as AWS_BATCH_CE_NAME")
 	verbose := fs.Bool("v", false, "log every request")
+	fail := fs.String("fail", "", "attempts that fail as AWS Batch reports a host terminated, an image not pulled or an out-of-memory kill: KIND:INDEX[:ATTEMPTS],... with KIND host-terminated, cannot-pull-container or out-of-memory, INDEX an array index or *")
+	stuck := fs.String("stuck-runnable", "", "keep every job RUNNABLE, with this statusReason (e.g. \"CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - ...\")")
+	drop := fs.Int("drop-submit-replies", 0, "take the first N SubmitJobs and close their connections without a reply")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -90,6 +96,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer ep.Close()
+	failures, err := batchtest.ParseFailures(*fail)
+	if err != nil {
+		return fmt.Errorf("--fail: %w", err)
+	}
+	ep.SetBehaviours(batchtest.Behaviours{Fail: failures, StuckRunnable: *stuck, DropSubmitResponse: *drop})
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
