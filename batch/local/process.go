@@ -122,6 +122,9 @@ func explain(ps *os.ProcessState, crash, stderr string, limit int64) error {
 		if sig == "killed" {
 			msg += " (by the kernel's out-of-memory killer, or by hand)"
 		}
+		if last := lastLine(stderr); last != "" {
+			msg += "; its output ends: " + clip(last, 300)
+		}
 		return errors.New(msg)
 	}
 	limitText := ""
