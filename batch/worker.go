@@ -1,6 +1,7 @@
 package batch
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,7 +25,12 @@ type Worker struct {
 	Store     *store.Store
 	Functions *Registry
 	Alloc     memory.Allocator
-	Log       *slog.Logger
+	// Blocks, when set, lends the buffers that input shards' record
+	// batches are read into, each reused once its batch is released (see
+	// dataset.BlockPool); functions must then keep nothing of an input
+	// batch's memory after releasing it, as Arrow's reference counting asks.
+	Blocks *dataset.BlockPool
+	Log    *slog.Logger
 	// Fault, when set, is called before each attempt; an error it returns fails
 	// the attempt. Tests use it to inject failures (see ParseFaults).
 	Fault FaultFunc
@@ -41,6 +47,9 @@ func ReadManifest(ctx context.Context, st *store.Store, jobID string) (*Manifest
 	}
 	return decodeManifest(jobID, data)
 }
+
+// partWriteBuffer is the buffer between a part's IPC writer and the store.
+const partWriteBuffer = 1 << 20
 
 // RunShard runs one attempt of one child: it reads the job's manifest and the
 // shard, runs the function, and writes the part atomically. A failed attempt
@@ -98,7 +107,11 @@ func (w *Worker) RunShard(ctx context.Context, jobID string, shard, attempt int)
 	if alloc == nil {
 		alloc = memory.DefaultAllocator
 	}
-	in, err := dataset.OpenFile(ctx, w.Store, sh.Input, sh.Format, alloc)
+	openCtx := ctx
+	if w.Blocks != nil {
+		openCtx = dataset.WithBlockPool(ctx, w.Blocks)
+	}
+	in, err := dataset.OpenFile(openCtx, w.Store, sh.Input, sh.Format, alloc)
 	if err != nil {
 		return fmt.Errorf("read shard %s: %w", sh.Name, err)
 	}
@@ -106,7 +119,11 @@ func (w *Worker) RunShard(ctx context.Context, jobID string, shard, attempt int)
 	task := Task{JobID: jobID, Shard: sh.Name, Attempt: attempt, Params: m.Params, Schema: schema, Alloc: alloc}
 	// The function's own error is reported as it is, not as the store's.
 	var runErr error
-	err = w.Store.Write(ctx, PartKey(jobID, sh.Name), func(out io.Writer) error {
+	err = w.Store.Write(ctx, PartKey(jobID, sh.Name), func(dst io.Writer) error {
+		// The IPC writer writes every buffer of every batch on its own;
+		// buffered, the part goes to the store in large writes, not in a
+		// system call per buffer.
+		out := bufio.NewWriterSize(dst, partWriteBuffer)
 		var fw *ipc.FileWriter
 		open := func(s *arrow.Schema) error {
 			var err error
@@ -137,6 +154,9 @@ func (w *Worker) RunShard(ctx context.Context, jobID string, shard, attempt int)
 			return runErr
 		}
 		if err := fw.Close(); err != nil {
+			return err
+		}
+		if err := out.Flush(); err != nil {
 			return err
 		}
 		// The part's record is written before the part is committed, so a

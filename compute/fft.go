@@ -86,25 +86,30 @@ func (f *pow2RFFT) power(dst, x []float64, add bool) {
 	splitPower(dst, z, f.split, add)
 }
 
-func (f *pow2RFFT) segmentPower(dst, x, w []float64, mean, slope float64, tc []float64, add bool) {
+func (f *pow2RFFT) loadBuffer() ([]complex128, []int32) { return f.z[:f.m], f.perm }
+
+func (f *pow2RFFT) transformPower(dst []float64, add bool) {
 	z := f.z[:f.m]
-	loadSegment(z, f.perm, x, w, mean, slope, tc)
 	f.transform(z)
 	splitPower(dst, z, f.split, add)
 }
 
 // segmentPowerer is implemented by transforms that can detrend and window a
-// segment while loading it, saving a pass over the data.
+// segment while loading it (loadSegment), saving a pass over the data.
 type segmentPowerer interface {
-	// segmentPower is power of (x[i] - mean - slope·tc[i])·w[i], where tc
-	// may be nil (no slope); len(x) == len(w) == the transform length.
-	segmentPower(dst, x, w []float64, mean, slope float64, tc []float64, add bool)
+	// loadBuffer is the transform's input and its load order, for
+	// loadSegment.
+	loadBuffer() (z []complex128, perm []int32)
+	// transformPower writes (add=false) or adds (add=true) the power of
+	// the loaded segment into dst.
+	transformPower(dst []float64, add bool)
 }
 
 // loadSegment fills z[perm[k]] with the detrended, windowed sample pair
 // (2k, 2k+1) as one complex number: the load of a real FFT through a
-// half-length complex one. The arithmetic is Plan.prepare's, bit for bit.
-func loadSegment(z []complex128, perm []int32, x, w []float64, mean, slope float64, tc []float64) {
+// half-length complex one. The arithmetic is prepare's, bit for bit; float32
+// samples are widened here, as they are loaded.
+func loadSegment[T sample](z []complex128, perm []int32, x []T, w []float64, mean, slope float64, tc []float64) {
 	m := len(z)
 	perm = perm[:m]
 	x = x[:2*m]
@@ -113,7 +118,7 @@ func loadSegment(z []complex128, perm []int32, x, w []float64, mean, slope float
 		for k, p := range perm {
 			xx := x[2*k : 2*k+2 : 2*k+2]
 			ww := w[2*k : 2*k+2 : 2*k+2]
-			z[p] = complex((xx[0]-mean)*ww[0], (xx[1]-mean)*ww[1])
+			z[p] = complex((float64(xx[0])-mean)*ww[0], (float64(xx[1])-mean)*ww[1])
 		}
 		return
 	}
@@ -122,7 +127,7 @@ func loadSegment(z []complex128, perm []int32, x, w []float64, mean, slope float
 		xx := x[2*k : 2*k+2 : 2*k+2]
 		ww := w[2*k : 2*k+2 : 2*k+2]
 		tt := tc[2*k : 2*k+2 : 2*k+2]
-		z[p] = complex((xx[0]-mean-slope*tt[0])*ww[0], (xx[1]-mean-slope*tt[1])*ww[1])
+		z[p] = complex((float64(xx[0])-mean-slope*tt[0])*ww[0], (float64(xx[1])-mean-slope*tt[1])*ww[1])
 	}
 }
 

@@ -315,9 +315,10 @@ func (f *evenRFFT) power(dst, x []float64, add bool) {
 	splitPower(dst, z, f.split, add)
 }
 
-func (f *evenRFFT) segmentPower(dst, x, w []float64, mean, slope float64, tc []float64, add bool) {
+func (f *evenRFFT) loadBuffer() ([]complex128, []int32) { return f.z[:f.c.m], f.c.perm }
+
+func (f *evenRFFT) transformPower(dst []float64, add bool) {
 	z := f.z[:f.c.m]
-	loadSegment(z, f.c.perm, x, w, mean, slope, tc)
 	f.c.transform(z)
 	splitPower(dst, z, f.split, add)
 }

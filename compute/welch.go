@@ -250,6 +250,22 @@ func (pl *Plan) PSD(dst []float64, x []float64, fs float64) []float64 {
 // it checks ctx every few hundred segments, so a cancelled caller waits for
 // a fraction of one long record, not all of it.
 func (pl *Plan) PSDContext(ctx context.Context, dst []float64, x []float64, fs float64) ([]float64, error) {
+	return psd(ctx, pl, dst, x, fs)
+}
+
+// PSDFloat32Context is PSDContext of float32 samples: equal, bit for bit, to
+// PSDContext of x converted to float64, without that copy of the record
+// (each segment's samples are widened as the segment is loaded).
+func (pl *Plan) PSDFloat32Context(ctx context.Context, dst []float64, x []float32, fs float64) ([]float64, error) {
+	return psd(ctx, pl, dst, x, fs)
+}
+
+// sample is the type of the samples a Plan reads: float64, or float32
+// widened to float64 as it is read.
+type sample interface{ float32 | float64 }
+
+// psd is PSDContext for samples of either type.
+func psd[T sample](ctx context.Context, pl *Plan, dst []float64, x []T, fs float64) ([]float64, error) {
 	if len(x) != pl.n {
 		panic(fmt.Sprintf("compute: PSD of %d samples with a plan for %d", len(x), pl.n))
 	}
@@ -265,7 +281,7 @@ func (pl *Plan) PSDContext(ctx context.Context, dst []float64, x []float64, fs f
 		fused = nil // zero padding goes through pl.seg
 	}
 	if pl.medianFreqs > 0 {
-		if err := pl.blockMedian(ctx, acc, x); err != nil {
+		if err := blockMedian(ctx, pl, acc, x); err != nil {
 			return dst, err
 		}
 	}
@@ -280,11 +296,13 @@ func (pl *Plan) PSDContext(ctx context.Context, dst []float64, x []float64, fs f
 		if pl.median {
 			out, add = pl.rows[s*nh:(s+1)*nh], false
 		}
-		mean, slope := pl.trend(seg)
+		mean, slope := trend(pl, seg)
 		if fused != nil {
-			fused.segmentPower(out, seg, pl.win, mean, slope, pl.tc, add)
+			z, perm := fused.loadBuffer()
+			loadSegment(z, perm, seg, pl.win, mean, slope, pl.tc)
+			fused.transformPower(out, add)
 		} else {
-			pl.prepare(seg, mean, slope)
+			prepare(pl, seg, mean, slope)
 			pl.fft.power(out, pl.seg, add)
 		}
 	}
@@ -343,7 +361,7 @@ func (pl *Plan) PSDContext(ctx context.Context, dst []float64, x []float64, fs f
 // frequency's power, divided by the median bias, a block of medianFreqs
 // frequencies at a time: each block computes every segment's power again
 // and keeps only the block's, by frequency, in rows.
-func (pl *Plan) blockMedian(ctx context.Context, acc, x []float64) error {
+func blockMedian[T sample](ctx context.Context, pl *Plan, acc []float64, x []T) error {
 	nh, ns := pl.nhalf, pl.nseg
 	power := make([]float64, nh)
 	for k0 := 0; k0 < nh; k0 += pl.medianFreqs {
@@ -355,8 +373,8 @@ func (pl *Plan) blockMedian(ctx context.Context, acc, x []float64) error {
 				}
 			}
 			seg := x[s*pl.step : s*pl.step+pl.nperseg]
-			mean, slope := pl.trend(seg)
-			pl.prepare(seg, mean, slope)
+			mean, slope := trend(pl, seg)
+			prepare(pl, seg, mean, slope)
 			pl.fft.power(power, pl.seg, false)
 			for j := 0; j < kn; j++ {
 				pl.rows[j*ns+s] = power[k0+j]
@@ -384,6 +402,17 @@ func (pl *Plan) Segments(dst []float64, x []float64, fs float64) []float64 {
 // taking a long record's segments a range at a time. It panics if len(x) is
 // not the Plan's record length or the range is out of bounds.
 func (pl *Plan) SegmentRange(dst []float64, x []float64, fs float64, s0, s1 int) []float64 {
+	return segmentRange(pl, dst, x, fs, s0, s1)
+}
+
+// SegmentRangeFloat32 is SegmentRange of float32 samples: equal, bit for
+// bit, to SegmentRange of x converted to float64, without that copy.
+func (pl *Plan) SegmentRangeFloat32(dst []float64, x []float32, fs float64, s0, s1 int) []float64 {
+	return segmentRange(pl, dst, x, fs, s0, s1)
+}
+
+// segmentRange is SegmentRange for samples of either type.
+func segmentRange[T sample](pl *Plan, dst []float64, x []T, fs float64, s0, s1 int) []float64 {
 	if len(x) != pl.n {
 		panic(fmt.Sprintf("compute: Segments of %d samples with a plan for %d", len(x), pl.n))
 	}
@@ -407,8 +436,8 @@ func (pl *Plan) SegmentRange(dst []float64, x []float64, fs float64, s0, s1 int)
 	for s := s0; s < s1; s++ {
 		seg := x[s*pl.step : s*pl.step+pl.nperseg]
 		clear(acc)
-		mean, slope := pl.trend(seg)
-		pl.prepare(seg, mean, slope)
+		mean, slope := trend(pl, seg)
+		prepare(pl, seg, mean, slope)
 		pl.fft.power(acc, pl.seg, true)
 		row := dst[(s-s0)*pl.nfreq : (s-s0+1)*pl.nfreq]
 		for k := range row {
@@ -447,8 +476,8 @@ func (pl *Plan) SegmentTime(s int, fs float64) float64 {
 }
 
 // trend returns the mean and slope (per sample, about the segment's
-// centre) that the detrending subtracts from segment x.
-func (pl *Plan) trend(x []float64) (mean, slope float64) {
+// centre) that pl's detrending subtracts from segment x.
+func trend[T sample](pl *Plan, x []T) (mean, slope float64) {
 	switch pl.detrend {
 	case DetrendConstant:
 		return pairwiseSum(x) / float64(len(x)), 0
@@ -461,19 +490,19 @@ func (pl *Plan) trend(x []float64) (mean, slope float64) {
 
 // prepare detrends and windows segment x into pl.seg (the zero padding
 // beyond nperseg stays zero).
-func (pl *Plan) prepare(x []float64, mean, slope float64) {
+func prepare[T sample](pl *Plan, x []T, mean, slope float64) {
 	w := pl.win
 	seg := pl.seg[:len(w)]
 	x = x[:len(w)]
 	if pl.tc == nil {
 		for i, v := range x {
-			seg[i] = (v - mean) * w[i]
+			seg[i] = (float64(v) - mean) * w[i]
 		}
 		return
 	}
 	tc := pl.tc[:len(x)]
 	for i, v := range x {
-		seg[i] = (v - mean - slope*tc[i]) * w[i]
+		seg[i] = (float64(v) - mean - slope*tc[i]) * w[i]
 	}
 }
 
@@ -482,33 +511,35 @@ func (pl *Plan) prepare(x []float64, mean, slope float64) {
 // constant detrending) agree exactly: with a large offset, the detrended
 // samples are small differences of large numbers, and any difference in the
 // mean would show in the lowest frequencies.
-func pairwiseSum(x []float64) float64 {
+func pairwiseSum[T sample](x []T) float64 {
 	n := len(x)
 	switch {
 	case n < 8:
 		var s float64
 		for _, v := range x {
-			s += v
+			s += float64(v)
 		}
 		return s
 	case n <= 128:
 		var r [8]float64
-		copy(r[:], x[:8])
+		h := x[:8:8]
+		r[0], r[1], r[2], r[3] = float64(h[0]), float64(h[1]), float64(h[2]), float64(h[3])
+		r[4], r[5], r[6], r[7] = float64(h[4]), float64(h[5]), float64(h[6]), float64(h[7])
 		i := 8
 		for ; i+8 <= n; i += 8 {
 			v := x[i : i+8 : i+8]
-			r[0] += v[0]
-			r[1] += v[1]
-			r[2] += v[2]
-			r[3] += v[3]
-			r[4] += v[4]
-			r[5] += v[5]
-			r[6] += v[6]
-			r[7] += v[7]
+			r[0] += float64(v[0])
+			r[1] += float64(v[1])
+			r[2] += float64(v[2])
+			r[3] += float64(v[3])
+			r[4] += float64(v[4])
+			r[5] += float64(v[5])
+			r[6] += float64(v[6])
+			r[7] += float64(v[7])
 		}
 		s := ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
 		for ; i < n; i++ {
-			s += x[i]
+			s += float64(x[i])
 		}
 		return s
 	}
@@ -520,20 +551,20 @@ func pairwiseSum(x []float64) float64 {
 // dotCentered is the dot product of a and b-c (len(b) >= len(a)) with four
 // independent accumulators; subtracting c first avoids cancellation when b
 // has a large offset.
-func dotCentered(a, b []float64, c float64) float64 {
+func dotCentered[T sample](a []float64, b []T, c float64) float64 {
 	b = b[:len(a)]
 	var s0, s1, s2, s3 float64
 	i := 0
 	for ; i+4 <= len(a); i += 4 {
 		u := a[i : i+4 : i+4]
 		v := b[i : i+4 : i+4]
-		s0 += u[0] * (v[0] - c)
-		s1 += u[1] * (v[1] - c)
-		s2 += u[2] * (v[2] - c)
-		s3 += u[3] * (v[3] - c)
+		s0 += u[0] * (float64(v[0]) - c)
+		s1 += u[1] * (float64(v[1]) - c)
+		s2 += u[2] * (float64(v[2]) - c)
+		s3 += u[3] * (float64(v[3]) - c)
 	}
 	for ; i < len(a); i++ {
-		s0 += a[i] * (b[i] - c)
+		s0 += a[i] * (float64(b[i]) - c)
 	}
 	return (s0 + s1) + (s2 + s3)
 }

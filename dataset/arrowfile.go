@@ -1,6 +1,7 @@
 package dataset
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -23,6 +24,23 @@ type StoredMessage struct {
 	// Compressed is true when the body's buffers are compressed (the
 	// metadata names the codec).
 	Compressed bool
+	// body holds Body's memory (lent by a BlockPool, or the heap's).
+	body *memory.Buffer
+}
+
+// Retain keeps the message's bytes valid after its reader moves on, until
+// Release: under WithBlockPool, they are otherwise reused.
+func (m StoredMessage) Retain() {
+	if m.body != nil {
+		m.body.Retain()
+	}
+}
+
+// Release ends a Retain.
+func (m StoredMessage) Release() {
+	if m.body != nil {
+		m.body.Release()
+	}
 }
 
 // storedReader is a reader that can give its current batch's stored message.
@@ -69,7 +87,7 @@ type arrowReader struct {
 	dataEnd int64 // where the footer starts: every block ends before it
 	msgs    *pushedMessages
 	rd      *ipc.Reader
-	mem     memory.Allocator
+	pool    *BlockPool // nil: blocks are read into new memory
 	i       int
 	cur     arrow.RecordBatch
 	msg     StoredMessage
@@ -80,7 +98,7 @@ type arrowReader struct {
 // newArrowReader reads the file fr reads, whose footer (verified) is footer.
 // It returns nil when the file needs arrow-go's reader throughout
 // (dictionaries, a byte order other than this machine's).
-func newArrowReader(file *recordingFile, fr *ipc.FileReader, footer []byte, mem memory.Allocator) (*arrowReader, error) {
+func newArrowReader(file *recordingFile, fr *ipc.FileReader, footer []byte, mem memory.Allocator, pool *BlockPool) (*arrowReader, error) {
 	schema := fr.Schema()
 	if !schema.IsNativeEndian() || HasDictionary(schema) {
 		return nil, nil
@@ -98,7 +116,7 @@ func newArrowReader(file *recordingFile, fr *ipc.FileReader, footer []byte, mem 
 		msgs.Release()
 		return nil, err
 	}
-	return &arrowReader{refs: 1, file: file, fr: fr, blocks: blocks, dataEnd: file.Size() - 10 - int64(len(footer)), msgs: msgs, rd: rd, mem: mem}, nil
+	return &arrowReader{refs: 1, file: file, fr: fr, blocks: blocks, dataEnd: file.Size() - 10 - int64(len(footer)), msgs: msgs, rd: rd, pool: pool}, nil
 }
 
 // HasDictionary reports whether any field of schema, nested ones included, is
@@ -174,7 +192,18 @@ func (r *arrowReader) readBlock(b ipccheck.Block) (arrow.RecordBatch, StoredMess
 	if b.Offset < 0 || b.MetaLen <= 8 || b.BodyLen < 0 || size > maxBlockBytes || b.Offset > r.dataEnd-size {
 		return nil, StoredMessage{}, nil
 	}
-	buf := make([]byte, size)
+	var buf []byte
+	var body *memory.Buffer
+	if r.pool != nil {
+		buf = r.pool.get(int(size))
+		body = memory.NewBufferWithAllocator(buf[b.MetaLen:], &lent{pool: r.pool, buf: buf})
+	} else {
+		buf = make([]byte, size)
+		body = memory.NewBufferBytes(buf[b.MetaLen:])
+	}
+	// The message and the batch's arrays take their own references; the
+	// memory goes back to the pool when the last is released.
+	defer body.Release()
 	if _, err := r.file.ReadAt(buf, b.Offset); err != nil && !errors.Is(err, io.EOF) {
 		return nil, StoredMessage{}, err
 	}
@@ -182,7 +211,7 @@ func (r *arrowReader) readBlock(b ipccheck.Block) (arrow.RecordBatch, StoredMess
 	if binary.LittleEndian.Uint32(buf) != continuation || n <= 0 || n > int64(b.MetaLen)-8 {
 		return nil, StoredMessage{}, nil
 	}
-	msg := StoredMessage{Meta: buf[8 : 8+n], Body: buf[b.MetaLen:]}
+	msg := StoredMessage{Meta: bytes.Clone(buf[8 : 8+n]), Body: buf[b.MetaLen:], body: body}
 	if err := ipccheck.Message(msg.Meta); err != nil {
 		return nil, StoredMessage{}, fmt.Errorf("record batch %d: %w", r.i-1, err)
 	}
@@ -194,7 +223,7 @@ func (r *arrowReader) readBlock(b ipccheck.Block) (arrow.RecordBatch, StoredMess
 		return nil, StoredMessage{}, nil
 	}
 	msg.Compressed = info.Compressed
-	r.msgs.push(ipc.NewMessage(memory.NewBufferBytes(msg.Meta), memory.NewBufferBytes(msg.Body)))
+	r.msgs.push(ipc.NewMessage(memory.NewBufferBytes(msg.Meta), body))
 	if !r.rd.Next() {
 		err := r.rd.Err()
 		if err == nil {

@@ -141,3 +141,71 @@ func TestStored(t *testing.T) {
 		})
 	}
 }
+
+// TestBlockPool reads a file under WithBlockPool while keeping every batch
+// and one stored message retained: nothing retained may be overwritten by a
+// later read (its buffer goes back only when released), and once all is
+// released the pool holds the buffers for the next read, which reads the
+// same.
+func TestBlockPool(t *testing.T) {
+	st, err := store.Open(t.Context(), "mem://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	data := arrowBytes(t, 40, 4, 5000) // batches of 80 KB: pooled sizes
+	if err := st.WriteAll(t.Context(), "datasets/p/part-00000.arrow", data); err != nil {
+		t.Fatal(err)
+	}
+	pool := NewBlockPool(64 << 20)
+	ctx := WithBlockPool(t.Context(), pool)
+	want, err := ipc.NewFileReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer want.Close()
+	for pass := range 2 {
+		r, err := OpenFile(ctx, st, "datasets/p/part-00000.arrow", FormatArrow, memory.DefaultAllocator)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kept []arrow.RecordBatch
+		var msg StoredMessage
+		var body []byte
+		for r.Next() {
+			rec := r.RecordBatch()
+			rec.Retain()
+			kept = append(kept, rec)
+			if len(kept) == 2 {
+				m, ok := Stored(r)
+				if !ok {
+					t.Fatal("no stored message")
+				}
+				m.Retain()
+				msg, body = m, bytes.Clone(m.Body)
+			}
+		}
+		if err := r.Err(); err != nil {
+			t.Fatal(err)
+		}
+		r.Release()
+		if !bytes.Equal(msg.Body, body) {
+			t.Fatalf("pass %d: a retained stored message was overwritten", pass)
+		}
+		msg.Release()
+		for i, rec := range kept {
+			w, err := want.RecordBatchAt(i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !array.RecordEqual(rec, w) {
+				t.Fatalf("pass %d: retained batch %d was overwritten", pass, i)
+			}
+			w.Release()
+			rec.Release()
+		}
+		if pool.Kept() == 0 {
+			t.Fatalf("pass %d: the pool holds nothing after every batch was released", pass)
+		}
+	}
+}

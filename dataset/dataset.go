@@ -374,7 +374,7 @@ func OpenFile(ctx context.Context, st *store.Store, key string, f Format, mem me
 			if err != nil {
 				return fmt.Errorf("dataset: read Arrow file %s: %v: %w", key, err, ErrDamaged)
 			}
-			ar, err := newArrowReader(file, fr, footer, mem)
+			ar, err := newArrowReader(file, fr, footer, mem, blockPoolFrom(ctx))
 			switch {
 			case err != nil:
 				fr.Close()
@@ -393,9 +393,12 @@ func OpenFile(ctx context.Context, st *store.Store, key string, f Format, mem me
 		return fmt.Errorf("dataset: %s: unknown format %s: %w", key, clip.Quote(string(f)), ErrInvalid)
 	})
 	if err != nil {
+		_ = sf.Close()
 		return nil, file.ioError(key, err)
 	}
-	return &checkedReader{RecordReader: rr, key: key, file: file}, nil
+	r := &checkedReader{RecordReader: rr, key: key, file: file}
+	r.refs.Store(1)
+	return r, nil
 }
 
 // arrowMagic ends an Arrow IPC file, after the footer and its length.

@@ -56,6 +56,7 @@ func (c *Catalog) parquetRows(ctx context.Context, sh Shard) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	defer f.Close()
 	var rows int64
 	err = Protect("dataset: "+sh.Key, ErrDamaged, func() error {
 		pf, err := file.NewParquetReader(f, file.WithReadProps(parquetProps(memory.DefaultAllocator)))

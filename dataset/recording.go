@@ -316,9 +316,11 @@ func newRecordingReader(ctx context.Context, st *store.Store, ix *recIndex, sh *
 		return nil, fmt.Errorf("dataset: recording file %s: %w", f.Key, err)
 	}
 	if o, err := st.Stat(ctx, f.Key); err != nil || o.Size != f.Size || o.ETag != f.ETag {
+		_ = file.Close()
 		return nil, fmt.Errorf("dataset: recording file %s changed since the dataset was registered (size or ETag differ); register it again: %w", f.Key, ErrDamaged)
 	}
 	if err := f.check(&ix.Options, sh); err != nil {
+		_ = file.Close()
 		return nil, fmt.Errorf("dataset: the recording index's entry of %s is damaged: %v; register it again: %w", f.Key, err, ErrDamaged)
 	}
 	r := &recordingReader{ctx: ctx, ix: ix, sh: sh, f: f, file: file, schema: ix.schema(), mem: mem, sigs: f.Header.DataSignals(), next: sh.Epoch0, refs: 1}
@@ -383,9 +385,12 @@ func (r *recordingReader) Record() arrow.RecordBatch { return r.cur }
 
 func (r *recordingReader) Release() {
 	r.refs--
-	if r.refs == 0 && r.cur != nil {
-		r.cur.Release()
-		r.cur = nil
+	if r.refs == 0 {
+		if r.cur != nil {
+			r.cur.Release()
+			r.cur = nil
+		}
+		_ = r.file.Close()
 	}
 }
 

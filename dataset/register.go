@@ -198,6 +198,7 @@ func registerFile(ctx context.Context, src *store.Store, o store.Object, opts *R
 	if err != nil {
 		return nil, err
 	}
+	defer file.Close()
 	info, err := src.Stat(ctx, o.Key)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -61,6 +62,19 @@ type checkedReader struct {
 	key  string
 	file *recordingFile
 	err  error
+	refs atomic.Int64 // the file is closed when the last is released
+}
+
+func (r *checkedReader) Retain() {
+	r.refs.Add(1)
+	r.RecordReader.Retain()
+}
+
+func (r *checkedReader) Release() {
+	r.RecordReader.Release()
+	if r.refs.Add(-1) == 0 {
+		_ = r.file.Close()
+	}
 }
 
 func (r *checkedReader) Next() bool {

@@ -18,7 +18,21 @@ import (
 // other codec it is the FlightData it wraps.
 type ownedData struct {
 	*aflight.FlightData
+	// release, when set, is called once the body is no longer needed:
+	// when it has been written, or copied.
+	release func()
 }
+
+// bodyDone is the gRPC buffer pool of one body, told when gRPC has written
+// it (it hands out nothing).
+type bodyDone func()
+
+func (f bodyDone) Get(n int) *[]byte {
+	b := make([]byte, n)
+	return &b
+}
+
+func (f bodyDone) Put(*[]byte) { f() }
 
 // flightDataBody is the field number of FlightData.data_body.
 const flightDataBody = 1000
@@ -41,19 +55,33 @@ func newCodec() codec {
 // the body field's tag and length, then the body itself.
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	d, ok := v.(*ownedData)
-	if !ok || len(d.DataBody) < minOwnedBody {
+	if !ok {
 		return c.proto.Marshal(v)
+	}
+	if len(d.DataBody) < minOwnedBody || mem.IsBelowBufferPoolingThreshold(cap(d.DataBody)) {
+		out, err := c.proto.Marshal(v) // a copy
+		if d.release != nil {
+			d.release()
+		}
+		return out, err
 	}
 	head := &aflight.FlightData{FlightDescriptor: d.FlightDescriptor, DataHeader: d.DataHeader, AppMetadata: d.AppMetadata}
 	n := protobuf.Size(head)
 	b := make([]byte, 0, n+protowire.SizeTag(flightDataBody)+protowire.SizeVarint(uint64(len(d.DataBody))))
 	b, err := protobuf.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, head)
 	if err != nil {
+		if d.release != nil {
+			d.release()
+		}
 		return nil, fmt.Errorf("flight: marshal FlightData: %w", err)
 	}
 	b = protowire.AppendTag(b, flightDataBody, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(len(d.DataBody)))
-	return mem.BufferSlice{mem.SliceBuffer(b), mem.SliceBuffer(d.DataBody)}, nil
+	body := mem.Buffer(mem.SliceBuffer(d.DataBody))
+	if d.release != nil {
+		body = mem.NewBuffer(&d.DataBody, bodyDone(d.release))
+	}
+	return mem.BufferSlice{mem.SliceBuffer(b), body}, nil
 }
 
 // Unmarshal decodes as protobuf.

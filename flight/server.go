@@ -90,7 +90,13 @@ type Server struct {
 	health  *health.Server
 	// auditLog gets one line per call: caller, call, dataset or job.
 	auditLog *slog.Logger
+	// blocks lends DoGet's reads their buffers.
+	blocks *dataset.BlockPool
 }
+
+// blockPoolBytes bounds the buffers DoGet streams keep for reuse: a few
+// batches for each of several streams.
+const blockPoolBytes = 64 << 20
 
 // NewServer returns the Flight service over a catalog and a job manager.
 func NewServer(cat *dataset.Catalog, jobs *batch.Manager, opts *Options) *Server {
@@ -116,7 +122,7 @@ func NewServer(cat *dataset.Catalog, jobs *batch.Manager, opts *Options) *Server
 	if o.Alloc == nil {
 		o.Alloc = memory.DefaultAllocator
 	}
-	return &Server{cat: cat, jobs: jobs, opts: o, log: o.Log.With("component", "flight"), health: newHealth(), auditLog: o.Log.With("component", "audit")}
+	return &Server{cat: cat, jobs: jobs, opts: o, log: o.Log.With("component", "flight"), health: newHealth(), auditLog: o.Log.With("component", "audit"), blocks: dataset.NewBlockPool(blockPoolBytes)}
 }
 
 // maxStatusBytes bounds the message of every status the server returns: an
@@ -492,7 +498,9 @@ func (s *Server) DoGet(tkt *aflight.Ticket, stream aflight.FlightService_DoGetSe
 	if t, err = s.resolve(t); err != nil {
 		return err
 	}
-	rdr, err := s.open(ctx, t)
+	// The stream releases every batch it reads and keeps none: its reads
+	// may use lent buffers.
+	rdr, err := s.open(dataset.WithBlockPool(ctx, s.blocks), t)
 	if err != nil {
 		return toStatus(err)
 	}
@@ -572,7 +580,9 @@ func (s *Server) sendStored(ctx context.Context, stream aflight.FlightService_Do
 		rec := rdr.RecordBatch()
 		var err error
 		if m, ok := dataset.Stored(rdr); ok && !m.Compressed && s.sendsWhole(rec, m) {
-			err = stream.SendMsg(&ownedData{&aflight.FlightData{DataHeader: m.Meta, DataBody: m.Body}})
+			// The body stays lent until gRPC has written it.
+			m.Retain()
+			err = stream.SendMsg(&ownedData{FlightData: &aflight.FlightData{DataHeader: m.Meta, DataBody: m.Body}, release: m.Release})
 		} else {
 			err = dataset.WriteBounded(rec, s.opts.MaxBatchBytes, encode)
 		}
@@ -603,7 +613,7 @@ func sendPayload(stream aflight.FlightService_DoGetServer, p ipc.Payload) error 
 	}
 	// The header is copied as the message is marshalled; the body is
 	// referenced until it is written, and this one is used only here.
-	return stream.SendMsg(&ownedData{&aflight.FlightData{DataHeader: meta.Bytes(), DataBody: body.Bytes()}})
+	return stream.SendMsg(&ownedData{FlightData: &aflight.FlightData{DataHeader: meta.Bytes(), DataBody: body.Bytes()}})
 }
 
 func (s *Server) open(ctx context.Context, t target) (array.RecordReader, error) {

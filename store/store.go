@@ -464,16 +464,38 @@ func (s *Store) holdsObject(ctx context.Context, prefix string) (bool, error) {
 }
 
 // File is an object opened for random access with ranged reads, as Parquet and
-// Arrow IPC file readers need.
+// Arrow IPC file readers need. Close it when done.
+//
+// In a file store the file is held open and read with pread(2): reads cost
+// no open, and they see the version that was there when it was opened, even
+// once the object is replaced or deleted. Other stores read the object as it
+// is at each read (a deleted one gives ErrNotExist).
 type File struct {
 	s    *Store
 	ctx  context.Context
 	key  string
 	size int64
+	// f is the open file of a file store; r owns it.
+	f *os.File
+	r *blob.Reader
 }
 
 // OpenFile opens an object for random access.
 func (s *Store) OpenFile(ctx context.Context, key string) (*File, error) {
+	if s.file {
+		var f *os.File
+		r, err := s.b.NewRangeReader(ctx, key, 0, 0, &blob.ReaderOptions{BeforeRead: func(as func(any) bool) error {
+			as(&f)
+			return nil
+		}})
+		if err != nil {
+			return nil, s.wrap("read", key, err)
+		}
+		if f != nil {
+			return &File{s: s, ctx: ctx, key: key, size: r.Size(), f: f, r: r}, nil
+		}
+		_ = r.Close()
+	}
 	o, err := s.Stat(ctx, key)
 	if err != nil {
 		return nil, err
@@ -481,11 +503,33 @@ func (s *Store) OpenFile(ctx context.Context, key string) (*File, error) {
 	return &File{s: s, ctx: ctx, key: key, size: o.Size}, nil
 }
 
+// Close releases the file; reads after it fail.
+func (f *File) Close() error {
+	if f.r == nil {
+		return nil
+	}
+	err := f.r.Close()
+	if errors.Is(err, os.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
 // Size is the object's size in bytes.
 func (f *File) Size() int64 { return f.size }
 
 // ReadAt reads len(p) bytes at off with one ranged read.
 func (f *File) ReadAt(p []byte, off int64) (int, error) {
+	if f.f != nil {
+		if off < 0 {
+			return 0, fmt.Errorf("store: read %s at offset %d: negative offset", f.key, off)
+		}
+		n, err := f.f.ReadAt(p, off)
+		if err != nil && err != io.EOF {
+			return n, f.s.wrap("read", f.key, err)
+		}
+		return n, err
+	}
 	if off >= f.size {
 		return 0, io.EOF
 	}

@@ -711,9 +711,8 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 				return err
 			}
 		}
-		x, ok := signalAt(sig, i, k.x[:0])
-		k.x = x
-		if !ok || len(x) == 0 {
+		x, ok := signalAt(sig, i)
+		if !ok || x.len() == 0 {
 			r.null(i, "the signal is null or empty")
 			continue
 		}
@@ -730,24 +729,24 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 		var plan *compute.Plan
 		if p.multitaper() {
 			var err error
-			if k.psd, err = compute.Multitaper(k.psd[:0], x, fs, p.multitaperParams(), &k.tapers); err != nil {
+			if k.psd, err = compute.Multitaper(k.psd[:0], k.float64s(x), fs, p.multitaperParams(), &k.tapers); err != nil {
 				if !errors.Is(err, compute.ErrInvalidParams) {
 					return fmt.Errorf("psd: record %d: %w", i, err)
 				}
-				r.null(i, fmt.Sprintf("the record (%d samples) cannot be analysed with the request: %v", len(x), err))
+				r.null(i, fmt.Sprintf("the record (%d samples) cannot be analysed with the request: %v", x.len(), err))
 				continue
 			}
-			k.freqs = compute.RFFTFreqs(k.freqs[:0], len(x), fs)
+			k.freqs = compute.RFFTFreqs(k.freqs[:0], x.len(), fs)
 		} else {
 			var err error
-			plan, err = k.planner.Plan(len(x))
+			plan, err = k.planner.Plan(x.len())
 			if err != nil && !errors.Is(err, compute.ErrInvalidParams) {
 				return fmt.Errorf("psd: record %d: %w", i, err)
 			}
 			if plan == nil {
 				// The parameters were validated when the job was submitted, so a
 				// plan refused now is refused for this record's length alone.
-				r.null(i, fmt.Sprintf("the record (%d samples) is too short for the request: %v", len(x), err))
+				r.null(i, fmt.Sprintf("the record (%d samples) is too short for the request: %v", x.len(), err))
 				continue
 			}
 			k.freqs = plan.Freqs(k.freqs[:0], fs)
@@ -759,7 +758,7 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 			c0, c1 = cropRange(k.freqs, lo, hi)
 		}
 		if k.shared != nil && !slices.Equal(k.freqs[c0:c1], k.shared) {
-			r.null(i, fmt.Sprintf("the record (%d samples) is shorter than nperseg, so its frequencies differ from the shared ones (%s); give an explicit nfft, or drop \"shared_freqs\" for per-row freqs", len(x), MetaFreqs))
+			r.null(i, fmt.Sprintf("the record (%d samples) is shorter than nperseg, so its frequencies differ from the shared ones (%s); give an explicit nfft, or drop \"shared_freqs\" for per-row freqs", x.len(), MetaFreqs))
 			continue
 		}
 		// s0 to s1 are the segments (or the one average) computed into
@@ -767,15 +766,15 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 		s0, s1, nseg := 0, 1, 1
 		if perSegment {
 			s1, nseg = 0, plan.NumSegments()
-		} else if p.NaNPolicy == "omit" && hasNaN(x) {
+		} else if p.NaNPolicy == "omit" && x.hasNaN() {
 			var why string
-			if k.psd, why = k.omitNaN(k.psd, x, fs, plan); why != "" {
+			if k.psd, why = k.omitNaN(k.psd, k.float64s(x), fs, plan); why != "" {
 				r.null(i, why)
 				continue
 			}
 		} else if plan != nil {
 			var err error
-			if k.psd, err = plan.PSDContext(ctx, k.psd[:0], x, fs); err != nil {
+			if k.psd, err = x.psd(ctx, plan, k.psd[:0], fs); err != nil {
 				return err
 			}
 		}
@@ -800,7 +799,7 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 					}
 				}
 				s0, s1 = s, min(nseg, s+k.maxRows-len(r.take))
-				k.psd = plan.SegmentRange(k.psd[:0], x, fs, s0, s1)
+				k.psd = x.segments(plan, k.psd[:0], fs, s0, s1)
 			}
 			spec := k.psd[(s-s0)*nf : (s-s0+1)*nf]
 			r.take = append(r.take, int64(i))
@@ -898,13 +897,57 @@ func (k *psdKernel) assemble(ctx context.Context, task batch.Task, schema *arrow
 	return array.NewRecordBatch(schema, cols, int64(len(r.take))), nil
 }
 
-func hasNaN(x []float64) bool {
-	for _, v := range x {
-		if math.IsNaN(v) {
+// signal is a record's samples as the input holds them: float64, or float32
+// that the kernel widens as it reads each segment, so that a record is not
+// copied before its PSD.
+type signal struct {
+	f64 []float64
+	f32 []float32
+}
+
+func (x signal) len() int { return len(x.f64) + len(x.f32) }
+
+func (x signal) hasNaN() bool {
+	for _, v := range x.f64 {
+		if v != v {
+			return true
+		}
+	}
+	for _, v := range x.f32 {
+		if v != v {
 			return true
 		}
 	}
 	return false
+}
+
+// psd is plan's PSD of x.
+func (x signal) psd(ctx context.Context, plan *compute.Plan, dst []float64, fs float64) ([]float64, error) {
+	if x.f32 != nil {
+		return plan.PSDFloat32Context(ctx, dst, x.f32, fs)
+	}
+	return plan.PSDContext(ctx, dst, x.f64, fs)
+}
+
+// segments is plan's spectra of x's segments s0 to s1-1.
+func (x signal) segments(plan *compute.Plan, dst []float64, fs float64, s0, s1 int) []float64 {
+	if x.f32 != nil {
+		return plan.SegmentRangeFloat32(dst, x.f32, fs, s0, s1)
+	}
+	return plan.SegmentRange(dst, x.f64, fs, s0, s1)
+}
+
+// float64s is x as float64, widened into k.x if it is float32, for the
+// computations that read a record as float64 (multitaper, NaN spans).
+func (k *psdKernel) float64s(x signal) []float64 {
+	if x.f32 == nil {
+		return x.f64
+	}
+	k.x = k.x[:0]
+	for _, v := range x.f32 {
+		k.x = append(k.x, float64(v))
+	}
+	return k.x
 }
 
 // omitNaN computes into dst the PSD of a record whose NaN samples are bad
@@ -994,10 +1037,11 @@ func contains(list []int, v int) bool {
 	return false
 }
 
-// signalAt appends record i's signal, as float64, to dst. ok is false for a null.
-func signalAt(arr arrow.Array, i int, dst []float64) ([]float64, bool) {
+// signalAt is record i's signal, in the input's own memory. ok is false for
+// a null.
+func signalAt(arr arrow.Array, i int) (signal, bool) {
 	if arr.IsNull(i) {
-		return dst, false
+		return signal{}, false
 	}
 	var values arrow.Array
 	var start, end int64
@@ -1012,19 +1056,15 @@ func signalAt(arr arrow.Array, i int, dst []float64) ([]float64, bool) {
 		start, end = a.ValueOffsets(i)
 		values = a.ListValues()
 	default:
-		return dst, false
+		return signal{}, false
 	}
 	switch v := values.(type) {
 	case *array.Float64:
-		dst = append(dst, v.Float64Values()[start:end]...)
+		return signal{f64: v.Float64Values()[start:end:end]}, true
 	case *array.Float32:
-		for _, f := range v.Float32Values()[start:end] {
-			dst = append(dst, float64(f))
-		}
-	default:
-		return dst, false
+		return signal{f32: v.Float32Values()[start:end:end]}, true
 	}
-	return dst, true
+	return signal{}, false
 }
 
 // numberAt reads a numeric column's value as float64.

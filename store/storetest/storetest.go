@@ -543,8 +543,51 @@ func testReadAt(t *testing.T, s *store.Store) {
 		if err := s.Delete(t.Context(), "gone"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := g.ReadAt(make([]byte, 10), 0); !errors.Is(err, store.ErrNotExist) {
-			t.Fatalf("ReadAt of a deleted object: %v, want store.ErrNotExist", err)
+		// A store that holds the file open reads the version it opened;
+		// any other says the object is gone. Never other bytes.
+		p := make([]byte, 10)
+		n, err := g.ReadAt(p, 0)
+		if !errors.Is(err, store.ErrNotExist) && (err != nil || n != 10 || !bytes.Equal(p, data[:10])) {
+			t.Fatalf("ReadAt of a deleted object: %d bytes, %v; want store.ErrNotExist or the bytes as opened", n, err)
+		}
+		if err := g.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	})
+	t.Run("replaced after open", func(t *testing.T) {
+		mustWrite(t, s, "replaced", data)
+		g, err := s.OpenFile(t.Context(), "replaced")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Close()
+		next := payload(70, 1000)
+		mustWrite(t, s, "replaced", next)
+		p := make([]byte, 100)
+		n, err := g.ReadAt(p, 200)
+		if err != nil || n != 100 || !bytes.Equal(p, data[200:300]) && !bytes.Equal(p, next[200:300]) {
+			t.Fatalf("ReadAt of a replaced object: %d bytes, %v; want 100 bytes of one version", n, err)
+		}
+	})
+	t.Run("close", func(t *testing.T) {
+		g, err := s.OpenFile(t.Context(), "f")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.ReadAt(make([]byte, 10), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if err := g.Close(); err != nil {
+			t.Fatalf("a second Close: %v", err)
+		}
+		// Reads after Close may fail (a file store's do), but never
+		// return other bytes than the object's.
+		p := make([]byte, 10)
+		if n, err := g.ReadAt(p, 5); err == nil && (n != 10 || !bytes.Equal(p, data[5:15])) {
+			t.Fatalf("ReadAt after Close returned %d wrong bytes", n)
 		}
 	})
 }

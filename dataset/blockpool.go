@@ -1,0 +1,136 @@
+package dataset
+
+import (
+	"context"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+// BlockPool lends the buffers that the record batches of Arrow IPC files
+// are read into (one buffer per batch: its stored metadata and body), and
+// takes each back once the last reference to it is released, so that a
+// stream of batches allocates no new memory once warm and leaves the garbage
+// collector little to do. Lent buffers are not zeroed: they are overwritten
+// by the read. It is safe for concurrent use.
+//
+// Reuse is as safe as the reference counting of the code that reads the
+// batches: it must release every batch (and every retained StoredMessage)
+// once, and keep no slice of their memory afterwards. So a pool is used only
+// where asked for, with WithBlockPool; a buffer that is never released is
+// collected by the garbage collector as usual.
+type BlockPool struct {
+	limit int64 // most bytes kept
+
+	mu   sync.Mutex
+	free [maxBlockShift - minBlockShift + 1][][]byte
+	kept int64
+}
+
+// Buffers come in size classes of powers of two from 1<<minBlockShift to
+// 1<<maxBlockShift (maxBlockBytes); smaller ones are left to the heap.
+const (
+	minBlockShift = 16
+	maxBlockShift = 26
+)
+
+// NewBlockPool returns a pool that keeps at most limit bytes of buffers
+// between uses.
+func NewBlockPool(limit int64) *BlockPool { return &BlockPool{limit: limit} }
+
+func blockClass(n int) int {
+	if n <= 1<<minBlockShift {
+		return 0
+	}
+	c := bits.Len(uint(n-1)) - minBlockShift
+	if c > maxBlockShift-minBlockShift {
+		return -1
+	}
+	return c
+}
+
+// get returns n bytes of uninitialised memory.
+func (p *BlockPool) get(n int) []byte {
+	if n < 1<<minBlockShift/2 {
+		return make([]byte, n)
+	}
+	c := blockClass(n)
+	if c < 0 {
+		return make([]byte, n)
+	}
+	p.mu.Lock()
+	if l := len(p.free[c]); l > 0 {
+		b := p.free[c][l-1]
+		p.free[c][l-1] = nil
+		p.free[c] = p.free[c][:l-1]
+		p.kept -= int64(cap(b))
+		p.mu.Unlock()
+		return b[:n]
+	}
+	p.mu.Unlock()
+	return make([]byte, n, 1<<(c+minBlockShift))
+}
+
+// put takes back a buffer that get returned.
+func (p *BlockPool) put(b []byte) {
+	n := cap(b)
+	c := blockClass(n)
+	if c < 0 || n != 1<<(c+minBlockShift) {
+		return
+	}
+	p.mu.Lock()
+	if p.kept+int64(n) <= p.limit {
+		p.free[c] = append(p.free[c], b[:0])
+		p.kept += int64(n)
+	}
+	p.mu.Unlock()
+}
+
+// Kept is the number of bytes of buffers the pool holds for reuse.
+func (p *BlockPool) Kept() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.kept
+}
+
+type blockPoolKey struct{}
+
+// WithBlockPool returns a context under which OpenFile and Concat read the
+// record batches of Arrow IPC files into buffers lent by p. Whoever reads
+// them must keep to BlockPool's rule: release every batch once, keep nothing
+// of its memory afterwards, and Retain a StoredMessage it holds on to.
+func WithBlockPool(ctx context.Context, p *BlockPool) context.Context {
+	return context.WithValue(ctx, blockPoolKey{}, p)
+}
+
+func blockPoolFrom(ctx context.Context) *BlockPool {
+	p, _ := ctx.Value(blockPoolKey{}).(*BlockPool)
+	return p
+}
+
+// lent is a buffer lent by a pool, as the allocator of the Arrow buffer
+// that holds it: freeing that buffer (its last reference released) gives it
+// back, once.
+type lent struct {
+	pool *BlockPool
+	buf  []byte
+	done atomic.Bool
+}
+
+func (l *lent) Allocate(n int) []byte { return make([]byte, n) }
+
+func (l *lent) Reallocate(n int, b []byte) []byte {
+	nb := make([]byte, n)
+	copy(nb, b)
+	return nb
+}
+
+func (l *lent) Free([]byte) {
+	if l.done.CompareAndSwap(false, true) {
+		l.pool.put(l.buf)
+	}
+}
+
+var _ memory.Allocator = (*lent)(nil)
