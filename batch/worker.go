@@ -1,8 +1,8 @@
 package batch
 
 import (
+	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,7 +24,12 @@ type Worker struct {
 	Store     *store.Store
 	Functions *Registry
 	Alloc     memory.Allocator
-	Log       *slog.Logger
+	// Blocks, when set, lends the buffers that input shards' record
+	// batches are read into, each reused once its batch is released (see
+	// dataset.BlockPool); functions must then keep nothing of an input
+	// batch's memory after releasing it, as Arrow's reference counting asks.
+	Blocks *dataset.BlockPool
+	Log    *slog.Logger
 	// Fault, when set, is called before each attempt; an error it returns fails
 	// the attempt. Tests use it to inject failures (see ParseFaults).
 	Fault FaultFunc
@@ -42,9 +47,15 @@ func ReadManifest(ctx context.Context, st *store.Store, jobID string) (*Manifest
 	return decodeManifest(jobID, data)
 }
 
+// partWriteBuffer is the buffer between a part's IPC writer and the store.
+const partWriteBuffer = 1 << 20
+
 // RunShard runs one attempt of one child: it reads the job's manifest and the
 // shard, runs the function, and writes the part atomically. A failed attempt
-// leaves no part and records its error in the store.
+// leaves no part and records its error in the store. attempt is the
+// executor's number of the attempt within its start, from 1; the attempt's
+// number in the job continues from the attempts of earlier starts
+// (AttemptNumber).
 func (w *Worker) RunShard(ctx context.Context, jobID string, shard, attempt int) (err error) {
 	// The request holds all a child needs and never changes; jobs from
 	// before requests were kept have only their manifest.
@@ -59,13 +70,16 @@ func (w *Worker) RunShard(ctx context.Context, jobID string, shard, attempt int)
 		return fmt.Errorf("job %s has %d shards; there is no shard %d: %w", jobID, len(m.Shards), shard, ErrNotFound)
 	}
 	sh := m.Shards[shard]
+	if attempt, err = AttemptNumber(ctx, w.Store, jobID, sh.Name, attempt); err != nil {
+		return err
+	}
 	log := w.logger().With("job", jobID, "shard", sh.Name, "attempt", attempt)
 	start := time.Now()
 	defer func() {
 		if err != nil {
 			log.Warn("child failed", "err", err)
-			rec, _ := json.Marshal(AttemptError{Attempt: attempt, Error: err.Error(), At: time.Now().UTC()})
-			if werr := w.Store.WriteAll(context.WithoutCancel(ctx), attemptKey(jobID, sh.Name, attempt), rec); werr != nil {
+			ae := AttemptError{Attempt: attempt, Error: err.Error(), At: time.Now().UTC()}
+			if werr := recordAttemptError(context.WithoutCancel(ctx), w.Store, jobID, sh.Name, ae); werr != nil {
 				log.Error("record failed attempt", "err", werr)
 			}
 			return
@@ -98,7 +112,11 @@ func (w *Worker) RunShard(ctx context.Context, jobID string, shard, attempt int)
 	if alloc == nil {
 		alloc = memory.DefaultAllocator
 	}
-	in, err := dataset.OpenFile(ctx, w.Store, sh.Input, sh.Format, alloc)
+	openCtx := ctx
+	if w.Blocks != nil {
+		openCtx = dataset.WithBlockPool(ctx, w.Blocks)
+	}
+	in, err := dataset.OpenFile(openCtx, w.Store, sh.Input, sh.Format, alloc)
 	if err != nil {
 		return fmt.Errorf("read shard %s: %w", sh.Name, err)
 	}
@@ -106,7 +124,11 @@ func (w *Worker) RunShard(ctx context.Context, jobID string, shard, attempt int)
 	task := Task{JobID: jobID, Shard: sh.Name, Attempt: attempt, Params: m.Params, Schema: schema, Alloc: alloc}
 	// The function's own error is reported as it is, not as the store's.
 	var runErr error
-	err = w.Store.Write(ctx, PartKey(jobID, sh.Name), func(out io.Writer) error {
+	err = w.Store.Write(ctx, PartKey(jobID, sh.Name), func(dst io.Writer) error {
+		// The IPC writer writes every buffer of every batch on its own;
+		// buffered, the part goes to the store in large writes, not in a
+		// system call per buffer.
+		out := bufio.NewWriterSize(dst, partWriteBuffer)
 		var fw *ipc.FileWriter
 		open := func(s *arrow.Schema) error {
 			var err error
@@ -137,6 +159,9 @@ func (w *Worker) RunShard(ctx context.Context, jobID string, shard, attempt int)
 			return runErr
 		}
 		if err := fw.Close(); err != nil {
+			return err
+		}
+		if err := out.Flush(); err != nil {
 			return err
 		}
 		// The part's record is written before the part is committed, so a

@@ -77,7 +77,7 @@ def psd_file(path: str) -> dict:
         if samples.null_count or chunk.column("fs").null_count or not (lengths > 0).all():
             raise ValueError(f"{path}: a record without samples or fs (the demo has none)")
         if (lengths == lengths[0]).all() and (fs == fs[0]).all():
-            x = samples.values.to_numpy().astype(np.float64).reshape(len(chunk), lengths[0])
+            x = pc.list_flatten(samples).to_numpy().astype(np.float64).reshape(len(chunk), lengths[0])
             f, p = welch(x, fs=fs[0], nperseg=NPERSEG, axis=-1)
             for b, (lo, hi) in BANDS.items():
                 m = (f >= lo) & (f <= hi)

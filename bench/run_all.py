@@ -46,6 +46,8 @@ def main() -> int:
 
     start_load, t0 = loadavg(), time.perf_counter()
     print(f"command: {shlex.join([pathlib.Path(sys.executable).name, *sys.argv])}")
+    rev = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True)
+    print(f"commit: {rev.stdout.strip() or 'unknown (not a git checkout)'}")
     print(f"load average {start_load} (1, 5, 15 min) at start, {os.cpu_count()} CPUs; "
           f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}", flush=True)
     with tempfile.TemporaryDirectory(prefix="flightbatch-bench-") as tmp:

@@ -6,7 +6,9 @@
 #   2. go build -o bin/flightbatch ./cmd/flightbatch
 #   3. gofmt, go vet and staticcheck
 #   4. a real S3-compatible server for the store tests (if scripts/s3-server.sh exists), and a
-#      single-node Slurm cluster for the Slurm executor's tests (scripts/slurm.sh)
+#      single-node Slurm cluster with accounting (MariaDB + slurmdbd, so that sacct works) for the
+#      Slurm executor's tests (scripts/slurm.sh; started in the background after step 1, as it
+#      takes about 12 s)
 #   5. go test -race ./...
 #   6. .venv from requirements.txt (reinstalled only when it changed), the flightbatch Python
 #      package from python/ (reinstalled only when it changed), then pytest tests/python
@@ -19,6 +21,7 @@ START=$SECONDS
 SECTION_START=$SECONDS
 S3_DIR=""
 SLURM_DIR=""
+SLURM_PID=""
 
 section() {
 	if [[ -n "${SECTION_NAME:-}" ]]; then
@@ -35,6 +38,9 @@ finish() {
 	if [[ -n "$S3_DIR" ]]; then
 		bash scripts/s3-server.sh stop "$S3_DIR" >/dev/null 2>&1 || echo "warning: could not stop the S3 test server" >&2
 		rm -rf "$S3_DIR"
+	fi
+	if [[ -n "$SLURM_PID" ]]; then
+		wait "$SLURM_PID" 2>/dev/null || true
 	fi
 	if [[ -n "$SLURM_DIR" ]]; then
 		bash scripts/slurm.sh stop "$SLURM_DIR" >/dev/null 2>&1 || echo "warning: could not stop the Slurm test cluster" >&2
@@ -79,6 +85,11 @@ else
 fi
 echo "$(go version); $(python3 --version)"
 
+# The Slurm test cluster starts meanwhile (waited for before the tests).
+SLURM_DIR="$(mktemp -d "${TMPDIR:-/tmp}/flightbatch-slurm.XXXXXX")"
+bash scripts/slurm.sh start --accounting "$SLURM_DIR" >"$SLURM_DIR/start.out" 2>"$SLURM_DIR/start.log" &
+SLURM_PID=$!
+
 # ---------------------------------------------------------------------------------------------
 section "go build"
 go build -o bin/flightbatch ./cmd/flightbatch
@@ -115,11 +126,14 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 section "Slurm test cluster"
-SLURM_DIR="$(mktemp -d "${TMPDIR:-/tmp}/flightbatch-slurm.XXXXXX")"
-env_file="$(bash scripts/slurm.sh start "$SLURM_DIR")"
+slurm_ok=0
+wait "$SLURM_PID" || slurm_ok=$?
+SLURM_PID=""
+cat "$SLURM_DIR/start.log"
+[[ $slurm_ok -eq 0 ]] || { echo "the Slurm test cluster did not start (exit $slurm_ok)" >&2; exit 1; }
 # shellcheck disable=SC1090
-source "$env_file"
-echo "Slurm cluster up, SLURM_CONF=$SLURM_CONF"
+source "$(cat "$SLURM_DIR/start.out")"
+echo "Slurm cluster up with accounting, SLURM_CONF=$SLURM_CONF"
 
 # ---------------------------------------------------------------------------------------------
 section "go test -race"

@@ -63,8 +63,27 @@ func needCluster(t *testing.T) {
 	t.Skip(msg)
 }
 
+// needAccounting skips a test without a test cluster that keeps accounting
+// (scripts/slurm.sh start --accounting), or fails it if
+// FLIGHTBATCH_REQUIRE_SLURM=1.
+func needAccounting(t *testing.T) {
+	t.Helper()
+	needCluster(t)
+	if accounting() {
+		return
+	}
+	msg := "the Slurm test cluster keeps no accounting: start it with scripts/slurm.sh start --accounting DIR"
+	if os.Getenv("FLIGHTBATCH_REQUIRE_SLURM") == "1" {
+		t.Fatal("FLIGHTBATCH_REQUIRE_SLURM=1 but " + msg)
+	}
+	t.Skip(msg)
+}
+
+func accounting() bool { return os.Getenv("FLIGHTBATCH_TEST_SLURM_ACCOUNTING") != "" }
+
 // newExecutor returns an executor on the test cluster whose children inject
-// faults, over a fresh file store, and the store.
+// faults, over a fresh file store, and the store. It reads sacct when the
+// cluster keeps accounting (whose controller then forgets tasks soon).
 func newExecutor(t *testing.T, faults string, opts *slurm.Options) (*slurm.Executor, *store.Store) {
 	t.Helper()
 	needCluster(t)
@@ -86,6 +105,7 @@ func newExecutor(t *testing.T, faults string, opts *slurm.Options) (*slurm.Execu
 	o.WorkerEnv = append(o.WorkerEnv, child.EnvFaults+"="+faults, child.EnvFunctions+"="+executortest.FunctionsFile(t))
 	o.LogDir = t.TempDir()
 	o.PollInterval = 200 * time.Millisecond
+	o.Accounting = o.Accounting || accounting()
 	e, err := slurm.New(st, &o)
 	if err != nil {
 		t.Fatal(err)
@@ -188,5 +208,67 @@ func TestVanishedJob(t *testing.T) {
 	_, err := e.Poll(context.Background(), m.JobID+";1;1000;0-2;987654321")
 	if !errors.Is(err, batch.ErrVanished) || !strings.Contains(err.Error(), "no longer knows") {
 		t.Fatalf("Poll of a job Slurm does not know: got %v, want ErrVanished saying so", err)
+	}
+}
+
+// forget waits until the controller no longer knows Slurm job id (MinJobAge
+// after its tasks end), so that only sacct does.
+func forget(t *testing.T, id string) {
+	t.Helper()
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		out, err := exec.Command("scontrol", "-o", "show", "job", id).CombinedOutput()
+		if err != nil && strings.Contains(string(out), "Invalid job id") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the controller still knows job %s after 120 s: %s %v", id, out, err)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// A restarted server finds a job the controller forgot in sacct: each
+// task's end and its attempts, the earlier one's exit code from its
+// REQUEUED row.
+func TestForgottenJobFromSacct(t *testing.T) {
+	needAccounting(t)
+	e, st := newExecutor(t, "part-00001:1", nil)
+	h := &executortest.Harness{Store: st, Executor: e}
+	m := executortest.NewJob(t, h, 2)
+	handle, err := e.Start(context.Background(), m, []int{0, 1, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := wait(t, e, handle); p.Children[1].Attempts != 2 {
+		t.Fatalf("shard 1 should have been requeued once: %+v", p.Children[1])
+	}
+	forget(t, handle[strings.LastIndex(handle, ";")+1:])
+	again, err := slurm.New(st, &slurm.Options{LogDir: slurm.LogDir(e), PollInterval: 200 * time.Millisecond, WorkerCommand: "false", Accounting: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := again.Poll(context.Background(), handle)
+	if err != nil {
+		t.Fatalf("Poll of a job only sacct knows: %v", err)
+	}
+	if !p.Done {
+		t.Fatalf("not done: %+v", p)
+	}
+	for _, c := range p.Children {
+		wantAttempts := 1
+		if c.Shard == 1 {
+			wantAttempts = 2
+		}
+		if c.State != batch.ShardSucceeded || c.Attempts != wantAttempts || len(c.Errors) != wantAttempts-1 {
+			t.Errorf("shard %d: %s after %d attempts, %d errors; want SUCCEEDED after %d", c.Shard, c.State, c.Attempts, len(c.Errors), wantAttempts)
+		}
+	}
+	if errs := p.Children[1].Errors; len(errs) == 1 {
+		for _, want := range []string{"REQUEUED after attempt 1, exit code 1", "injected fault"} {
+			if !strings.Contains(errs[0].Error, want) {
+				t.Errorf("shard 1's first attempt: %q lacks %q", errs[0].Error, want)
+			}
+		}
 	}
 }

@@ -18,6 +18,12 @@
 // with one `scontrol -o show job` per array; a task that failed is given
 // another attempt with `scontrol requeue` until the job's attempts are spent
 // (child.ExitPermanent, a job or shard that does not exist, is not retried).
+// The controller forgets a task MinJobAge after it ends (a server that was
+// down longer finds some tasks, or a whole array, gone): with Accounting the
+// executor then reads them from `sacct --duplicates`, whose REQUEUED rows are
+// the earlier attempts, each with its exit code; without it, a forgotten task
+// whose part exists succeeded and any other failed. A failed task the
+// controller forgot cannot be requeued: its shard fails.
 // Each failed attempt's error is its exit code, the error the worker recorded
 // (child.Records), and the tail of its log (written with --open-mode=append,
 // so the log keeps every attempt). The handle names the job, its attempt
@@ -471,15 +477,28 @@ func (e *Executor) Poll(ctx context.Context, handle string) (batch.Progress, err
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, p := range r.pieces {
-		tasks, err := e.tasks(ctx, p)
+		tasks, known, err := e.tasks(ctx, p)
 		if err != nil {
 			return batch.Progress{}, err
 		}
+		seen := make([]bool, p.n)
 		for _, t := range tasks {
 			if t.index < 0 || t.index >= p.n {
 				continue
 			}
+			seen[t.index] = true
 			if err := e.update(ctx, r, p, t); err != nil {
+				return batch.Progress{}, err
+			}
+		}
+		var lost []int
+		for i, ok := range seen {
+			if !ok && !r.kids[p.offset+i].final {
+				lost = append(lost, i)
+			}
+		}
+		if len(lost) > 0 {
+			if err := e.forgotten(ctx, r, p, lost, known); err != nil {
 				return batch.Progress{}, err
 			}
 		}
@@ -487,35 +506,87 @@ func (e *Executor) Poll(ctx context.Context, handle string) (batch.Progress, err
 	return r.progress(), nil
 }
 
+// forgotten settles the tasks of piece p the controller no longer shows
+// (lost, by index): from sacct when the cluster keeps accounting, else from
+// their parts. known is false when the controller knows no task of p.
+func (e *Executor) forgotten(ctx context.Context, r *run, p piece, lost []int, known bool) error {
+	byIndex := map[int]task{}
+	if e.opts.Accounting {
+		out, err := e.sh.Run(ctx, nil, "sacct", "-n", "-P", "-X", "--duplicates", "-j", p.id, "-o", "JobID,State,ExitCode")
+		if err != nil {
+			return fmt.Errorf("slurm: ask sacct about Slurm job %s: %w", p.id, err)
+		}
+		for _, t := range parseSacct(out, p.n) {
+			byIndex[t.index] = t
+		}
+	}
+	if !known && len(byIndex) == 0 {
+		return fmt.Errorf("slurm: Slurm no longer knows job %s (it forgets a job MinJobAge after it ends, and every job when its state is lost): %w", p.id, batch.ErrVanished)
+	}
+	for _, i := range lost {
+		if t, ok := byIndex[i]; ok {
+			t.forgotten = true
+			if err := e.update(ctx, r, p, t); err != nil {
+				return err
+			}
+			continue
+		}
+		// Neither the controller nor accounting knows the task: its part
+		// tells whether it succeeded.
+		k := &r.kids[p.offset+i]
+		shard := r.shards[p.offset+i]
+		ok, err := e.opts.Records.HasPart(ctx, r.jobID, shard)
+		if err != nil {
+			return fmt.Errorf("slurm: job %s: %w", r.jobID, err)
+		}
+		k.attempts = max(k.attempts, 1)
+		if ok {
+			k.state, k.final = batch.ShardSucceeded, true
+			continue
+		}
+		k.state, k.final = batch.ShardFailed, true
+		if r.cancelled {
+			k.state = batch.ShardCancelled
+			continue
+		}
+		why := "Slurm no longer knows the task (it forgets one MinJobAge after it ends) and its part is missing"
+		if !e.opts.Accounting {
+			why += "; on a cluster that keeps accounting, serve --slurm-sacct reads how it ended from sacct"
+		}
+		k.errors = append(k.errors, batch.AttemptError{Attempt: k.attempts, At: time.Now().UTC(),
+			Error: fmt.Sprintf("Slurm task %s: %s; see its log %s", taskName(p, i), why, e.logPath(r.jobID, p, i))})
+	}
+	return nil
+}
+
 // task is one task's record as scontrol (or sacct) reports it.
 type task struct {
 	index    int    // in its array; 0 for a plain job
 	state    string // Slurm's job state, e.g. RUNNING, FAILED
 	reason   string
-	restarts int // -1: unknown (sacct)
+	restarts int
 	exit     int
 	signal   int
+	// forgotten: the controller no longer holds the task; this record is
+	// sacct's, and the task cannot be requeued.
+	forgotten bool
+	// earlier are sacct's records of the attempts before this one (its
+	// REQUEUED rows), oldest first; scontrol keeps none.
+	earlier []task
 }
 
-// tasks reads the tasks of one array.
-func (e *Executor) tasks(ctx context.Context, p piece) ([]task, error) {
+// tasks reads the tasks of one array the controller holds; known is false
+// when it holds none.
+func (e *Executor) tasks(ctx context.Context, p piece) (tasks []task, known bool, err error) {
 	out, err := e.sh.Run(ctx, nil, "scontrol", "-o", "show", "job", p.id)
 	if err == nil {
-		return parseShowJob(out, p.n)
+		tasks, err := parseShowJob(out, p.n)
+		return tasks, true, err
 	}
 	if !strings.Contains(err.Error(), "Invalid job id") {
-		return nil, fmt.Errorf("slurm: read Slurm job %s: %w", p.id, err)
+		return nil, false, fmt.Errorf("slurm: read Slurm job %s: %w", p.id, err)
 	}
-	if e.opts.Accounting {
-		out, aerr := e.sh.Run(ctx, nil, "sacct", "-n", "-P", "-X", "-j", p.id, "-o", "JobID,State,ExitCode")
-		if aerr != nil {
-			return nil, fmt.Errorf("slurm: ask sacct about Slurm job %s: %w", p.id, aerr)
-		}
-		if ts := parseSacct(out, p.n); len(ts) > 0 {
-			return ts, nil
-		}
-	}
-	return nil, fmt.Errorf("slurm: Slurm no longer knows job %s (it forgets a job MinJobAge after it ends, and every job when its state is lost): %w", p.id, batch.ErrVanished)
+	return nil, false, nil
 }
 
 var fieldRE = regexp.MustCompile(`(?:^|\s)(JobId|ArrayTaskId|JobState|Reason|Restarts|ExitCode)=(\S*)`)
@@ -585,18 +656,22 @@ func parseExit(s string) (code, sig int) {
 	return code, sig
 }
 
-// parseSacct reads `sacct -n -P -X -o JobID,State,ExitCode`: "ID_INDEX",
-// "ID_[2-5]" for pending tasks, or "ID" for a plain job.
+// parseSacct reads `sacct -n -P -X --duplicates -o JobID,State,ExitCode`:
+// one row per attempt of each task, "ID_INDEX", "ID_[2-5]" for pending
+// tasks, or "ID" for a plain job. A task's REQUEUED rows are its earlier
+// attempts, with their exit codes (`sacct --json` reports 0 for them; the
+// parsable output does not); its other row is its latest. Tasks come in
+// index order.
 func parseSacct(out []byte, n int) []task {
-	var tasks []task
+	byIndex := map[int]*task{}
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Split(strings.TrimSpace(line), "|")
 		if len(f) < 3 {
 			continue
 		}
 		state, _, _ := strings.Cut(f[1], " ") // "CANCELLED by 0"
-		t := task{state: state, restarts: -1}
-		t.exit, t.signal = parseExit(f[2])
+		row := task{state: state}
+		row.exit, row.signal = parseExit(f[2])
 		idx := []int{0}
 		if _, sub, ok := strings.Cut(f[0], "_"); ok {
 			var err error
@@ -605,10 +680,26 @@ func parseSacct(out []byte, n int) []task {
 			}
 		}
 		for _, i := range idx {
-			t.index = i
-			tasks = append(tasks, t)
+			t := byIndex[i]
+			if t == nil {
+				t = &task{index: i, state: "REQUEUED"}
+				byIndex[i] = t
+			}
+			if row.state == "REQUEUED" {
+				r := row
+				r.index = i
+				t.earlier = append(t.earlier, r)
+				t.restarts = len(t.earlier)
+				continue
+			}
+			t.state, t.exit, t.signal = row.state, row.exit, row.signal
 		}
 	}
+	tasks := make([]task, 0, len(byIndex))
+	for _, t := range byIndex {
+		tasks = append(tasks, *t)
+	}
+	slices.SortFunc(tasks, func(a, b task) int { return a.index - b.index })
 	return tasks
 }
 
@@ -642,15 +733,24 @@ func (e *Executor) update(ctx context.Context, r *run, p piece, t task) error {
 	if k.final {
 		return nil
 	}
-	if r.found && !k.caughtUp && t.restarts >= 0 {
+	if (r.found || t.forgotten) && !k.caughtUp {
 		e.catchUp(ctx, r, p, t, k)
 	}
-	if t.restarts >= 0 {
-		k.attempts = max(k.attempts, t.restarts)
-	}
+	k.attempts = max(k.attempts, t.restarts)
 	class := classify(t.state)
-	if class != slurmWaiting && t.restarts >= 0 {
+	if class != slurmWaiting {
 		k.attempts = max(k.attempts, t.restarts+1)
+	}
+	if t.forgotten && (class == slurmWaiting || class == slurmRunning) {
+		// Accounting's last word on a task the controller lost.
+		k.attempts = max(k.attempts, 1)
+		k.state, k.final = batch.ShardFailed, true
+		if r.cancelled {
+			k.state = batch.ShardCancelled
+			return nil
+		}
+		e.recordError(ctx, r, p, t, k, "Slurm no longer holds the task, and accounting last saw it "+t.state)
+		return nil
 	}
 	if class != slurmWaiting {
 		k.attempts = max(k.attempts, 1)
@@ -673,8 +773,12 @@ func (e *Executor) update(ctx context.Context, r *run, p piece, t task) error {
 			k.state, k.final = batch.ShardCancelled, true
 			return nil
 		}
-		e.recordError(ctx, r, p, t, k, "")
-		if k.attempts >= r.maxAttempts || t.exit == child.ExitPermanent || t.restarts < 0 {
+		why := ""
+		if t.forgotten && k.attempts < r.maxAttempts && t.exit != child.ExitPermanent {
+			why = "Slurm no longer holds the task (it forgets one MinJobAge after it ends), so it cannot be requeued"
+		}
+		e.recordError(ctx, r, p, t, k, why)
+		if k.attempts >= r.maxAttempts || t.exit == child.ExitPermanent || t.forgotten {
 			k.state, k.final = batch.ShardFailed, true
 			return nil
 		}
@@ -730,10 +834,25 @@ func (e *Executor) catchUp(ctx context.Context, r *run, p piece, t task, k *kid)
 		if slices.ContainsFunc(k.errors, func(ae batch.AttemptError) bool { return ae.Attempt == attempt }) {
 			continue
 		}
+		// sacct's record of the attempt, when it keeps one.
+		slurmSays := ""
+		if attempt <= len(t.earlier) {
+			prev := t.earlier[attempt-1]
+			slurmSays = fmt.Sprintf("Slurm task %s REQUEUED after attempt %d, exit code %d", taskName(p, t.index), attempt, prev.exit)
+			if prev.signal != 0 {
+				slurmSays += fmt.Sprintf(", signal %d", prev.signal)
+			}
+		}
 		ae, err := e.opts.Records.AttemptError(ctx, r.jobID, shard, attempt)
-		if err != nil || ae == nil {
+		switch {
+		case err == nil && ae != nil && slurmSays != "":
+			ae.Error = slurmSays + ": " + ae.Error
+		case err != nil || ae == nil:
+			if slurmSays == "" {
+				slurmSays = fmt.Sprintf("Slurm task %s: attempt %d failed before the server restarted", taskName(p, t.index), attempt)
+			}
 			ae = &batch.AttemptError{Attempt: attempt, At: time.Now().UTC(),
-				Error: fmt.Sprintf("Slurm task %s: attempt %d failed before the server restarted; see its log %s", taskName(p, t.index), attempt, e.logPath(r.jobID, p, t.index))}
+				Error: fmt.Sprintf("%s; see its log %s", slurmSays, e.logPath(r.jobID, p, t.index))}
 		}
 		k.errors = append(k.errors, *ae)
 	}

@@ -24,14 +24,14 @@ func TestParseShowJob(t *testing.T) {
 		want []task
 	}{
 		{"pending folded", "JobId=7 ArrayJobId=7 ArrayTaskId=1-3%2 JobName=x JobState=PENDING Reason=None Restarts=0 ExitCode=0:0\n", 4,
-			[]task{{1, "PENDING", "None", 0, 0, 0}, {2, "PENDING", "None", 0, 0, 0}, {3, "PENDING", "None", 0, 0, 0}}},
+			[]task{{1, "PENDING", "None", 0, 0, 0, false, nil}, {2, "PENDING", "None", 0, 0, 0, false, nil}, {3, "PENDING", "None", 0, 0, 0, false, nil}}},
 		{"tasks", "JobId=9 ArrayJobId=7 ArrayTaskId=0 JobState=FAILED Reason=NonZeroExitCode Restarts=1 ExitCode=7:0\n" +
 			"JobId=10 ArrayJobId=7 ArrayTaskId=4 JobState=CANCELLED Reason=None Restarts=0 ExitCode=0:15\n", 5,
-			[]task{{0, "FAILED", "NonZeroExitCode", 1, 7, 0}, {4, "CANCELLED", "None", 0, 0, 15}}},
+			[]task{{0, "FAILED", "NonZeroExitCode", 1, 7, 0, false, nil}, {4, "CANCELLED", "None", 0, 0, 15, false, nil}}},
 		{"set", "JobId=7 ArrayJobId=7 ArrayTaskId=0,2-3 JobState=PENDING Restarts=0 ExitCode=0:0\n", 3,
-			[]task{{0, "PENDING", "", 0, 0, 0}, {2, "PENDING", "", 0, 0, 0}}},
+			[]task{{0, "PENDING", "", 0, 0, 0, false, nil}, {2, "PENDING", "", 0, 0, 0, false, nil}}},
 		{"plain job", "JobId=12 JobName=flightbatch-x JobState=RUNNING Reason=None Restarts=2 ExitCode=0:0 WorkDir=/a b\n", 1,
-			[]task{{0, "RUNNING", "None", 2, 0, 0}}},
+			[]task{{0, "RUNNING", "None", 2, 0, 0, false, nil}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -52,11 +52,30 @@ func TestParseShowJob(t *testing.T) {
 }
 
 func TestParseSacct(t *testing.T) {
-	out := "5_0|COMPLETED|0:0\n5_1|FAILED|7:0\n5_[2-3]|PENDING|0:0\n5_4|CANCELLED by 0|0:15\n"
-	got := parseSacct([]byte(out), 5)
-	want := []task{{0, "COMPLETED", "", -1, 0, 0}, {1, "FAILED", "", -1, 7, 0}, {2, "PENDING", "", -1, 0, 0}, {3, "PENDING", "", -1, 0, 0}, {4, "CANCELLED", "", -1, 0, 15}}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got %+v\nwant %+v", got, want)
+	tests := []struct {
+		name string
+		out  string
+		n    int
+		want []task
+	}{
+		{"one row a task", "5_0|COMPLETED|0:0\n5_1|FAILED|7:0\n5_[2-3]|PENDING|0:0\n5_4|CANCELLED by 0|0:15\n", 5,
+			[]task{{0, "COMPLETED", "", 0, 0, 0, false, nil}, {1, "FAILED", "", 0, 7, 0, false, nil}, {2, "PENDING", "", 0, 0, 0, false, nil},
+				{3, "PENDING", "", 0, 0, 0, false, nil}, {4, "CANCELLED", "", 0, 0, 15, false, nil}}},
+		// --duplicates: a task's REQUEUED rows are its earlier attempts, in
+		// whatever order they come with the others.
+		{"requeued", "8_1|COMPLETED|0:0\n8_0|REQUEUED|1:0\n8_0|REQUEUED|0:9\n8_0|FAILED|3:0\n8_1|REQUEUED|1:0\n", 2,
+			[]task{{0, "FAILED", "", 2, 3, 0, false, []task{{0, "REQUEUED", "", 0, 1, 0, false, nil}, {0, "REQUEUED", "", 0, 0, 9, false, nil}}},
+				{1, "COMPLETED", "", 1, 0, 0, false, []task{{1, "REQUEUED", "", 0, 1, 0, false, nil}}}}},
+		{"requeued, not yet pending again", "9|REQUEUED|1:0\n", 1,
+			[]task{{0, "REQUEUED", "", 1, 0, 0, false, []task{{0, "REQUEUED", "", 0, 1, 0, false, nil}}}}},
+		{"outside the array, and junk", "5_9|FAILED|1:0\nnonsense\n5_x|FAILED|1:0\n", 3, []task{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := parseSacct([]byte(tc.out), tc.n); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %+v\nwant %+v", got, tc.want)
+			}
+		})
 	}
 }
 
@@ -85,6 +104,7 @@ type fake struct {
 	stdin  []byte
 	show   string // scontrol -o show job's answer
 	showOK bool
+	sacct  string // sacct's answer
 }
 
 func (f *fake) Run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
@@ -101,6 +121,8 @@ func (f *fake) Run(ctx context.Context, stdin []byte, name string, args ...strin
 			return nil, errors.New("scontrol: exit status 1: slurm_load_jobs error: Invalid job id specified")
 		}
 		return []byte(f.show), nil
+	case name == "sacct":
+		return []byte(f.sacct), nil
 	}
 	return nil, nil
 }
@@ -119,7 +141,7 @@ func newFake(t *testing.T, f *fake, opts Options) (*Executor, *batch.Manifest) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &batch.Manifest{JobID: batch.NewJobID(time.Now()), MaxAttempts: 2, State: batch.StateRunning}
+	m := &batch.Manifest{JobID: batch.NewJobID(time.Now()), Function: "psd", Dataset: "demo", MaxAttempts: 2, State: batch.StateRunning}
 	for i := range 4 {
 		m.Shards = append(m.Shards, batch.ShardRecord{Name: fmt.Sprintf("part-%05d", i), State: batch.ShardPending})
 	}
@@ -228,6 +250,68 @@ func TestRequeue(t *testing.T) {
 		if _, err := again.Poll(context.Background(), bad); !errors.Is(err, batch.ErrVanished) {
 			t.Errorf("Poll(%q): got %v, want ErrVanished", bad, err)
 		}
+	}
+}
+
+// Tasks the controller forgot (MinJobAge) are read from sacct with
+// accounting, from their parts without it; a forgotten failure is final.
+func TestForgottenTasks(t *testing.T) {
+	show := "JobId=45 ArrayJobId=42 ArrayTaskId=2 JobState=RUNNING Reason=None Restarts=0 ExitCode=0:0\n"
+	f := &fake{showOK: true}
+	e, m := newFake(t, f, Options{MaxArraySize: 10})
+	handle, err := e.Start(context.Background(), m, []int{0, 1, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.show = show
+	f.sacct = "42_0|REQUEUED|1:0\n42_1|FAILED|1:0\n42_0|COMPLETED|0:0\n42_2|RUNNING|0:0\n"
+	// A restarted server, with accounting.
+	acct, err := New(e.st, &Options{Runner: f, WorkerCommand: "x", LogDir: e.opts.LogDir, Accounting: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.calls = nil
+	p, err := acct.Poll(context.Background(), handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Done {
+		t.Errorf("shard 2 runs: not done")
+	}
+	c0, c1, c2 := p.Children[0], p.Children[1], p.Children[2]
+	if c0.State != batch.ShardSucceeded || c0.Attempts != 2 || len(c0.Errors) != 1 || !strings.Contains(c0.Errors[0].Error, "REQUEUED after attempt 1, exit code 1") {
+		t.Errorf("shard 0, requeued once then done: %+v", c0)
+	}
+	if c1.State != batch.ShardFailed || c1.Attempts != 1 || len(c1.Errors) != 1 || !strings.Contains(c1.Errors[0].Error, "cannot be requeued") ||
+		!strings.Contains(c1.Errors[0].Error, "exit code 1") {
+		t.Errorf("shard 1, failed and forgotten: %+v", c1)
+	}
+	if c2.State != batch.ShardRunning {
+		t.Errorf("shard 2: %+v", c2)
+	}
+	for _, c := range f.calls {
+		if strings.HasPrefix(c, "scontrol requeue") {
+			t.Errorf("a forgotten task was requeued: %q", c)
+		}
+	}
+
+	// Without accounting: shard 0's part says it succeeded; shard 1 has none.
+	if err := e.st.WriteAll(context.Background(), batch.PartKey(m.JobID, m.Shards[0].Name), []byte("part")); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := New(e.st, &Options{Runner: f, WorkerCommand: "x", LogDir: e.opts.LogDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err = plain.Poll(context.Background(), handle); err != nil {
+		t.Fatal(err)
+	}
+	c0, c1 = p.Children[0], p.Children[1]
+	if c0.State != batch.ShardSucceeded {
+		t.Errorf("shard 0 has its part: %+v", c0)
+	}
+	if c1.State != batch.ShardFailed || len(c1.Errors) != 1 || !strings.Contains(c1.Errors[0].Error, "--slurm-sacct") {
+		t.Errorf("shard 1 without part nor accounting: %+v", c1)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/batch/child"
+	"github.com/flightbatch/flightbatch/dataset"
 	"github.com/flightbatch/flightbatch/internal/mempool"
 	"github.com/flightbatch/flightbatch/store"
 )
@@ -82,8 +83,10 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	// Buffers freed by one record batch serve the next, across the shards
 	// this process runs: reading, computing and writing a shard then
 	// allocates little, and the garbage collector has little to do.
-	alloc := mempool.New(workerPoolBytes)
-	w := &batch.Worker{Store: st, Functions: fns, Alloc: alloc, Log: log.With(slog.String("component", "worker")), Fault: fault}
+	w := &batch.Worker{
+		Store: st, Functions: fns, Log: log.With(slog.String("component", "worker")), Fault: fault,
+		Alloc: mempool.New(workerPoolBytes), Blocks: dataset.NewBlockPool(workerPoolBytes),
+	}
 	if err := child.Run(ctx, w, env, *shard); err != nil {
 		return exitError{code: child.ExitCode(err), err: err}
 	}
@@ -107,9 +110,9 @@ func startCPUProfile(path string) (stop func(), err error) {
 	}, nil
 }
 
-// workerPoolBytes bounds the freed buffers a worker keeps for reuse: a few
-// batches of input and result.
-const workerPoolBytes = 64 << 20
+// workerPoolBytes bounds the freed buffers a worker keeps for reuse, input
+// batches and other buffers each: a few batches.
+const workerPoolBytes = 32 << 20
 
 // exitError makes the command exit with a given status.
 type exitError struct {

@@ -6,7 +6,12 @@ SLURM_CONF and FLIGHTBATCH_TEST_SLURM=1). Each child is a task of a job array th
 file store. Faults are injected with the test-only FLIGHTBATCH_FAULTS hook: sbatch hands the
 server's environment to the children.
 
-Skipped without a cluster; failed if FLIGHTBATCH_REQUIRE_SLURM=1 and there is none.
+When the cluster keeps accounting (scripts/slurm.sh start --accounting: FLIGHTBATCH_TEST_SLURM_ACCOUNTING=1),
+every server also reads sacct (--slurm-sacct), and the controller forgets a task 10 to 20 s after
+it ends, so that a server down that long learns how its tasks ended from sacct alone.
+
+Skipped without a cluster; failed if FLIGHTBATCH_REQUIRE_SLURM=1 and there is none (or it keeps
+no accounting, for the test that needs it).
 """
 
 import os
@@ -15,11 +20,15 @@ import time
 
 import pytest
 
-from conftest import TERMINAL_STATES, action, read_dataset, read_result, start_server
+from conftest import TERMINAL_STATES, action, read_dataset, read_result, read_ticket, start_server
 
 PSD = {"dataset": "demo", "column": "samples", "fs_column": "fs", "nperseg": 256, "bands": {"beta": [13, 30]}}
 KEY = ["patient_id", "session_id", "channel", "start_time"]
 SLURM = ["--executor", "slurm", "--slurm-poll-interval", "200ms"]
+
+
+def accounting():
+    return bool(os.environ.get("FLIGHTBATCH_TEST_SLURM_ACCOUNTING"))
 
 
 @pytest.fixture
@@ -35,7 +44,8 @@ def slurm_server(flightbatch_bin, tmp_path, monkeypatch):
 
     def start(faults="", *flags):
         monkeypatch.setenv("FLIGHTBATCH_FAULTS", faults)
-        srv = start_server(flightbatch_bin, tmp_path / "slurm", *SLURM, *flags)
+        sacct = ["--slurm-sacct"] if accounting() else []
+        srv = start_server(flightbatch_bin, tmp_path / "slurm", *SLURM, *sacct, *flags)
         servers.append(srv)
         return srv
 
@@ -164,3 +174,50 @@ def test_server_killed_and_restarted_finishes_the_job(slurm_server):
     got = result(srv, job_id)
     assert got.num_rows == demo_rows
     assert len(set(keys(got))) == demo_rows, "a row is missing or repeated"
+
+
+def test_server_down_past_min_job_age_reads_sacct(slurm_server):
+    """The server is killed at once; its tasks end (one fails) and the controller forgets them;
+    the restarted server learns from sacct how each ended, and the failed one, which Slurm can no
+    longer requeue, fails the job with its exit code and the worker's error."""
+    if not accounting():
+        msg = "the Slurm test cluster keeps no accounting: start it with scripts/slurm.sh start --accounting DIR"
+        if os.environ.get("FLIGHTBATCH_REQUIRE_SLURM") == "1":
+            pytest.fail("FLIGHTBATCH_REQUIRE_SLURM=1 but " + msg)
+        pytest.skip(msg)
+    srv = slurm_server("part-00001:always")
+    job_id = submit(slurm_server, srv)
+    wait(srv, job_id, until=lambda st: st["state"] != "SUBMITTED")
+    srv.proc.kill()
+    srv.proc.wait()
+    srv.stop()
+
+    # The controller forgets the tasks MinJobAge (10 s) after they end, at its next purge.
+    deadline = time.monotonic() + 120
+    while True:
+        out = subprocess.run(["squeue", "-h", "-t", "all", "-n", f"flightbatch-{job_id}", "-o", "%i %T"],
+                             capture_output=True, text=True, check=True).stdout
+        if not out.strip():
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(f"the controller still holds the tasks of {job_id} after 120 s: {out}")
+        time.sleep(1)
+
+    srv = slurm_server("part-00001:always")
+    st = wait(srv, job_id)
+    assert st["state"] == "FAILED", st
+    assert st["shards"]["succeeded"] == 3, st
+    [f] = st["failures"]
+    assert f["shard"] == "part-00001" and f["state"] == "FAILED" and f["attempts"] == 1, f
+    [err] = f["errors"]
+    # sacct's exit code, the worker's own record, and why there is no second attempt.
+    for want in ("FAILED, exit code 1", "injected fault", "cannot be requeued"):
+        assert want in err, (want, err)
+    # The parts of the shards that succeeded while the server was down: each of their input rows
+    # once (psd with averaging gives one row per input row).
+    with srv.connect() as c:
+        for shard in ("part-00000", "part-00002", "part-00003"):
+            got = read_ticket(c, f"jobs/{job_id}/{shard}")
+            want = read_ticket(c, f"datasets/demo/{shard}")
+            assert got.num_rows == want.num_rows > 0, shard
+            assert len(set(keys(got))) == got.num_rows, f"{shard}: a row is repeated"
