@@ -149,6 +149,62 @@ func attemptKey(jobID, shard string, attempt int) string {
 	return fmt.Sprintf("%s%s.%d.json", AttemptsPrefix(jobID), shard, attempt)
 }
 
+// attemptBasesKey is the store key of the shards' attempt bases of a job's
+// current start (see ShardRecord.AttemptBase), by shard name; absent when
+// every base is 0. The manager writes it before it starts children again;
+// workers read it to number their attempts.
+func attemptBasesKey(jobID string) string { return Prefix + jobID + "/attempt-bases.json" }
+
+// AttemptNumber is the job's number of an executor's attempt n of shard:
+// executors number the attempts of each start from 1, and a start after a
+// restart continues from the attempts the shard had (its AttemptBase).
+func AttemptNumber(ctx context.Context, st *store.Store, jobID, shard string, n int) (int, error) {
+	bases, err := readAttemptBases(ctx, st, jobID)
+	if err != nil {
+		return 0, err
+	}
+	return bases[shard] + n, nil
+}
+
+func readAttemptBases(ctx context.Context, st *store.Store, jobID string) (map[string]int, error) {
+	data, err := st.ReadAll(ctx, attemptBasesKey(jobID))
+	if errors.Is(err, store.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("batch: read the attempt bases of job %s: %w", jobID, err)
+	}
+	var bases map[string]int
+	if err := json.Unmarshal(data, &bases); err != nil {
+		return nil, fmt.Errorf("batch: the attempt bases of job %s are malformed: %w", jobID, err)
+	}
+	return bases, nil
+}
+
+func writeAttemptBases(ctx context.Context, st *store.Store, jobID string, bases map[string]int) error {
+	data, err := json.Marshal(bases)
+	if err != nil {
+		return err
+	}
+	if err := st.WriteAll(ctx, attemptBasesKey(jobID), data); err != nil {
+		return fmt.Errorf("batch: save the attempt bases of job %s: %w", jobID, err)
+	}
+	return nil
+}
+
+// recordAttemptError keeps the error of a failed attempt in the store, where
+// executors (child.Records) and a rebuilt manifest find it.
+func recordAttemptError(ctx context.Context, st *store.Store, jobID, shard string, ae AttemptError) error {
+	data, err := json.Marshal(ae)
+	if err != nil {
+		return err
+	}
+	if err := st.WriteAll(ctx, attemptKey(jobID, shard, ae.Attempt), data); err != nil {
+		return fmt.Errorf("batch: record attempt %d of job %s shard %s: %w", ae.Attempt, jobID, shard, err)
+	}
+	return nil
+}
+
 // Final is a job's final state, as kept at FinalKey.
 type Final struct {
 	State      State     `json:"state"`
@@ -203,6 +259,11 @@ type ShardRecord struct {
 	State     ShardState     `json:"state"`
 	Attempts  int            `json:"attempts"`
 	Errors    []AttemptError `json:"errors,omitempty"`
+	// AttemptBase is how many attempts the shard had when the executor's
+	// current start began (0 but after a restart that started children
+	// again): the executor's attempt n of that start is the shard's attempt
+	// AttemptBase+n. See AttemptNumber.
+	AttemptBase int `json:"attempt_base,omitempty"`
 	// Rows is the row count of the shard's part, once it has succeeded (nil
 	// while unknown).
 	Rows *int64 `json:"rows,omitempty"`

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -601,6 +602,7 @@ func (mg *Manager) drive(id string) error {
 			mg.log.Warn("poll children; will retry", "job", id, "tries", pollErrors, "err", err)
 		default:
 			pollErrors = 0
+			mg.recordFailures(m, p)
 			rows, sizes := mg.partRows(m, p), mg.partSizes(m, p)
 			if _, err := mg.update(id, func(m *Manifest) {
 				applyProgress(m, p)
@@ -627,20 +629,39 @@ func (mg *Manager) drive(id string) error {
 	}
 }
 
-// start launches the children of every shard that has no part yet.
+// start launches the children of every shard that has no part yet. Their
+// attempts continue from those the shards had (after a restart): the bases
+// are recorded for the workers, and in the manifest, before any child runs.
 func (mg *Manager) start(id string) error {
 	m, _ := mg.Status(id)
 	var todo []int
+	bases := map[string]int{}
 	for i, s := range m.Shards {
 		if s.State != ShardSucceeded {
 			todo = append(todo, i)
+			if s.Attempts > 0 {
+				bases[s.Name] = s.Attempts
+			}
 		}
+	}
+	if len(bases) > 0 {
+		if err := writeAttemptBases(mg.ctx, mg.st, id, bases); err != nil {
+			return err
+		}
+	}
+	m, err := mg.mustUpdate(id, func(m *Manifest) {
+		for _, i := range todo {
+			m.Shards[i].AttemptBase = m.Shards[i].Attempts
+		}
+	})
+	if err != nil {
+		return err
 	}
 	var handle string
 	p := mg.opts.Retry
 	p.Retryable = func(err error) bool { return !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrNotFound) }
 	tries := 0
-	err := p.Do(mg.ctx, func(ctx context.Context) error {
+	err = p.Do(mg.ctx, func(ctx context.Context) error {
 		var err error
 		if handle, err = mg.exec.Start(ctx, m, todo); err != nil {
 			tries++
@@ -722,6 +743,32 @@ func (mg *Manager) partRows(m *Manifest, p Progress) map[int]int64 {
 	return rows
 }
 
+// recordFailures keeps in the store, as a worker keeps its own, the error of
+// each failed attempt p reports anew whose worker recorded none: one that
+// crashed, was killed or never ran, explained by its executor (exit code or
+// signal, the tail of its output). Every failed attempt then has its record.
+func (mg *Manager) recordFailures(m *Manifest, p Progress) {
+	for _, c := range p.Children {
+		if c.Shard < 0 || c.Shard >= len(m.Shards) {
+			continue
+		}
+		s := &m.Shards[c.Shard]
+		for _, ae := range c.Errors {
+			ae.Attempt += s.AttemptBase
+			if slices.ContainsFunc(s.Errors, func(e AttemptError) bool { return e.Attempt == ae.Attempt }) {
+				continue // seen before
+			}
+			rec, err := ReadAttemptError(mg.ctx, mg.st, m.JobID, s.Name, ae.Attempt)
+			if err == nil && rec == nil {
+				err = recordAttemptError(mg.ctx, mg.st, m.JobID, s.Name, ae)
+			}
+			if err != nil {
+				mg.log.Warn("record failed attempt", "job", m.JobID, "shard", s.Name, "attempt", ae.Attempt, "err", err)
+			}
+		}
+	}
+}
+
 // setRows records the row counts of parts, by shard index.
 func setRows(m *Manifest, rows map[int]int64) {
 	for i, n := range rows {
@@ -752,11 +799,23 @@ func applyProgress(m *Manifest, p Progress) {
 		if c.State == ShardSucceeded {
 			markSucceeded(m, c.Shard)
 		}
-		if c.Attempts > s.Attempts {
-			s.Attempts = c.Attempts
+		// The executor numbers the attempts of its start from 1; the job's
+		// continue from the attempts of earlier starts.
+		if n := s.AttemptBase + c.Attempts; c.Attempts > 0 && n > s.Attempts {
+			s.Attempts = n
 		}
-		if len(c.Errors) > len(s.Errors) {
-			s.Errors = append([]AttemptError(nil), c.Errors...)
+		var errs []AttemptError
+		for _, e := range s.Errors {
+			if e.Attempt <= s.AttemptBase {
+				errs = append(errs, e)
+			}
+		}
+		for _, e := range c.Errors {
+			e.Attempt += s.AttemptBase
+			errs = append(errs, e)
+		}
+		if len(errs) > len(s.Errors) {
+			s.Errors = errs
 		}
 	}
 }

@@ -3,7 +3,6 @@ package batch
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -53,7 +52,10 @@ const partWriteBuffer = 1 << 20
 
 // RunShard runs one attempt of one child: it reads the job's manifest and the
 // shard, runs the function, and writes the part atomically. A failed attempt
-// leaves no part and records its error in the store.
+// leaves no part and records its error in the store. attempt is the
+// executor's number of the attempt within its start, from 1; the attempt's
+// number in the job continues from the attempts of earlier starts
+// (AttemptNumber).
 func (w *Worker) RunShard(ctx context.Context, jobID string, shard, attempt int) (err error) {
 	// The request holds all a child needs and never changes; jobs from
 	// before requests were kept have only their manifest.
@@ -68,13 +70,16 @@ func (w *Worker) RunShard(ctx context.Context, jobID string, shard, attempt int)
 		return fmt.Errorf("job %s has %d shards; there is no shard %d: %w", jobID, len(m.Shards), shard, ErrNotFound)
 	}
 	sh := m.Shards[shard]
+	if attempt, err = AttemptNumber(ctx, w.Store, jobID, sh.Name, attempt); err != nil {
+		return err
+	}
 	log := w.logger().With("job", jobID, "shard", sh.Name, "attempt", attempt)
 	start := time.Now()
 	defer func() {
 		if err != nil {
 			log.Warn("child failed", "err", err)
-			rec, _ := json.Marshal(AttemptError{Attempt: attempt, Error: err.Error(), At: time.Now().UTC()})
-			if werr := w.Store.WriteAll(context.WithoutCancel(ctx), attemptKey(jobID, sh.Name, attempt), rec); werr != nil {
+			ae := AttemptError{Attempt: attempt, Error: err.Error(), At: time.Now().UTC()}
+			if werr := recordAttemptError(context.WithoutCancel(ctx), w.Store, jobID, sh.Name, ae); werr != nil {
 				log.Error("record failed attempt", "err", werr)
 			}
 			return

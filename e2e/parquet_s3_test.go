@@ -227,7 +227,7 @@ func testPSDOverParquet(t *testing.T, st *store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wp = dec.WelchParams
+	wp = dec.Welch()
 	plan, err := compute.NewPlan(wp, n)
 	if err != nil {
 		t.Fatal(err)

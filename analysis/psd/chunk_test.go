@@ -82,7 +82,7 @@ func TestPerSegmentBatchesBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	maxRows := chunkRows(p.WelchParams)
+	maxRows := chunkRows(p.Welch())
 	if maxRows >= psdChunkRows || maxRows < 2 {
 		t.Fatalf("chunkRows %d: the test wants a bound between 2 and %d", maxRows, psdChunkRows)
 	}
@@ -124,7 +124,7 @@ func TestPerSegmentBatchesBounded(t *testing.T) {
 	}
 	i := 0
 	for id, x := range signals {
-		plan, err := compute.NewPlan(p.welch(), len(x))
+		plan, err := compute.NewPlan(p.Welch(), len(x))
 		if err != nil {
 			// Too short for noverlap: one null row.
 			if i >= len(rows) || rows[i].id != int64(id) || rows[i].psd != nil {

@@ -31,53 +31,12 @@ type Function struct{}
 
 var _ batch.Function = Function{}
 
-// Params are the psd function's parameters: the signal column, the sampling
-// rate (fixed or per record), scipy.signal.welch's parameters, and bands.
+// Params are the decoded psd parameters: the request's fields, whose names,
+// types and defaults api.PSDParams states once, and the Welch kernel's
+// parameters, converted from them once by DecodeParams.
 type Params struct {
-	// Column is the signal column (default "samples").
-	Column string `json:"column,omitempty"`
-	// FS is a fixed sampling rate in Hz.
-	FS *float64 `json:"fs,omitempty"`
-	// FSColumn names a numeric column holding each record's sampling rate.
-	FSColumn string `json:"fs_column,omitempty"`
-	compute.WelchParams
-	// Bands asks for the power in named frequency bands, in request order.
-	Bands Bands `json:"bands,omitempty"`
-	// Relative adds <band>_relative per band: the band's power over the total
-	// power in [FMin, FMax]; every band must lie in that range, so it is at
-	// most 1.
-	Relative bool `json:"relative,omitempty"`
-	// FMin and FMax, when given, crop freqs and psd to [FMin, FMax]; they
-	// also bound the total power of relative band power (default DefaultFMin
-	// and DefaultFMax Hz).
-	FMin *float64 `json:"fmin,omitempty"`
-	FMax *float64 `json:"fmax,omitempty"`
-	// NaNPolicy is "propagate" (default: NaN samples make the affected values
-	// NaN, as scipy does) or "omit": NaN samples are bad spans skipped as MNE's
-	// psd_array_welch skips them (see omitNaN).
-	NaNPolicy string `json:"nan_policy,omitempty"`
-	// Method is "welch" (default) or "multitaper": MNE's
-	// psd_array_multitaper over the whole record, with the parameters below.
-	Method string `json:"method,omitempty"`
-	// Bandwidth is multitaper's full frequency bandwidth in Hz (default: a
-	// half-bandwidth NW of 4, as MNE's bandwidth=None).
-	Bandwidth *float64 `json:"bandwidth,omitempty"`
-	// LowBias keeps only the tapers with concentration above 0.9 (default
-	// true).
-	LowBias *bool `json:"low_bias,omitempty"`
-	// Normalization is "length" (default) or "full" (the PSD divided by fs).
-	Normalization string `json:"normalization,omitempty"`
-	// Adaptive combines the tapered spectra with MNE's adaptive weights
-	// (default false).
-	Adaptive bool `json:"adaptive,omitempty"`
-	// MaxIter bounds the iterations of adaptive weighting (default 150).
-	MaxIter *int `json:"max_iter,omitempty"`
-	// SharedFreqs leaves the freqs column out of the result: every row's
-	// frequencies are the same (a fixed fs, Welch), kept once in the result
-	// schema's metadata under MetaFreqs. A record whose frequencies would
-	// differ (shorter than nperseg without an explicit nfft) gets a null psd
-	// and a reason.
-	SharedFreqs bool `json:"shared_freqs,omitempty"`
+	api.PSDParams
+	welch compute.WelchParams
 }
 
 // MetaFreqs is the result schema metadata key holding, with "shared_freqs",
@@ -96,7 +55,7 @@ func (p Params) sharedFreqs() []float64 {
 	if !p.SharedFreqs || p.FS == nil || p.multitaper() {
 		return nil
 	}
-	w := p.welch()
+	w := p.welch
 	onesided := w.ReturnOnesided == nil || *w.ReturnOnesided
 	// After Validate, MaxFreqs is the nfft of every record at least nperseg
 	// long: the explicit nfft, or nperseg.
@@ -161,12 +120,11 @@ func (p Params) validateMethod() error {
 	default:
 		return invalid(`method %s: use "welch" or "multitaper"`, clip.Quote(p.Method))
 	}
-	w := p.WelchParams
 	var given []string
 	for name, set := range map[string]bool{
-		"window": w.Window != nil, "nperseg": w.NPerSeg != nil, "noverlap": w.NOverlap != nil,
-		"nfft": w.NFFT != nil, "detrend": w.Detrend != nil, "return_onesided": w.ReturnOnesided != nil,
-		"scaling": w.Scaling != "", "average": w.Average != "",
+		"window": p.Window != nil, "nperseg": p.NPerSeg != nil, "noverlap": p.NOverlap != nil,
+		"nfft": p.NFFT != nil, "detrend": p.Detrend != nil, "return_onesided": p.ReturnOnesided != nil,
+		"scaling": p.Scaling != "", "average": p.Average != "",
 	} {
 		if set {
 			given = append(given, strconv.Quote(name))
@@ -201,14 +159,48 @@ const AverageNone = "none"
 // row's values are null (null when every value was computed).
 const ReasonColumn = "invalid_reason"
 
-// welch is the kernel's parameters: average "none" computes per-segment
-// spectra with the plan of average "mean".
-func (p Params) welch() compute.WelchParams {
-	w := p.WelchParams
+// Welch is the Welch kernel's parameters.
+func (p Params) Welch() compute.WelchParams { return p.welch }
+
+// welchParams converts the request's Welch fields to the kernel's
+// parameters, the one place the two shapes meet: compute parses scipy's
+// window and detrend forms, and average "none" computes per-segment spectra
+// with the plan of average "mean". It returns the window and detrend in
+// their canonical JSON forms too, which the job records.
+func welchParams(p api.PSDParams) (w compute.WelchParams, window, detrend json.RawMessage, err error) {
+	w = compute.WelchParams{
+		NPerSeg: p.NPerSeg, NOverlap: p.NOverlap, NFFT: p.NFFT,
+		ReturnOnesided: p.ReturnOnesided, Scaling: p.Scaling, Average: p.Average,
+	}
 	if w.Average == AverageNone {
 		w.Average = ""
 	}
-	return w
+	if p.Window != nil {
+		w.Window = new(compute.Window)
+		if window, err = reparse(p.Window, w.Window); err != nil {
+			return w, nil, nil, err
+		}
+	}
+	if p.Detrend != nil {
+		w.Detrend = new(compute.Detrend)
+		if detrend, err = reparse(p.Detrend, w.Detrend); err != nil {
+			return w, nil, nil, err
+		}
+	}
+	return w, window, detrend, nil
+}
+
+// reparse decodes v, a JSON value as decoded into an interface (or raw
+// JSON), into dst, and returns dst's canonical JSON.
+func reparse(v any, dst json.Unmarshaler) (json.RawMessage, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	if err := dst.UnmarshalJSON(raw); err != nil {
+		return nil, err
+	}
+	return json.Marshal(dst)
 }
 
 // reasons reports whether the result has ReasonColumn: with fs_column and
@@ -303,6 +295,17 @@ func DecodeParams(raw json.RawMessage) (Params, error) {
 	if p.Column == "" {
 		p.Column = "samples"
 	}
+	w, window, detrend, err := welchParams(p.PSDParams)
+	if err != nil {
+		return p, batch.Invalidf("psd parameters: %s", err)
+	}
+	p.welch = w
+	if window != nil {
+		p.Window = window
+	}
+	if detrend != nil {
+		p.Detrend = detrend
+	}
 	return p, nil
 }
 
@@ -334,13 +337,13 @@ func (Function) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, j
 		return nil, nil, invalid(`give the sampling rate: "fs" in Hz, or "fs_column" naming a column that holds it`)
 	case p.FS != nil && p.FSColumn != "":
 		return nil, nil, invalid(`give either "fs" or "fs_column", not both`)
-	case p.FS != nil && !(*p.FS > 0) || p.FS != nil && math.IsInf(*p.FS, 0):
+	case p.FS != nil && compute.ValidateFS(*p.FS) != nil:
 		return nil, nil, invalid("fs must be a positive number of Hz, got %v", *p.FS)
 	}
 	if err := p.validateMethod(); err != nil {
 		return nil, nil, err
 	}
-	if err := p.welch().Validate(); err != nil {
+	if err := p.welch.Validate(); err != nil {
 		return nil, nil, batch.Invalidf("psd: %w", err)
 	}
 	if lo, hi := p.totalRange(); !(lo >= 0) || !(hi > lo) || math.IsInf(hi, 0) {
@@ -373,9 +376,9 @@ func (Function) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, j
 			return nil, nil, invalid(`"shared_freqs" needs one frequency axis for every record; multitaper's depends on each record's length: drop "shared_freqs"`)
 		case p.FS == nil:
 			return nil, nil, invalid(`"shared_freqs" needs one frequency axis for every record; with "fs_column" each record's rate gives its own: give a fixed "fs" or drop "shared_freqs"`)
-		case !p.cropped() && p.welch().MaxFreqs() > 2*MaxSharedFreqs:
+		case !p.cropped() && p.welch.MaxFreqs() > 2*MaxSharedFreqs:
 			// Checked before the axis is built: nfft may be 2^20.
-			return nil, nil, invalid(`"shared_freqs": nfft %d gives more than %d frequencies to keep in the schema metadata; crop with "fmin"/"fmax" or drop "shared_freqs"`, p.welch().MaxFreqs(), MaxSharedFreqs)
+			return nil, nil, invalid(`"shared_freqs": nfft %d gives more than %d frequencies to keep in the schema metadata; crop with "fmin"/"fmax" or drop "shared_freqs"`, p.welch.MaxFreqs(), MaxSharedFreqs)
 		}
 		if shared = p.sharedFreqs(); len(shared) > MaxSharedFreqs {
 			return nil, nil, invalid(`"shared_freqs": %d frequencies are above the limit of %d kept in the schema metadata; crop with "fmin"/"fmax", lower nfft or drop "shared_freqs"`, len(shared), MaxSharedFreqs)
@@ -524,7 +527,7 @@ func (Function) Run(ctx context.Context, task batch.Task, in array.RecordReader,
 	if err != nil {
 		return err
 	}
-	planner, err := compute.NewPlanner(p.welch())
+	planner, err := compute.NewPlanner(p.welch)
 	if err != nil {
 		return fmt.Errorf("psd: %w", err)
 	}
@@ -534,7 +537,7 @@ func (Function) Run(ctx context.Context, task batch.Task, in array.RecordReader,
 	if p.FSColumn != "" {
 		fsIdx = in.Schema().FieldIndices(p.FSColumn)[0]
 	}
-	rows := chunkRows(p.WelchParams)
+	rows := chunkRows(p.welch)
 	k := &psdKernel{p: p, planner: planner, maxRows: int(rows), shared: p.sharedFreqs()}
 	// The builders live as long as the shard: each batch's arrays take
 	// their buffers, and the next batch's come from task.Alloc again.
@@ -976,7 +979,7 @@ func (k *psdKernel) omitNaN(dst, x []float64, fs float64, full *compute.Plan) ([
 		}
 	}
 	nperseg, noverlap, nfft := full.NPerSeg(), full.NOverlap(), full.NFFT()
-	wp := k.p.welch()
+	wp := k.p.welch
 	wp.NPerSeg, wp.NOverlap, wp.NFFT = &nperseg, &noverlap, &nfft
 	step := nperseg - noverlap
 	clear(dst)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	sdkbatch "github.com/aws/aws-sdk-go-v2/service/batch"
@@ -155,6 +156,44 @@ func TestFunctionDefinition(t *testing.T) {
 		}
 		if got := aws.ToString(f.submitted[len(f.submitted)-1].JobDefinition); got != tc.want {
 			t.Errorf("function %s ran in job definition %q, want %q", tc.function, got, tc.want)
+		}
+	}
+}
+
+// A restarted executor knows a job it stopped for waiting RUNNABLE too long
+// by the reason it gave TerminateJob: its children failed, they were not
+// cancelled, and their error says why.
+func TestStoppedForWaitingAfterRestart(t *testing.T) {
+	st := newStore(t)
+	f := &fakeAPI{jobs: map[string]types.JobDetail{}}
+	e := newExecutor(t, f, st, &awsbatch.Options{RunnableTimeout: time.Minute})
+	m := executortest.NewJob(t, &executortest.Harness{Store: st, Executor: e}, 1)
+	const why = "flightbatch: stopped: AWS Batch job p:1 waited RUNNABLE for 1m0s, longer than the runnable timeout"
+	f.jobs["p"] = types.JobDetail{JobId: aws.String("p"), Status: types.JobStatusFailed, StatusReason: aws.String(why),
+		ArrayProperties: &types.ArrayPropertiesDetail{Size: aws.Int32(2), StatusSummary: map[string]int32{"FAILED": 2}}}
+	f.child(0, types.JobStatusFailed)
+	f.child(1, types.JobStatusFailed)
+	for _, id := range []string{"p:0", "p:1"} {
+		d := f.jobs[id]
+		d.IsTerminated, d.StatusReason = aws.Bool(true), aws.String(why)
+		f.jobs[id] = d
+	}
+	d := f.jobs["p:0"]
+	d.Container = &types.ContainerDetail{Environment: []types.KeyValuePair{
+		{Name: aws.String(child.EnvJobID), Value: aws.String(m.JobID)},
+		{Name: aws.String(child.EnvShards), Value: aws.String("0-1")},
+	}}
+	f.jobs["p:0"] = d
+	p, err := e.Poll(context.Background(), "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Done || len(p.Children) != 2 {
+		t.Fatalf("progress %+v, want done with two children", p)
+	}
+	for _, c := range p.Children {
+		if c.State != batch.ShardFailed || len(c.Errors) != 1 || c.Errors[0].Error != why {
+			t.Errorf("shard %d: %s with errors %+v, want FAILED saying %q", c.Shard, c.State, c.Errors, why)
 		}
 	}
 }

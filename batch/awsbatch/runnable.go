@@ -64,10 +64,14 @@ func (e *Executor) checkRunnable(ctx context.Context, handle string, r *run, par
 		}
 		for i := range out.Jobs {
 			d := &out.Jobs[i]
-			if d.ArrayProperties == nil || d.ArrayProperties.Index == nil || int(*d.ArrayProperties.Index) >= len(r.kids) {
+			if d.ArrayProperties == nil || d.ArrayProperties.Index == nil {
 				continue
 			}
-			k := &r.kids[*d.ArrayProperties.Index]
+			i := int(*d.ArrayProperties.Index)
+			if i < 0 || i >= len(r.kids) {
+				continue
+			}
+			k := &r.kids[i]
 			if !waiting(d.Status) {
 				k.waiting = time.Now() // starting or running: polls see it next
 				continue

@@ -62,13 +62,19 @@ func (r *StoreRecords) name(ctx context.Context, jobID string, shard int) (strin
 	return names[shard], nil
 }
 
-// AttemptError implements Records.
+// AttemptError implements Records. attempt is the executor's number, within
+// its start; the record is the one of the job's attempt it stands for
+// (batch.AttemptNumber).
 func (r *StoreRecords) AttemptError(ctx context.Context, jobID string, shard, attempt int) (*batch.AttemptError, error) {
 	name, err := r.name(ctx, jobID, shard)
 	if err != nil || name == "" {
 		return nil, err
 	}
-	return batch.ReadAttemptError(ctx, r.st, jobID, name, attempt)
+	n, err := batch.AttemptNumber(ctx, r.st, jobID, name, attempt)
+	if err != nil {
+		return nil, fmt.Errorf("child: %w", err)
+	}
+	return batch.ReadAttemptError(ctx, r.st, jobID, name, n)
 }
 
 // HasPart implements Records.

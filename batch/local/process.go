@@ -15,6 +15,7 @@ import (
 
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/batch/child"
+	"github.com/flightbatch/flightbatch/internal/procgroup"
 )
 
 // Process runs each attempt of a child as its own `flightbatch worker`
@@ -69,7 +70,9 @@ func (p *Process) Run(ctx context.Context, jobID string, shard, attempt int) err
 	tail := &tailBuffer{max: tailSize}
 	cmd.Stderr = io.MultiWriter(logw, tail)
 	cmd.Stdout = logw
-	startInGroup(cmd)
+	// The worker leads a process group of its own, so that stopping it also
+	// stops whatever it started, and dies with the server.
+	procgroup.Isolate(cmd, true)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start worker process: %w", err)
 	}
@@ -86,20 +89,20 @@ func (p *Process) Run(ctx context.Context, jobID string, shard, attempt int) err
 			return
 		case <-ctx.Done():
 		}
-		_ = signalGroup(cmd.Process, false)
+		_ = procgroup.Stop(cmd.Process, false)
 		t := time.NewTimer(grace)
 		defer t.Stop()
 		select {
 		case <-done:
 		case <-t.C:
-			_ = signalGroup(cmd.Process, true)
+			_ = procgroup.Stop(cmd.Process, true)
 		}
 	}()
 	err := cmd.Wait()
 	close(done)
 	<-stopped
 	// Whatever the worker started dies with it.
-	_ = signalGroup(cmd.Process, true)
+	_ = procgroup.Stop(cmd.Process, true)
 	if err == nil {
 		return nil
 	}
@@ -114,10 +117,13 @@ func (p *Process) Run(ctx context.Context, jobID string, shard, attempt int) err
 // about it), or the last line it wrote.
 func explain(ps *os.ProcessState, crash, stderr string, limit int64) error {
 	status := ps.String()
-	if sig, ok := killedBy(ps); ok {
+	if _, sig, ok := procgroup.KilledBy(ps); ok {
 		msg := fmt.Sprintf("worker process killed by signal %s", sig)
 		if sig == "killed" {
 			msg += " (by the kernel's out-of-memory killer, or by hand)"
+		}
+		if last := lastLine(stderr); last != "" {
+			msg += "; its output ends: " + clip(last, 300)
 		}
 		return errors.New(msg)
 	}

@@ -127,6 +127,12 @@ func TestProcessChildCrashFailsOnlyItsAttempt(t *testing.T) {
 					if !strings.Contains(e.Error, tt.want) {
 						t.Errorf("attempt %d: %q, want it to say %q", e.Attempt, e.Error, tt.want)
 					}
+					// The crashed worker recorded nothing: the store keeps the
+					// executor's account of the attempt, as of any failure.
+					rec, err := batch.ReadAttemptError(context.Background(), r.st, id, s.Name, e.Attempt)
+					if err != nil || rec == nil || !strings.Contains(rec.Error, tt.want) {
+						t.Errorf("stored record of attempt %d: %+v, %v; want one saying %q", e.Attempt, rec, err, tt.want)
+					}
 				}
 			}
 			// The stored manifest says what the manager reported.

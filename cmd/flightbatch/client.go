@@ -202,12 +202,12 @@ func (m *Main) psd(ctx context.Context, args []string) error {
 	var req api.PSDRequest
 	fs.StringVar(&req.Dataset, "dataset", "", "input: a dataset name, or jobs/<job_id>")
 	fs.StringVar(&req.Column, "column", "", "signal column (server default: samples)")
-	fs.Float64Var(&req.FS, "fs", 0, "sampling rate in Hz")
+	rate := fs.Float64("fs", 0, "sampling rate in Hz")
 	fs.StringVar(&req.FSColumn, "fs-column", "", "column holding each record's sampling rate")
 	window := fs.String("window", "", `window name, or JSON such as '["tukey", 0.25]'`)
-	fs.IntVar(&req.NPerSeg, "nperseg", 0, "segment length (scipy default)")
+	nperseg := fs.Int("nperseg", 0, "segment length (scipy default)")
 	fs.Var(optionalInt{&req.NOverlap}, "noverlap", "segment `overlap` (default nperseg/2)")
-	fs.IntVar(&req.NFFT, "nfft", 0, "FFT length (default nperseg)")
+	nfft := fs.Int("nfft", 0, "FFT length (default nperseg)")
 	fs.StringVar(&req.Scaling, "scaling", "", "density or spectrum")
 	fs.StringVar(&req.Average, "average", "", "mean or median")
 	fs.Var(bandsFlag{&req.Bands}, "bands", "band powers to compute: name=low:high[,...], e.g. beta=13:30")
@@ -221,6 +221,16 @@ func (m *Main) psd(ctx context.Context, args []string) error {
 	}
 	if req.Dataset == "" {
 		return errors.New("psd: give --dataset")
+	}
+	// 0, the flags' default, is left out of the request: the server's default.
+	if *rate != 0 {
+		req.FS = rate
+	}
+	if *nperseg != 0 {
+		req.NPerSeg = nperseg
+	}
+	if *nfft != 0 {
+		req.NFFT = nfft
 	}
 	req.Name = *name
 	if len(labels) > 0 {

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/flightbatch/flightbatch/internal/procgroup"
 )
 
 // dispatchLocked starts queued jobs while there are free slots. e.mu must be
@@ -93,11 +95,13 @@ func (e *Endpoint) runAttempt(ctx context.Context, j *job, a *attempt, n int, en
 	argv := j.spec.command
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = env
-	startInGroup(cmd)
+	// The attempt leads a process group of its own, so that stopping it
+	// also stops whatever it started.
+	procgroup.Isolate(cmd, false)
 	cmd.Cancel = func() error {
 		var sc *stopCause
 		kill := errors.As(context.Cause(ctx), &sc) && sc.kill
-		return signalGroup(cmd.Process, kill)
+		return procgroup.Stop(cmd.Process, kill)
 	}
 	cmd.WaitDelay = e.opts.TerminateGrace
 
@@ -123,7 +127,7 @@ func (e *Endpoint) runAttempt(ctx context.Context, j *job, a *attempt, n int, en
 	if err == nil {
 		_ = cmd.Wait()
 		// Whatever the attempt left behind in its process group goes too.
-		_ = signalGroup(cmd.Process, true)
+		_ = procgroup.Stop(cmd.Process, true)
 		c := exitCode(cmd.ProcessState)
 		code = &c
 	}
@@ -304,4 +308,13 @@ func (e *Endpoint) stopJob(body []byte, terminate bool) (any, error) {
 	}
 	e.log.Info("job stopped", "job_id", j.id, "terminate", terminate, "reason", reason)
 	return struct{}{}, nil
+}
+
+// exitCode reports a process's exit status as a container runtime does:
+// the exit code, or 128 plus the signal that killed it.
+func exitCode(ps *os.ProcessState) int32 {
+	if sig, _, ok := procgroup.KilledBy(ps); ok {
+		return 128 + int32(sig)
+	}
+	return int32(ps.ExitCode())
 }

@@ -37,7 +37,7 @@ func TestWithToken(t *testing.T) {
 	if _, err := anon.ListJobs(ctx, ""); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("ListJobs without a token: %v, want Unauthenticated", err)
 	}
-	req := api.PSDRequest{Dataset: "demo", FS: 250}
+	req := api.PSDRequest{Dataset: "demo", PSDParams: api.PSDParams{FS: new(250.0)}}
 	if _, err := reader.SubmitPSD(ctx, req); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("SubmitPSD with a read token: %v, want PermissionDenied", err)
 	}

@@ -3,7 +3,7 @@
 // results as Arrow record batches.
 //
 //	c, err := client.Dial(ctx, "127.0.0.1:8815")
-//	id, err := c.SubmitPSD(ctx, api.PSDRequest{Dataset: "demo", FS: 250})
+//	id, err := c.SubmitPSD(ctx, api.PSDRequest{Dataset: "demo", PSDParams: api.PSDParams{FS: new(250.0)}})
 //	st, err := c.Wait(ctx, id, func(st api.JobStatus) { log.Print(st.Progress) })
 //	rdr, err := c.Result(ctx, id)
 //	defer rdr.Release()

@@ -78,8 +78,8 @@ func TestSubmitWaitResult(t *testing.T) {
 		t.Fatalf("datasets = %+v", dss)
 	}
 
-	id, err := c.SubmitPSD(ctx, api.PSDRequest{Dataset: "demo", FS: 250, NPerSeg: 128,
-		Bands: api.Bands{{Name: "theta", Lo: 4, Hi: 8}, {Name: "beta", Lo: 13, Hi: 30}}})
+	id, err := c.SubmitPSD(ctx, api.PSDRequest{Dataset: "demo", PSDParams: api.PSDParams{FS: new(250.0), NPerSeg: new(128),
+		Bands: api.Bands{{Name: "theta", Lo: 4, Hi: 8}, {Name: "beta", Lo: 13, Hi: 30}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestWaitFailedJob(t *testing.T) {
 	srv := testserver.Start(t, testserver.Options{Fault: fault, MaxAttempts: 2})
 	c := dial(t, srv.Addr, memory.DefaultAllocator)
 	ctx := context.Background()
-	id, err := c.SubmitPSD(ctx, api.PSDRequest{Dataset: "demo", FS: 250})
+	id, err := c.SubmitPSD(ctx, api.PSDRequest{Dataset: "demo", PSDParams: api.PSDParams{FS: new(250.0)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestCancelWait(t *testing.T) {
 	srv := testserver.Start(t, testserver.Options{Fault: gate(make(chan struct{}), "part-00002")})
 	c := dial(t, srv.Addr, memory.DefaultAllocator)
 	ctx := context.Background()
-	id, err := c.SubmitPSD(ctx, api.PSDRequest{Dataset: "demo", FS: 250})
+	id, err := c.SubmitPSD(ctx, api.PSDRequest{Dataset: "demo", PSDParams: api.PSDParams{FS: new(250.0)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,10 +213,10 @@ func TestErrors(t *testing.T) {
 	srv := testserver.Start(t, testserver.Options{Shards: 1, Records: 4})
 	c := dial(t, srv.Addr, memory.DefaultAllocator)
 	ctx := context.Background()
-	if _, err := c.SubmitPSD(ctx, api.PSDRequest{Dataset: "demo", FS: -3}); status.Code(errors.Unwrap(err)) != codes.InvalidArgument {
+	if _, err := c.SubmitPSD(ctx, api.PSDRequest{Dataset: "demo", PSDParams: api.PSDParams{FS: new(-3.0)}}); status.Code(errors.Unwrap(err)) != codes.InvalidArgument {
 		t.Errorf("fs -3: %v", err)
 	}
-	if _, err := c.SubmitPSD(ctx, api.PSDRequest{Dataset: "demo", FS: 250, Extra: map[string]json.RawMessage{"bogus": json.RawMessage("1")}}); status.Code(errors.Unwrap(err)) != codes.InvalidArgument {
+	if _, err := c.SubmitPSD(ctx, api.PSDRequest{Dataset: "demo", PSDParams: api.PSDParams{FS: new(250.0)}, Extra: map[string]json.RawMessage{"bogus": json.RawMessage("1")}}); status.Code(errors.Unwrap(err)) != codes.InvalidArgument {
 		t.Errorf("unknown parameter: %v", err)
 	}
 	if _, err := c.Run(ctx, client.RunRequest{Function: "nosuch", Dataset: "demo"}); status.Code(errors.Unwrap(err)) != codes.NotFound {

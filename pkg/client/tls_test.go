@@ -107,7 +107,7 @@ func TestMutualTLSCallers(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-	req := api.PSDRequest{Dataset: "demo", FS: 250}
+	req := api.PSDRequest{Dataset: "demo", PSDParams: api.PSDParams{FS: new(250.0)}}
 	if _, err := connect(nil).ListJobs(ctx, ""); status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "no client certificate: this server uses mutual TLS") {
 		t.Errorf("without a client certificate: %v", err)
 	}
