@@ -137,7 +137,7 @@ echo "Slurm cluster up with accounting, SLURM_CONF=$SLURM_CONF"
 
 # ---------------------------------------------------------------------------------------------
 section "go test -race"
-go test -race -count=1 ./...
+go test -race -count=1 -timeout 25m ./...
 
 # ---------------------------------------------------------------------------------------------
 section "python environment"
