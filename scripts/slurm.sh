@@ -21,7 +21,7 @@
 # The scheduler is tuned for tests: tasks start at once (batch_sched_delay=0,
 # sched_min_interval=0), a requeued task waits about cred_expire (5 s, its least; default 120 s) before it
 # runs again, and finished tasks stay visible to squeue/scontrol for MinJobAge: 1 h, or with
-# accounting 10 s (then sacct alone knows them; slurmctld purges every ~10 s, so 10 to 20 s).
+# accounting 30 s (then sacct alone knows them; slurmctld purges every ~10 s, so 30 to 40 s).
 set -euo pipefail
 
 PACKAGES=(slurmctld slurmd slurm-client munge)
@@ -73,7 +73,7 @@ AccountingStoragePort=$dbd_port
 # the munge socket of connections to slurmdbd (default: the system's)
 AccountingStoragePass=$dir/munge/munge.socket"
 		# sacct keeps what the controller forgets: forgetting soon lets tests see it read.
-		min_job_age=10
+		min_job_age=30
 	fi
 	cat >"$dir/slurm.conf" <<EOF
 # A single-node test cluster written by scripts/slurm.sh; loopback only.
