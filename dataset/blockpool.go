@@ -2,11 +2,11 @@ package dataset
 
 import (
 	"context"
-	"math/bits"
-	"sync"
 	"sync/atomic"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/flightbatch/flightbatch/internal/mempool"
 )
 
 // BlockPool lends the buffers that the record batches of Arrow IPC files
@@ -22,11 +22,7 @@ import (
 // where asked for, with WithBlockPool; a buffer that is never released is
 // collected by the garbage collector as usual.
 type BlockPool struct {
-	limit int64 // most bytes kept
-
-	mu   sync.Mutex
-	free [maxBlockShift - minBlockShift + 1][][]byte
-	kept int64
+	free *mempool.Lists
 }
 
 // Buffers come in size classes of powers of two from 1<<minBlockShift to
@@ -38,17 +34,8 @@ const (
 
 // NewBlockPool returns a pool that keeps at most limit bytes of buffers
 // between uses.
-func NewBlockPool(limit int64) *BlockPool { return &BlockPool{limit: limit} }
-
-func blockClass(n int) int {
-	if n <= 1<<minBlockShift {
-		return 0
-	}
-	c := bits.Len(uint(n-1)) - minBlockShift
-	if c > maxBlockShift-minBlockShift {
-		return -1
-	}
-	return c
+func NewBlockPool(limit int64) *BlockPool {
+	return &BlockPool{free: mempool.NewLists(minBlockShift, maxBlockShift, limit)}
 }
 
 // get returns n bytes of uninitialised memory.
@@ -56,44 +43,20 @@ func (p *BlockPool) get(n int) []byte {
 	if n < 1<<minBlockShift/2 {
 		return make([]byte, n)
 	}
-	c := blockClass(n)
-	if c < 0 {
-		return make([]byte, n)
+	if b := p.free.Get(n); b != nil {
+		return b
 	}
-	p.mu.Lock()
-	if l := len(p.free[c]); l > 0 {
-		b := p.free[c][l-1]
-		p.free[c][l-1] = nil
-		p.free[c] = p.free[c][:l-1]
-		p.kept -= int64(cap(b))
-		p.mu.Unlock()
-		return b[:n]
+	if c := p.free.ClassSize(n); c > 0 {
+		return make([]byte, n, c)
 	}
-	p.mu.Unlock()
-	return make([]byte, n, 1<<(c+minBlockShift))
+	return make([]byte, n)
 }
 
 // put takes back a buffer that get returned.
-func (p *BlockPool) put(b []byte) {
-	n := cap(b)
-	c := blockClass(n)
-	if c < 0 || n != 1<<(c+minBlockShift) {
-		return
-	}
-	p.mu.Lock()
-	if p.kept+int64(n) <= p.limit {
-		p.free[c] = append(p.free[c], b[:0])
-		p.kept += int64(n)
-	}
-	p.mu.Unlock()
-}
+func (p *BlockPool) put(b []byte) { p.free.Put(b) }
 
 // Kept is the number of bytes of buffers the pool holds for reuse.
-func (p *BlockPool) Kept() int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.kept
-}
+func (p *BlockPool) Kept() int64 { return p.free.Kept() }
 
 type blockPoolKey struct{}
 

@@ -6,8 +6,6 @@
 package mempool
 
 import (
-	"math/bits"
-	"sync"
 	"unsafe"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -28,54 +26,27 @@ const (
 // allocator is as safe as the reference counting of the code that uses it;
 // a buffer never freed is collected by the garbage collector as usual.
 type Allocator struct {
-	limit int64 // most bytes kept in free lists
-
-	mu   sync.Mutex
-	free [maxShift - minShift + 1][][]byte
-	kept int64 // bytes in free lists
+	free *Lists
 }
 
 var _ memory.Allocator = (*Allocator)(nil)
 
 // New returns an Allocator that keeps at most limit bytes of freed buffers.
 func New(limit int64) *Allocator {
-	return &Allocator{limit: limit}
-}
-
-// class is the size class of a buffer of size bytes, or -1 above the
-// largest class.
-func class(size int) int {
-	if size <= 1<<minShift {
-		return 0
-	}
-	c := bits.Len(uint(size-1)) - minShift
-	if c > maxShift-minShift {
-		return -1
-	}
-	return c
+	return &Allocator{free: NewLists(minShift, maxShift, limit)}
 }
 
 // Allocate implements memory.Allocator: size zeroed bytes, with the class's
 // capacity.
 func (a *Allocator) Allocate(size int) []byte {
-	c := class(size)
-	if c < 0 {
-		return alloc(size, size)
-	}
-	a.mu.Lock()
-	list := a.free[c]
-	if n := len(list); n > 0 {
-		b := list[n-1]
-		list[n-1] = nil
-		a.free[c] = list[:n-1]
-		a.kept -= int64(cap(b))
-		a.mu.Unlock()
-		b = b[:size]
+	if b := a.free.Get(size); b != nil {
 		clear(b)
 		return b
 	}
-	a.mu.Unlock()
-	return alloc(size, 1<<(c+minShift))
+	if c := a.free.ClassSize(size); c > 0 {
+		return alloc(size, c)
+	}
+	return alloc(size, size)
 }
 
 // alloc returns size zeroed bytes of a new, 64-byte aligned buffer of
@@ -107,25 +78,11 @@ func (a *Allocator) Reallocate(size int, b []byte) []byte {
 // Free implements memory.Allocator: b is kept for reuse if it is one of this
 // allocator's classes and the free lists are under their bound.
 func (a *Allocator) Free(b []byte) {
-	n := cap(b)
-	if n < 1<<minShift || n&(n-1) != 0 || uintptr(unsafe.Pointer(unsafe.SliceData(b[:1])))%alignment != 0 {
+	if cap(b) == 0 || uintptr(unsafe.Pointer(unsafe.SliceData(b[:1])))%alignment != 0 {
 		return // not a buffer this allocator made: the garbage collector takes it
 	}
-	c := class(n)
-	if c < 0 {
-		return
-	}
-	a.mu.Lock()
-	if a.kept+int64(n) <= a.limit {
-		a.free[c] = append(a.free[c], b[:0])
-		a.kept += int64(n)
-	}
-	a.mu.Unlock()
+	a.free.Put(b)
 }
 
 // Kept is the number of bytes of freed buffers the allocator holds.
-func (a *Allocator) Kept() int64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.kept
-}
+func (a *Allocator) Kept() int64 { return a.free.Kept() }

@@ -91,7 +91,7 @@ func TestBounded(t *testing.T) {
 	if k := a.Kept(); k > 10<<10 || k != 8<<10 {
 		t.Fatalf("kept %d bytes under a limit of %d", k, 10<<10)
 	}
-	if class(1<<maxShift) < 0 || class(1<<maxShift+1) >= 0 {
+	if l := a.free; l.ClassSize(1<<maxShift) != 1<<maxShift || l.ClassSize(1<<maxShift+1) != 0 {
 		t.Fatalf("classes end at 1<<%d bytes", maxShift)
 	}
 	a = New(1 << 40)
