@@ -41,6 +41,7 @@ import tempfile
 import time
 
 import numpy as np
+import psutil
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -48,7 +49,7 @@ from scipy.signal import welch
 
 from benchlib import (CheckFailed, ProcTree, action, Run, Server, check_close, check_tables, div, do_get, flightbatch_binary,
                       gen_demo, interleave, main_guard, med, postamble, preamble, ratio, run_job, serve_flightbatch,
-                      summary_line, tree_pids, walls)
+                      summary_line, walls)
 
 NPERSEG = 512
 BANDS = {"beta": [13, 30], "alpha": [8, 12]}
@@ -135,15 +136,23 @@ def psd_suite(args, binary: pathlib.Path, store: pathlib.Path, files: list[pathl
     if "dask" in peers:
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
-    me = ProcTree(os.getpid(), exclude=lambda: tree_pids(srv.proc.pid))
+    # Each side's CPU is this process's (time.process_time) plus that of its own helper processes
+    # only: an idle pool or cluster kept for another side is not counted against this one.
+    pool_pids = {p.pid for p in pool._pool} if pool else set()
+    helpers = {"notebook": set(), "pool": pool_pids,
+               "dask": {c.pid for c in psutil.Process().children()} - pool_pids - {srv.proc.pid}}
+    trees = {k: [ProcTree(pid) for pid in v] for k, v in helpers.items()}
+
+    def side_cpu(name: str) -> float:
+        return time.process_time() + sum(t.cpu() for t in trees[name])
     ref: dict = {}
     dataset_meta = pa.concat_tables(pa.ipc.open_file(pa.memory_map(p)).read_all().select(META) for p in paths)
 
     def peer(name: str, compute):
         def run() -> Run:
-            c0, t0 = me.cpu(), time.perf_counter()
+            c0, t0 = side_cpu(name), time.perf_counter()
             df = compute()
-            wall, cpu = time.perf_counter() - t0, me.cpu() - c0
+            wall, cpu = time.perf_counter() - t0, side_cpu(name) - c0
             psd, bands = frame_arrays(df)
             if "psd" not in ref:  # the notebook's first (warm-up) run is the reference
                 ref.update(psd=psd, bands=bands, rows=len(df))
