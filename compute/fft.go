@@ -37,11 +37,17 @@ func newPowerSpectrum(n int) powerSpectrum {
 // parts): bit-reversed load, iterative radix-4 decimation in time (with a
 // first radix-8 stage when log2(m) is odd), then the split that separates the
 // spectra of the even and odd samples.
+//
+// Welch's segments take a faster way to the same bits (loadPow2): the first
+// stage's butterflies are computed as the samples are detrended, windowed and
+// loaded, so the bit-reversed buffer is written once, a cache line at a time.
 type pow2RFFT struct {
 	n, m  int
 	perm  []int32        // perm[k] = bit reversal of k in log2(m) bits
 	odd   bool           // log2(m) is odd: a radix-8 stage first
-	tw    [][]complex128 // per radix-4 stage with q > 1: w^j, w^2j, w^3j, j < q, w = exp(-2πi/4q)
+	radix int            // of the first stage: 8 if odd, else 4
+	first []int32        // first[r] = radix · (bit reversal of r in log2(m/radix) bits): where the first stage's butterfly of the pairs r + k·m/radix goes
+	tw    [][]complex128 // per later radix-4 stage: w^j, w^2j, w^3j, j < q, w = exp(-2πi/4q)
 	split []complex128   // see splitPower
 	z     []complex128
 }
@@ -53,15 +59,18 @@ func newPow2RFFT(n int) *pow2RFFT {
 	for k := range f.perm {
 		f.perm[k] = int32(bits.Reverse64(uint64(k)) >> (64 - logm))
 	}
-	q := 1
+	f.radix = 4
 	if f.odd {
-		q = 8
+		f.radix = 8
 	}
-	for ; 4*q <= m; q *= 4 {
-		if q == 1 {
-			f.tw = append(f.tw, nil)
-			continue
+	f.first = make([]int32, m/f.radix)
+	lr := logm - bits.TrailingZeros(uint(f.radix))
+	for r := range f.first {
+		if lr > 0 {
+			f.first[r] = int32(f.radix * int(bits.Reverse64(uint64(r))>>(64-lr)))
 		}
+	}
+	for q := f.radix; 4*q <= m; q *= 4 {
 		t := make([]complex128, 3*q)
 		for j := 0; j < q; j++ {
 			for r := 1; r <= 3; r++ {
@@ -92,6 +101,105 @@ func (f *pow2RFFT) transformPower(dst []float64, add bool) {
 	z := f.z[:f.m]
 	f.transform(z)
 	splitPower(dst, z, f.split, add)
+}
+
+// laterStagesPower finishes what loadPow2 started: the FFT's stages after
+// the first, then the power, written (add=false) or added (add=true) into
+// dst.
+func (f *pow2RFFT) laterStagesPower(dst []float64, add bool) {
+	z := f.z[:f.m]
+	f.laterStages(z)
+	splitPower(dst, z, f.split, add)
+}
+
+// loadPow2 detrends (subtracting mean) and windows segment x (len(x) ==
+// f.n) and runs the first stage of f's FFT on it as it is loaded: bit for
+// bit what loadSegment followed by the first stage of transform computes.
+// laterStagesPower completes the transform.
+func loadPow2[T sample](f *pow2RFFT, x []T, w []float64, mean float64) {
+	if f.odd {
+		loadRadix8(f.z[:f.m], f.first, x, w, mean)
+	} else {
+		loadRadix4(f.z[:f.m], f.first, x, w, mean)
+	}
+}
+
+// loadRadix4 is loadPow2 for an even log2(m): the butterfly of the pairs r,
+// r+q, r+2q, r+3q (q = m/4) goes to z[first[r]:][:4].
+func loadRadix4[T sample](z []complex128, first []int32, x []T, w []float64, mean float64) {
+	m := len(z)
+	q := m / 4
+	x = x[:2*m]
+	w = w[:2*m]
+	x0, x1, x2, x3 := x[0:2*q], x[2*q:4*q], x[4*q:6*q], x[6*q:8*q]
+	w0, w1, w2, w3 := w[0:2*q], w[2*q:4*q], w[4*q:6*q], w[6*q:8*q]
+	x1, x2, x3 = x1[:len(x0)], x2[:len(x0)], x3[:len(x0)]
+	w0, w1, w2, w3 = w0[:len(x0)], w1[:len(x0)], w2[:len(x0)], w3[:len(x0)]
+	first = first[:q]
+	for j := 0; j+1 < len(x0); j += 2 {
+		y0 := complex((float64(x0[j])-mean)*w0[j], (float64(x0[j+1])-mean)*w0[j+1])
+		y1 := complex((float64(x1[j])-mean)*w1[j], (float64(x1[j+1])-mean)*w1[j+1])
+		y2 := complex((float64(x2[j])-mean)*w2[j], (float64(x2[j+1])-mean)*w2[j+1])
+		y3 := complex((float64(x3[j])-mean)*w3[j], (float64(x3[j+1])-mean)*w3[j+1])
+		s0, s1 := y0+y2, y0-y2
+		s2, s3 := y1+y3, y1-y3
+		i := int(first[j/2])
+		b := z[i : i+4 : i+4]
+		b[0] = s0 + s2
+		b[2] = s0 - s2
+		b[1] = complex(real(s1)+imag(s3), imag(s1)-real(s3))
+		b[3] = complex(real(s1)-imag(s3), imag(s1)+real(s3))
+	}
+}
+
+// loadRadix8 is loadPow2 for an odd log2(m): the butterfly of the pairs
+// r + k·o, k < 8 (o = m/8), goes to z[first[r]:][:8].
+func loadRadix8[T sample](z []complex128, first []int32, x []T, w []float64, mean float64) {
+	const r = 0.70710678118654752440 // 1/√2
+	m := len(z)
+	o := m / 8
+	x = x[:2*m]
+	w = w[:2*m]
+	n := 2 * o
+	x0, x1, x2, x3 := x[0:n], x[n:2*n], x[2*n:3*n], x[3*n:4*n]
+	x4, x5, x6, x7 := x[4*n:5*n], x[5*n:6*n], x[6*n:7*n], x[7*n:8*n]
+	w0, w1, w2, w3 := w[0:n], w[n:2*n], w[2*n:3*n], w[3*n:4*n]
+	w4, w5, w6, w7 := w[4*n:5*n], w[5*n:6*n], w[6*n:7*n], w[7*n:8*n]
+	x1, x2, x3, x4, x5, x6, x7 = x1[:len(x0)], x2[:len(x0)], x3[:len(x0)], x4[:len(x0)], x5[:len(x0)], x6[:len(x0)], x7[:len(x0)]
+	w0, w1, w2, w3 = w0[:len(x0)], w1[:len(x0)], w2[:len(x0)], w3[:len(x0)]
+	w4, w5, w6, w7 = w4[:len(x0)], w5[:len(x0)], w6[:len(x0)], w7[:len(x0)]
+	first = first[:o]
+	for j := 0; j+1 < len(x0); j += 2 {
+		// As in radix8, with b[0..7] = y0, y4, y2, y6, y1, y5, y3, y7.
+		y0 := complex((float64(x0[j])-mean)*w0[j], (float64(x0[j+1])-mean)*w0[j+1])
+		y4 := complex((float64(x4[j])-mean)*w4[j], (float64(x4[j+1])-mean)*w4[j+1])
+		a0, a1 := y0+y4, y0-y4
+		y2 := complex((float64(x2[j])-mean)*w2[j], (float64(x2[j+1])-mean)*w2[j+1])
+		y6 := complex((float64(x6[j])-mean)*w6[j], (float64(x6[j+1])-mean)*w6[j+1])
+		a2, a3 := y2+y6, y2-y6
+		y1 := complex((float64(x1[j])-mean)*w1[j], (float64(x1[j+1])-mean)*w1[j+1])
+		y5 := complex((float64(x5[j])-mean)*w5[j], (float64(x5[j+1])-mean)*w5[j+1])
+		a4, a5 := y1+y5, y1-y5
+		y3 := complex((float64(x3[j])-mean)*w3[j], (float64(x3[j+1])-mean)*w3[j+1])
+		y7 := complex((float64(x7[j])-mean)*w7[j], (float64(x7[j+1])-mean)*w7[j+1])
+		a6, a7 := y3+y7, y3-y7
+		i := int(first[j/2])
+		b := z[i : i+8 : i+8]
+		e0, e2 := a0+a2, a0-a2
+		e1 := complex(real(a1)+imag(a3), imag(a1)-real(a3)) // a1 - i·a3
+		e3 := complex(real(a1)-imag(a3), imag(a1)+real(a3)) // a1 + i·a3
+		o0, o2 := a4+a6, a4-a6
+		o1 := complex(real(a5)+imag(a7), imag(a5)-real(a7))
+		o3 := complex(real(a5)-imag(a7), imag(a5)+real(a7))
+		// W8·o1 = (1-i)/√2·o1, W8²·o2 = -i·o2, W8³·o3 = -(1+i)/√2·o3
+		t1 := complex(r*(real(o1)+imag(o1)), r*(imag(o1)-real(o1)))
+		t2 := complex(imag(o2), -real(o2))
+		t3 := complex(r*(imag(o3)-real(o3)), -r*(real(o3)+imag(o3)))
+		b[0], b[4] = e0+o0, e0-o0
+		b[1], b[5] = e1+t1, e1-t1
+		b[2], b[6] = e2+t2, e2-t2
+		b[3], b[7] = e3+t3, e3-t3
+	}
 }
 
 // segmentPowerer is implemented by transforms that can detrend and window a
@@ -134,27 +242,35 @@ func loadSegment[T sample](z []complex128, perm []int32, x []T, w []float64, mea
 // transform runs the in-place complex FFT of z, whose input is in
 // bit-reversed order; the output is in natural order.
 func (f *pow2RFFT) transform(z []complex128) {
-	m := len(z)
-	q := 1
 	if f.odd {
 		radix8(z)
-		q = 8
+	} else {
+		radix4(z)
 	}
+	f.laterStages(z)
+}
+
+// radix4 runs the first two levels of the FFT: a 4-point DFT of each
+// consecutive group of 4 bit-reversed samples.
+func radix4(z []complex128) {
+	for i := 0; i+3 < len(z); i += 4 {
+		b := z[i : i+4 : i+4]
+		y0, y2, y1, y3 := b[0], b[1], b[2], b[3]
+		s0, s1 := y0+y2, y0-y2
+		s2, s3 := y1+y3, y1-y3
+		b[0] = s0 + s2
+		b[2] = s0 - s2
+		b[1] = complex(real(s1)+imag(s3), imag(s1)-real(s3))
+		b[3] = complex(real(s1)-imag(s3), imag(s1)+real(s3))
+	}
+}
+
+// laterStages runs the radix-4 stages after the first (radix-4 or radix-8)
+// one.
+func (f *pow2RFFT) laterStages(z []complex128) {
+	m := len(z)
+	q := f.radix
 	for _, tw := range f.tw {
-		if q == 1 {
-			for i := 0; i+3 < m; i += 4 {
-				b := z[i : i+4 : i+4]
-				y0, y2, y1, y3 := b[0], b[1], b[2], b[3]
-				s0, s1 := y0+y2, y0-y2
-				s2, s3 := y1+y3, y1-y3
-				b[0] = s0 + s2
-				b[2] = s0 - s2
-				b[1] = complex(real(s1)+imag(s3), imag(s1)-real(s3))
-				b[3] = complex(real(s1)-imag(s3), imag(s1)+real(s3))
-			}
-			q = 4
-			continue
-		}
 		tw = tw[:3*q]
 		for base := 0; base < m; base += 4 * q {
 			blk := z[base : base+4*q : base+4*q]

@@ -72,3 +72,67 @@ func TestFloat32EqualsWidened(t *testing.T) {
 func sameBits(a, b []float64) bool {
 	return slices.EqualFunc(a, b, func(u, v float64) bool { return math.Float64bits(u) == math.Float64bits(v) })
 }
+
+// TestFusedPathsEqualPlain: PSD's fast ways through a segment (the
+// power-of-two FFT's first stage fused with the load, the other transforms'
+// fused load, constant detrending's sums carried from one segment's second
+// half to the next one's first half) give bit for bit what detrending,
+// windowing and transforming each segment separately gives, for float64 and
+// float32 samples.
+func TestFusedPathsEqualPlain(t *testing.T) {
+	lin, none := DetrendLinear, DetrendNone
+	type tc struct {
+		name string
+		n    int
+		p    WelchParams
+	}
+	var cases []tc
+	for _, nps := range []int{8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 1 << 15} {
+		n := 3*nps + nps/2 + 5
+		cases = append(cases,
+			tc{"pow2/" + itoa(nps), n, WelchParams{NPerSeg: ptr(nps)}},
+			tc{"pow2/quarter/" + itoa(nps), n, WelchParams{NPerSeg: ptr(nps), NOverlap: ptr(nps / 4)}},
+			tc{"pow2/none/" + itoa(nps), n, WelchParams{NPerSeg: ptr(nps), Detrend: &none}},
+			tc{"pow2/linear/" + itoa(nps), n, WelchParams{NPerSeg: ptr(nps), Detrend: &lin}},
+			tc{"pow2/median/" + itoa(nps), n, WelchParams{NPerSeg: ptr(nps), Average: "median"}},
+		)
+	}
+	for _, nps := range []int{200, 250, 375, 500, 1000, 144, 272} {
+		cases = append(cases, tc{"other/" + itoa(nps), 7 * nps, WelchParams{NPerSeg: ptr(nps)}},
+			tc{"other/linear/" + itoa(nps), 7 * nps, WelchParams{NPerSeg: ptr(nps), Detrend: &lin}})
+	}
+	cases = append(cases, tc{"job", 7500, WelchParams{NPerSeg: ptr(512), NOverlap: ptr(256)}},
+		tc{"hamming", 5000, WelchParams{NPerSeg: ptr(1024), Window: &Window{Name: "hamming"}}})
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			x32 := make([]float32, c.n)
+			for j, v := range randn(c.n, uint64(100+i)) {
+				x32[j] = float32(300 + 20*v)
+			}
+			x64 := make([]float64, c.n)
+			for j, v := range x32 {
+				x64[j] = float64(v) + 1e-9*float64(j%7)
+			}
+			fast, err := NewPlan(c.p, c.n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			plain, err := NewPlan(c.p, c.n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			plain.plain = true
+			ctx := context.Background()
+			want, _ := plain.PSDContext(ctx, nil, x64, 100)
+			got, _ := fast.PSDContext(ctx, nil, x64, 100)
+			if !sameBits(got, want) || slices.ContainsFunc(want, math.IsNaN) {
+				t.Fatalf("float64: fused path differs from the plain one")
+			}
+			want, _ = plain.PSDFloat32Context(ctx, nil, x32, 100)
+			got, _ = fast.PSDFloat32Context(ctx, nil, x32, 100)
+			if !sameBits(got, want) {
+				t.Fatalf("float32: fused path differs from the plain one")
+			}
+		})
+	}
+}

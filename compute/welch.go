@@ -41,6 +41,9 @@ type Plan struct {
 	// too many segments x frequencies takes per pass over the record, its
 	// segments' powers held by frequency in rows (medianFreqs*nseg values).
 	medianFreqs int
+	// plain, set by tests, sends every segment through trend, prepare and
+	// fft.power: the reference that the fused paths equal bit for bit.
+	plain bool
 }
 
 // MaxMedianValues bounds the segments x frequencies a Plan holds for average
@@ -277,9 +280,22 @@ func psd[T sample](ctx context.Context, pl *Plan, dst []float64, x []T, fs float
 	acc := pl.acc[:nh]
 	clear(acc)
 	fused, _ := pl.fft.(segmentPowerer)
+	p2, _ := pl.fft.(*pow2RFFT)
 	if pl.nfft != pl.nperseg {
-		fused = nil // zero padding goes through pl.seg
+		fused, p2 = nil, nil // zero padding goes through pl.seg
 	}
+	if pl.tc != nil {
+		p2 = nil // loadPow2 does not subtract a slope
+	}
+	if pl.plain {
+		fused, p2 = nil, nil
+	}
+	// halves, when true: constant detrending's pairwise sum of a segment is
+	// that of its two halves, and the first half of each segment is the
+	// second half of the one before, whose sum is carried over (bit for bit
+	// the same sum, half the additions).
+	halves := pl.detrend == DetrendConstant && pairwiseHalves(pl.nperseg) && pl.step == pl.nperseg/2 && !pl.plain
+	var carried float64
 	if pl.medianFreqs > 0 {
 		if err := blockMedian(ctx, pl, acc, x); err != nil {
 			return dst, err
@@ -296,8 +312,22 @@ func psd[T sample](ctx context.Context, pl *Plan, dst []float64, x []T, fs float
 		if pl.median {
 			out, add = pl.rows[s*nh:(s+1)*nh], false
 		}
-		mean, slope := trend(pl, seg)
-		if fused != nil {
+		var mean, slope float64
+		if halves {
+			h := pl.step
+			if s == 0 {
+				carried = pairwiseSum(seg[:h])
+			}
+			second := pairwiseSum(seg[h:])
+			mean = (carried + second) / float64(len(seg))
+			carried = second
+		} else {
+			mean, slope = trend(pl, seg)
+		}
+		if p2 != nil {
+			loadPow2(p2, seg, pl.win, mean)
+			p2.laterStagesPower(out, add)
+		} else if fused != nil {
 			z, perm := fused.loadBuffer()
 			loadSegment(z, perm, seg, pl.win, mean, slope, pl.tc)
 			fused.transformPower(out, add)
@@ -504,6 +534,12 @@ func prepare[T sample](pl *Plan, x []T, mean, slope float64) {
 	for i, v := range x {
 		seg[i] = (float64(v) - mean - slope*tc[i]) * w[i]
 	}
+}
+
+// pairwiseHalves reports whether pairwiseSum of n values is the sum of the
+// pairwiseSums of its two halves of n/2 values.
+func pairwiseHalves(n int) bool {
+	return n > 128 && n%16 == 0
 }
 
 // pairwiseSum is numpy's pairwise summation of a contiguous float64 array,
