@@ -33,6 +33,17 @@ type Executor interface {
 	PollInterval() time.Duration
 }
 
+// Notifier is an Executor that tells when the children of a handle change
+// (one starts, ends or fails an attempt), so that the manager polls them at
+// once rather than at its next interval: a job's end is then recorded as
+// soon as its last child ends.
+type Notifier interface {
+	// Changed returns a channel that is closed at the next change of the
+	// children of handle; nil (never closed) if the executor does not run
+	// them.
+	Changed(handle string) <-chan struct{}
+}
+
 // Progress is what an executor knows of a job's children.
 type Progress struct {
 	// Children has one entry per shard the executor was started with.

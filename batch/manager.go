@@ -582,6 +582,11 @@ func (mg *Manager) drive(id string) error {
 			}
 			cancelSent = true
 		}
+		// Taken before the poll, so that a change after it wakes the wait.
+		var changed <-chan struct{}
+		if n, ok := mg.exec.(Notifier); ok {
+			changed = n.Changed(m.Handle)
+		}
 		p, err := mg.exec.Poll(mg.ctx, m.Handle)
 		switch {
 		case errors.Is(err, ErrNotRunning):
@@ -623,6 +628,7 @@ func (mg *Manager) drive(id string) error {
 		case <-mg.ctx.Done():
 			return nil
 		case <-time.After(wait):
+		case <-changed:
 		case <-cancelCh:
 			cancelCh = nil
 		}

@@ -203,3 +203,26 @@ func TestChainedInput(t *testing.T) {
 		t.Fatalf("cancelled job ended %s", m.State)
 	}
 }
+
+// hourlyPolls is a local executor that asks to be polled once an hour: a job
+// on it ends in time only if the manager polls when the executor tells of a
+// change (batch.Notifier), which the embedded executor does.
+type hourlyPolls struct{ *local.Executor }
+
+func (hourlyPolls) PollInterval() time.Duration { return time.Hour }
+
+// TestNotifiedChangesArePolled: the manager follows a job's children as the
+// executor tells of their changes, not only at its poll interval, so a job
+// is recorded as ended as soon as its last child ends.
+func TestNotifiedChangesArePolled(t *testing.T) {
+	st := fileStore(t)
+	r := newRig(t, st, "")
+	fns := analysis.Builtins()
+	w := &batch.Worker{Store: st, Functions: fns, Log: quiet}
+	mg := batch.NewManager(r.cat, fns, hourlyPolls{local.New(w.RunShard, 2, nil)}, &batch.Options{Log: quiet})
+	t.Cleanup(mg.Close)
+	m := waitFor(t, mg, submit(t, mg, "demo", `{"fs": 250}`, false).JobID, terminal)
+	if m.State != batch.StateSucceeded || m.Counts().Succeeded != len(m.Shards) {
+		t.Fatalf("job ended %s with %+v: %s", m.State, m.Counts(), m.Error)
+	}
+}

@@ -280,7 +280,18 @@ func (f *pow2RFFT) laterStages(z []complex128) {
 			z3 := blk[3*q : 4*q : 4*q]
 			z1, z2, z3 = z1[:len(z0)], z2[:len(z0)], z3[:len(z0)]
 			tw := tw[:3*len(z0)]
-			for j := range z0 {
+			// j = 0: the twiddles are 1 (exactly: (1, -0)), and
+			// multiplying by them changes nothing but the sign of a zero.
+			{
+				y0, y2, y1, y3 := z0[0], z1[0], z2[0], z3[0]
+				s0, s1 := y0+y2, y0-y2
+				s2, s3 := y1+y3, y1-y3
+				z0[0] = s0 + s2
+				z2[0] = s0 - s2
+				z1[0] = complex(real(s1)+imag(s3), imag(s1)-real(s3))
+				z3[0] = complex(real(s1)-imag(s3), imag(s1)+real(s3))
+			}
+			for j := 1; j < len(z0); j++ {
 				w := tw[3*j : 3*j+3 : 3*j+3]
 				y0 := z0[j]
 				y2 := z1[j] * w[1]

@@ -1,11 +1,14 @@
 package compute
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"testing"
+	"time"
 )
 
 // naivePower is the O(n²) DFT power |X[k]|², k = 0..n/2, with exactly
@@ -140,3 +143,149 @@ func BenchmarkPowerSpectrum(b *testing.B) {
 		})
 	}
 }
+
+// interleaved runs a and b in turn, a round each per iteration, and reports
+// each one's time per round and b's time over a's: on a shared machine the
+// two see the same interference, which separate runs do not.
+func interleaved(b *testing.B, a, bb func()) {
+	var ta, tb time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		a()
+		t1 := time.Now()
+		bb()
+		tb += time.Since(t1)
+		ta += t1.Sub(t0)
+	}
+	b.ReportMetric(float64(ta.Nanoseconds())/float64(b.N), "A-ns/round")
+	b.ReportMetric(float64(tb.Nanoseconds())/float64(b.N), "B-ns/round")
+	b.ReportMetric(float64(tb)/float64(ta), "B/A")
+}
+
+// BenchmarkPow2Welch times Plan.PSDFloat32Context (B) against the same
+// mean of segment powers computed as the kernel did before its power-of-two
+// path was fused (A: each segment's pairwise sum, loadSegment through the
+// bit-reversal table, then the whole transform and the split), on float32
+// records of 7,500 samples (8 a round), interleaved.
+func BenchmarkPow2Welch(b *testing.B) {
+	for _, nps := range []int{256, 512, 1024, 2048, 4096} {
+		b.Run(itoa(nps), func(b *testing.B) {
+			const n = 7500
+			n2 := max(n, 2*nps)
+			x := make([]float32, n2)
+			for i, v := range randn(n2, 5) {
+				x[i] = float32(v + 10)
+			}
+			pl, err := NewPlan(WelchParams{NPerSeg: ptr(nps)}, n2)
+			if err != nil {
+				b.Fatal(err)
+			}
+			f := pl.fft.(*pow2RFFT)
+			dst := make([]float64, pl.NumFreqs())
+			acc := make([]float64, pl.nhalf)
+			ctx := context.Background()
+			interleaved(b,
+				func() {
+					for range 8 {
+						clear(acc)
+						for s := range pl.nseg {
+							seg := x[s*pl.step : s*pl.step+nps]
+							mean := pairwiseSum(seg) / float64(nps)
+							z, perm := f.loadBuffer()
+							loadSegment(z, perm, seg, pl.win, mean, 0, nil)
+							f.transformPower(acc, true)
+						}
+					}
+				},
+				func() {
+					for range 8 {
+						dst, _ = pl.PSDFloat32Context(ctx, dst, x, 250)
+					}
+				})
+		})
+	}
+}
+
+// laterStagesBefore is pow2RFFT.laterStages as it was before its stages
+// skipped the twiddles of 1: every butterfly multiplies.
+func laterStagesBefore(f *pow2RFFT, z []complex128) {
+	m := len(z)
+	q := 4
+	if f.odd {
+		q = 8
+	}
+	for _, tw := range f.tw {
+		tw = tw[:3*q]
+		for base := 0; base < m; base += 4 * q {
+			blk := z[base : base+4*q : base+4*q]
+			z0 := blk[0:q:q]
+			z1 := blk[q : 2*q : 2*q]
+			z2 := blk[2*q : 3*q : 3*q]
+			z3 := blk[3*q : 4*q : 4*q]
+			z1, z2, z3 = z1[:len(z0)], z2[:len(z0)], z3[:len(z0)]
+			tw := tw[:3*len(z0)]
+			for j := range z0 {
+				w := tw[3*j : 3*j+3 : 3*j+3]
+				y0 := z0[j]
+				y2 := z1[j] * w[1]
+				y1 := z2[j] * w[0]
+				y3 := z3[j] * w[2]
+				s0, s1 := y0+y2, y0-y2
+				s2, s3 := y1+y3, y1-y3
+				z0[j] = s0 + s2
+				z2[j] = s0 - s2
+				z1[j] = complex(real(s1)+imag(s3), imag(s1)-real(s3))
+				z3[j] = complex(real(s1)-imag(s3), imag(s1)+real(s3))
+			}
+		}
+		q *= 4
+	}
+}
+
+// TestPow2PowerEqualsBefore: the power-of-two transform's power equals, bit
+// for bit, that of the same stages with every twiddle multiplied
+// (laterStagesBefore), for every length from 8 to 2^17, on random samples
+// with and without an offset.
+func TestPow2PowerEqualsBefore(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for n := 8; n <= 1<<17; n *= 2 {
+		for _, offset := range []float64{0, 1e6, math.Inf(1)} {
+			x := make([]float64, n)
+			for i := range x {
+				x[i] = rng.NormFloat64()
+				if !math.IsInf(offset, 0) {
+					x[i] += offset
+				}
+			}
+			if math.IsInf(offset, 0) {
+				x[n/3] = offset
+			}
+			f := newPow2RFFT(n)
+			got := make([]float64, n/2+1)
+			f.power(got, x, false)
+			z := make([]complex128, f.m)
+			for k, p := range f.perm {
+				z[p] = complex(x[2*k], x[2*k+1])
+			}
+			if f.odd {
+				radix8(z)
+			} else {
+				radix4(z)
+			}
+			laterStagesBefore(f, z)
+			want := make([]float64, n/2+1)
+			splitPower(want, z, f.split, false)
+			same := slices.EqualFunc(got, want, func(u, v float64) bool {
+				if math.IsInf(offset, 0) && !isFinite(u) && !isFinite(v) {
+					return true
+				}
+				return math.Float64bits(u) == math.Float64bits(v)
+			})
+			if !same {
+				t.Fatalf("n=%d offset %g: power differs from the multiplying stages'", n, offset)
+			}
+		}
+	}
+}
+
+func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

@@ -20,6 +20,10 @@ func LogicalBytes(rec arrow.RecordBatch) int64 {
 	return n
 }
 
+// ArrayBytes is the logical size of arr's values, children included: its
+// share of LogicalBytes.
+func ArrayBytes(arr arrow.Array) int64 { return arrayBytes(arr) }
+
 // arrayBytes is the logical size of arr's values, children included.
 func arrayBytes(arr arrow.Array) int64 {
 	n := int64(arr.Len())

@@ -21,6 +21,7 @@ import (
 
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/compute"
+	"github.com/flightbatch/flightbatch/dataset"
 	"github.com/flightbatch/flightbatch/internal/clip"
 	"github.com/flightbatch/flightbatch/pkg/api"
 )
@@ -505,21 +506,20 @@ func isSignalType(t arrow.DataType) bool {
 	return elem.ID() == arrow.FLOAT32 || elem.ID() == arrow.FLOAT64
 }
 
-// psdChunkRows bounds the rows computed into one result batch, and
-// psdChunkBytes the bytes of their freqs and psd: with a large nfft a batch
-// holds fewer rows (at least one). With average "none" a record gives one row
-// per segment, so a long record's segments are computed and sent a batch at a
-// time under the same bounds.
+// resultBatchRows and resultBatchBytes bound a result batch: its rows, and
+// its size as written (dataset.LogicalBytes, estimated as rows are added by
+// rowBytes). Rows are gathered across input batches up to these bounds, so a
+// part holds few large batches rather than one per input batch; within
+// resultBatchBytes, DoGet sends each batch of a part as it is stored (its
+// default bound, flight.DefaultMaxBatchBytes, is 1 MiB). A row larger than
+// that (a very large nfft, a long multitaper record) makes a batch alone.
+// With average "none" a record gives one row per segment, so a long
+// record's segments are computed and sent a batch at a time under the same
+// bounds.
 const (
-	psdChunkRows  = 128
-	psdChunkBytes = 16 << 20
+	resultBatchRows  = 4096
+	resultBatchBytes = 1<<20 - 64<<10
 )
-
-// chunkRows is how many rows of result one batch holds under p.
-func chunkRows(p compute.WelchParams) int64 {
-	perRow := 16 * int64(p.MaxFreqs()) // freqs and psd, float64
-	return max(1, min(psdChunkRows, psdChunkBytes/perRow))
-}
 
 // Run implements batch.Function.
 func (Function) Run(ctx context.Context, task batch.Task, in array.RecordReader, emit func(arrow.RecordBatch) error) error {
@@ -537,36 +537,33 @@ func (Function) Run(ctx context.Context, task batch.Task, in array.RecordReader,
 	if p.FSColumn != "" {
 		fsIdx = in.Schema().FieldIndices(p.FSColumn)[0]
 	}
-	rows := chunkRows(p.welch)
-	k := &psdKernel{p: p, planner: planner, maxRows: int(rows), shared: p.sharedFreqs()}
+	k := &psdKernel{p: p, planner: planner, maxRows: resultBatchRows, shared: p.sharedFreqs(), sigIdx: sigIdx}
 	// The builders live as long as the shard: each batch's arrays take
-	// their buffers, and the next batch's come from task.Alloc again.
-	k.r = k.newRowBuilders(task)
+	// their buffers, and the next batch's come from task.Alloc again. A
+	// batch gathers the rows of as many input batches as its bounds allow.
+	k.r = k.newRowBuilders(task, in.Schema())
 	defer k.r.release()
 	for in.Next() {
-		rec := in.RecordBatch()
-		for off := int64(0); off < rec.NumRows(); off += rows {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			end := min(off+rows, rec.NumRows())
-			chunk := rec.NewSlice(off, end)
-			err := k.batch(ctx, task, schema, chunk, sigIdx, fsIdx, emit)
-			chunk.Release()
-			if err != nil {
-				return err
-			}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := k.batch(ctx, task, schema, in.RecordBatch(), fsIdx, emit); err != nil {
+			return err
 		}
 	}
-	return in.Err()
+	if err := in.Err(); err != nil {
+		return err
+	}
+	return k.flush(ctx, task, schema, nil, emit)
 }
 
 type psdKernel struct {
 	tapers  compute.TaperCache
 	p       Params
 	planner *compute.Planner
-	maxRows int       // rows of one result batch (chunkRows)
+	maxRows int       // rows of one result batch at most (resultBatchRows)
 	shared  []float64 // every row's freqs with shared_freqs, else nil
+	sigIdx  int       // the signal's column in the input
 	r       *rowBuilders
 	x       []float64
 	freqs   []float64
@@ -574,10 +571,20 @@ type psdKernel struct {
 	span    []float64
 }
 
-// rowBuilders build the computed columns of a result batch.
+// rowBuilders build a result batch: the computed columns in builders, and
+// the input's other columns as copies of the rows they repeat, cut from each
+// input batch before it is released (so that no input batch's memory is held
+// for longer than its own computation).
 type rowBuilders struct {
-	take    []int64 // the input row of every output row
-	bytes   int64   // of freqs and psd
+	take  []int64 // the input row of every output row since the last cut
+	rows  int     // of the batch being built, cut or not
+	bytes int64   // its size as written, estimated (rowBytes)
+	// meta holds, for each input column other than the signal, the pieces
+	// cut for the batch being built; metaRow is the size of one row of them,
+	// as the last cut measured it.
+	meta    [][]arrow.Array
+	metaIdx []int // their columns in the input
+	metaRow int64
 	seg     *array.Int32Builder
 	segTime *array.Float64Builder
 	fb, pb  *array.ListBuilder // fb is nil with shared_freqs
@@ -591,17 +598,96 @@ func (r *rowBuilders) release() {
 	for _, b := range r.builders {
 		b.Release()
 	}
+	r.dropMeta()
+}
+
+// dropMeta releases the pieces cut so far.
+func (r *rowBuilders) dropMeta() {
+	for j, ps := range r.meta {
+		for _, a := range ps {
+			a.Release()
+		}
+		r.meta[j] = ps[:0]
+	}
 }
 
 // reset starts a new batch. The builders' NewArray has already reset them;
 // after an error it drops what they hold.
 func (r *rowBuilders) reset() {
-	r.take, r.bytes = r.take[:0], 0
+	r.take, r.rows, r.bytes = r.take[:0], 0, 0
+	r.dropMeta()
 	for _, b := range r.builders {
 		if b.Len() > 0 {
 			b.NewArray().Release()
 		}
 	}
+}
+
+// rowBytes is the size as written of a result row with width frequencies
+// (0 for a null row) and the given reason: its freqs and psd values and
+// offsets, band powers, segment columns and reason, and the input's other
+// columns as the last cut measured them.
+func (r *rowBuilders) rowBytes(width int, why string) int64 {
+	n := 8*int64(width) + 4
+	if r.fb != nil {
+		n += 8*int64(width) + 4
+	}
+	n += 8 * int64(len(r.bands))
+	if r.seg != nil {
+		n += 12
+	}
+	if r.reason != nil {
+		n += 4 + int64(len(why))
+	}
+	return n + r.metaRow
+}
+
+// cut copies, from rec, the rows of the input's other columns that the rows
+// added since the last cut repeat, and keeps them for the batch.
+func (r *rowBuilders) cut(ctx context.Context, task batch.Task, rec arrow.RecordBatch) error {
+	n := len(r.take)
+	if n == 0 {
+		return nil
+	}
+	// Most often the rows are a run of the input's (one row per record);
+	// with average "none" or null rows they repeat or skip some.
+	run := true
+	for j, v := range r.take {
+		run = run && v == r.take[0]+int64(j)
+	}
+	var idx arrow.Array
+	if !run {
+		ib := array.NewInt64Builder(task.Alloc)
+		ib.AppendValues(r.take, nil)
+		idx = ib.NewArray()
+		ib.Release()
+		defer idx.Release()
+	}
+	tctx := acompute.WithAllocator(ctx, task.Alloc)
+	var size int64
+	for j, c := range r.metaIdx {
+		col := rec.Column(c)
+		var piece arrow.Array
+		var err error
+		if run {
+			sl := array.NewSlice(col, r.take[0], r.take[0]+int64(n))
+			// A copy: the slice would hold the input batch's memory.
+			piece, err = array.Concatenate([]arrow.Array{sl}, task.Alloc)
+			sl.Release()
+		} else {
+			piece, err = acompute.TakeArray(tctx, col, idx)
+		}
+		if err != nil {
+			return fmt.Errorf("psd: repeat column %s: %w", rec.ColumnName(c), err)
+		}
+		r.meta[j] = append(r.meta[j], piece)
+		size += dataset.ArrayBytes(piece)
+	}
+	// The estimate of these rows' share becomes their measured size.
+	r.bytes += size - int64(n)*r.metaRow
+	r.metaRow = (size + int64(n) - 1) / int64(n)
+	r.take = r.take[:0]
+	return nil
 }
 
 // reserve makes room for rows rows of nf frequencies, so that a batch's
@@ -622,6 +708,8 @@ func (r *rowBuilders) reserve(rows, nf int) {
 // null appends a row of nulls for input row i, saying why.
 func (r *rowBuilders) null(i int, why string) {
 	r.take = append(r.take, int64(i))
+	r.rows++
+	r.bytes += r.rowBytes(0, why)
 	if r.seg != nil {
 		r.seg.AppendNull()
 		r.segTime.AppendNull()
@@ -639,8 +727,14 @@ func (r *rowBuilders) null(i int, why string) {
 }
 
 // newRowBuilders makes the builders of the result batches.
-func (k *psdKernel) newRowBuilders(task batch.Task) *rowBuilders {
+func (k *psdKernel) newRowBuilders(task batch.Task, in *arrow.Schema) *rowBuilders {
 	r := &rowBuilders{pb: array.NewListBuilder(task.Alloc, arrow.PrimitiveTypes.Float64)}
+	for c := range in.NumFields() {
+		if c != k.sigIdx {
+			r.metaIdx = append(r.metaIdx, c)
+		}
+	}
+	r.meta = make([][]arrow.Array, len(r.metaIdx))
 	if k.shared == nil {
 		r.fb = array.NewListBuilder(task.Alloc, arrow.PrimitiveTypes.Float64)
 	}
@@ -669,54 +763,61 @@ func (k *psdKernel) newRowBuilders(task batch.Task) *rowBuilders {
 }
 
 // batch computes the result rows of rec, one per record, or one per segment
-// of every record with average "none", and emits them in batches of at most
-// k.maxRows rows: a long record's segments are computed a batch at a time,
-// so neither its spectra nor a result batch outgrow psdChunkBytes. It checks
-// ctx before every record and every batch, so a cancelled child stops within
-// one record's computation (one batch's, with average "none"), however long
-// the records are.
-func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Schema, rec arrow.RecordBatch, sigIdx, fsIdx int, emit func(arrow.RecordBatch) error) error {
+// of every record with average "none", adding them to the batch being built
+// and emitting that batch whenever the next row would take it past k.maxRows
+// rows or resultBatchBytes: a long record's segments are computed a batch at
+// a time, so neither its spectra nor a result batch outgrow those bounds. The
+// rows left at the end stay for the next input batch (Run emits the last
+// ones). It checks ctx before every record and every batch, so a cancelled
+// child stops within one record's computation (one batch's, with average
+// "none"), however long the records are.
+func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Schema, rec arrow.RecordBatch, fsIdx int, emit func(arrow.RecordBatch) error) (err error) {
 	n := int(rec.NumRows())
 	p := k.p
 	perSegment := p.Average == AverageNone
 	r := k.r
-	r.reset()
+	defer func() {
+		if err == nil {
+			// The rows of rec not emitted yet keep copies of its other
+			// columns: rec is released after this.
+			err = r.cut(ctx, task, rec)
+		}
+		if err != nil {
+			r.reset()
+		}
+	}()
 	var fv *array.Float64Builder
 	if r.fb != nil {
 		fv = r.fb.ValueBuilder().(*array.Float64Builder)
 	}
 	pv := r.pb.ValueBuilder().(*array.Float64Builder)
-	// flush emits the rows built so far, if any, and starts a new batch.
-	flush := func() error {
-		if len(r.take) == 0 {
-			return nil
+	// room emits the batch built so far if a row of size bytes would take
+	// it past its bounds.
+	room := func(bytes int64) error {
+		if r.rows > 0 && (r.rows >= k.maxRows || r.bytes+bytes > resultBatchBytes) {
+			return k.flush(ctx, task, schema, rec, emit)
 		}
-		out, err := k.assemble(ctx, task, schema, rec, sigIdx, r)
-		r.reset()
-		if err != nil {
+		return nil
+	}
+	null := func(i int, why string) error {
+		if err := room(r.rowBytes(0, why)); err != nil {
 			return err
 		}
-		err = emit(out)
-		out.Release()
-		return err
+		r.null(i, why)
+		return nil
 	}
-	sig := rec.Column(sigIdx)
+	sig := rec.Column(k.sigIdx)
 	nb := len(p.Bands)
 	lo, hi := p.totalRange()
 	for i := 0; i < n; i++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if len(r.take) >= k.maxRows || r.bytes >= psdChunkBytes {
-			// A multitaper row has len(x)/2+1 values, so batches are
-			// bounded by their bytes too.
-			if err := flush(); err != nil {
-				return err
-			}
-		}
 		x, ok := signalAt(sig, i)
 		if !ok || x.len() == 0 {
-			r.null(i, "the signal is null or empty")
+			if err := null(i, "the signal is null or empty"); err != nil {
+				return err
+			}
 			continue
 		}
 		fs := 0.0
@@ -725,7 +826,9 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 		} else {
 			fs, ok = numberAt(rec.Column(fsIdx), i, true)
 			if !ok || !(fs > 0) || math.IsInf(fs, 0) {
-				r.null(i, "the sampling rate (fs_column) is null, not positive or not finite")
+				if err := null(i, "the sampling rate (fs_column) is null, not positive or not finite"); err != nil {
+					return err
+				}
 				continue
 			}
 		}
@@ -736,7 +839,9 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 				if !errors.Is(err, compute.ErrInvalidParams) {
 					return fmt.Errorf("psd: record %d: %w", i, err)
 				}
-				r.null(i, fmt.Sprintf("the record (%d samples) cannot be analysed with the request: %v", x.len(), err))
+				if err := null(i, fmt.Sprintf("the record (%d samples) cannot be analysed with the request: %v", x.len(), err)); err != nil {
+					return err
+				}
 				continue
 			}
 			k.freqs = compute.RFFTFreqs(k.freqs[:0], x.len(), fs)
@@ -749,7 +854,9 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 			if plan == nil {
 				// The parameters were validated when the job was submitted, so a
 				// plan refused now is refused for this record's length alone.
-				r.null(i, fmt.Sprintf("the record (%d samples) is too short for the request: %v", x.len(), err))
+				if err := null(i, fmt.Sprintf("the record (%d samples) is too short for the request: %v", x.len(), err)); err != nil {
+					return err
+				}
 				continue
 			}
 			k.freqs = plan.Freqs(k.freqs[:0], fs)
@@ -761,7 +868,9 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 			c0, c1 = cropRange(k.freqs, lo, hi)
 		}
 		if k.shared != nil && !slices.Equal(k.freqs[c0:c1], k.shared) {
-			r.null(i, fmt.Sprintf("the record (%d samples) is shorter than nperseg, so its frequencies differ from the shared ones (%s); give an explicit nfft, or drop \"shared_freqs\" for per-row freqs", x.len(), MetaFreqs))
+			if err := null(i, fmt.Sprintf("the record (%d samples) is shorter than nperseg, so its frequencies differ from the shared ones (%s); give an explicit nfft, or drop \"shared_freqs\" for per-row freqs", x.len(), MetaFreqs)); err != nil {
+				return err
+			}
 			continue
 		}
 		// s0 to s1 are the segments (or the one average) computed into
@@ -772,7 +881,9 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 		} else if p.NaNPolicy == "omit" && x.hasNaN() {
 			var why string
 			if k.psd, why = k.omitNaN(k.psd, k.float64s(x), fs, plan); why != "" {
-				r.null(i, why)
+				if err := null(i, why); err != nil {
+					return err
+				}
 				continue
 			}
 		} else if plan != nil {
@@ -781,31 +892,37 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 				return err
 			}
 		}
-		if len(r.take) == 0 {
-			// A batch's size is known at its first row (records of other
-			// lengths make the builders grow as they need).
-			rows := n - i
-			if perSegment {
-				rows = nseg + (n-i-1)*nseg
-			}
-			width := max(1, c1-c0)
-			r.reserve(max(1, min(rows, k.maxRows, psdChunkBytes/(16*width))), width)
-		}
+		width := c1 - c0
+		size := r.rowBytes(width, why)
 		for s := 0; s < nseg; s++ {
 			if perSegment && s == s1 {
-				if len(r.take) >= k.maxRows {
-					if err := flush(); err != nil {
+				// The segments computed at once are those the batch
+				// has room for (at least one).
+				if r.rows > 0 && (r.rows >= k.maxRows || r.bytes+size > resultBatchBytes) {
+					if err := k.flush(ctx, task, schema, rec, emit); err != nil {
 						return err
 					}
 					if err := ctx.Err(); err != nil {
 						return err
 					}
 				}
-				s0, s1 = s, min(nseg, s+k.maxRows-len(r.take))
+				fit := min(int64(k.maxRows-r.rows), max(1, (resultBatchBytes-r.bytes)/size))
+				s0, s1 = s, min(nseg, s+int(fit))
 				k.psd = x.segments(plan, k.psd[:0], fs, s0, s1)
+			}
+			if err := room(size); err != nil {
+				return err
+			}
+			if r.rows == 0 {
+				// A batch's buffers are sized at its first row, for as
+				// many rows like it as its bounds allow (records of
+				// other lengths make the builders grow as they need).
+				r.reserve(int(max(1, min(int64(k.maxRows), resultBatchBytes/size))), max(1, width))
 			}
 			spec := k.psd[(s-s0)*nf : (s-s0+1)*nf]
 			r.take = append(r.take, int64(i))
+			r.rows++
+			r.bytes += size
 			if perSegment {
 				r.seg.Append(int32(s))
 				r.segTime.Append(plan.SegmentTime(s, fs))
@@ -816,7 +933,6 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 			}
 			r.pb.Append(true)
 			pv.AppendValues(spec[c0:c1], nil)
-			r.bytes += 16 * int64(c1-c0)
 			var total float64
 			if p.Relative {
 				total = compute.BandPower(k.freqs, spec, lo, hi)
@@ -844,45 +960,52 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 			}
 		}
 	}
-	return flush()
+	return nil
 }
 
-// assemble joins the input's other columns, repeated as r.take says, and the
-// computed columns.
-func (k *psdKernel) assemble(ctx context.Context, task batch.Task, schema *arrow.Schema, rec arrow.RecordBatch, sigIdx int, r *rowBuilders) (arrow.RecordBatch, error) {
+// flush emits the batch built so far, if it has rows, and starts a new one.
+// rec is the input batch whose rows were added last (nil once they are cut).
+func (k *psdKernel) flush(ctx context.Context, task batch.Task, schema *arrow.Schema, rec arrow.RecordBatch, emit func(arrow.RecordBatch) error) error {
+	r := k.r
+	if r.rows == 0 {
+		return nil
+	}
+	out, err := k.assemble(ctx, task, schema, rec)
+	r.reset()
+	if err != nil {
+		return err
+	}
+	err = emit(out)
+	out.Release()
+	return err
+}
+
+// assemble joins the input's other columns, as the cuts copied them, and the
+// computed columns into one batch.
+func (k *psdKernel) assemble(ctx context.Context, task batch.Task, schema *arrow.Schema, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
+	r := k.r
+	if rec != nil {
+		if err := r.cut(ctx, task, rec); err != nil {
+			return nil, err
+		}
+	}
 	cols := make([]arrow.Array, 0, schema.NumFields())
 	defer func() {
 		for _, c := range cols {
 			c.Release()
 		}
 	}()
-	identity := len(r.take) == int(rec.NumRows())
-	for j, v := range r.take {
-		identity = identity && v == int64(j)
-	}
-	var idx arrow.Array
-	if !identity {
-		ib := array.NewInt64Builder(task.Alloc)
-		ib.AppendValues(r.take, nil)
-		idx = ib.NewArray()
-		ib.Release()
-		defer idx.Release()
-	}
-	tctx := acompute.WithAllocator(ctx, task.Alloc)
-	for i, c := range rec.Columns() {
-		if i == sigIdx {
+	for j, pieces := range r.meta {
+		if len(pieces) == 1 {
+			pieces[0].Retain()
+			cols = append(cols, pieces[0])
 			continue
 		}
-		if identity {
-			c.Retain()
-			cols = append(cols, c)
-			continue
-		}
-		t, err := acompute.TakeArray(tctx, c, idx)
+		a, err := array.Concatenate(pieces, task.Alloc)
 		if err != nil {
-			return nil, fmt.Errorf("psd: repeat column %s: %w", rec.ColumnName(i), err)
+			return nil, fmt.Errorf("psd: join column %s: %w", schema.Field(j).Name, err)
 		}
-		cols = append(cols, t)
+		cols = append(cols, a)
 	}
 	if r.seg != nil {
 		cols = append(cols, r.seg.NewArray(), r.segTime.NewArray())
@@ -897,7 +1020,7 @@ func (k *psdKernel) assemble(ctx context.Context, task batch.Task, schema *arrow
 	if r.reason != nil {
 		cols = append(cols, r.reason.NewArray())
 	}
-	return array.NewRecordBatch(schema, cols, int64(len(r.take))), nil
+	return array.NewRecordBatch(schema, cols, int64(r.rows)), nil
 }
 
 // signal is a record's samples as the input holds them: float64, or float32

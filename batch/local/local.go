@@ -40,12 +40,23 @@ type Executor struct {
 	runs map[string]*run
 }
 
-var _ batch.Executor = (*Executor)(nil)
+var (
+	_ batch.Executor = (*Executor)(nil)
+	_ batch.Notifier = (*Executor)(nil)
+)
 
 type run struct {
 	cancel   context.CancelFunc
 	children []batch.Child
 	left     int
+	// changed is closed, and replaced, at every change of children.
+	changed chan struct{}
+}
+
+// changedLocked wakes those waiting for a change of r's children.
+func (r *run) changedLocked() {
+	close(r.changed)
+	r.changed = make(chan struct{})
 }
 
 // New returns an executor that runs at most workers children at once.
@@ -69,8 +80,19 @@ func New(fn RunFunc, workers int, opts *Options) *Executor {
 // Name implements batch.Executor.
 func (e *Executor) Name() string { return "local" }
 
-// PollInterval implements batch.Executor.
-func (e *Executor) PollInterval() time.Duration { return 50 * time.Millisecond }
+// PollInterval implements batch.Executor. Every change of a child is told
+// at once (Changed), so polls at this interval are only a safety net.
+func (e *Executor) PollInterval() time.Duration { return 500 * time.Millisecond }
+
+// Changed implements batch.Notifier.
+func (e *Executor) Changed(handle string) <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if r, ok := e.runs[handle]; ok {
+		return r.changed
+	}
+	return nil
+}
 
 // Start implements batch.Executor.
 func (e *Executor) Start(ctx context.Context, m *batch.Manifest, shards []int) (string, error) {
@@ -81,7 +103,7 @@ func (e *Executor) Start(ctx context.Context, m *batch.Manifest, shards []int) (
 	handle := "local-" + hex.EncodeToString(b[:])
 	// Children outlive the request that started them: they stop on Cancel only.
 	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r := &run{cancel: cancel, left: len(shards)}
+	r := &run{cancel: cancel, left: len(shards), changed: make(chan struct{})}
 	for _, s := range shards {
 		r.children = append(r.children, batch.Child{Shard: s, State: batch.ShardPending})
 	}
@@ -104,6 +126,7 @@ func (e *Executor) child(ctx context.Context, r *run, i int, jobID string, attem
 		e.mu.Lock()
 		r.children[i].State = final
 		r.left--
+		r.changedLocked()
 		e.mu.Unlock()
 	}()
 	for attempt := 1; attempt <= attempts; attempt++ {
@@ -125,6 +148,7 @@ func (e *Executor) child(ctx context.Context, r *run, i int, jobID string, attem
 		e.mu.Lock()
 		r.children[i].State = batch.ShardRunning
 		r.children[i].Attempts = attempt
+		r.changedLocked()
 		e.mu.Unlock()
 		err := e.run(ctx, jobID, shard, attempt)
 		e.slots.release()
@@ -141,6 +165,7 @@ func (e *Executor) child(ctx context.Context, r *run, i int, jobID string, attem
 		if attempt < attempts {
 			r.children[i].State = batch.ShardPending
 		}
+		r.changedLocked()
 		e.mu.Unlock()
 	}
 }
