@@ -34,4 +34,9 @@
 // complex one of n/2, radix 8 and 4 for powers of two, radices 2, 3, 4, 5 and
 // small primes (up to 31) otherwise, odd lengths directly; lengths with a
 // larger prime factor use Bluestein's algorithm over power-of-two FFTs.
+// A power-of-two segment's samples are detrended, windowed and put through
+// the FFT's first stage in one pass; with mean averaging and nperseg up to
+// 512, two segments at a time are the real and imaginary parts of one
+// complex FFT of length nperseg, whose powers give the sum of theirs without
+// the real transform's split.
 package compute

@@ -202,6 +202,118 @@ func loadRadix8[T sample](z []complex128, first []int32, x []T, w []float64, mea
 	}
 }
 
+// loadPow2Pair loads two segments a and b of a real signal (len f.m each)
+// as one complex sequence, z[j] = (a[j]-ma)·w[j] + i·(b[j]-mb)·w[j], and runs
+// the first stage of f's FFT on it, as loadPow2 does for one segment;
+// laterStagesPairPower completes the transform. f is the pow2RFFT of length
+// 2·len(a): its complex FFT is of length len(a).
+func loadPow2Pair[T sample](f *pow2RFFT, a, b []T, w []float64, ma, mb float64) {
+	if f.odd {
+		loadPairRadix8(f.z[:f.m], f.first, a, b, w, ma, mb)
+	} else {
+		loadPairRadix4(f.z[:f.m], f.first, a, b, w, ma, mb)
+	}
+}
+
+// loadPairRadix4 is loadPow2Pair for an even log2(m): the butterfly of the
+// points r, r+q, r+2q, r+3q (q = m/4) goes to z[first[r]:][:4].
+func loadPairRadix4[T sample](z []complex128, first []int32, a, b []T, w []float64, ma, mb float64) {
+	m := len(z)
+	q := m / 4
+	a, b, w = a[:m], b[:m], w[:m]
+	a0, a1, a2, a3 := a[0:q], a[q:2*q], a[2*q:3*q], a[3*q:4*q]
+	b0, b1, b2, b3 := b[0:q], b[q:2*q], b[2*q:3*q], b[3*q:4*q]
+	w0, w1, w2, w3 := w[0:q], w[q:2*q], w[2*q:3*q], w[3*q:4*q]
+	a1, a2, a3 = a1[:len(a0)], a2[:len(a0)], a3[:len(a0)]
+	b0, b1, b2, b3 = b0[:len(a0)], b1[:len(a0)], b2[:len(a0)], b3[:len(a0)]
+	w0, w1, w2, w3 = w0[:len(a0)], w1[:len(a0)], w2[:len(a0)], w3[:len(a0)]
+	first = first[:len(a0)]
+	for j, i := range first {
+		y0 := complex((float64(a0[j])-ma)*w0[j], (float64(b0[j])-mb)*w0[j])
+		y1 := complex((float64(a1[j])-ma)*w1[j], (float64(b1[j])-mb)*w1[j])
+		y2 := complex((float64(a2[j])-ma)*w2[j], (float64(b2[j])-mb)*w2[j])
+		y3 := complex((float64(a3[j])-ma)*w3[j], (float64(b3[j])-mb)*w3[j])
+		s0, s1 := y0+y2, y0-y2
+		s2, s3 := y1+y3, y1-y3
+		bl := z[i : i+4 : i+4]
+		bl[0] = s0 + s2
+		bl[2] = s0 - s2
+		bl[1] = complex(real(s1)+imag(s3), imag(s1)-real(s3))
+		bl[3] = complex(real(s1)-imag(s3), imag(s1)+real(s3))
+	}
+}
+
+// loadPairRadix8 is loadPow2Pair for an odd log2(m): the butterfly of the
+// points r + k·o, k < 8 (o = m/8), goes to z[first[r]:][:8].
+func loadPairRadix8[T sample](z []complex128, first []int32, a, b []T, w []float64, ma, mb float64) {
+	const r = 0.70710678118654752440 // 1/√2
+	m := len(z)
+	o := m / 8
+	a, b, w = a[:m], b[:m], w[:m]
+	a0, a1, a2, a3, a4, a5, a6, a7 := a[0:o], a[o:2*o], a[2*o:3*o], a[3*o:4*o], a[4*o:5*o], a[5*o:6*o], a[6*o:7*o], a[7*o:8*o]
+	b0, b1, b2, b3, b4, b5, b6, b7 := b[0:o], b[o:2*o], b[2*o:3*o], b[3*o:4*o], b[4*o:5*o], b[5*o:6*o], b[6*o:7*o], b[7*o:8*o]
+	w0, w1, w2, w3, w4, w5, w6, w7 := w[0:o], w[o:2*o], w[2*o:3*o], w[3*o:4*o], w[4*o:5*o], w[5*o:6*o], w[6*o:7*o], w[7*o:8*o]
+	first = first[:o]
+	a0, a1, a2, a3, a4, a5, a6, a7 = a0[:len(first)], a1[:len(first)], a2[:len(first)], a3[:len(first)], a4[:len(first)], a5[:len(first)], a6[:len(first)], a7[:len(first)]
+	b0, b1, b2, b3, b4, b5, b6, b7 = b0[:len(first)], b1[:len(first)], b2[:len(first)], b3[:len(first)], b4[:len(first)], b5[:len(first)], b6[:len(first)], b7[:len(first)]
+	w0, w1, w2, w3, w4, w5, w6, w7 = w0[:len(first)], w1[:len(first)], w2[:len(first)], w3[:len(first)], w4[:len(first)], w5[:len(first)], w6[:len(first)], w7[:len(first)]
+	for j, i := range first {
+		// y_k, point j + k·o; as in radix8, with b[0..7] = y0, y4, y2, y6,
+		// y1, y5, y3, y7.
+		y0 := complex((float64(a0[j])-ma)*w0[j], (float64(b0[j])-mb)*w0[j])
+		y4 := complex((float64(a4[j])-ma)*w4[j], (float64(b4[j])-mb)*w4[j])
+		c0, c1 := y0+y4, y0-y4
+		y2 := complex((float64(a2[j])-ma)*w2[j], (float64(b2[j])-mb)*w2[j])
+		y6 := complex((float64(a6[j])-ma)*w6[j], (float64(b6[j])-mb)*w6[j])
+		c2, c3 := y2+y6, y2-y6
+		y1 := complex((float64(a1[j])-ma)*w1[j], (float64(b1[j])-mb)*w1[j])
+		y5 := complex((float64(a5[j])-ma)*w5[j], (float64(b5[j])-mb)*w5[j])
+		c4, c5 := y1+y5, y1-y5
+		y3 := complex((float64(a3[j])-ma)*w3[j], (float64(b3[j])-mb)*w3[j])
+		y7 := complex((float64(a7[j])-ma)*w7[j], (float64(b7[j])-mb)*w7[j])
+		c6, c7 := y3+y7, y3-y7
+		bl := z[i : i+8 : i+8]
+		e0, e2 := c0+c2, c0-c2
+		e1 := complex(real(c1)+imag(c3), imag(c1)-real(c3)) // c1 - i·c3
+		e3 := complex(real(c1)-imag(c3), imag(c1)+real(c3)) // c1 + i·c3
+		o0, o2 := c4+c6, c4-c6
+		o1 := complex(real(c5)+imag(c7), imag(c5)-real(c7))
+		o3 := complex(real(c5)-imag(c7), imag(c5)+real(c7))
+		t1 := complex(r*(real(o1)+imag(o1)), r*(imag(o1)-real(o1)))
+		t2 := complex(imag(o2), -real(o2))
+		t3 := complex(r*(imag(o3)-real(o3)), -r*(real(o3)+imag(o3)))
+		bl[0], bl[4] = e0+o0, e0-o0
+		bl[1], bl[5] = e1+t1, e1-t1
+		bl[2], bl[6] = e2+t2, e2-t2
+		bl[3], bl[7] = e3+t3, e3-t3
+	}
+}
+
+// laterStagesPairPower finishes what loadPow2Pair started and adds the sum
+// of the two segments' powers, times 2, into dst (len(z)/2+1 values): with
+// Z the FFT of z = a + i·b, A[k] = (Z[k] + conj Z[-k])/2 and B[k] =
+// (Z[k] - conj Z[-k])/2i, so |A[k]|² + |B[k]|² = (|Z[k]|² + |Z[-k]|²)/2,
+// without the split's twiddles.
+func (f *pow2RFFT) laterStagesPairPower(dst []float64) {
+	z := f.z[:f.m]
+	f.laterStages(z)
+	n := len(z)
+	h := n / 2
+	dst = dst[:h+1]
+	z0, zh := z[0], z[h]
+	dst[0] += 2 * (real(z0)*real(z0) + imag(z0)*imag(z0))
+	dst[h] += 2 * (real(zh)*real(zh) + imag(zh)*imag(zh))
+	lo, hi := z[1:h], z[h+1:n]
+	hi = hi[:len(lo)]
+	d := dst[1:h]
+	d = d[:len(lo)]
+	last := len(lo) - 1
+	for k, u := range lo {
+		v := hi[last-k]
+		d[k] += (real(u)*real(u) + imag(u)*imag(u)) + (real(v)*real(v) + imag(v)*imag(v))
+	}
+}
+
 // segmentPowerer is implemented by transforms that can detrend and window a
 // segment while loading it (loadSegment), saving a pass over the data.
 type segmentPowerer interface {

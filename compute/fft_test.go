@@ -145,21 +145,27 @@ func BenchmarkPowerSpectrum(b *testing.B) {
 }
 
 // interleaved runs a and b in turn, a round each per iteration, and reports
-// each one's time per round and b's time over a's: on a shared machine the
-// two see the same interference, which separate runs do not.
+// the median of each one's time per round and the median of the rounds'
+// ratios b/a: on a shared machine the two see the same interference, which
+// separate runs do not, and a round that was preempted moves no median.
 func interleaved(b *testing.B, a, bb func()) {
-	var ta, tb time.Duration
+	var ta, tb, ratio []float64
 	for b.Loop() {
 		t0 := time.Now()
 		a()
 		t1 := time.Now()
 		bb()
-		tb += time.Since(t1)
-		ta += t1.Sub(t0)
+		t2 := time.Now()
+		da, db := t1.Sub(t0).Seconds(), t2.Sub(t1).Seconds()
+		ta, tb, ratio = append(ta, da), append(tb, db), append(ratio, db/da)
 	}
-	b.ReportMetric(float64(ta.Nanoseconds())/float64(b.N), "A-ns/round")
-	b.ReportMetric(float64(tb.Nanoseconds())/float64(b.N), "B-ns/round")
-	b.ReportMetric(float64(tb)/float64(ta), "B/A")
+	med := func(v []float64) float64 {
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	b.ReportMetric(med(ta)*1e9, "A-ns/round")
+	b.ReportMetric(med(tb)*1e9, "B-ns/round")
+	b.ReportMetric(med(ratio), "B/A")
 }
 
 // BenchmarkPow2Welch times Plan.PSDFloat32Context (B) against the same
@@ -289,3 +295,38 @@ func TestPow2PowerEqualsBefore(t *testing.T) {
 }
 
 func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+// BenchmarkPairedSegments times PSDFloat32Context with segments transformed
+// two at a time (B) against one at a time (A), interleaved, on float32
+// records of 7,500 samples (8 a round).
+func BenchmarkPairedSegments(b *testing.B) {
+	for _, nps := range []int{256, 512} {
+		b.Run(itoa(nps), func(b *testing.B) {
+			const n = 7500
+			x := make([]float32, n)
+			for i, v := range randn(n, 5) {
+				x[i] = float32(v + 10)
+			}
+			one, err := NewPlan(WelchParams{NPerSeg: ptr(nps)}, n)
+			if err != nil {
+				b.Fatal(err)
+			}
+			two, _ := NewPlan(WelchParams{NPerSeg: ptr(nps)}, n)
+			if two.pair == nil {
+				b.Fatal("no paired transform")
+			}
+			one.pair = nil
+			dst := make([]float64, one.NumFreqs())
+			ctx := context.Background()
+			interleaved(b, func() {
+				for range 8 {
+					dst, _ = one.PSDFloat32Context(ctx, dst, x, 250)
+				}
+			}, func() {
+				for range 8 {
+					dst, _ = two.PSDFloat32Context(ctx, dst, x, 250)
+				}
+			})
+		})
+	}
+}

@@ -78,7 +78,9 @@ func sameBits(a, b []float64) bool {
 // fused load, constant detrending's sums carried from one segment's second
 // half to the next one's first half) give bit for bit what detrending,
 // windowing and transforming each segment separately gives, for float64 and
-// float32 samples.
+// float32 samples; segments transformed two at a time (mean averaging,
+// nperseg <= maxPairedNFFT) give it to 1e-13 relative in every bin, and
+// float32 samples give bit for bit what their widened float64 samples give.
 func TestFusedPathsEqualPlain(t *testing.T) {
 	lin, none := DetrendLinear, DetrendNone
 	type tc struct {
@@ -95,6 +97,8 @@ func TestFusedPathsEqualPlain(t *testing.T) {
 			tc{"pow2/none/" + itoa(nps), n, WelchParams{NPerSeg: ptr(nps), Detrend: &none}},
 			tc{"pow2/linear/" + itoa(nps), n, WelchParams{NPerSeg: ptr(nps), Detrend: &lin}},
 			tc{"pow2/median/" + itoa(nps), n, WelchParams{NPerSeg: ptr(nps), Average: "median"}},
+			tc{"pow2/odd segments/" + itoa(nps), 4 * nps, WelchParams{NPerSeg: ptr(nps)}},
+			tc{"pow2/one segment/" + itoa(nps), nps + 3, WelchParams{NPerSeg: ptr(nps)}},
 		)
 	}
 	for _, nps := range []int{200, 250, 375, 500, 1000, 144, 272} {
@@ -122,17 +126,51 @@ func TestFusedPathsEqualPlain(t *testing.T) {
 				t.Fatal(err)
 			}
 			plain.plain = true
+			single, err := NewPlan(c.p, c.n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			single.pair = nil
 			ctx := context.Background()
 			want, _ := plain.PSDContext(ctx, nil, x64, 100)
-			got, _ := fast.PSDContext(ctx, nil, x64, 100)
+			got, _ := single.PSDContext(ctx, nil, x64, 100)
 			if !sameBits(got, want) || slices.ContainsFunc(want, math.IsNaN) {
 				t.Fatalf("float64: fused path differs from the plain one")
 			}
-			want, _ = plain.PSDFloat32Context(ctx, nil, x32, 100)
-			got, _ = fast.PSDFloat32Context(ctx, nil, x32, 100)
-			if !sameBits(got, want) {
+			want32, _ := plain.PSDFloat32Context(ctx, nil, x32, 100)
+			got, _ = single.PSDFloat32Context(ctx, nil, x32, 100)
+			if !sameBits(got, want32) {
 				t.Fatalf("float32: fused path differs from the plain one")
+			}
+			// Segments transformed two at a time: the same to rounding.
+			got, _ = fast.PSDContext(ctx, nil, x64, 100)
+			if d := maxRelDiff(got, want); d > 1e-13 || fast.pair == nil && d != 0 {
+				t.Fatalf("float64, paired segments: relative difference %.3g from the plain path", d)
+			}
+			got32, _ := fast.PSDFloat32Context(ctx, nil, x32, 100)
+			if !sameBits(got32, func() []float64 { r, _ := fast.PSDContext(ctx, nil, widen(x32), 100); return r }()) {
+				t.Fatalf("float32, paired segments: differs from the widened samples' PSD")
+			}
+			if d := maxRelDiff(got32, want32); d > 1e-13 {
+				t.Fatalf("float32, paired segments: relative difference %.3g from the plain path", d)
 			}
 		})
 	}
+}
+
+// maxRelDiff is the largest |a[k]-b[k]| / |b[k]|.
+func maxRelDiff(a, b []float64) float64 {
+	var d float64
+	for k := range b {
+		d = max(d, math.Abs(a[k]-b[k])/math.Abs(b[k]))
+	}
+	return d
+}
+
+func widen(x []float32) []float64 {
+	y := make([]float64, len(x))
+	for i, v := range x {
+		y[i] = float64(v)
+	}
+	return y
 }

@@ -32,7 +32,13 @@ type Plan struct {
 	invTT float64 // 1 / sum(tc²) for linear detrending
 	bias  float64 // median bias
 
-	fft  powerSpectrum
+	fft powerSpectrum
+	// pair, for mean averaging of power-of-two segments (nfft = nperseg <=
+	// maxPairedNFFT, no linear detrending), transforms two segments at
+	// once: the pow2RFFT of length 2·nfft, whose complex FFT is of length
+	// nfft; acc2 sums its powers (twice the segments' sum).
+	pair *pow2RFFT
+	acc2 []float64
 	seg  []float64 // nfft: windowed, detrended, zero-padded segment
 	acc  []float64 // nhalf: sum over segments (mean)
 	rows []float64 // nseg*nhalf: per-segment powers (median)
@@ -52,6 +58,11 @@ type Plan struct {
 // memory stays within the bound (or one value per segment) while time grows
 // with the number of passes.
 const MaxMedianValues = 1 << 25
+
+// maxPairedNFFT bounds the segments that Plan transforms two at a time
+// (memory: the paired transform's tables and buffer hold about 45 bytes per
+// point).
+const maxPairedNFFT = 1 << 9
 
 // cancelEvery is how many segments PSDContext computes between checks of
 // its context.
@@ -157,6 +168,10 @@ func newPlan(p WelchParams, n, medianValues int) (*Plan, error) {
 	pl.fft = newPowerSpectrum(nfft)
 	pl.seg = make([]float64, nfft)
 	pl.acc = make([]float64, pl.nhalf)
+	if _, ok := pl.fft.(*pow2RFFT); ok && nfft == nperseg && nfft <= maxPairedNFFT && !pl.median && pl.detrend != DetrendLinear && pl.nseg > 1 {
+		pl.pair = newPow2RFFT(2 * nfft)
+		pl.acc2 = make([]float64, pl.nhalf)
+	}
 	if pl.median {
 		pl.bias = medianBias(pl.nseg)
 		if pl.nseg <= medianValues/pl.nhalf {
@@ -296,33 +311,54 @@ func psd[T sample](ctx context.Context, pl *Plan, dst []float64, x []T, fs float
 	// the same sum, half the additions).
 	halves := pl.detrend == DetrendConstant && pairwiseHalves(pl.nperseg) && pl.step == pl.nperseg/2 && !pl.plain
 	var carried float64
+	// segMean is the mean and slope detrending subtracts from segment s,
+	// for s = 0, 1, ... in turn.
+	segMean := func(s int, seg []T) (mean, slope float64) {
+		if !halves {
+			return trend(pl, seg)
+		}
+		h := pl.step
+		if s == 0 {
+			carried = pairwiseSum(seg[:h])
+		}
+		second := pairwiseSum(seg[h:])
+		mean = (carried + second) / float64(len(seg))
+		carried = second
+		return mean, 0
+	}
+	pair := pl.pair
+	if pl.plain || pl.median {
+		pair = nil
+	}
+	if pair != nil {
+		clear(pl.acc2)
+	}
 	if pl.medianFreqs > 0 {
 		if err := blockMedian(ctx, pl, acc, x); err != nil {
 			return dst, err
 		}
 	}
+	nextCheck := cancelEvery - 1
 	for s := 0; s < pl.nseg && pl.medianFreqs == 0; s++ {
-		if s%cancelEvery == cancelEvery-1 {
+		if s >= nextCheck {
+			nextCheck += cancelEvery
 			if err := ctx.Err(); err != nil {
 				return dst, err
 			}
 		}
 		seg := x[s*pl.step : s*pl.step+pl.nperseg]
+		mean, slope := segMean(s, seg)
+		if pair != nil && s+1 < pl.nseg {
+			seg2 := x[(s+1)*pl.step : (s+1)*pl.step+pl.nperseg]
+			mean2, _ := segMean(s+1, seg2)
+			loadPow2Pair(pair, seg, seg2, pl.win, mean, mean2)
+			pair.laterStagesPairPower(pl.acc2)
+			s++
+			continue
+		}
 		out, add := acc, true
 		if pl.median {
 			out, add = pl.rows[s*nh:(s+1)*nh], false
-		}
-		var mean, slope float64
-		if halves {
-			h := pl.step
-			if s == 0 {
-				carried = pairwiseSum(seg[:h])
-			}
-			second := pairwiseSum(seg[h:])
-			mean = (carried + second) / float64(len(seg))
-			carried = second
-		} else {
-			mean, slope = trend(pl, seg)
 		}
 		if p2 != nil {
 			loadPow2(p2, seg, pl.win, mean)
@@ -334,6 +370,11 @@ func psd[T sample](ctx context.Context, pl *Plan, dst []float64, x []T, fs float
 		} else {
 			prepare(pl, seg, mean, slope)
 			pl.fft.power(out, pl.seg, add)
+		}
+	}
+	if pair != nil {
+		for k, v := range pl.acc2[:nh] {
+			acc[k] += 0.5 * v
 		}
 	}
 	var scale float64

@@ -2,6 +2,7 @@ package dataset
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -26,6 +27,19 @@ type StoredMessage struct {
 	Compressed bool
 	// body holds Body's memory (lent by a BlockPool, or the heap's).
 	body *memory.Buffer
+	// checked is true when the message was checked from its bytes
+	// (checkStored) rather than decoded; rows and size are then its rows
+	// and an upper bound of its LogicalBytes.
+	checked    bool
+	rows, size int64
+}
+
+// Checked reports whether the message was checked from its stored bytes
+// rather than decoded (see WithLazyDecode), and then returns its batch's
+// rows and an upper bound of the batch's LogicalBytes: the lengths of the
+// buffers its arrays use.
+func (m StoredMessage) Checked() (rows, size int64, ok bool) {
+	return m.rows, m.size, m.checked
 }
 
 // Retain keeps the message's bytes valid after its reader moves on, until
@@ -43,6 +57,23 @@ func (m StoredMessage) Release() {
 	}
 }
 
+type lazyKey struct{}
+
+// WithLazyDecode returns a context under which the readers of OpenFile and
+// Concat check each uncompressed record batch of an Arrow IPC file from its
+// stored bytes (StoredMessage.Checked) and decode it only when RecordBatch
+// is called: a reader that sends the stored messages of such batches
+// (Stored) never decodes them. A batch whose types the check does not know,
+// or that it does not pass, is decoded and validated at once, as without.
+func WithLazyDecode(ctx context.Context) context.Context {
+	return context.WithValue(ctx, lazyKey{}, true)
+}
+
+func lazyFrom(ctx context.Context) bool {
+	lazy, _ := ctx.Value(lazyKey{}).(bool)
+	return lazy
+}
+
 // storedReader is a reader that can give its current batch's stored message.
 type storedReader interface {
 	stored() (StoredMessage, bool)
@@ -51,7 +82,8 @@ type storedReader interface {
 // Stored returns the stored message of the current batch of r, a reader
 // from OpenFile or Concat (or one that wraps such a reader and returns it from
 // an Unwrap method), when that batch was read from an Arrow IPC file as one
-// message, already validated as the batch r.RecordBatch returns. It is valid
+// message, already validated as the batch r.RecordBatch returns, or checked
+// from its bytes (StoredMessage.Checked) under WithLazyDecode. It is valid
 // until r moves on; the bytes must not be modified.
 func Stored(r array.RecordReader) (StoredMessage, bool) {
 	for r != nil {
@@ -88,17 +120,19 @@ type arrowReader struct {
 	msgs    *pushedMessages
 	rd      *ipc.Reader
 	pool    *BlockPool // nil: blocks are read into new memory
+	lazy    bool       // check batches from their bytes, decode on demand
 	i       int
 	cur     arrow.RecordBatch
 	msg     StoredMessage
-	raw     bool // cur was decoded from msg
+	raw     bool // cur was decoded, or is to be decoded, from msg
+	pending bool // msg is checked, not yet decoded into cur
 	err     error
 }
 
 // newArrowReader reads the file fr reads, whose footer (verified) is footer.
 // It returns nil when the file needs arrow-go's reader throughout
 // (dictionaries, a byte order other than this machine's).
-func newArrowReader(file *recordingFile, fr *ipc.FileReader, footer []byte, mem memory.Allocator, pool *BlockPool) (*arrowReader, error) {
+func newArrowReader(file *recordingFile, fr *ipc.FileReader, footer []byte, mem memory.Allocator, pool *BlockPool, lazy bool) (*arrowReader, error) {
 	schema := fr.Schema()
 	if !schema.IsNativeEndian() || HasDictionary(schema) {
 		return nil, nil
@@ -116,7 +150,7 @@ func newArrowReader(file *recordingFile, fr *ipc.FileReader, footer []byte, mem 
 		msgs.Release()
 		return nil, err
 	}
-	return &arrowReader{refs: 1, file: file, fr: fr, blocks: blocks, dataEnd: file.Size() - 10 - int64(len(footer)), msgs: msgs, rd: rd, pool: pool}, nil
+	return &arrowReader{refs: 1, file: file, fr: fr, blocks: blocks, dataEnd: file.Size() - 10 - int64(len(footer)), msgs: msgs, rd: rd, pool: pool, lazy: lazy}, nil
 }
 
 // HasDictionary reports whether any field of schema, nested ones included, is
@@ -160,7 +194,10 @@ func (r *arrowReader) drop() {
 		r.cur.Release()
 		r.cur = nil
 	}
-	r.msg, r.raw = StoredMessage{}, false
+	if r.pending {
+		r.msg.body.Release()
+	}
+	r.msg, r.raw, r.pending = StoredMessage{}, false, false
 }
 
 func (r *arrowReader) Schema() *arrow.Schema { return r.fr.Schema() }
@@ -173,7 +210,7 @@ func (r *arrowReader) Next() bool {
 	b := r.blocks[r.i]
 	r.i++
 	rec, msg, err := r.readBlock(b)
-	if err == nil && rec == nil {
+	if err == nil && rec == nil && !msg.checked {
 		// Not a plain message: arrow-go's reader, as before.
 		rec, err = r.fr.RecordBatchAt(r.i - 1)
 	}
@@ -181,7 +218,7 @@ func (r *arrowReader) Next() bool {
 		r.err = err
 		return false
 	}
-	r.cur, r.msg, r.raw = rec, msg, msg.Meta != nil
+	r.cur, r.msg, r.raw, r.pending = rec, msg, msg.Meta != nil, msg.checked
 	return true
 }
 
@@ -223,25 +260,55 @@ func (r *arrowReader) readBlock(b ipccheck.Block) (arrow.RecordBatch, StoredMess
 		return nil, StoredMessage{}, nil
 	}
 	msg.Compressed = info.Compressed
-	r.msgs.push(ipc.NewMessage(memory.NewBufferBytes(msg.Meta), body))
+	if r.lazy && !msg.Compressed {
+		if msg.rows, msg.size, msg.checked = checkStored(r.fr.Schema(), msg.Meta, msg.Body); msg.checked {
+			body.Retain() // until decoded or dropped
+			return nil, msg, nil
+		}
+	}
+	rec, err := r.decode(msg)
+	if err != nil {
+		return nil, StoredMessage{}, err
+	}
+	return rec, msg, nil
+}
+
+// decode decodes the record batch of msg, the current block's.
+func (r *arrowReader) decode(msg StoredMessage) (arrow.RecordBatch, error) {
+	r.msgs.push(ipc.NewMessage(memory.NewBufferBytes(msg.Meta), msg.body))
 	if !r.rd.Next() {
 		err := r.rd.Err()
 		if err == nil {
 			err = errors.New("no record batch decoded")
 		}
-		return nil, StoredMessage{}, fmt.Errorf("record batch %d: %w", r.i-1, err)
+		return nil, fmt.Errorf("record batch %d: %w", r.i-1, err)
 	}
 	rec := r.rd.RecordBatch()
 	rec.Retain()
-	return rec, msg, nil
+	return rec, nil
 }
 
-func (r *arrowReader) RecordBatch() arrow.RecordBatch { return r.cur }
+// RecordBatch returns the current batch, decoding it first if it was only
+// checked; nil if that fails (Err says why).
+func (r *arrowReader) RecordBatch() arrow.RecordBatch {
+	if r.pending {
+		rec, err := r.decode(r.msg)
+		r.msg.body.Release() // the batch holds it now, or nothing does
+		r.pending = false
+		if err != nil {
+			r.err = err
+			r.msg, r.raw = StoredMessage{}, false
+			return nil
+		}
+		r.cur = rec
+	}
+	return r.cur
+}
 
 // Record returns the current batch.
 //
 // Deprecated: use RecordBatch.
-func (r *arrowReader) Record() arrow.RecordBatch { return r.cur }
+func (r *arrowReader) Record() arrow.RecordBatch { return r.RecordBatch() }
 
 func (r *arrowReader) Err() error { return r.err }
 

@@ -36,7 +36,15 @@ type concatReader struct {
 
 func (r *concatReader) Retain()               { r.refs++ }
 func (r *concatReader) Schema() *arrow.Schema { return r.schema }
-func (r *concatReader) Err() error            { return r.err }
+
+// Err is the error that ended the stream, or the current file's (decoding a
+// batch on demand can fail).
+func (r *concatReader) Err() error {
+	if r.err == nil && r.cur != nil {
+		return r.cur.Err()
+	}
+	return r.err
+}
 
 func (r *concatReader) Release() {
 	r.refs--

@@ -374,7 +374,7 @@ func OpenFile(ctx context.Context, st *store.Store, key string, f Format, mem me
 			if err != nil {
 				return fmt.Errorf("dataset: read Arrow file %s: %v: %w", key, err, ErrDamaged)
 			}
-			ar, err := newArrowReader(file, fr, footer, mem, blockPoolFrom(ctx))
+			ar, err := newArrowReader(file, fr, footer, mem, blockPoolFrom(ctx), lazyFrom(ctx))
 			switch {
 			case err != nil:
 				fr.Close()

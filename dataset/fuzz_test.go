@@ -124,6 +124,34 @@ func checkStoredFile(t *testing.T, st *store.Store, key string, f Format) {
 	if err := r.Err(); err != nil {
 		check(err)
 	}
+	// Under WithLazyDecode, a batch checked from its bytes decodes, as a
+	// client decodes its stored message, to a valid batch: the one the
+	// reader decodes when asked.
+	lr, err := OpenFile(WithLazyDecode(context.Background()), st, key, f, memory.DefaultAllocator)
+	if err != nil {
+		check(err)
+		return
+	}
+	defer lr.Release()
+	for lr.Next() {
+		m, ok := Stored(lr)
+		rows, _, checked := m.Checked()
+		if !ok || !checked {
+			continue
+		}
+		got, err := decodeChecked(lr.Schema(), m.Meta, m.Body)
+		if err != nil {
+			t.Fatalf("a batch that passes the check does not decode and validate: %v", err)
+		}
+		rec := lr.RecordBatch()
+		if rec == nil || got.NumRows() != rows || !array.RecordEqual(got, rec) {
+			t.Fatalf("a checked batch of %d rows decodes to another batch than the reader's (%v)", rows, lr.Err())
+		}
+		got.Release()
+	}
+	if err := lr.Err(); err != nil {
+		check(err)
+	}
 }
 
 func fuzzStoredFile(f *testing.F, format Format, seeds ...[]byte) {

@@ -56,12 +56,14 @@ func Protect(what string, sentinel error, f func() error) (err error) {
 // checkedReader hands on the batches of a reader of stored bytes only once
 // they are validated; a batch that fails validation, or a panic in the
 // reader, ends the stream with an error wrapping ErrDamaged that names the
-// file.
+// file. A batch checked from its stored bytes (StoredMessage.Checked) is
+// decoded, and validated once more, only when RecordBatch asks for it.
 type checkedReader struct {
 	array.RecordReader
 	key  string
 	file *recordingFile
 	err  error
+	lazy bool         // the current batch is checked, not yet decoded
 	refs atomic.Int64 // the file is closed when the last is released
 }
 
@@ -78,6 +80,7 @@ func (r *checkedReader) Release() {
 }
 
 func (r *checkedReader) Next() bool {
+	r.lazy = false
 	if r.err != nil {
 		return false
 	}
@@ -87,15 +90,29 @@ func (r *checkedReader) Next() bool {
 		if !ok {
 			return nil
 		}
-		if err := ValidateRecord(r.RecordReader.RecordBatch()); err != nil {
-			return fmt.Errorf("dataset: %s is damaged: a record batch is malformed: %v: %w", r.key, err, ErrDamaged)
+		if s, isStored := r.RecordReader.(storedReader); isStored {
+			if m, raw := s.stored(); raw && m.checked {
+				r.lazy = true
+				return nil
+			}
 		}
-		return nil
+		return r.validate(r.RecordReader.RecordBatch())
 	})
 	if r.err != nil {
 		r.err = r.file.ioError(r.key, r.err)
 	}
 	return ok && r.err == nil
+}
+
+// validate checks a batch the reader decoded.
+func (r *checkedReader) validate(rec arrow.RecordBatch) error {
+	if rec == nil {
+		return fmt.Errorf("dataset: %s is damaged: %v: %w", r.key, r.RecordReader.Err(), ErrDamaged)
+	}
+	if err := ValidateRecord(rec); err != nil {
+		return fmt.Errorf("dataset: %s is damaged: a record batch is malformed: %v: %w", r.key, err, ErrDamaged)
+	}
+	return nil
 }
 
 func (r *checkedReader) stored() (StoredMessage, bool) {
@@ -105,9 +122,24 @@ func (r *checkedReader) stored() (StoredMessage, bool) {
 	return StoredMessage{}, false
 }
 
+// RecordBatch returns the current batch; nil if decoding a checked batch
+// fails (Err says why).
 func (r *checkedReader) RecordBatch() arrow.RecordBatch {
 	if r.err != nil {
 		return nil
+	}
+	if r.lazy {
+		r.lazy = false
+		var rec arrow.RecordBatch
+		r.err = Protect("dataset: "+r.key, ErrDamaged, func() error {
+			rec = r.RecordReader.RecordBatch()
+			return r.validate(rec)
+		})
+		if r.err != nil {
+			r.err = r.file.ioError(r.key, r.err)
+			return nil
+		}
+		return rec
 	}
 	return r.RecordReader.RecordBatch()
 }

@@ -499,8 +499,9 @@ func (s *Server) DoGet(tkt *aflight.Ticket, stream aflight.FlightService_DoGetSe
 		return err
 	}
 	// The stream releases every batch it reads and keeps none: its reads
-	// may use lent buffers.
-	rdr, err := s.open(dataset.WithBlockPool(ctx, s.blocks), t)
+	// may use lent buffers. It decodes only the batches it does not send as
+	// they are stored.
+	rdr, err := s.open(dataset.WithLazyDecode(dataset.WithBlockPool(ctx, s.blocks)), t)
 	if err != nil {
 		return toStatus(err)
 	}
@@ -573,16 +574,37 @@ func (s *Server) sendStored(ctx context.Context, stream aflight.FlightService_Do
 		}
 		return sendPayload(stream, p)
 	}
+	send := func(m dataset.StoredMessage) error {
+		// The body stays lent until gRPC has written it.
+		m.Retain()
+		return stream.SendMsg(&ownedData{FlightData: &aflight.FlightData{DataHeader: m.Meta, DataBody: m.Body}, release: m.Release})
+	}
 	for rdr.Next() {
 		if err := ctx.Err(); err != nil {
 			return status.FromContextError(err).Err()
 		}
+		m, stored := dataset.Stored(rdr)
+		stored = stored && !m.Compressed
+		if n, size, ok := m.Checked(); stored && ok && s.fitsWhole(size, m) {
+			// Checked from its bytes and within the bound however its
+			// values are counted: sent without being decoded.
+			if err := send(m); err != nil {
+				return err
+			}
+			*rows += n
+			continue
+		}
 		rec := rdr.RecordBatch()
+		if rec == nil { // decoding a checked batch failed
+			err := rdr.Err()
+			if err == nil {
+				err = errors.New("a record batch could not be decoded")
+			}
+			return toStatus(err)
+		}
 		var err error
-		if m, ok := dataset.Stored(rdr); ok && !m.Compressed && s.sendsWhole(rec, m) {
-			// The body stays lent until gRPC has written it.
-			m.Retain()
-			err = stream.SendMsg(&ownedData{FlightData: &aflight.FlightData{DataHeader: m.Meta, DataBody: m.Body}, release: m.Release})
+		if stored && s.sendsWhole(rec, m) {
+			err = send(m)
 		} else {
 			err = dataset.WriteBounded(rec, s.opts.MaxBatchBytes, encode)
 		}
@@ -600,6 +622,13 @@ func (s *Server) sendStored(ctx context.Context, stream aflight.FlightService_Do
 func (s *Server) sendsWhole(rec arrow.RecordBatch, m dataset.StoredMessage) bool {
 	size := dataset.LogicalBytes(rec)
 	return (rec.NumRows() <= 1 || size <= s.opts.MaxBatchBytes) && int64(len(m.Body)) <= 2*max(size, s.opts.MaxBatchBytes)
+}
+
+// fitsWhole reports whether a batch stored as m, whose LogicalBytes are at
+// most bound, goes out as one message whatever they are: sendsWhole holds
+// for any size up to bound.
+func (s *Server) fitsWhole(bound int64, m dataset.StoredMessage) bool {
+	return bound <= s.opts.MaxBatchBytes && int64(len(m.Body)) <= 2*s.opts.MaxBatchBytes
 }
 
 // sendPayload sends an IPC payload as one FlightData and releases it.

@@ -381,3 +381,81 @@ func MessageInfo(buf []byte) (Info, error) {
 	}
 	return info, nil
 }
+
+// Layout is what a record batch message's metadata says of its arrays: the
+// batch's length, a field node (length and null count) for every array,
+// depth first, and the place in the body of every buffer, in the order of
+// the Arrow IPC format. It reads them from the metadata on each call.
+type Layout struct {
+	// Version is the message's metadata version (4 is Arrow's V5).
+	Version int16
+	// Length is the batch's number of rows.
+	Length int64
+	// Nodes and Buffers are the numbers of field nodes and buffers.
+	Nodes, Buffers int
+	// Variadic is the number of variadic buffer counts (for view types).
+	Variadic int
+	buf      []byte
+	nodes    int64
+	buffers  int64
+}
+
+// Node returns the length and null count of field node i.
+func (l Layout) Node(i int) (length, nulls int64) {
+	at := l.nodes + 16*int64(i)
+	return int64(binary.LittleEndian.Uint64(l.buf[at:])), int64(binary.LittleEndian.Uint64(l.buf[at+8:]))
+}
+
+// Buffer returns the offset in the body and the length of buffer i.
+func (l Layout) Buffer(i int) (offset, length int64) {
+	at := l.buffers + 16*int64(i)
+	return int64(binary.LittleEndian.Uint64(l.buf[at:])), int64(binary.LittleEndian.Uint64(l.buf[at+8:]))
+}
+
+// BatchLayout reads the layout of a record batch message whose metadata
+// Message has verified.
+func BatchLayout(buf []byte) (Layout, error) {
+	v := &verifier{buf: buf}
+	m, err := v.root()
+	if err != nil {
+		return Layout{}, err
+	}
+	if at, err := v.field(m, 1, 1); err != nil {
+		return Layout{}, err
+	} else if at == 0 || buf[at] != headerRecordBatch {
+		return Layout{}, malformed("not a record batch message")
+	}
+	l := Layout{buf: buf}
+	if at, err := v.field(m, 0, 2); err != nil {
+		return Layout{}, err
+	} else if at != 0 {
+		l.Version = int16(binary.LittleEndian.Uint16(buf[at:]))
+	}
+	found := false
+	err = v.subtable(m, 2, func(rb table) error {
+		found = true
+		at, err := v.field(rb, 0, 8)
+		if err != nil {
+			return err
+		}
+		if at != 0 {
+			l.Length = int64(binary.LittleEndian.Uint64(buf[at:]))
+		}
+		var n int64
+		if l.nodes, n, err = v.vector(rb, 1, 16); err != nil {
+			return err
+		}
+		l.Nodes = int(n)
+		if l.buffers, n, err = v.vector(rb, 2, 16); err != nil {
+			return err
+		}
+		l.Buffers = int(n)
+		_, n, err = v.vector(rb, 4, 8)
+		l.Variadic = int(n)
+		return err
+	})
+	if err == nil && !found {
+		err = malformed("a record batch message without its header")
+	}
+	return l, err
+}

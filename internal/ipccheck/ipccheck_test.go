@@ -147,11 +147,50 @@ func FuzzMessage(f *testing.F) {
 			t.Fatal(err)
 		}
 		if err == nil {
-			if _, err := MessageInfo(buf); err != nil {
+			info, err := MessageInfo(buf)
+			if err != nil {
 				t.Fatalf("MessageInfo of verified metadata: %v", err)
+			}
+			l, err := BatchLayout(buf)
+			if err != nil {
+				if info.RecordBatch && !errors.Is(err, ErrMalformed) {
+					t.Fatal(err)
+				}
+				return
+			}
+			for i := range l.Nodes {
+				l.Node(i) // within the metadata
+			}
+			for i := range l.Buffers {
+				l.Buffer(i)
 			}
 		}
 	})
+}
+
+// TestBatchLayout reads the layout of a record batch message written by
+// arrow-go: its length, one node per array and the buffers of each.
+func TestBatchLayout(t *testing.T) {
+	msgs := messagesOf(t)
+	if _, err := BatchLayout(msgs[0]); !errors.Is(err, ErrMalformed) {
+		t.Errorf("the layout of a schema message: %v, want ErrMalformed", err)
+	}
+	l, err := BatchLayout(msgs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// testSchema's empty batch: a node for each of its five arrays (the
+	// list, its values, the timestamps, the struct, its strings), and ten
+	// buffers (a validity bitmap each, offsets for the list and the
+	// strings, values for the floats, timestamps and strings).
+	if l.Version != 4 || l.Length != 0 || l.Nodes != 5 || l.Buffers != 10 || l.Variadic != 0 {
+		t.Fatalf("layout %+v", l)
+	}
+	for i := range l.Nodes {
+		if n, nulls := l.Node(i); n != 0 || nulls != 0 {
+			t.Errorf("node %d: length %d, %d nulls", i, n, nulls)
+		}
+	}
 }
 
 // bodyLength returns the 8 bytes of a message's bodyLength (zeros if absent).
