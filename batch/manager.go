@@ -565,7 +565,7 @@ func (mg *Manager) drive(id string) error {
 	mg.mu.Unlock()
 	m, _ := mg.Status(id)
 	if m.CancelRequested && m.Handle == "" {
-		return mg.finish(id)
+		return mg.finish(id, nil)
 	}
 	if m.Handle == "" {
 		if err := mg.start(id); err != nil {
@@ -591,7 +591,7 @@ func (mg *Manager) drive(id string) error {
 		switch {
 		case errors.Is(err, ErrNotRunning):
 			if m.CancelRequested {
-				return mg.finish(id)
+				return mg.finish(id, nil)
 			}
 			if err := mg.resume(id); err != nil {
 				return err
@@ -609,15 +609,17 @@ func (mg *Manager) drive(id string) error {
 			pollErrors = 0
 			mg.recordFailures(m, p)
 			rows, sizes := mg.partRows(m, p), mg.partSizes(m, p)
-			if _, err := mg.update(id, func(m *Manifest) {
+			progress := func(m *Manifest) {
 				applyProgress(m, p)
 				setRows(m, rows)
 				setSizes(m, sizes)
-			}); err != nil {
-				mg.log.Warn("save job", "job", id, "err", err)
 			}
 			if p.Done {
-				return mg.finish(id)
+				// Stored with the final state, in one save.
+				return mg.finish(id, progress)
+			}
+			if _, err := mg.update(id, progress); err != nil {
+				mg.log.Warn("save job", "job", id, "err", err)
 			}
 		}
 		wait := mg.exec.PollInterval()
@@ -826,16 +828,22 @@ func applyProgress(m *Manifest, p Progress) {
 	}
 }
 
-// finish records a job's end.
-func (mg *Manager) finish(id string) error {
+// finish records a job's end, after the children's last progress when it is
+// given (nil: none to record).
+func (mg *Manager) finish(id string, progress func(m *Manifest)) error {
+	if progress == nil {
+		progress = func(*Manifest) {}
+	}
 	// A function that declares no result schema must have given every shard the
 	// same one; the first shard's becomes the job's.
 	var schema, schemaProblem string
-	if m, _ := mg.Status(id); m.ResultSchema == "" && !m.CancelRequested && m.Counts().Succeeded == len(m.Shards) {
+	m, _ := mg.Status(id)
+	if progress(m); m.ResultSchema == "" && !m.CancelRequested && m.Counts().Succeeded == len(m.Shards) {
 		schema, schemaProblem = mg.partSchemas(mg.ctx, m)
 	}
 	now := mg.opts.Now().UTC()
 	m, err := mg.mustUpdate(id, func(m *Manifest) {
+		progress(m)
 		m.FinishedAt = &now
 		var failed []string
 		for i := range m.Shards {
