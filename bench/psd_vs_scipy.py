@@ -19,7 +19,7 @@ Every run's PSDs are checked against the reference's: Welch at rtol 1e-9, multit
 machine, and both sides run single-threaded), wall-clock throughput beside it, and the ratio of
 the medians on a `RATIO` line per row.
 
-Usage: python bench/psd_vs_scipy.py [--seconds 2] [--reps 3] [--nperseg 256 1024 4096]
+Usage: python bench/psd_vs_scipy.py [--seconds 2] [--reps 3] [--nperseg 256 512 1024 4096]
                                     [--no-multitaper] [--quick] [--welchbench PATH]
 """
 
@@ -65,7 +65,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds per run")
     ap.add_argument("--reps", type=int, default=3, help="interleaved timed runs per side and row")
-    ap.add_argument("--nperseg", type=int, nargs="+", default=[256, 1024, 4096])
+    ap.add_argument("--nperseg", type=int, nargs="+", default=[256, 512, 1024, 4096])
     ap.add_argument("--records", type=int, default=64)
     ap.add_argument("--length", type=int, default=60000)
     ap.add_argument("--no-multitaper", action="store_true", help="leave out the multitaper row (needs mne)")

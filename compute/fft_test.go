@@ -169,10 +169,11 @@ func interleaved(b *testing.B, a, bb func()) {
 }
 
 // BenchmarkPow2Welch times Plan.PSDFloat32Context (B) against the same
-// mean of segment powers computed as the kernel did before its power-of-two
-// path was fused (A: each segment's pairwise sum, loadSegment through the
-// bit-reversal table, then the whole transform and the split), on float32
-// records of 7,500 samples (8 a round), interleaved.
+// mean of segment powers computed as the kernel did before its
+// power-of-two path was fused (A: each segment's pairwise sum, loadSegment
+// through the bit-reversal table, every stage multiplying by every twiddle,
+// then the split), on float32 records of 7,500 samples (8 a round),
+// interleaved.
 func BenchmarkPow2Welch(b *testing.B) {
 	for _, nps := range []int{256, 512, 1024, 2048, 4096} {
 		b.Run(itoa(nps), func(b *testing.B) {
@@ -199,7 +200,13 @@ func BenchmarkPow2Welch(b *testing.B) {
 							mean := pairwiseSum(seg) / float64(nps)
 							z, perm := f.loadBuffer()
 							loadSegment(z, perm, seg, pl.win, mean, 0, nil)
-							f.transformPower(acc, true)
+							if f.odd {
+								radix8(z)
+							} else {
+								radix4(z)
+							}
+							laterStagesBefore(f, z)
+							splitPower(acc, z, f.split, true)
 						}
 					}
 				},
