@@ -62,8 +62,11 @@ func TestTruncatedManifestLosesNothing(t *testing.T) {
 	r3 := newRig(t, st, "part-00001:sleep=60")
 	running := submit(t, r3.mg, "demo", `{"fs": 250}`, false)
 	m := waitFor(t, r3.mg, running.JobID, func(m *batch.Manifest) bool { return m.Counts().Succeeded == 2 })
-	_ = r3.exec.Cancel(ctx, m.Handle) // a crash: the manager stops, its children die
+	// A crash: the manager stops, its children die. In that order: a manager
+	// still following would see its children end, cancelled, and record
+	// the job's end.
 	r3.mg.Close()
+	_ = r3.exec.Cancel(ctx, m.Handle)
 
 	for _, id := range []string{failed.JobID, ok.JobID, running.JobID} {
 		truncate(t, st, batch.ManifestKey(id))

@@ -107,9 +107,11 @@ func TestRestartResumes(t *testing.T) {
 			before[s.Name] = o
 		}
 	}
-	// The crash: the manager stops following and its children die.
-	_ = r1.exec.Cancel(ctx, m.Handle)
+	// The crash: the manager stops following and its children die (in that
+	// order: a manager still following would see its children end,
+	// cancelled, and record the job's end).
 	r1.mg.Close()
+	_ = r1.exec.Cancel(ctx, m.Handle)
 
 	r2 := newRig(t, st, "")
 	got := waitFor(t, r2.mg, m.JobID, terminal)
