@@ -350,6 +350,9 @@ func TestLazyDecode(t *testing.T) {
 		if ar.cur != nil {
 			t.Fatalf("batch %d was decoded before it was asked for", i)
 		}
+		if i == 0 && ar.rd != nil {
+			t.Fatal("the decoder was made before any batch was decoded")
+		}
 		if i%2 == 0 {
 			continue // never decoded
 		}
