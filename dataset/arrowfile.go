@@ -117,7 +117,8 @@ type arrowReader struct {
 	fr      *ipc.FileReader
 	blocks  []ipccheck.Block
 	dataEnd int64 // where the footer starts: every block ends before it
-	msgs    *pushedMessages
+	mem     memory.Allocator
+	msgs    *pushedMessages // msgs and rd are nil until decoder makes them
 	rd      *ipc.Reader
 	pool    *BlockPool // nil: blocks are read into new memory
 	lazy    bool       // check batches from their bytes, decode on demand
@@ -144,13 +145,29 @@ func newArrowReader(file *recordingFile, fr *ipc.FileReader, footer []byte, mem 
 	if dicts > 0 || len(blocks) != fr.NumRecords() {
 		return nil, nil
 	}
-	msgs := &pushedMessages{schema: ipc.GetSchemaPayload(schema, mem)}
-	rd, err := ipc.NewReaderFromMessageReader(msgs, ipc.WithSchema(schema), ipc.WithAllocator(mem))
+	r := &arrowReader{refs: 1, file: file, fr: fr, blocks: blocks, dataEnd: file.Size() - 10 - int64(len(footer)), mem: mem, pool: pool, lazy: lazy}
+	if !lazy { // else made when a batch is first decoded, if ever
+		if err := r.decoder(); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// decoder makes the IPC reader that decodes the file's batches, once.
+func (r *arrowReader) decoder() error {
+	if r.rd != nil {
+		return nil
+	}
+	schema := r.fr.Schema()
+	msgs := &pushedMessages{schema: ipc.GetSchemaPayload(schema, r.mem)}
+	rd, err := ipc.NewReaderFromMessageReader(msgs, ipc.WithSchema(schema), ipc.WithAllocator(r.mem))
 	if err != nil {
 		msgs.Release()
-		return nil, err
+		return err
 	}
-	return &arrowReader{refs: 1, file: file, fr: fr, blocks: blocks, dataEnd: file.Size() - 10 - int64(len(footer)), msgs: msgs, rd: rd, pool: pool, lazy: lazy}, nil
+	r.msgs, r.rd = msgs, rd
+	return nil
 }
 
 // HasDictionary reports whether any field of schema, nested ones included, is
@@ -184,7 +201,9 @@ func (r *arrowReader) Release() {
 	r.refs--
 	if r.refs == 0 {
 		r.drop()
-		r.rd.Release() // and r.msgs
+		if r.rd != nil {
+			r.rd.Release() // and r.msgs
+		}
 		r.fr.Close()
 	}
 }
@@ -275,6 +294,9 @@ func (r *arrowReader) readBlock(b ipccheck.Block) (arrow.RecordBatch, StoredMess
 
 // decode decodes the record batch of msg, the current block's.
 func (r *arrowReader) decode(msg StoredMessage) (arrow.RecordBatch, error) {
+	if err := r.decoder(); err != nil {
+		return nil, fmt.Errorf("record batch %d: %w", r.i-1, err)
+	}
 	r.msgs.push(ipc.NewMessage(memory.NewBufferBytes(msg.Meta), msg.body))
 	if !r.rd.Next() {
 		err := r.rd.Err()

@@ -192,7 +192,7 @@ func (c *storedCheck) binary(length, width int64, utf bool) bool {
 	}
 	values := c.body[voff : voff+vn]
 	var each func(start, end int64) bool
-	if utf {
+	if utf && !c.asciiValues(length, width, values) {
 		each = func(start, end int64) bool { return utf8.Valid(values[start:end]) }
 	}
 	if !c.offsets(length, width, vn, each) {
@@ -220,4 +220,34 @@ func (c *storedCheck) list(length, width int64, elem arrow.DataType, depth int) 
 	ok = c.offsets(length, width, n, nil)
 	c.buf, c.size = after, size
 	return ok
+}
+
+// asciiValues reports whether the next buffer holds length+1 offsets of
+// width bytes whose first and last bound a range of values that is all
+// ASCII: then every value is UTF-8, whatever the offsets between (which
+// offsets checks).
+func (c *storedCheck) asciiValues(length, width int64, values []byte) bool {
+	if c.buf >= c.l.Buffers || length == 0 {
+		return false
+	}
+	off, n := c.l.Buffer(c.buf)
+	if off < 0 || n < 0 || off > int64(len(c.body)) || n > int64(len(c.body))-off || length >= n/width {
+		return false
+	}
+	b := c.body[off : off+n]
+	first, last := int64(binary.LittleEndian.Uint32(b)), int64(binary.LittleEndian.Uint32(b[4*length:]))
+	if width == 8 {
+		first, last = int64(binary.LittleEndian.Uint64(b)), int64(binary.LittleEndian.Uint64(b[8*length:]))
+	} else {
+		first, last = int64(int32(first)), int64(int32(last))
+	}
+	if first < 0 || first > last || last > int64(len(values)) {
+		return false
+	}
+	for _, v := range values[first:last] {
+		if v >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }

@@ -186,6 +186,15 @@ func TestCheckStoredRefuses(t *testing.T) {
 			off, _ := bufAt(16)
 			body[off] = 0xFF
 		}, false},
+		{"a character cut between two strings", func(meta, body []byte) {
+			// s's values are "héllo", "", "日本": the offset between "" and
+			// "日本" moved into "é" makes "hé" end mid-character and the
+			// next value start mid-character, though the whole range is
+			// still UTF-8.
+			off, _ := bufAt(15)
+			setU32(body, off+4, 2)
+			setU32(body, off+8, 2)
+		}, false},
 		{"list offset beyond its child", func(meta, body []byte) {
 			// l: validity 23, offsets 24, child validity 25, values 26.
 			off, _ := bufAt(24)
@@ -340,6 +349,9 @@ func TestLazyDecode(t *testing.T) {
 		}
 		if ar.cur != nil {
 			t.Fatalf("batch %d was decoded before it was asked for", i)
+		}
+		if i == 0 && ar.rd != nil {
+			t.Fatal("the decoder was made before any batch was decoded")
 		}
 		if i%2 == 0 {
 			continue // never decoded

@@ -544,13 +544,16 @@ func (s *Server) sendEncoded(ctx context.Context, stream aflight.FlightService_D
 		if err := ctx.Err(); err != nil {
 			return status.FromContextError(err).Err()
 		}
-		rec := rdr.RecordBatch()
+		rec, err := current(rdr)
+		if err != nil {
+			return err
+		}
 		if proj != nil {
 			rec = project(rec, schema, proj)
 		} else {
 			rec.Retain()
 		}
-		err := dataset.WriteBounded(rec, s.opts.MaxBatchBytes, w.Write)
+		err = dataset.WriteBounded(rec, s.opts.MaxBatchBytes, w.Write)
 		*rows += rec.NumRows()
 		rec.Release()
 		if err != nil {
@@ -594,15 +597,10 @@ func (s *Server) sendStored(ctx context.Context, stream aflight.FlightService_Do
 			*rows += n
 			continue
 		}
-		rec := rdr.RecordBatch()
-		if rec == nil { // decoding a checked batch failed
-			err := rdr.Err()
-			if err == nil {
-				err = errors.New("a record batch could not be decoded")
-			}
-			return toStatus(err)
+		rec, err := current(rdr)
+		if err != nil {
+			return err
 		}
-		var err error
 		if stored && s.sendsWhole(rec, m) {
 			err = send(m)
 		} else {
@@ -614,6 +612,19 @@ func (s *Server) sendStored(ctx context.Context, stream aflight.FlightService_Do
 		}
 	}
 	return toStatus(rdr.Err())
+}
+
+// current returns rdr's current batch, decoded if it was only checked
+// (dataset.WithLazyDecode), or the status of why it could not be.
+func current(rdr array.RecordReader) (arrow.RecordBatch, error) {
+	if rec := rdr.RecordBatch(); rec != nil {
+		return rec, nil
+	}
+	err := rdr.Err()
+	if err == nil {
+		err = errors.New("flight: a record batch could not be decoded")
+	}
+	return nil, toStatus(err)
 }
 
 // sendsWhole reports whether rec, stored as m, goes out as one message: as

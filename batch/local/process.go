@@ -134,6 +134,10 @@ func explain(ps *os.ProcessState, crash, stderr string, limit int64) error {
 	switch {
 	case strings.Contains(crash, "out of memory") || strings.Contains(crash, "cannot allocate memory") || strings.Contains(crash, "MemoryError"):
 		return fmt.Errorf("worker process ran out of memory%s: %s", limitText, clip(crash, 200))
+	case strings.HasPrefix(crash, "runtime/cgo: pthread_create failed") && limit > 0:
+		// Under an address-space limit a new thread's stack is the mapping
+		// that fails first (EAGAIN), and the runtime aborts.
+		return fmt.Errorf("worker process ran out of memory%s: it could not start a thread: %s", limitText, clip(crash, 200))
 	case strings.HasPrefix(crash, "SIGSEGV") && limit > 0:
 		return fmt.Errorf("worker process crashed (%s): %s; a Go runtime that cannot map memory can end so, so it may have run out of memory%s", status, clip(crash, 200), limitText)
 	case crash != "":
@@ -162,7 +166,7 @@ func lastWords(stderr string) string {
 const workerErrorPrefix = "flightbatch: "
 
 // crashPrefixes begin the line in which a runtime reports a crash.
-var crashPrefixes = []string{"panic: ", "fatal error: ", "SIGSEGV", "SIGBUS", "SIGILL", "runtime: out of memory", "MemoryError", "Traceback"}
+var crashPrefixes = []string{"panic: ", "fatal error: ", "runtime/cgo: pthread_create failed", "SIGSEGV", "SIGBUS", "SIGILL", "SIGABRT", "runtime: out of memory", "MemoryError", "Traceback"}
 
 func lastLine(s string) string {
 	s = strings.TrimRight(s, "\n")
