@@ -40,6 +40,11 @@ const (
 	// EnvFaults injects failures in tests (see batch.ParseFaults); unset in
 	// production.
 	EnvFaults = "FLIGHTBATCH_FAULTS"
+	// EnvAttemptsBefore holds how many attempts the child's shard made in
+	// earlier backend jobs, when an executor resubmits a shard as a new
+	// backend job (whose own attempt count starts again); the child's attempt
+	// is that number plus its backend's attempt number. Absent: 0.
+	EnvAttemptsBefore = "FLIGHTBATCH_ATTEMPTS_BEFORE"
 )
 
 // The exit codes of a child.
@@ -147,10 +152,6 @@ func ReadEnv(getenv func(string) string) (Env, error) {
 		Children: 1, Attempt: 1,
 		Functions: getenv(EnvFunctions), Faults: getenv(EnvFaults),
 	}
-	conv, ok, err := convention(getenv)
-	if err != nil || !ok {
-		return env, err
-	}
 	num := func(name string, least int) (int, bool, error) {
 		v := getenv(name)
 		if name == "" || v == "" {
@@ -161,6 +162,15 @@ func ReadEnv(getenv func(string) string) (Env, error) {
 			return 0, false, fmt.Errorf("%s=%q is not a whole number of at least %d: %w", name, short(v), least, ErrContract)
 		}
 		return n, true, nil
+	}
+	before, _, err := num(EnvAttemptsBefore, 0)
+	if err != nil {
+		return env, err
+	}
+	env.Attempt += before
+	conv, ok, err := convention(getenv)
+	if err != nil || !ok {
+		return env, err
 	}
 	if n, ok, err := num(conv.Index, 0); err != nil {
 		return env, err
@@ -179,7 +189,7 @@ func ReadEnv(getenv func(string) string) (Env, error) {
 	if n, ok, err := num(conv.Attempt, conv.FirstAttempt); err != nil {
 		return env, err
 	} else if ok {
-		env.Attempt = n - conv.FirstAttempt + 1
+		env.Attempt = before + n - conv.FirstAttempt + 1
 	}
 	return env, nil
 }

@@ -272,3 +272,79 @@ func TestForgottenJobFromSacct(t *testing.T) {
 		}
 	}
 }
+
+// A task that failed while no server watched, and that the controller then
+// forgot, cannot be requeued: a restarted server runs its shard again as a
+// new Slurm job, its attempts continuing, while attempts are left; a server
+// restarted again follows that job too. Without attempts left the shard
+// fails, saying why.
+func TestForgottenFailedTaskResubmitted(t *testing.T) {
+	needAccounting(t)
+	for _, tc := range []struct {
+		name        string
+		maxAttempts int
+		want        batch.ShardState
+	}{
+		{"attempts left", 2, batch.ShardSucceeded},
+		{"attempts spent", 1, batch.ShardFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, st := newExecutor(t, "part-00001:1", nil)
+			h := &executortest.Harness{Store: st, Executor: e}
+			m := executortest.NewJob(t, h, tc.maxAttempts)
+			handle, err := e.Start(context.Background(), m, []int{0, 1, 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// No poll: the tasks end, shard 1's failed, unseen, and are forgotten.
+			forget(t, handle[strings.LastIndex(handle, ";")+1:])
+			again, err := slurm.New(st, ptr(slurm.Opts(e)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, err := again.Poll(context.Background(), handle)
+			if err != nil {
+				t.Fatalf("Poll after the controller forgot the job: %v", err)
+			}
+			// The first poll reads the failed attempt from sacct and the log.
+			if errs := first.Children[1].Errors; len(errs) != 1 || !strings.Contains(errs[0].Error, "exit code 1") || !strings.Contains(errs[0].Error, "injected fault") {
+				t.Errorf("shard 1: want attempt 1's exit code and error, got %+v", errs)
+			}
+			// A server restarted once more follows the resubmitted job.
+			third, err := slurm.New(st, ptr(slurm.Opts(e)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := wait(t, third, handle)
+			for _, c := range p.Children {
+				want, attempts := batch.ShardSucceeded, 1
+				if c.Shard == 1 {
+					want, attempts = tc.want, min(2, tc.maxAttempts)
+				}
+				if c.State != want || c.Attempts != attempts {
+					t.Errorf("shard %d: %s after %d attempts %+v, want %s after %d", c.Shard, c.State, c.Attempts, c.Errors, want, attempts)
+				}
+			}
+			errs := p.Children[1].Errors
+			if len(errs) != 1 || errs[0].Attempt != 1 {
+				t.Fatalf("shard 1: want the error of attempt 1, got %+v", errs)
+			}
+			if !strings.Contains(errs[0].Error, "injected fault") {
+				t.Errorf("shard 1's error %q lacks the worker's", errs[0].Error)
+			}
+			ok, err := st.Exists(context.Background(), batch.PartKey(m.JobID, m.Shards[1].Name))
+			if err != nil || ok != (tc.want == batch.ShardSucceeded) {
+				t.Errorf("shard 1's part exists: %v (%v)", ok, err)
+			}
+			if tc.want == batch.ShardSucceeded {
+				// The worker ran attempt 2: its fault spares attempts after the first.
+				ae, err := child.NewStoreRecords(st).AttemptError(context.Background(), m.JobID, 1, 2)
+				if err != nil || ae != nil {
+					t.Errorf("attempt 2 recorded an error: %+v %v", ae, err)
+				}
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

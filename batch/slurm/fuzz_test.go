@@ -46,3 +46,36 @@ func FuzzParseShowJob(f *testing.F) {
 		parseSacct([]byte(out), n)
 	})
 }
+
+// FuzzParseResubmits: the resubmissions read from the store never crash the
+// executor; the ones it accepts name shards of the run and format back to
+// what they read.
+func FuzzParseResubmits(f *testing.F) {
+	f.Add("1 1 42\n", 3)
+	f.Add("0 2 43\n2 1 44\n0 3 45\n", 3)
+	f.Add("7 1 42\n", 3)
+	f.Add("1 0 x\n", 2)
+	f.Fuzz(func(t *testing.T, data string, n int) {
+		n = n%100 + 1
+		if n < 1 {
+			n = -n + 1
+		}
+		shards := make([]int, n)
+		for i := range shards {
+			shards[i] = 2 * i
+		}
+		got, err := parseResubmits([]byte(data), shards)
+		if err != nil {
+			return
+		}
+		for _, p := range got {
+			if p.offset < 0 || p.offset >= n || p.n != 1 || p.before < 1 || !p.resub {
+				t.Fatalf("piece %+v is not a resubmission of a shard of %d", p, n)
+			}
+		}
+		again, err := parseResubmits(formatResubmits(shards, got), shards)
+		if err != nil || len(again) != len(got) {
+			t.Fatalf("formatResubmits of %+v does not read back: %+v %v", got, again, err)
+		}
+	})
+}

@@ -23,7 +23,12 @@
 // executor then reads them from `sacct --duplicates`, whose REQUEUED rows are
 // the earlier attempts, each with its exit code; without it, a forgotten task
 // whose part exists succeeded and any other failed. A failed task the
-// controller forgot cannot be requeued: its shard fails.
+// controller forgot cannot be requeued: while attempts are left its shard is
+// resubmitted as a new plain Slurm job (the same script, begun after
+// Options.RetryWait, with child.EnvAttemptsBefore so that its attempts
+// continue), polled and cancelled with the arrays. Resubmissions are recorded
+// in the store beside the job (the handle, kept by the manager, does not
+// change), so a restarted server follows them too.
 // Each failed attempt's error is its exit code, the error the worker recorded
 // (child.Records), and the tail of its log (written with --open-mode=append,
 // so the log keeps every attempt). The handle names the job, its attempt
@@ -49,6 +54,7 @@ import (
 
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/batch/child"
+	"github.com/flightbatch/flightbatch/internal/backoff"
 	"github.com/flightbatch/flightbatch/store"
 )
 
@@ -132,6 +138,11 @@ type Options struct {
 	// Accounting makes Poll ask sacct about a job scontrol no longer shows
 	// (only when the cluster keeps accounting).
 	Accounting bool
+	// RetryWait is the wait before a failed task the controller forgot runs
+	// again as a new Slurm job (sbatch --begin); default up to 1 s, doubling
+	// with each attempt up to 30 s, as the local executor waits. A requeued
+	// task waits the cluster's own delay (cred_expire).
+	RetryWait backoff.Policy
 	// PollInterval is the time between polls; default 5s.
 	PollInterval time.Duration
 	// MaxInlineShards is the longest shard list (in characters) passed in the
@@ -203,6 +214,12 @@ func New(st *store.Store, opts *Options) (*Executor, error) {
 	if o.PollInterval <= 0 {
 		o.PollInterval = 5 * time.Second
 	}
+	if o.RetryWait.Initial <= 0 {
+		o.RetryWait.Initial = time.Second
+	}
+	if o.RetryWait.Max <= 0 {
+		o.RetryWait.Max = 30 * time.Second
+	}
 	if o.Records == nil {
 		o.Records = child.NewStoreRecords(st)
 	}
@@ -241,10 +258,14 @@ type run struct {
 	kids  []kid // by position in shards
 }
 
-// piece is one Slurm job: an array (or plain job) over shards[offset:offset+n].
+// piece is one Slurm job: an array (or plain job) over shards[offset:offset+n],
+// or a plain job that runs shards[offset] again after the controller forgot
+// its failed task (a resubmission, whose attempts continue after before).
 type piece struct {
 	id        string
 	offset, n int
+	before    int  // attempts the shard made before this job
+	resub     bool // a resubmission
 }
 
 // kid is the last known state of one task.
@@ -254,6 +275,9 @@ type kid struct {
 	errors   []batch.AttemptError
 	final    bool
 	caughtUp bool // the errors of attempts before a restart are read
+	// piece is the Slurm job ID of the resubmission that now runs the
+	// shard; "" while its array does.
+	piece string
 }
 
 // A handle is "JOBID;ATTEMPTS;CHUNK;LIST;ID,ID...": the flightbatch job, its
@@ -433,12 +457,12 @@ func (e *Executor) sbatchArgs(jobID string, n int, logDir string) []string {
 	return append(args, o.ExtraArgs...)
 }
 
-// script is the batch script of every task: the children's variables, then
-// the worker command.
-func (e *Executor) script(jobID, list string) []byte {
+// script is the batch script of every task: the children's variables (and
+// extra ones), then the worker command.
+func (e *Executor) script(jobID, list string, extra ...child.Var) []byte {
 	var b strings.Builder
 	b.WriteString("#!/bin/bash\n# flightbatch job " + jobID + "\n")
-	for _, v := range child.Vars(e.Name(), jobID, e.opts.WorkerStore, list) {
+	for _, v := range append(child.Vars(e.Name(), jobID, e.opts.WorkerStore, list), extra...) {
 		fmt.Fprintf(&b, "export %s=%s\n", v.Name, shellQuote(v.Value))
 	}
 	for _, kv := range e.opts.WorkerEnv {
@@ -476,7 +500,9 @@ func (e *Executor) Poll(ctx context.Context, handle string) (batch.Progress, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, p := range r.pieces {
+	// A resubmission made in this poll is appended, and polled in it too.
+	for j := 0; j < len(r.pieces); j++ {
+		p := r.pieces[j]
 		tasks, known, err := e.tasks(ctx, p)
 		if err != nil {
 			return batch.Progress{}, err
@@ -493,7 +519,7 @@ func (e *Executor) Poll(ctx context.Context, handle string) (batch.Progress, err
 		}
 		var lost []int
 		for i, ok := range seen {
-			if !ok && !r.kids[p.offset+i].final {
+			if k := &r.kids[p.offset+i]; !ok && !k.final && k.piece == pieceOf(p) {
 				lost = append(lost, i)
 			}
 		}
@@ -520,7 +546,7 @@ func (e *Executor) forgotten(ctx context.Context, r *run, p piece, lost []int, k
 			byIndex[t.index] = t
 		}
 	}
-	if !known && len(byIndex) == 0 {
+	if !known && len(byIndex) == 0 && !p.resub {
 		return fmt.Errorf("slurm: Slurm no longer knows job %s (it forgets a job MinJobAge after it ends, and every job when its state is lost): %w", p.id, batch.ErrVanished)
 	}
 	for _, i := range lost {
@@ -539,24 +565,159 @@ func (e *Executor) forgotten(ctx context.Context, r *run, p piece, lost []int, k
 		if err != nil {
 			return fmt.Errorf("slurm: job %s: %w", r.jobID, err)
 		}
-		k.attempts = max(k.attempts, 1)
+		k.attempts = max(k.attempts, p.before+1)
 		if ok {
 			k.state, k.final = batch.ShardSucceeded, true
 			continue
 		}
-		k.state, k.final = batch.ShardFailed, true
 		if r.cancelled {
-			k.state = batch.ShardCancelled
+			k.state, k.final = batch.ShardCancelled, true
 			continue
+		}
+		// Requeues the server did not see left their errors in the
+		// store: they count against the attempts too.
+		for k.attempts < r.maxAttempts {
+			ae, err := e.opts.Records.AttemptError(ctx, r.jobID, shard, k.attempts+1)
+			if err != nil || ae == nil {
+				break
+			}
+			k.attempts++
 		}
 		why := "Slurm no longer knows the task (it forgets one MinJobAge after it ends) and its part is missing"
 		if !e.opts.Accounting {
 			why += "; on a cluster that keeps accounting, serve --slurm-sacct reads how it ended from sacct"
 		}
-		k.errors = append(k.errors, batch.AttemptError{Attempt: k.attempts, At: time.Now().UTC(),
-			Error: fmt.Sprintf("Slurm task %s: %s; see its log %s", taskName(p, i), why, e.logPath(r.jobID, p, i))})
+		if !slices.ContainsFunc(k.errors, func(ae batch.AttemptError) bool { return ae.Attempt == k.attempts }) {
+			k.errors = append(k.errors, batch.AttemptError{Attempt: k.attempts, At: time.Now().UTC(),
+				Error: fmt.Sprintf("Slurm task %s: %s; see its log %s", taskName(p, i), why, e.logPath(r.jobID, p, i))})
+		}
+		if k.attempts >= r.maxAttempts {
+			k.state, k.final = batch.ShardFailed, true
+			continue
+		}
+		e.resubmit(ctx, r, p.offset+i, k)
 	}
 	return nil
+}
+
+// origin is the array (or plain job) first started over shards[pos], and
+// the index of its task there.
+func (r *run) origin(pos int) (piece, int) {
+	for _, p := range r.pieces {
+		if !p.resub && pos >= p.offset && pos < p.offset+p.n {
+			return p, pos - p.offset
+		}
+	}
+	return piece{}, 0
+}
+
+// pieceOf is the value of kid.piece for the tasks of p.
+func pieceOf(p piece) string {
+	if p.resub {
+		return p.id
+	}
+	return ""
+}
+
+// resubmit runs shard r.shards[pos], whose failed task the controller
+// forgot, again as a new plain Slurm job after the retry wait, its attempts
+// continuing after k.attempts, and records the job in the store so that a
+// restarted server follows it too. When it cannot, the shard is reported
+// running and the next poll tries again. r.mu is held.
+func (e *Executor) resubmit(ctx context.Context, r *run, pos int, k *kid) {
+	shard := r.shards[pos]
+	wait := e.opts.RetryWait.Delay(k.attempts)
+	id, err := e.submitOne(ctx, r.jobID, shard, k.attempts, wait)
+	if err == nil {
+		p := piece{id: id, offset: pos, n: 1, before: k.attempts, resub: true}
+		pieces := append(slices.Clone(r.pieces), p)
+		if err = e.writeResubmits(ctx, r, pieces); err != nil {
+			e.scancel(context.WithoutCancel(ctx), []string{id})
+		} else {
+			r.pieces = pieces
+			k.piece = id
+			k.state = batch.ShardPending
+			e.log.Info("forgotten failed task resubmitted", "job", r.jobID, "shard", shard, "slurm_job", id, "attempt", k.attempts+1, "begin_in", wait)
+			return
+		}
+	}
+	e.log.Warn("resubmit failed task", "job", r.jobID, "shard", shard, "err", err)
+	k.state = batch.ShardRunning
+}
+
+// submitOne runs one sbatch of a plain job for shard whose attempts continue
+// after before, to begin after wait.
+func (e *Executor) submitOne(ctx context.Context, jobID string, shard, before int, wait time.Duration) (string, error) {
+	logDir := filepath.Join(e.opts.LogDir, jobID)
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return "", fmt.Errorf("slurm: make the log directory of job %s: %w", jobID, err)
+	}
+	args := e.sbatchArgs(jobID, 1, logDir)
+	args = append(args, fmt.Sprintf("--begin=now+%d", max(int((wait+time.Second-1)/time.Second), 1)))
+	script := e.script(jobID, child.FormatList([]int{shard}), child.Var{Name: child.EnvAttemptsBefore, Value: strconv.Itoa(before)})
+	out, err := e.sh.Run(ctx, script, "sbatch", args...)
+	if err != nil {
+		return "", fmt.Errorf("slurm: resubmit shard %d of job %s: %w", shard, jobID, err)
+	}
+	id, _, _ := strings.Cut(strings.TrimSpace(string(out)), ";")
+	if !jobIDRE.MatchString(id) {
+		return "", fmt.Errorf("slurm: sbatch answered %q, not a job ID", short(string(out)))
+	}
+	return id, nil
+}
+
+// resubmitsKey is the store key of the resubmissions of the run whose first
+// Slurm job is first.
+func resubmitsKey(jobID, first string) string {
+	return batch.Prefix + jobID + "/children/slurm-" + first + "-resubmitted.txt"
+}
+
+// writeResubmits records the resubmissions among pieces, one line
+// "SHARD BEFORE SLURMID" each (formatResubmits).
+func (e *Executor) writeResubmits(ctx context.Context, r *run, pieces []piece) error {
+	key := resubmitsKey(r.jobID, r.pieces[0].id)
+	if err := e.st.WriteAll(ctx, key, formatResubmits(r.shards, pieces)); err != nil {
+		return fmt.Errorf("slurm: record the resubmissions of job %s: %w", r.jobID, err)
+	}
+	return nil
+}
+
+func formatResubmits(shards []int, pieces []piece) []byte {
+	var b strings.Builder
+	for _, p := range pieces {
+		if p.resub {
+			fmt.Fprintf(&b, "%d %d %s\n", shards[p.offset], p.before, p.id)
+		}
+	}
+	return []byte(b.String())
+}
+
+// parseResubmits reads what formatResubmits wrote for a run over shards:
+// the resubmitted pieces, in order. Anything else is an error.
+func parseResubmits(data []byte, shards []int) ([]piece, error) {
+	pos := make(map[int]int, len(shards))
+	for i, s := range shards {
+		pos[s] = i
+	}
+	var out []piece
+	for n, line := range strings.Split(string(data), "\n") {
+		if line == "" {
+			continue
+		}
+		f := strings.Fields(line)
+		bad := fmt.Errorf("slurm: line %d of the resubmissions, %q, is not \"SHARD BEFORE SLURMID\" of one of the job's shards", n+1, short(line))
+		if len(f) != 3 || !jobIDRE.MatchString(f[2]) || len(out) >= len(shards)*1000 {
+			return nil, bad
+		}
+		shard, err1 := strconv.Atoi(f[0])
+		before, err2 := strconv.Atoi(f[1])
+		i, ok := pos[shard]
+		if err1 != nil || err2 != nil || !ok || before < 1 {
+			return nil, bad
+		}
+		out = append(out, piece{id: f[2], offset: i, n: 1, before: before, resub: true})
+	}
+	return out, nil
 }
 
 // task is one task's record as scontrol (or sacct) reports it.
@@ -730,16 +891,16 @@ func classify(state string) int {
 // requeued while attempts are left. r.mu is held.
 func (e *Executor) update(ctx context.Context, r *run, p piece, t task) error {
 	k := &r.kids[p.offset+t.index]
-	if k.final {
-		return nil
+	if k.final || k.piece != pieceOf(p) {
+		return nil // settled, or run again by a resubmission
 	}
 	if (r.found || t.forgotten) && !k.caughtUp {
 		e.catchUp(ctx, r, p, t, k)
 	}
-	k.attempts = max(k.attempts, t.restarts)
+	k.attempts = max(k.attempts, p.before+t.restarts)
 	class := classify(t.state)
 	if class != slurmWaiting {
-		k.attempts = max(k.attempts, t.restarts+1)
+		k.attempts = max(k.attempts, p.before+t.restarts+1)
 	}
 	if t.forgotten && (class == slurmWaiting || class == slurmRunning) {
 		// Accounting's last word on a task the controller lost.
@@ -773,13 +934,15 @@ func (e *Executor) update(ctx context.Context, r *run, p piece, t task) error {
 			k.state, k.final = batch.ShardCancelled, true
 			return nil
 		}
-		why := ""
-		if t.forgotten && k.attempts < r.maxAttempts && t.exit != child.ExitPermanent {
-			why = "Slurm no longer holds the task (it forgets one MinJobAge after it ends), so it cannot be requeued"
-		}
-		e.recordError(ctx, r, p, t, k, why)
-		if k.attempts >= r.maxAttempts || t.exit == child.ExitPermanent || t.forgotten {
+		e.recordError(ctx, r, p, t, k, "")
+		if k.attempts >= r.maxAttempts || t.exit == child.ExitPermanent {
 			k.state, k.final = batch.ShardFailed, true
+			return nil
+		}
+		if t.forgotten {
+			// scontrol requeue refuses a task the controller forgot: the
+			// shard runs again as a new Slurm job.
+			e.resubmit(ctx, r, p.offset+t.index, k)
 			return nil
 		}
 		name := taskName(p, t.index)
@@ -825,19 +988,24 @@ func (e *Executor) recordError(ctx context.Context, r *run, p piece, t task, k *
 }
 
 // catchUp reads again, after a restart, the errors of the attempts task t
-// made before this one: what the worker recorded, or else a pointer to the
-// log, which keeps every attempt.
+// made before this one (and, for a resubmission, the shard's attempts before
+// it): what the worker recorded, or else a pointer to the log, which keeps
+// every attempt.
 func (e *Executor) catchUp(ctx context.Context, r *run, p piece, t task, k *kid) {
 	k.caughtUp = true
 	shard := r.shards[p.offset+t.index]
-	for attempt := 1; attempt <= t.restarts; attempt++ {
+	for attempt := 1; attempt <= p.before+t.restarts; attempt++ {
 		if slices.ContainsFunc(k.errors, func(ae batch.AttemptError) bool { return ae.Attempt == attempt }) {
 			continue
 		}
+		lp, li := p, t.index
+		if attempt <= p.before {
+			lp, li = r.origin(p.offset) // an earlier Slurm job's attempt
+		}
 		// sacct's record of the attempt, when it keeps one.
 		slurmSays := ""
-		if attempt <= len(t.earlier) {
-			prev := t.earlier[attempt-1]
+		if n := attempt - p.before; n >= 1 && n <= len(t.earlier) {
+			prev := t.earlier[n-1]
 			slurmSays = fmt.Sprintf("Slurm task %s REQUEUED after attempt %d, exit code %d", taskName(p, t.index), attempt, prev.exit)
 			if prev.signal != 0 {
 				slurmSays += fmt.Sprintf(", signal %d", prev.signal)
@@ -849,10 +1017,10 @@ func (e *Executor) catchUp(ctx context.Context, r *run, p piece, t task, k *kid)
 			ae.Error = slurmSays + ": " + ae.Error
 		case err != nil || ae == nil:
 			if slurmSays == "" {
-				slurmSays = fmt.Sprintf("Slurm task %s: attempt %d failed before the server restarted", taskName(p, t.index), attempt)
+				slurmSays = fmt.Sprintf("Slurm task %s: attempt %d failed before the server restarted", taskName(lp, li), attempt)
 			}
 			ae = &batch.AttemptError{Attempt: attempt, At: time.Now().UTC(),
-				Error: fmt.Sprintf("%s; see its log %s", slurmSays, e.logPath(r.jobID, p, t.index))}
+				Error: fmt.Sprintf("%s; see its log %s", slurmSays, e.logPath(r.jobID, lp, li))}
 		}
 		k.errors = append(k.errors, *ae)
 	}
@@ -953,6 +1121,22 @@ func (e *Executor) runOf(ctx context.Context, handle string) (*run, error) {
 	r.kids = make([]kid, len(shards))
 	for i := range r.kids {
 		r.kids[i].state = batch.ShardPending
+	}
+	// The shards resubmitted as new Slurm jobs, each run by its latest.
+	data, err := e.st.ReadAll(ctx, resubmitsKey(h.jobID, h.ids[0]))
+	switch {
+	case errors.Is(err, store.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("slurm: read the resubmissions of job %s: %w", h.jobID, err)
+	default:
+		resubs, err := parseResubmits(data, shards)
+		if err != nil {
+			return nil, fmt.Errorf("slurm: job %s: %w: %w", h.jobID, err, batch.ErrVanished)
+		}
+		for _, p := range resubs {
+			r.kids[p.offset].piece = p.id
+		}
+		r.pieces = append(r.pieces, resubs...)
 	}
 	e.mu.Lock()
 	if old := e.runs[handle]; old != nil {
