@@ -16,7 +16,7 @@ median and minimum of each way and the ratios client/raw and client/raw-fast, an
 every run that the DataFrame equals the first run's.
 
 The README's loop sleeps 1 s between polls, which penalises the raw path on a short job; the
-second comparison (`raw-fast`, with the client's own backoff from 50 ms to 0.5 s) isolates what the
+second comparison (`raw-fast`, with the client's own backoff from 50 ms to 0.2 s) isolates what the
 client itself adds. Run on a quiet machine:
 
     .venv/bin/python bench/client.py [--mb 500] [--shards 8] [--reps 5] [--quick] [--bin PATH]
@@ -65,7 +65,7 @@ def raw_run(addr: str, sleep: float | None) -> pd.DataFrame:
     delay = 0.05
     while (status := action("job-status", {"job_id": job["job_id"]}))["state"] in ("SUBMITTED", "RUNNING"):
         time.sleep(sleep if sleep is not None else delay)
-        delay = min(delay * 1.5, 0.5)
+        delay = min(delay * 1.5, 0.2)  # the client's _POLL_MAX_S
     assert status["state"] == "SUCCEEDED", status["error"]
     table = client.do_get(flight.Ticket(f"jobs/{job['job_id']}".encode())).read_all()
     client.close()
@@ -117,7 +117,7 @@ def main() -> int:
                 "raw-fast": way("raw-fast", lambda addr: raw_run(addr, None)),
             }
             print(f"demo: ~{args.mb} MB in {args.shards} shards; psd nperseg {NPERSEG}, bands {list(BANDS)}; "
-                  f"raw polls every {args.raw_sleep:g} s, raw-fast and the client from 50 ms to 0.5 s", flush=True)
+                  f"raw polls every {args.raw_sleep:g} s, raw-fast and the client from 50 ms to 0.2 s", flush=True)
             runs = interleave(ways, args.reps, show=lambda n, r: f"(server {r.extra['server_cpu']:.3f})")
         finally:
             srv.stop()

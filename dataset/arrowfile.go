@@ -252,7 +252,10 @@ func (r *arrowReader) readBlock(b ipccheck.Block) (arrow.RecordBatch, StoredMess
 	var body *memory.Buffer
 	if r.pool != nil {
 		buf = r.pool.get(int(size))
-		body = memory.NewBufferWithAllocator(buf[b.MetaLen:], &lent{pool: r.pool, buf: buf})
+		// The body's capacity ends with it: arrow-go's decoder slices a
+		// buffer's bytes from it without checking the body's length, and a
+		// pooled buffer's spare bytes held another block.
+		body = memory.NewBufferWithAllocator(buf[b.MetaLen:size:size], &lent{pool: r.pool, buf: buf})
 	} else {
 		buf = make([]byte, size)
 		body = memory.NewBufferBytes(buf[b.MetaLen:])
@@ -267,7 +270,7 @@ func (r *arrowReader) readBlock(b ipccheck.Block) (arrow.RecordBatch, StoredMess
 	if binary.LittleEndian.Uint32(buf) != continuation || n <= 0 || n > int64(b.MetaLen)-8 {
 		return nil, StoredMessage{}, nil
 	}
-	msg := StoredMessage{Meta: bytes.Clone(buf[8 : 8+n]), Body: buf[b.MetaLen:], body: body}
+	msg := StoredMessage{Meta: bytes.Clone(buf[8 : 8+n]), Body: body.Bytes(), body: body}
 	if err := ipccheck.Message(msg.Meta); err != nil {
 		return nil, StoredMessage{}, fmt.Errorf("record batch %d: %w", r.i-1, err)
 	}

@@ -3,6 +3,8 @@ package dataset
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -10,6 +12,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/flightbatch/flightbatch/internal/ipccheck"
 	"github.com/flightbatch/flightbatch/store"
 )
 
@@ -207,5 +210,65 @@ func TestBlockPool(t *testing.T) {
 		if pool.Kept() == 0 {
 			t.Fatalf("pass %d: the pool holds nothing after every batch was released", pass)
 		}
+	}
+}
+
+// TestBufferPastTheBody: a stored batch whose metadata places a buffer just
+// past its body, where the pooled block buffer read for it has spare bytes,
+// is refused as damaged; it must never be read from those bytes, which held
+// another block before.
+func TestBufferPastTheBody(t *testing.T) {
+	st, err := store.Open(t.Context(), "mem://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	data := arrowBytes(t, 16, 16, 1000) // one batch of 64 KB: a pooled size, with spare capacity
+	n := int(binary.LittleEndian.Uint32(data[len(data)-10:]))
+	blocks, _, err := ipccheck.Blocks(data[len(data)-10-n : len(data)-10])
+	if err != nil || len(blocks) != 1 {
+		t.Fatalf("blocks %v, %v", blocks, err)
+	}
+	b := blocks[0]
+	metaLen := int64(binary.LittleEndian.Uint32(data[b.Offset+4:]))
+	meta := data[b.Offset+8 : b.Offset+8+metaLen]
+	l, err := ipccheck.BatchLayout(meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Buffer 12 holds fs's values (three string columns of three buffers,
+	// start_time's two, then fs's validity and values).
+	off, length := l.Buffer(12)
+	at := bytes.Index(meta, binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, uint64(off)), uint64(length)))
+	if at < 0 || length == 0 {
+		t.Fatalf("fs's values (%d, %d) not found in the metadata", off, length)
+	}
+	pool := NewBlockPool(64 << 20)
+	if c := pool.free.ClassSize(int(int64(b.MetaLen) + b.BodyLen)); int64(c) < int64(b.MetaLen)+b.BodyLen+length {
+		t.Fatalf("the block's pooled buffer (%d bytes) has no room past the body: the case tests nothing", c)
+	}
+	binary.LittleEndian.PutUint64(meta[at:], uint64(b.BodyLen))
+	if err := st.WriteAll(t.Context(), "datasets/p/part-00000.arrow", data); err != nil {
+		t.Fatal(err)
+	}
+	for _, lazy := range []bool{false, true} {
+		ctx := WithBlockPool(t.Context(), pool)
+		if lazy {
+			ctx = WithLazyDecode(ctx)
+		}
+		r, err := OpenFile(ctx, st, "datasets/p/part-00000.arrow", FormatArrow, memory.DefaultAllocator)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for r.Next() {
+			if r.RecordBatch() == nil {
+				break
+			}
+			t.Errorf("lazy %v: a batch with a buffer past its body was read", lazy)
+		}
+		if err := r.Err(); !errors.Is(err, ErrDamaged) {
+			t.Errorf("lazy %v: error %v, want one wrapping ErrDamaged", lazy, err)
+		}
+		r.Release()
 	}
 }

@@ -29,6 +29,10 @@ TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 _JOB_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{6}$")
 # A DoPut batch of about this many bytes: far under the server's receive limit.
 _UPLOAD_BATCH_BYTES = 4 << 20
+# Waiting for a job polls job-status after 50 ms, then 1.5 times longer each time up to this: a
+# job is seen to end on average half of it after it ends, and a job-status call costs the server
+# a fraction of a millisecond.
+_POLL_MAX_S = 0.2
 
 DatasetLike = Union[str, "Dataset", "Job"]
 """Anything that names a job's input: a dataset name, a :class:`Dataset`, a :class:`Job`, a job ID
@@ -582,7 +586,7 @@ class Job:
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"job {self.id} is still {st['state']} after {timeout} s")
                 time.sleep(delay)
-                delay = min(delay * 1.5, 0.5)
+                delay = min(delay * 1.5, _POLL_MAX_S)
         except KeyboardInterrupt:
             if bar is not None:
                 bar.close()
@@ -666,7 +670,7 @@ class Job:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {self.id} is still {st['state']} after {timeout} s")
             time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
+            delay = min(delay * 1.5, _POLL_MAX_S)
 
     def _finished_parts(self) -> list[tuple[bytes, str]]:
         desc = flight.FlightDescriptor.for_path("jobs", self.id, "shards")
