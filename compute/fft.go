@@ -289,6 +289,58 @@ func loadPairRadix8[T sample](z []complex128, first []int32, a, b []T, w []float
 	}
 }
 
+// loadPow2PairHalf is loadPow2Pair of the segments a = x[:m] and b =
+// x[m/2:3m/2] (len(x) >= 3m/2, m = f.m), for an odd log2(m): each sample
+// shared by the two is read once.
+func loadPow2PairHalf[T sample](f *pow2RFFT, x []T, w []float64, ma, mb float64) {
+	loadPairRadix8Half(f.z[:f.m], f.first, x, w, ma, mb)
+}
+
+// loadPairRadix8Half is loadPairRadix8 for two segments half a segment
+// apart, a = x[:m] and b = x[m/2:3m/2]: each sample shared by the two is
+// read once.
+func loadPairRadix8Half[T sample](z []complex128, first []int32, x []T, w []float64, ma, mb float64) {
+	const r = 0.70710678118654752440 // 1/√2
+	m := len(z)
+	o := m / 8
+	x, w = x[:12*o], w[:m]
+	first = first[:o]
+	n := len(first)
+	x0, x1, x2, x3, x4, x5 := x[0:o][:n], x[o : 2*o][:n], x[2*o : 3*o][:n], x[3*o : 4*o][:n], x[4*o : 5*o][:n], x[5*o : 6*o][:n]
+	x6, x7, x8, x9, x10, x11 := x[6*o : 7*o][:n], x[7*o : 8*o][:n], x[8*o : 9*o][:n], x[9*o : 10*o][:n], x[10*o : 11*o][:n], x[11*o : 12*o][:n]
+	w0, w1, w2, w3, w4, w5, w6, w7 := w[0:o][:n], w[o : 2*o][:n], w[2*o : 3*o][:n], w[3*o : 4*o][:n], w[4*o : 5*o][:n], w[5*o : 6*o][:n], w[6*o : 7*o][:n], w[7*o : 8*o][:n]
+	for j, i := range first {
+		// a's block k is x's block k, b's is x's block k+4.
+		v4, v5, v6, v7 := float64(x4[j]), float64(x5[j]), float64(x6[j]), float64(x7[j])
+		y0 := complex((float64(x0[j])-ma)*w0[j], (v4-mb)*w0[j])
+		y4 := complex((v4-ma)*w4[j], (float64(x8[j])-mb)*w4[j])
+		c0, c1 := y0+y4, y0-y4
+		y2 := complex((float64(x2[j])-ma)*w2[j], (v6-mb)*w2[j])
+		y6 := complex((v6-ma)*w6[j], (float64(x10[j])-mb)*w6[j])
+		c2, c3 := y2+y6, y2-y6
+		y1 := complex((float64(x1[j])-ma)*w1[j], (v5-mb)*w1[j])
+		y5 := complex((v5-ma)*w5[j], (float64(x9[j])-mb)*w5[j])
+		c4, c5 := y1+y5, y1-y5
+		y3 := complex((float64(x3[j])-ma)*w3[j], (v7-mb)*w3[j])
+		y7 := complex((v7-ma)*w7[j], (float64(x11[j])-mb)*w7[j])
+		c6, c7 := y3+y7, y3-y7
+		bl := z[i : i+8 : i+8]
+		e0, e2 := c0+c2, c0-c2
+		e1 := complex(real(c1)+imag(c3), imag(c1)-real(c3)) // c1 - i·c3
+		e3 := complex(real(c1)-imag(c3), imag(c1)+real(c3)) // c1 + i·c3
+		o0, o2 := c4+c6, c4-c6
+		o1 := complex(real(c5)+imag(c7), imag(c5)-real(c7))
+		o3 := complex(real(c5)-imag(c7), imag(c5)+real(c7))
+		t1 := complex(r*(real(o1)+imag(o1)), r*(imag(o1)-real(o1)))
+		t2 := complex(imag(o2), -real(o2))
+		t3 := complex(r*(imag(o3)-real(o3)), -r*(real(o3)+imag(o3)))
+		bl[0], bl[4] = e0+o0, e0-o0
+		bl[1], bl[5] = e1+t1, e1-t1
+		bl[2], bl[6] = e2+t2, e2-t2
+		bl[3], bl[7] = e3+t3, e3-t3
+	}
+}
+
 // laterStagesPairPower finishes what loadPow2Pair started and adds the sum
 // of the two segments' powers, times 2, into dst (len(z)/2+1 values): with
 // Z the FFT of z = a + i·b, A[k] = (Z[k] + conj Z[-k])/2 and B[k] =

@@ -142,6 +142,24 @@ func TestFusedPathsEqualPlain(t *testing.T) {
 			if !sameBits(got, want32) {
 				t.Fatalf("float32: fused path differs from the plain one")
 			}
+			// Segments half a segment apart read once where they overlap:
+			// the same bits.
+			apart, err := NewPlan(c.p, c.n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			apart.noHalfPairs = true
+			got, _ = fast.PSDFloat32Context(ctx, nil, x32, 100)
+			want, _ = apart.PSDFloat32Context(ctx, nil, x32, 100)
+			if !sameBits(got, want) {
+				t.Fatalf("float32: overlapping pairs read once differ from pairs read apart")
+			}
+			got, _ = fast.PSDContext(ctx, nil, x64, 100)
+			want, _ = apart.PSDContext(ctx, nil, x64, 100)
+			if !sameBits(got, want) {
+				t.Fatalf("float64: overlapping pairs read once differ from pairs read apart")
+			}
+			want, _ = plain.PSDContext(ctx, nil, x64, 100)
 			// Segments transformed two at a time: the same to rounding.
 			got, _ = fast.PSDContext(ctx, nil, x64, 100)
 			if d := maxRelDiff(got, want); d > 1e-13 || fast.pair == nil && d != 0 {

@@ -50,6 +50,9 @@ type Plan struct {
 	// plain, set by tests, sends every segment through trend, prepare and
 	// fft.power: the reference that the fused paths equal bit for bit.
 	plain bool
+	// noHalfPairs, set by tests, loads paired segments half a segment
+	// apart as any two segments (the reference for loadPow2PairHalf).
+	noHalfPairs bool
 }
 
 // MaxMedianValues bounds the segments x frequencies a Plan holds for average
@@ -351,7 +354,11 @@ func psd[T sample](ctx context.Context, pl *Plan, dst []float64, x []T, fs float
 		if pair != nil && s+1 < pl.nseg {
 			seg2 := x[(s+1)*pl.step : (s+1)*pl.step+pl.nperseg]
 			mean2, _ := segMean(s+1, seg2)
-			loadPow2Pair(pair, seg, seg2, pl.win, mean, mean2)
+			if pair.odd && 2*pl.step == pl.nperseg && !pl.noHalfPairs {
+				loadPow2PairHalf(pair, x[s*pl.step:(s+1)*pl.step+pl.nperseg], pl.win, mean, mean2)
+			} else {
+				loadPow2Pair(pair, seg, seg2, pl.win, mean, mean2)
+			}
 			pair.laterStagesPairPower(pl.acc2)
 			s++
 			continue
