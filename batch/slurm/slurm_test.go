@@ -105,6 +105,10 @@ type fake struct {
 	show   string // scontrol -o show job's answer
 	showOK bool
 	sacct  string // sacct's answer
+	// ids are the answers of the next sbatches (then 42); shows answer
+	// scontrol about other jobs than the array.
+	ids   []string
+	shows map[string]string
 }
 
 func (f *fake) Run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
@@ -113,10 +117,17 @@ func (f *fake) Run(ctx context.Context, stdin []byte, name string, args ...strin
 	switch {
 	case name == "sbatch":
 		f.stdin = stdin
-		return []byte("42;cluster\n"), nil
+		id := "42"
+		if len(f.ids) > 0 {
+			id, f.ids = f.ids[0], f.ids[1:]
+		}
+		return []byte(id + ";cluster\n"), nil
 	case name == "scontrol" && args[0] == "show":
 		return []byte("MaxArraySize = 3\n"), nil
 	case name == "scontrol" && args[0] == "-o":
+		if out, ok := f.shows[args[len(args)-1]]; ok {
+			return []byte(out), nil
+		}
 		if !f.showOK {
 			return nil, errors.New("scontrol: exit status 1: slurm_load_jobs error: Invalid job id specified")
 		}
@@ -254,7 +265,8 @@ func TestRequeue(t *testing.T) {
 }
 
 // Tasks the controller forgot (MinJobAge) are read from sacct with
-// accounting, from their parts without it; a forgotten failure is final.
+// accounting, from their parts without it; a forgotten failure with attempts
+// left runs again as a new Slurm job, which a restarted server follows.
 func TestForgottenTasks(t *testing.T) {
 	show := "JobId=45 ArrayJobId=42 ArrayTaskId=2 JobState=RUNNING Reason=None Restarts=0 ExitCode=0:0\n"
 	f := &fake{showOK: true}
@@ -265,6 +277,8 @@ func TestForgottenTasks(t *testing.T) {
 	}
 	f.show = show
 	f.sacct = "42_0|REQUEUED|1:0\n42_1|FAILED|1:0\n42_0|COMPLETED|0:0\n42_2|RUNNING|0:0\n"
+	f.ids = []string{"50"}
+	f.shows = map[string]string{"50": "JobId=50 JobName=x JobState=PENDING Reason=BeginTime Restarts=0 ExitCode=0:0\n"}
 	// A restarted server, with accounting.
 	acct, err := New(e.st, &Options{Runner: f, WorkerCommand: "x", LogDir: e.opts.LogDir, Accounting: true})
 	if err != nil {
@@ -282,37 +296,97 @@ func TestForgottenTasks(t *testing.T) {
 	if c0.State != batch.ShardSucceeded || c0.Attempts != 2 || len(c0.Errors) != 1 || !strings.Contains(c0.Errors[0].Error, "REQUEUED after attempt 1, exit code 1") {
 		t.Errorf("shard 0, requeued once then done: %+v", c0)
 	}
-	if c1.State != batch.ShardFailed || c1.Attempts != 1 || len(c1.Errors) != 1 || !strings.Contains(c1.Errors[0].Error, "cannot be requeued") ||
-		!strings.Contains(c1.Errors[0].Error, "exit code 1") {
-		t.Errorf("shard 1, failed and forgotten: %+v", c1)
+	if c1.State != batch.ShardPending || c1.Attempts != 1 || len(c1.Errors) != 1 || !strings.Contains(c1.Errors[0].Error, "exit code 1") {
+		t.Errorf("shard 1, failed and forgotten, resubmitted: %+v", c1)
 	}
 	if c2.State != batch.ShardRunning {
 		t.Errorf("shard 2: %+v", c2)
 	}
+	var sbatch string
 	for _, c := range f.calls {
 		if strings.HasPrefix(c, "scontrol requeue") {
 			t.Errorf("a forgotten task was requeued: %q", c)
 		}
+		if strings.HasPrefix(c, "sbatch") {
+			sbatch = c
+		}
+	}
+	if !strings.Contains(sbatch, "--begin=now+") || strings.Contains(sbatch, "--array") {
+		t.Errorf("resubmission %q: want a plain job with a begin time", sbatch)
+	}
+	for _, want := range []string{"FLIGHTBATCH_SHARDS=1\n", "FLIGHTBATCH_ATTEMPTS_BEFORE=1\n"} {
+		if !strings.Contains(string(f.stdin), want) {
+			t.Errorf("the resubmission's script lacks %q:\n%s", want, f.stdin)
+		}
 	}
 
-	// Without accounting: shard 0's part says it succeeded; shard 1 has none.
-	if err := e.st.WriteAll(context.Background(), batch.PartKey(m.JobID, m.Shards[0].Name), []byte("part")); err != nil {
-		t.Fatal(err)
-	}
-	plain, err := New(e.st, &Options{Runner: f, WorkerCommand: "x", LogDir: e.opts.LogDir})
+	// Restarted again: the server follows the new job, whose first run is
+	// the shard's attempt 2; cancel reaches it too.
+	f.shows = map[string]string{"50": "JobId=50 JobName=x JobState=COMPLETED Reason=None Restarts=0 ExitCode=0:0\n"}
+	f.show = "JobId=45 ArrayJobId=42 ArrayTaskId=2 JobState=COMPLETED Reason=None Restarts=0 ExitCode=0:0\n"
+	again, err := New(e.st, &Options{Runner: f, WorkerCommand: "x", LogDir: e.opts.LogDir, Accounting: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, err = plain.Poll(context.Background(), handle); err != nil {
+	f.calls = nil
+	if p, err = again.Poll(context.Background(), handle); err != nil || !p.Done {
+		t.Fatalf("re-attach after a resubmission: %+v, %v", p, err)
+	}
+	if c1 := p.Children[1]; c1.State != batch.ShardSucceeded || c1.Attempts != 2 || len(c1.Errors) != 1 || c1.Errors[0].Attempt != 1 || !strings.Contains(c1.Errors[0].Error, "42_1.log") {
+		t.Errorf("shard 1 after its resubmission: %+v", c1)
+	}
+	if err := again.Cancel(context.Background(), handle); err != nil {
 		t.Fatal(err)
 	}
-	c0, c1 = p.Children[0], p.Children[1]
+	if got := f.calls[len(f.calls)-1]; got != "scancel 42 50" {
+		t.Errorf("cancel ran %q, want both Slurm jobs cancelled", got)
+	}
+
+	// Without accounting: shard 0's part says it succeeded; shard 1 has
+	// none and attempts left (resubmitted), shard 3 none and its second
+	// attempt's error recorded by the worker (none left: it fails).
+	f2 := &fake{showOK: true, show: "JobId=45 ArrayJobId=60 ArrayTaskId=2 JobState=RUNNING Reason=None Restarts=0 ExitCode=0:0\n", ids: []string{"60", "61"},
+		shows: map[string]string{"61": "JobId=61 JobName=x JobState=PENDING Reason=BeginTime Restarts=0 ExitCode=0:0\n"}}
+	recs := &fakeRecords{parts: map[int]bool{0: true}, errs: map[[2]int]bool{{3, 2}: true}}
+	plain, m2 := newFake(t, f2, Options{MaxArraySize: 10, Records: recs})
+	handle2, err := plain.Start(context.Background(), m2, []int{0, 1, 2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err = plain.Poll(context.Background(), handle2); err != nil {
+		t.Fatal(err)
+	}
+	c0, c1, c3 := p.Children[0], p.Children[1], p.Children[3]
 	if c0.State != batch.ShardSucceeded {
 		t.Errorf("shard 0 has its part: %+v", c0)
 	}
-	if c1.State != batch.ShardFailed || len(c1.Errors) != 1 || !strings.Contains(c1.Errors[0].Error, "--slurm-sacct") {
-		t.Errorf("shard 1 without part nor accounting: %+v", c1)
+	if c1.State != batch.ShardPending || c1.Attempts != 1 || len(c1.Errors) != 1 || !strings.Contains(c1.Errors[0].Error, "--slurm-sacct") {
+		t.Errorf("shard 1 without part nor accounting, resubmitted: %+v", c1)
 	}
+	if c3.State != batch.ShardFailed || c3.Attempts != 2 || len(c3.Errors) != 1 || c3.Errors[0].Attempt != 2 {
+		t.Errorf("shard 3 without part, attempts spent: %+v", c3)
+	}
+	if n := strings.Count(strings.Join(f2.calls, "\n"), "sbatch"); n != 2 {
+		t.Errorf("want the start and one resubmission, got %d sbatches: %q", n, f2.calls)
+	}
+}
+
+// fakeRecords are the parts and recorded attempt errors ({shard, attempt})
+// of one job.
+type fakeRecords struct {
+	parts map[int]bool
+	errs  map[[2]int]bool
+}
+
+func (r *fakeRecords) AttemptError(_ context.Context, _ string, shard, attempt int) (*batch.AttemptError, error) {
+	if r.errs[[2]int{shard, attempt}] {
+		return &batch.AttemptError{Attempt: attempt, Error: "boom"}, nil
+	}
+	return nil, nil
+}
+
+func (r *fakeRecords) HasPart(_ context.Context, _ string, shard int) (bool, error) {
+	return r.parts[shard], nil
 }
 
 func TestNewRejects(t *testing.T) {
