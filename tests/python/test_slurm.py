@@ -176,16 +176,18 @@ def test_server_killed_and_restarted_finishes_the_job(slurm_server):
     assert len(set(keys(got))) == demo_rows, "a row is missing or repeated"
 
 
-def test_server_down_past_min_job_age_reads_sacct(slurm_server):
+@pytest.mark.parametrize("faults,want", [("part-00001:1", "SUCCEEDED"), ("part-00001:always", "FAILED")])
+def test_server_down_past_min_job_age_reads_sacct(slurm_server, faults, want):
     """The server is killed at once; its tasks end (one fails) and the controller forgets them;
-    the restarted server learns from sacct how each ended, and the failed one, which Slurm can no
-    longer requeue, fails the job with its exit code and the worker's error."""
+    the restarted server learns from sacct how each ended, and runs the failed one, which Slurm can
+    no longer requeue, again as a new Slurm job, its attempts continuing up to --max-attempts: the
+    job succeeds if a later attempt does, else fails with each attempt's exit code and error."""
     if not accounting():
         msg = "the Slurm test cluster keeps no accounting: start it with scripts/slurm.sh start --accounting DIR"
         if os.environ.get("FLIGHTBATCH_REQUIRE_SLURM") == "1":
             pytest.fail("FLIGHTBATCH_REQUIRE_SLURM=1 but " + msg)
         pytest.skip(msg)
-    srv = slurm_server("part-00001:always")
+    srv = slurm_server(faults, "--max-attempts", "2")
     job_id = submit(slurm_server, srv)
     wait(srv, job_id, until=lambda st: st["state"] != "SUBMITTED")
     srv.proc.kill()
@@ -203,20 +205,24 @@ def test_server_down_past_min_job_age_reads_sacct(slurm_server):
             pytest.fail(f"the controller still holds the tasks of {job_id} after 120 s: {out}")
         time.sleep(1)
 
-    srv = slurm_server("part-00001:always")
+    srv = slurm_server(faults, "--max-attempts", "2")
     st = wait(srv, job_id)
-    assert st["state"] == "FAILED", st
-    assert st["shards"]["succeeded"] == 3, st
+    assert st["state"] == want, st
+    assert st["shards"]["succeeded"] == (4 if want == "SUCCEEDED" else 3), st
     [f] = st["failures"]
-    assert f["shard"] == "part-00001" and f["state"] == "FAILED" and f["attempts"] == 1, f
-    [err] = f["errors"]
-    # sacct's exit code, the worker's own record, and why there is no second attempt.
-    for want in ("FAILED, exit code 1", "injected fault", "cannot be requeued"):
-        assert want in err, (want, err)
-    # The parts of the shards that succeeded while the server was down: each of their input rows
-    # once (psd with averaging gives one row per input row).
+    assert f["shard"] == "part-00001" and f["state"] == want and f["attempts"] == 2, f
+    assert len(f["errors"]) == (1 if want == "SUCCEEDED" else 2), f
+    # Attempt 1: sacct's exit code and the worker's own record.
+    for w in ("attempt 1: ", "FAILED, exit code 1", "injected fault"):
+        assert w in f["errors"][0], (w, f["errors"][0])
+    if want == "FAILED":
+        # Attempt 2, the resubmitted job's, knew its number.
+        assert f["errors"][1].startswith("attempt 2: ") and "in shard part-00001, attempt 2" in f["errors"][1], f
+    # The parts of the shards that succeeded: each of their input rows once (psd with averaging
+    # gives one row per input row).
+    shards = ("part-00000", "part-00001", "part-00002", "part-00003") if want == "SUCCEEDED" else ("part-00000", "part-00002", "part-00003")
     with srv.connect() as c:
-        for shard in ("part-00000", "part-00002", "part-00003"):
+        for shard in shards:
             got = read_ticket(c, f"jobs/{job_id}/{shard}")
             want = read_ticket(c, f"datasets/demo/{shard}")
             assert got.num_rows == want.num_rows > 0, shard
