@@ -81,7 +81,7 @@ func newPow2RFFT(n int) *pow2RFFT {
 			}
 		}
 		f.tw = append(f.tw, t)
-		if haveStageAsm && m <= maxStageAsm {
+		if haveAsm && m <= maxStageAsm {
 			f.twx = append(f.twx, stageTwiddles(t))
 		}
 	}
@@ -297,8 +297,37 @@ func loadPairRadix8[T sample](z []complex128, first []int32, a, b []T, w []float
 // loadPow2PairHalf is loadPow2Pair of the segments a = x[:m] and b =
 // x[m/2:3m/2] (len(x) >= 3m/2, m = f.m), for an odd log2(m): each sample
 // shared by the two is read once.
-func loadPow2PairHalf[T sample](f *pow2RFFT, x []T, w []float64, ma, mb float64) {
+// pw, when not nil, is w laid out by pairWindow: float32 samples are then
+// loaded in assembly, bit for bit as loadPairRadix8Half loads them.
+func loadPow2PairHalf[T sample](f *pow2RFFT, x []T, w, pw []float64, ma, mb float64) {
+	if x32, ok := any(x).([]float32); ok && pw != nil {
+		m := f.m
+		if len(x32) < 3*m/2 || len(pw) < 2*m || len(f.first) < m/8 || m%8 != 0 {
+			panic("compute: loadPairRadix8HalfF32 of mismatched lengths")
+		}
+		loadPairRadix8HalfF32(f.z[:m], f.first, x32, pw, ma, mb)
+		return
+	}
 	loadPairRadix8Half(f.z[:f.m], f.first, x, w, ma, mb)
+}
+
+// pairWindow lays out window w (len m, a multiple of 8) for
+// loadPairRadix8HalfF32: the weights of the points j + k·m/8, k < 8, one
+// after the other for each j, each twice, 16-byte aligned.
+func pairWindow(w []float64) []float64 {
+	m := len(w)
+	o := m / 8
+	b := make([]float64, 2*m+1)
+	if uintptr(unsafe.Pointer(&b[0]))%16 != 0 {
+		b = b[1:]
+	}
+	b = b[: 2*m : 2*m]
+	for j := 0; j < o; j++ {
+		for k := 0; k < 8; k++ {
+			b[16*j+2*k], b[16*j+2*k+1] = w[k*o+j], w[k*o+j]
+		}
+	}
+	return b
 }
 
 // loadPairRadix8Half is loadPairRadix8 for two segments half a segment
