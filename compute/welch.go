@@ -611,23 +611,25 @@ func pairwiseSum[T sample](x []T) float64 {
 		}
 		return s
 	case n <= 128:
-		var r [8]float64
+		// Eight variables, not an array: the compiler keeps them in
+		// registers (an array stays in memory, a load and a store per
+		// addition).
 		h := x[:8:8]
-		r[0], r[1], r[2], r[3] = float64(h[0]), float64(h[1]), float64(h[2]), float64(h[3])
-		r[4], r[5], r[6], r[7] = float64(h[4]), float64(h[5]), float64(h[6]), float64(h[7])
+		r0, r1, r2, r3 := float64(h[0]), float64(h[1]), float64(h[2]), float64(h[3])
+		r4, r5, r6, r7 := float64(h[4]), float64(h[5]), float64(h[6]), float64(h[7])
 		i := 8
 		for ; i+8 <= n; i += 8 {
 			v := x[i : i+8 : i+8]
-			r[0] += float64(v[0])
-			r[1] += float64(v[1])
-			r[2] += float64(v[2])
-			r[3] += float64(v[3])
-			r[4] += float64(v[4])
-			r[5] += float64(v[5])
-			r[6] += float64(v[6])
-			r[7] += float64(v[7])
+			r0 += float64(v[0])
+			r1 += float64(v[1])
+			r2 += float64(v[2])
+			r3 += float64(v[3])
+			r4 += float64(v[4])
+			r5 += float64(v[5])
+			r6 += float64(v[6])
+			r7 += float64(v[7])
 		}
-		s := ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+		s := ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
 		for ; i < n; i++ {
 			s += float64(x[i])
 		}
