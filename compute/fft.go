@@ -3,6 +3,7 @@ package compute
 import (
 	"math"
 	"math/bits"
+	"unsafe"
 )
 
 // powerSpectrum computes the one-sided power |X[k]|^2, k = 0..n/2, of the
@@ -48,6 +49,7 @@ type pow2RFFT struct {
 	radix int            // of the first stage: 8 if odd, else 4
 	first []int32        // first[r] = radix · (bit reversal of r in log2(m/radix) bits): where the first stage's butterfly of the pairs r + k·m/radix goes
 	tw    [][]complex128 // per later radix-4 stage: w^j, w^2j, w^3j, j < q, w = exp(-2πi/4q)
+	twx   [][]float64    // tw laid out for radix4Stage (stageTwiddles); nil: the Go loop
 	split []complex128   // see splitPower
 	z     []complex128
 }
@@ -79,6 +81,9 @@ func newPow2RFFT(n int) *pow2RFFT {
 			}
 		}
 		f.tw = append(f.tw, t)
+		if haveAsm && m <= maxStageAsm {
+			f.twx = append(f.twx, stageTwiddles(t))
+		}
 	}
 	f.split = newSplit(n)
 	return f
@@ -292,8 +297,37 @@ func loadPairRadix8[T sample](z []complex128, first []int32, a, b []T, w []float
 // loadPow2PairHalf is loadPow2Pair of the segments a = x[:m] and b =
 // x[m/2:3m/2] (len(x) >= 3m/2, m = f.m), for an odd log2(m): each sample
 // shared by the two is read once.
-func loadPow2PairHalf[T sample](f *pow2RFFT, x []T, w []float64, ma, mb float64) {
+// pw, when not nil, is w laid out by pairWindow: float32 samples are then
+// loaded in assembly, bit for bit as loadPairRadix8Half loads them.
+func loadPow2PairHalf[T sample](f *pow2RFFT, x []T, w, pw []float64, ma, mb float64) {
+	if x32, ok := any(x).([]float32); ok && pw != nil {
+		m := f.m
+		if len(x32) < 3*m/2 || len(pw) < 2*m || len(f.first) < m/8 || m%8 != 0 {
+			panic("compute: loadPairRadix8HalfF32 of mismatched lengths")
+		}
+		loadPairRadix8HalfF32(f.z[:m], f.first, x32, pw, ma, mb)
+		return
+	}
 	loadPairRadix8Half(f.z[:f.m], f.first, x, w, ma, mb)
+}
+
+// pairWindow lays out window w (len m, a multiple of 8) for
+// loadPairRadix8HalfF32: the weights of the points j + k·m/8, k < 8, one
+// after the other for each j, each twice, 16-byte aligned.
+func pairWindow(w []float64) []float64 {
+	m := len(w)
+	o := m / 8
+	b := make([]float64, 2*m+1)
+	if uintptr(unsafe.Pointer(&b[0]))%16 != 0 {
+		b = b[1:]
+	}
+	b = b[: 2*m : 2*m]
+	for j := 0; j < o; j++ {
+		for k := 0; k < 8; k++ {
+			b[16*j+2*k], b[16*j+2*k+1] = w[k*o+j], w[k*o+j]
+		}
+	}
+	return b
 }
 
 // loadPairRadix8Half is loadPairRadix8 for two segments half a segment
@@ -429,9 +463,46 @@ func radix4(z []complex128) {
 	}
 }
 
+// maxStageAsm bounds the complex FFT length whose stages run in assembly:
+// its twiddle tables take 32 bytes per point more.
+const maxStageAsm = 1 << 14
+
+// stageTwiddles lays out a stage's twiddles t (w^j, w^2j, w^3j per j) for
+// radix4Stage: per j, for each of the three, (re, re) and (-im, im), so that
+// z·w = (re z, im z)·(re w, re w) + (im z, re z)·(-im w, im w) in two lanes,
+// the products and sums of Go's complex multiplication. The result is
+// 16-byte aligned.
+func stageTwiddles(t []complex128) []float64 {
+	b := make([]float64, 4*len(t)+1)
+	if uintptr(unsafe.Pointer(&b[0]))%16 != 0 {
+		b = b[1:]
+	}
+	b = b[: 4*len(t) : 4*len(t)]
+	for i, w := range t {
+		b[4*i], b[4*i+1], b[4*i+2], b[4*i+3] = real(w), real(w), -imag(w), imag(w)
+	}
+	return b
+}
+
 // laterStages runs the radix-4 stages after the first (radix-4 or radix-8)
-// one.
+// one: in assembly where there is, else laterStagesGo.
 func (f *pow2RFFT) laterStages(z []complex128) {
+	if f.twx == nil {
+		f.laterStagesGo(z)
+		return
+	}
+	q := f.radix
+	for _, t := range f.twx {
+		if len(z)%(4*q) != 0 || len(t) < 12*q {
+			panic("compute: radix4Stage of mismatched lengths")
+		}
+		radix4Stage(z, t, q)
+		q *= 4
+	}
+}
+
+// laterStagesGo is laterStages in Go.
+func (f *pow2RFFT) laterStagesGo(z []complex128) {
 	m := len(z)
 	q := f.radix
 	for _, tw := range f.tw {

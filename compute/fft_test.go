@@ -337,3 +337,102 @@ func BenchmarkPairedSegments(b *testing.B) {
 		})
 	}
 }
+
+// TestLaterStagesAsmEqualsGo: the radix-4 stages in assembly give, bit for
+// bit, what the Go loop gives (any NaN equal to any NaN), for every
+// power-of-two length they take, on random values with zeros of both signs,
+// an offset, infinities and NaN.
+func TestLaterStagesAsmEqualsGo(t *testing.T) {
+	if !haveAsm {
+		t.Skip("no assembly on this architecture")
+	}
+	rng := rand.New(rand.NewPCG(21, 22))
+	for n := 16; n <= 2*maxStageAsm; n *= 2 {
+		f := newPow2RFFT(n)
+		if len(f.tw) > 0 && len(f.twx) != len(f.tw) {
+			t.Fatalf("n=%d: %d stages in assembly of %d", n, len(f.twx), len(f.tw))
+		}
+		for c, special := range []float64{0, math.Copysign(0, -1), 1e6, math.Inf(1), math.Inf(-1), math.NaN()} {
+			z := make([]complex128, f.m)
+			for k := range z {
+				z[k] = complex(rng.NormFloat64(), rng.NormFloat64())
+				if c == 2 {
+					z[k] += complex(special, -special)
+				}
+			}
+			if c != 2 {
+				for range 3 {
+					k := rng.IntN(f.m)
+					z[k] = complex(special, real(z[k]))
+					z[rng.IntN(f.m)] = complex(imag(z[k]), special)
+				}
+			}
+			want := slices.Clone(z)
+			f.laterStagesGo(want)
+			f.laterStages(z)
+			for k := range z {
+				if !sameValue(real(z[k]), real(want[k])) || !sameValue(imag(z[k]), imag(want[k])) {
+					t.Fatalf("n=%d case %d: point %d is %v, the Go loop's %v", n, c, k, z[k], want[k])
+				}
+			}
+		}
+	}
+	if f := newPow2RFFT(4 * maxStageAsm); f.twx != nil {
+		t.Fatalf("n=%d: assembly beyond maxStageAsm", 4*maxStageAsm)
+	}
+}
+
+// sameValue: u and v have the same bits, or both are NaN.
+func sameValue(u, v float64) bool {
+	return math.Float64bits(u) == math.Float64bits(v) || math.IsNaN(u) && math.IsNaN(v)
+}
+
+// TestLoadPairHalfAsmEqualsGo: the float32 load of two segments half a
+// segment apart in assembly gives, bit for bit, what loadPairRadix8Half
+// gives (any NaN equal to any NaN), for every segment length with a radix-8
+// first stage up to 2^13, on random samples with an offset, signed zeros,
+// infinities and NaN, and a random window.
+func TestLoadPairHalfAsmEqualsGo(t *testing.T) {
+	if !haveAsm {
+		t.Skip("no assembly on this architecture")
+	}
+	rng := rand.New(rand.NewPCG(31, 32))
+	for m := 8; m <= 1<<13; m *= 4 {
+		f := newPow2RFFT(2 * m)
+		if !f.odd {
+			t.Fatalf("m=%d: no radix-8 first stage", m)
+		}
+		w := make([]float64, m)
+		for i := range w {
+			w[i] = rng.Float64()
+		}
+		pw := pairWindow(w)
+		for c, special := range []float64{0, math.Copysign(0, -1), 1e6, math.Inf(1), math.Inf(-1), math.NaN()} {
+			x := make([]float32, 3*m/2+c) // longer than read, too
+			for i := range x {
+				x[i] = float32(rng.NormFloat64())
+				if c == 2 {
+					x[i] += float32(special)
+				}
+			}
+			if c != 2 {
+				for range 3 {
+					x[rng.IntN(len(x))] = float32(special)
+				}
+			}
+			ma, mb := rng.NormFloat64(), rng.NormFloat64()
+			if c == 2 {
+				ma, mb = ma+special, mb+special
+			}
+			want := make([]complex128, m)
+			loadPairRadix8Half(want, f.first, x, w, ma, mb)
+			clear(f.z)
+			loadPow2PairHalf(f, x, w, pw, ma, mb)
+			for k, v := range f.z {
+				if !sameValue(real(v), real(want[k])) || !sameValue(imag(v), imag(want[k])) {
+					t.Fatalf("m=%d case %d: point %d is %v, the Go loop's %v", m, c, k, v, want[k])
+				}
+			}
+		}
+	}
+}

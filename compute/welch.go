@@ -38,11 +38,14 @@ type Plan struct {
 	// once: the pow2RFFT of length 2·nfft, whose complex FFT is of length
 	// nfft; acc2 sums its powers (twice the segments' sum).
 	pair *pow2RFFT
-	acc2 []float64
-	seg  []float64 // nfft: windowed, detrended, zero-padded segment
-	acc  []float64 // nhalf: sum over segments (mean)
-	rows []float64 // nseg*nhalf: per-segment powers (median)
-	col  []float64 // medianBlock*nseg scratch (median)
+	// pairWin is the window laid out for pair's float32 loads in
+	// assembly (pairWindow), or nil.
+	pairWin []float64
+	acc2    []float64
+	seg     []float64 // nfft: windowed, detrended, zero-padded segment
+	acc     []float64 // nhalf: sum over segments (mean)
+	rows    []float64 // nseg*nhalf: per-segment powers (median)
+	col     []float64 // medianBlock*nseg scratch (median)
 	// medianFreqs, when positive, is how many frequencies a median over
 	// too many segments x frequencies takes per pass over the record, its
 	// segments' powers held by frequency in rows (medianFreqs*nseg values).
@@ -174,6 +177,9 @@ func newPlan(p WelchParams, n, medianValues int) (*Plan, error) {
 	if _, ok := pl.fft.(*pow2RFFT); ok && nfft == nperseg && nfft <= maxPairedNFFT && !pl.median && pl.detrend != DetrendLinear && pl.nseg > 1 {
 		pl.pair = newPow2RFFT(2 * nfft)
 		pl.acc2 = make([]float64, pl.nhalf)
+		if haveAsm && pl.pair.odd {
+			pl.pairWin = pairWindow(pl.win)
+		}
 	}
 	if pl.median {
 		pl.bias = medianBias(pl.nseg)
@@ -355,7 +361,7 @@ func psd[T sample](ctx context.Context, pl *Plan, dst []float64, x []T, fs float
 			seg2 := x[(s+1)*pl.step : (s+1)*pl.step+pl.nperseg]
 			mean2, _ := segMean(s+1, seg2)
 			if pair.odd && 2*pl.step == pl.nperseg && !pl.noHalfPairs {
-				loadPow2PairHalf(pair, x[s*pl.step:(s+1)*pl.step+pl.nperseg], pl.win, mean, mean2)
+				loadPow2PairHalf(pair, x[s*pl.step:(s+1)*pl.step+pl.nperseg], pl.win, pl.pairWin, mean, mean2)
 			} else {
 				loadPow2Pair(pair, seg, seg2, pl.win, mean, mean2)
 			}
@@ -605,23 +611,25 @@ func pairwiseSum[T sample](x []T) float64 {
 		}
 		return s
 	case n <= 128:
-		var r [8]float64
+		// Eight variables, not an array: the compiler keeps them in
+		// registers (an array stays in memory, a load and a store per
+		// addition).
 		h := x[:8:8]
-		r[0], r[1], r[2], r[3] = float64(h[0]), float64(h[1]), float64(h[2]), float64(h[3])
-		r[4], r[5], r[6], r[7] = float64(h[4]), float64(h[5]), float64(h[6]), float64(h[7])
+		r0, r1, r2, r3 := float64(h[0]), float64(h[1]), float64(h[2]), float64(h[3])
+		r4, r5, r6, r7 := float64(h[4]), float64(h[5]), float64(h[6]), float64(h[7])
 		i := 8
 		for ; i+8 <= n; i += 8 {
 			v := x[i : i+8 : i+8]
-			r[0] += float64(v[0])
-			r[1] += float64(v[1])
-			r[2] += float64(v[2])
-			r[3] += float64(v[3])
-			r[4] += float64(v[4])
-			r[5] += float64(v[5])
-			r[6] += float64(v[6])
-			r[7] += float64(v[7])
+			r0 += float64(v[0])
+			r1 += float64(v[1])
+			r2 += float64(v[2])
+			r3 += float64(v[3])
+			r4 += float64(v[4])
+			r5 += float64(v[5])
+			r6 += float64(v[6])
+			r7 += float64(v[7])
 		}
-		s := ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+		s := ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
 		for ; i < n; i++ {
 			s += float64(x[i])
 		}

@@ -1,0 +1,20 @@
+package compute
+
+// haveAsm reports whether radix4Stage and loadPairRadix8HalfF32 are
+// written in assembly here (SSE2, which every amd64 processor has).
+const haveAsm = true
+
+// radix4Stage runs one radix-4 stage of pow2RFFT.laterStages, of quarter
+// length q, on every block of 4q points of z, with the twiddles laid out by
+// stageTwiddles (tw 16-byte aligned): bit for bit what the Go loop gives.
+//
+//go:noescape
+func radix4Stage(z []complex128, tw []float64, q int)
+
+// loadPairRadix8HalfF32 is loadPairRadix8Half of float32 samples, with the
+// window laid out by pairWindow: bit for bit what the Go loop gives.
+// len(z) = m, a multiple of 8; len(first) >= m/8; len(x) >= 3m/2;
+// len(w) >= 2m.
+//
+//go:noescape
+func loadPairRadix8HalfF32(z []complex128, first []int32, x []float32, w []float64, ma, mb float64)

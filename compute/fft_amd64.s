@@ -1,0 +1,281 @@
+#include "textflag.h"
+
+// negHigh flips the sign of a complex128's imaginary part (XORPD).
+DATA negHigh<>+0(SB)/8, $0
+DATA negHigh<>+8(SB)/8, $0x8000000000000000
+GLOBL negHigh<>(SB), RODATA|NOPTR, $16
+
+// negLow flips the sign of a complex128's real part.
+DATA negLow<>+0(SB)/8, $0x8000000000000000
+DATA negLow<>+8(SB)/8, $0
+GLOBL negLow<>(SB), RODATA|NOPTR, $16
+
+// sqrtHalf is (r, r), sqrtHalfNeg (r, -r), r = 1/√2 rounded as Go rounds
+// the constant 0.70710678118654752440.
+DATA sqrtHalf<>+0(SB)/8, $0x3fe6a09e667f3bcd
+DATA sqrtHalf<>+8(SB)/8, $0x3fe6a09e667f3bcd
+GLOBL sqrtHalf<>(SB), RODATA|NOPTR, $16
+DATA sqrtHalfNeg<>+0(SB)/8, $0x3fe6a09e667f3bcd
+DATA sqrtHalfNeg<>+8(SB)/8, $0xbfe6a09e667f3bcd
+GLOBL sqrtHalfNeg<>(SB), RODATA|NOPTR, $16
+
+// func radix4Stage(z []complex128, tw []float64, q int)
+//
+// One radix-4 stage of pow2RFFT.laterStages, two float64 lanes per
+// instruction: the same operations, on the same operands, in the same
+// order as the Go loop (see stageTwiddles for tw's layout).
+TEXT ·radix4Stage(SB), NOSPLIT, $0-56
+	MOVQ z_base+0(FP), DI
+	MOVQ z_len+8(FP), CX
+	MOVQ tw_base+24(FP), SI
+	MOVQ q+48(FP), R8
+	SHLQ $4, R8              // a quarter of a block, in bytes
+	LEAQ (R8)(R8*2), R9      // three quarters
+	MOVQ R8, R12
+	SHLQ $2, R12             // a block
+	SHLQ $4, CX
+	LEAQ (DI)(CX*1), R10     // end of z
+	MOVUPS negHigh<>(SB), X14
+	CMPQ DI, R10
+	JAE done
+
+block:
+	// j = 0: the twiddles are 1.
+	MOVUPD (DI), X0          // y0
+	MOVUPD (DI)(R8*1), X1    // y2
+	MOVUPD (DI)(R8*2), X2    // y1
+	MOVUPD (DI)(R9*1), X3    // y3
+	MOVAPD X0, X4
+	ADDPD X1, X4             // s0 = y0 + y2
+	SUBPD X1, X0             // s1 = y0 - y2
+	MOVAPD X2, X5
+	ADDPD X3, X5             // s2 = y1 + y3
+	SUBPD X3, X2             // s3 = y1 - y3
+	MOVAPD X4, X6
+	ADDPD X5, X6             // s0 + s2
+	SUBPD X5, X4             // s0 - s2
+	MOVUPD X6, (DI)
+	MOVUPD X4, (DI)(R8*2)
+	SHUFPD $1, X2, X2
+	XORPD X14, X2            // -i·s3 = (imag s3, -real s3)
+	MOVAPD X0, X7
+	ADDPD X2, X7             // s1 - i·s3
+	SUBPD X2, X0             // s1 + i·s3
+	MOVUPD X7, (DI)(R8*1)
+	MOVUPD X0, (DI)(R9*1)
+
+	LEAQ 16(DI), AX          // &z0[1]
+	LEAQ (DI)(R8*1), R11     // &z0[q]
+	LEAQ 96(SI), BX          // twiddles of j = 1
+	CMPQ AX, R11
+	JAE next
+
+inner:
+	MOVUPD (AX), X0          // y0
+	MOVUPD (AX)(R8*1), X1    // z1[j]
+	PSHUFD $0x4e, X1, X5     // its parts swapped
+	MULPD 32(BX), X1         // (re·wr, im·wr), w = w^2j
+	MULPD 48(BX), X5         // (im·-wi, re·wi)
+	ADDPD X5, X1             // y2 = z1[j]·w^2j
+	MOVUPD (AX)(R8*2), X2    // z2[j]
+	PSHUFD $0x4e, X2, X6
+	MULPD 0(BX), X2
+	MULPD 16(BX), X6
+	ADDPD X6, X2             // y1 = z2[j]·w^j
+	MOVUPD (AX)(R9*1), X3    // z3[j]
+	PSHUFD $0x4e, X3, X7
+	MULPD 64(BX), X3
+	MULPD 80(BX), X7
+	ADDPD X7, X3             // y3 = z3[j]·w^3j
+	MOVAPD X0, X4
+	ADDPD X1, X4             // s0
+	SUBPD X1, X0             // s1
+	MOVAPD X2, X5
+	ADDPD X3, X5             // s2
+	SUBPD X3, X2             // s3
+	MOVAPD X4, X6
+	ADDPD X5, X6
+	SUBPD X5, X4
+	MOVUPD X6, (AX)
+	MOVUPD X4, (AX)(R8*2)
+	SHUFPD $1, X2, X2
+	XORPD X14, X2
+	MOVAPD X0, X7
+	ADDPD X2, X7
+	SUBPD X2, X0
+	MOVUPD X7, (AX)(R8*1)
+	MOVUPD X0, (AX)(R9*1)
+	ADDQ $16, AX
+	ADDQ $96, BX
+	CMPQ AX, R11
+	JB inner
+
+next:
+	ADDQ R12, DI
+	CMPQ DI, R10
+	JB block
+
+done:
+	RET
+
+// func loadPairRadix8HalfF32(z []complex128, first []int32, x []float32, w []float64, ma, mb float64)
+//
+// loadPairRadix8Half of float32 samples, two float64 lanes per
+// instruction (the real part, segment a, in the low lane; the imaginary
+// part, segment b, in the high one): the same operations, on the same
+// operands, in the same order as the Go loop. w is the window laid out by
+// pairWindow (16-byte aligned). The samples are loaded with MOVSS and
+// widened two at a time with CVTPS2PD, which write whole registers:
+// CVTSS2SD would keep each register's upper lane, tying every iteration to
+// the one before.
+TEXT ·loadPairRadix8HalfF32(SB), NOSPLIT, $0-112
+	MOVQ z_base+0(FP), DI
+	MOVQ first_base+24(FP), R12
+	MOVQ z_len+8(FP), R13
+	SHRQ $3, R13             // o = m/8
+	MOVQ x_base+48(FP), AX
+	MOVQ w_base+72(FP), SI
+	MOVQ R13, R8
+	SHLQ $2, R8              // S: o samples, in bytes
+	LEAQ (R8)(R8*2), R9      // 3S
+	LEAQ (AX)(R8*4), BX      // x's block 4
+	LEAQ (BX)(R8*4), CX      // x's block 8
+	LEAQ (R12)(R13*4), R13   // &first[o]
+	MOVSD ma+96(FP), X13
+	MOVSD mb+104(FP), X0
+	UNPCKLPD X0, X13         // (ma, mb)
+	MOVUPS negHigh<>(SB), X14
+	MOVUPS negLow<>(SB), X12
+	MOVUPS sqrtHalf<>(SB), X11
+	MOVUPS sqrtHalfNeg<>(SB), X10
+	CMPQ R12, R13
+	JAE ldone
+
+lloop:
+	// y0 = (x0-ma, x4-mb)·w0, y4 = (x4-ma, x8-mb)·w4; c0, c1 = y0 ± y4
+	MOVSS (AX), X0
+	MOVSS (BX), X1
+	UNPCKLPS X1, X0
+	MOVSS (CX), X2
+	UNPCKLPS X2, X1
+	CVTPS2PD X0, X0
+	CVTPS2PD X1, X1
+	SUBPD X13, X0
+	MULPD 0(SI), X0
+	SUBPD X13, X1
+	MULPD 64(SI), X1
+	MOVAPD X0, X2
+	ADDPD X1, X2             // c0
+	SUBPD X1, X0             // c1
+	// y2 = (x2, x6), y6 = (x6, x10); c2, c3 = y2 ± y6
+	MOVSS (AX)(R8*2), X1
+	MOVSS (BX)(R8*2), X3
+	UNPCKLPS X3, X1
+	MOVSS (CX)(R8*2), X4
+	UNPCKLPS X4, X3
+	CVTPS2PD X1, X1
+	CVTPS2PD X3, X3
+	SUBPD X13, X1
+	MULPD 32(SI), X1
+	SUBPD X13, X3
+	MULPD 96(SI), X3
+	MOVAPD X1, X4
+	ADDPD X3, X4             // c2
+	SUBPD X3, X1             // c3
+	// e0, e2 = c0 ± c2; e1, e3 = c1 ∓ i·c3
+	MOVAPD X2, X3
+	ADDPD X4, X3             // e0
+	SUBPD X4, X2             // e2
+	PSHUFD $0x4e, X1, X1
+	XORPD X14, X1            // -i·c3
+	MOVAPD X0, X4
+	ADDPD X1, X4             // e1
+	SUBPD X1, X0             // e3
+	// y1 = (x1, x5), y5 = (x5, x9); c4, c5 = y1 ± y5
+	MOVSS (AX)(R8*1), X1
+	MOVSS (BX)(R8*1), X5
+	UNPCKLPS X5, X1
+	MOVSS (CX)(R8*1), X6
+	UNPCKLPS X6, X5
+	CVTPS2PD X1, X1
+	CVTPS2PD X5, X5
+	SUBPD X13, X1
+	MULPD 16(SI), X1
+	SUBPD X13, X5
+	MULPD 80(SI), X5
+	MOVAPD X1, X6
+	ADDPD X5, X6             // c4
+	SUBPD X5, X1             // c5
+	// y3 = (x3, x7), y7 = (x7, x11); c6, c7 = y3 ± y7
+	MOVSS (AX)(R9*1), X5
+	MOVSS (BX)(R9*1), X7
+	UNPCKLPS X7, X5
+	MOVSS (CX)(R9*1), X8
+	UNPCKLPS X8, X7
+	CVTPS2PD X5, X5
+	CVTPS2PD X7, X7
+	SUBPD X13, X5
+	MULPD 48(SI), X5
+	SUBPD X13, X7
+	MULPD 112(SI), X7
+	MOVAPD X5, X8
+	ADDPD X7, X8             // c6
+	SUBPD X7, X5             // c7
+	// o0, o2 = c4 ± c6; o1, o3 = c5 ∓ i·c7
+	MOVAPD X6, X7
+	ADDPD X8, X7             // o0
+	SUBPD X8, X6             // o2
+	PSHUFD $0x4e, X5, X5
+	XORPD X14, X5            // -i·c7
+	MOVAPD X1, X8
+	ADDPD X5, X8             // o1
+	SUBPD X5, X1             // o3
+	// b = z[first[j]:][:8]
+	MOVLQSX (R12), DX
+	SHLQ $4, DX
+	ADDQ DI, DX
+	// b0, b4 = e0 ± o0
+	MOVAPD X3, X5
+	ADDPD X7, X5
+	SUBPD X7, X3
+	MOVUPD X5, 0(DX)
+	MOVUPD X3, 64(DX)
+	// t1 = r·(re o1 + im o1, im o1 - re o1); b1, b5 = e1 ± t1
+	PSHUFD $0x4e, X8, X5
+	XORPD X14, X5
+	ADDPD X5, X8
+	MULPD X11, X8
+	MOVAPD X4, X5
+	ADDPD X8, X5
+	SUBPD X8, X4
+	MOVUPD X5, 16(DX)
+	MOVUPD X4, 80(DX)
+	// t2 = -i·o2; b2, b6 = e2 ± t2
+	PSHUFD $0x4e, X6, X6
+	XORPD X14, X6
+	MOVAPD X2, X5
+	ADDPD X6, X5
+	SUBPD X6, X2
+	MOVUPD X5, 32(DX)
+	MOVUPD X2, 96(DX)
+	// t3 = (r·(im o3 - re o3), -r·(re o3 + im o3)); b3, b7 = e3 ± t3
+	PSHUFD $0x4e, X1, X5
+	XORPD X12, X1
+	ADDPD X1, X5
+	MULPD X10, X5
+	MOVAPD X0, X1
+	ADDPD X5, X1
+	SUBPD X5, X0
+	MOVUPD X1, 48(DX)
+	MOVUPD X0, 112(DX)
+
+	ADDQ $4, AX
+	ADDQ $4, BX
+	ADDQ $4, CX
+	ADDQ $128, SI
+	ADDQ $4, R12
+	CMPQ R12, R13
+	JB lloop
+
+ldone:
+	RET

@@ -1,0 +1,17 @@
+//go:build !amd64
+
+package compute
+
+// haveAsm reports whether radix4Stage and loadPairRadix8HalfF32 are
+// written in assembly here.
+const haveAsm = false
+
+// radix4Stage is not called where haveAsm is false.
+func radix4Stage(z []complex128, tw []float64, q int) {
+	panic("compute: radix4Stage without assembly")
+}
+
+// loadPairRadix8HalfF32 is not called where haveAsm is false.
+func loadPairRadix8HalfF32(z []complex128, first []int32, x []float32, w []float64, ma, mb float64) {
+	panic("compute: loadPairRadix8HalfF32 without assembly")
+}
