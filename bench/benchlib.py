@@ -188,12 +188,28 @@ def action(client, kind: str, body: dict) -> dict:
 
 
 def run_job(client, body: dict, poll: float = 0.02, kind: str = "psd") -> tuple[str, float]:
-    """Submits a job, polls job-status every `poll` s until it ends; returns (job id, wall seconds
-    from submitting to SUCCEEDED). Raises if the job did not succeed."""
+    """Submits a job and waits for it as the Python client (`flightbatch.Job.wait`) does: `job-wait`
+    calls the server holds up to 1 s each, answered as soon as the job ends; a server without
+    job-wait (an older binary) is polled with job-status every `poll` s. Returns (job id, wall
+    seconds from submitting to SUCCEEDED). Raises if the job did not succeed."""
+    import pyarrow as pa
+
     t0 = time.perf_counter()
     job_id = action(client, kind, body)["job_id"]
-    while (st := action(client, "job-status", {"job_id": job_id}))["state"] in ("SUBMITTED", "RUNNING"):
-        time.sleep(poll)
+    held = True
+    while True:
+        if held:
+            try:
+                st = action(client, "job-wait", {"job_id": job_id, "timeout_s": 1.0})
+            except pa.ArrowNotImplementedError:
+                held = False
+                continue
+        else:
+            st = action(client, "job-status", {"job_id": job_id})
+        if st["state"] not in ("SUBMITTED", "RUNNING"):
+            break
+        if not held:
+            time.sleep(poll)
     wall = time.perf_counter() - t0
     if st["state"] != "SUCCEEDED":
         raise RuntimeError(f"job {job_id} ended {st['state']}: {st.get('error')}")

@@ -390,8 +390,21 @@ func (f *pow2RFFT) laterStagesPairPower(dst []float64) {
 	dst[0] += 2 * (real(z0)*real(z0) + imag(z0)*imag(z0))
 	dst[h] += 2 * (real(zh)*real(zh) + imag(zh)*imag(zh))
 	lo, hi := z[1:h], z[h+1:n]
-	hi = hi[:len(lo)]
 	d := dst[1:h]
+	if haveAsm {
+		// Pairs of k in assembly, from both ends; the odd k left over
+		// (lo[last], hi[0]) in Go.
+		e := len(lo) &^ 1
+		pairPowerAdd(d[:e], lo[:e], hi[len(hi)-e:])
+		d, lo, hi = d[e:], lo[e:], hi[:len(hi)-e]
+	}
+	pairPowerAddGo(d, lo, hi)
+}
+
+// pairPowerAddGo adds |lo[k]|² + |hi[len(lo)-1-k]|² into d[k], k <
+// len(lo) (len(d) and len(hi) the same).
+func pairPowerAddGo(d []float64, lo, hi []complex128) {
+	hi = hi[:len(lo)]
 	d = d[:len(lo)]
 	last := len(lo) - 1
 	for k, u := range lo {

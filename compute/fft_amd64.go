@@ -18,3 +18,9 @@ func radix4Stage(z []complex128, tw []float64, q int)
 //
 //go:noescape
 func loadPairRadix8HalfF32(z []complex128, first []int32, x []float32, w []float64, ma, mb float64)
+
+// pairPowerAdd is pairPowerAddGo for an even len(lo) (len(d) and len(hi)
+// at least as long): bit for bit what the Go loop gives.
+//
+//go:noescape
+func pairPowerAdd(d []float64, lo, hi []complex128)

@@ -279,3 +279,49 @@ lloop:
 
 ldone:
 	RET
+
+// func pairPowerAdd(d []float64, lo, hi []complex128)
+//
+// pairPowerAddGo for an even len(lo), two k at a time: d[k] += (|lo[k]|²)
+// + (|hi[n-1-k]|²), the same products and sums in the same order.
+TEXT ·pairPowerAdd(SB), NOSPLIT, $0-72
+	MOVQ d_base+0(FP), DI
+	MOVQ lo_base+24(FP), SI
+	MOVQ lo_len+32(FP), CX
+	MOVQ hi_base+48(FP), DX
+	MOVQ CX, AX
+	SHLQ $4, AX
+	LEAQ -32(DX)(AX*1), DX   // &hi[n-2]
+	LEAQ (DI)(CX*8), R8      // &d[n]
+	CMPQ DI, R8
+	JAE pdone
+
+ploop:
+	MOVUPD (SI), X0          // u0 = lo[k]
+	MOVUPD 16(SI), X1        // u1 = lo[k+1]
+	MOVUPD 16(DX), X2        // v0 = hi[n-1-k]
+	MOVUPD (DX), X3          // v1 = hi[n-2-k]
+	MULPD X0, X0
+	MULPD X1, X1
+	MULPD X2, X2
+	MULPD X3, X3
+	MOVAPD X0, X4
+	UNPCKLPD X1, X4          // (re u0², re u1²)
+	UNPCKHPD X1, X0          // (im u0², im u1²)
+	ADDPD X4, X0             // |u0|², |u1|²
+	MOVAPD X2, X5
+	UNPCKLPD X3, X5
+	UNPCKHPD X3, X2
+	ADDPD X5, X2             // |v0|², |v1|²
+	ADDPD X2, X0
+	MOVUPD (DI), X6
+	ADDPD X0, X6
+	MOVUPD X6, (DI)
+	ADDQ $16, DI
+	ADDQ $32, SI
+	SUBQ $32, DX
+	CMPQ DI, R8
+	JB ploop
+
+pdone:
+	RET

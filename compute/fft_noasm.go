@@ -15,3 +15,8 @@ func radix4Stage(z []complex128, tw []float64, q int) {
 func loadPairRadix8HalfF32(z []complex128, first []int32, x []float32, w []float64, ma, mb float64) {
 	panic("compute: loadPairRadix8HalfF32 without assembly")
 }
+
+// pairPowerAdd is not called where haveAsm is false.
+func pairPowerAdd(d []float64, lo, hi []complex128) {
+	panic("compute: pairPowerAdd without assembly")
+}

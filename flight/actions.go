@@ -60,6 +60,7 @@ func (s *Server) actionTypes() []*aflight.ActionType {
 var actions = []*aflight.ActionType{
 	{Type: api.ActionRun, Description: `Run a registered function over every shard of a dataset as a job: {"function": "name", "dataset": "demo", "params": {...}}`},
 	{Type: api.ActionJobStatus, Description: `A job's state and shard counts: {"job_id": "..."}`},
+	{Type: api.ActionJobWait, Description: `A job's status as soon as it has ended, or after timeout_s (0 to 60, default 10) if it has not: {"job_id": "...", "timeout_s": 10}`},
 	{Type: api.ActionCancelJob, Description: `Stop a job's children; the job ends CANCELLED: {"job_id": "..."}`},
 	{Type: api.ActionListJobs, Description: `The job history, oldest first, filtered: {} or {"state": ["FAILED"], "dataset", "function", "name", "labels": {"k": "v"}, "submitted_by", "since", "until" (RFC 3339), "order": "newest", "limit": 10}`},
 	{Type: api.ActionListFunctions, Description: `The functions jobs can run: {}`},
@@ -122,6 +123,8 @@ func (s *Server) action(ctx context.Context, typ string, body []byte) (out any, 
 		return s.actionRun(ctx, body)
 	case api.ActionJobStatus:
 		return s.actionJobStatus(body)
+	case api.ActionJobWait:
+		return s.actionJobWait(ctx, body)
 	case api.ActionCancelJob:
 		return s.actionCancel(ctx, body)
 	case api.ActionListJobs:

@@ -86,6 +86,8 @@ func (s *Server) PollFlightInfo(ctx context.Context, d *aflight.FlightDescriptor
 		case <-changed:
 		case <-hold.C:
 			return info, nil
+		case <-s.stopping:
+			return info, nil
 		case <-ctx.Done():
 			return nil, status.FromContextError(ctx.Err()).Err()
 		}

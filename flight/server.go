@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -51,6 +53,10 @@ type Options struct {
 	PollHold time.Duration
 	Log      *slog.Logger
 	Alloc    memory.Allocator
+
+	// MaxJobWaiters bounds the job-wait calls held at once (default
+	// DefaultMaxJobWaiters).
+	MaxJobWaiters int
 
 	// ShardBytes is the target size of the shards DoPut writes (default
 	// dataset.DefaultShardBytes).
@@ -92,6 +98,11 @@ type Server struct {
 	auditLog *slog.Logger
 	// blocks lends DoGet's reads their buffers.
 	blocks *dataset.BlockPool
+	// jobWaiters counts the job-wait calls held now.
+	jobWaiters atomic.Int64
+	// stopping is closed by StopWaiting.
+	stopping chan struct{}
+	stopOnce sync.Once
 }
 
 // blockPoolBytes bounds the buffers DoGet streams keep for reuse: a few
@@ -119,10 +130,13 @@ func NewServer(cat *dataset.Catalog, jobs *batch.Manager, opts *Options) *Server
 	if o.PollHold <= 0 {
 		o.PollHold = DefaultPollHold
 	}
+	if o.MaxJobWaiters <= 0 {
+		o.MaxJobWaiters = DefaultMaxJobWaiters
+	}
 	if o.Alloc == nil {
 		o.Alloc = memory.DefaultAllocator
 	}
-	return &Server{cat: cat, jobs: jobs, opts: o, log: o.Log.With("component", "flight"), health: newHealth(), auditLog: o.Log.With("component", "audit"), blocks: dataset.NewBlockPool(blockPoolBytes)}
+	return &Server{cat: cat, jobs: jobs, opts: o, log: o.Log.With("component", "flight"), health: newHealth(), auditLog: o.Log.With("component", "audit"), blocks: dataset.NewBlockPool(blockPoolBytes), stopping: make(chan struct{})}
 }
 
 // maxStatusBytes bounds the message of every status the server returns: an

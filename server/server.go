@@ -121,6 +121,7 @@ func (s *Server) Done() <-chan error { return s.done }
 // Shutdown.
 func (s *Server) StopServing(grace time.Duration) bool {
 	s.stopHealth()
+	s.Flight.StopWaiting()
 	stopped := make(chan struct{})
 	go func() { s.gs.Shutdown(); close(stopped) }()
 	select {

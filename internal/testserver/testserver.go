@@ -37,6 +37,9 @@ type Options struct {
 	Fault func(ctx context.Context, jobID, shard string, attempt int) error
 	// PollHold is the server's long-poll hold (default 2 s).
 	PollHold time.Duration
+	// MaxJobWaiters bounds the job-wait calls held at once (default the
+	// server's).
+	MaxJobWaiters int
 	// Alloc is the Flight service's allocator (default memory.DefaultAllocator).
 	Alloc memory.Allocator
 	// Auth turns bearer-token authentication on (default off).
@@ -98,7 +101,7 @@ func Start(t testing.TB, o Options) *Server {
 	srv, err := server.Start(ctx, server.Config{
 		Store: st, Functions: analysis.Builtins(), Workers: o.Workers, Fault: o.Fault, Alloc: o.Alloc,
 		Jobs:   batch.Options{MaxAttempts: o.MaxAttempts, Version: "test"},
-		Flight: flight.Options{PollHold: o.PollHold, Auth: o.Auth, TLS: o.TLS, ClientCerts: o.ClientCerts, HealthEvery: 200 * time.Millisecond},
+		Flight: flight.Options{PollHold: o.PollHold, MaxJobWaiters: o.MaxJobWaiters, Auth: o.Auth, TLS: o.TLS, ClientCerts: o.ClientCerts, HealthEvery: 200 * time.Millisecond},
 	}, "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

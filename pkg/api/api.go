@@ -13,6 +13,7 @@ const (
 	ActionPSD           = "psd"
 	ActionRun           = "run"
 	ActionJobStatus     = "job-status"
+	ActionJobWait       = "job-wait"
 	ActionCancelJob     = "cancel-job"
 	ActionListJobs      = "list-jobs"
 	ActionListFunctions = "list-functions"
@@ -56,6 +57,14 @@ type SubmitResult struct {
 // JobRef names a job: the body of job-status and cancel-job.
 type JobRef struct {
 	JobID string `json:"job_id"`
+}
+
+// JobWaitRequest is the body of job-wait: answer the job's status when it
+// has ended, or after TimeoutS seconds if it has not.
+type JobWaitRequest struct {
+	JobID string `json:"job_id"`
+	// TimeoutS is how long to wait, 0 to 60 seconds; nil waits 10 seconds.
+	TimeoutS *float64 `json:"timeout_s,omitempty"`
 }
 
 // DeleteJobRequest is the body of delete-job.

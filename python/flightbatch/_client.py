@@ -29,10 +29,15 @@ TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 _JOB_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{6}$")
 # A DoPut batch of about this many bytes: far under the server's receive limit.
 _UPLOAD_BATCH_BYTES = 4 << 20
-# Waiting for a job polls job-status after 50 ms, then 1.5 times longer each time up to this: a
-# job is seen to end on average half of it after it ends, and a job-status call costs the server
-# a fraction of a millisecond.
+# Following parts, and waiting for a job on a server that cannot hold a job-wait call, polls
+# job-status after 50 ms, then 1.5 times longer each time up to this: a job is seen to end on
+# average half of it after it ends, and a job-status call costs the server a fraction of a
+# millisecond.
 _POLL_MAX_S = 0.2
+# Waiting for a job holds a job-wait call on the server this long at most, which answers as soon
+# as the job ends: short enough that Ctrl-C and a progress bar are never long unanswered.
+_WAIT_HOLD_S = 1.0
+_WAIT_HOLD_BAR_S = 0.25
 
 DatasetLike = Union[str, "Dataset", "Job"]
 """Anything that names a job's input: a dataset name, a :class:`Dataset`, a :class:`Job`, a job ID
@@ -126,6 +131,8 @@ class Client:
             if value is not None:
                 kwargs[arg] = _pem(value)
         self._flight = flight.FlightClient(addr, **kwargs)
+        # False once the server has said it has no job-wait action (an older server).
+        self._job_wait = True
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -512,6 +519,22 @@ class Job:
         self._last = self._client.action("job-status", {"job_id": self.id})
         return self._last
 
+    def _wait_step(self, hold: float) -> tuple[dict[str, Any], bool]:
+        """The job's status once it has ended or ``hold`` seconds have passed, from the server's
+        ``job-wait``; with False when the server could not wait (an older server, or too many
+        waiting calls): then it is ``job-status`` at once, and the caller sleeps before asking again.
+        """
+        if self._client._job_wait:
+            try:
+                self._last = self._client.action("job-wait", {"job_id": self.id, "timeout_s": round(max(hold, 0.0), 3)})
+                return self._last, True
+            except pa.ArrowNotImplementedError:
+                self._client._job_wait = False
+            except pa.ArrowException as e:
+                if "resource exhausted" not in str(e).lower():
+                    raise
+        return self.status(), False
+
     @property
     def state(self) -> str:
         """The job's state now: SUBMITTED, RUNNING, SUCCEEDED, FAILED or CANCELLED."""
@@ -567,7 +590,12 @@ class Job:
         first = True
         try:
             while True:
-                st = self.status()
+                # The server holds the call until the job ends (or hold passes): the end is
+                # known at once, not at the next poll.
+                hold = _WAIT_HOLD_BAR_S if progress else _WAIT_HOLD_S
+                if deadline is not None:
+                    hold = min(hold, deadline - time.monotonic())
+                st, waited = self._wait_step(hold)
                 shards = st.get("shards") or {}
                 if first and auto and not explicit and st["state"] in TERMINAL_STATES:
                     progress = False  # reading an ended job's result: nothing to watch
@@ -583,10 +611,11 @@ class Job:
                     bar.refresh()
                 if st["state"] in TERMINAL_STATES:
                     break
-                if deadline is not None and time.monotonic() > deadline:
+                if deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError(f"job {self.id} is still {st['state']} after {timeout} s")
-                time.sleep(delay)
-                delay = min(delay * 1.5, _POLL_MAX_S)
+                if not waited:
+                    time.sleep(delay)
+                    delay = min(delay * 1.5, _POLL_MAX_S)
         except KeyboardInterrupt:
             if bar is not None:
                 bar.close()

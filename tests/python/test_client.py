@@ -500,6 +500,74 @@ def test_wait_timeout(flightbatch_bin, tmp_path, monkeypatch):
         assert srv.stop() == 0
 
 
+def _count_actions(fb, monkeypatch, refuse: dict | None = None) -> list[str]:
+    """Records the kind of every action fb runs; kinds in refuse raise the exception given."""
+    kinds: list[str] = []
+    real = fb.action
+
+    def spy(kind, body=None):
+        kinds.append(kind)
+        if refuse and kind in refuse:
+            raise refuse[kind]
+        return real(kind, body)
+
+    monkeypatch.setattr(fb, "action", spy)
+    return kinds
+
+
+def test_wait_is_held_by_the_server(flightbatch_bin, tmp_path, monkeypatch):
+    # One shard sleeps 2 s: polling from 50 ms up to 0.2 s would ask job-status a dozen times;
+    # job-wait calls are held up to 1 s each and the last answers when the job ends.
+    srv = _start_with_faults(flightbatch_bin, tmp_path, monkeypatch, "part-00001:sleep=2")
+    try:
+        fb = flightbatch.connect(srv.location)
+        job = fb.psd("demo", nperseg=128)
+        kinds = _count_actions(fb, monkeypatch)
+        job.wait(progress=False, timeout=120)
+        assert job.status()["state"] == "SUCCEEDED"
+        waits = kinds[:-1]
+        assert waits and set(waits) == {"job-wait"}, kinds
+        assert len(waits) <= 8, kinds  # held, not polled
+        assert fb._job_wait
+        fb.close()
+    finally:
+        assert srv.stop() == 0
+
+
+@pytest.mark.parametrize(
+    "refusal, still_tries",
+    [
+        # A server without job-wait: polled from then on.
+        (pa.ArrowNotImplementedError("Flight returned unimplemented error, with message: unknown action"), False),
+        # Too many waiting calls on the server: this step polls, the next tries job-wait again.
+        (pa.ArrowInvalid("gRPC returned resource exhausted error, with message: 1024 calls already wait"), True),
+    ],
+)
+def test_wait_polls_when_the_server_cannot_hold_it(flightbatch_bin, tmp_path, monkeypatch, refusal, still_tries):
+    srv = _start_with_faults(flightbatch_bin, tmp_path, monkeypatch, "part-00001:sleep=1")
+    try:
+        fb = flightbatch.connect(srv.location)
+        job = fb.psd("demo", nperseg=128)
+        kinds = _count_actions(fb, monkeypatch, refuse={"job-wait": refusal})
+        job.wait(progress=False, timeout=120)
+        assert job.state == "SUCCEEDED"
+        assert "job-status" in kinds, kinds
+        assert fb._job_wait is still_tries
+        assert (kinds.count("job-wait") > 1) is still_tries, kinds
+        fb.close()
+    finally:
+        assert srv.stop() == 0
+
+
+def test_wait_raises_other_errors(fb, monkeypatch):
+    job = fb.psd("demo", nperseg=128)
+    _count_actions(fb, monkeypatch, refuse={"job-wait": pa.ArrowKeyError("Flight returned not found error")})
+    with pytest.raises(pa.ArrowKeyError):
+        job.wait(progress=False)
+    monkeypatch.undo()
+    job.wait(progress=False, timeout=120)
+
+
 # ---------------------------------------------------------------------------------------------
 # Authentication
 
