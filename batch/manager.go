@@ -71,6 +71,19 @@ type entry struct {
 	// changed is closed, and replaced, whenever the job changes.
 	changed chan struct{}
 	cancel  chan struct{} // closed when a cancel is requested
+	// result is what streaming the merged result needs, derived from m
+	// once m is SUCCEEDED (see mergedResult), under mg.mu.
+	result *mergedResult
+}
+
+// mergedResult is what OpenResult needs to stream a SUCCEEDED job's merged
+// result, derived once from the manifest m (which is replaced, never changed
+// in place): the result schema, that schema with provenance, and the parts.
+// The parts themselves are read, and checked, at every stream.
+type mergedResult struct {
+	m            *Manifest
+	schema, prov *arrow.Schema
+	files        []dataset.File
 }
 
 // NewManager returns a manager over the datasets of cat, running the functions
@@ -928,6 +941,11 @@ func (mg *Manager) resultSchema(ctx context.Context, m *Manifest) (*arrow.Schema
 // OpenResult streams a job's result: the merged result of a succeeded job
 // (shard == ""), or one finished shard's part (readable while the job runs).
 func (mg *Manager) OpenResult(ctx context.Context, id, shard string) (array.RecordReader, error) {
+	if shard == "" {
+		if r := mg.keptResult(id); r != nil {
+			return r.open(ctx, mg), nil
+		}
+	}
 	m, err := mg.Status(id)
 	if err != nil {
 		return nil, err
@@ -951,13 +969,58 @@ func (mg *Manager) OpenResult(ctx context.Context, id, shard string) (array.Reco
 		return nil, fmt.Errorf("job %s is %s (%d of %d shards succeeded); its merged result is readable once it has SUCCEEDED (finished parts are readable as jobs/%s/<shard>): %w",
 			id, m.State, c.Succeeded, c.Total, id, ErrNotFinished)
 	}
-	schema, err := mg.resultSchema(ctx, m)
+	r, err := mg.mergedResult(ctx, id, m)
 	if err != nil {
 		return nil, err
 	}
-	files := make([]dataset.File, len(m.Shards))
-	for i, s := range m.Shards {
-		files[i] = dataset.File{Key: PartKey(id, s.Name), Format: dataset.FormatArrow}
+	return r.open(ctx, mg), nil
+}
+
+// open streams the merged result's parts one after the other; Concat checks
+// every part's schema against r.schema as it opens it.
+func (r *mergedResult) open(ctx context.Context, mg *Manager) array.RecordReader {
+	return &provenanceReader{RecordReader: dataset.Concat(ctx, mg.st, r.schema, r.files, mg.alloc), schema: r.prov}
+}
+
+// keptResult returns the mergedResult kept with job id, if its manifest has
+// not changed since.
+func (mg *Manager) keptResult(id string) *mergedResult {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	if e := mg.jobs[id]; e != nil && e.result != nil && e.result.m == e.m {
+		return e.result
 	}
-	return &provenanceReader{RecordReader: dataset.Concat(ctx, mg.st, schema, files, mg.alloc), schema: m.WithProvenance(schema)}, nil
+	return nil
+}
+
+// mergedResult derives what streaming the merged result of job id, SUCCEEDED
+// as m says, needs, and keeps it with the job while its manifest stays the
+// same (keptResult), so that later streams do not copy the manifest, decode
+// the schema and build its provenance again: a final job's manifest no
+// longer changes.
+func (mg *Manager) mergedResult(ctx context.Context, id string, m *Manifest) (*mergedResult, error) {
+	mg.mu.Lock()
+	e := mg.jobs[id]
+	var cur *Manifest
+	if e != nil {
+		cur = e.m
+	}
+	mg.mu.Unlock()
+	if cur == nil || cur.State != StateSucceeded {
+		cur = m // not kept: derived from the clone the caller has
+	}
+	schema, err := mg.resultSchema(ctx, cur)
+	if err != nil {
+		return nil, err
+	}
+	r := &mergedResult{m: cur, schema: schema, prov: cur.WithProvenance(schema), files: make([]dataset.File, len(cur.Shards))}
+	for i, s := range cur.Shards {
+		r.files[i] = dataset.File{Key: PartKey(id, s.Name), Format: dataset.FormatArrow}
+	}
+	mg.mu.Lock()
+	if e != nil && e.m == cur && mg.jobs[id] == e {
+		e.result = r
+	}
+	mg.mu.Unlock()
+	return r, nil
 }

@@ -6,6 +6,14 @@ package compute
 // written in assembly here.
 const haveAsm = false
 
+// hasAVX reports whether radix4StageAVX can run here.
+const hasAVX = false
+
+// radix4StageAVX is not called where haveAsm is false.
+func radix4StageAVX(z []complex128, tw []float64, q int) {
+	panic("compute: radix4StageAVX without assembly")
+}
+
 // radix4Stage is not called where haveAsm is false.
 func radix4Stage(z []complex128, tw []float64, q int) {
 	panic("compute: radix4Stage without assembly")
@@ -14,4 +22,9 @@ func radix4Stage(z []complex128, tw []float64, q int) {
 // loadPairRadix8HalfF32 is not called where haveAsm is false.
 func loadPairRadix8HalfF32(z []complex128, first []int32, x []float32, w []float64, ma, mb float64) {
 	panic("compute: loadPairRadix8HalfF32 without assembly")
+}
+
+// pairPowerAdd is not called where haveAsm is false.
+func pairPowerAdd(d []float64, lo, hi []complex128) {
+	panic("compute: pairPowerAdd without assembly")
 }

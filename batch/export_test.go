@@ -1,0 +1,5 @@
+package batch
+
+// HasKeptResult reports whether the merged result of job id is kept for its
+// current manifest (see keptResult).
+func (mg *Manager) HasKeptResult(id string) bool { return mg.keptResult(id) != nil }
