@@ -49,8 +49,9 @@ type pow2RFFT struct {
 	radix int            // of the first stage: 8 if odd, else 4
 	first []int32        // first[r] = radix · (bit reversal of r in log2(m/radix) bits): where the first stage's butterfly of the pairs r + k·m/radix goes
 	tw    [][]complex128 // per later radix-4 stage: w^j, w^2j, w^3j, j < q, w = exp(-2πi/4q)
-	twx   [][]float64    // tw laid out for radix4Stage (stageTwiddles); nil: the Go loop
-	split []complex128   // see splitPower
+	twx   [][]float64    // tw laid out for radix4Stage (stageTwiddles) or, if avx, radix4StageAVX (stageTwiddlesAVX); nil: the Go loop
+	avx   bool
+	split []complex128 // see splitPower
 	z     []complex128
 }
 
@@ -82,7 +83,11 @@ func newPow2RFFT(n int) *pow2RFFT {
 		}
 		f.tw = append(f.tw, t)
 		if haveAsm && m <= maxStageAsm {
-			f.twx = append(f.twx, stageTwiddles(t))
+			if hasAVX {
+				f.twx, f.avx = append(f.twx, stageTwiddlesAVX(t)), true
+			} else {
+				f.twx = append(f.twx, stageTwiddles(t))
+			}
 		}
 	}
 	f.split = newSplit(n)
@@ -317,11 +322,7 @@ func loadPow2PairHalf[T sample](f *pow2RFFT, x []T, w, pw []float64, ma, mb floa
 func pairWindow(w []float64) []float64 {
 	m := len(w)
 	o := m / 8
-	b := make([]float64, 2*m+1)
-	if uintptr(unsafe.Pointer(&b[0]))%16 != 0 {
-		b = b[1:]
-	}
-	b = b[: 2*m : 2*m]
+	b := alignedFloat64s(2*m, 16)
 	for j := 0; j < o; j++ {
 		for k := 0; k < 8; k++ {
 			b[16*j+2*k], b[16*j+2*k+1] = w[k*o+j], w[k*o+j]
@@ -486,15 +487,38 @@ const maxStageAsm = 1 << 14
 // the products and sums of Go's complex multiplication. The result is
 // 16-byte aligned.
 func stageTwiddles(t []complex128) []float64 {
-	b := make([]float64, 4*len(t)+1)
-	if uintptr(unsafe.Pointer(&b[0]))%16 != 0 {
-		b = b[1:]
-	}
-	b = b[: 4*len(t) : 4*len(t)]
+	b := alignedFloat64s(4*len(t), 16)
 	for i, w := range t {
 		b[4*i], b[4*i+1], b[4*i+2], b[4*i+3] = real(w), real(w), -imag(w), imag(w)
 	}
 	return b
+}
+
+// stageTwiddlesAVX lays out a stage's twiddles t (w^j, w^2j, w^3j per j,
+// an even number of j) for radix4StageAVX: per pair j, j+1, for each of the
+// three, (re, re) and (-im, im) of both, 32-byte aligned.
+func stageTwiddlesAVX(t []complex128) []float64 {
+	b := alignedFloat64s(4*len(t), 32)
+	for j := 0; 3*j+5 < len(t); j += 2 {
+		for r := range 3 {
+			u, v := t[3*j+r], t[3*(j+1)+r]
+			o := b[12*j+8*r : 12*j+8*r+8 : 12*j+8*r+8]
+			o[0], o[1], o[2], o[3] = real(u), real(u), real(v), real(v)
+			o[4], o[5], o[6], o[7] = -imag(u), imag(u), -imag(v), imag(v)
+		}
+	}
+	return b
+}
+
+// alignedFloat64s returns n zeros whose first is align-byte aligned (align
+// a power of two, at least 8).
+func alignedFloat64s(n, align int) []float64 {
+	b := make([]float64, n+align/8-1)
+	off := 0
+	for uintptr(unsafe.Pointer(&b[off]))%uintptr(align) != 0 {
+		off++
+	}
+	return b[off : off+n : off+n]
 }
 
 // laterStages runs the radix-4 stages after the first (radix-4 or radix-8)
@@ -509,7 +533,11 @@ func (f *pow2RFFT) laterStages(z []complex128) {
 		if len(z)%(4*q) != 0 || len(t) < 12*q {
 			panic("compute: radix4Stage of mismatched lengths")
 		}
-		radix4Stage(z, t, q)
+		if f.avx {
+			radix4StageAVX(z, t, q)
+		} else {
+			radix4Stage(z, t, q)
+		}
 		q *= 4
 	}
 }

@@ -1,5 +1,11 @@
 package compute
 
+import "golang.org/x/sys/cpu"
+
+// hasAVX reports whether the processor and the operating system support
+// AVX: radix4StageAVX then runs the stages.
+var hasAVX = cpu.X86.HasAVX
+
 // haveAsm reports whether radix4Stage and loadPairRadix8HalfF32 are
 // written in assembly here (SSE2, which every amd64 processor has).
 const haveAsm = true
@@ -24,3 +30,10 @@ func loadPairRadix8HalfF32(z []complex128, first []int32, x []float32, w []float
 //
 //go:noescape
 func pairPowerAdd(d []float64, lo, hi []complex128)
+
+// radix4StageAVX is radix4Stage with AVX, two points an instruction, with
+// the twiddles laid out by stageTwiddlesAVX: bit for bit what the Go loop
+// gives. It needs AVX (hasAVX).
+//
+//go:noescape
+func radix4StageAVX(z []complex128, tw []float64, q int)

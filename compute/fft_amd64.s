@@ -325,3 +325,101 @@ ploop:
 
 pdone:
 	RET
+
+// negHigh2 flips the signs of the imaginary parts of two complex128s.
+DATA negHigh2<>+0(SB)/8, $0
+DATA negHigh2<>+8(SB)/8, $0x8000000000000000
+DATA negHigh2<>+16(SB)/8, $0
+DATA negHigh2<>+24(SB)/8, $0x8000000000000000
+GLOBL negHigh2<>(SB), RODATA|NOPTR, $32
+
+// STAGE_TWIDDLES loads z1, z2, z3 of the points j, j+1 at AX into Y1, Y2,
+// Y3 and their products with w^2j, w^j, w^3j (twiddles at BX, laid out by
+// stageTwiddlesAVX) into Y4 (y2), Y5 (y1), Y6 (y3).
+#define STAGE_TWIDDLES \
+	VMOVUPD (AX)(R8*1), Y1; \
+	VPERMILPD $5, Y1, Y7; \
+	VMULPD 64(BX), Y1, Y4; \
+	VMULPD 96(BX), Y7, Y7; \
+	VADDPD Y7, Y4, Y4; \
+	VMOVUPD (AX)(R8*2), Y2; \
+	VPERMILPD $5, Y2, Y8; \
+	VMULPD 0(BX), Y2, Y5; \
+	VMULPD 32(BX), Y8, Y8; \
+	VADDPD Y8, Y5, Y5; \
+	VMOVUPD (AX)(R9*1), Y3; \
+	VPERMILPD $5, Y3, Y9; \
+	VMULPD 128(BX), Y3, Y6; \
+	VMULPD 160(BX), Y9, Y9; \
+	VADDPD Y9, Y6, Y6
+
+// STAGE_BUTTERFLY finishes the butterflies of the points j, j+1 at AX from
+// y2, y1, y3 in Y4, Y5, Y6 and stores them.
+#define STAGE_BUTTERFLY \
+	VMOVUPD (AX), Y0; \
+	VADDPD Y4, Y0, Y10; \
+	VSUBPD Y4, Y0, Y0; \
+	VADDPD Y6, Y5, Y11; \
+	VSUBPD Y6, Y5, Y5; \
+	VADDPD Y11, Y10, Y12; \
+	VSUBPD Y11, Y10, Y10; \
+	VMOVUPD Y12, (AX); \
+	VMOVUPD Y10, (AX)(R8*2); \
+	VPERMILPD $5, Y5, Y5; \
+	VXORPD Y14, Y5, Y5; \
+	VADDPD Y5, Y0, Y13; \
+	VSUBPD Y5, Y0, Y0; \
+	VMOVUPD Y13, (AX)(R8*1); \
+	VMOVUPD Y0, (AX)(R9*1)
+
+// func radix4StageAVX(z []complex128, tw []float64, q int)
+//
+// radix4Stage with AVX: two points j, j+1 an instruction, four float64
+// lanes, the same operations in the same order (no FMA). The first pair of
+// each block keeps j = 0's points unmultiplied, as the Go loop does.
+TEXT ·radix4StageAVX(SB), NOSPLIT, $0-56
+	MOVQ z_base+0(FP), DI
+	MOVQ z_len+8(FP), CX
+	MOVQ tw_base+24(FP), SI
+	MOVQ q+48(FP), R8
+	SHLQ $4, R8              // a quarter of a block, in bytes
+	LEAQ (R8)(R8*2), R9      // three quarters
+	MOVQ R8, R12
+	SHLQ $2, R12             // a block
+	SHLQ $4, CX
+	LEAQ (DI)(CX*1), R10     // end of z
+	VMOVUPD negHigh2<>(SB), Y14
+	CMPQ DI, R10
+	JAE vdone
+
+vblock:
+	MOVQ DI, AX
+	MOVQ SI, BX
+	LEAQ (DI)(R8*1), R11     // &z0[q]
+	STAGE_TWIDDLES
+	// j = 0: the twiddles are 1, unmultiplied.
+	VBLENDPD $3, Y1, Y4, Y4
+	VBLENDPD $3, Y2, Y5, Y5
+	VBLENDPD $3, Y3, Y6, Y6
+	STAGE_BUTTERFLY
+	ADDQ $32, AX
+	ADDQ $192, BX
+	CMPQ AX, R11
+	JAE vnext
+
+vinner:
+	STAGE_TWIDDLES
+	STAGE_BUTTERFLY
+	ADDQ $32, AX
+	ADDQ $192, BX
+	CMPQ AX, R11
+	JB vinner
+
+vnext:
+	ADDQ R12, DI
+	CMPQ DI, R10
+	JB vblock
+
+vdone:
+	VZEROUPPER
+	RET

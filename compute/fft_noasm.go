@@ -6,6 +6,14 @@ package compute
 // written in assembly here.
 const haveAsm = false
 
+// hasAVX reports whether radix4StageAVX can run here.
+const hasAVX = false
+
+// radix4StageAVX is not called where haveAsm is false.
+func radix4StageAVX(z []complex128, tw []float64, q int) {
+	panic("compute: radix4StageAVX without assembly")
+}
+
 // radix4Stage is not called where haveAsm is false.
 func radix4Stage(z []complex128, tw []float64, q int) {
 	panic("compute: radix4Stage without assembly")

@@ -369,10 +369,25 @@ func TestLaterStagesAsmEqualsGo(t *testing.T) {
 			}
 			want := slices.Clone(z)
 			f.laterStagesGo(want)
+			// Each instruction set, whichever laterStages picks.
+			sse, avx := slices.Clone(z), slices.Clone(z)
 			f.laterStages(z)
-			for k := range z {
-				if !sameValue(real(z[k]), real(want[k])) || !sameValue(imag(z[k]), imag(want[k])) {
-					t.Fatalf("n=%d case %d: point %d is %v, the Go loop's %v", n, c, k, z[k], want[k])
+			q := f.radix
+			for _, tw := range f.tw {
+				radix4Stage(sse, stageTwiddles(tw), q)
+				if hasAVX {
+					radix4StageAVX(avx, stageTwiddlesAVX(tw), q)
+				}
+				q *= 4
+			}
+			if !hasAVX {
+				avx = sse
+			}
+			for name, got := range map[string][]complex128{"laterStages": z, "SSE2": sse, "AVX": avx} {
+				for k := range got {
+					if !sameValue(real(got[k]), real(want[k])) || !sameValue(imag(got[k]), imag(want[k])) {
+						t.Fatalf("n=%d case %d, %s: point %d is %v, the Go loop's %v", n, c, name, k, got[k], want[k])
+					}
 				}
 			}
 		}
