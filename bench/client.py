@@ -5,7 +5,8 @@ Writes the demo dataset once with `flightbatch gen` (default ~500 MB in 8 shards
 file store, starts one `flightbatch serve` on it, and times, alternating run by run:
 
 - client: `flightbatch.connect(addr).psd("demo", nperseg=..., bands=...).to_pandas()` (submit,
-  wait with job-status polls, merged result into pandas; no progress bar);
+  wait with job-wait calls that the server answers when the job ends, merged result into pandas;
+  no progress bar);
 - raw:    the README's "pyarrow.flight alone" snippet: a psd action, a job-status polling loop
   (sleeping 1 s as the README does, or --raw-sleep), then `do_get(jobs/<id>).read_all().to_pandas()`.
 
@@ -16,8 +17,8 @@ median and minimum of each way and the ratios client/raw and client/raw-fast, an
 every run that the DataFrame equals the first run's.
 
 The README's loop sleeps 1 s between polls, which penalises the raw path on a short job; the
-second comparison (`raw-fast`, with the client's own backoff from 50 ms to 0.2 s) isolates what the
-client itself adds. Run on a quiet machine:
+second comparison (`raw-fast`, polling with the backoff the client used before it waited with
+job-wait, from 50 ms to 0.2 s) shows what the client adds or saves against the best polling loop. Run on a quiet machine:
 
     .venv/bin/python bench/client.py [--mb 500] [--shards 8] [--reps 5] [--quick] [--bin PATH]
 """
