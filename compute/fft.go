@@ -50,8 +50,8 @@ type pow2RFFT struct {
 	first []int32        // first[r] = radix · (bit reversal of r in log2(m/radix) bits): where the first stage's butterfly of the pairs r + k·m/radix goes
 	tw    [][]complex128 // per later radix-4 stage: w^j, w^2j, w^3j, j < q, w = exp(-2πi/4q)
 	twx   [][]float64    // tw laid out for radix4Stage (stageTwiddles) or, if avx, radix4StageAVX (stageTwiddlesAVX); nil: the Go loop
-	avx   bool
-	split []complex128 // see splitPower
+	avx   bool           // twx is laid out for radix4StageAVX
+	split []complex128   // see splitPower
 	z     []complex128
 }
 

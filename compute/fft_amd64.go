@@ -37,3 +37,10 @@ func pairPowerAdd(d []float64, lo, hi []complex128)
 //
 //go:noescape
 func radix4StageAVX(z []complex128, tw []float64, q int)
+
+// pairwise8F32 writes into r numpy's eight partial sums of the float32
+// values x (len(x) a multiple of 8, at least 8), widened: r[k] = x[k] +
+// x[8+k] + ..., in that order.
+//
+//go:noescape
+func pairwise8F32(x []float32, r *[8]float64)

@@ -423,3 +423,41 @@ vnext:
 vdone:
 	VZEROUPPER
 	RET
+
+// func pairwise8F32(x []float32, r *[8]float64)
+//
+// numpy's eight partial sums of len(x) (a multiple of 8, at least 8)
+// float32 values widened: r[k] = x[k] + x[8+k] + x[16+k] + ..., added in
+// that order, two sums a register.
+TEXT ·pairwise8F32(SB), NOSPLIT, $0-32
+	MOVQ x_base+0(FP), SI
+	MOVQ x_len+8(FP), CX
+	MOVQ r+24(FP), DI
+	LEAQ (SI)(CX*4), DX      // end of x
+	CVTPS2PD 0(SI), X0       // r0, r1
+	CVTPS2PD 8(SI), X1       // r2, r3
+	CVTPS2PD 16(SI), X2      // r4, r5
+	CVTPS2PD 24(SI), X3      // r6, r7
+	ADDQ $32, SI
+	CMPQ SI, DX
+	JAE sdone
+
+sloop:
+	CVTPS2PD 0(SI), X4
+	CVTPS2PD 8(SI), X5
+	CVTPS2PD 16(SI), X6
+	CVTPS2PD 24(SI), X7
+	ADDPD X4, X0
+	ADDPD X5, X1
+	ADDPD X6, X2
+	ADDPD X7, X3
+	ADDQ $32, SI
+	CMPQ SI, DX
+	JB sloop
+
+sdone:
+	MOVUPD X0, 0(DI)
+	MOVUPD X1, 16(DI)
+	MOVUPD X2, 32(DI)
+	MOVUPD X3, 48(DI)
+	RET

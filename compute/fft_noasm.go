@@ -28,3 +28,8 @@ func loadPairRadix8HalfF32(z []complex128, first []int32, x []float32, w []float
 func pairPowerAdd(d []float64, lo, hi []complex128) {
 	panic("compute: pairPowerAdd without assembly")
 }
+
+// pairwise8F32 is not called where haveAsm is false.
+func pairwise8F32(x []float32, r *[8]float64) {
+	panic("compute: pairwise8F32 without assembly")
+}
