@@ -310,22 +310,57 @@ func loadPow2PairHalf[T sample](f *pow2RFFT, x []T, w, pw []float64, ma, mb floa
 		if len(x32) < 3*m/2 || len(pw) < 2*m || len(f.first) < m/8 || m%8 != 0 {
 			panic("compute: loadPairRadix8HalfF32 of mismatched lengths")
 		}
-		loadPairRadix8HalfF32(f.z[:m], f.first, x32, pw, ma, mb)
+		if pairLoadAVX(m) {
+			loadPairRadix8HalfF32AVX(f.z[:m], f.first, x32, pw, ma, mb)
+		} else {
+			loadPairRadix8HalfF32(f.z[:m], f.first, x32, pw, ma, mb)
+		}
 		return
 	}
 	loadPairRadix8Half(f.z[:f.m], f.first, x, w, ma, mb)
 }
 
+// pairLoadAVX reports whether loadPow2PairHalf loads segments of length m
+// with AVX: two points j at a time, so m/8 must be even.
+func pairLoadAVX(m int) bool { return hasAVX && m/8%2 == 0 }
+
 // pairWindow lays out window w (len m, a multiple of 8) for
+// loadPow2PairHalf's assembly: pairWindowAVX if pairLoadAVX(m), else
+// pairWindowSSE.
+func pairWindow(w []float64) []float64 {
+	if pairLoadAVX(len(w)) {
+		return pairWindowAVX(w)
+	}
+	return pairWindowSSE(w)
+}
+
+// pairWindowSSE lays out window w (len m, a multiple of 8) for
 // loadPairRadix8HalfF32: the weights of the points j + k·m/8, k < 8, one
 // after the other for each j, each twice, 16-byte aligned.
-func pairWindow(w []float64) []float64 {
+func pairWindowSSE(w []float64) []float64 {
 	m := len(w)
 	o := m / 8
 	b := alignedFloat64s(2*m, 16)
 	for j := 0; j < o; j++ {
 		for k := 0; k < 8; k++ {
 			b[16*j+2*k], b[16*j+2*k+1] = w[k*o+j], w[k*o+j]
+		}
+	}
+	return b
+}
+
+// pairWindowAVX lays out window w (len m, m/8 even) for
+// loadPairRadix8HalfF32AVX: for each pair j, j+1 (j even), for k < 8, the
+// weight of the point j + k·m/8 twice, then that of j+1 + k·m/8 twice;
+// 32-byte aligned.
+func pairWindowAVX(w []float64) []float64 {
+	m := len(w)
+	o := m / 8
+	b := alignedFloat64s(2*m, 32)
+	for j := 0; j+1 < o; j += 2 {
+		for k := 0; k < 8; k++ {
+			u, v := w[k*o+j], w[k*o+j+1]
+			b[16*j+4*k], b[16*j+4*k+1], b[16*j+4*k+2], b[16*j+4*k+3] = u, u, v, v
 		}
 	}
 	return b

@@ -44,3 +44,10 @@ func radix4StageAVX(z []complex128, tw []float64, q int)
 //
 //go:noescape
 func pairwise8F32(x []float32, r *[8]float64)
+
+// loadPairRadix8HalfF32AVX is loadPairRadix8HalfF32 with AVX, for m/8 even,
+// with the window laid out by pairWindowAVX: bit for bit what the Go loop
+// gives. It needs AVX (hasAVX).
+//
+//go:noescape
+func loadPairRadix8HalfF32AVX(z []complex128, first []int32, x []float32, w []float64, ma, mb float64)

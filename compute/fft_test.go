@@ -412,6 +412,9 @@ func TestLoadPairHalfAsmEqualsGo(t *testing.T) {
 		t.Skip("no assembly on this architecture")
 	}
 	rng := rand.New(rand.NewPCG(31, 32))
+	if hasAVX && !pairLoadAVX(512) {
+		t.Fatal("the job's segments (512) are not loaded with AVX")
+	}
 	for m := 8; m <= 1<<13; m *= 4 {
 		f := newPow2RFFT(2 * m)
 		if !f.odd {
@@ -443,9 +446,19 @@ func TestLoadPairHalfAsmEqualsGo(t *testing.T) {
 			loadPairRadix8Half(want, f.first, x, w, ma, mb)
 			clear(f.z)
 			loadPow2PairHalf(f, x, w, pw, ma, mb)
-			for k, v := range f.z {
-				if !sameValue(real(v), real(want[k])) || !sameValue(imag(v), imag(want[k])) {
-					t.Fatalf("m=%d case %d: point %d is %v, the Go loop's %v", m, c, k, v, want[k])
+			// Each instruction set, whichever loadPow2PairHalf picks.
+			sse, avx := make([]complex128, m), make([]complex128, m)
+			loadPairRadix8HalfF32(sse, f.first, x, pairWindowSSE(w), ma, mb)
+			if pairLoadAVX(m) {
+				loadPairRadix8HalfF32AVX(avx, f.first, x, pairWindowAVX(w), ma, mb)
+			} else {
+				avx = sse
+			}
+			for name, got := range map[string][]complex128{"loadPow2PairHalf": f.z, "SSE2": sse, "AVX": avx} {
+				for k, v := range got {
+					if !sameValue(real(v), real(want[k])) || !sameValue(imag(v), imag(want[k])) {
+						t.Fatalf("m=%d case %d, %s: point %d is %v, the Go loop's %v", m, c, name, k, v, want[k])
+					}
 				}
 			}
 		}
