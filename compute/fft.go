@@ -428,13 +428,24 @@ func (f *pow2RFFT) laterStagesPairPower(dst []float64) {
 	lo, hi := z[1:h], z[h+1:n]
 	d := dst[1:h]
 	if haveAsm {
-		// Pairs of k in assembly, from both ends; the odd k left over
-		// (lo[last], hi[0]) in Go.
-		e := len(lo) &^ 1
-		pairPowerAdd(d[:e], lo[:e], hi[len(hi)-e:])
-		d, lo, hi = d[e:], lo[e:], hi[:len(hi)-e]
+		d, lo, hi = pairPowerAddAsm(d, lo, hi)
 	}
 	pairPowerAddGo(d, lo, hi)
+}
+
+// pairPowerAddAsm runs pairPowerAddGo's loop in assembly, from both ends,
+// for as many k as it takes: four at a time with AVX, then two at a time. It
+// returns what is left, for pairPowerAddGo.
+func pairPowerAddAsm(d []float64, lo, hi []complex128) ([]float64, []complex128, []complex128) {
+	hi, d = hi[:len(lo)], d[:len(lo)]
+	if hasAVX {
+		e := len(lo) &^ 3
+		pairPowerAddAVX(d[:e], lo[:e], hi[len(hi)-e:])
+		d, lo, hi = d[e:], lo[e:], hi[:len(hi)-e]
+	}
+	e := len(lo) &^ 1
+	pairPowerAdd(d[:e], lo[:e], hi[len(hi)-e:])
+	return d[e:], lo[e:], hi[:len(hi)-e]
 }
 
 // pairPowerAddGo adds |lo[k]|² + |hi[len(lo)-1-k]|² into d[k], k <

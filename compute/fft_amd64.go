@@ -51,3 +51,9 @@ func pairwise8F32(x []float32, r *[8]float64)
 //
 //go:noescape
 func loadPairRadix8HalfF32AVX(z []complex128, first []int32, x []float32, w []float64, ma, mb float64)
+
+// pairPowerAddAVX is pairPowerAdd with AVX for len(lo) a multiple of 4: bit
+// for bit what the Go loop gives. It needs AVX (hasAVX).
+//
+//go:noescape
+func pairPowerAddAVX(d []float64, lo, hi []complex128)

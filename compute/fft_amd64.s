@@ -632,3 +632,49 @@ aloop:
 adone:
 	VZEROUPPER
 	RET
+
+// func pairPowerAddAVX(d []float64, lo, hi []complex128)
+//
+// pairPowerAdd with AVX, four k at a time (len(lo) a multiple of 4): the
+// points k, k+2 and k+1, k+3 in the halves of two registers, so that
+// VHADDPD of their squares gives |lo[k..k+3]|² in order; the same products
+// and sums in the same order as the Go loop.
+TEXT ·pairPowerAddAVX(SB), NOSPLIT, $0-72
+	MOVQ d_base+0(FP), DI
+	MOVQ lo_base+24(FP), SI
+	MOVQ lo_len+32(FP), CX
+	MOVQ hi_base+48(FP), DX
+	MOVQ CX, AX
+	SHLQ $4, AX
+	LEAQ -64(DX)(AX*1), DX   // &hi[n-4]
+	LEAQ (DI)(CX*8), R8      // &d[n]
+	CMPQ DI, R8
+	JAE qdone
+
+qloop:
+	VMOVUPD 0(SI), X0
+	VINSERTF128 $1, 32(SI), Y0, Y0  // lo[k], lo[k+2]
+	VMOVUPD 16(SI), X1
+	VINSERTF128 $1, 48(SI), Y1, Y1  // lo[k+1], lo[k+3]
+	VMOVUPD 48(DX), X2
+	VINSERTF128 $1, 16(DX), Y2, Y2  // hi[n-1-k], hi[n-3-k]
+	VMOVUPD 32(DX), X3
+	VINSERTF128 $1, 0(DX), Y3, Y3   // hi[n-2-k], hi[n-4-k]
+	VMULPD Y0, Y0, Y0
+	VMULPD Y1, Y1, Y1
+	VMULPD Y2, Y2, Y2
+	VMULPD Y3, Y3, Y3
+	VHADDPD Y1, Y0, Y0       // |lo[k]|², ..., |lo[k+3]|²
+	VHADDPD Y3, Y2, Y2       // |hi[n-1-k]|², ..., |hi[n-4-k]|²
+	VADDPD Y2, Y0, Y0
+	VADDPD 0(DI), Y0, Y0
+	VMOVUPD Y0, 0(DI)
+	ADDQ $32, DI
+	ADDQ $64, SI
+	SUBQ $64, DX
+	CMPQ DI, R8
+	JB qloop
+
+qdone:
+	VZEROUPPER
+	RET

@@ -38,3 +38,8 @@ func pairwise8F32(x []float32, r *[8]float64) {
 func loadPairRadix8HalfF32AVX(z []complex128, first []int32, x []float32, w []float64, ma, mb float64) {
 	panic("compute: loadPairRadix8HalfF32AVX without assembly")
 }
+
+// pairPowerAddAVX is not called where haveAsm is false.
+func pairPowerAddAVX(d []float64, lo, hi []complex128) {
+	panic("compute: pairPowerAddAVX without assembly")
+}

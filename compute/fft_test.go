@@ -493,12 +493,19 @@ func TestPairPowerAsmEqualsGo(t *testing.T) {
 			}
 			want := slices.Clone(d)
 			pairPowerAddGo(want, lo, hi)
+			// pairPowerAddAsm (AVX where there is, then SSE2), and SSE2
+			// alone.
+			sse := slices.Clone(d)
+			dd, ll, hh := pairPowerAddAsm(d, lo, hi)
+			pairPowerAddGo(dd, ll, hh)
 			e := n &^ 1
-			pairPowerAdd(d[:e], lo[:e], hi[n-e:])
-			pairPowerAddGo(d[e:], lo[e:], hi[:n-e])
-			for k := range d {
-				if !sameValue(d[k], want[k]) {
-					t.Fatalf("n=%d case %d: d[%d] = %v, the Go loop's %v", n, c, k, d[k], want[k])
+			pairPowerAdd(sse[:e], lo[:e], hi[n-e:])
+			pairPowerAddGo(sse[e:], lo[e:], hi[:n-e])
+			for name, got := range map[string][]float64{"pairPowerAddAsm": d, "SSE2": sse} {
+				for k := range got {
+					if !sameValue(got[k], want[k]) {
+						t.Fatalf("n=%d case %d, %s: d[%d] = %v, the Go loop's %v", n, c, name, k, got[k], want[k])
+					}
 				}
 			}
 		}
