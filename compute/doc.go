@@ -42,8 +42,9 @@
 //
 // On amd64 the innermost loops of the power-of-two path are also written in
 // assembly (fft_amd64.s): the radix-4 stages (FFTs up to 2^14 points), the
-// paired transform's sum of powers, and, for float32 samples, the load of
-// two segments half a segment apart and numpy's partial sums. They use SSE2,
+// paired transform's sum of powers, the load of two segments half a
+// segment apart (float32 samples, and float64 ones with AVX), and numpy's
+// partial sums of float32 samples. They use SSE2,
 // which every amd64 processor has, and AVX where the processor and the
 // operating system support it (golang.org/x/sys/cpu), never FMA: each does
 // the Go loop's operations on the same operands in the same order, so the

@@ -302,8 +302,9 @@ func loadPairRadix8[T sample](z []complex128, first []int32, a, b []T, w []float
 // loadPow2PairHalf is loadPow2Pair of the segments a = x[:m] and b =
 // x[m/2:3m/2] (len(x) >= 3m/2, m = f.m), for an odd log2(m): each sample
 // shared by the two is read once.
-// pw, when not nil, is w laid out by pairWindow: float32 samples are then
-// loaded in assembly, bit for bit as loadPairRadix8Half loads them.
+// pw, when not nil, is w laid out by pairWindow: float32 samples (and
+// float64 ones with AVX) are then loaded in assembly, bit for bit as
+// loadPairRadix8Half loads them.
 func loadPow2PairHalf[T sample](f *pow2RFFT, x []T, w, pw []float64, ma, mb float64) {
 	if x32, ok := any(x).([]float32); ok && pw != nil {
 		m := f.m
@@ -315,6 +316,14 @@ func loadPow2PairHalf[T sample](f *pow2RFFT, x []T, w, pw []float64, ma, mb floa
 		} else {
 			loadPairRadix8HalfF32(f.z[:m], f.first, x32, pw, ma, mb)
 		}
+		return
+	}
+	if x64, ok := any(x).([]float64); ok && pw != nil && pairLoadAVX(f.m) {
+		m := f.m
+		if len(x64) < 3*m/2 || len(pw) < 2*m || len(f.first) < m/8 || m%8 != 0 {
+			panic("compute: loadPairRadix8HalfF64AVX of mismatched lengths")
+		}
+		loadPairRadix8HalfF64AVX(f.z[:m], f.first, x64, pw, ma, mb)
 		return
 	}
 	loadPairRadix8Half(f.z[:f.m], f.first, x, w, ma, mb)

@@ -57,3 +57,9 @@ func loadPairRadix8HalfF32AVX(z []complex128, first []int32, x []float32, w []fl
 //
 //go:noescape
 func pairPowerAddAVX(d []float64, lo, hi []complex128)
+
+// loadPairRadix8HalfF64AVX is loadPairRadix8HalfF32AVX of float64 samples:
+// bit for bit what the Go loop gives. It needs AVX (hasAVX).
+//
+//go:noescape
+func loadPairRadix8HalfF64AVX(z []complex128, first []int32, x []float64, w []float64, ma, mb float64)

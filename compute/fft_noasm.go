@@ -43,3 +43,8 @@ func loadPairRadix8HalfF32AVX(z []complex128, first []int32, x []float32, w []fl
 func pairPowerAddAVX(d []float64, lo, hi []complex128) {
 	panic("compute: pairPowerAddAVX without assembly")
 }
+
+// loadPairRadix8HalfF64AVX is not called where haveAsm is false.
+func loadPairRadix8HalfF64AVX(z []complex128, first []int32, x []float64, w []float64, ma, mb float64) {
+	panic("compute: loadPairRadix8HalfF64AVX without assembly")
+}

@@ -454,7 +454,20 @@ func TestLoadPairHalfAsmEqualsGo(t *testing.T) {
 			} else {
 				avx = sse
 			}
-			for name, got := range map[string][]complex128{"loadPow2PairHalf": f.z, "SSE2": sse, "AVX": avx} {
+			// float64 samples: AVX where there is, else Go.
+			x64 := widen(x)
+			want64 := make([]complex128, m)
+			loadPairRadix8Half(want64, f.first, x64, w, ma, mb)
+			if !slices.EqualFunc(want64, want, func(u, v complex128) bool {
+				return sameValue(real(u), real(v)) && sameValue(imag(u), imag(v))
+			}) {
+				t.Fatalf("m=%d case %d: the Go loop's float64 load differs from its float32 one", m, c)
+			}
+			avx64 := make([]complex128, m)
+			f64 := newPow2RFFT(2 * m)
+			loadPow2PairHalf(f64, x64, w, pw, ma, mb)
+			copy(avx64, f64.z)
+			for name, got := range map[string][]complex128{"loadPow2PairHalf": f.z, "SSE2": sse, "AVX": avx, "float64": avx64} {
 				for k, v := range got {
 					if !sameValue(real(v), real(want[k])) || !sameValue(imag(v), imag(want[k])) {
 						t.Fatalf("m=%d case %d, %s: point %d is %v, the Go loop's %v", m, c, name, k, v, want[k])
