@@ -611,6 +611,16 @@ func pairwiseSum[T sample](x []T) float64 {
 		}
 		return s
 	case n <= 128:
+		if x32, ok := any(x).([]float32); ok && haveAsm {
+			var r [8]float64
+			e := n &^ 7
+			pairwise8F32(x32[:e], &r)
+			s := ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+			for _, v := range x32[e:] {
+				s += float64(v)
+			}
+			return s
+		}
 		// Eight variables, not an array: the compiler keeps them in
 		// registers (an array stays in memory, a load and a store per
 		// addition).

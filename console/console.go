@@ -61,10 +61,14 @@ const CookieName = "flightbatch_token"
 //go:embed templates/*.html
 var templateFS embed.FS
 
-var templates = template.Must(template.New("").Funcs(template.FuncMap{
-	"duration": fmtDuration,
-	"time":     fmtTime,
-}).ParseFS(templateFS, "templates/*.html"))
+// parseTemplates parses the console's pages; a server without the console
+// (and every worker child) does not pay for it.
+func parseTemplates() *template.Template {
+	return template.Must(template.New("").Funcs(template.FuncMap{
+		"duration": fmtDuration,
+		"time":     fmtTime,
+	}).ParseFS(templateFS, "templates/*.html"))
+}
 
 // Console serves the HTTP side.
 type Console struct {
@@ -72,6 +76,7 @@ type Console struct {
 	mux   *http.ServeMux
 	log   *slog.Logger
 	audit *slog.Logger
+	pages *template.Template
 }
 
 // New returns the console.
@@ -79,7 +84,7 @@ func New(o Options) *Console {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	c := &Console{o: o, mux: http.NewServeMux(), log: o.Log.With("component", "http"), audit: o.Log.With("component", "audit")}
+	c := &Console{o: o, mux: http.NewServeMux(), log: o.Log.With("component", "http"), audit: o.Log.With("component", "audit"), pages: parseTemplates()}
 	c.mux.HandleFunc("GET /healthz", c.healthz)
 	c.mux.HandleFunc("GET /login", c.loginForm)
 	c.mux.HandleFunc("POST /login", c.login)
@@ -222,7 +227,7 @@ func safeNext(p string) string {
 func (c *Console) render(w http.ResponseWriter, name string, data any) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; form-action 'self'; base-uri 'none'")
-	if err := templates.ExecuteTemplate(w, name, data); err != nil {
+	if err := c.pages.ExecuteTemplate(w, name, data); err != nil {
 		c.log.Warn("render page", "page", name, "err", err)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -50,14 +49,31 @@ const IndexFile = "_dataset.json"
 // uploadingMarker hides a dataset while it is being written.
 const uploadingMarker = "_uploading"
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,127}$`)
-
 // ValidName reports whether name is a valid dataset (or shard) name.
 func ValidName(name string) error {
-	if !nameRE.MatchString(name) || strings.Contains(name, "..") {
+	if !nameForm(name) || strings.Contains(name, "..") {
 		return fmt.Errorf("dataset: name %s must match [a-z0-9][a-z0-9_.-]{0,127}: %w", clip.Quote(name), ErrInvalid)
 	}
 	return nil
+}
+
+// nameForm reports whether name matches ^[a-z0-9][a-z0-9_.-]{0,127}$. It is
+// checked by hand: compiling that expression (the bounded repeat unrolled)
+// took a third of a millisecond at the start of every process, every worker
+// child included.
+func nameForm(name string) bool {
+	if name == "" || len(name) > 128 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		case i > 0 && (c == '_' || c == '.' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Format is a shard's file format.
