@@ -23,11 +23,14 @@ doget: DoGet `do_get(...).read_all()` from a pyarrow client of (1) the raw datas
   Arrow IPC files (memory-mapped, `flight.GeneratorStream`) and by the same pyarrow server serving
   tables it loaded into memory at start (`flight.RecordBatchStream`). Each run records throughput
   and the server's CPU seconds (per GB); every table received is checked equal to the files'.
+  With --vs-bin OLD, a second flightbatch server (binary OLD, same store) joins the interleaved
+  runs as `flightbatch-vs`, for an A/B of two builds beside the peers.
 
 Prints every run, medians and minimums, and the ratios on `RATIO` lines (see bench/run_all.py).
 
 Usage: python bench/peers.py [--suite psd doget] [--mb 500] [--shards 8] [--reps 5]
                              [--doget-reps 5] [--peers notebook pool dask] [--quick] [--bin PATH]
+                             [--vs-bin PATH]
 """
 
 from __future__ import annotations
@@ -231,6 +234,8 @@ def doget_suite(args, binary: pathlib.Path, store: pathlib.Path, tmp: pathlib.Pa
     here = pathlib.Path(__file__).resolve().parent
     servers = {"flightbatch": fbs}
     try:
+        if args.vs_bin:
+            servers["flightbatch-vs"] = serve_flightbatch(pathlib.Path(args.vs_bin).resolve(), store, log)
         for mode in ("files", "memory"):
             servers[f"pyarrow-{mode}"] = Server([sys.executable, str(here / "arrowserver.py"), str(store), mode], log)
         for what, ticket in (("dataset", "datasets/demo"), ("job result", f"jobs/{job_id}")):
@@ -254,7 +259,7 @@ def doget_suite(args, binary: pathlib.Path, store: pathlib.Path, tmp: pathlib.Pa
                     wall = time.perf_counter() - t0
                     server, client_cpu = srv.cpu() - c0, time.process_time() - p0
                     for table in tables:
-                        check_tables(f"{name}: DoGet {ticket}", table, want, skew=name == "flightbatch")
+                        check_tables(f"{name}: DoGet {ticket}", table, want, skew=name.startswith("flightbatch"))
                     return Run(wall, server + client_cpu,
                                {"server_cpu": server, "bytes": sum(t.nbytes for t in tables)})
                 return run
@@ -274,6 +279,12 @@ def doget_suite(args, binary: pathlib.Path, store: pathlib.Path, tmp: pathlib.Pa
                       f"{mbs['flightbatch']:.0f} / {mbs[peer]:.0f} MB/s, medians")
                 ratio(f"DoGet {what} server CPU per GB flightbatch/{peer}", div(cpg["flightbatch"], cpg[peer]),
                       f"{cpg['flightbatch']:.2f} / {cpg[peer]:.2f} CPU-s per GB, medians")
+            if "flightbatch-vs" in mbs:
+                print(f"A/B DoGet {what}: flightbatch/flightbatch-vs throughput "
+                      f"{mbs['flightbatch'] / mbs['flightbatch-vs']:.2f}x, server CPU per GB "
+                      f"{div(cpg['flightbatch'], cpg['flightbatch-vs']):.2f}x; flightbatch-vs/pyarrow-files "
+                      f"{mbs['flightbatch-vs'] / mbs['pyarrow-files']:.2f}x, "
+                      f"{div(cpg['flightbatch-vs'], cpg['pyarrow-files']):.2f}x")
         print()
         for n, s in servers.items():
             print(f"{n:<15} peak RSS {s.status('VmHWM'):6.0f} MiB (now {s.status('RssAnon'):.0f} MiB anonymous, "
@@ -298,6 +309,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=0, help="flightbatch serve --workers (default: its own, the CPUs)")
     ap.add_argument("--quick", action="store_true", help="a smoke run: --mb 8 --shards 2 --reps 1 --doget-reps 1")
     ap.add_argument("--bin", default=os.environ.get("FLIGHTBATCH_BIN"), help="flightbatch binary (default: go build)")
+    ap.add_argument("--vs-bin", default=None,
+                    help="a second flightbatch binary, served beside the first in the DoGet suite (an A/B of two builds)")
     args = ap.parse_args()
     if args.quick:
         args.mb, args.shards, args.reps, args.doget_reps = 8, 2, 1, 1

@@ -39,4 +39,15 @@
 // 512, two segments at a time are the real and imaginary parts of one
 // complex FFT of length nperseg, whose powers give the sum of theirs without
 // the real transform's split.
+//
+// On amd64 the innermost loops of the power-of-two path are also written in
+// assembly (fft_amd64.s): the radix-4 stages (FFTs up to 2^14 points), the
+// paired transform's sum of powers, the load of two segments half a
+// segment apart (float32 samples, and float64 ones with AVX), and numpy's
+// partial sums of float32 samples. They use SSE2,
+// which every amd64 processor has, and AVX where the processor and the
+// operating system support it (golang.org/x/sys/cpu), never FMA: each does
+// the Go loop's operations on the same operands in the same order, so the
+// results are the same bits on every architecture, and the tests compare
+// each instruction set with the Go loop it replaces.
 package compute

@@ -302,30 +302,74 @@ func loadPairRadix8[T sample](z []complex128, first []int32, a, b []T, w []float
 // loadPow2PairHalf is loadPow2Pair of the segments a = x[:m] and b =
 // x[m/2:3m/2] (len(x) >= 3m/2, m = f.m), for an odd log2(m): each sample
 // shared by the two is read once.
-// pw, when not nil, is w laid out by pairWindow: float32 samples are then
-// loaded in assembly, bit for bit as loadPairRadix8Half loads them.
+// pw, when not nil, is w laid out by pairWindow: float32 samples (and
+// float64 ones with AVX) are then loaded in assembly, bit for bit as
+// loadPairRadix8Half loads them.
 func loadPow2PairHalf[T sample](f *pow2RFFT, x []T, w, pw []float64, ma, mb float64) {
 	if x32, ok := any(x).([]float32); ok && pw != nil {
 		m := f.m
 		if len(x32) < 3*m/2 || len(pw) < 2*m || len(f.first) < m/8 || m%8 != 0 {
 			panic("compute: loadPairRadix8HalfF32 of mismatched lengths")
 		}
-		loadPairRadix8HalfF32(f.z[:m], f.first, x32, pw, ma, mb)
+		if pairLoadAVX(m) {
+			loadPairRadix8HalfF32AVX(f.z[:m], f.first, x32, pw, ma, mb)
+		} else {
+			loadPairRadix8HalfF32(f.z[:m], f.first, x32, pw, ma, mb)
+		}
+		return
+	}
+	if x64, ok := any(x).([]float64); ok && pw != nil && pairLoadAVX(f.m) {
+		m := f.m
+		if len(x64) < 3*m/2 || len(pw) < 2*m || len(f.first) < m/8 || m%8 != 0 {
+			panic("compute: loadPairRadix8HalfF64AVX of mismatched lengths")
+		}
+		loadPairRadix8HalfF64AVX(f.z[:m], f.first, x64, pw, ma, mb)
 		return
 	}
 	loadPairRadix8Half(f.z[:f.m], f.first, x, w, ma, mb)
 }
 
+// pairLoadAVX reports whether loadPow2PairHalf loads segments of length m
+// with AVX: two points j at a time, so m/8 must be even.
+func pairLoadAVX(m int) bool { return hasAVX && m/8%2 == 0 }
+
 // pairWindow lays out window w (len m, a multiple of 8) for
+// loadPow2PairHalf's assembly: pairWindowAVX if pairLoadAVX(m), else
+// pairWindowSSE.
+func pairWindow(w []float64) []float64 {
+	if pairLoadAVX(len(w)) {
+		return pairWindowAVX(w)
+	}
+	return pairWindowSSE(w)
+}
+
+// pairWindowSSE lays out window w (len m, a multiple of 8) for
 // loadPairRadix8HalfF32: the weights of the points j + k·m/8, k < 8, one
 // after the other for each j, each twice, 16-byte aligned.
-func pairWindow(w []float64) []float64 {
+func pairWindowSSE(w []float64) []float64 {
 	m := len(w)
 	o := m / 8
 	b := alignedFloat64s(2*m, 16)
 	for j := 0; j < o; j++ {
 		for k := 0; k < 8; k++ {
 			b[16*j+2*k], b[16*j+2*k+1] = w[k*o+j], w[k*o+j]
+		}
+	}
+	return b
+}
+
+// pairWindowAVX lays out window w (len m, m/8 even) for
+// loadPairRadix8HalfF32AVX: for each pair j, j+1 (j even), for k < 8, the
+// weight of the point j + k·m/8 twice, then that of j+1 + k·m/8 twice;
+// 32-byte aligned.
+func pairWindowAVX(w []float64) []float64 {
+	m := len(w)
+	o := m / 8
+	b := alignedFloat64s(2*m, 32)
+	for j := 0; j+1 < o; j += 2 {
+		for k := 0; k < 8; k++ {
+			u, v := w[k*o+j], w[k*o+j+1]
+			b[16*j+4*k], b[16*j+4*k+1], b[16*j+4*k+2], b[16*j+4*k+3] = u, u, v, v
 		}
 	}
 	return b
@@ -393,13 +437,24 @@ func (f *pow2RFFT) laterStagesPairPower(dst []float64) {
 	lo, hi := z[1:h], z[h+1:n]
 	d := dst[1:h]
 	if haveAsm {
-		// Pairs of k in assembly, from both ends; the odd k left over
-		// (lo[last], hi[0]) in Go.
-		e := len(lo) &^ 1
-		pairPowerAdd(d[:e], lo[:e], hi[len(hi)-e:])
-		d, lo, hi = d[e:], lo[e:], hi[:len(hi)-e]
+		d, lo, hi = pairPowerAddAsm(d, lo, hi)
 	}
 	pairPowerAddGo(d, lo, hi)
+}
+
+// pairPowerAddAsm runs pairPowerAddGo's loop in assembly, from both ends,
+// for as many k as it takes: four at a time with AVX, then two at a time. It
+// returns what is left, for pairPowerAddGo.
+func pairPowerAddAsm(d []float64, lo, hi []complex128) ([]float64, []complex128, []complex128) {
+	hi, d = hi[:len(lo)], d[:len(lo)]
+	if hasAVX {
+		e := len(lo) &^ 3
+		pairPowerAddAVX(d[:e], lo[:e], hi[len(hi)-e:])
+		d, lo, hi = d[e:], lo[e:], hi[:len(hi)-e]
+	}
+	e := len(lo) &^ 1
+	pairPowerAdd(d[:e], lo[:e], hi[len(hi)-e:])
+	return d[e:], lo[e:], hi[:len(hi)-e]
 }
 
 // pairPowerAddGo adds |lo[k]|² + |hi[len(lo)-1-k]|² into d[k], k <

@@ -44,3 +44,22 @@ func radix4StageAVX(z []complex128, tw []float64, q int)
 //
 //go:noescape
 func pairwise8F32(x []float32, r *[8]float64)
+
+// loadPairRadix8HalfF32AVX is loadPairRadix8HalfF32 with AVX, for m/8 even,
+// with the window laid out by pairWindowAVX: bit for bit what the Go loop
+// gives. It needs AVX (hasAVX).
+//
+//go:noescape
+func loadPairRadix8HalfF32AVX(z []complex128, first []int32, x []float32, w []float64, ma, mb float64)
+
+// pairPowerAddAVX is pairPowerAdd with AVX for len(lo) a multiple of 4: bit
+// for bit what the Go loop gives. It needs AVX (hasAVX).
+//
+//go:noescape
+func pairPowerAddAVX(d []float64, lo, hi []complex128)
+
+// loadPairRadix8HalfF64AVX is loadPairRadix8HalfF32AVX of float64 samples:
+// bit for bit what the Go loop gives. It needs AVX (hasAVX).
+//
+//go:noescape
+func loadPairRadix8HalfF64AVX(z []complex128, first []int32, x []float64, w []float64, ma, mb float64)

@@ -461,3 +461,386 @@ sdone:
 	MOVUPD X2, 32(DI)
 	MOVUPD X3, 48(DI)
 	RET
+
+// negLow2 flips the signs of the real parts of two complex128s;
+// sqrtHalfNeg2 is (r, -r, r, -r).
+DATA negLow2<>+0(SB)/8, $0x8000000000000000
+DATA negLow2<>+8(SB)/8, $0
+DATA negLow2<>+16(SB)/8, $0x8000000000000000
+DATA negLow2<>+24(SB)/8, $0
+GLOBL negLow2<>(SB), RODATA|NOPTR, $32
+DATA sqrtHalfNeg2<>+0(SB)/8, $0x3fe6a09e667f3bcd
+DATA sqrtHalfNeg2<>+8(SB)/8, $0xbfe6a09e667f3bcd
+DATA sqrtHalfNeg2<>+16(SB)/8, $0x3fe6a09e667f3bcd
+DATA sqrtHalfNeg2<>+24(SB)/8, $0xbfe6a09e667f3bcd
+GLOBL sqrtHalfNeg2<>(SB), RODATA|NOPTR, $32
+
+// func loadPairRadix8HalfF32AVX(z []complex128, first []int32, x []float32, w []float64, ma, mb float64)
+//
+// loadPairRadix8HalfF32 with AVX: the points j and j+1 (m/8 even) in the
+// two halves of each register, the same operations in the same order (no
+// FMA); w laid out by pairWindowAVX.
+TEXT ·loadPairRadix8HalfF32AVX(SB), NOSPLIT, $0-112
+	MOVQ z_base+0(FP), DI
+	MOVQ first_base+24(FP), R12
+	MOVQ z_len+8(FP), R13
+	SHRQ $3, R13             // o = m/8
+	MOVQ x_base+48(FP), AX
+	MOVQ w_base+72(FP), SI
+	MOVQ R13, R8
+	SHLQ $2, R8              // S: o samples, in bytes
+	LEAQ (R8)(R8*2), R9      // 3S
+	LEAQ (AX)(R8*4), BX      // x's block 4
+	LEAQ (BX)(R8*4), CX      // x's block 8
+	LEAQ (R12)(R13*4), R13   // &first[o]
+	VMOVSD ma+96(FP), X13
+	VMOVSD mb+104(FP), X0
+	VUNPCKLPD X0, X13, X13
+	VINSERTF128 $1, X13, Y13, Y13 // (ma, mb, ma, mb)
+	VMOVUPD negHigh2<>(SB), Y14
+	VMOVUPD negLow2<>(SB), Y12
+	VBROADCASTSD sqrtHalf<>(SB), Y11
+	VMOVUPD sqrtHalfNeg2<>(SB), Y10
+	CMPQ R12, R13
+	JAE adone
+
+aloop:
+	// c0, c1 = y0 ± y4
+	VMOVSD (AX), X0
+	VMOVSD (BX), X1
+	VMOVSD (CX), X2
+	VUNPCKLPS X1, X0, X0
+	VUNPCKLPS X2, X1, X1
+	VCVTPS2PD X0, Y0
+	VCVTPS2PD X1, Y1
+	VSUBPD Y13, Y0, Y0
+	VMULPD 0(SI), Y0, Y0
+	VSUBPD Y13, Y1, Y1
+	VMULPD 128(SI), Y1, Y1
+	VADDPD Y1, Y0, Y2        // c0
+	VSUBPD Y1, Y0, Y0        // c1
+	// c2, c3 = y2 ± y6
+	VMOVSD (AX)(R8*2), X1
+	VMOVSD (BX)(R8*2), X3
+	VMOVSD (CX)(R8*2), X4
+	VUNPCKLPS X3, X1, X1
+	VUNPCKLPS X4, X3, X3
+	VCVTPS2PD X1, Y1
+	VCVTPS2PD X3, Y3
+	VSUBPD Y13, Y1, Y1
+	VMULPD 64(SI), Y1, Y1
+	VSUBPD Y13, Y3, Y3
+	VMULPD 192(SI), Y3, Y3
+	VADDPD Y3, Y1, Y4        // c2
+	VSUBPD Y3, Y1, Y1        // c3
+	// e0, e2 = c0 ± c2; e1, e3 = c1 ∓ i·c3
+	VADDPD Y4, Y2, Y3        // e0
+	VSUBPD Y4, Y2, Y2        // e2
+	VPERMILPD $5, Y1, Y1
+	VXORPD Y14, Y1, Y1       // -i·c3
+	VADDPD Y1, Y0, Y4        // e1
+	VSUBPD Y1, Y0, Y0        // e3
+	// c4, c5 = y1 ± y5
+	VMOVSD (AX)(R8*1), X1
+	VMOVSD (BX)(R8*1), X5
+	VMOVSD (CX)(R8*1), X6
+	VUNPCKLPS X5, X1, X1
+	VUNPCKLPS X6, X5, X5
+	VCVTPS2PD X1, Y1
+	VCVTPS2PD X5, Y5
+	VSUBPD Y13, Y1, Y1
+	VMULPD 32(SI), Y1, Y1
+	VSUBPD Y13, Y5, Y5
+	VMULPD 160(SI), Y5, Y5
+	VADDPD Y5, Y1, Y6        // c4
+	VSUBPD Y5, Y1, Y1        // c5
+	// c6, c7 = y3 ± y7
+	VMOVSD (AX)(R9*1), X5
+	VMOVSD (BX)(R9*1), X7
+	VMOVSD (CX)(R9*1), X8
+	VUNPCKLPS X7, X5, X5
+	VUNPCKLPS X8, X7, X7
+	VCVTPS2PD X5, Y5
+	VCVTPS2PD X7, Y7
+	VSUBPD Y13, Y5, Y5
+	VMULPD 96(SI), Y5, Y5
+	VSUBPD Y13, Y7, Y7
+	VMULPD 224(SI), Y7, Y7
+	VADDPD Y7, Y5, Y8        // c6
+	VSUBPD Y7, Y5, Y5        // c7
+	// o0, o2 = c4 ± c6; o1, o3 = c5 ∓ i·c7
+	VADDPD Y8, Y6, Y7        // o0
+	VSUBPD Y8, Y6, Y6        // o2
+	VPERMILPD $5, Y5, Y5
+	VXORPD Y14, Y5, Y5       // -i·c7
+	VADDPD Y5, Y1, Y8        // o1
+	VSUBPD Y5, Y1, Y1        // o3
+	// z[first[j]:] (DX) and z[first[j+1]:] (R10)
+	MOVLQSX (R12), DX
+	SHLQ $4, DX
+	ADDQ DI, DX
+	MOVLQSX 4(R12), R10
+	SHLQ $4, R10
+	ADDQ DI, R10
+	// b0, b4 = e0 ± o0
+	VADDPD Y7, Y3, Y5
+	VSUBPD Y7, Y3, Y3
+	VMOVUPD X5, 0(DX)
+	VEXTRACTF128 $1, Y5, 0(R10)
+	VMOVUPD X3, 64(DX)
+	VEXTRACTF128 $1, Y3, 64(R10)
+	// t1 = r·(re o1 + im o1, im o1 - re o1); b1, b5 = e1 ± t1
+	VPERMILPD $5, Y8, Y5
+	VXORPD Y14, Y5, Y5
+	VADDPD Y5, Y8, Y8
+	VMULPD Y11, Y8, Y8
+	VADDPD Y8, Y4, Y5
+	VSUBPD Y8, Y4, Y4
+	VMOVUPD X5, 16(DX)
+	VEXTRACTF128 $1, Y5, 16(R10)
+	VMOVUPD X4, 80(DX)
+	VEXTRACTF128 $1, Y4, 80(R10)
+	// t2 = -i·o2; b2, b6 = e2 ± t2
+	VPERMILPD $5, Y6, Y6
+	VXORPD Y14, Y6, Y6
+	VADDPD Y6, Y2, Y5
+	VSUBPD Y6, Y2, Y2
+	VMOVUPD X5, 32(DX)
+	VEXTRACTF128 $1, Y5, 32(R10)
+	VMOVUPD X2, 96(DX)
+	VEXTRACTF128 $1, Y2, 96(R10)
+	// t3 = (r·(im o3 - re o3), -r·(re o3 + im o3)); b3, b7 = e3 ± t3
+	VPERMILPD $5, Y1, Y5
+	VXORPD Y12, Y1, Y1
+	VADDPD Y1, Y5, Y5
+	VMULPD Y10, Y5, Y5
+	VADDPD Y5, Y0, Y1
+	VSUBPD Y5, Y0, Y0
+	VMOVUPD X1, 48(DX)
+	VEXTRACTF128 $1, Y1, 48(R10)
+	VMOVUPD X0, 112(DX)
+	VEXTRACTF128 $1, Y0, 112(R10)
+
+	ADDQ $8, AX
+	ADDQ $8, BX
+	ADDQ $8, CX
+	ADDQ $256, SI
+	ADDQ $8, R12
+	CMPQ R12, R13
+	JB aloop
+
+adone:
+	VZEROUPPER
+	RET
+
+// func loadPairRadix8HalfF64AVX(z []complex128, first []int32, x []float64, w []float64, ma, mb float64)
+//
+// loadPairRadix8HalfF32AVX of float64 samples: two samples of a block
+// loaded at once, paired with those of the block four on by VUNPCKLPD and
+// VUNPCKHPD.
+TEXT ·loadPairRadix8HalfF64AVX(SB), NOSPLIT, $0-112
+	MOVQ z_base+0(FP), DI
+	MOVQ first_base+24(FP), R12
+	MOVQ z_len+8(FP), R13
+	SHRQ $3, R13             // o = m/8
+	MOVQ x_base+48(FP), AX
+	MOVQ w_base+72(FP), SI
+	MOVQ R13, R8
+	SHLQ $3, R8              // S: o samples, in bytes
+	LEAQ (R8)(R8*2), R9      // 3S
+	LEAQ (AX)(R8*4), BX      // x's block 4
+	LEAQ (BX)(R8*4), CX      // x's block 8
+	LEAQ (R12)(R13*4), R13   // &first[o]
+	VMOVSD ma+96(FP), X13
+	VMOVSD mb+104(FP), X0
+	VUNPCKLPD X0, X13, X13
+	VINSERTF128 $1, X13, Y13, Y13 // (ma, mb, ma, mb)
+	VMOVUPD negHigh2<>(SB), Y14
+	VMOVUPD negLow2<>(SB), Y12
+	VBROADCASTSD sqrtHalf<>(SB), Y11
+	VMOVUPD sqrtHalfNeg2<>(SB), Y10
+	CMPQ R12, R13
+	JAE fadone
+
+faloop:
+	// c0, c1 = y0 ± y4
+	VMOVUPD (AX), X0
+	VMOVUPD (BX), X1
+	VMOVUPD (CX), X2
+	VUNPCKHPD X1, X0, X3
+	VUNPCKLPD X1, X0, X0
+	VINSERTF128 $1, X3, Y0, Y0
+	VUNPCKHPD X2, X1, X3
+	VUNPCKLPD X2, X1, X1
+	VINSERTF128 $1, X3, Y1, Y1
+	VSUBPD Y13, Y0, Y0
+	VMULPD 0(SI), Y0, Y0
+	VSUBPD Y13, Y1, Y1
+	VMULPD 128(SI), Y1, Y1
+	VADDPD Y1, Y0, Y2        // c0
+	VSUBPD Y1, Y0, Y0        // c1
+	// c2, c3 = y2 ± y6
+	VMOVUPD (AX)(R8*2), X1
+	VMOVUPD (BX)(R8*2), X3
+	VMOVUPD (CX)(R8*2), X4
+	VUNPCKHPD X3, X1, X5
+	VUNPCKLPD X3, X1, X1
+	VINSERTF128 $1, X5, Y1, Y1
+	VUNPCKHPD X4, X3, X5
+	VUNPCKLPD X4, X3, X3
+	VINSERTF128 $1, X5, Y3, Y3
+	VSUBPD Y13, Y1, Y1
+	VMULPD 64(SI), Y1, Y1
+	VSUBPD Y13, Y3, Y3
+	VMULPD 192(SI), Y3, Y3
+	VADDPD Y3, Y1, Y4        // c2
+	VSUBPD Y3, Y1, Y1        // c3
+	// e0, e2 = c0 ± c2; e1, e3 = c1 ∓ i·c3
+	VADDPD Y4, Y2, Y3        // e0
+	VSUBPD Y4, Y2, Y2        // e2
+	VPERMILPD $5, Y1, Y1
+	VXORPD Y14, Y1, Y1       // -i·c3
+	VADDPD Y1, Y0, Y4        // e1
+	VSUBPD Y1, Y0, Y0        // e3
+	// c4, c5 = y1 ± y5
+	VMOVUPD (AX)(R8*1), X1
+	VMOVUPD (BX)(R8*1), X5
+	VMOVUPD (CX)(R8*1), X6
+	VUNPCKHPD X5, X1, X7
+	VUNPCKLPD X5, X1, X1
+	VINSERTF128 $1, X7, Y1, Y1
+	VUNPCKHPD X6, X5, X7
+	VUNPCKLPD X6, X5, X5
+	VINSERTF128 $1, X7, Y5, Y5
+	VSUBPD Y13, Y1, Y1
+	VMULPD 32(SI), Y1, Y1
+	VSUBPD Y13, Y5, Y5
+	VMULPD 160(SI), Y5, Y5
+	VADDPD Y5, Y1, Y6        // c4
+	VSUBPD Y5, Y1, Y1        // c5
+	// c6, c7 = y3 ± y7
+	VMOVUPD (AX)(R9*1), X5
+	VMOVUPD (BX)(R9*1), X7
+	VMOVUPD (CX)(R9*1), X8
+	VUNPCKHPD X7, X5, X9
+	VUNPCKLPD X7, X5, X5
+	VINSERTF128 $1, X9, Y5, Y5
+	VUNPCKHPD X8, X7, X9
+	VUNPCKLPD X8, X7, X7
+	VINSERTF128 $1, X9, Y7, Y7
+	VSUBPD Y13, Y5, Y5
+	VMULPD 96(SI), Y5, Y5
+	VSUBPD Y13, Y7, Y7
+	VMULPD 224(SI), Y7, Y7
+	VADDPD Y7, Y5, Y8        // c6
+	VSUBPD Y7, Y5, Y5        // c7
+	// o0, o2 = c4 ± c6; o1, o3 = c5 ∓ i·c7
+	VADDPD Y8, Y6, Y7        // o0
+	VSUBPD Y8, Y6, Y6        // o2
+	VPERMILPD $5, Y5, Y5
+	VXORPD Y14, Y5, Y5       // -i·c7
+	VADDPD Y5, Y1, Y8        // o1
+	VSUBPD Y5, Y1, Y1        // o3
+	// z[first[j]:] (DX) and z[first[j+1]:] (R10)
+	MOVLQSX (R12), DX
+	SHLQ $4, DX
+	ADDQ DI, DX
+	MOVLQSX 4(R12), R10
+	SHLQ $4, R10
+	ADDQ DI, R10
+	// b0, b4 = e0 ± o0
+	VADDPD Y7, Y3, Y5
+	VSUBPD Y7, Y3, Y3
+	VMOVUPD X5, 0(DX)
+	VEXTRACTF128 $1, Y5, 0(R10)
+	VMOVUPD X3, 64(DX)
+	VEXTRACTF128 $1, Y3, 64(R10)
+	// t1 = r·(re o1 + im o1, im o1 - re o1); b1, b5 = e1 ± t1
+	VPERMILPD $5, Y8, Y5
+	VXORPD Y14, Y5, Y5
+	VADDPD Y5, Y8, Y8
+	VMULPD Y11, Y8, Y8
+	VADDPD Y8, Y4, Y5
+	VSUBPD Y8, Y4, Y4
+	VMOVUPD X5, 16(DX)
+	VEXTRACTF128 $1, Y5, 16(R10)
+	VMOVUPD X4, 80(DX)
+	VEXTRACTF128 $1, Y4, 80(R10)
+	// t2 = -i·o2; b2, b6 = e2 ± t2
+	VPERMILPD $5, Y6, Y6
+	VXORPD Y14, Y6, Y6
+	VADDPD Y6, Y2, Y5
+	VSUBPD Y6, Y2, Y2
+	VMOVUPD X5, 32(DX)
+	VEXTRACTF128 $1, Y5, 32(R10)
+	VMOVUPD X2, 96(DX)
+	VEXTRACTF128 $1, Y2, 96(R10)
+	// t3 = (r·(im o3 - re o3), -r·(re o3 + im o3)); b3, b7 = e3 ± t3
+	VPERMILPD $5, Y1, Y5
+	VXORPD Y12, Y1, Y1
+	VADDPD Y1, Y5, Y5
+	VMULPD Y10, Y5, Y5
+	VADDPD Y5, Y0, Y1
+	VSUBPD Y5, Y0, Y0
+	VMOVUPD X1, 48(DX)
+	VEXTRACTF128 $1, Y1, 48(R10)
+	VMOVUPD X0, 112(DX)
+	VEXTRACTF128 $1, Y0, 112(R10)
+
+	ADDQ $16, AX
+	ADDQ $16, BX
+	ADDQ $16, CX
+	ADDQ $256, SI
+	ADDQ $8, R12
+	CMPQ R12, R13
+	JB faloop
+
+fadone:
+	VZEROUPPER
+	RET
+
+// func pairPowerAddAVX(d []float64, lo, hi []complex128)
+//
+// pairPowerAdd with AVX, four k at a time (len(lo) a multiple of 4): the
+// points k, k+2 and k+1, k+3 in the halves of two registers, so that
+// VHADDPD of their squares gives |lo[k..k+3]|² in order; the same products
+// and sums in the same order as the Go loop.
+TEXT ·pairPowerAddAVX(SB), NOSPLIT, $0-72
+	MOVQ d_base+0(FP), DI
+	MOVQ lo_base+24(FP), SI
+	MOVQ lo_len+32(FP), CX
+	MOVQ hi_base+48(FP), DX
+	MOVQ CX, AX
+	SHLQ $4, AX
+	LEAQ -64(DX)(AX*1), DX   // &hi[n-4]
+	LEAQ (DI)(CX*8), R8      // &d[n]
+	CMPQ DI, R8
+	JAE qdone
+
+qloop:
+	VMOVUPD 0(SI), X0
+	VINSERTF128 $1, 32(SI), Y0, Y0  // lo[k], lo[k+2]
+	VMOVUPD 16(SI), X1
+	VINSERTF128 $1, 48(SI), Y1, Y1  // lo[k+1], lo[k+3]
+	VMOVUPD 48(DX), X2
+	VINSERTF128 $1, 16(DX), Y2, Y2  // hi[n-1-k], hi[n-3-k]
+	VMOVUPD 32(DX), X3
+	VINSERTF128 $1, 0(DX), Y3, Y3   // hi[n-2-k], hi[n-4-k]
+	VMULPD Y0, Y0, Y0
+	VMULPD Y1, Y1, Y1
+	VMULPD Y2, Y2, Y2
+	VMULPD Y3, Y3, Y3
+	VHADDPD Y1, Y0, Y0       // |lo[k]|², ..., |lo[k+3]|²
+	VHADDPD Y3, Y2, Y2       // |hi[n-1-k]|², ..., |hi[n-4-k]|²
+	VADDPD Y2, Y0, Y0
+	VADDPD 0(DI), Y0, Y0
+	VMOVUPD Y0, 0(DI)
+	ADDQ $32, DI
+	ADDQ $64, SI
+	SUBQ $64, DX
+	CMPQ DI, R8
+	JB qloop
+
+qdone:
+	VZEROUPPER
+	RET

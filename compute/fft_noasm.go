@@ -33,3 +33,18 @@ func pairPowerAdd(d []float64, lo, hi []complex128) {
 func pairwise8F32(x []float32, r *[8]float64) {
 	panic("compute: pairwise8F32 without assembly")
 }
+
+// loadPairRadix8HalfF32AVX is not called where haveAsm is false.
+func loadPairRadix8HalfF32AVX(z []complex128, first []int32, x []float32, w []float64, ma, mb float64) {
+	panic("compute: loadPairRadix8HalfF32AVX without assembly")
+}
+
+// pairPowerAddAVX is not called where haveAsm is false.
+func pairPowerAddAVX(d []float64, lo, hi []complex128) {
+	panic("compute: pairPowerAddAVX without assembly")
+}
+
+// loadPairRadix8HalfF64AVX is not called where haveAsm is false.
+func loadPairRadix8HalfF64AVX(z []complex128, first []int32, x []float64, w []float64, ma, mb float64) {
+	panic("compute: loadPairRadix8HalfF64AVX without assembly")
+}

@@ -412,6 +412,9 @@ func TestLoadPairHalfAsmEqualsGo(t *testing.T) {
 		t.Skip("no assembly on this architecture")
 	}
 	rng := rand.New(rand.NewPCG(31, 32))
+	if hasAVX && !pairLoadAVX(512) {
+		t.Fatal("the job's segments (512) are not loaded with AVX")
+	}
 	for m := 8; m <= 1<<13; m *= 4 {
 		f := newPow2RFFT(2 * m)
 		if !f.odd {
@@ -443,9 +446,32 @@ func TestLoadPairHalfAsmEqualsGo(t *testing.T) {
 			loadPairRadix8Half(want, f.first, x, w, ma, mb)
 			clear(f.z)
 			loadPow2PairHalf(f, x, w, pw, ma, mb)
-			for k, v := range f.z {
-				if !sameValue(real(v), real(want[k])) || !sameValue(imag(v), imag(want[k])) {
-					t.Fatalf("m=%d case %d: point %d is %v, the Go loop's %v", m, c, k, v, want[k])
+			// Each instruction set, whichever loadPow2PairHalf picks.
+			sse, avx := make([]complex128, m), make([]complex128, m)
+			loadPairRadix8HalfF32(sse, f.first, x, pairWindowSSE(w), ma, mb)
+			if pairLoadAVX(m) {
+				loadPairRadix8HalfF32AVX(avx, f.first, x, pairWindowAVX(w), ma, mb)
+			} else {
+				avx = sse
+			}
+			// float64 samples: AVX where there is, else Go.
+			x64 := widen(x)
+			want64 := make([]complex128, m)
+			loadPairRadix8Half(want64, f.first, x64, w, ma, mb)
+			if !slices.EqualFunc(want64, want, func(u, v complex128) bool {
+				return sameValue(real(u), real(v)) && sameValue(imag(u), imag(v))
+			}) {
+				t.Fatalf("m=%d case %d: the Go loop's float64 load differs from its float32 one", m, c)
+			}
+			avx64 := make([]complex128, m)
+			f64 := newPow2RFFT(2 * m)
+			loadPow2PairHalf(f64, x64, w, pw, ma, mb)
+			copy(avx64, f64.z)
+			for name, got := range map[string][]complex128{"loadPow2PairHalf": f.z, "SSE2": sse, "AVX": avx, "float64": avx64} {
+				for k, v := range got {
+					if !sameValue(real(v), real(want[k])) || !sameValue(imag(v), imag(want[k])) {
+						t.Fatalf("m=%d case %d, %s: point %d is %v, the Go loop's %v", m, c, name, k, v, want[k])
+					}
 				}
 			}
 		}
@@ -480,12 +506,19 @@ func TestPairPowerAsmEqualsGo(t *testing.T) {
 			}
 			want := slices.Clone(d)
 			pairPowerAddGo(want, lo, hi)
+			// pairPowerAddAsm (AVX where there is, then SSE2), and SSE2
+			// alone.
+			sse := slices.Clone(d)
+			dd, ll, hh := pairPowerAddAsm(d, lo, hi)
+			pairPowerAddGo(dd, ll, hh)
 			e := n &^ 1
-			pairPowerAdd(d[:e], lo[:e], hi[n-e:])
-			pairPowerAddGo(d[e:], lo[e:], hi[:n-e])
-			for k := range d {
-				if !sameValue(d[k], want[k]) {
-					t.Fatalf("n=%d case %d: d[%d] = %v, the Go loop's %v", n, c, k, d[k], want[k])
+			pairPowerAdd(sse[:e], lo[:e], hi[n-e:])
+			pairPowerAddGo(sse[e:], lo[e:], hi[:n-e])
+			for name, got := range map[string][]float64{"pairPowerAddAsm": d, "SSE2": sse} {
+				for k := range got {
+					if !sameValue(got[k], want[k]) {
+						t.Fatalf("n=%d case %d, %s: d[%d] = %v, the Go loop's %v", n, c, name, k, got[k], want[k])
+					}
 				}
 			}
 		}

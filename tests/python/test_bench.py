@@ -65,3 +65,15 @@ def test_every_benchmark_fails_when_outputs_differ(flightbatch_bin):
     for script in ["psd_vs_scipy.py", "peers.py", *(f"{name}.py" for name in also)]:
         assert f"{script} (exit status 3)" in failed, f"{script} did not fail its output check:\n{failed}"
     assert proc.stderr.count("OUTPUT CHECK FAILED") == 2 + len(also), proc.stderr[-3000:]
+
+
+def test_peers_doget_ab_of_two_builds(flightbatch_bin):
+    """--vs-bin serves a second build beside the first: both are checked and the A/B printed."""
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "peers.py"), "--quick", "--suite", "doget",
+                           "--bin", str(flightbatch_bin), "--vs-bin", str(flightbatch_bin)],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for what in ("dataset", "job result"):
+        m = re.search(rf"^A/B DoGet {what}: flightbatch/flightbatch-vs throughput ([\d.]+)x", proc.stdout, re.M)
+        assert m and float(m.group(1)) > 0, proc.stdout[-3000:]
+    assert re.search(r"^run 1: flightbatch-vs ", proc.stdout, re.M), proc.stdout[-3000:]
