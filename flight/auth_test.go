@@ -142,6 +142,7 @@ func TestAuth(t *testing.T) {
 			return err
 		}},
 		{"job-status", flight.RoleRead, doAction(api.ActionJobStatus, api.JobRef{JobID: sub.JobID})},
+		{"job-wait", flight.RoleRead, doAction(api.ActionJobWait, map[string]any{"job_id": sub.JobID, "timeout_s": 0})},
 		{"list-jobs", flight.RoleRead, doAction(api.ActionListJobs, struct{}{})},
 		{"list-functions", flight.RoleRead, doAction(api.ActionListFunctions, struct{}{})},
 		{"psd", flight.RoleSubmit, doAction(api.ActionPSD, map[string]any{"dataset": "demo", "fs": 250})},
