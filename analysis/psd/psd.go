@@ -569,6 +569,11 @@ type psdKernel struct {
 	freqs   []float64
 	psd     []float64
 	span    []float64
+	// freqsPlan and freqsFS are the plan and rate freqs was computed for,
+	// so that the records of one length and rate (most of a dataset) do not
+	// compute it again; freqsPlan is nil after a multitaper record.
+	freqsPlan *compute.Plan
+	freqsFS   float64
 }
 
 // rowBuilders build a result batch: the computed columns in builders, and
@@ -845,6 +850,7 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 				continue
 			}
 			k.freqs = compute.RFFTFreqs(k.freqs[:0], x.len(), fs)
+			k.freqsPlan = nil
 		} else {
 			var err error
 			plan, err = k.planner.Plan(x.len())
@@ -859,7 +865,10 @@ func (k *psdKernel) batch(ctx context.Context, task batch.Task, schema *arrow.Sc
 				}
 				continue
 			}
-			k.freqs = plan.Freqs(k.freqs[:0], fs)
+			if plan != k.freqsPlan || fs != k.freqsFS {
+				k.freqs = plan.Freqs(k.freqs[:0], fs)
+				k.freqsPlan, k.freqsFS = plan, fs
+			}
 		}
 		badBands, badTotal, why := p.beyond(fs)
 		nf := len(k.freqs)

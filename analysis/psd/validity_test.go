@@ -326,3 +326,37 @@ func TestNaNOmitSpans(t *testing.T) {
 		})
 	}
 }
+
+// Records of changing lengths and rates in one batch: each row's freqs are
+// its own record's (the kernel reuses them only between records of the same
+// length and rate), against numpy's rfftfreq written out here.
+func TestFreqsFollowEachRecord(t *testing.T) {
+	lengths := []int{600, 600, 200, 600, 600, 200, 200, 600}
+	rates := []float64{250, 250, 250, 500, 500, 500, 250, 250}
+	signals := make([][]float64, len(lengths))
+	for i, n := range lengths {
+		signals[i] = noise(n, float64(i+1))
+	}
+	rec := input(t, memory.NewGoAllocator(), rates, signals)
+	defer rec.Release()
+	rows, err := run(t, `{"fs_column": "fs", "nperseg": 256}`, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != len(lengths) {
+		t.Fatalf("%d rows, want %d", len(rows), len(lengths))
+	}
+	for i, row := range rows {
+		nfft := min(lengths[i], 256) // scipy: nperseg is the record's length when shorter
+		got, _ := row["freqs"].([]float64)
+		if len(got) != nfft/2+1 {
+			t.Fatalf("row %d (%d samples at %g Hz): %d freqs, want %d", i, lengths[i], rates[i], len(got), nfft/2+1)
+		}
+		for k, f := range got {
+			want := float64(k) * rates[i] / float64(nfft)
+			if math.Abs(f-want) > 1e-12*rates[i] {
+				t.Fatalf("row %d (%d samples at %g Hz): freqs[%d] = %g, want %g", i, lengths[i], rates[i], k, f, want)
+			}
+		}
+	}
+}
