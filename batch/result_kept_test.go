@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -35,15 +36,23 @@ func streamResult(t *testing.T, mg *batch.Manager, id string) ([][]byte, error) 
 // ipcBytes is rec as an IPC stream.
 func ipcBytes(t *testing.T, rec arrow.RecordBatch) []byte {
 	t.Helper()
+	b, err := encodeIPC(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func encodeIPC(rec arrow.RecordBatch) ([]byte, error) {
 	var buf bytes.Buffer
 	w := ipc.NewWriter(&buf, ipc.WithSchema(rec.Schema()))
 	if err := w.Write(rec); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := w.Close(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return buf.Bytes()
+	return buf.Bytes(), nil
 }
 
 // partsAsStored reads the job's parts as they are in the store now, one
@@ -189,4 +198,60 @@ func equalBatches(a, b [][]byte) bool {
 		}
 	}
 	return true
+}
+
+// TestKeptResultConcurrentStreams streams a succeeded job's merged result
+// from several goroutines at once, before and after it is kept: every
+// stream gets every stored batch (run with -race).
+func TestKeptResultConcurrentStreams(t *testing.T) {
+	st := fileStore(t)
+	r := newRig(t, st, "")
+	sub := submit(t, r.mg, "demo", `{"fs": 250}`, false)
+	m := waitFor(t, r.mg, sub.JobID, terminal)
+	if m.State != batch.StateSucceeded {
+		t.Fatalf("job ended %s: %s", m.State, m.Error)
+	}
+	want := partsAsStored(t, st, m)
+	const streams = 4
+	errs := make(chan error, 2*streams)
+	for range 2 * streams {
+		go func() {
+			rr, err := r.mg.OpenResult(context.Background(), m.JobID, "")
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer rr.Release()
+			n := 0
+			for rr.Next() {
+				got, err := encodeIPC(rr.RecordBatch())
+				if err != nil {
+					errs <- err
+					return
+				}
+				if n >= len(want) || !bytes.Equal(got, want[n]) {
+					errs <- fmt.Errorf("batch %d differs from the stored one", n)
+					return
+				}
+				n++
+			}
+			if err := rr.Err(); err != nil {
+				errs <- err
+				return
+			}
+			if n != len(want) {
+				errs <- fmt.Errorf("%d batches, %d stored", n, len(want))
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range 2 * streams {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if !r.mg.HasKeptResult(m.JobID) {
+		t.Fatal("the result is not kept after the streams")
+	}
 }
