@@ -193,31 +193,55 @@ func TestJobWaitBoundsWaiters(t *testing.T) {
 	if err := <-first; status.Code(err) != codes.Canceled {
 		t.Errorf("cancelled job-wait: %v, want Canceled", err)
 	}
-	held := make(chan waitAnswer, 1)
+	// A probe that is let in shows the place given back (probes run one
+	// at a time, so none of them holds it).
+	probe := map[string]any{"job_id": id, "timeout_s": 0.05}
 	deadline = time.Now().Add(30 * time.Second)
 	for {
-		errc := make(chan error, 1)
+		err := action(context.Background(), c, api.ActionJobWait, probe, nil)
+		if err == nil {
+			break
+		}
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("job-wait after the first client left: %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the place of a client that went away was never given back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// Hold a call again, and make sure it is held as above: a refused probe
+	// shows it (the call is started again if a probe took its place).
+	held := make(chan waitAnswer, 1)
+	holdAgain := func() {
 		go func() {
 			var st api.JobStatus
 			err := action(context.Background(), c, api.ActionJobWait, body, &st)
 			held <- waitAnswer{st, err, time.Now()}
-			errc <- err
 		}()
+	}
+	holdAgain()
+	deadline = time.Now().Add(30 * time.Second)
+	for {
 		select {
-		case err := <-errc:
-			if status.Code(err) != codes.ResourceExhausted {
-				t.Fatalf("job-wait after the first client left: %v", err)
+		case a := <-held:
+			if status.Code(a.err) != codes.ResourceExhausted {
+				t.Fatalf("held job-wait ended: %+v, %v", a.st, a.err)
 			}
-			<-held
-			if time.Now().After(deadline) {
-				t.Fatal("the place of a client that went away was never given back")
-			}
-			time.Sleep(20 * time.Millisecond)
-			continue
-		case <-time.After(500 * time.Millisecond):
-			// Held: the place was given back.
+			holdAgain()
+		default:
 		}
-		break
+		err := action(context.Background(), c, api.ActionJobWait, probe, nil)
+		if status.Code(err) == codes.ResourceExhausted {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second held job-wait was never held")
+		}
 	}
 
 	// The server stops waiting: the held call answers the job as it is.
