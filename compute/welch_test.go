@@ -525,7 +525,15 @@ func BenchmarkPSD(b *testing.B) {
 // BenchmarkPSDFloat32 is the psd job's kernel: float32 records of 7,500
 // samples, nperseg 512, noverlap 256 (hann, constant detrending, density,
 // mean).
-func BenchmarkPSDFloat32(b *testing.B) {
+func BenchmarkPSDFloat32(b *testing.B) { benchPSDFloat32(b, 512) }
+
+// BenchmarkPSDFloat32NPerSeg256 is BenchmarkPSDFloat32 at the psd default,
+// nperseg 256, noverlap 128: segments with a radix-4 first stage.
+func BenchmarkPSDFloat32NPerSeg256(b *testing.B) { benchPSDFloat32(b, 256) }
+
+// benchPSDFloat32 times PSDFloat32Context on float32 records of 7,500
+// samples, nperseg nps, noverlap nps/2.
+func benchPSDFloat32(b *testing.B, nps int) {
 	const n, records = 7500, 16
 	xs := make([][]float32, records)
 	for r := range xs {
@@ -534,7 +542,7 @@ func BenchmarkPSDFloat32(b *testing.B) {
 			xs[r][i] = float32(v)
 		}
 	}
-	pl, err := NewPlan(WelchParams{NPerSeg: ptr(512), NOverlap: ptr(256)}, n)
+	pl, err := NewPlan(WelchParams{NPerSeg: ptr(nps), NOverlap: ptr(nps / 2)}, n)
 	if err != nil {
 		b.Fatal(err)
 	}
