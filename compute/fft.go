@@ -300,12 +300,28 @@ func loadPairRadix8[T sample](z []complex128, first []int32, a, b []T, w []float
 }
 
 // loadPow2PairHalf is loadPow2Pair of the segments a = x[:m] and b =
-// x[m/2:3m/2] (len(x) >= 3m/2, m = f.m), for an odd log2(m): each sample
-// shared by the two is read once.
-// pw, when not nil, is w laid out by pairWindow: float32 samples (and
-// float64 ones with AVX) are then loaded in assembly, bit for bit as
-// loadPairRadix8Half loads them.
+// x[m/2:3m/2] (len(x) >= 3m/2, m = f.m): each sample shared by the two is
+// read once.
+// pw, when not nil, is w laid out by pairWindow: float32 samples (and,
+// for an odd log2(m), float64 ones with AVX) are then loaded in assembly,
+// bit for bit as loadPairRadix8Half or loadPairRadix4Half loads them.
 func loadPow2PairHalf[T sample](f *pow2RFFT, x []T, w, pw []float64, ma, mb float64) {
+	if !f.odd {
+		if x32, ok := any(x).([]float32); ok && pw != nil {
+			m := f.m
+			if len(x32) < 3*m/2 || len(pw) < 2*m || len(f.first) < m/4 || m%8 != 0 {
+				panic("compute: loadPairRadix4HalfF32 of mismatched lengths")
+			}
+			if pairLoadAVX(m) {
+				loadPairRadix4HalfF32AVX(f.z[:m], f.first, x32, pw, ma, mb)
+			} else {
+				loadPairRadix4HalfF32(f.z[:m], f.first, x32, pw, ma, mb)
+			}
+			return
+		}
+		loadPairRadix4Half(f.z[:f.m], f.first, x, w, ma, mb)
+		return
+	}
 	if x32, ok := any(x).([]float32); ok && pw != nil {
 		m := f.m
 		if len(x32) < 3*m/2 || len(pw) < 2*m || len(f.first) < m/8 || m%8 != 0 {
@@ -329,11 +345,20 @@ func loadPow2PairHalf[T sample](f *pow2RFFT, x []T, w, pw []float64, ma, mb floa
 	loadPairRadix8Half(f.z[:f.m], f.first, x, w, ma, mb)
 }
 
-// pairLoadAVX reports whether loadPow2PairHalf loads segments of length m
-// with AVX: two points j at a time, so m/8 must be even.
-func pairLoadAVX(m int) bool { return hasAVX && m/8%2 == 0 }
+// pairRadix is the radix of the first stage of the complex FFT of length
+// m (a power of two): 8 for an odd log2(m), else 4.
+func pairRadix(m int) int {
+	if bits.TrailingZeros(uint(m))%2 == 1 {
+		return 8
+	}
+	return 4
+}
 
-// pairWindow lays out window w (len m, a multiple of 8) for
+// pairLoadAVX reports whether loadPow2PairHalf loads segments of length m
+// with AVX: two points j at a time, so m/pairRadix(m) must be even.
+func pairLoadAVX(m int) bool { return hasAVX && m/pairRadix(m)%2 == 0 }
+
+// pairWindow lays out window w (len m, a power of two, at least 8) for
 // loadPow2PairHalf's assembly: pairWindowAVX if pairLoadAVX(m), else
 // pairWindowSSE.
 func pairWindow(w []float64) []float64 {
@@ -343,36 +368,67 @@ func pairWindow(w []float64) []float64 {
 	return pairWindowSSE(w)
 }
 
-// pairWindowSSE lays out window w (len m, a multiple of 8) for
-// loadPairRadix8HalfF32: the weights of the points j + k·m/8, k < 8, one
-// after the other for each j, each twice, 16-byte aligned.
+// pairWindowSSE lays out window w (len m, a power of two, at least 8) for
+// loadPairRadix8HalfF32 or loadPairRadix4HalfF32 (r = pairRadix(m)): the
+// weights of the points j + k·m/r, k < r, one after the other for each j,
+// each twice, 16-byte aligned.
 func pairWindowSSE(w []float64) []float64 {
 	m := len(w)
-	o := m / 8
+	r := pairRadix(m)
+	o := m / r
 	b := alignedFloat64s(2*m, 16)
 	for j := 0; j < o; j++ {
-		for k := 0; k < 8; k++ {
-			b[16*j+2*k], b[16*j+2*k+1] = w[k*o+j], w[k*o+j]
+		for k := 0; k < r; k++ {
+			b[2*r*j+2*k], b[2*r*j+2*k+1] = w[k*o+j], w[k*o+j]
 		}
 	}
 	return b
 }
 
-// pairWindowAVX lays out window w (len m, m/8 even) for
-// loadPairRadix8HalfF32AVX: for each pair j, j+1 (j even), for k < 8, the
-// weight of the point j + k·m/8 twice, then that of j+1 + k·m/8 twice;
+// pairWindowAVX lays out window w (len m, m/pairRadix(m) even) for the
+// AVX loads (r = pairRadix(m)): for each pair j, j+1 (j even), for k < r,
+// the weight of the point j + k·m/r twice, then that of j+1 + k·m/r twice;
 // 32-byte aligned.
 func pairWindowAVX(w []float64) []float64 {
 	m := len(w)
-	o := m / 8
+	r := pairRadix(m)
+	o := m / r
 	b := alignedFloat64s(2*m, 32)
 	for j := 0; j+1 < o; j += 2 {
-		for k := 0; k < 8; k++ {
+		for k := 0; k < r; k++ {
 			u, v := w[k*o+j], w[k*o+j+1]
-			b[16*j+4*k], b[16*j+4*k+1], b[16*j+4*k+2], b[16*j+4*k+3] = u, u, v, v
+			b[2*r*j+4*k], b[2*r*j+4*k+1], b[2*r*j+4*k+2], b[2*r*j+4*k+3] = u, u, v, v
 		}
 	}
 	return b
+}
+
+// loadPairRadix4Half is loadPairRadix4 for two segments half a segment
+// apart, a = x[:m] and b = x[m/2:3m/2]: each sample shared by the two is
+// read once.
+func loadPairRadix4Half[T sample](z []complex128, first []int32, x []T, w []float64, ma, mb float64) {
+	m := len(z)
+	q := m / 4
+	x, w = x[:6*q], w[:m]
+	first = first[:q]
+	n := len(first)
+	x0, x1, x2, x3, x4, x5 := x[0:q][:n], x[q : 2*q][:n], x[2*q : 3*q][:n], x[3*q : 4*q][:n], x[4*q : 5*q][:n], x[5*q : 6*q][:n]
+	w0, w1, w2, w3 := w[0:q][:n], w[q : 2*q][:n], w[2*q : 3*q][:n], w[3*q : 4*q][:n]
+	for j, i := range first {
+		// a's block k is x's block k, b's is x's block k+2.
+		v2, v3 := float64(x2[j]), float64(x3[j])
+		y0 := complex((float64(x0[j])-ma)*w0[j], (v2-mb)*w0[j])
+		y1 := complex((float64(x1[j])-ma)*w1[j], (v3-mb)*w1[j])
+		y2 := complex((v2-ma)*w2[j], (float64(x4[j])-mb)*w2[j])
+		y3 := complex((v3-ma)*w3[j], (float64(x5[j])-mb)*w3[j])
+		s0, s1 := y0+y2, y0-y2
+		s2, s3 := y1+y3, y1-y3
+		bl := z[i : i+4 : i+4]
+		bl[0] = s0 + s2
+		bl[2] = s0 - s2
+		bl[1] = complex(real(s1)+imag(s3), imag(s1)-real(s3))
+		bl[3] = complex(real(s1)-imag(s3), imag(s1)+real(s3))
+	}
 }
 
 // loadPairRadix8Half is loadPairRadix8 for two segments half a segment

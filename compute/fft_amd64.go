@@ -63,3 +63,18 @@ func pairPowerAddAVX(d []float64, lo, hi []complex128)
 //
 //go:noescape
 func loadPairRadix8HalfF64AVX(z []complex128, first []int32, x []float64, w []float64, ma, mb float64)
+
+// loadPairRadix4HalfF32 is loadPairRadix4Half of float32 samples, with the
+// window laid out by pairWindow: bit for bit what the Go loop gives.
+// len(z) = m, a multiple of 4; len(first) >= m/4; len(x) >= 3m/2;
+// len(w) >= 2m.
+//
+//go:noescape
+func loadPairRadix4HalfF32(z []complex128, first []int32, x []float32, w []float64, ma, mb float64)
+
+// loadPairRadix4HalfF32AVX is loadPairRadix4HalfF32 with AVX, for m/4
+// even, with the window laid out by pairWindowAVX: bit for bit what the Go
+// loop gives. It needs AVX (hasAVX).
+//
+//go:noescape
+func loadPairRadix4HalfF32AVX(z []complex128, first []int32, x []float32, w []float64, ma, mb float64)

@@ -844,3 +844,180 @@ qloop:
 qdone:
 	VZEROUPPER
 	RET
+
+// func loadPairRadix4HalfF32(z []complex128, first []int32, x []float32, w []float64, ma, mb float64)
+//
+// loadPairRadix4Half of float32 samples, two float64 lanes per instruction
+// (segment a in the low lane, segment b in the high one), as
+// loadPairRadix8HalfF32 does for radix 8: the same operations, on the same
+// operands, in the same order as the Go loop; w laid out by pairWindowSSE
+// (16-byte aligned).
+TEXT ·loadPairRadix4HalfF32(SB), NOSPLIT, $0-112
+	MOVQ z_base+0(FP), DI
+	MOVQ first_base+24(FP), R12
+	MOVQ z_len+8(FP), R13
+	SHRQ $2, R13             // q = m/4
+	MOVQ x_base+48(FP), AX
+	MOVQ w_base+72(FP), SI
+	MOVQ R13, R8
+	SHLQ $2, R8              // S: q samples, in bytes
+	LEAQ (AX)(R8*2), BX      // x's block 2
+	LEAQ (BX)(R8*2), CX      // x's block 4
+	LEAQ (R12)(R13*4), R13   // &first[q]
+	MOVSD ma+96(FP), X13
+	MOVSD mb+104(FP), X0
+	UNPCKLPD X0, X13         // (ma, mb)
+	MOVUPS negHigh<>(SB), X14
+	CMPQ R12, R13
+	JAE qdone
+
+qloop:
+	// y0 = (x0-ma, x2-mb)·w0, y2 = (x2-ma, x4-mb)·w2; s0, s1 = y0 ± y2
+	MOVSS (AX), X0
+	MOVSS (BX), X1
+	UNPCKLPS X1, X0
+	MOVSS (CX), X2
+	UNPCKLPS X2, X1
+	CVTPS2PD X0, X0
+	CVTPS2PD X1, X1
+	SUBPD X13, X0
+	MULPD 0(SI), X0
+	SUBPD X13, X1
+	MULPD 32(SI), X1
+	MOVAPD X0, X2
+	ADDPD X1, X2             // s0
+	SUBPD X1, X0             // s1
+	// y1 = (x1, x3), y3 = (x3, x5); s2, s3 = y1 ± y3
+	MOVSS (AX)(R8*1), X3
+	MOVSS (BX)(R8*1), X4
+	UNPCKLPS X4, X3
+	MOVSS (CX)(R8*1), X5
+	UNPCKLPS X5, X4
+	CVTPS2PD X3, X3
+	CVTPS2PD X4, X4
+	SUBPD X13, X3
+	MULPD 16(SI), X3
+	SUBPD X13, X4
+	MULPD 48(SI), X4
+	MOVAPD X3, X5
+	ADDPD X4, X5             // s2
+	SUBPD X4, X3             // s3
+	// b = z[first[j]:][:4]
+	MOVLQSX (R12), DX
+	SHLQ $4, DX
+	ADDQ DI, DX
+	// b0, b2 = s0 ± s2
+	MOVAPD X2, X6
+	ADDPD X5, X6
+	SUBPD X5, X2
+	MOVUPD X6, 0(DX)
+	MOVUPD X2, 32(DX)
+	// b1, b3 = s1 ∓ i·s3
+	PSHUFD $0x4e, X3, X3
+	XORPD X14, X3            // -i·s3
+	MOVAPD X0, X6
+	ADDPD X3, X6
+	SUBPD X3, X0
+	MOVUPD X6, 16(DX)
+	MOVUPD X0, 48(DX)
+
+	ADDQ $4, AX
+	ADDQ $4, BX
+	ADDQ $4, CX
+	ADDQ $64, SI
+	ADDQ $4, R12
+	CMPQ R12, R13
+	JB qloop
+
+qdone:
+	RET
+
+// func loadPairRadix4HalfF32AVX(z []complex128, first []int32, x []float32, w []float64, ma, mb float64)
+//
+// loadPairRadix4HalfF32 with AVX: the points j and j+1 (m/4 even) in the
+// two halves of each register, the same operations in the same order (no
+// FMA); w laid out by pairWindowAVX.
+TEXT ·loadPairRadix4HalfF32AVX(SB), NOSPLIT, $0-112
+	MOVQ z_base+0(FP), DI
+	MOVQ first_base+24(FP), R12
+	MOVQ z_len+8(FP), R13
+	SHRQ $2, R13             // q = m/4
+	MOVQ x_base+48(FP), AX
+	MOVQ w_base+72(FP), SI
+	MOVQ R13, R8
+	SHLQ $2, R8              // S: q samples, in bytes
+	LEAQ (AX)(R8*2), BX      // x's block 2
+	LEAQ (BX)(R8*2), CX      // x's block 4
+	LEAQ (R12)(R13*4), R13   // &first[q]
+	VMOVSD ma+96(FP), X13
+	VMOVSD mb+104(FP), X0
+	VUNPCKLPD X0, X13, X13
+	VINSERTF128 $1, X13, Y13, Y13 // (ma, mb, ma, mb)
+	VMOVUPD negHigh2<>(SB), Y14
+	CMPQ R12, R13
+	JAE vdone
+
+vloop:
+	// s0, s1 = y0 ± y2
+	VMOVSD (AX), X0
+	VMOVSD (BX), X1
+	VMOVSD (CX), X2
+	VUNPCKLPS X1, X0, X0
+	VUNPCKLPS X2, X1, X1
+	VCVTPS2PD X0, Y0
+	VCVTPS2PD X1, Y1
+	VSUBPD Y13, Y0, Y0
+	VMULPD 0(SI), Y0, Y0
+	VSUBPD Y13, Y1, Y1
+	VMULPD 64(SI), Y1, Y1
+	VADDPD Y1, Y0, Y2        // s0
+	VSUBPD Y1, Y0, Y0        // s1
+	// s2, s3 = y1 ± y3
+	VMOVSD (AX)(R8*1), X3
+	VMOVSD (BX)(R8*1), X4
+	VMOVSD (CX)(R8*1), X5
+	VUNPCKLPS X4, X3, X3
+	VUNPCKLPS X5, X4, X4
+	VCVTPS2PD X3, Y3
+	VCVTPS2PD X4, Y4
+	VSUBPD Y13, Y3, Y3
+	VMULPD 32(SI), Y3, Y3
+	VSUBPD Y13, Y4, Y4
+	VMULPD 96(SI), Y4, Y4
+	VADDPD Y4, Y3, Y5        // s2
+	VSUBPD Y4, Y3, Y3        // s3
+	// z[first[j]:] (DX) and z[first[j+1]:] (R10)
+	MOVLQSX (R12), DX
+	SHLQ $4, DX
+	ADDQ DI, DX
+	MOVLQSX 4(R12), R10
+	SHLQ $4, R10
+	ADDQ DI, R10
+	// b0, b2 = s0 ± s2
+	VADDPD Y5, Y2, Y6
+	VSUBPD Y5, Y2, Y2
+	VMOVUPD X6, 0(DX)
+	VEXTRACTF128 $1, Y6, 0(R10)
+	VMOVUPD X2, 32(DX)
+	VEXTRACTF128 $1, Y2, 32(R10)
+	// b1, b3 = s1 ∓ i·s3
+	VPERMILPD $5, Y3, Y3
+	VXORPD Y14, Y3, Y3       // -i·s3
+	VADDPD Y3, Y0, Y6
+	VSUBPD Y3, Y0, Y0
+	VMOVUPD X6, 16(DX)
+	VEXTRACTF128 $1, Y6, 16(R10)
+	VMOVUPD X0, 48(DX)
+	VEXTRACTF128 $1, Y0, 48(R10)
+
+	ADDQ $8, AX
+	ADDQ $8, BX
+	ADDQ $8, CX
+	ADDQ $128, SI
+	ADDQ $8, R12
+	CMPQ R12, R13
+	JB vloop
+
+vdone:
+	VZEROUPPER
+	RET

@@ -48,3 +48,13 @@ func pairPowerAddAVX(d []float64, lo, hi []complex128) {
 func loadPairRadix8HalfF64AVX(z []complex128, first []int32, x []float64, w []float64, ma, mb float64) {
 	panic("compute: loadPairRadix8HalfF64AVX without assembly")
 }
+
+// loadPairRadix4HalfF32 is not called where haveAsm is false.
+func loadPairRadix4HalfF32(z []complex128, first []int32, x []float32, w []float64, ma, mb float64) {
+	panic("compute: loadPairRadix4HalfF32 without assembly")
+}
+
+// loadPairRadix4HalfF32AVX is not called where haveAsm is false.
+func loadPairRadix4HalfF32AVX(z []complex128, first []int32, x []float32, w []float64, ma, mb float64) {
+	panic("compute: loadPairRadix4HalfF32AVX without assembly")
+}

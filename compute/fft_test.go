@@ -478,6 +478,86 @@ func TestLoadPairHalfAsmEqualsGo(t *testing.T) {
 	}
 }
 
+// TestLoadPairRadix4HalfAsmEqualsGo: the float32 load of two segments half
+// a segment apart with a radix-4 first stage, in assembly (SSE2, and AVX
+// where the processor has it), gives bit for bit what loadPairRadix4Half
+// gives, and that what loadPairRadix4 gives of the two segments read apart
+// (any NaN equal to any NaN), for every segment length with a radix-4 first
+// stage from 16 to 2^12 (the paired path takes those to maxPairedNFFT), on
+// random samples with an offset, signed zeros, infinities and NaN, and a
+// random window.
+func TestLoadPairRadix4HalfAsmEqualsGo(t *testing.T) {
+	if !haveAsm {
+		t.Skip("no assembly on this architecture")
+	}
+	rng := rand.New(rand.NewPCG(33, 34))
+	if hasAVX && !pairLoadAVX(256) {
+		t.Fatal("the default segments (256) are not loaded with AVX")
+	}
+	if maxPairedNFFT > 1<<12 {
+		t.Fatalf("maxPairedNFFT %d is beyond the lengths tested", maxPairedNFFT)
+	}
+	same := func(u, v complex128) bool { return sameValue(real(u), real(v)) && sameValue(imag(u), imag(v)) }
+	for m := 16; m <= 1<<12; m *= 4 {
+		f := newPow2RFFT(2 * m)
+		if f.odd || pairRadix(m) != 4 {
+			t.Fatalf("m=%d: no radix-4 first stage", m)
+		}
+		w := make([]float64, m)
+		for i := range w {
+			w[i] = rng.Float64()
+		}
+		pw := pairWindow(w)
+		for c, special := range []float64{0, math.Copysign(0, -1), 1e6, math.Inf(1), math.Inf(-1), math.NaN()} {
+			x := make([]float32, 3*m/2+c) // longer than read, too
+			for i := range x {
+				x[i] = float32(rng.NormFloat64())
+				if c == 2 {
+					x[i] += float32(special)
+				}
+			}
+			if c != 2 {
+				for range 3 {
+					x[rng.IntN(len(x))] = float32(special)
+				}
+			}
+			ma, mb := rng.NormFloat64(), rng.NormFloat64()
+			if c == 2 {
+				ma, mb = ma+special, mb+special
+			}
+			want := make([]complex128, m)
+			loadPairRadix4Half(want, f.first, x, w, ma, mb)
+			apart := make([]complex128, m)
+			loadPairRadix4(apart, f.first, x[:m], x[m/2:3*m/2], w, ma, mb)
+			if !slices.EqualFunc(apart, want, same) {
+				t.Fatalf("m=%d case %d: the Go loop of the half-overlapping segments differs from that of the segments apart", m, c)
+			}
+			clear(f.z)
+			loadPow2PairHalf(f, x, w, pw, ma, mb)
+			// Each instruction set, whichever loadPow2PairHalf picks.
+			sse, avx := make([]complex128, m), make([]complex128, m)
+			loadPairRadix4HalfF32(sse, f.first, x, pairWindowSSE(w), ma, mb)
+			if pairLoadAVX(m) {
+				loadPairRadix4HalfF32AVX(avx, f.first, x, pairWindowAVX(w), ma, mb)
+			} else if hasAVX {
+				t.Fatalf("m=%d: not loaded with AVX", m)
+			} else {
+				avx = sse
+			}
+			// float64 samples: the Go loop, through loadPow2PairHalf.
+			f64 := newPow2RFFT(2 * m)
+			loadPow2PairHalf(f64, widen(x), w, pw, ma, mb)
+			for name, got := range map[string][]complex128{"loadPow2PairHalf": f.z, "SSE2": sse, "AVX": avx, "float64": f64.z} {
+				for k, v := range got {
+					if !same(v, want[k]) {
+						t.Fatalf("m=%d case %d, %s: point %d is %v, the Go loop's %v", m, c, name, k, v, want[k])
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestPairPowerAsmEqualsGo: laterStagesPairPower's sum of powers from both
 // ends of the spectrum in assembly gives, bit for bit, what the Go loop
 // gives, for every length to 70 and 255, on random values with signed

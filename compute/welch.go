@@ -177,7 +177,7 @@ func newPlan(p WelchParams, n, medianValues int) (*Plan, error) {
 	if _, ok := pl.fft.(*pow2RFFT); ok && nfft == nperseg && nfft <= maxPairedNFFT && !pl.median && pl.detrend != DetrendLinear && pl.nseg > 1 {
 		pl.pair = newPow2RFFT(2 * nfft)
 		pl.acc2 = make([]float64, pl.nhalf)
-		if haveAsm && pl.pair.odd {
+		if haveAsm {
 			pl.pairWin = pairWindow(pl.win)
 		}
 	}
@@ -360,7 +360,7 @@ func psd[T sample](ctx context.Context, pl *Plan, dst []float64, x []T, fs float
 		if pair != nil && s+1 < pl.nseg {
 			seg2 := x[(s+1)*pl.step : (s+1)*pl.step+pl.nperseg]
 			mean2, _ := segMean(s+1, seg2)
-			if pair.odd && 2*pl.step == pl.nperseg && !pl.noHalfPairs {
+			if 2*pl.step == pl.nperseg && !pl.noHalfPairs {
 				loadPow2PairHalf(pair, x[s*pl.step:(s+1)*pl.step+pl.nperseg], pl.win, pl.pairWin, mean, mean2)
 			} else {
 				loadPow2Pair(pair, seg, seg2, pl.win, mean, mean2)
