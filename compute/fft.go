@@ -302,9 +302,9 @@ func loadPairRadix8[T sample](z []complex128, first []int32, a, b []T, w []float
 // loadPow2PairHalf is loadPow2Pair of the segments a = x[:m] and b =
 // x[m/2:3m/2] (len(x) >= 3m/2, m = f.m): each sample shared by the two is
 // read once.
-// pw, when not nil, is w laid out by pairWindow: float32 samples (and,
-// for an odd log2(m), float64 ones with AVX) are then loaded in assembly,
-// bit for bit as loadPairRadix8Half or loadPairRadix4Half loads them.
+// pw, when not nil, is w laid out by pairWindow: float32 samples (and
+// float64 ones with AVX) are then loaded in assembly, bit for bit as
+// loadPairRadix8Half or loadPairRadix4Half loads them.
 func loadPow2PairHalf[T sample](f *pow2RFFT, x []T, w, pw []float64, ma, mb float64) {
 	if !f.odd {
 		if x32, ok := any(x).([]float32); ok && pw != nil {
@@ -317,6 +317,14 @@ func loadPow2PairHalf[T sample](f *pow2RFFT, x []T, w, pw []float64, ma, mb floa
 			} else {
 				loadPairRadix4HalfF32(f.z[:m], f.first, x32, pw, ma, mb)
 			}
+			return
+		}
+		if x64, ok := any(x).([]float64); ok && pw != nil && pairLoadAVX(f.m) {
+			m := f.m
+			if len(x64) < 3*m/2 || len(pw) < 2*m || len(f.first) < m/4 || m%8 != 0 {
+				panic("compute: loadPairRadix4HalfF64AVX of mismatched lengths")
+			}
+			loadPairRadix4HalfF64AVX(f.z[:m], f.first, x64, pw, ma, mb)
 			return
 		}
 		loadPairRadix4Half(f.z[:f.m], f.first, x, w, ma, mb)

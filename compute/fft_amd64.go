@@ -78,3 +78,9 @@ func loadPairRadix4HalfF32(z []complex128, first []int32, x []float32, w []float
 //
 //go:noescape
 func loadPairRadix4HalfF32AVX(z []complex128, first []int32, x []float32, w []float64, ma, mb float64)
+
+// loadPairRadix4HalfF64AVX is loadPairRadix4HalfF32AVX of float64
+// samples: bit for bit what the Go loop gives. It needs AVX (hasAVX).
+//
+//go:noescape
+func loadPairRadix4HalfF64AVX(z []complex128, first []int32, x []float64, w []float64, ma, mb float64)

@@ -1021,3 +1021,97 @@ vloop:
 vdone:
 	VZEROUPPER
 	RET
+
+// func loadPairRadix4HalfF64AVX(z []complex128, first []int32, x []float64, w []float64, ma, mb float64)
+//
+// loadPairRadix4HalfF32AVX of float64 samples: two samples of a block
+// loaded at once, paired with those of the block two on by VUNPCKLPD and
+// VUNPCKHPD.
+TEXT ·loadPairRadix4HalfF64AVX(SB), NOSPLIT, $0-112
+	MOVQ z_base+0(FP), DI
+	MOVQ first_base+24(FP), R12
+	MOVQ z_len+8(FP), R13
+	SHRQ $2, R13             // q = m/4
+	MOVQ x_base+48(FP), AX
+	MOVQ w_base+72(FP), SI
+	MOVQ R13, R8
+	SHLQ $3, R8              // S: q samples, in bytes
+	LEAQ (AX)(R8*2), BX      // x's block 2
+	LEAQ (BX)(R8*2), CX      // x's block 4
+	LEAQ (R12)(R13*4), R13   // &first[q]
+	VMOVSD ma+96(FP), X13
+	VMOVSD mb+104(FP), X0
+	VUNPCKLPD X0, X13, X13
+	VINSERTF128 $1, X13, Y13, Y13 // (ma, mb, ma, mb)
+	VMOVUPD negHigh2<>(SB), Y14
+	CMPQ R12, R13
+	JAE fvdone
+
+fvloop:
+	// s0, s1 = y0 ± y2
+	VMOVUPD (AX), X0
+	VMOVUPD (BX), X1
+	VMOVUPD (CX), X2
+	VUNPCKHPD X1, X0, X3
+	VUNPCKLPD X1, X0, X0
+	VINSERTF128 $1, X3, Y0, Y0
+	VUNPCKHPD X2, X1, X3
+	VUNPCKLPD X2, X1, X1
+	VINSERTF128 $1, X3, Y1, Y1
+	VSUBPD Y13, Y0, Y0
+	VMULPD 0(SI), Y0, Y0
+	VSUBPD Y13, Y1, Y1
+	VMULPD 64(SI), Y1, Y1
+	VADDPD Y1, Y0, Y2        // s0
+	VSUBPD Y1, Y0, Y0        // s1
+	// s2, s3 = y1 ± y3
+	VMOVUPD (AX)(R8*1), X3
+	VMOVUPD (BX)(R8*1), X4
+	VMOVUPD (CX)(R8*1), X5
+	VUNPCKHPD X4, X3, X6
+	VUNPCKLPD X4, X3, X3
+	VINSERTF128 $1, X6, Y3, Y3
+	VUNPCKHPD X5, X4, X6
+	VUNPCKLPD X5, X4, X4
+	VINSERTF128 $1, X6, Y4, Y4
+	VSUBPD Y13, Y3, Y3
+	VMULPD 32(SI), Y3, Y3
+	VSUBPD Y13, Y4, Y4
+	VMULPD 96(SI), Y4, Y4
+	VADDPD Y4, Y3, Y5        // s2
+	VSUBPD Y4, Y3, Y3        // s3
+	// z[first[j]:] (DX) and z[first[j+1]:] (R10)
+	MOVLQSX (R12), DX
+	SHLQ $4, DX
+	ADDQ DI, DX
+	MOVLQSX 4(R12), R10
+	SHLQ $4, R10
+	ADDQ DI, R10
+	// b0, b2 = s0 ± s2
+	VADDPD Y5, Y2, Y6
+	VSUBPD Y5, Y2, Y2
+	VMOVUPD X6, 0(DX)
+	VEXTRACTF128 $1, Y6, 0(R10)
+	VMOVUPD X2, 32(DX)
+	VEXTRACTF128 $1, Y2, 32(R10)
+	// b1, b3 = s1 ∓ i·s3
+	VPERMILPD $5, Y3, Y3
+	VXORPD Y14, Y3, Y3       // -i·s3
+	VADDPD Y3, Y0, Y6
+	VSUBPD Y3, Y0, Y0
+	VMOVUPD X6, 16(DX)
+	VEXTRACTF128 $1, Y6, 16(R10)
+	VMOVUPD X0, 48(DX)
+	VEXTRACTF128 $1, Y0, 48(R10)
+
+	ADDQ $16, AX
+	ADDQ $16, BX
+	ADDQ $16, CX
+	ADDQ $128, SI
+	ADDQ $8, R12
+	CMPQ R12, R13
+	JB fvloop
+
+fvdone:
+	VZEROUPPER
+	RET

@@ -58,3 +58,8 @@ func loadPairRadix4HalfF32(z []complex128, first []int32, x []float32, w []float
 func loadPairRadix4HalfF32AVX(z []complex128, first []int32, x []float32, w []float64, ma, mb float64) {
 	panic("compute: loadPairRadix4HalfF32AVX without assembly")
 }
+
+// loadPairRadix4HalfF64AVX is not called where haveAsm is false.
+func loadPairRadix4HalfF64AVX(z []complex128, first []int32, x []float64, w []float64, ma, mb float64) {
+	panic("compute: loadPairRadix4HalfF64AVX without assembly")
+}

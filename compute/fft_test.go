@@ -478,10 +478,10 @@ func TestLoadPairHalfAsmEqualsGo(t *testing.T) {
 	}
 }
 
-// TestLoadPairRadix4HalfAsmEqualsGo: the float32 load of two segments half
-// a segment apart with a radix-4 first stage, in assembly (SSE2, and AVX
-// where the processor has it), gives bit for bit what loadPairRadix4Half
-// gives, and that what loadPairRadix4 gives of the two segments read apart
+// TestLoadPairRadix4HalfAsmEqualsGo: the load of two segments half a
+// segment apart with a radix-4 first stage, in assembly (float32 in SSE2,
+// float32 and float64 in AVX where the processor has it), gives bit for
+// bit what loadPairRadix4Half gives, and that what loadPairRadix4 gives of the two segments read apart
 // (any NaN equal to any NaN), for every segment length with a radix-4 first
 // stage from 16 to 2^12 (the paired path takes those to maxPairedNFFT), on
 // random samples with an offset, signed zeros, infinities and NaN, and a
@@ -544,10 +544,17 @@ func TestLoadPairRadix4HalfAsmEqualsGo(t *testing.T) {
 			} else {
 				avx = sse
 			}
-			// float64 samples: the Go loop, through loadPow2PairHalf.
+			// float64 samples: AVX where there is, else Go.
+			x64 := widen(x)
 			f64 := newPow2RFFT(2 * m)
-			loadPow2PairHalf(f64, widen(x), w, pw, ma, mb)
-			for name, got := range map[string][]complex128{"loadPow2PairHalf": f.z, "SSE2": sse, "AVX": avx, "float64": f64.z} {
+			loadPow2PairHalf(f64, x64, w, pw, ma, mb)
+			avx64 := make([]complex128, m)
+			if pairLoadAVX(m) {
+				loadPairRadix4HalfF64AVX(avx64, f.first, x64, pairWindowAVX(w), ma, mb)
+			} else {
+				loadPairRadix4Half(avx64, f.first, x64, w, ma, mb)
+			}
+			for name, got := range map[string][]complex128{"loadPow2PairHalf": f.z, "SSE2": sse, "AVX": avx, "float64": f64.z, "float64 AVX": avx64} {
 				for k, v := range got {
 					if !same(v, want[k]) {
 						t.Fatalf("m=%d case %d, %s: point %d is %v, the Go loop's %v", m, c, name, k, v, want[k])
