@@ -306,51 +306,48 @@ func loadPairRadix8[T sample](z []complex128, first []int32, a, b []T, w []float
 // float64 ones with AVX) are then loaded in assembly, bit for bit as
 // loadPairRadix8Half or loadPairRadix4Half loads them.
 func loadPow2PairHalf[T sample](f *pow2RFFT, x []T, w, pw []float64, ma, mb float64) {
-	if !f.odd {
-		if x32, ok := any(x).([]float32); ok && pw != nil {
-			m := f.m
-			if len(x32) < 3*m/2 || len(pw) < 2*m || len(f.first) < m/4 || m%8 != 0 {
-				panic("compute: loadPairRadix4HalfF32 of mismatched lengths")
-			}
-			if pairLoadAVX(m) {
+	m := f.m
+	if pw != nil {
+		avx := pairLoadAVX(m)
+		if x32, ok := any(x).([]float32); ok {
+			checkPairLoad(f, len(x32), len(pw))
+			switch {
+			case f.odd && avx:
+				loadPairRadix8HalfF32AVX(f.z[:m], f.first, x32, pw, ma, mb)
+			case f.odd:
+				loadPairRadix8HalfF32(f.z[:m], f.first, x32, pw, ma, mb)
+			case avx:
 				loadPairRadix4HalfF32AVX(f.z[:m], f.first, x32, pw, ma, mb)
-			} else {
+			default:
 				loadPairRadix4HalfF32(f.z[:m], f.first, x32, pw, ma, mb)
 			}
 			return
 		}
-		if x64, ok := any(x).([]float64); ok && pw != nil && pairLoadAVX(f.m) {
-			m := f.m
-			if len(x64) < 3*m/2 || len(pw) < 2*m || len(f.first) < m/4 || m%8 != 0 {
-				panic("compute: loadPairRadix4HalfF64AVX of mismatched lengths")
+		if x64, ok := any(x).([]float64); ok && avx {
+			checkPairLoad(f, len(x64), len(pw))
+			if f.odd {
+				loadPairRadix8HalfF64AVX(f.z[:m], f.first, x64, pw, ma, mb)
+			} else {
+				loadPairRadix4HalfF64AVX(f.z[:m], f.first, x64, pw, ma, mb)
 			}
-			loadPairRadix4HalfF64AVX(f.z[:m], f.first, x64, pw, ma, mb)
 			return
 		}
-		loadPairRadix4Half(f.z[:f.m], f.first, x, w, ma, mb)
-		return
 	}
-	if x32, ok := any(x).([]float32); ok && pw != nil {
-		m := f.m
-		if len(x32) < 3*m/2 || len(pw) < 2*m || len(f.first) < m/8 || m%8 != 0 {
-			panic("compute: loadPairRadix8HalfF32 of mismatched lengths")
-		}
-		if pairLoadAVX(m) {
-			loadPairRadix8HalfF32AVX(f.z[:m], f.first, x32, pw, ma, mb)
-		} else {
-			loadPairRadix8HalfF32(f.z[:m], f.first, x32, pw, ma, mb)
-		}
-		return
+	if f.odd {
+		loadPairRadix8Half(f.z[:m], f.first, x, w, ma, mb)
+	} else {
+		loadPairRadix4Half(f.z[:m], f.first, x, w, ma, mb)
 	}
-	if x64, ok := any(x).([]float64); ok && pw != nil && pairLoadAVX(f.m) {
-		m := f.m
-		if len(x64) < 3*m/2 || len(pw) < 2*m || len(f.first) < m/8 || m%8 != 0 {
-			panic("compute: loadPairRadix8HalfF64AVX of mismatched lengths")
-		}
-		loadPairRadix8HalfF64AVX(f.z[:m], f.first, x64, pw, ma, mb)
-		return
+}
+
+// checkPairLoad panics unless the assembly loads of loadPow2PairHalf stay
+// within their slices: nx samples, a laid-out window of nw values and
+// f.first of one entry per first-stage butterfly.
+func checkPairLoad(f *pow2RFFT, nx, nw int) {
+	m := f.m
+	if nx < 3*m/2 || nw < 2*m || len(f.first) < m/pairRadix(m) || m%8 != 0 {
+		panic("compute: paired load of mismatched lengths")
 	}
-	loadPairRadix8Half(f.z[:f.m], f.first, x, w, ma, mb)
 }
 
 // pairRadix is the radix of the first stage of the complex FFT of length
