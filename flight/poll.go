@@ -71,27 +71,17 @@ func (s *Server) PollFlightInfo(ctx context.Context, d *aflight.FlightDescriptor
 		info, _, err := s.pollInfo(ctx, id)
 		return info, err
 	}
-	hold := time.NewTimer(s.opts.PollHold)
-	defer hold.Stop()
-	for {
-		changed, err := s.jobs.Changed(id)
-		if err != nil {
-			return nil, toStatus(err)
-		}
-		info, token, err := s.pollInfo(ctx, id)
-		if err != nil || token != seen {
-			return info, err
-		}
-		select {
-		case <-changed:
-		case <-hold.C:
-			return info, nil
-		case <-s.stopping:
-			return info, nil
-		case <-ctx.Done():
-			return nil, status.FromContextError(ctx.Err()).Err()
-		}
+	var info *aflight.PollInfo
+	err = s.holdForChange(ctx, id, s.opts.PollHold, func() (bool, error) {
+		var token string
+		var err error
+		info, token, err = s.pollInfo(ctx, id)
+		return token != seen, err
+	})
+	if err != nil {
+		return nil, err
 	}
+	return info, nil
 }
 
 // pollTarget decodes a PollFlightInfo descriptor into a job ID and, for a

@@ -61,29 +61,43 @@ func (s *Server) actionJobWait(ctx context.Context, body []byte) (any, error) {
 		return nil, status.Errorf(codes.ResourceExhausted, "%s: %d calls already wait for jobs, the server's limit; poll job-status instead", api.ActionJobWait, n-1)
 	}
 	defer s.jobWaiters.Add(-1)
+	err = s.holdForChange(ctx, req.JobID, hold, func() (bool, error) {
+		var err error
+		m, err = s.jobs.Status(req.JobID)
+		return err == nil && m.State.Terminal(), err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return jobStatus(m), nil
+}
+
+// holdForChange calls look, and again after each change of job id, until
+// look has the caller's answer (done) or fails, hold passes, the server
+// stops serving or ctx ends: job-wait and PollFlightInfo's long polls hold
+// their calls with it. It returns look's error or ctx's, as a gRPC status
+// where it is one.
+func (s *Server) holdForChange(ctx context.Context, id string, hold time.Duration, look func() (done bool, err error)) error {
 	timer := time.NewTimer(hold)
 	defer timer.Stop()
 	for {
-		// The channel before the status: a change between the two wakes
-		// the wait at once instead of being missed.
-		changed, err := s.jobs.Changed(req.JobID)
+		// The channel before the look: a change between the two wakes the
+		// wait at once instead of being missed.
+		changed, err := s.jobs.Changed(id)
 		if err != nil {
-			return nil, err
+			return toStatus(err)
 		}
-		if m, err = s.jobs.Status(req.JobID); err != nil {
-			return nil, err
-		}
-		if m.State.Terminal() {
-			return jobStatus(m), nil
+		if done, err := look(); done || err != nil {
+			return err
 		}
 		select {
 		case <-changed:
 		case <-timer.C:
-			return jobStatus(m), nil
+			return nil
 		case <-s.stopping:
-			return jobStatus(m), nil
+			return nil
 		case <-ctx.Done():
-			return nil, status.FromContextError(ctx.Err()).Err()
+			return status.FromContextError(ctx.Err()).Err()
 		}
 	}
 }
