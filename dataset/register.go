@@ -75,7 +75,7 @@ func (o *RegisterOptions) validateScan() error {
 		return fmt.Errorf("register: bad_spans %q must be \"nan\", \"drop\" or \"keep\": %w", o.BadSpans, ErrInvalid)
 	}
 	if math.IsNaN(o.ShardMB) || o.ShardMB < 0 || o.ShardMB > 1<<20 {
-		return fmt.Errorf("register: shard_mb %v must be a positive number of MiB: %w", o.ShardMB, ErrInvalid)
+		return fmt.Errorf("register: shard_mb %v must be 0 (the default, %d) to %d (MiB): %w", o.ShardMB, DefaultShardBytes>>20, 1<<20, ErrInvalid)
 	}
 	if o.Shards < 0 || o.Shards > 100000 {
 		return fmt.Errorf("register: shards %d must be in [1, 100000]: %w", o.Shards, ErrInvalid)

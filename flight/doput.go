@@ -93,7 +93,7 @@ func parsePutDescriptor(d *aflight.FlightDescriptor) (target, putCommand, error)
 			return target{}, pc, invalidArg("DoPut command: rows %d is negative", *pc.Rows)
 		}
 		if pc.ShardMB != nil && !(*pc.ShardMB > 0 && *pc.ShardMB <= 1<<20) {
-			return target{}, pc, invalidArg("DoPut command: shard_mb %v must be a positive number of MiB", *pc.ShardMB)
+			return target{}, pc, invalidArg("DoPut command: shard_mb %v must be above 0 and at most %d (MiB)", *pc.ShardMB, 1<<20)
 		}
 		if pc.Shards != nil {
 			if *pc.Shards < 1 || *pc.Shards > 100000 {
