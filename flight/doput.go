@@ -87,7 +87,7 @@ func parsePutDescriptor(d *aflight.FlightDescriptor) (target, putCommand, error)
 			err = errors.New("text after the JSON object")
 		}
 		if err != nil {
-			return target{}, pc, invalidArg(`DoPut command: %v; use {"path": "datasets/<name>", "rows": N}, optionally with "shard_mb" or "shards"`, err)
+			return target{}, pc, invalidArg(`DoPut command: %s; use {"path": "datasets/<name>", "rows": N}, optionally with "shard_mb" or "shards"`, clip.JSONError(err))
 		}
 		if pc.Rows != nil && *pc.Rows < 0 {
 			return target{}, pc, invalidArg("DoPut command: rows %d is negative", *pc.Rows)
