@@ -23,3 +23,18 @@ func TestRegisterBoundsSaid(t *testing.T) {
 		}
 	}
 }
+
+// TestRegisterQuotesShort: a long prefix or bad_spans is refused quoting only
+// its short prefix.
+func TestRegisterQuotesShort(t *testing.T) {
+	long := strings.Repeat("Z", 3000)
+	for _, o := range []RegisterOptions{
+		{Prefix: "../" + long},
+		{Prefix: "raw/", BadSpans: long},
+	} {
+		err := o.validate()
+		if !errors.Is(err, ErrInvalid) || strings.Contains(err.Error(), long[:100]) {
+			t.Errorf("%.40s, %.40s: %.200v, want ErrInvalid quoting a short prefix", o.Prefix, o.BadSpans, err)
+		}
+	}
+}
