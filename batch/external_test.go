@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -106,6 +107,19 @@ func runChild(mode string, args []string) int {
 	case "sleep":
 		time.Sleep(time.Hour)
 		return 0
+	case "record": // record its own pid in args[0], then wait forever
+		os.WriteFile(args[0]+".tmp", []byte(strconv.Itoa(os.Getpid())), 0o644)
+		os.Rename(args[0]+".tmp", args[0])
+		select {}
+	case "worker": // a worker: run the function "record" args[0], as a child of a job does
+		f, err := NewExternal("record", ExternalSpec{Command: []string{os.Args[0], childArg, "record", args[0]}}, filepath.Dir(args[0]))
+		if err != nil {
+			return 1
+		}
+		schema := arrow.NewSchema([]arrow.Field{{Name: "x", Type: arrow.PrimitiveTypes.Int64}}, nil)
+		in, _ := array.NewRecordReader(schema, nil)
+		_ = f.Run(context.Background(), Task{JobID: "20260101T000000000Z-abcdef", Shard: "part-0000", Attempt: 1}, in, func(arrow.RecordBatch) error { return nil })
+		return 1
 	}
 	fmt.Fprintln(os.Stderr, "unknown mode", mode)
 	return 2
@@ -384,6 +398,44 @@ func TestExternalCancelKillsProcessGroup(t *testing.T) {
 		if time.Now().After(deadline) {
 			syscall.Kill(pid, syscall.SIGKILL)
 			t.Fatalf("grandchild %d outlived the cancelled command", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestExternalDiesWithItsWorker kills the process that runs a function's
+// command (a worker, as the local executor's child is, and as a server that
+// dies takes its workers down): the command must die with it, not run on
+// orphaned.
+func TestExternalDiesWithItsWorker(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("a child's death with its parent is Linux's parent-death signal")
+	}
+	pidFile := filepath.Join(t.TempDir(), "command.pid")
+	worker := exec.Command(os.Args[0], childArg, "worker", pidFile)
+	if err := worker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer worker.Process.Kill()
+	var pid int
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if data, err := os.ReadFile(pidFile); err == nil {
+			pid, _ = strconv.Atoi(string(data))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the command did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := worker.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = worker.Wait()
+	for deadline := time.Now().Add(10 * time.Second); alive(pid); {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("command %d outlived its killed worker", pid)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -5,12 +5,16 @@ package batch
 import (
 	"os/exec"
 	"syscall"
+
+	"github.com/flightbatch/flightbatch/internal/procgroup"
 )
 
 // ownProcessGroup runs cmd in a process group of its own, and makes cancelling
-// its context kill the whole group: the command and whatever it started.
+// its context kill the whole group: the command and whatever it started. The
+// command also dies with the process that runs it (Linux), so that a worker
+// killed, or taken down with its server, leaves no command running on.
 func ownProcessGroup(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	procgroup.Isolate(cmd, true)
 	cmd.Cancel = func() error {
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}

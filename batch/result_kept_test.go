@@ -131,7 +131,7 @@ func TestKeptResultReadsPartsAnew(t *testing.T) {
 			if err := r.st.WriteAll(context.Background(), batch.PartKey(m.JobID, m.Shards[2].Name), otherSchemaFile(t)); err != nil {
 				t.Fatal(err)
 			}
-		}, dataset.ErrInvalid, true},
+		}, dataset.ErrDamaged, true},
 		{"part removed", func(t *testing.T, r *rig, m *batch.Manifest) {
 			if err := r.st.Delete(context.Background(), batch.PartKey(m.JobID, m.Shards[0].Name)); err != nil {
 				t.Fatal(err)

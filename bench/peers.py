@@ -39,6 +39,7 @@ import argparse
 import multiprocessing
 import os
 import pathlib
+import statistics
 import sys
 import tempfile
 import time
@@ -227,6 +228,26 @@ def psd_suite(args, binary: pathlib.Path, store: pathlib.Path, files: list[pathl
 # The DoGet suite
 
 
+def paired(name: str, a: list[Run], b: list[Run]) -> str:
+    """The ratios of a's run to b's run of the same round (runs are interleaved, so the two of a
+    round saw the same machine): throughput b.wall / a.wall and server CPU a / b, each as median
+    and quartiles, and in how many rounds a met 0.9x throughput and 1.5x server CPU."""
+    thr = [y.wall / x.wall for x, y in zip(a, b)]
+    cpu = [div(x.extra["server_cpu"], y.extra["server_cpu"]) for x, y in zip(a, b)]
+
+    def spread(xs: list[float]) -> str:
+        xs = sorted(v for v in xs if v == v)
+        if len(xs) < 4:
+            return f"{med(xs):.2f}x" if xs else "n/a"
+        q = statistics.quantiles(xs, n=4)
+        return f"{q[1]:.2f}x (quartiles {q[0]:.2f}-{q[2]:.2f})"
+
+    met_thr = sum(t >= 0.9 for t in thr)
+    met_cpu = sum(c <= 1.5 for c in cpu if c == c)
+    return (f"paired by round, {name}: throughput {spread(thr)}, server CPU {spread(cpu)}; "
+            f">= 0.9x throughput in {met_thr} of {len(thr)} rounds, <= 1.5x server CPU in {met_cpu}")
+
+
 def doget_suite(args, binary: pathlib.Path, store: pathlib.Path, tmp: pathlib.Path) -> None:
     log = tmp / "server.log"
     fbs = serve_flightbatch(binary, store, log)
@@ -261,7 +282,8 @@ def doget_suite(args, binary: pathlib.Path, store: pathlib.Path, tmp: pathlib.Pa
                     for table in tables:
                         check_tables(f"{name}: DoGet {ticket}", table, want, skew=name.startswith("flightbatch"))
                     return Run(wall, server + client_cpu,
-                               {"server_cpu": server, "bytes": sum(t.nbytes for t in tables)})
+                               {"server_cpu": server, "client_cpu": client_cpu,
+                                "bytes": sum(t.nbytes for t in tables)})
                 return run
 
             runs = interleave({n: side(n, s) for n, s in servers.items()}, args.doget_reps,
@@ -270,15 +292,20 @@ def doget_suite(args, binary: pathlib.Path, store: pathlib.Path, tmp: pathlib.Pa
             gb = reads * want.nbytes / 1e9
             mbs = {n: 1e3 * gb / med(walls(rs)) for n, rs in runs.items()}
             cpg = {n: med([r.extra["server_cpu"] for r in rs]) / gb for n, rs in runs.items()}
+            client = {n: med([r.extra["client_cpu"] for r in rs]) / gb for n, rs in runs.items()}
             for n, rs in runs.items():
                 print(summary_line(n, rs, f"{mbs[n]:.0f} MB/s (best {1e3 * gb / min(walls(rs)):.0f}); "
-                                          f"server {cpg[n]:.2f} CPU-s per GB"))
+                                          f"server {cpg[n]:.2f}, client {client[n]:.2f} CPU-s per GB"))
             print(f"every table received equal to the stored files' ({want.num_rows} records)")
             for peer in ("pyarrow-files", "pyarrow-memory"):
                 ratio(f"DoGet {what} throughput flightbatch/{peer}", mbs["flightbatch"] / mbs[peer],
                       f"{mbs['flightbatch']:.0f} / {mbs[peer]:.0f} MB/s, medians")
                 ratio(f"DoGet {what} server CPU per GB flightbatch/{peer}", div(cpg["flightbatch"], cpg[peer]),
                       f"{cpg['flightbatch']:.2f} / {cpg[peer]:.2f} CPU-s per GB, medians")
+                print(paired(f"DoGet {what} flightbatch/{peer}", runs["flightbatch"], runs[peer]))
+            print(f"the pyarrow client's own CPU per GB: {client['flightbatch']:.2f} from flightbatch, "
+                  f"{client['pyarrow-files']:.2f} from pyarrow-files "
+                  f"({div(client['flightbatch'], client['pyarrow-files']):.2f}x), medians")
             if "flightbatch-vs" in mbs:
                 print(f"A/B DoGet {what}: flightbatch/flightbatch-vs throughput "
                       f"{mbs['flightbatch'] / mbs['flightbatch-vs']:.2f}x, server CPU per GB "

@@ -8,6 +8,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/flightbatch/flightbatch/internal/clip"
 	"github.com/flightbatch/flightbatch/store"
 )
 
@@ -72,7 +73,7 @@ func (r *concatReader) Next() bool {
 		r.files = r.files[1:]
 		r.cur, r.err = OpenFile(r.ctx, r.st, f.Key, f.Format, r.mem)
 		if r.err == nil && !r.cur.Schema().Equal(r.schema) {
-			r.err = fmt.Errorf("dataset: %s has schema %s, unlike the stream's %s: %w", f.Key, r.cur.Schema(), r.schema, ErrInvalid)
+			r.err = fmt.Errorf("dataset: %s does not hold the schema of the files before it: %s: %w", f.Key, schemaDiff(r.cur.Schema(), r.schema), ErrDamaged)
 		}
 	}
 	return false
@@ -96,3 +97,20 @@ func (r *concatReader) RecordBatch() arrow.RecordBatch {
 //
 // Deprecated: use RecordBatch.
 func (r *concatReader) Record() arrow.RecordBatch { return r.RecordBatch() }
+
+// schemaDiff says briefly where a file's schema first differs from the
+// stream's, quoting only short prefixes of names: the schemas themselves may
+// be large.
+func schemaDiff(got, want *arrow.Schema) string {
+	for i := 0; i < min(got.NumFields(), want.NumFields()); i++ {
+		g, w := got.Field(i), want.Field(i)
+		if g.Name == w.Name && arrow.TypeEqual(g.Type, w.Type) && !g.Equal(w) {
+			return fmt.Sprintf("column %d %s differs in nullability or field metadata", i, clip.Quote(g.Name))
+		}
+		if !g.Equal(w) {
+			return fmt.Sprintf("column %d is %s %s, where the stream has %s %s",
+				i, clip.Quote(g.Name), clip.String(g.Type.String(), clip.QuoteBytes), clip.Quote(w.Name), clip.String(w.Type.String(), clip.QuoteBytes))
+		}
+	}
+	return fmt.Sprintf("it has %d columns, where the stream has %d", got.NumFields(), want.NumFields())
+}

@@ -52,7 +52,7 @@ const uploadingMarker = "_uploading"
 // ValidName reports whether name is a valid dataset (or shard) name.
 func ValidName(name string) error {
 	if !nameForm(name) || strings.Contains(name, "..") {
-		return fmt.Errorf("dataset: name %s must match [a-z0-9][a-z0-9_.-]{0,127}: %w", clip.Quote(name), ErrInvalid)
+		return fmt.Errorf("dataset: name %s must match [a-z0-9][a-z0-9_.-]{0,127}, without \"..\": %w", clip.Quote(name), ErrInvalid)
 	}
 	return nil
 }

@@ -48,3 +48,14 @@ func FuzzValidName(f *testing.F) {
 		}
 	})
 }
+
+// TestValidNameSaysWhy: a name of the right characters refused only for its
+// ".." says so, since the expression alone would take it.
+func TestValidNameSaysWhy(t *testing.T) {
+	for _, name := range []string{"a..b", "x..", "a.b..c"} {
+		err := ValidName(name)
+		if err == nil || !strings.Contains(err.Error(), `".."`) {
+			t.Errorf("ValidName(%q) = %v, want a refusal naming \"..\"", name, err)
+		}
+	}
+}

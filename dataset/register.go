@@ -18,6 +18,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/flightbatch/flightbatch/edf"
+	"github.com/flightbatch/flightbatch/internal/clip"
 	"github.com/flightbatch/flightbatch/store"
 )
 
@@ -56,7 +57,7 @@ type RegisterResult struct {
 func (o *RegisterOptions) validate() error {
 	p := strings.TrimPrefix(o.Prefix, "/")
 	if p == "" || strings.Contains(p, "..") || strings.HasPrefix(p, Prefix) || strings.HasPrefix(p, "jobs/") {
-		return fmt.Errorf("register: prefix %q must be a relative store prefix of .edf/.bdf files, outside datasets/ and jobs/ (no \"..\"): %w", o.Prefix, ErrInvalid)
+		return fmt.Errorf("register: prefix %s must be a relative store prefix of .edf/.bdf files, outside datasets/ and jobs/ (no \"..\"): %w", clip.Quote(o.Prefix), ErrInvalid)
 	}
 	o.Prefix = p
 	return o.validateScan()
@@ -72,10 +73,10 @@ func (o *RegisterOptions) validateScan() error {
 		o.BadSpans = DefaultBadSpans
 	case BadSpansNaN, BadSpansDrop, BadSpansKeep:
 	default:
-		return fmt.Errorf("register: bad_spans %q must be \"nan\", \"drop\" or \"keep\": %w", o.BadSpans, ErrInvalid)
+		return fmt.Errorf("register: bad_spans %s must be \"nan\", \"drop\" or \"keep\": %w", clip.Quote(o.BadSpans), ErrInvalid)
 	}
 	if math.IsNaN(o.ShardMB) || o.ShardMB < 0 || o.ShardMB > 1<<20 {
-		return fmt.Errorf("register: shard_mb %v must be a positive number of MiB: %w", o.ShardMB, ErrInvalid)
+		return fmt.Errorf("register: shard_mb %v must be 0 (the default, %d) to %d (MiB): %w", o.ShardMB, DefaultShardBytes>>20, 1<<20, ErrInvalid)
 	}
 	if o.Shards < 0 || o.Shards > 100000 {
 		return fmt.Errorf("register: shards %d must be in [1, 100000]: %w", o.Shards, ErrInvalid)
@@ -158,10 +159,10 @@ func scanRecordings(ctx context.Context, st *store.Store, opts RegisterOptions) 
 		}
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("no .edf or .bdf file under %q: %w", opts.Prefix, ErrNotFound)
+		return nil, fmt.Errorf("no .edf or .bdf file under %s: %w", clip.Quote(opts.Prefix), ErrNotFound)
 	}
 	if len(files) > MaxRecordingFiles {
-		return nil, fmt.Errorf("%d files under %q, more than %d: %w", len(files), opts.Prefix, MaxRecordingFiles, ErrInvalid)
+		return nil, fmt.Errorf("%d files under %s, more than %d: %w", len(files), clip.Quote(opts.Prefix), MaxRecordingFiles, ErrInvalid)
 	}
 	bids := participants != nil
 	for _, o := range files {

@@ -156,7 +156,7 @@ func decodeStrict(action string, body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return invalidArg("%s: the body must be a JSON object of the documented fields: %s", action, strings.TrimPrefix(err.Error(), "json: "))
+		return invalidArg("%s: the body must be a JSON object of the documented fields: %s", action, clip.JSONError(err))
 	}
 	if dec.More() {
 		return invalidArg("%s: the body holds more than one JSON value", action)
@@ -173,7 +173,7 @@ func splitObject(action string, body []byte) (map[string]json.RawMessage, error)
 	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
 		msg := "not an object"
 		if err != nil {
-			msg = strings.TrimPrefix(err.Error(), "json: ")
+			msg = clip.JSONError(err)
 		}
 		return nil, invalidArg("%s: the body must be a JSON object: %s", action, msg)
 	}

@@ -87,13 +87,13 @@ func parsePutDescriptor(d *aflight.FlightDescriptor) (target, putCommand, error)
 			err = errors.New("text after the JSON object")
 		}
 		if err != nil {
-			return target{}, pc, invalidArg(`DoPut command: %v; use {"path": "datasets/<name>", "rows": N}, optionally with "shard_mb" or "shards"`, err)
+			return target{}, pc, invalidArg(`DoPut command: %s; use {"path": "datasets/<name>", "rows": N}, optionally with "shard_mb" or "shards"`, clip.JSONError(err))
 		}
 		if pc.Rows != nil && *pc.Rows < 0 {
 			return target{}, pc, invalidArg("DoPut command: rows %d is negative", *pc.Rows)
 		}
 		if pc.ShardMB != nil && !(*pc.ShardMB > 0 && *pc.ShardMB <= 1<<20) {
-			return target{}, pc, invalidArg("DoPut command: shard_mb %v must be a positive number of MiB", *pc.ShardMB)
+			return target{}, pc, invalidArg("DoPut command: shard_mb %v must be above 0 and at most %d (MiB)", *pc.ShardMB, 1<<20)
 		}
 		if pc.Shards != nil {
 			if *pc.Shards < 1 || *pc.Shards > 100000 {

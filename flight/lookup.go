@@ -47,6 +47,10 @@ func cutQuery(segs []string) ([]string, string, bool) {
 // parseLookup completes the target of a jobs/ path whose second segment is not
 // a job ID: a job name, or "latest" with its query.
 func parseLookup(t target, query string, hasQuery bool) (target, error) {
+	if hasQuery && t.name != "latest" {
+		// Before the name's check: a job ID with a query is not a missing job.
+		return target{}, invalidArg("jobs/%s?%s: a ?query goes with jobs/latest only", clip.String(t.name, clip.QuoteBytes), clip.String(query, clip.QuoteBytes))
+	}
 	q := batch.Query{States: []batch.State{batch.StateSucceeded}}
 	switch {
 	case t.name == "latest":
@@ -56,9 +60,6 @@ func parseLookup(t target, query string, hasQuery bool) (target, error) {
 		return target{}, status.Errorf(codes.NotFound, "job %s not found: job IDs look like 20261124T184501123Z-9f2c1a, job names like beta-weekly (jobs/latest?dataset=... finds the newest)", clip.Quote(t.name))
 	}
 	if hasQuery {
-		if t.name != "latest" {
-			return target{}, invalidArg("jobs/%s?%s: a ?query goes with jobs/latest only", t.name, clip.String(query, clip.QuoteBytes))
-		}
 		if len(query) > maxQueryLen {
 			return target{}, invalidArg("jobs/latest: the query is longer than %d bytes", maxQueryLen)
 		}

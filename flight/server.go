@@ -303,7 +303,7 @@ func parseTicket(b []byte) (target, error) {
 			err = errors.New("text after the JSON object")
 		}
 		if err != nil {
-			return target{}, invalidArg(`ticket JSON: %v; use {"path": "datasets/<name>", "columns": [...], "compression": "zstd"}`, err)
+			return target{}, invalidArg(`ticket JSON: %s; use {"path": "datasets/<name>", "columns": [...], "compression": "zstd"}`, clip.JSONError(err))
 		}
 		t, err := parsePath([]string{tj.Path})
 		if err != nil {

@@ -283,7 +283,7 @@ func DecodeParams(raw json.RawMessage) (Params, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil {
-		return p, batch.Invalidf("psd parameters: %s", strings.TrimPrefix(err.Error(), "json: "))
+		return p, batch.Invalidf("psd parameters: %s", clip.JSONError(err))
 	}
 	// "average": null means no averaging, as MNE's average=None does; an
 	// absent "average" means the mean.

@@ -4,7 +4,10 @@
 package clip
 
 import (
+	"encoding/json"
+	"errors"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -34,4 +37,26 @@ func Quote(s string) string {
 		cut--
 	}
 	return strconv.Quote(s[:cut]) + "... (" + strconv.Itoa(len(s)) + " bytes)"
+}
+
+// JSONError is the text of an error of encoding/json, without its "json: "
+// prefix, with the value or field name it repeats cut by String or Quote:
+// Go's messages quote a whole number literal ("cannot unmarshal number
+// 99999...") or an unknown field's whole name.
+func JSONError(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		into := "Go value"
+		if te.Struct != "" || te.Field != "" {
+			into = "Go struct field " + String(te.Struct+"."+te.Field, QuoteBytes)
+		}
+		return "cannot unmarshal " + String(te.Value, QuoteBytes) + " into " + into + " of type " + te.Type.String()
+	}
+	msg := strings.TrimPrefix(err.Error(), "json: ")
+	if rest, ok := strings.CutPrefix(msg, "unknown field "); ok {
+		if name, uerr := strconv.Unquote(rest); uerr == nil {
+			return "unknown field " + Quote(name)
+		}
+	}
+	return String(msg, 4*QuoteBytes)
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/flightbatch/flightbatch/internal/clip"
 )
 
 // PSDRequest is the body of the psd action: the input, the psd parameters,
@@ -137,7 +139,7 @@ func (b *Bands) UnmarshalJSON(data []byte) error {
 		name := tok.(string)
 		var r []float64
 		if err := dec.Decode(&r); err != nil || len(r) != 2 {
-			return fmt.Errorf("band %q must be [low, high] in Hz", name)
+			return fmt.Errorf("band %s must be [low, high] in Hz", clip.Quote(name))
 		}
 		*b = append(*b, Band{Name: name, Lo: r[0], Hi: r[1]})
 	}

@@ -76,4 +76,10 @@ def test_peers_doget_ab_of_two_builds(flightbatch_bin):
     for what in ("dataset", "job result"):
         m = re.search(rf"^A/B DoGet {what}: flightbatch/flightbatch-vs throughput ([\d.]+)x", proc.stdout, re.M)
         assert m and float(m.group(1)) > 0, proc.stdout[-3000:]
+        m = re.search(rf"^paired by round, DoGet {what} flightbatch/pyarrow-files: throughput ([\d.]+)x.*"
+                      rf"server CPU (n/a|[\d.]+x).*>= 0.9x throughput in (\d+) of (\d+) rounds", proc.stdout, re.M)
+        # (a quick run's server CPU may be below the clock's tick: n/a)
+        assert m and float(m.group(1)) > 0 and int(m.group(3)) <= int(m.group(4)), \
+            proc.stdout[-3000:]
+    assert re.search(r"^the pyarrow client's own CPU per GB: [\d.]+ from flightbatch", proc.stdout, re.M), proc.stdout[-3000:]
     assert re.search(r"^run 1: flightbatch-vs ", proc.stdout, re.M), proc.stdout[-3000:]
