@@ -979,8 +979,35 @@ func (mg *Manager) OpenResult(ctx context.Context, id, shard string) (array.Reco
 // open streams the merged result's parts one after the other; Concat checks
 // every part's schema against r.schema as it opens it.
 func (r *mergedResult) open(ctx context.Context, mg *Manager) array.RecordReader {
-	return &provenanceReader{RecordReader: dataset.Concat(ctx, mg.st, r.schema, r.files, mg.alloc), schema: r.prov}
+	parts := &deletedCheck{RecordReader: dataset.Concat(ctx, mg.st, r.schema, r.files, mg.alloc), mg: mg, id: r.m.JobID}
+	return &provenanceReader{RecordReader: parts, schema: r.prov}
 }
+
+// deletedCheck is a stream of a job's parts whose error, once the job has
+// been deleted, says so: its parts went with it, which the store reports as
+// a missing file.
+type deletedCheck struct {
+	array.RecordReader
+	mg *Manager
+	id string
+}
+
+func (r *deletedCheck) Err() error {
+	err := r.RecordReader.Err()
+	if err == nil {
+		return nil
+	}
+	r.mg.mu.Lock()
+	_, exists := r.mg.jobs[r.id]
+	r.mg.mu.Unlock()
+	if !exists {
+		return fmt.Errorf("job %s was deleted while its result was read (%v): %w", r.id, err, ErrNotFound)
+	}
+	return err
+}
+
+// Unwrap returns the stream of the stored parts (see dataset.Stored).
+func (r *deletedCheck) Unwrap() array.RecordReader { return r.RecordReader }
 
 // keptResult returns the mergedResult kept with job id, if its manifest has
 // not changed since.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -253,5 +254,34 @@ func TestKeptResultConcurrentStreams(t *testing.T) {
 	}
 	if !r.mg.HasKeptResult(m.JobID) {
 		t.Fatal("the result is not kept after the streams")
+	}
+}
+
+// TestResultDeletedMidStream deletes a succeeded job while its merged result
+// streams: the stream ends with NotFound saying the job was deleted, not with
+// the store's word about a missing file.
+func TestResultDeletedMidStream(t *testing.T) {
+	st := fileStore(t)
+	r := newRig(t, st, "")
+	m := waitFor(t, r.mg, submit(t, r.mg, "demo", `{"fs": 250}`, false).JobID, terminal)
+	if m.State != batch.StateSucceeded || len(m.Shards) < 2 {
+		t.Fatalf("job ended %s with %d shards: %s", m.State, len(m.Shards), m.Error)
+	}
+	rr, err := r.mg.OpenResult(context.Background(), m.JobID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rr.Release()
+	if !rr.Next() {
+		t.Fatalf("no first batch: %v", rr.Err())
+	}
+	if err := r.mg.Delete(context.Background(), m.JobID, false); err != nil {
+		t.Fatal(err)
+	}
+	for rr.Next() {
+	}
+	err = rr.Err()
+	if !errors.Is(err, batch.ErrNotFound) || !strings.Contains(err.Error(), "deleted") || !strings.Contains(err.Error(), m.JobID) {
+		t.Fatalf("stream of a job deleted meanwhile ended with %v, want NotFound saying job %s was deleted", err, m.JobID)
 	}
 }

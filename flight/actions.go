@@ -466,6 +466,7 @@ func jobStatus(m *batch.Manifest) api.JobStatus {
 		SubmittedBy:    m.SubmittedBy,
 		Name:           m.Name,
 		Labels:         m.Labels,
+		Failures:       []api.ShardFailure{},
 	}
 	if st.Labels == nil {
 		st.Labels = map[string]string{}

@@ -2,6 +2,7 @@ package flight_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -255,5 +256,30 @@ func TestRestartResumes(t *testing.T) {
 			t.Fatalf("row %s appears twice", k)
 		}
 		seen[k] = true
+	}
+}
+
+// TestJobStatusKeys: job-status answers every key the README lists, also
+// those with nothing to say yet ("failures": [] for a job without a failed
+// attempt), so that a notebook's status["failures"] does not raise.
+func TestJobStatusKeys(t *testing.T) {
+	e := newEnv(t, "")
+	id := e.submit(t, `{"dataset": "demo", "fs": 250}`)
+	e.wait(t, id)
+	body, err := e.action(t, api.ActionJobStatus, api.JobRef{JobID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]json.RawMessage
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"job_id", "state", "shards", "progress", "dataset", "dataset_version", "params", "created_at", "started_at", "finished_at", "error", "failures", "name", "labels"} {
+		if _, ok := st[k]; !ok {
+			t.Errorf("job-status has no %q: %s", k, body)
+		}
+	}
+	if got := string(st["failures"]); got != "[]" {
+		t.Errorf(`job-status "failures" of a job without failures is %s, want []`, got)
 	}
 }

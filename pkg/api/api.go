@@ -116,8 +116,9 @@ type JobStatus struct {
 	StartedAt      *time.Time      `json:"started_at"`
 	FinishedAt     *time.Time      `json:"finished_at"`
 	Error          string          `json:"error"`
-	// Failures lists the shards with failed attempts, with each attempt's error.
-	Failures []ShardFailure `json:"failures,omitempty"`
+	// Failures lists the shards with failed attempts, with each attempt's
+	// error ([] when none has failed).
+	Failures []ShardFailure `json:"failures"`
 	// SubmittedBy names the caller that submitted the job, when the server
 	// authenticates callers.
 	SubmittedBy string `json:"submitted_by,omitempty"`
