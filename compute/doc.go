@@ -50,4 +50,15 @@
 // the Go loop's operations on the same operands in the same order, so the
 // results are the same bits on every architecture, and the tests compare
 // each instruction set with the Go loop it replaces.
+//
+// The Go code never lets the compiler fuse a multiply and an add, which it
+// may do when GOAMD64 is v3 or above: every product that feeds a sum is
+// converted (float64(a*b)), which rounds it, and the sines and cosines of
+// twiddles, windows and tapers come from this package's copy of
+// math.Sincos written the same way. So the results are the same bits
+// whatever GOAMD64 the binary is built for (TestBitsAcrossBuilds compares
+// two builds), except for the chebwin window, whose weights go through
+// gonum's FFT and math.Acos and math.Acosh. The gaussian, general_gaussian
+// and exponential windows use math.Exp, whose amd64 assembly uses FMA where
+// the processor has it: their last bits depend on the processor.
 package compute

@@ -6,6 +6,25 @@ import (
 	"unsafe"
 )
 
+// Each product that feeds a sum is converted, float64(a*b) (and cmul, abs2
+// below), a no-op for the value: the Go spec lets the compiler fuse a*b+c
+// into one multiply-add with a single rounding, which it does for GOAMD64=v3
+// and above, and an explicit conversion rounds the product first. So the
+// results are the same bits whatever GOAMD64 the binary is built for, and
+// the same as the assembly's, which rounds every product too.
+
+// cmul is a·(*b) as Go computes a complex product, (ar·br − ai·bi) +
+// i·(ar·bi + ai·br), with each product rounded. b is a pointer (to a
+// twiddle) so that its parts are loaded where they are used: in the
+// butterflies that keeps fewer values in registers.
+func cmul(a complex128, b *complex128) complex128 {
+	br, bi := real(*b), imag(*b)
+	return complex(float64(real(a)*br)-float64(imag(a)*bi), float64(real(a)*bi)+float64(imag(a)*br))
+}
+
+// abs2 is |u|² as real(u)² + imag(u)², each square rounded.
+func abs2(u complex128) float64 { return float64(real(u)*real(u)) + float64(imag(u)*imag(u)) }
+
 // powerSpectrum computes the one-sided power |X[k]|^2, k = 0..n/2, of the
 // discrete Fourier transform X of a real sequence of a fixed length n.
 type powerSpectrum interface {
@@ -77,7 +96,7 @@ func newPow2RFFT(n int) *pow2RFFT {
 		t := make([]complex128, 3*q)
 		for j := 0; j < q; j++ {
 			for r := 1; r <= 3; r++ {
-				s, c := math.Sincos(-2 * math.Pi * float64(r*j) / float64(4*q))
+				s, c := sincos(-2 * math.Pi * float64(r*j) / float64(4*q))
 				t[3*j+r-1] = complex(c, s)
 			}
 		}
@@ -147,10 +166,10 @@ func loadRadix4[T sample](z []complex128, first []int32, x []T, w []float64, mea
 	w0, w1, w2, w3 = w0[:len(x0)], w1[:len(x0)], w2[:len(x0)], w3[:len(x0)]
 	first = first[:q]
 	for j := 0; j+1 < len(x0); j += 2 {
-		y0 := complex((float64(x0[j])-mean)*w0[j], (float64(x0[j+1])-mean)*w0[j+1])
-		y1 := complex((float64(x1[j])-mean)*w1[j], (float64(x1[j+1])-mean)*w1[j+1])
-		y2 := complex((float64(x2[j])-mean)*w2[j], (float64(x2[j+1])-mean)*w2[j+1])
-		y3 := complex((float64(x3[j])-mean)*w3[j], (float64(x3[j+1])-mean)*w3[j+1])
+		y0 := complex(float64((float64(x0[j])-mean)*w0[j]), float64((float64(x0[j+1])-mean)*w0[j+1]))
+		y1 := complex(float64((float64(x1[j])-mean)*w1[j]), float64((float64(x1[j+1])-mean)*w1[j+1]))
+		y2 := complex(float64((float64(x2[j])-mean)*w2[j]), float64((float64(x2[j+1])-mean)*w2[j+1]))
+		y3 := complex(float64((float64(x3[j])-mean)*w3[j]), float64((float64(x3[j+1])-mean)*w3[j+1]))
 		s0, s1 := y0+y2, y0-y2
 		s2, s3 := y1+y3, y1-y3
 		i := int(first[j/2])
@@ -181,17 +200,17 @@ func loadRadix8[T sample](z []complex128, first []int32, x []T, w []float64, mea
 	first = first[:o]
 	for j := 0; j+1 < len(x0); j += 2 {
 		// As in radix8, with b[0..7] = y0, y4, y2, y6, y1, y5, y3, y7.
-		y0 := complex((float64(x0[j])-mean)*w0[j], (float64(x0[j+1])-mean)*w0[j+1])
-		y4 := complex((float64(x4[j])-mean)*w4[j], (float64(x4[j+1])-mean)*w4[j+1])
+		y0 := complex(float64((float64(x0[j])-mean)*w0[j]), float64((float64(x0[j+1])-mean)*w0[j+1]))
+		y4 := complex(float64((float64(x4[j])-mean)*w4[j]), float64((float64(x4[j+1])-mean)*w4[j+1]))
 		a0, a1 := y0+y4, y0-y4
-		y2 := complex((float64(x2[j])-mean)*w2[j], (float64(x2[j+1])-mean)*w2[j+1])
-		y6 := complex((float64(x6[j])-mean)*w6[j], (float64(x6[j+1])-mean)*w6[j+1])
+		y2 := complex(float64((float64(x2[j])-mean)*w2[j]), float64((float64(x2[j+1])-mean)*w2[j+1]))
+		y6 := complex(float64((float64(x6[j])-mean)*w6[j]), float64((float64(x6[j+1])-mean)*w6[j+1]))
 		a2, a3 := y2+y6, y2-y6
-		y1 := complex((float64(x1[j])-mean)*w1[j], (float64(x1[j+1])-mean)*w1[j+1])
-		y5 := complex((float64(x5[j])-mean)*w5[j], (float64(x5[j+1])-mean)*w5[j+1])
+		y1 := complex(float64((float64(x1[j])-mean)*w1[j]), float64((float64(x1[j+1])-mean)*w1[j+1]))
+		y5 := complex(float64((float64(x5[j])-mean)*w5[j]), float64((float64(x5[j+1])-mean)*w5[j+1]))
 		a4, a5 := y1+y5, y1-y5
-		y3 := complex((float64(x3[j])-mean)*w3[j], (float64(x3[j+1])-mean)*w3[j+1])
-		y7 := complex((float64(x7[j])-mean)*w7[j], (float64(x7[j+1])-mean)*w7[j+1])
+		y3 := complex(float64((float64(x3[j])-mean)*w3[j]), float64((float64(x3[j+1])-mean)*w3[j+1]))
+		y7 := complex(float64((float64(x7[j])-mean)*w7[j]), float64((float64(x7[j+1])-mean)*w7[j+1]))
 		a6, a7 := y3+y7, y3-y7
 		i := int(first[j/2])
 		b := z[i : i+8 : i+8]
@@ -202,9 +221,9 @@ func loadRadix8[T sample](z []complex128, first []int32, x []T, w []float64, mea
 		o1 := complex(real(a5)+imag(a7), imag(a5)-real(a7))
 		o3 := complex(real(a5)-imag(a7), imag(a5)+real(a7))
 		// W8·o1 = (1-i)/√2·o1, W8²·o2 = -i·o2, W8³·o3 = -(1+i)/√2·o3
-		t1 := complex(r*(real(o1)+imag(o1)), r*(imag(o1)-real(o1)))
+		t1 := complex(float64(r*(real(o1)+imag(o1))), float64(r*(imag(o1)-real(o1))))
 		t2 := complex(imag(o2), -real(o2))
-		t3 := complex(r*(imag(o3)-real(o3)), -r*(real(o3)+imag(o3)))
+		t3 := complex(float64(r*(imag(o3)-real(o3))), float64(-r*(real(o3)+imag(o3))))
 		b[0], b[4] = e0+o0, e0-o0
 		b[1], b[5] = e1+t1, e1-t1
 		b[2], b[6] = e2+t2, e2-t2
@@ -239,10 +258,10 @@ func loadPairRadix4[T sample](z []complex128, first []int32, a, b []T, w []float
 	w0, w1, w2, w3 = w0[:len(a0)], w1[:len(a0)], w2[:len(a0)], w3[:len(a0)]
 	first = first[:len(a0)]
 	for j, i := range first {
-		y0 := complex((float64(a0[j])-ma)*w0[j], (float64(b0[j])-mb)*w0[j])
-		y1 := complex((float64(a1[j])-ma)*w1[j], (float64(b1[j])-mb)*w1[j])
-		y2 := complex((float64(a2[j])-ma)*w2[j], (float64(b2[j])-mb)*w2[j])
-		y3 := complex((float64(a3[j])-ma)*w3[j], (float64(b3[j])-mb)*w3[j])
+		y0 := complex(float64((float64(a0[j])-ma)*w0[j]), float64((float64(b0[j])-mb)*w0[j]))
+		y1 := complex(float64((float64(a1[j])-ma)*w1[j]), float64((float64(b1[j])-mb)*w1[j]))
+		y2 := complex(float64((float64(a2[j])-ma)*w2[j]), float64((float64(b2[j])-mb)*w2[j]))
+		y3 := complex(float64((float64(a3[j])-ma)*w3[j]), float64((float64(b3[j])-mb)*w3[j]))
 		s0, s1 := y0+y2, y0-y2
 		s2, s3 := y1+y3, y1-y3
 		bl := z[i : i+4 : i+4]
@@ -270,17 +289,17 @@ func loadPairRadix8[T sample](z []complex128, first []int32, a, b []T, w []float
 	for j, i := range first {
 		// y_k, point j + k·o; as in radix8, with b[0..7] = y0, y4, y2, y6,
 		// y1, y5, y3, y7.
-		y0 := complex((float64(a0[j])-ma)*w0[j], (float64(b0[j])-mb)*w0[j])
-		y4 := complex((float64(a4[j])-ma)*w4[j], (float64(b4[j])-mb)*w4[j])
+		y0 := complex(float64((float64(a0[j])-ma)*w0[j]), float64((float64(b0[j])-mb)*w0[j]))
+		y4 := complex(float64((float64(a4[j])-ma)*w4[j]), float64((float64(b4[j])-mb)*w4[j]))
 		c0, c1 := y0+y4, y0-y4
-		y2 := complex((float64(a2[j])-ma)*w2[j], (float64(b2[j])-mb)*w2[j])
-		y6 := complex((float64(a6[j])-ma)*w6[j], (float64(b6[j])-mb)*w6[j])
+		y2 := complex(float64((float64(a2[j])-ma)*w2[j]), float64((float64(b2[j])-mb)*w2[j]))
+		y6 := complex(float64((float64(a6[j])-ma)*w6[j]), float64((float64(b6[j])-mb)*w6[j]))
 		c2, c3 := y2+y6, y2-y6
-		y1 := complex((float64(a1[j])-ma)*w1[j], (float64(b1[j])-mb)*w1[j])
-		y5 := complex((float64(a5[j])-ma)*w5[j], (float64(b5[j])-mb)*w5[j])
+		y1 := complex(float64((float64(a1[j])-ma)*w1[j]), float64((float64(b1[j])-mb)*w1[j]))
+		y5 := complex(float64((float64(a5[j])-ma)*w5[j]), float64((float64(b5[j])-mb)*w5[j]))
 		c4, c5 := y1+y5, y1-y5
-		y3 := complex((float64(a3[j])-ma)*w3[j], (float64(b3[j])-mb)*w3[j])
-		y7 := complex((float64(a7[j])-ma)*w7[j], (float64(b7[j])-mb)*w7[j])
+		y3 := complex(float64((float64(a3[j])-ma)*w3[j]), float64((float64(b3[j])-mb)*w3[j]))
+		y7 := complex(float64((float64(a7[j])-ma)*w7[j]), float64((float64(b7[j])-mb)*w7[j]))
 		c6, c7 := y3+y7, y3-y7
 		bl := z[i : i+8 : i+8]
 		e0, e2 := c0+c2, c0-c2
@@ -289,9 +308,9 @@ func loadPairRadix8[T sample](z []complex128, first []int32, a, b []T, w []float
 		o0, o2 := c4+c6, c4-c6
 		o1 := complex(real(c5)+imag(c7), imag(c5)-real(c7))
 		o3 := complex(real(c5)-imag(c7), imag(c5)+real(c7))
-		t1 := complex(r*(real(o1)+imag(o1)), r*(imag(o1)-real(o1)))
+		t1 := complex(float64(r*(real(o1)+imag(o1))), float64(r*(imag(o1)-real(o1))))
 		t2 := complex(imag(o2), -real(o2))
-		t3 := complex(r*(imag(o3)-real(o3)), -r*(real(o3)+imag(o3)))
+		t3 := complex(float64(r*(imag(o3)-real(o3))), float64(-r*(real(o3)+imag(o3))))
 		bl[0], bl[4] = e0+o0, e0-o0
 		bl[1], bl[5] = e1+t1, e1-t1
 		bl[2], bl[6] = e2+t2, e2-t2
@@ -422,10 +441,10 @@ func loadPairRadix4Half[T sample](z []complex128, first []int32, x []T, w []floa
 	for j, i := range first {
 		// a's block k is x's block k, b's is x's block k+2.
 		v2, v3 := float64(x2[j]), float64(x3[j])
-		y0 := complex((float64(x0[j])-ma)*w0[j], (v2-mb)*w0[j])
-		y1 := complex((float64(x1[j])-ma)*w1[j], (v3-mb)*w1[j])
-		y2 := complex((v2-ma)*w2[j], (float64(x4[j])-mb)*w2[j])
-		y3 := complex((v3-ma)*w3[j], (float64(x5[j])-mb)*w3[j])
+		y0 := complex(float64((float64(x0[j])-ma)*w0[j]), float64((v2-mb)*w0[j]))
+		y1 := complex(float64((float64(x1[j])-ma)*w1[j]), float64((v3-mb)*w1[j]))
+		y2 := complex(float64((v2-ma)*w2[j]), float64((float64(x4[j])-mb)*w2[j]))
+		y3 := complex(float64((v3-ma)*w3[j]), float64((float64(x5[j])-mb)*w3[j]))
 		s0, s1 := y0+y2, y0-y2
 		s2, s3 := y1+y3, y1-y3
 		bl := z[i : i+4 : i+4]
@@ -452,17 +471,17 @@ func loadPairRadix8Half[T sample](z []complex128, first []int32, x []T, w []floa
 	for j, i := range first {
 		// a's block k is x's block k, b's is x's block k+4.
 		v4, v5, v6, v7 := float64(x4[j]), float64(x5[j]), float64(x6[j]), float64(x7[j])
-		y0 := complex((float64(x0[j])-ma)*w0[j], (v4-mb)*w0[j])
-		y4 := complex((v4-ma)*w4[j], (float64(x8[j])-mb)*w4[j])
+		y0 := complex(float64((float64(x0[j])-ma)*w0[j]), float64((v4-mb)*w0[j]))
+		y4 := complex(float64((v4-ma)*w4[j]), float64((float64(x8[j])-mb)*w4[j]))
 		c0, c1 := y0+y4, y0-y4
-		y2 := complex((float64(x2[j])-ma)*w2[j], (v6-mb)*w2[j])
-		y6 := complex((v6-ma)*w6[j], (float64(x10[j])-mb)*w6[j])
+		y2 := complex(float64((float64(x2[j])-ma)*w2[j]), float64((v6-mb)*w2[j]))
+		y6 := complex(float64((v6-ma)*w6[j]), float64((float64(x10[j])-mb)*w6[j]))
 		c2, c3 := y2+y6, y2-y6
-		y1 := complex((float64(x1[j])-ma)*w1[j], (v5-mb)*w1[j])
-		y5 := complex((v5-ma)*w5[j], (float64(x9[j])-mb)*w5[j])
+		y1 := complex(float64((float64(x1[j])-ma)*w1[j]), float64((v5-mb)*w1[j]))
+		y5 := complex(float64((v5-ma)*w5[j]), float64((float64(x9[j])-mb)*w5[j]))
 		c4, c5 := y1+y5, y1-y5
-		y3 := complex((float64(x3[j])-ma)*w3[j], (v7-mb)*w3[j])
-		y7 := complex((v7-ma)*w7[j], (float64(x11[j])-mb)*w7[j])
+		y3 := complex(float64((float64(x3[j])-ma)*w3[j]), float64((v7-mb)*w3[j]))
+		y7 := complex(float64((v7-ma)*w7[j]), float64((float64(x11[j])-mb)*w7[j]))
 		c6, c7 := y3+y7, y3-y7
 		bl := z[i : i+8 : i+8]
 		e0, e2 := c0+c2, c0-c2
@@ -471,9 +490,9 @@ func loadPairRadix8Half[T sample](z []complex128, first []int32, x []T, w []floa
 		o0, o2 := c4+c6, c4-c6
 		o1 := complex(real(c5)+imag(c7), imag(c5)-real(c7))
 		o3 := complex(real(c5)-imag(c7), imag(c5)+real(c7))
-		t1 := complex(r*(real(o1)+imag(o1)), r*(imag(o1)-real(o1)))
+		t1 := complex(float64(r*(real(o1)+imag(o1))), float64(r*(imag(o1)-real(o1))))
 		t2 := complex(imag(o2), -real(o2))
-		t3 := complex(r*(imag(o3)-real(o3)), -r*(real(o3)+imag(o3)))
+		t3 := complex(float64(r*(imag(o3)-real(o3))), float64(-r*(real(o3)+imag(o3))))
 		bl[0], bl[4] = e0+o0, e0-o0
 		bl[1], bl[5] = e1+t1, e1-t1
 		bl[2], bl[6] = e2+t2, e2-t2
@@ -493,8 +512,8 @@ func (f *pow2RFFT) laterStagesPairPower(dst []float64) {
 	h := n / 2
 	dst = dst[:h+1]
 	z0, zh := z[0], z[h]
-	dst[0] += 2 * (real(z0)*real(z0) + imag(z0)*imag(z0))
-	dst[h] += 2 * (real(zh)*real(zh) + imag(zh)*imag(zh))
+	dst[0] += 2 * abs2(z0)
+	dst[h] += 2 * abs2(zh)
 	lo, hi := z[1:h], z[h+1:n]
 	d := dst[1:h]
 	if haveAsm {
@@ -526,7 +545,7 @@ func pairPowerAddGo(d []float64, lo, hi []complex128) {
 	last := len(lo) - 1
 	for k, u := range lo {
 		v := hi[last-k]
-		d[k] += (real(u)*real(u) + imag(u)*imag(u)) + (real(v)*real(v) + imag(v)*imag(v))
+		d[k] += abs2(u) + abs2(v)
 	}
 }
 
@@ -554,7 +573,7 @@ func loadSegment[T sample](z []complex128, perm []int32, x []T, w []float64, mea
 		for k, p := range perm {
 			xx := x[2*k : 2*k+2 : 2*k+2]
 			ww := w[2*k : 2*k+2 : 2*k+2]
-			z[p] = complex((float64(xx[0])-mean)*ww[0], (float64(xx[1])-mean)*ww[1])
+			z[p] = complex(float64((float64(xx[0])-mean)*ww[0]), float64((float64(xx[1])-mean)*ww[1]))
 		}
 		return
 	}
@@ -563,7 +582,7 @@ func loadSegment[T sample](z []complex128, perm []int32, x []T, w []float64, mea
 		xx := x[2*k : 2*k+2 : 2*k+2]
 		ww := w[2*k : 2*k+2 : 2*k+2]
 		tt := tc[2*k : 2*k+2 : 2*k+2]
-		z[p] = complex((float64(xx[0])-mean-slope*tt[0])*ww[0], (float64(xx[1])-mean-slope*tt[1])*ww[1])
+		z[p] = complex(float64((float64(xx[0])-mean-float64(slope*tt[0]))*ww[0]), float64((float64(xx[1])-mean-float64(slope*tt[1]))*ww[1]))
 	}
 }
 
@@ -686,9 +705,9 @@ func (f *pow2RFFT) laterStagesGo(z []complex128) {
 			for j := 1; j < len(z0); j++ {
 				w := tw[3*j : 3*j+3 : 3*j+3]
 				y0 := z0[j]
-				y2 := z1[j] * w[1]
-				y1 := z2[j] * w[0]
-				y3 := z3[j] * w[2]
+				y2 := cmul(z1[j], &w[1])
+				y1 := cmul(z2[j], &w[0])
+				y3 := cmul(z3[j], &w[2])
 				s0, s1 := y0+y2, y0-y2
 				s2, s3 := y1+y3, y1-y3
 				z0[j] = s0 + s2
@@ -710,7 +729,7 @@ type naiveDFT struct {
 func newNaiveDFT(n int) *naiveDFT {
 	d := &naiveDFT{n: n, cos: make([]float64, n), sin: make([]float64, n)}
 	for j := range d.cos {
-		d.sin[j], d.cos[j] = math.Sincos(-2 * math.Pi * float64(j) / float64(n))
+		d.sin[j], d.cos[j] = sincos(-2 * math.Pi * float64(j) / float64(n))
 	}
 	return d
 }
@@ -721,10 +740,10 @@ func (d *naiveDFT) power(dst, x []float64, add bool) {
 		var re, im float64
 		for j := 0; j < n; j++ {
 			r := (k * j) % n
-			re += x[j] * d.cos[r]
-			im += x[j] * d.sin[r]
+			re += float64(x[j] * d.cos[r])
+			im += float64(x[j] * d.sin[r])
 		}
-		p := re*re + im*im
+		p := float64(re*re) + float64(im*im)
 		if add {
 			dst[k] += p
 		} else {
@@ -755,9 +774,9 @@ func radix8(z []complex128) {
 		o1 := complex(real(a5)+imag(a7), imag(a5)-real(a7))
 		o3 := complex(real(a5)-imag(a7), imag(a5)+real(a7))
 		// W8·o1 = (1-i)/√2·o1, W8²·o2 = -i·o2, W8³·o3 = -(1+i)/√2·o3
-		t1 := complex(r*(real(o1)+imag(o1)), r*(imag(o1)-real(o1)))
+		t1 := complex(float64(r*(real(o1)+imag(o1))), float64(r*(imag(o1)-real(o1))))
 		t2 := complex(imag(o2), -real(o2))
-		t3 := complex(r*(imag(o3)-real(o3)), -r*(real(o3)+imag(o3)))
+		t3 := complex(float64(r*(imag(o3)-real(o3))), float64(-r*(real(o3)+imag(o3))))
 		b[0], b[4] = e0+o0, e0-o0
 		b[1], b[5] = e1+t1, e1-t1
 		b[2], b[6] = e2+t2, e2-t2

@@ -240,9 +240,9 @@ func laterStagesBefore(f *pow2RFFT, z []complex128) {
 			for j := range z0 {
 				w := tw[3*j : 3*j+3 : 3*j+3]
 				y0 := z0[j]
-				y2 := z1[j] * w[1]
-				y1 := z2[j] * w[0]
-				y3 := z3[j] * w[2]
+				y2 := cmul(z1[j], &w[1]) // z1[j] * w[1], never fused
+				y1 := cmul(z2[j], &w[0])
+				y3 := cmul(z3[j], &w[2])
 				s0, s1 := y0+y2, y0-y2
 				s2, s3 := y1+y3, y1-y3
 				z0[j] = s0 + s2

@@ -2,6 +2,9 @@ package compute
 
 import "math"
 
+// As in fft.go, each product that feeds a sum is rounded on its own (a
+// conversion, cmul or abs2) so that no GOAMD64 level fuses it.
+
 // cfft is an in-place mixed-radix complex FFT (decimation in time) of length
 // m = product of its stages' radices: 4, 2, 3, 5 have hand-written
 // butterflies, other primes a direct O(r²) one. The input is loaded in
@@ -67,7 +70,7 @@ func newCFFT(m int) *cfft {
 			st.tw = make([]complex128, l*(r-1))
 			for k := 0; k < l; k++ {
 				for q := 1; q < r; q++ {
-					s, co := math.Sincos(-2 * math.Pi * float64((q*k)%(r*l)) / float64(r*l))
+					s, co := sincos(-2 * math.Pi * float64((q*k)%(r*l)) / float64(r*l))
 					st.tw[k*(r-1)+q-1] = complex(co, s)
 				}
 			}
@@ -75,7 +78,7 @@ func newCFFT(m int) *cfft {
 		if r > 5 {
 			st.rot = make([]complex128, r)
 			for i := range st.rot {
-				s, co := math.Sincos(-2 * math.Pi * float64(i) / float64(r))
+				s, co := sincos(-2 * math.Pi * float64(i) / float64(r))
 				st.rot[i] = complex(co, s)
 			}
 		}
@@ -124,7 +127,7 @@ func stage2(z []complex128, l int, tw []complex128) {
 		for k := range b0 {
 			t1 := b1[k]
 			if tw != nil {
-				t1 *= tw[k]
+				t1 = cmul(t1, &tw[k])
 			}
 			t0 := b0[k]
 			b0[k], b1[k] = t0+t1, t0-t1
@@ -137,13 +140,12 @@ func stage4(z []complex128, l int, tw []complex128) {
 		b := z[base : base+4*l : base+4*l]
 		b0, b1, b2, b3 := b[:l:l], b[l:2*l:2*l], b[2*l:3*l:3*l], b[3*l:4*l:4*l]
 		for k := range b0 {
-			t0, t1, t2, t3 := b0[k], b1[k], b2[k], b3[k]
+			t1, t2, t3 := b1[k], b2[k], b3[k]
 			if tw != nil {
 				w := tw[3*k : 3*k+3 : 3*k+3]
-				t1 *= w[0]
-				t2 *= w[1]
-				t3 *= w[2]
+				t1, t2, t3 = cmul(t1, &w[0]), cmul(t2, &w[1]), cmul(t3, &w[2])
 			}
+			t0 := b0[k]
 			s0, s1 := t0+t2, t0-t2
 			s2, s3 := t1+t3, t1-t3
 			b0[k] = s0 + s2
@@ -160,16 +162,18 @@ func stage3(z []complex128, l int, tw []complex128) {
 		b := z[base : base+3*l : base+3*l]
 		b0, b1, b2 := b[:l:l], b[l:2*l:2*l], b[2*l:3*l:3*l]
 		for k := range b0 {
-			t0, t1, t2 := b0[k], b1[k], b2[k]
+			t1, t2 := b1[k], b2[k]
 			if tw != nil {
 				w := tw[2*k : 2*k+2 : 2*k+2]
-				t1 *= w[0]
-				t2 *= w[1]
+				t1, t2 = cmul(t1, &w[0]), cmul(t2, &w[1])
 			}
+			t0 := b0[k]
 			s, d := t1+t2, t1-t2
-			m := t0 - 0.5*s
+			// 0.5*s as Go computes a complex product: (0.5·re − 0·im, 0.5·im + 0·re).
+			hs := complex(float64(0.5*real(s))-float64(0*imag(s)), float64(0.5*imag(s))+float64(0*real(s)))
+			m := t0 - hs
 			// ∓i·h·d
-			rr, ri := h*imag(d), -h*real(d)
+			rr, ri := float64(h*imag(d)), float64(-h*real(d))
 			b0[k] = t0 + s
 			b1[k] = complex(real(m)+rr, imag(m)+ri)
 			b2[k] = complex(real(m)-rr, imag(m)-ri)
@@ -188,21 +192,21 @@ func stage5(z []complex128, l int, tw []complex128) {
 		b := z[base : base+5*l : base+5*l]
 		b0, b1, b2, b3, b4 := b[:l:l], b[l:2*l:2*l], b[2*l:3*l:3*l], b[3*l:4*l:4*l], b[4*l:5*l:5*l]
 		for k := range b0 {
-			t0, t1, t2, t3, t4 := b0[k], b1[k], b2[k], b3[k], b4[k]
+			// t0 is loaded after the twiddle products: fewer values held
+			// in registers across them.
+			t1, t2, t3, t4 := b1[k], b2[k], b3[k], b4[k]
 			if tw != nil {
 				w := tw[4*k : 4*k+4 : 4*k+4]
-				t1 *= w[0]
-				t2 *= w[1]
-				t3 *= w[2]
-				t4 *= w[3]
+				t1, t2, t3, t4 = cmul(t1, &w[0]), cmul(t2, &w[1]), cmul(t3, &w[2]), cmul(t4, &w[3])
 			}
+			t0 := b0[k]
 			a1, d1 := t1+t4, t1-t4
 			a2, d2 := t2+t3, t2-t3
-			m1 := complex(real(t0)+c1*real(a1)+c2*real(a2), imag(t0)+c1*imag(a1)+c2*imag(a2))
-			m2 := complex(real(t0)+c2*real(a1)+c1*real(a2), imag(t0)+c2*imag(a1)+c1*imag(a2))
+			m1 := complex(real(t0)+float64(c1*real(a1))+float64(c2*real(a2)), imag(t0)+float64(c1*imag(a1))+float64(c2*imag(a2)))
+			m2 := complex(real(t0)+float64(c2*real(a1))+float64(c1*real(a2)), imag(t0)+float64(c2*imag(a1))+float64(c1*imag(a2)))
 			// n1 = s1·d1 + s2·d2, n2 = s2·d1 - s1·d2; out = m ∓ i·n
-			n1r, n1i := s1*real(d1)+s2*real(d2), s1*imag(d1)+s2*imag(d2)
-			n2r, n2i := s2*real(d1)-s1*real(d2), s2*imag(d1)-s1*imag(d2)
+			n1r, n1i := float64(s1*real(d1))+float64(s2*real(d2)), float64(s1*imag(d1))+float64(s2*imag(d2))
+			n2r, n2i := float64(s2*real(d1))-float64(s1*real(d2)), float64(s2*imag(d1))-float64(s1*imag(d2))
 			b0[k] = t0 + a1 + a2
 			b1[k] = complex(real(m1)+n1i, imag(m1)-n1r)
 			b4[k] = complex(real(m1)-n1i, imag(m1)+n1r)
@@ -221,14 +225,14 @@ func stageGeneric(z []complex128, st *fftStage) {
 			for q := 0; q < r; q++ {
 				v := z[base+q*l+k]
 				if q > 0 && st.tw != nil {
-					v *= st.tw[k*(r-1)+q-1]
+					v = cmul(v, &st.tw[k*(r-1)+q-1])
 				}
 				t[q] = v
 			}
 			for q := 0; q < r; q++ {
 				var s complex128
 				for i, v := range t {
-					s += v * st.rot[(i*q)%r]
+					s += cmul(v, &st.rot[(i*q)%r])
 				}
 				z[base+q*l+k] = s
 			}
@@ -243,8 +247,8 @@ func splitPower(dst []float64, z, split []complex128, add bool) {
 	m := len(z)
 	dst = dst[:m+1]
 	z0 := z[0]
-	p0 := (real(z0) + imag(z0)) * (real(z0) + imag(z0))
-	pm := (real(z0) - imag(z0)) * (real(z0) - imag(z0))
+	p0 := float64((real(z0) + imag(z0)) * (real(z0) + imag(z0)))
+	pm := float64((real(z0) - imag(z0)) * (real(z0) - imag(z0)))
 	if add {
 		dst[0] += p0
 		dst[m] += pm
@@ -255,7 +259,7 @@ func splitPower(dst []float64, z, split []complex128, add bool) {
 	h := (m + 1) / 2 // pairs k, m-k for 1 <= k < h
 	if m%2 == 0 {
 		zh := z[m/2]
-		ph := real(zh)*real(zh) + imag(zh)*imag(zh)
+		ph := abs2(zh)
 		if add {
 			dst[m/2] += ph
 		} else {
@@ -267,21 +271,21 @@ func splitPower(dst []float64, z, split []complex128, add bool) {
 		a := z[k]
 		b := z[m-k]
 		// e = (a + conj b)/2, d = a - conj b; X[k] = e + c·d, X[m-k] = conj(e - c·d)
-		er := 0.5 * (real(a) + real(b))
-		ei := 0.5 * (imag(a) - imag(b))
+		er := float64(0.5 * (real(a) + real(b)))
+		ei := float64(0.5 * (imag(a) - imag(b)))
 		dr := real(a) - real(b)
 		di := imag(a) + imag(b)
 		c := split[k]
-		tr := real(c)*dr - imag(c)*di
-		ti := real(c)*di + imag(c)*dr
+		tr := float64(real(c)*dr) - float64(imag(c)*di)
+		ti := float64(real(c)*di) + float64(imag(c)*dr)
 		xr, xi := er+tr, ei+ti
 		yr, yi := er-tr, ei-ti
 		if add {
-			dst[k] += xr*xr + xi*xi
-			dst[m-k] += yr*yr + yi*yi
+			dst[k] += float64(xr*xr) + float64(xi*xi)
+			dst[m-k] += float64(yr*yr) + float64(yi*yi)
 		} else {
-			dst[k] = xr*xr + xi*xi
-			dst[m-k] = yr*yr + yi*yi
+			dst[k] = float64(xr*xr) + float64(xi*xi)
+			dst[m-k] = float64(yr*yr) + float64(yi*yi)
 		}
 	}
 }
@@ -290,7 +294,7 @@ func newSplit(n int) []complex128 {
 	m := n / 2
 	split := make([]complex128, (m+1)/2)
 	for k := range split {
-		s, c := math.Sincos(-2 * math.Pi * float64(k) / float64(n))
+		s, c := sincos(-2 * math.Pi * float64(k) / float64(n))
 		split[k] = complex(0.5*s, -0.5*c) // -i/2 · (c + i s)
 	}
 	return split
@@ -341,7 +345,7 @@ func (f *oddRFFT) power(dst, x []float64, add bool) {
 	dst = dst[:n/2+1]
 	for k := range dst {
 		v := z[k]
-		p := real(v)*real(v) + imag(v)*imag(v)
+		p := abs2(v)
 		if add {
 			dst[k] += p
 		} else {
@@ -372,7 +376,7 @@ func newBluesteinRFFT(n int) *bluesteinRFFT {
 	for j := range f.chirp {
 		// j² mod 2n keeps the angle exact for large j.
 		r := (uint64(j) * uint64(j)) % uint64(2*n)
-		s, co := math.Sincos(-math.Pi * float64(r) / float64(n))
+		s, co := sincos(-math.Pi * float64(r) / float64(n))
 		f.chirp[j] = complex(co, s)
 	}
 	b := make([]complex128, mm)
@@ -398,7 +402,7 @@ func (f *bluesteinRFFT) power(dst, x []float64, add bool) {
 	x = x[:n]
 	for j, v := range x {
 		c := f.chirp[j]
-		z[perm[j]] = complex(v*real(c), v*imag(c))
+		z[perm[j]] = complex(float64(v*real(c)), float64(v*imag(c)))
 	}
 	f.c.transform(z)
 	// Multiply by the chirp's transform and take the inverse FFT as
@@ -406,7 +410,7 @@ func (f *bluesteinRFFT) power(dst, x []float64, add bool) {
 	y := f.bhat[:mm]
 	tmp := f.w[:mm]
 	for k, p := range perm {
-		v := z[k] * y[k]
+		v := cmul(z[k], &y[k])
 		tmp[p] = complex(real(v), -imag(v))
 	}
 	f.c.transform(tmp)
@@ -415,7 +419,7 @@ func (f *bluesteinRFFT) power(dst, x []float64, add bool) {
 	for k := range dst {
 		// X[k] = chirp[k]·conj(tmp[k])/mm; |chirp[k]| = 1.
 		v := tmp[k]
-		p := (real(v)*real(v) + imag(v)*imag(v)) * inv * inv
+		p := float64(abs2(v) * inv * inv)
 		if add {
 			dst[k] += p
 		} else {

@@ -5,6 +5,9 @@ import (
 	"math"
 )
 
+// As in fft.go, each product that feeds a sum is converted, float64(a*b),
+// so that no GOAMD64 level fuses it into a multiply-add.
+
 // The bounds of a multitaper PSD, which keep one record's tapers within
 // memory whatever the request.
 const (
@@ -119,7 +122,7 @@ func Multitaper(dst, x []float64, fs float64, p MultitaperParams, cache *TaperCa
 		var wsum float64
 		for i := range pows[:k] {
 			for f, v := range pows[i] {
-				dst[f] += ratios[i] * v
+				dst[f] += float64(ratios[i] * v)
 			}
 			wsum += ratios[i]
 		}
@@ -167,8 +170,8 @@ func adaptiveCombine(psd []float64, pows [][]float64, ratios []float64, n int, f
 		for f := range dst {
 			var num, den float64
 			for i := 0; i < m; i++ {
-				a := w[i][f] * w[i][f]
-				num += a * pows[i][f]
+				a := float64(w[i][f] * w[i][f])
+				num += float64(a * pows[i][f])
 				den += a
 			}
 			dst[f] = num * (2 / den)
@@ -192,7 +195,7 @@ func adaptiveCombine(psd []float64, pows [][]float64, ratios []float64, n int, f
 	for it := 0; it < maxIter; it++ {
 		for i := range d {
 			for f := range iter {
-				d[i][f] = iter[f] / (ratios[i]*iter[f] + (1-ratios[i])*variance) * rt[i]
+				d[i][f] = iter[f] / (float64(ratios[i]*iter[f]) + float64((1-ratios[i])*variance)) * rt[i]
 				errs[i][f] -= d[i][f]
 			}
 		}
@@ -203,7 +206,7 @@ func adaptiveCombine(psd []float64, pows [][]float64, ratios []float64, n int, f
 			}
 			var s float64
 			for i := range errs {
-				s += errs[i][f] * errs[i][f]
+				s += float64(errs[i][f] * errs[i][f])
 			}
 			worst = math.Max(worst, s/float64(k))
 		}
@@ -271,7 +274,7 @@ func DPSS(m int, nw float64, k int, sym bool) (tapers [][]float64, ratios []floa
 // the earlier ones.
 func dpssTapers(m int, nw float64, k int) [][]float64 {
 	fm := float64(m)
-	cw := math.Cos(2 * math.Pi * nw / fm)
+	cw := cos(2 * math.Pi * nw / fm)
 	d := make([]float64, m)
 	e := make([]float64, m) // e[i] couples i-1 and i; e[0] unused
 	for i := range d {
@@ -317,7 +320,7 @@ func dpssTapers(m int, nw float64, k int) [][]float64 {
 		j := m - 1 - t // ascending index of the t-th largest eigenvalue
 		lo, hi := lo0, hi0
 		for it := 0; it < 2000 && hi-lo > 4e-16*scale; it++ {
-			mid := lo + (hi-lo)/2
+			mid := lo + float64((hi-lo)/2)
 			if mid <= lo || mid >= hi {
 				break
 			}
@@ -327,7 +330,7 @@ func dpssTapers(m int, nw float64, k int) [][]float64 {
 				lo = mid
 			}
 		}
-		sigma := lo + (hi-lo)/2
+		sigma := lo + float64((hi-lo)/2)
 		y := make([]float64, m)
 		for i := range y {
 			seed ^= seed << 13
@@ -341,15 +344,15 @@ func dpssTapers(m int, nw float64, k int) [][]float64 {
 			for _, prev := range tapers[:t] {
 				var dot float64
 				for i := range y {
-					dot += y[i] * prev[i]
+					dot += float64(y[i] * prev[i])
 				}
 				for i := range y {
-					y[i] -= dot * prev[i]
+					y[i] -= float64(dot * prev[i])
 				}
 			}
 			var s float64
 			for _, v := range y {
-				s += v * v
+				s += float64(v * v)
 			}
 			s = 1 / math.Sqrt(s)
 			for i := range y {
@@ -375,7 +378,7 @@ func dpssRatios(tapers [][]float64, w float64) []float64 {
 	r[0] = 2 * w
 	for i := 1; i < mm; i++ {
 		a := math.Pi * 2 * w * float64(i)
-		r[i] = 4 * w * math.Sin(a) / a
+		r[i] = 4 * w * sin(a) / a
 	}
 	l := 1
 	for l < 2*mm-1 {
@@ -392,12 +395,12 @@ func dpssRatios(tapers [][]float64, w float64) []float64 {
 		c.transform(z)
 		// Inverse transform of |Z|² by the conjugate trick; |Z|² is real.
 		for i, s := range z {
-			z2[c.perm[i]] = complex(real(s)*real(s)+imag(s)*imag(s), 0)
+			z2[c.perm[i]] = complex(abs2(s), 0)
 		}
 		c.transform(z2)
 		var lam float64
 		for i := 0; i < mm; i++ {
-			lam += real(z2[i]) / float64(l) * r[i]
+			lam += float64(real(z2[i]) / float64(l) * r[i])
 		}
 		ratios[t] = lam
 	}
@@ -429,14 +432,14 @@ func newTridiagLU(diag, off []float64, sigma, scale float64) *tridiagLU {
 			}
 			fact := f.dl[i] / f.d[i]
 			f.dl[i] = fact
-			f.d[i+1] -= fact * f.du[i]
+			f.d[i+1] -= float64(fact * f.du[i])
 		} else {
 			fact := f.d[i] / f.dl[i]
 			f.d[i] = f.dl[i]
 			f.dl[i] = fact
 			temp := f.du[i]
 			f.du[i] = f.d[i+1]
-			f.d[i+1] = temp - fact*f.d[i+1]
+			f.d[i+1] = temp - float64(fact*f.d[i+1])
 			if i+2 < n {
 				f.du2[i] = f.du[i+1]
 				f.du[i+1] = -fact * f.du[i+1]
@@ -455,17 +458,17 @@ func (f *tridiagLU) solve(b []float64) {
 	n := len(b)
 	for i := 0; i < n-1; i++ {
 		if f.swap[i] {
-			b[i], b[i+1] = b[i+1], b[i]-f.dl[i]*b[i+1]
+			b[i], b[i+1] = b[i+1], b[i]-float64(f.dl[i]*b[i+1])
 		} else {
-			b[i+1] -= f.dl[i] * b[i]
+			b[i+1] -= float64(f.dl[i] * b[i])
 		}
 	}
 	b[n-1] /= f.d[n-1]
 	if n > 1 {
-		b[n-2] = (b[n-2] - f.du[n-2]*b[n-1]) / f.d[n-2]
+		b[n-2] = (b[n-2] - float64(f.du[n-2]*b[n-1])) / f.d[n-2]
 	}
 	for i := n - 3; i >= 0; i-- {
-		b[i] = (b[i] - f.du[i]*b[i+1] - f.du2[i]*b[i+2]) / f.d[i]
+		b[i] = (b[i] - float64(f.du[i]*b[i+1]) - float64(f.du2[i]*b[i+2])) / f.d[i]
 	}
 }
 

@@ -6,6 +6,9 @@ import (
 	"math"
 )
 
+// As in fft.go, each product that feeds a sum is converted, float64(a*b),
+// so that no GOAMD64 level fuses it into a multiply-add.
+
 // Plan computes Welch power spectral densities of records of one length with
 // one set of parameters. It holds the window, the scale factors, the FFT
 // tables and all scratch space, so PSD does not allocate once its destination
@@ -157,7 +160,7 @@ func newPlan(p WelchParams, n, medianValues int) (*Plan, error) {
 	pl.win = makeWindow(w, nperseg)
 	for _, v := range pl.win {
 		pl.sumW += v
-		pl.sumW2 += v * v
+		pl.sumW2 += float64(v * v)
 	}
 	if pl.detrend == DetrendLinear {
 		pl.tc = make([]float64, nperseg)
@@ -165,7 +168,7 @@ func newPlan(p WelchParams, n, medianValues int) (*Plan, error) {
 		var tt float64
 		for i := range pl.tc {
 			pl.tc[i] = float64(i) - mid
-			tt += pl.tc[i] * pl.tc[i]
+			tt += float64(pl.tc[i] * pl.tc[i])
 		}
 		if tt > 0 {
 			pl.invTT = 1 / tt
@@ -387,7 +390,7 @@ func psd[T sample](ctx context.Context, pl *Plan, dst []float64, x []T, fs float
 	}
 	if pair != nil {
 		for k, v := range pl.acc2[:nh] {
-			acc[k] += 0.5 * v
+			acc[k] += float64(0.5 * v)
 		}
 	}
 	var scale float64
@@ -556,7 +559,7 @@ func (pl *Plan) SegmentTimes(dst []float64, fs float64) []float64 {
 // SegmentTime is the centre of segment s, in seconds from the record's first
 // sample at sampling frequency fs: SegmentTimes(nil, fs)[s].
 func (pl *Plan) SegmentTime(s int, fs float64) float64 {
-	return (float64(s*pl.step) + float64(pl.nperseg)/2) / fs
+	return (float64(s*pl.step) + float64(float64(pl.nperseg)/2)) / fs
 }
 
 // trend returns the mean and slope (per sample, about the segment's
@@ -586,7 +589,7 @@ func prepare[T sample](pl *Plan, x []T, mean, slope float64) {
 	}
 	tc := pl.tc[:len(x)]
 	for i, v := range x {
-		seg[i] = (float64(v) - mean - slope*tc[i]) * w[i]
+		seg[i] = (float64(v) - mean - float64(slope*tc[i])) * w[i]
 	}
 }
 
@@ -660,13 +663,13 @@ func dotCentered[T sample](a []float64, b []T, c float64) float64 {
 	for ; i+4 <= len(a); i += 4 {
 		u := a[i : i+4 : i+4]
 		v := b[i : i+4 : i+4]
-		s0 += u[0] * (float64(v[0]) - c)
-		s1 += u[1] * (float64(v[1]) - c)
-		s2 += u[2] * (float64(v[2]) - c)
-		s3 += u[3] * (float64(v[3]) - c)
+		s0 += float64(u[0] * (float64(v[0]) - c))
+		s1 += float64(u[1] * (float64(v[1]) - c))
+		s2 += float64(u[2] * (float64(v[2]) - c))
+		s3 += float64(u[3] * (float64(v[3]) - c))
 	}
 	for ; i < len(a); i++ {
-		s0 += a[i] * (float64(b[i]) - c)
+		s0 += float64(a[i] * (float64(b[i]) - c))
 	}
 	return (s0 + s1) + (s2 + s3)
 }
@@ -806,7 +809,7 @@ func BandPower(freqs, psd []float64, lo, hi float64) float64 {
 			continue
 		}
 		if havePrev {
-			sum += (f - pf) * (psd[i] + pp) / 2
+			sum += float64((f - pf) * (psd[i] + pp) / 2)
 		}
 		pf, pp, havePrev = f, psd[i], true
 	}

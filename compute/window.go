@@ -10,6 +10,10 @@ import (
 	"github.com/flightbatch/flightbatch/internal/clip"
 )
 
+// As in fft.go, each product that feeds a sum is converted, float64(a*b)
+// (halvings x/2, exact, too), so that no GOAMD64 level fuses it into a
+// multiply-add.
+
 // canonicalWindow maps every window name scipy.signal.get_window accepts
 // (and that this package supports) to its canonical name.
 var canonicalWindow = map[string]string{}
@@ -226,7 +230,7 @@ func makeWindow(w *Window, m int) []float64 {
 		out = make([]float64, mm)
 		for i := range out {
 			fac := math.Abs(float64(i)/(float64(mm)-1) - 0.5)
-			out[i] = 0.62 - 0.48*fac + 0.38*math.Cos(2*math.Pi*fac)
+			out[i] = 0.62 - float64(0.48*fac) + float64(0.38*cos(2*math.Pi*fac))
 		}
 	case "kaiser":
 		out = kaiser(mm, a[0])
@@ -247,7 +251,7 @@ func makeWindow(w *Window, m int) []float64 {
 	case "cosine":
 		out = make([]float64, mm)
 		for i := range out {
-			out[i] = math.Sin(math.Pi / float64(mm) * (float64(i) + 0.5))
+			out[i] = sin(math.Pi / float64(mm) * (float64(i) + 0.5))
 		}
 	case "exponential":
 		center := arg(0, math.NaN())
@@ -281,7 +285,7 @@ func linspace(start, stop float64, num int) []float64 {
 	out := make([]float64, num)
 	step := (stop - start) / float64(num-1)
 	for i := range out {
-		out[i] = float64(i)*step + start
+		out[i] = float64(float64(i)*step) + start
 	}
 	out[num-1] = stop
 	return out
@@ -292,7 +296,7 @@ func generalCosine(m int, a []float64) []float64 {
 	w := make([]float64, m)
 	for k, ak := range a {
 		for i := range w {
-			w[i] += ak * math.Cos(float64(k)*fac[i])
+			w[i] += float64(ak * cos(float64(k)*fac[i]))
 		}
 	}
 	return w
@@ -319,10 +323,10 @@ func parzen(m int) []float64 {
 	w := make([]float64, m)
 	fm := float64(m)
 	for i := range w {
-		n := math.Abs(-(fm-1)/2 + float64(i))
+		n := math.Abs(float64(-(fm-1)/2) + float64(i))
 		if n <= (fm-1)/4 {
 			r := n / (fm / 2)
-			w[i] = 1 - 6*math.Pow(r, 2) + 6*math.Pow(r, 3)
+			w[i] = 1 - float64(6*math.Pow(r, 2)) + float64(6*math.Pow(r, 3))
 		} else {
 			w[i] = 2 * math.Pow(1-n/(fm/2), 3)
 		}
@@ -335,7 +339,7 @@ func bohman(m int) []float64 {
 	w := make([]float64, m)
 	for i := 1; i < m-1; i++ {
 		f := math.Abs(fac[i])
-		w[i] = (1-f)*math.Cos(math.Pi*f) + 1/math.Pi*math.Sin(math.Pi*f)
+		w[i] = float64((1-f)*cos(math.Pi*f)) + float64(1/math.Pi*sin(math.Pi*f))
 	}
 	return w
 }
@@ -362,9 +366,9 @@ func tukey(m int, alpha float64) []float64 {
 		n := float64(i)
 		switch {
 		case i < width+1:
-			w[i] = 0.5 * (1 + math.Cos(math.Pi*(-1+2*n/alpha/(fm-1))))
+			w[i] = 0.5 * (1 + cos(math.Pi*(-1+2*n/alpha/(fm-1))))
 		case i >= m-width-1:
-			w[i] = 0.5 * (1 + math.Cos(math.Pi*(-2/alpha+1+2*n/alpha/(fm-1))))
+			w[i] = 0.5 * (1 + cos(math.Pi*(-2/alpha+1+2*n/alpha/(fm-1))))
 		default:
 			w[i] = 1
 		}
@@ -380,7 +384,7 @@ func besselI0(x float64) float64 {
 	sum, term := 1.0, 1.0
 	for k := 1; k < 1000; k++ {
 		term *= q / (float64(k) * float64(k))
-		sum += term
+		sum += float64(term) // a product
 		if term < sum*1e-17 {
 			break
 		}
@@ -394,7 +398,7 @@ func kaiser(m int, beta float64) []float64 {
 	d := besselI0(beta)
 	for i := range w {
 		r := (float64(i) - alpha) / alpha
-		w[i] = besselI0(beta*math.Sqrt(1-r*r)) / d
+		w[i] = besselI0(beta*math.Sqrt(1-float64(r*r))) / d
 	}
 	return w
 }
@@ -402,14 +406,14 @@ func kaiser(m int, beta float64) []float64 {
 func taylor(m, nbar int, sll float64) []float64 {
 	b := math.Pow(10, sll/20)
 	a := math.Acosh(b) / math.Pi
-	s2 := float64(nbar*nbar) / (a*a + (float64(nbar)-0.5)*(float64(nbar)-0.5))
+	s2 := float64(nbar*nbar) / (float64(a*a) + float64((float64(nbar)-0.5)*(float64(nbar)-0.5)))
 	fm := make([]float64, nbar-1)
 	for mi := range fm {
 		mf := float64(mi + 1)
 		m2 := mf * mf
 		numer := 1.0
 		for j := 1; j < nbar; j++ {
-			numer *= 1 - m2/s2/(a*a+(float64(j)-0.5)*(float64(j)-0.5))
+			numer *= 1 - m2/s2/(float64(a*a)+float64((float64(j)-0.5)*(float64(j)-0.5)))
 		}
 		if mi%2 == 1 {
 			numer = -numer
@@ -427,7 +431,7 @@ func taylor(m, nbar int, sll float64) []float64 {
 	for i := range w {
 		s := 0.0
 		for mi, f := range fm {
-			s += f * math.Cos(2*math.Pi*float64(mi+1)*(float64(i)-fM/2+0.5)/fM)
+			s += float64(f * cos(2*math.Pi*float64(mi+1)*(float64(i)-fM/2+0.5)/fM))
 		}
 		w[i] = 1 + 2*s
 	}
@@ -439,7 +443,7 @@ func sinc(x float64) float64 {
 	if x == 0 {
 		return 1
 	}
-	return math.Sin(math.Pi*x) / (math.Pi * x)
+	return sin(math.Pi*x) / (math.Pi * x)
 }
 
 func lanczos(m int) []float64 {
@@ -449,9 +453,9 @@ func lanczos(m int) []float64 {
 	for i := 0; i < h; i++ {
 		var v float64
 		if m%2 == 0 {
-			v = sinc(2*(fm/2+float64(i))/(fm-1) - 1)
+			v = sinc(2*(float64(fm/2)+float64(i))/(fm-1) - 1)
 		} else {
-			v = sinc(2*((fm+1)/2+float64(i))/(fm-1) - 1)
+			v = sinc(2*(float64((fm+1)/2)+float64(i))/(fm-1) - 1)
 		}
 		w[m-h+i] = v
 		w[h-1-i] = v
@@ -467,7 +471,7 @@ func chebwin(m int, at float64) []float64 {
 	beta := math.Cosh(1 / order * math.Acosh(math.Pow(10, math.Abs(at)/20)))
 	p := make([]complex128, m)
 	for k := range p {
-		x := beta * math.Cos(math.Pi*float64(k)/float64(m))
+		x := beta * cos(math.Pi*float64(k)/float64(m))
 		var v float64
 		switch {
 		case x > 1:
@@ -475,10 +479,10 @@ func chebwin(m int, at float64) []float64 {
 		case x < -1:
 			v = float64(2*(m%2)-1) * math.Cosh(order*math.Acosh(-x))
 		default:
-			v = math.Cos(order * math.Acos(x))
+			v = cos(order * math.Acos(x))
 		}
 		if m%2 == 0 {
-			s, c := math.Sincos(math.Pi / float64(m) * float64(k))
+			s, c := sincos(math.Pi / float64(m) * float64(k))
 			p[k] = complex(v*c, v*s)
 		} else {
 			p[k] = complex(v, 0)
