@@ -87,6 +87,9 @@ func newHistoryEnv(t *testing.T, opts batch.Options) *historyEnv {
 	if err := fns.Register(copyFunction{}); err != nil {
 		t.Fatal(err)
 	}
+	if err := fns.Register(lateSchemaCopy{}); err != nil {
+		t.Fatal(err)
+	}
 	quiet := slog.New(slog.DiscardHandler)
 	w := &batch.Worker{Store: st, Functions: fns, Fault: fault, Log: quiet}
 	opts.MaxAttempts, opts.Log, opts.Now = 1, quiet, clock.Now
@@ -133,6 +136,15 @@ func (copyFunction) Run(ctx context.Context, task batch.Task, in array.RecordRea
 		}
 	}
 	return in.Err()
+}
+
+// lateSchemaCopy copies its input but declares no result schema, as a
+// registered command does: the job's schema is known once a part exists.
+type lateSchemaCopy struct{ copyFunction }
+
+func (lateSchemaCopy) Name() string { return "copy-late" }
+func (lateSchemaCopy) Prepare(json.RawMessage, *arrow.Schema) (*arrow.Schema, json.RawMessage, error) {
+	return nil, json.RawMessage("{}"), nil
 }
 
 type faultError struct{}
@@ -563,5 +575,38 @@ func TestKeepResults(t *testing.T) {
 	}
 	if left := again.List(""); len(left) != 0 {
 		t.Errorf("a restarted manager found %d jobs", len(left))
+	}
+}
+
+// TestShardsInfoBeforeAnyPart: GetFlightInfo jobs/<id>/shards lists the
+// finished parts at any time, also before the first part of a job whose
+// function declares no result schema: no endpoint yet, no schema yet, not an
+// error (as PollFlightInfo's info). A job cancelled before any part
+// finished lists none likewise.
+func TestShardsInfoBeforeAnyPart(t *testing.T) {
+	e := newHistoryEnv(t, batch.Options{})
+	body, err := e.action(t, api.ActionRun, `{"function": "copy-late", "dataset": "demo", "labels": {"outcome": "hold"}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sub api.SubmitResult
+	if err := json.Unmarshal(body, &sub); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(t, sub.JobID, "RUNNING")
+	for _, when := range []string{"running", "cancelled"} {
+		if when == "cancelled" {
+			if _, err := e.action(t, api.ActionCancelJob, api.JobRef{JobID: sub.JobID}); err != nil {
+				t.Fatal(err)
+			}
+			e.waitFor(t, sub.JobID, "CANCELLED")
+		}
+		info, err := e.client.GetFlightInfo(context.Background(), &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{"jobs", sub.JobID, "shards"}})
+		if err != nil {
+			t.Fatalf("%s, no part yet: GetFlightInfo jobs/%s/shards: %v", when, sub.JobID, err)
+		}
+		if len(info.Endpoint) != 0 || info.TotalRecords != 0 {
+			t.Errorf("%s, no part yet: %d endpoints, %d records; want none", when, len(info.Endpoint), info.TotalRecords)
+		}
 	}
 }

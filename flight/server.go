@@ -419,7 +419,11 @@ func (s *Server) jobInfo(ctx context.Context, id string, perShard bool) (*afligh
 		return nil, err
 	}
 	schema, err := s.jobs.ResultSchema(ctx, id)
-	if err != nil {
+	switch {
+	case perShard && errors.Is(err, batch.ErrNotFinished):
+		// No part yet of a function that declares no schema: none to list.
+		schema = nil
+	case err != nil:
 		return nil, err
 	}
 	path := []string{"jobs", id}
@@ -431,12 +435,14 @@ func (s *Server) jobInfo(ctx context.Context, id string, perShard bool) (*afligh
 		return nil, fmt.Errorf("encode job status: %w", err)
 	}
 	info := &aflight.FlightInfo{
-		Schema:           aflight.SerializeSchema(schema, s.opts.Alloc),
 		FlightDescriptor: &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: path},
 		TotalRecords:     -1,
 		TotalBytes:       -1,
 		Ordered:          true,
 		AppMetadata:      meta,
+	}
+	if schema != nil {
+		info.Schema = aflight.SerializeSchema(schema, s.opts.Alloc)
 	}
 	var rows, size int64
 	known, sized := true, true
