@@ -58,7 +58,7 @@
 // math.Sincos written the same way. So the results are the same bits
 // whatever GOAMD64 the binary is built for (TestBitsAcrossBuilds compares
 // two builds), except for the chebwin window, whose weights go through
-// gonum's FFT and math.Acos and math.Acosh. The gaussian, general_gaussian
-// and exponential windows use math.Exp, whose amd64 assembly uses FMA where
-// the processor has it: their last bits depend on the processor.
+// gonum's FFT and math.Acos and math.Acosh. The gaussian, general_gaussian,
+// exponential and chebwin windows use math.Exp, whose amd64 assembly uses
+// FMA where the processor has it: their last bits depend on the processor.
 package compute

@@ -15,11 +15,16 @@ import (
 
 // cmul is a·(*b) as Go computes a complex product, (ar·br − ai·bi) +
 // i·(ar·bi + ai·br), with each product rounded. b is a pointer (to a
-// twiddle) so that its parts are loaded where they are used: in the
-// butterflies that keeps fewer values in registers.
+// twiddle), and each of its parts is loaded just before its products:
+// the butterflies then need fewer registers and register copies (written
+// as a·b with conversions, they took up to 4% more instructions).
 func cmul(a complex128, b *complex128) complex128 {
-	br, bi := real(*b), imag(*b)
-	return complex(float64(real(a)*br)-float64(imag(a)*bi), float64(real(a)*bi)+float64(imag(a)*br))
+	br := real(*b)
+	ibr, rbr := float64(imag(a)*br), float64(real(a)*br)
+	bi := imag(*b)
+	re := rbr - float64(imag(a)*bi)
+	im := float64(real(a)*bi) + ibr
+	return complex(re, im)
 }
 
 // abs2 is |u|² as real(u)² + imag(u)², each square rounded.

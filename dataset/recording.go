@@ -152,10 +152,13 @@ func (f *recFile) epochAt(e int64) (int, int64) {
 // epochSpan is the time span [t0, t1) of epoch k of segment s, in seconds
 // from the header's start.
 func (f *recFile) epochSpan(opts *RegisterOptions, s *segment, k int64) (float64, float64) {
+	// The products are converted, which rounds them: a GOAMD64=v3 build
+	// would otherwise fuse them with the sums, and the times would depend
+	// on the build.
 	if opts.EpochSeconds <= 0 {
-		return s.Onset, s.Onset + float64(s.Records)*f.Header.RecordSeconds
+		return s.Onset, s.Onset + float64(float64(s.Records)*f.Header.RecordSeconds)
 	}
-	t0 := s.Onset + float64(k)*opts.EpochSeconds
+	t0 := s.Onset + float64(float64(k)*opts.EpochSeconds)
 	return t0, t0 + opts.EpochSeconds
 }
 

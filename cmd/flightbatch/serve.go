@@ -202,6 +202,12 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if cfg.KeepResults < 0 {
 		return fmt.Errorf("--keep-results %s: give a positive duration, or 0 to keep every job", cfg.KeepResults)
 	}
+	if cfg.Workers < 1 {
+		return fmt.Errorf("--workers %d: give at least 1 child at once", cfg.Workers)
+	}
+	if cfg.MaxAttempts < 1 {
+		return fmt.Errorf("--max-attempts %d: give at least 1 attempt per child", cfg.MaxAttempts)
+	}
 	if cfg.ShardMB < 1 {
 		return fmt.Errorf("--shard-mb %d: give a size of at least 1 MiB", cfg.ShardMB)
 	}
