@@ -208,6 +208,12 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if cfg.MaxAttempts < 1 {
 		return fmt.Errorf("--max-attempts %d: give at least 1 attempt per child", cfg.MaxAttempts)
 	}
+	if cfg.DemoShards < 1 || cfg.DemoShards > flight.MaxUploadShards {
+		return fmt.Errorf("--demo-shards %d: give 1 to %d shards", cfg.DemoShards, flight.MaxUploadShards)
+	}
+	if cfg.DemoMB < 1 {
+		return fmt.Errorf("--demo-mb %d: give at least 1 MB", cfg.DemoMB)
+	}
 	if cfg.ShardMB < 1 {
 		return fmt.Errorf("--shard-mb %d: give a size of at least 1 MiB", cfg.ShardMB)
 	}
