@@ -224,7 +224,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}
 	var auth *flight.Auth
 	if cfg.AuthTokens != "" {
-		if auth, err = flight.LoadAuth(cfg.AuthTokens); err != nil {
+		if auth, err = flight.LoadAuth(cfg.AuthTokens, log); err != nil {
 			return fmt.Errorf("--auth-tokens: %w", err)
 		}
 	}
