@@ -285,3 +285,38 @@ func TestLoginRedirectStaysOnSite(t *testing.T) {
 		})
 	}
 }
+
+// Whatever a token holds, the login cookie carries it: a browser that logs in
+// with it reaches the pages (a cookie value cannot hold ';', '"', '\',
+// control or non-ASCII bytes, which net/http would drop, and the browser
+// would be sent back to the login form for ever).
+func TestLoginCookieCarriesAnyToken(t *testing.T) {
+	for _, tok := range []string{"plain-token_1", "lab;token", `say "hi"`, `back\slash`, "two words", "a,b", "café", "tab\there", "=leading"} {
+		t.Run(fmt.Sprintf("%q", tok), func(t *testing.T) {
+			auth, err := flight.NewAuth([]flight.Token{{Name: "alice", SHA256: sha256.Sum256([]byte(tok)), Role: flight.RoleRead}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := newConsole(t, auth, nil)
+			noRedirect := *srv.Client()
+			noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+			resp, err := noRedirect.PostForm(srv.URL+"/login", url.Values{"token": {tok}, "next": {"/jobs"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			var ck *http.Cookie
+			for _, c := range resp.Cookies() {
+				if c.Name == console.CookieName {
+					ck = c
+				}
+			}
+			if resp.StatusCode != http.StatusSeeOther || ck == nil {
+				t.Fatalf("login: %d, cookie %v", resp.StatusCode, ck)
+			}
+			if code, _ := get(t, &noRedirect, srv.URL+"/jobs", map[string]string{"Cookie": ck.String()}); code != 200 {
+				t.Errorf("with the login cookie %q: %d, want 200", ck.Value, code)
+			}
+		})
+	}
+}
