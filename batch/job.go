@@ -353,6 +353,7 @@ func decodeManifest(jobID string, data []byte) (*Manifest, error) {
 	if m.JobID != jobID || m.Function == "" || m.State == "" || len(m.Shards) == 0 {
 		return nil, fmt.Errorf("job %s: the manifest is incomplete (job %q, function %q, state %q, %d shards)", jobID, m.JobID, m.Function, m.State, len(m.Shards))
 	}
+	clipErrors(&m)
 	return &m, nil
 }
 
@@ -381,6 +382,7 @@ func ReadFinal(ctx context.Context, st *store.Store, jobID string) (*Final, erro
 	if err := json.Unmarshal(data, &f); err != nil || !f.State.Terminal() {
 		return nil, fmt.Errorf("job %s: final.json is damaged (%v)", jobID, err)
 	}
+	f.Error = clipJobError(f.Error)
 	return &f, nil
 }
 
@@ -418,6 +420,7 @@ func RebuildManifest(ctx context.Context, st *store.Store, jobID string) (*Manif
 		}
 		var a AttemptError
 		if json.Unmarshal(data, &a) == nil && a.Attempt > 0 {
+			a.Error = ClipAttemptError(a.Error)
 			errs[shard] = append(errs[shard], a)
 		}
 	}

@@ -852,6 +852,7 @@ func applyProgress(m *Manifest, p Progress) {
 		}
 		for _, e := range c.Errors {
 			e.Attempt += s.AttemptBase
+			e.Error = ClipAttemptError(e.Error) // whole in the attempt's record (recordFailures)
 			errs = append(errs, e)
 		}
 		if len(errs) > len(s.Errors) {
@@ -877,7 +878,8 @@ func (mg *Manager) finish(id string, progress func(m *Manifest)) error {
 	m, err := mg.mustUpdate(id, func(m *Manifest) {
 		progress(m)
 		m.FinishedAt = &now
-		var failed []string
+		var failed []string // the first MaxJobErrorShards failed shards' messages
+		nFailed := 0
 		for i := range m.Shards {
 			s := &m.Shards[i]
 			switch {
@@ -888,11 +890,13 @@ func (mg *Manager) finish(id string, progress func(m *Manifest)) error {
 				if s.State != ShardFailed {
 					s.State = ShardFailed
 				}
-				msg := fmt.Sprintf("shard %s failed after %d attempt(s)", s.Name, s.Attempts)
-				if n := len(s.Errors); n > 0 {
-					msg += ": " + s.Errors[n-1].Error
+				if nFailed++; len(failed) < MaxJobErrorShards {
+					msg := fmt.Sprintf("shard %s failed after %d attempt(s)", s.Name, s.Attempts)
+					if n := len(s.Errors); n > 0 {
+						msg += ": " + s.Errors[n-1].Error
+					}
+					failed = append(failed, msg)
 				}
-				failed = append(failed, msg)
 			}
 		}
 		// A cancel marks every unfinished shard cancelled, so no shard has
@@ -902,9 +906,9 @@ func (mg *Manager) finish(id string, progress func(m *Manifest)) error {
 		case m.CancelRequested && m.Counts().Succeeded < len(m.Shards):
 			m.State = StateCancelled
 			m.Error = "cancelled on request"
-		case len(failed) > 0:
+		case nFailed > 0:
 			m.State = StateFailed
-			m.Error = strings.Join(failed, "; ")
+			m.Error = jobFailureError(failed, nFailed)
 		case schemaProblem != "":
 			m.State = StateFailed
 			m.Error = schemaProblem

@@ -478,9 +478,12 @@ func jobStatus(m *batch.Manifest) api.JobStatus {
 		if len(sh.Errors) == 0 {
 			continue
 		}
+		if st.FailuresTotal++; len(st.Failures) >= MaxStatusFailures {
+			continue
+		}
 		f := api.ShardFailure{Shard: sh.Name, State: string(sh.State), Attempts: sh.Attempts}
 		for _, e := range sh.Errors {
-			f.Errors = append(f.Errors, fmt.Sprintf("attempt %d: %s", e.Attempt, e.Error))
+			f.Errors = append(f.Errors, fmt.Sprintf("attempt %d: %s", e.Attempt, batch.ClipAttemptError(e.Error)))
 		}
 		st.Failures = append(st.Failures, f)
 	}

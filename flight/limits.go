@@ -11,6 +11,13 @@ const (
 	// MaxJSONDepth bounds the nesting of arrays and objects in any JSON a
 	// request carries.
 	MaxJSONDepth = 32
+	// MaxStatusFailures bounds the shards a job-status or list-jobs entry
+	// lists in "failures" (the first ones in shard order; "failures_total"
+	// counts them all): with each attempt's error bounded in the manifest
+	// (batch.MaxAttemptErrorBytes), an answer stays bounded however many of
+	// a job's shards failed. 100 shards show whether the failures share a
+	// cause; the job's attempt records in the store hold the rest.
+	MaxStatusFailures = 100
 )
 
 // checkJSONBounds refuses, with InvalidArgument, JSON text longer than

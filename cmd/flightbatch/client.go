@@ -361,6 +361,9 @@ func (m *Main) follow(ctx context.Context, c *client.Client, id, addr string) (a
 				}
 			}
 		}
+		if more := st.FailuresTotal - len(st.Failures); more > 0 {
+			fmt.Fprintf(m.Stderr, "and %d more shards with failures, not listed\n", more)
+		}
 	}
 	return st, err
 }
@@ -516,6 +519,9 @@ func (m *Main) status(ctx context.Context, args []string) error {
 		for _, e := range f.Errors {
 			row("", e)
 		}
+	}
+	if more := st.FailuresTotal - len(st.Failures); more > 0 {
+		row("failures", fmt.Sprintf("and %d more shards with failures, not listed", more))
 	}
 	return tw.Flush()
 }

@@ -115,10 +115,20 @@ type JobStatus struct {
 	CreatedAt      time.Time       `json:"created_at"`
 	StartedAt      *time.Time      `json:"started_at"`
 	FinishedAt     *time.Time      `json:"finished_at"`
-	Error          string          `json:"error"`
-	// Failures lists the shards with failed attempts, with each attempt's
-	// error ([] when none has failed).
+	// Error says why the job failed or was cancelled: a failed job's names
+	// its first 5 failed shards, each with its last attempt's error, and
+	// counts the others ("and N more shards failed; see failures").
+	Error string `json:"error"`
+	// Failures lists the shards with failed attempts, in shard order, with
+	// each attempt's error ([] when none has failed). It lists at most the
+	// first 100 such shards (FailuresTotal counts them all), and an error
+	// longer than 1 KiB keeps its end after a note saying it was cut: the
+	// whole error of each attempt is in the job's attempt records in the
+	// store (jobs/<job_id>/attempts/<shard>.<attempt>.json).
 	Failures []ShardFailure `json:"failures"`
+	// FailuresTotal counts the shards with failed attempts; when it is more
+	// than len(Failures), Failures was cut.
+	FailuresTotal int `json:"failures_total"`
 	// SubmittedBy names the caller that submitted the job, when the server
 	// authenticates callers.
 	SubmittedBy string `json:"submitted_by,omitempty"`

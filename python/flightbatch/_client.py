@@ -58,7 +58,17 @@ class JobError(RuntimeError):
             errors = f.get("errors") or []
             last = errors[-1] if errors else ""
             lines.append(f"  shard {f.get('shard')}: {f.get('state')} after {f.get('attempts')} attempts: {last}")
+        more = _failures_left_out(self.status)
+        if more:
+            lines.append(f"  and {more} more shards with failures, not listed")
         super().__init__("\n".join(lines))
+
+
+def _failures_left_out(status: Mapping[str, Any]) -> int:
+    """How many shards with failures a job-status left out of ``failures`` (it lists at most
+    the first 100; ``failures_total`` counts them all)."""
+    listed = len(status.get("failures") or [])
+    return max(int(status.get("failures_total") or listed) - listed, 0)
 
 
 class JobFailed(JobError):
@@ -547,9 +557,15 @@ class Job:
 
     def failures(self) -> pd.DataFrame:
         """The shards with failed attempts: ``shard``, ``state``, ``attempts``, ``error`` (the
-        last), ``errors`` (every attempt's). Empty when nothing failed."""
+        last), ``errors`` (every attempt's). Empty when nothing failed.
+
+        The server lists at most the first 100 such shards, and cuts an error longer than 1 KiB
+        to its end (the whole one is in the job's attempt records in the store):
+        ``attrs["failures_total"]`` counts all the shards with failures, and
+        ``attrs["cut"]`` is true when some were left out."""
         rows = []
-        for f in self.status().get("failures") or []:
+        status = self.status()
+        for f in status.get("failures") or []:
             errors = list(f.get("errors") or [])
             rows.append(
                 {
@@ -560,7 +576,11 @@ class Job:
                     "errors": errors,
                 }
             )
-        return pd.DataFrame(rows, columns=["shard", "state", "attempts", "error", "errors"])
+        df = pd.DataFrame(rows, columns=["shard", "state", "attempts", "error", "errors"])
+        more = _failures_left_out(status)
+        df.attrs["failures_total"] = len(rows) + more
+        df.attrs["cut"] = more > 0
+        return df
 
     def wait(self, timeout: float | None = None, progress: bool | None = None, *, raise_on_error: bool = True) -> Job:
         """Wait for the job to end; returns the job.

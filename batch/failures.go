@@ -1,0 +1,92 @@
+package batch
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// The bounds of the failure text a manifest keeps. A failed attempt's error
+// can carry a child's stderr tail (up to DefaultStderrLimit), and a job may
+// have up to MaxShards shards, each tried several times: kept whole in the
+// manifest, which the server holds in memory, rewrites on each update and
+// serves in job-status and list-jobs, that text would grow with what children
+// print. The manifest keeps a bounded cut; each attempt's whole error stays
+// in its own record in the store (AttemptsPrefix, one object per attempt).
+const (
+	// MaxAttemptErrorBytes bounds the error text a manifest keeps per failed
+	// attempt. A longer error keeps its end, where a stderr tail usually
+	// names the cause, after a note saying how much was cut. 1 KiB holds a
+	// Go error chain and the last lines of a traceback.
+	MaxAttemptErrorBytes = 1 << 10
+	// MaxJobErrorShards is how many failed shards a job's error names, each
+	// with its last attempt's (cut) error; the rest are counted.
+	MaxJobErrorShards = 5
+	// MaxJobErrorBytes bounds a job's error, also one kept in the store
+	// before these bounds were: MaxJobErrorShards shards' errors with their
+	// prefixes, and the count of the rest.
+	MaxJobErrorBytes = MaxJobErrorShards*(MaxAttemptErrorBytes+128) + 128
+)
+
+// ClipAttemptError returns s if it holds at most MaxAttemptErrorBytes bytes;
+// otherwise a note of how much was cut followed by the end of s (cut at a
+// rune boundary), MaxAttemptErrorBytes bytes in all.
+// Bytes that are not UTF-8 (a child may print any) become U+FFFD first, as
+// JSON would make them, so that the text stays within the bound when stored.
+func ClipAttemptError(s string) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	return clipEnd(s, MaxAttemptErrorBytes)
+}
+
+// clipEnd keeps the last bytes of s, n bytes in all with the note.
+func clipEnd(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	note := "[error of " + strconv.Itoa(len(s)) + " bytes cut to its end; the attempt's record in the store has it whole] ..."
+	start := len(s) - max(n-len(note), 0)
+	for start < len(s) && !utf8.RuneStart(s[start]) {
+		start++
+	}
+	return note + s[start:]
+}
+
+// clipJobError bounds a job's error kept before MaxJobErrorBytes was: its
+// first bytes (the first shards named), cut at a rune boundary, with a note.
+func clipJobError(s string) string {
+	if len(s) <= MaxJobErrorBytes {
+		return s
+	}
+	suffix := fmt.Sprintf(" ... [error cut: %d bytes; see failures]", len(s))
+	cut := MaxJobErrorBytes - len(suffix)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + suffix
+}
+
+// clipErrors bounds the failure text of a manifest: each attempt's error and
+// the job's error. It is applied to every manifest read from the store, so
+// one written before the bounds were is held and served bounded.
+func clipErrors(m *Manifest) {
+	m.Error = clipJobError(m.Error)
+	for i := range m.Shards {
+		for j := range m.Shards[i].Errors {
+			e := &m.Shards[i].Errors[j]
+			e.Error = ClipAttemptError(e.Error)
+		}
+	}
+}
+
+// jobFailureError is a failed job's error: the messages of its first failed
+// shards (at most MaxJobErrorShards), and the count of the others of total.
+func jobFailureError(first []string, total int) string {
+	msg := strings.Join(first, "; ")
+	if more := total - len(first); more > 0 {
+		msg += fmt.Sprintf("; and %d more shards failed; see failures", more)
+	}
+	return msg
+}
