@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 
 import numpy as np
 import pandas as pd
@@ -423,6 +424,7 @@ def test_failed_job_shows_its_failures(flightbatch_bin, tmp_path, monkeypatch):
         assert fails["shard"].tolist() == ["part-00001"]
         assert fails["attempts"].tolist() == [2] and len(fails["errors"][0]) == 2
         assert "attempt 2" in fails["error"][0]
+        assert fails.attrs["failures_total"] == 1 and not fails.attrs["cut"]
         assert job.wait(progress=False, raise_on_error=False).status()["state"] == "FAILED"
         shards = [p.shard for p in _parts_until_error(job, flightbatch.JobFailed)]
         assert sorted(shards) == ["part-00000", "part-00002", "part-00003"]
@@ -432,6 +434,25 @@ def test_failed_job_shows_its_failures(flightbatch_bin, tmp_path, monkeypatch):
         fb.close()
     finally:
         assert srv.stop() == 0
+
+
+def test_failures_say_when_the_list_is_cut():
+    # job-status lists at most 100 shards' failures; failures_total counts them all.
+    status = {
+        "job_id": "j",
+        "state": "FAILED",
+        "error": "shard part-00000 failed after 1 attempt(s): boom; and 129 more shards failed; see failures",
+        "failures": [{"shard": f"part-{i:05d}", "state": "FAILED", "attempts": 1, "errors": ["attempt 1: boom"]} for i in range(100)],
+        "failures_total": 130,
+    }
+    fails = flightbatch.Job.failures(types.SimpleNamespace(status=lambda: status))
+    assert len(fails) == 100 and fails.attrs["failures_total"] == 130 and fails.attrs["cut"]
+    assert "and 30 more shards with failures, not listed" in str(flightbatch.JobFailed(status))
+    # A server from before failures_total: the list is whole.
+    old = {k: v for k, v in status.items() if k != "failures_total"}
+    fails = flightbatch.Job.failures(types.SimpleNamespace(status=lambda: old))
+    assert fails.attrs["failures_total"] == 100 and not fails.attrs["cut"]
+    assert "not listed" not in str(flightbatch.JobFailed(old))
 
 
 def _parts_until_error(job, error):
