@@ -16,10 +16,15 @@ import (
 // in its own record in the store (AttemptsPrefix, one object per attempt).
 const (
 	// MaxAttemptErrorBytes bounds the error text a manifest keeps per failed
-	// attempt. A longer error keeps its end, where a stderr tail usually
-	// names the cause, after a note saying how much was cut. 1 KiB holds a
-	// Go error chain and the last lines of a traceback.
+	// attempt. A longer error keeps its start and its end, where a stderr
+	// tail usually names the cause, with a note of the cut between them
+	// (ClipAttemptError). 1 KiB holds a Go error chain and the last lines
+	// of a traceback.
 	MaxAttemptErrorBytes = 1 << 10
+	// MaxAttemptErrorHeadBytes is how much of the start of a longer error
+	// is kept, before its end: the error chain naming the function and its
+	// exit status.
+	MaxAttemptErrorHeadBytes = 256
 	// MaxJobErrorShards is how many failed shards a job's error names, each
 	// with its last attempt's (cut) error; the rest are counted.
 	MaxJobErrorShards = 5
@@ -30,28 +35,34 @@ const (
 )
 
 // ClipAttemptError returns s if it holds at most MaxAttemptErrorBytes bytes;
-// otherwise a note of how much was cut followed by the end of s (cut at a
-// rune boundary), MaxAttemptErrorBytes bytes in all.
-// Bytes that are not UTF-8 (a child may print any) become U+FFFD first, as
-// JSON would make them, so that the text stays within the bound when stored.
+// otherwise its first MaxAttemptErrorHeadBytes (what failed: the function,
+// its exit status) and its end (where a stderr tail names the cause), with a
+// note between them of how much was cut, MaxAttemptErrorBytes bytes in all,
+// cut at rune boundaries. Bytes that are not UTF-8 (a child may print any)
+// become U+FFFD first, as JSON would make them, so that the text stays within
+// the bound when stored.
 func ClipAttemptError(s string) string {
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
-	return clipEnd(s, MaxAttemptErrorBytes)
+	return clipMiddle(s, MaxAttemptErrorBytes, MaxAttemptErrorHeadBytes)
 }
 
-// clipEnd keeps the last bytes of s, n bytes in all with the note.
-func clipEnd(s string, n int) string {
+// clipMiddle keeps the first head bytes and the last bytes of s, n bytes in
+// all with the note between them.
+func clipMiddle(s string, n, head int) string {
 	if len(s) <= n {
 		return s
 	}
-	note := "[error of " + strconv.Itoa(len(s)) + " bytes cut to its end; the attempt's record in the store has it whole] ..."
-	start := len(s) - max(n-len(note), 0)
+	for head > 0 && !utf8.RuneStart(s[head]) {
+		head--
+	}
+	note := " ...[error of " + strconv.Itoa(len(s)) + " bytes cut in the middle; the attempt's record in the store has it whole] ..."
+	start := len(s) - max(n-head-len(note), 0)
 	for start < len(s) && !utf8.RuneStart(s[start]) {
 		start++
 	}
-	return note + s[start:]
+	return s[:head] + note + s[start:]
 }
 
 // clipJobError bounds a job's error kept before MaxJobErrorBytes was: its

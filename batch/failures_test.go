@@ -61,8 +61,8 @@ func manyShards(t *testing.T, st *store.Store, n int) *dataset.Catalog {
 }
 
 // TestFailureTextBounded: a job whose every shard fails with a long stderr
-// tail keeps a bounded manifest: each attempt's error cut to its end (the
-// cause kept), the job's error naming the first shards and counting the
+// tail keeps a bounded manifest: each attempt's error cut in the middle (its
+// start and the cause at its end kept), the job's error naming the first shards and counting the
 // rest, while each attempt's record in the store keeps the error whole.
 func TestFailureTextBounded(t *testing.T) {
 	const shards, attempts = 12, 3
@@ -100,7 +100,7 @@ func TestFailureTextBounded(t *testing.T) {
 						t.Errorf("shard %s attempt %d: the cut error is not valid UTF-8", s.Name, e.Attempt)
 					case !tc.cut && e.Error != want:
 						t.Errorf("shard %s attempt %d: a short error was changed to %q", s.Name, e.Attempt, e.Error)
-					case tc.cut && (!strings.Contains(e.Error, "cut") || !strings.HasSuffix(want, e.Error[strings.Index(e.Error, "...")+3:])):
+					case tc.cut && (!strings.Contains(e.Error, "cut") || !strings.HasSuffix(want, tailOf(e.Error)) || !strings.HasPrefix(e.Error, "exit status 1; stderr: ")):
 						t.Errorf("shard %s attempt %d: the cut error %q… does not say it was cut and end as the error does", s.Name, e.Attempt, clipFor(e.Error))
 					case !strings.HasSuffix(e.Error, fmt.Sprintf("cause: shard %d attempt %d ran out of disk", i, e.Attempt)):
 						t.Errorf("shard %s attempt %d: the cause was lost: ...%q", s.Name, e.Attempt, e.Error[max(len(e.Error)-80, 0):])
@@ -129,6 +129,12 @@ func TestFailureTextBounded(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tailOf is what a cut error keeps of the end of the error.
+func tailOf(s string) string {
+	_, tail, _ := strings.Cut(s, "has it whole] ...")
+	return tail
 }
 
 func clipFor(s string) string { return s[:min(len(s), 120)] }
@@ -232,7 +238,8 @@ func TestClipAttemptError(t *testing.T) {
 				}
 				return
 			}
-			_, tail, ok := strings.Cut(got, "] ...")
+			head, tail, ok := strings.Cut(got, " ...[error of")
+			tail = tailOf(got)
 			switch {
 			case len(got) > n:
 				t.Errorf("%d bytes, want at most %d", len(got), n)
@@ -240,6 +247,8 @@ func TestClipAttemptError(t *testing.T) {
 				t.Errorf("no note of the cut: %q", clipFor(got))
 			case !utf8.ValidString(got) || !strings.HasSuffix(tc.in, tail) || len(tail) < n/2:
 				t.Errorf("kept %d bytes, not the valid end of the error", len(tail))
+			case !strings.HasPrefix(tc.in, head) || len(head) < batch.MaxAttemptErrorHeadBytes-3:
+				t.Errorf("kept %d bytes, not the valid start of the error", len(head))
 			}
 		})
 	}

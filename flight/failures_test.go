@@ -17,7 +17,7 @@ import (
 // TestFailuresBounded: a job whose shards all fail with long stderr tails
 // answers job-status and list-jobs in bounded size: at most
 // MaxStatusFailures shards listed in shard order, failures_total counting
-// them all, each error cut to its end (the cause kept), the job's error
+// them all, each error cut in the middle (its start and the cause at its end kept), the job's error
 // naming the first shards and counting the others.
 func TestFailuresBounded(t *testing.T) {
 	for _, tc := range []struct {
@@ -54,7 +54,10 @@ func TestFailuresBounded(t *testing.T) {
 					if len(e) > batch.MaxAttemptErrorBytes+32 || !strings.HasPrefix(e, fmt.Sprintf("attempt %d: ", a+1)) || !strings.HasSuffix(e, cause(f.Shard, a+1)) {
 						t.Errorf("shard %s error %d: %d bytes, %q...%q", f.Shard, a, len(e), e[:min(len(e), 40)], e[max(len(e)-60, 0):])
 					}
-					if cut := strings.Contains(e, "cut to its end"); cut != (tc.errLen > batch.MaxAttemptErrorBytes) {
+					if !strings.Contains(e, "exit status 1; stderr: x") {
+						t.Errorf("shard %s error %d lost its start: %q", f.Shard, a, e[:min(len(e), 80)])
+					}
+					if cut := strings.Contains(e, "cut in the middle"); cut != (tc.errLen > batch.MaxAttemptErrorBytes) {
 						t.Errorf("shard %s error %d: cut %v for a %d-byte error", f.Shard, a, cut, tc.errLen)
 					}
 				}
