@@ -18,13 +18,14 @@ const (
 	// MaxAttemptErrorBytes bounds the error text a manifest keeps per failed
 	// attempt. A longer error keeps its start and its end, where a stderr
 	// tail usually names the cause, with a note of the cut between them
-	// (ClipAttemptError). 1 KiB holds a Go error chain and the last lines
-	// of a traceback.
-	MaxAttemptErrorBytes = 1 << 10
+	// (ClipAttemptError). 2 KiB holds an executor's whole account of an
+	// attempt (Slurm's state and exit code, the worker's record, the log's
+	// last lines) and the last lines of a traceback.
+	MaxAttemptErrorBytes = 2 << 10
 	// MaxAttemptErrorHeadBytes is how much of the start of a longer error
 	// is kept, before its end: the error chain naming the function and its
 	// exit status.
-	MaxAttemptErrorHeadBytes = 256
+	MaxAttemptErrorHeadBytes = 512
 	// MaxJobErrorShards is how many failed shards a job's error names, each
 	// with its last attempt's (cut) error; the rest are counted.
 	MaxJobErrorShards = 5

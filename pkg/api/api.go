@@ -122,7 +122,7 @@ type JobStatus struct {
 	// Failures lists the shards with failed attempts, in shard order, with
 	// each attempt's error ([] when none has failed). It lists at most the
 	// first 100 such shards (FailuresTotal counts them all), and an error
-	// longer than 1 KiB keeps its start and end with a note of the cut: the
+	// longer than 2 KiB keeps its start and end with a note of the cut: the
 	// whole error of each attempt is in the job's attempt records in the
 	// store (jobs/<job_id>/attempts/<shard>.<attempt>.json).
 	Failures []ShardFailure `json:"failures"`

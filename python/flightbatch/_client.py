@@ -560,7 +560,7 @@ class Job:
         last), ``errors`` (every attempt's). Empty when nothing failed.
 
         The server lists at most the first 100 such shards, and cuts the middle out of an error
-        longer than 1 KiB (the whole one is in the job's attempt records in the store):
+        longer than 2 KiB (the whole one is in the job's attempt records in the store):
         ``attrs["failures_total"]`` counts all the shards with failures, and
         ``attrs["cut"]`` is true when some were left out."""
         rows = []
