@@ -238,8 +238,8 @@ func TestClipAttemptError(t *testing.T) {
 				}
 				return
 			}
-			head, tail, ok := strings.Cut(got, " ...[error of")
-			tail = tailOf(got)
+			head, _, ok := strings.Cut(got, " ...[error of")
+			tail := tailOf(got)
 			switch {
 			case len(got) > n:
 				t.Errorf("%d bytes, want at most %d", len(got), n)
