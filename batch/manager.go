@@ -565,6 +565,12 @@ func (mg *Manager) follow(id string) {
 			now := mg.opts.Now().UTC()
 			_, _ = mg.mustUpdate(id, func(m *Manifest) {
 				m.State, m.Error, m.FinishedAt = StateFailed, err.Error(), &now
+				// No child runs any longer: none stays pending or running.
+				for i := range m.Shards {
+					if s := &m.Shards[i]; s.State == ShardPending || s.State == ShardRunning {
+						s.State = ShardFailed
+					}
+				}
 			})
 		}
 	}()

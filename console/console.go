@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"embed"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"html/template"
@@ -18,6 +19,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/flight"
@@ -54,9 +56,21 @@ type Options struct {
 	Log *slog.Logger
 }
 
-// CookieName is the cookie the login form sets: the bearer token itself,
+// CookieName is the cookie the login form sets: the bearer token, in
+// unpadded base64url (a cookie value cannot hold every byte a token may),
 // HttpOnly and SameSite=Strict.
 const CookieName = "flightbatch_token"
+
+// cookieToken is the token of a login cookie's value: decoded from
+// base64url, or the value itself as set before the encoding.
+func (c *Console) cookieToken(value string) (flight.Caller, bool) {
+	if tok, err := base64.RawURLEncoding.DecodeString(value); err == nil {
+		if who, ok := c.o.Auth.AuthenticateToken(string(tok)); ok {
+			return who, true
+		}
+	}
+	return c.o.Auth.AuthenticateToken(value)
+}
 
 //go:embed templates/*.html
 var templateFS embed.FS
@@ -139,7 +153,7 @@ func (c *Console) caller(r *http.Request) (string, bool) {
 		return "", false
 	}
 	if ck, err := r.Cookie(CookieName); err == nil {
-		if who, ok := c.o.Auth.AuthenticateToken(ck.Value); ok {
+		if who, ok := c.cookieToken(ck.Value); ok {
 			return who.Name, true
 		}
 	}
@@ -207,7 +221,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.audit.Info("audit", "caller", who.Name, "call", "HTTP login", "code", "OK")
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: tok, Path: "/", HttpOnly: true, Secure: c.o.SecureCookie, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: base64.RawURLEncoding.EncodeToString([]byte(tok)), Path: "/", HttpOnly: true, Secure: c.o.SecureCookie, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
@@ -216,9 +230,11 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
-// safeNext keeps a redirect on this site: a path, not "//host".
+// safeNext keeps a redirect on this site: a path, not "//host". A browser
+// reads a backslash as a slash and drops tabs and newlines ("/\t/host" is
+// "//host"), and no control character belongs in a Location header.
 func safeNext(p string) string {
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.ContainsAny(p, "\\\r\n") {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.ContainsRune(p, '\\') || strings.ContainsFunc(p, unicode.IsControl) {
 		return "/jobs"
 	}
 	return p

@@ -220,3 +220,103 @@ func TestMutualTLS(t *testing.T) {
 		})
 	}
 }
+
+// browserURL resolves a Location header as a browser does (the WHATWG URL
+// parser): tabs and newlines are dropped anywhere, leading and trailing
+// control characters and spaces are trimmed, and a backslash is a slash.
+func browserURL(t *testing.T, base, loc string) *url.URL {
+	t.Helper()
+	loc = strings.Map(func(r rune) rune {
+		switch r {
+		case '\t', '\r', '\n':
+			return -1
+		case '\\':
+			return '/'
+		}
+		return r
+	}, loc)
+	loc = strings.TrimFunc(loc, func(r rune) bool { return r <= ' ' })
+	b, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := b.Parse(loc)
+	if err != nil {
+		t.Fatalf("Location %q does not parse: %v", loc, err)
+	}
+	return u
+}
+
+// The login form's "next" never sends the browser to another site, however
+// the path is spelled.
+func TestLoginRedirectStaysOnSite(t *testing.T) {
+	auth, err := flight.NewAuth([]flight.Token{{Name: "alice", SHA256: sha256.Sum256([]byte("s3cret")), Role: flight.RoleRead}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newConsole(t, auth, nil)
+	noRedirect := *srv.Client()
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	for _, tc := range []struct {
+		next, want string // want: the path the browser goes to
+	}{
+		{"/jobs/" + jobID, "/jobs/" + jobID},
+		{"//evil.example/", "/jobs"},
+		{"https://evil.example/", "/jobs"},
+		{"/\\evil.example/", "/jobs"},
+		{"/\t/evil.example/", "/jobs"},
+		{"/\n/evil.example/", "/jobs"},
+		{"/\r/evil.example/", "/jobs"},
+		{"\t//evil.example/", "/jobs"},
+		{"/\x00/evil.example/", "/jobs"},
+		{"/\x7f/evil.example/", "/jobs"},
+	} {
+		t.Run(fmt.Sprintf("%q", tc.next), func(t *testing.T) {
+			resp, err := noRedirect.PostForm(srv.URL+"/login", url.Values{"token": {"s3cret"}, "next": {tc.next}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			loc := resp.Header.Get("Location")
+			u := browserURL(t, srv.URL+"/login", loc)
+			if resp.StatusCode != http.StatusSeeOther || u.Host != strings.TrimPrefix(srv.URL, "http://") || u.Path != tc.want {
+				t.Errorf("login redirects (%d) to %q, which a browser reads as %s; want %s on this site", resp.StatusCode, loc, u, tc.want)
+			}
+		})
+	}
+}
+
+// Whatever a token holds, the login cookie carries it: a browser that logs in
+// with it reaches the pages (a cookie value cannot hold ';', '"', '\',
+// control or non-ASCII bytes, which net/http would drop, and the browser
+// would be sent back to the login form for ever).
+func TestLoginCookieCarriesAnyToken(t *testing.T) {
+	for _, tok := range []string{"plain-token_1", "lab;token", `say "hi"`, `back\slash`, "two words", "a,b", "café", "tab\there", "=leading"} {
+		t.Run(fmt.Sprintf("%q", tok), func(t *testing.T) {
+			auth, err := flight.NewAuth([]flight.Token{{Name: "alice", SHA256: sha256.Sum256([]byte(tok)), Role: flight.RoleRead}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := newConsole(t, auth, nil)
+			noRedirect := *srv.Client()
+			noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+			resp, err := noRedirect.PostForm(srv.URL+"/login", url.Values{"token": {tok}, "next": {"/jobs"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			var ck *http.Cookie
+			for _, c := range resp.Cookies() {
+				if c.Name == console.CookieName {
+					ck = c
+				}
+			}
+			if resp.StatusCode != http.StatusSeeOther || ck == nil {
+				t.Fatalf("login: %d, cookie %v", resp.StatusCode, ck)
+			}
+			if code, _ := get(t, &noRedirect, srv.URL+"/jobs", map[string]string{"Cookie": ck.String()}); code != 200 {
+				t.Errorf("with the login cookie %q: %d, want 200", ck.Value, code)
+			}
+		})
+	}
+}

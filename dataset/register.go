@@ -25,6 +25,9 @@ import (
 // MaxRecordingFiles bounds the files one registration takes.
 const MaxRecordingFiles = 100000
 
+// MaxRecordingShards bounds the shards one registration is cut into.
+const MaxRecordingShards = 100000
+
 // MaxBadSpans bounds the BAD annotations of one file.
 const MaxBadSpans = 100000
 
@@ -78,8 +81,8 @@ func (o *RegisterOptions) validateScan() error {
 	if math.IsNaN(o.ShardMB) || o.ShardMB < 0 || o.ShardMB > 1<<20 {
 		return fmt.Errorf("register: shard_mb %v must be 0 (the default, %d) to %d (MiB): %w", o.ShardMB, DefaultShardBytes>>20, 1<<20, ErrInvalid)
 	}
-	if o.Shards < 0 || o.Shards > 100000 {
-		return fmt.Errorf("register: shards %d must be in [1, 100000]: %w", o.Shards, ErrInvalid)
+	if o.Shards < 0 || o.Shards > MaxRecordingShards {
+		return fmt.Errorf("register: shards %d must be in [1, %d]: %w", o.Shards, MaxRecordingShards, ErrInvalid)
 	}
 	return nil
 }
@@ -188,7 +191,9 @@ func scanRecordings(ctx context.Context, st *store.Store, opts RegisterOptions) 
 		}
 		ix.Files = append(ix.Files, *f)
 	}
-	cutShards(ix)
+	if err := cutShards(ix); err != nil {
+		return nil, err
+	}
 	return ix, nil
 }
 
@@ -362,8 +367,9 @@ func mergeRanges(r [][2]int64) [][2]int64 {
 
 // cutShards splits each file's epochs into shards of about ShardMB of data
 // records (default DefaultShardBytes), at least Shards in all when the epochs
-// allow it.
-func cutShards(ix *recIndex) {
+// allow it, and at most MaxRecordingShards: each is a child of every job over
+// the dataset.
+func cutShards(ix *recIndex) error {
 	target := int64(DefaultShardBytes)
 	if ix.Options.ShardMB > 0 {
 		target = max(int64(ix.Options.ShardMB*(1<<20)), 1)
@@ -374,6 +380,16 @@ func cutShards(ix *recIndex) {
 	}
 	if n := int64(ix.Options.Shards); n > 0 {
 		target = min(target, max(total/n, 1))
+	}
+	var count int64
+	for _, f := range ix.Files {
+		if f.Epochs > 0 {
+			step := max(target/max((f.Size-int64(f.Header.HeaderBytes))/f.Epochs, 1), 1)
+			count += (f.Epochs + step - 1) / step
+		}
+	}
+	if count > MaxRecordingShards {
+		return fmt.Errorf("register: the files would be cut into %d shards, more than %d; give a larger shard_mb or longer epochs: %w", count, MaxRecordingShards, ErrInvalid)
 	}
 	for fi := range ix.Files {
 		f := &ix.Files[fi]
@@ -395,6 +411,7 @@ func cutShards(ix *recIndex) {
 			})
 		}
 	}
+	return nil
 }
 
 // bidsEEG matches a BIDS EEG/iEEG recording's path.

@@ -35,6 +35,9 @@ type WriterOptions struct {
 	ShardRows int64
 	// Replace allows replacing an existing dataset of the same name.
 	Replace bool
+	// MaxShards, when positive, bounds the shards written: a batch that
+	// would start one more fails with ErrInvalid.
+	MaxShards int
 }
 
 // Writer writes a new dataset shard by shard. Until Commit returns, the dataset
@@ -138,6 +141,9 @@ func (w *Writer) target() int64 {
 
 func (w *Writer) write(rec arrow.RecordBatch) error {
 	if w.cur == nil {
+		if w.opts.MaxShards > 0 && len(w.shards) >= w.opts.MaxShards {
+			return fmt.Errorf("dataset %s: more than %d shards; choose larger shards (shard_mb) or fewer (shards): %w", w.name, w.opts.MaxShards, ErrInvalid)
+		}
 		key := fmt.Sprintf("%s%s/part-%05d.arrow", Prefix, w.name, len(w.shards))
 		sw, err := newShardWriter(w.ctx, w.c.st, key, w.schema)
 		if err != nil {

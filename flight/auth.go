@@ -9,8 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -76,6 +79,55 @@ type Certificate struct {
 type Auth struct {
 	tokens []Token
 	certs  []Certificate
+	// file, for an Auth from LoadAuth, is its token file, read again when it
+	// changes; it then holds the lists.
+	file *tokenFile
+}
+
+// tokenFile is a token file and the lists last read from it.
+type tokenFile struct {
+	path string
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	mod    time.Time
+	size   int64
+	tokens []Token
+	certs  []Certificate
+}
+
+// lists returns the callers a knows: those of its token file as it is now.
+// An edited file is read again (its modification time or size changed); one
+// that does not parse (say, half-written) is logged and the callers of the
+// last one that did are kept. A file that lists nobody lets nobody in.
+func (a *Auth) lists() ([]Token, []Certificate) {
+	f := a.file
+	if f == nil {
+		return a.tokens, a.certs
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fi, err := os.Stat(f.path)
+	if err != nil || (fi.ModTime().Equal(f.mod) && fi.Size() == f.size) {
+		return f.tokens, f.certs
+	}
+	f.mod, f.size = fi.ModTime(), fi.Size()
+	data, err := os.ReadFile(f.path)
+	var tokens []Token
+	var certs []Certificate
+	if err == nil {
+		tokens, certs, err = parseLists(data)
+	}
+	if err == nil {
+		err = checkLists(tokens, certs)
+	}
+	if err != nil {
+		f.log.Warn("auth: the changed token file does not load; the callers it listed before keep their access", "file", f.path, "err", err)
+		return f.tokens, f.certs
+	}
+	f.tokens, f.certs = tokens, certs
+	f.log.Info("auth: token file reloaded", "file", f.path, "tokens", len(tokens), "certificates", len(certs))
+	return f.tokens, f.certs
 }
 
 // NewAuth returns an Auth over tokens; names and hashes must be unique.
@@ -89,49 +141,63 @@ func NewAuthWithCertificates(tokens []Token, certs []Certificate) (*Auth, error)
 	if len(tokens) == 0 && len(certs) == 0 {
 		return nil, errors.New("auth: no tokens and no certificates: list at least one, or turn authentication off")
 	}
+	if err := checkLists(tokens, certs); err != nil {
+		return nil, err
+	}
+	return &Auth{tokens: append([]Token(nil), tokens...), certs: append([]Certificate(nil), certs...)}, nil
+}
+
+// checkLists checks that names, hashes and subjects are unique and roles known.
+func checkLists(tokens []Token, certs []Certificate) error {
 	names := map[string]bool{}
 	subjects := map[string]bool{}
 	for i, c := range certs {
 		if c.Name == "" {
-			return nil, fmt.Errorf("auth: certificate %d has no name", i)
+			return fmt.Errorf("auth: certificate %d has no name", i)
 		}
 		if names[c.Name] {
-			return nil, fmt.Errorf("auth: name %q appears twice", c.Name)
+			return fmt.Errorf("auth: name %q appears twice", c.Name)
 		}
 		names[c.Name] = true
 		if c.Subject == "" {
-			return nil, fmt.Errorf("auth: certificate %q has no subject", c.Name)
+			return fmt.Errorf("auth: certificate %q has no subject", c.Name)
 		}
 		if subjects[c.Subject] {
-			return nil, fmt.Errorf("auth: subject %q appears twice", c.Subject)
+			return fmt.Errorf("auth: subject %q appears twice", c.Subject)
 		}
 		subjects[c.Subject] = true
 		if c.Role != RoleRead && c.Role != RoleSubmit {
-			return nil, fmt.Errorf("auth: certificate %q: unknown role %v", c.Name, c.Role)
+			return fmt.Errorf("auth: certificate %q: unknown role %v", c.Name, c.Role)
 		}
 	}
 	hashes := map[[sha256.Size]byte]string{}
 	for i, t := range tokens {
 		if t.Name == "" {
-			return nil, fmt.Errorf("auth: token %d has no name", i)
+			return fmt.Errorf("auth: token %d has no name", i)
 		}
 		if names[t.Name] {
-			return nil, fmt.Errorf("auth: token name %q appears twice", t.Name)
+			return fmt.Errorf("auth: token name %q appears twice", t.Name)
 		}
 		names[t.Name] = true
 		if other, ok := hashes[t.SHA256]; ok {
-			return nil, fmt.Errorf("auth: tokens %q and %q have the same sha256", other, t.Name)
+			return fmt.Errorf("auth: tokens %q and %q have the same sha256", other, t.Name)
 		}
 		hashes[t.SHA256] = t.Name
 		if t.Role != RoleRead && t.Role != RoleSubmit {
-			return nil, fmt.Errorf("auth: token %q: unknown role %v", t.Name, t.Role)
+			return fmt.Errorf("auth: token %q: unknown role %v", t.Name, t.Role)
 		}
 	}
-	return &Auth{tokens: append([]Token(nil), tokens...), certs: append([]Certificate(nil), certs...)}, nil
+	return nil
 }
 
 // HasCertificates reports whether a lists client certificates.
-func (a *Auth) HasCertificates() bool { return a != nil && len(a.certs) > 0 }
+func (a *Auth) HasCertificates() bool {
+	if a == nil {
+		return false
+	}
+	_, certs := a.lists()
+	return len(certs) > 0
+}
 
 // tokensFile is the JSON of a token file.
 type tokensFile struct {
@@ -166,28 +232,37 @@ func TokenLine(name, token string, role Role) string {
 // Either list may be left out. Unknown keys, a hash that is not 64 hex
 // digits, an unknown role and a name, hash or subject given twice are errors.
 func ParseAuth(data []byte) (*Auth, error) {
+	tokens, certs, err := parseLists(data)
+	if err != nil {
+		return nil, err
+	}
+	return NewAuthWithCertificates(tokens, certs)
+}
+
+// parseLists reads the callers of a token file (see ParseAuth).
+func parseLists(data []byte) ([]Token, []Certificate, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var f tokensFile
 	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf(`auth: token file: %s; want {"tokens": [{"name": ..., "sha256": ..., "role": "read" or "submit"}], "certificates": [{"name": ..., "subject": "CN=...", "role": ...}]}`, strings.TrimPrefix(err.Error(), "json: "))
+		return nil, nil, fmt.Errorf(`auth: token file: %s; want {"tokens": [{"name": ..., "sha256": ..., "role": "read" or "submit"}], "certificates": [{"name": ..., "subject": "CN=...", "role": ...}]}`, strings.TrimPrefix(err.Error(), "json: "))
 	}
 	if dec.More() {
-		return nil, errors.New("auth: token file: text after the JSON object")
+		return nil, nil, errors.New("auth: token file: text after the JSON object")
 	}
 	tokens := make([]Token, len(f.Tokens))
 	for i, tj := range f.Tokens {
 		t := Token{Name: tj.Name}
 		if t.Name == "" {
-			return nil, fmt.Errorf("auth: token %d has no name", i)
+			return nil, nil, fmt.Errorf("auth: token %d has no name", i)
 		}
 		sum, err := hex.DecodeString(tj.SHA256)
 		if err != nil || len(sum) != sha256.Size {
-			return nil, fmt.Errorf("auth: token %q: sha256 must be 64 hex digits (the hex of sha256(token), as 'flightbatch token' prints)", t.Name)
+			return nil, nil, fmt.Errorf("auth: token %q: sha256 must be 64 hex digits (the hex of sha256(token), as 'flightbatch token' prints)", t.Name)
 		}
 		copy(t.SHA256[:], sum)
 		if t.Role, err = ParseRole(tj.Role); err != nil {
-			return nil, fmt.Errorf("auth: token %q: %w", t.Name, err)
+			return nil, nil, fmt.Errorf("auth: token %q: %w", t.Name, err)
 		}
 		tokens[i] = t
 	}
@@ -195,19 +270,29 @@ func ParseAuth(data []byte) (*Auth, error) {
 	for i, cj := range f.Certificates {
 		c := Certificate{Name: cj.Name, Subject: cj.Subject}
 		if c.Name == "" {
-			return nil, fmt.Errorf("auth: certificate %d has no name", i)
+			return nil, nil, fmt.Errorf("auth: certificate %d has no name", i)
 		}
 		var err error
 		if c.Role, err = ParseRole(cj.Role); err != nil {
-			return nil, fmt.Errorf("auth: certificate %q: %w", c.Name, err)
+			return nil, nil, fmt.Errorf("auth: certificate %q: %w", c.Name, err)
 		}
 		certs[i] = c
 	}
-	return NewAuthWithCertificates(tokens, certs)
+	return tokens, certs, nil
 }
 
-// LoadAuth reads and parses a token file.
-func LoadAuth(path string) (*Auth, error) {
+// LoadAuth reads and parses a token file, and reads it again whenever it
+// changes (its modification time or size), so that an edit takes effect
+// without a restart: a token removed from the file is refused from the next
+// call on. log (nil: slog.Default()) says when it is reloaded, or refused.
+func LoadAuth(path string, log *slog.Logger) (*Auth, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
@@ -216,6 +301,7 @@ func LoadAuth(path string) (*Auth, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (in %s)", err, path)
 	}
+	a.file = &tokenFile{path: path, log: log, mod: fi.ModTime(), size: fi.Size(), tokens: a.tokens, certs: a.certs}
 	return a, nil
 }
 
@@ -272,7 +358,8 @@ func (a *Auth) authenticate(ctx context.Context) (Caller, error) {
 
 // bySubject finds the caller of a certificate subject.
 func (a *Auth) bySubject(subject string) (Caller, bool) {
-	for _, c := range a.certs {
+	_, certs := a.lists()
+	for _, c := range certs {
 		if c.Subject == subject {
 			return Caller{Name: c.Name, Role: c.Role}, true
 		}
@@ -292,17 +379,18 @@ func truncate(s string, n int) string {
 // the same tokens as the Flight service.
 func (a *Auth) AuthenticateToken(token string) (Caller, bool) {
 	sum := sha256.Sum256([]byte(token))
+	tokens, _ := a.lists()
 	found := -1
-	for i := range a.tokens {
+	for i := range tokens {
 		// Every entry is compared, so the time taken does not say which matched.
-		if subtle.ConstantTimeCompare(sum[:], a.tokens[i].SHA256[:]) == 1 {
+		if subtle.ConstantTimeCompare(sum[:], tokens[i].SHA256[:]) == 1 {
 			found = i
 		}
 	}
 	if found < 0 || token == "" {
 		return Caller{}, false
 	}
-	return Caller{Name: a.tokens[found].Name, Role: a.tokens[found].Role}, true
+	return Caller{Name: tokens[found].Name, Role: tokens[found].Role}, true
 }
 
 // AuthenticateSubject finds the caller of a verified client certificate's

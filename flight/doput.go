@@ -69,6 +69,9 @@ type putCommand struct {
 	Shards *int `json:"shards"`
 }
 
+// MaxUploadShards bounds the shards of one upload.
+const MaxUploadShards = 100000
+
 // parsePutDescriptor decodes DoPut's descriptor: the path datasets/<name>, as
 // a path or a command, or a JSON putCommand. It returns the command (its
 // announced row count and shard options, if any).
@@ -96,8 +99,8 @@ func parsePutDescriptor(d *aflight.FlightDescriptor) (target, putCommand, error)
 			return target{}, pc, invalidArg("DoPut command: shard_mb %v must be above 0 and at most %d (MiB)", *pc.ShardMB, 1<<20)
 		}
 		if pc.Shards != nil {
-			if *pc.Shards < 1 || *pc.Shards > 100000 {
-				return target{}, pc, invalidArg("DoPut command: shards %d must be in [1, 100000]", *pc.Shards)
+			if *pc.Shards < 1 || *pc.Shards > MaxUploadShards {
+				return target{}, pc, invalidArg("DoPut command: shards %d must be in [1, %d]", *pc.Shards, MaxUploadShards)
 			}
 			if pc.Rows == nil {
 				return target{}, pc, invalidArg(`DoPut command: "shards" needs "rows" (the table's row count), to cut shards of equal row counts`)
@@ -174,6 +177,10 @@ func (s *Server) DoPut(stream aflight.FlightService_DoPutServer) error {
 	case cmd.Shards != nil:
 		wopts = &dataset.WriterOptions{ShardBytes: 1 << 62, ShardRows: max((*cmd.Rows+int64(*cmd.Shards)-1)/int64(*cmd.Shards), 1)}
 	}
+	// However small the shards asked for, an upload is cut into at most as
+	// many shards as "shards" may ask for: each is a file, and a child of
+	// every job over the dataset.
+	wopts.MaxShards = MaxUploadShards
 	w, err := s.cat.NewWriter(ctx, t.name, schema, wopts)
 	if err != nil {
 		return toStatus(err)

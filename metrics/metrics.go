@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"net/http"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -21,7 +22,11 @@ type Jobs interface {
 
 // DurationBuckets are the upper bounds, in seconds, of the child duration
 // histogram.
-var DurationBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}
+var DurationBuckets = durationBounds[:]
+
+// durationBounds holds DurationBuckets, with a length known when compiling
+// (jobFigures counts one job's children in each).
+var durationBounds = [...]float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}
 
 // Metrics holds the registry and the instruments the server updates.
 type Metrics struct {
@@ -113,7 +118,56 @@ var (
 
 // jobCollector reads the job history at each scrape, so the figures are those
 // of the manifests, survive restarts, and need no hook in the job manager.
-type jobCollector struct{ jobs Jobs }
+// The counters and the histogram never go down while the process runs: a job
+// deleted from the history (delete-job, --keep-results) keeps counting, as
+// Prometheus reads any fall of a counter as a restart and would count the
+// whole history again in rate() and increase().
+type jobCollector struct {
+	jobs Jobs
+
+	mu sync.Mutex
+	// seen is the figures of each job of the history, by job ID, as of the
+	// last scrape.
+	seen map[string]jobFigures
+	// gone is the figures of the jobs deleted since the process started, by
+	// executor.
+	gone map[string]*jobFigures
+}
+
+// jobFigures is what one job (or several) adds to the counters of its
+// executor.
+type jobFigures struct {
+	executor                   string
+	succeeded, failed, retried float64
+	durationCount              uint64
+	durationSum                float64
+	durationBuckets            [len(durationBounds)]uint64 // cumulative, as DurationBuckets
+}
+
+// add adds o's figures to f's.
+func (f *jobFigures) add(o jobFigures) {
+	f.succeeded += o.succeeded
+	f.failed += o.failed
+	f.retried += o.retried
+	f.durationCount += o.durationCount
+	f.durationSum += o.durationSum
+	for i := range f.durationBuckets {
+		f.durationBuckets[i] += o.durationBuckets[i]
+	}
+}
+
+// atLeast raises each of f's figures to o's where o's is larger, so that a
+// job's figures never go down either.
+func (f *jobFigures) atLeast(o jobFigures) {
+	f.succeeded = max(f.succeeded, o.succeeded)
+	f.failed = max(f.failed, o.failed)
+	f.retried = max(f.retried, o.retried)
+	f.durationCount = max(f.durationCount, o.durationCount)
+	f.durationSum = max(f.durationSum, o.durationSum)
+	for i := range f.durationBuckets {
+		f.durationBuckets[i] = max(f.durationBuckets[i], o.durationBuckets[i])
+	}
+}
 
 func (c *jobCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{jobsDesc, runningDesc, succeededDesc, failedDesc, retriedDesc, durationDesc} {
@@ -121,9 +175,39 @@ func (c *jobCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-type execStats struct {
-	running, succeeded, failed, retried float64
-	durations                           []float64
+// figuresOf counts one job's children; running is those running now.
+func figuresOf(m *batch.Manifest) (f jobFigures, running float64) {
+	f.executor = m.Executor
+	for _, sh := range m.Shards {
+		switch sh.State {
+		case batch.ShardRunning:
+			running++
+		case batch.ShardSucceeded:
+			f.succeeded++
+		case batch.ShardFailed:
+			f.failed++
+		}
+		if sh.Attempts > 1 {
+			f.retried += float64(sh.Attempts - 1)
+		}
+		// A child that finished before the manager saw it running
+		// counts from the job's start.
+		start := sh.StartedAt
+		if start == nil {
+			start = m.StartedAt
+		}
+		if start != nil && sh.FinishedAt != nil && (sh.State == batch.ShardSucceeded || sh.State == batch.ShardFailed) {
+			d := max(sh.FinishedAt.Sub(*start), 0).Seconds()
+			f.durationCount++
+			f.durationSum += d
+			for i, b := range durationBounds {
+				if d <= b {
+					f.durationBuckets[i]++
+				}
+			}
+		}
+	}
+	return f, running
 }
 
 func (c *jobCollector) Collect(ch chan<- prometheus.Metric) {
@@ -131,55 +215,59 @@ func (c *jobCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range []batch.State{batch.StateSubmitted, batch.StateRunning, batch.StateSucceeded, batch.StateFailed, batch.StateCancelled} {
 		states[s] = 0
 	}
-	byExec := map[string]*execStats{}
+	running := map[string]float64{}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seen == nil {
+		c.seen, c.gone = map[string]jobFigures{}, map[string]*jobFigures{}
+	}
+	listed := map[string]bool{}
 	for _, m := range c.jobs.List("") {
 		states[m.State]++
-		st := byExec[m.Executor]
-		if st == nil {
-			st = &execStats{}
-			byExec[m.Executor] = st
+		f, r := figuresOf(m)
+		running[m.Executor] += r
+		if old, ok := c.seen[m.JobID]; ok && old.executor == f.executor {
+			f.atLeast(old)
 		}
-		for _, sh := range m.Shards {
-			switch sh.State {
-			case batch.ShardRunning:
-				st.running++
-			case batch.ShardSucceeded:
-				st.succeeded++
-			case batch.ShardFailed:
-				st.failed++
+		c.seen[m.JobID] = f
+		listed[m.JobID] = true
+	}
+	for id, f := range c.seen {
+		if !listed[id] {
+			g := c.gone[f.executor]
+			if g == nil {
+				g = &jobFigures{executor: f.executor}
+				c.gone[f.executor] = g
 			}
-			if sh.Attempts > 1 {
-				st.retried += float64(sh.Attempts - 1)
-			}
-			// A child that finished before the manager saw it running
-			// counts from the job's start.
-			start := sh.StartedAt
-			if start == nil {
-				start = m.StartedAt
-			}
-			if start != nil && sh.FinishedAt != nil && (sh.State == batch.ShardSucceeded || sh.State == batch.ShardFailed) {
-				st.durations = append(st.durations, max(sh.FinishedAt.Sub(*start), 0).Seconds())
-			}
+			g.add(f)
+			delete(c.seen, id)
 		}
+	}
+	byExec := map[string]*jobFigures{}
+	for exec, g := range c.gone {
+		t := *g
+		byExec[exec] = &t
+	}
+	for _, f := range c.seen {
+		t := byExec[f.executor]
+		if t == nil {
+			t = &jobFigures{executor: f.executor}
+			byExec[f.executor] = t
+		}
+		t.add(f)
 	}
 	for s, n := range states {
 		ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, n, string(s))
 	}
-	for exec, st := range byExec {
-		ch <- prometheus.MustNewConstMetric(runningDesc, prometheus.GaugeValue, st.running, exec)
-		ch <- prometheus.MustNewConstMetric(succeededDesc, prometheus.CounterValue, st.succeeded, exec)
-		ch <- prometheus.MustNewConstMetric(failedDesc, prometheus.CounterValue, st.failed, exec)
-		ch <- prometheus.MustNewConstMetric(retriedDesc, prometheus.CounterValue, st.retried, exec)
-		buckets := make(map[float64]uint64, len(DurationBuckets))
-		var sum float64
-		for _, d := range st.durations {
-			sum += d
-			for _, b := range DurationBuckets {
-				if d <= b {
-					buckets[b]++
-				}
-			}
+	for exec, t := range byExec {
+		ch <- prometheus.MustNewConstMetric(runningDesc, prometheus.GaugeValue, running[exec], exec)
+		ch <- prometheus.MustNewConstMetric(succeededDesc, prometheus.CounterValue, t.succeeded, exec)
+		ch <- prometheus.MustNewConstMetric(failedDesc, prometheus.CounterValue, t.failed, exec)
+		ch <- prometheus.MustNewConstMetric(retriedDesc, prometheus.CounterValue, t.retried, exec)
+		buckets := make(map[float64]uint64, len(durationBounds))
+		for i, b := range durationBounds {
+			buckets[b] = t.durationBuckets[i]
 		}
-		ch <- prometheus.MustNewConstHistogram(durationDesc, uint64(len(st.durations)), sum, buckets, exec)
+		ch <- prometheus.MustNewConstHistogram(durationDesc, t.durationCount, t.durationSum, buckets, exec)
 	}
 }

@@ -102,3 +102,65 @@ func TestJobsAndStreams(t *testing.T) {
 		}
 	}
 }
+
+// history is a job history that changes between scrapes.
+type history struct{ jobs []*batch.Manifest }
+
+func (h *history) List(string) []*batch.Manifest { return h.jobs }
+
+// A job deleted from the history (delete-job, --keep-results) keeps counting:
+// Prometheus reads any fall of a counter as a restart of the process, and
+// rate() and increase() over it would count the whole history again.
+func TestCountersNeverGoDown(t *testing.T) {
+	t0 := time.Now().Add(-time.Hour)
+	at := func(s float64) *time.Time { x := t0.Add(time.Duration(s * float64(time.Second))); return &x }
+	job := func(id string, shards ...batch.ShardRecord) *batch.Manifest {
+		return &batch.Manifest{JobID: id, State: batch.StateFailed, Executor: "local", StartedAt: at(0), FinishedAt: at(60), Shards: shards}
+	}
+	ok := batch.ShardRecord{State: batch.ShardSucceeded, Attempts: 2, StartedAt: at(0), FinishedAt: at(0.1)}
+	bad := batch.ShardRecord{State: batch.ShardFailed, Attempts: 3, StartedAt: at(0), FinishedAt: at(40)}
+	a, b, c := job("a", ok, bad), job("b", ok, ok), job("c", bad)
+	type figures struct {
+		succeeded, failed, retried float64
+		durations                  uint64
+	}
+	for _, tc := range []struct {
+		name    string
+		scrapes [][]*batch.Manifest
+		want    figures
+	}{
+		{"nothing deleted", [][]*batch.Manifest{{a, b}, {a, b}}, figures{3, 1, 5, 4}},
+		{"one deleted", [][]*batch.Manifest{{a, b}, {b}}, figures{3, 1, 5, 4}},
+		{"every job deleted", [][]*batch.Manifest{{a, b}, {}}, figures{3, 1, 5, 4}},
+		{"deleted, then a new job", [][]*batch.Manifest{{a, b}, {b}, {b, c}}, figures{3, 2, 7, 5}},
+		{"deleted one at a time", [][]*batch.Manifest{{a, b, c}, {b, c}, {c}, {}}, figures{3, 2, 7, 5}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &history{}
+			m := metrics.New()
+			m.CollectJobs(h)
+			var last figures
+			for i, jobs := range tc.scrapes {
+				h.jobs = jobs
+				fams, err := m.Registry().Gather()
+				if err != nil {
+					t.Fatal(err)
+				}
+				local := map[string]string{"executor": "local"}
+				got := figures{
+					value(t, fams, "flightbatch_children_succeeded_total", local).GetCounter().GetValue(),
+					value(t, fams, "flightbatch_children_failed_total", local).GetCounter().GetValue(),
+					value(t, fams, "flightbatch_children_retried_total", local).GetCounter().GetValue(),
+					value(t, fams, "flightbatch_child_duration_seconds", local).GetHistogram().GetSampleCount(),
+				}
+				if got.succeeded < last.succeeded || got.failed < last.failed || got.retried < last.retried || got.durations < last.durations {
+					t.Errorf("scrape %d: %+v after %+v: a counter went down", i+1, got, last)
+				}
+				last = got
+			}
+			if last != tc.want {
+				t.Errorf("last scrape: %+v, want %+v", last, tc.want)
+			}
+		})
+	}
+}

@@ -202,6 +202,18 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if cfg.KeepResults < 0 {
 		return fmt.Errorf("--keep-results %s: give a positive duration, or 0 to keep every job", cfg.KeepResults)
 	}
+	if cfg.Workers < 1 {
+		return fmt.Errorf("--workers %d: give at least 1 child at once", cfg.Workers)
+	}
+	if cfg.MaxAttempts < 1 {
+		return fmt.Errorf("--max-attempts %d: give at least 1 attempt per child", cfg.MaxAttempts)
+	}
+	if cfg.DemoShards < 1 || cfg.DemoShards > flight.MaxUploadShards {
+		return fmt.Errorf("--demo-shards %d: give 1 to %d shards", cfg.DemoShards, flight.MaxUploadShards)
+	}
+	if cfg.DemoMB < 1 {
+		return fmt.Errorf("--demo-mb %d: give at least 1 MB", cfg.DemoMB)
+	}
 	if cfg.ShardMB < 1 {
 		return fmt.Errorf("--shard-mb %d: give a size of at least 1 MiB", cfg.ShardMB)
 	}
@@ -212,7 +224,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}
 	var auth *flight.Auth
 	if cfg.AuthTokens != "" {
-		if auth, err = flight.LoadAuth(cfg.AuthTokens); err != nil {
+		if auth, err = flight.LoadAuth(cfg.AuthTokens, log); err != nil {
 			return fmt.Errorf("--auth-tokens: %w", err)
 		}
 	}

@@ -139,3 +139,27 @@ def test_submit_token_runs_job_read_token_reads_result(auth_server):
     writer.write_table(table)
     writer.close()
     assert client.do_get(flight.Ticket(b"datasets/by-submitter"), call_options(read_token)).read_all().num_rows == 3
+
+
+def test_token_file_edits_apply_without_a_restart(flightbatch_bin, tmp_path):
+    """Revoking a token in the file of a running server refuses it from the next call on."""
+    keep, revoke = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+
+    def line(name: str, token: str) -> dict:
+        return {"name": name, "sha256": hashlib.sha256(token.encode()).hexdigest(), "role": "read"}
+
+    token_file = tmp_path / "tokens.json"
+    token_file.write_text(json.dumps({"tokens": [line("keep", keep), line("revoke", revoke)]}))
+    srv = start_server(flightbatch_bin, tmp_path, "--demo-shards", "1", "--demo-mb", "1", "--auth-tokens", str(token_file))
+    client = srv.connect()
+    try:
+        assert act(client, revoke, "list-jobs", {}) == {"jobs": []}
+        edited = tmp_path / "tokens.json.new"
+        edited.write_text(json.dumps({"tokens": [line("keep", keep)]}))
+        edited.replace(token_file)
+        with pytest.raises(flight.FlightUnauthenticatedError, match="unknown token"):
+            act(client, revoke, "list-jobs", {})
+        assert act(client, keep, "list-jobs", {}) == {"jobs": []}
+    finally:
+        client.close()
+        assert srv.stop() == 0, srv.stderr_text()

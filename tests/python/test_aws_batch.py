@@ -246,6 +246,8 @@ def test_vanished_batch_job_fails(aws, bindir):
     final = srv.wait(job["job_id"], finished, timeout=60)[-1]
     assert final["state"] == "FAILED", final
     assert "no longer knows" in final["error"] and "vanished" in final["error"], final["error"]
+    # No child runs any longer, and the status says so.
+    assert final["shards"]["running"] == 0 and final["shards"]["pending"] == 0, final["shards"]
 
 
 def failure_of(final, shard):
