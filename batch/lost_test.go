@@ -2,6 +2,7 @@ package batch_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -80,6 +81,45 @@ func TestJobLostByItsExecutor(t *testing.T) {
 			c := m.Counts()
 			if c.Running != 0 || c.Pending != 0 || c.Failed != len(m.Shards) {
 				t.Errorf("FAILED job's shards: %+v; want all %d failed, none running or pending (error %q)", c, len(m.Shards), m.Error)
+			}
+		})
+	}
+}
+
+// TestFinalStateWinsForShardsToo: a server that stored a job's final state
+// and died before its manifest took it ends the job at its next start, and
+// the shards the old manifest had pending or running end with it.
+func TestFinalStateWinsForShardsToo(t *testing.T) {
+	for _, tc := range []struct {
+		final     batch.State
+		succeeded int
+	}{{batch.StateFailed, 2}, {batch.StateCancelled, 2}, {batch.StateSucceeded, 3}} {
+		final := tc.final
+		t.Run(string(final), func(t *testing.T) {
+			st := fileStore(t)
+			r1 := newRig(t, st, "part-00001:sleep=60")
+			m := submit(t, r1.mg, "demo", `{"fs": 250}`, false)
+			m = waitFor(t, r1.mg, m.JobID, func(m *batch.Manifest) bool {
+				return m.Counts().Succeeded == 2 && m.Counts().Running == 1
+			})
+			r1.mg.Close()
+			ctx := context.Background()
+			_ = r1.exec.Cancel(ctx, m.Handle)
+			data, err := json.Marshal(batch.Final{State: final, Error: "ended before the crash", FinishedAt: time.Now().UTC()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st.WriteAll(ctx, batch.FinalKey(m.JobID), data); err != nil {
+				t.Fatal(err)
+			}
+			r2 := newRig(t, st, "")
+			got, err := r2.mg.Status(m.JobID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := got.Counts()
+			if got.State != final || c.Running != 0 || c.Pending != 0 || c.Succeeded != tc.succeeded {
+				t.Errorf("after the restart: %s with shards %+v; want %s, %d succeeded, none pending or running", got.State, c, final, tc.succeeded)
 			}
 		})
 	}

@@ -200,6 +200,14 @@ func (mg *Manager) load(ctx context.Context, id string) (*Manifest, error) {
 			m.State, m.Error = f.State, f.Error
 			at := f.FinishedAt
 			m.FinishedAt = &at
+			to := ShardFailed
+			switch f.State {
+			case StateCancelled:
+				to = ShardCancelled
+			case StateSucceeded:
+				to = ShardSucceeded // every shard had its part
+			}
+			endUnfinished(m, to)
 			if err := SaveManifest(ctx, mg.st, m); err != nil {
 				return nil, err
 			}
@@ -565,15 +573,20 @@ func (mg *Manager) follow(id string) {
 			now := mg.opts.Now().UTC()
 			_, _ = mg.mustUpdate(id, func(m *Manifest) {
 				m.State, m.Error, m.FinishedAt = StateFailed, err.Error(), &now
-				// No child runs any longer: none stays pending or running.
-				for i := range m.Shards {
-					if s := &m.Shards[i]; s.State == ShardPending || s.State == ShardRunning {
-						s.State = ShardFailed
-					}
-				}
+				endUnfinished(m, ShardFailed)
 			})
 		}
 	}()
+}
+
+// endUnfinished gives the shards of an ended job still pending or running
+// state to: no child of the job runs any longer.
+func endUnfinished(m *Manifest, to ShardState) {
+	for i := range m.Shards {
+		if s := &m.Shards[i]; s.State == ShardPending || s.State == ShardRunning {
+			s.State = to
+		}
+	}
 }
 
 // drive starts a job's children if needed, then polls them until the job ends.
