@@ -1,90 +1,41 @@
 package compute
 
 import (
-	"bufio"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
+	"hash"
 	"math"
 	"math/rand/v2"
-	"os"
-	"strings"
 	"testing"
+
+	"github.com/flightbatch/flightbatch/internal/buildbits"
 )
 
 // TestBitsAcrossBuilds compares the bits of this package's results between
-// two builds of it, e.g. GOAMD64=v1 and GOAMD64=v3: with
-// FLIGHTBATCH_BITS_OUT=file it writes one digest per case (Welch over every
-// window and FFT path, float32 and float64 samples, multitaper, DPSS), and
-// with FLIGHTBATCH_BITS_WANT=file it checks that every case has the digest
-// written there. scripts/test.sh runs the pair; without either variable the
-// test is skipped.
+// two builds of it, e.g. GOAMD64=v1 and GOAMD64=v3 (see package buildbits):
+// one digest per case (Welch over every window and FFT path, float32 and
+// float64 samples, multitaper, DPSS). scripts/test.sh runs the pair; without
+// FLIGHTBATCH_BITS_OUT or FLIGHTBATCH_BITS_WANT the test is skipped.
 func TestBitsAcrossBuilds(t *testing.T) {
-	out, want := os.Getenv("FLIGHTBATCH_BITS_OUT"), os.Getenv("FLIGHTBATCH_BITS_WANT")
-	if out == "" && want == "" {
-		t.Skip("set FLIGHTBATCH_BITS_OUT or FLIGHTBATCH_BITS_WANT")
-	}
-	got := bitsDigests(t)
-	if out != "" {
-		var b strings.Builder
-		for _, d := range got {
-			fmt.Fprintf(&b, "%s %s\n", d.name, d.sum)
-		}
-		if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if want == "" {
-		return
-	}
-	f, err := os.Open(want)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	ref := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		name, sum, ok := strings.Cut(sc.Text(), " ")
-		if !ok {
-			t.Fatalf("%s: malformed line %q", want, sc.Text())
-		}
-		ref[name] = sum
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if len(ref) != len(got) {
-		t.Errorf("%s has %d cases, this build %d", want, len(ref), len(got))
-	}
-	for _, d := range got {
-		if r, ok := ref[d.name]; !ok {
-			t.Errorf("%s: not in %s", d.name, want)
-		} else if r != d.sum {
-			t.Errorf("%s: bits differ from %s's", d.name, want)
-		}
-	}
+	buildbits.Compare(t, "compute", bitsDigests)
 }
-
-type bitsDigest struct{ name, sum string }
 
 // bitsDigests computes the results TestBitsAcrossBuilds compares. The
 // samples are made from integers only (exact in float64 and float32), so
 // that they are the same whatever the build.
-func bitsDigests(t *testing.T) []bitsDigest {
-	var ds []bitsDigest
+func bitsDigests(t testing.TB) []buildbits.Digest {
+	var ds []buildbits.Digest
 	add := func(name string, vs ...[]float64) {
-		h := sha256.New()
-		var b [8]byte
-		for _, v := range vs {
-			for _, x := range v {
-				binary.LittleEndian.PutUint64(b[:], math.Float64bits(x))
-				h.Write(b[:])
+		ds = append(ds, buildbits.Hash(name, func(h hash.Hash) {
+			var b [8]byte
+			for _, v := range vs {
+				for _, x := range v {
+					binary.LittleEndian.PutUint64(b[:], math.Float64bits(x))
+					h.Write(b[:])
+				}
 			}
-		}
-		ds = append(ds, bitsDigest{name, hex.EncodeToString(h.Sum(nil)[:12])})
+		}))
 	}
 	samples := func(n int, seed uint64) ([]float64, []float32) {
 		r := rand.New(rand.NewPCG(seed, 7))

@@ -54,7 +54,7 @@
 // The Go code never lets the compiler fuse a multiply and an add, which it
 // may do when GOAMD64 is v3 or above: every product that feeds a sum is
 // converted (float64(a*b)), which rounds it, and the sines and cosines of
-// twiddles, windows and tapers come from this package's copy of
+// twiddles, windows and tapers come from package internal/trig,
 // math.Sincos written the same way. So the results are the same bits
 // whatever GOAMD64 the binary is built for (TestBitsAcrossBuilds compares
 // two builds), except for the chebwin window, whose weights go through

@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/bits"
 	"unsafe"
+
+	"github.com/flightbatch/flightbatch/internal/trig"
 )
 
 // Each product that feeds a sum is converted, float64(a*b) (and cmul, abs2
@@ -101,7 +103,7 @@ func newPow2RFFT(n int) *pow2RFFT {
 		t := make([]complex128, 3*q)
 		for j := 0; j < q; j++ {
 			for r := 1; r <= 3; r++ {
-				s, c := sincos(-2 * math.Pi * float64(r*j) / float64(4*q))
+				s, c := trig.Sincos(-2 * math.Pi * float64(r*j) / float64(4*q))
 				t[3*j+r-1] = complex(c, s)
 			}
 		}
@@ -734,7 +736,7 @@ type naiveDFT struct {
 func newNaiveDFT(n int) *naiveDFT {
 	d := &naiveDFT{n: n, cos: make([]float64, n), sin: make([]float64, n)}
 	for j := range d.cos {
-		d.sin[j], d.cos[j] = sincos(-2 * math.Pi * float64(j) / float64(n))
+		d.sin[j], d.cos[j] = trig.Sincos(-2 * math.Pi * float64(j) / float64(n))
 	}
 	return d
 }

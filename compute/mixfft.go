@@ -1,6 +1,10 @@
 package compute
 
-import "math"
+import (
+	"math"
+
+	"github.com/flightbatch/flightbatch/internal/trig"
+)
 
 // As in fft.go, each product that feeds a sum is rounded on its own (a
 // conversion, cmul or abs2) so that no GOAMD64 level fuses it.
@@ -70,7 +74,7 @@ func newCFFT(m int) *cfft {
 			st.tw = make([]complex128, l*(r-1))
 			for k := 0; k < l; k++ {
 				for q := 1; q < r; q++ {
-					s, co := sincos(-2 * math.Pi * float64((q*k)%(r*l)) / float64(r*l))
+					s, co := trig.Sincos(-2 * math.Pi * float64((q*k)%(r*l)) / float64(r*l))
 					st.tw[k*(r-1)+q-1] = complex(co, s)
 				}
 			}
@@ -78,7 +82,7 @@ func newCFFT(m int) *cfft {
 		if r > 5 {
 			st.rot = make([]complex128, r)
 			for i := range st.rot {
-				s, co := sincos(-2 * math.Pi * float64(i) / float64(r))
+				s, co := trig.Sincos(-2 * math.Pi * float64(i) / float64(r))
 				st.rot[i] = complex(co, s)
 			}
 		}
@@ -294,7 +298,7 @@ func newSplit(n int) []complex128 {
 	m := n / 2
 	split := make([]complex128, (m+1)/2)
 	for k := range split {
-		s, c := sincos(-2 * math.Pi * float64(k) / float64(n))
+		s, c := trig.Sincos(-2 * math.Pi * float64(k) / float64(n))
 		split[k] = complex(0.5*s, -0.5*c) // -i/2 · (c + i s)
 	}
 	return split
@@ -376,7 +380,7 @@ func newBluesteinRFFT(n int) *bluesteinRFFT {
 	for j := range f.chirp {
 		// j² mod 2n keeps the angle exact for large j.
 		r := (uint64(j) * uint64(j)) % uint64(2*n)
-		s, co := sincos(-math.Pi * float64(r) / float64(n))
+		s, co := trig.Sincos(-math.Pi * float64(r) / float64(n))
 		f.chirp[j] = complex(co, s)
 	}
 	b := make([]complex128, mm)

@@ -3,6 +3,8 @@ package compute
 import (
 	"fmt"
 	"math"
+
+	"github.com/flightbatch/flightbatch/internal/trig"
 )
 
 // As in fft.go, each product that feeds a sum is converted, float64(a*b),
@@ -274,7 +276,7 @@ func DPSS(m int, nw float64, k int, sym bool) (tapers [][]float64, ratios []floa
 // the earlier ones.
 func dpssTapers(m int, nw float64, k int) [][]float64 {
 	fm := float64(m)
-	cw := cos(2 * math.Pi * nw / fm)
+	cw := trig.Cos(2 * math.Pi * nw / fm)
 	d := make([]float64, m)
 	e := make([]float64, m) // e[i] couples i-1 and i; e[0] unused
 	for i := range d {
@@ -378,7 +380,7 @@ func dpssRatios(tapers [][]float64, w float64) []float64 {
 	r[0] = 2 * w
 	for i := 1; i < mm; i++ {
 		a := math.Pi * 2 * w * float64(i)
-		r[i] = 4 * w * sin(a) / a
+		r[i] = 4 * w * trig.Sin(a) / a
 	}
 	l := 1
 	for l < 2*mm-1 {

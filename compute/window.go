@@ -8,6 +8,7 @@ import (
 	"gonum.org/v1/gonum/dsp/fourier"
 
 	"github.com/flightbatch/flightbatch/internal/clip"
+	"github.com/flightbatch/flightbatch/internal/trig"
 )
 
 // As in fft.go, each product that feeds a sum is converted, float64(a*b)
@@ -230,7 +231,7 @@ func makeWindow(w *Window, m int) []float64 {
 		out = make([]float64, mm)
 		for i := range out {
 			fac := math.Abs(float64(i)/(float64(mm)-1) - 0.5)
-			out[i] = 0.62 - float64(0.48*fac) + float64(0.38*cos(2*math.Pi*fac))
+			out[i] = 0.62 - float64(0.48*fac) + float64(0.38*trig.Cos(2*math.Pi*fac))
 		}
 	case "kaiser":
 		out = kaiser(mm, a[0])
@@ -251,7 +252,7 @@ func makeWindow(w *Window, m int) []float64 {
 	case "cosine":
 		out = make([]float64, mm)
 		for i := range out {
-			out[i] = sin(math.Pi / float64(mm) * (float64(i) + 0.5))
+			out[i] = trig.Sin(math.Pi / float64(mm) * (float64(i) + 0.5))
 		}
 	case "exponential":
 		center := arg(0, math.NaN())
@@ -296,7 +297,7 @@ func generalCosine(m int, a []float64) []float64 {
 	w := make([]float64, m)
 	for k, ak := range a {
 		for i := range w {
-			w[i] += float64(ak * cos(float64(k)*fac[i]))
+			w[i] += float64(ak * trig.Cos(float64(k)*fac[i]))
 		}
 	}
 	return w
@@ -339,7 +340,7 @@ func bohman(m int) []float64 {
 	w := make([]float64, m)
 	for i := 1; i < m-1; i++ {
 		f := math.Abs(fac[i])
-		w[i] = float64((1-f)*cos(math.Pi*f)) + float64(1/math.Pi*sin(math.Pi*f))
+		w[i] = float64((1-f)*trig.Cos(math.Pi*f)) + float64(1/math.Pi*trig.Sin(math.Pi*f))
 	}
 	return w
 }
@@ -366,9 +367,9 @@ func tukey(m int, alpha float64) []float64 {
 		n := float64(i)
 		switch {
 		case i < width+1:
-			w[i] = 0.5 * (1 + cos(math.Pi*(-1+2*n/alpha/(fm-1))))
+			w[i] = 0.5 * (1 + trig.Cos(math.Pi*(-1+2*n/alpha/(fm-1))))
 		case i >= m-width-1:
-			w[i] = 0.5 * (1 + cos(math.Pi*(-2/alpha+1+2*n/alpha/(fm-1))))
+			w[i] = 0.5 * (1 + trig.Cos(math.Pi*(-2/alpha+1+2*n/alpha/(fm-1))))
 		default:
 			w[i] = 1
 		}
@@ -431,7 +432,7 @@ func taylor(m, nbar int, sll float64) []float64 {
 	for i := range w {
 		s := 0.0
 		for mi, f := range fm {
-			s += float64(f * cos(2*math.Pi*float64(mi+1)*(float64(i)-fM/2+0.5)/fM))
+			s += float64(f * trig.Cos(2*math.Pi*float64(mi+1)*(float64(i)-fM/2+0.5)/fM))
 		}
 		w[i] = 1 + 2*s
 	}
@@ -443,7 +444,7 @@ func sinc(x float64) float64 {
 	if x == 0 {
 		return 1
 	}
-	return sin(math.Pi*x) / (math.Pi * x)
+	return trig.Sin(math.Pi*x) / (math.Pi * x)
 }
 
 func lanczos(m int) []float64 {
@@ -471,7 +472,7 @@ func chebwin(m int, at float64) []float64 {
 	beta := math.Cosh(1 / order * math.Acosh(math.Pow(10, math.Abs(at)/20)))
 	p := make([]complex128, m)
 	for k := range p {
-		x := beta * cos(math.Pi*float64(k)/float64(m))
+		x := beta * trig.Cos(math.Pi*float64(k)/float64(m))
 		var v float64
 		switch {
 		case x > 1:
@@ -479,10 +480,10 @@ func chebwin(m int, at float64) []float64 {
 		case x < -1:
 			v = float64(2*(m%2)-1) * math.Cosh(order*math.Acosh(-x))
 		default:
-			v = cos(order * math.Acos(x))
+			v = trig.Cos(order * math.Acos(x))
 		}
 		if m%2 == 0 {
-			s, c := sincos(math.Pi / float64(m) * float64(k))
+			s, c := trig.Sincos(math.Pi / float64(m) * float64(k))
 			p[k] = complex(v*c, v*s)
 		} else {
 			p[k] = complex(v, 0)

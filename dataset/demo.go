@@ -10,6 +10,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/flightbatch/flightbatch/internal/trig"
 )
 
 // DemoOptions size the synthetic demo dataset.
@@ -128,29 +130,35 @@ func GenerateDemo(ctx context.Context, c *Catalog, name string, o DemoOptions) e
 	return nil
 }
 
-// demoSignal appends one synthetic LFP segment in microvolts.
+// demoSignal appends one synthetic LFP segment in microvolts. Its samples are
+// the same bits whatever GOAMD64 the binary is built for: every product that
+// feeds a sum is converted (float64(a*b)), which rounds it, so that no level
+// fuses it into a multiply-add, and the sines come from package trig, not
+// from package math, whose Go code is fused at GOAMD64=v3 and above.
 func demoSignal(vb *array.Float32Builder, seed, rec uint64, patient, ch, n int, fs float64) {
 	r := rand.New(rand.NewPCG(seed, rec))
 	pr := rand.New(rand.NewPCG(seed, 1<<40+uint64(patient)))
-	betaFreq := 14 + 14*pr.Float64()  // the patient's beta peak, 14-28 Hz
-	betaAmp := 0.5 + 3.5*pr.Float64() // the patient's beta strength
+	betaFreq := 14 + float64(14*pr.Float64())  // the patient's beta peak, 14-28 Hz
+	betaAmp := 0.5 + float64(3.5*pr.Float64()) // the patient's beta strength
 	if ch%3 == 2 {
 		betaAmp *= 0.4 // outer contacts see less beta
 	}
-	phase := 2 * math.Pi * r.Float64()
-	envPhase := 2 * math.Pi * r.Float64()
-	linePhase := 2 * math.Pi * r.Float64()
+	// The phases are converted too: the compiler would fuse their products
+	// into the loop's sums.
+	phase := float64(2 * math.Pi * r.Float64())
+	envPhase := float64(2 * math.Pi * r.Float64())
+	linePhase := float64(2 * math.Pi * r.Float64())
 	var b0, b1, b2 float64 // pink-noise filter state (Kellet's economy filter)
 	for i := 0; i < n; i++ {
 		t := float64(i) / fs
 		white := r.NormFloat64()
-		b0 = 0.99765*b0 + white*0.0990460
-		b1 = 0.96300*b1 + white*0.2965164
-		b2 = 0.57000*b2 + white*1.0526913
-		pink := b0 + b1 + b2 + white*0.1848
-		env := 0.6 + 0.4*math.Sin(2*math.Pi*0.2*t+envPhase) // beta bursts
-		beta := betaAmp * env * math.Sin(2*math.Pi*betaFreq*t+phase)
-		line := 0.3 * math.Sin(2*math.Pi*50*t+linePhase)
+		b0 = float64(0.99765*b0) + float64(white*0.0990460)
+		b1 = float64(0.96300*b1) + float64(white*0.2965164)
+		b2 = float64(0.57000*b2) + float64(white*1.0526913)
+		pink := b0 + b1 + b2 + float64(white*0.1848)
+		env := 0.6 + float64(0.4*trig.Sin(float64(2*math.Pi*0.2*t)+envPhase)) // beta bursts
+		beta := float64(betaAmp * env * trig.Sin(float64(2*math.Pi*betaFreq*t)+phase))
+		line := float64(0.3 * trig.Sin(float64(2*math.Pi*50*t)+linePhase))
 		vb.UnsafeAppend(float32(10 * (pink + beta + line)))
 	}
 }

@@ -9,8 +9,9 @@
 #      single-node Slurm cluster with accounting (MariaDB + slurmdbd, so that sacct works) for the
 #      Slurm executor's tests (scripts/slurm.sh; started in the background after step 1, as it
 #      takes about 12 s)
-#   5. go test -race ./..., then compute's tests built for GOAMD64=v3 where the processor can
-#      run them (their results compared, bit for bit, with a GOAMD64=v1 build's)
+#   5. go test -race ./..., then compute's tests and the demo dataset's bits test built for
+#      GOAMD64=v3 where the processor can run them (their results compared, bit for bit, with a
+#      GOAMD64=v1 build's)
 #   6. .venv from requirements.txt (reinstalled only when it changed), the flightbatch Python
 #      package from python/ (reinstalled only when it changed), then pytest tests/python
 set -euo pipefail
@@ -142,9 +143,10 @@ go test -race -count=1 -timeout 25m ./...
 
 # ---------------------------------------------------------------------------------------------
 section "compute built for GOAMD64=v3"
-# compute's results are the same bits whatever GOAMD64 the binary is built for: where this
-# processor runs x86-64-v3 code (the level at which the compiler may fuse multiply-adds), its tests
-# run built for v3 and compare their results with those of a GOAMD64=v1 build.
+# compute's results and the demo dataset are the same bits whatever GOAMD64 the binary is built
+# for: where this processor runs x86-64-v3 code (the level at which the compiler may fuse
+# multiply-adds), compute's tests and dataset's TestBitsAcrossBuilds run built for v3 and compare
+# their results with those of a GOAMD64=v1 build.
 v3_missing=""
 for f in avx avx2 bmi1 bmi2 f16c fma movbe abm; do
 	grep -qw "$f" /proc/cpuinfo 2>/dev/null || v3_missing+=" $f"
@@ -154,10 +156,13 @@ if [[ "$(go env GOARCH)" != amd64 ]]; then
 elif [[ -n "$v3_missing" ]]; then
 	echo "skipped: this processor does not run x86-64-v3 code (no$v3_missing)"
 else
-	bits="$(mktemp "${TMPDIR:-/tmp}/flightbatch-bits.XXXXXX")"
-	FLIGHTBATCH_BITS_OUT="$bits" GOAMD64=v1 go test -count=1 -run '^TestBitsAcrossBuilds$' ./compute/
-	FLIGHTBATCH_BITS_WANT="$bits" GOAMD64=v3 go test -count=1 ./compute/ || { rm -f "$bits"; exit 1; }
-	rm -f "$bits"
+	bits="$(mktemp -d "${TMPDIR:-/tmp}/flightbatch-bits.XXXXXX")"
+	FLIGHTBATCH_BITS_OUT="$bits" GOAMD64=v1 go test -count=1 -run '^TestBitsAcrossBuilds$' ./compute/ ./dataset/ ||
+		{ rm -rf "$bits"; exit 1; }
+	FLIGHTBATCH_BITS_WANT="$bits" GOAMD64=v3 go test -count=1 ./compute/ || { rm -rf "$bits"; exit 1; }
+	FLIGHTBATCH_BITS_WANT="$bits" GOAMD64=v3 go test -count=1 -run '^TestBitsAcrossBuilds$' ./dataset/ ||
+		{ rm -rf "$bits"; exit 1; }
+	rm -rf "$bits"
 fi
 
 # ---------------------------------------------------------------------------------------------
