@@ -383,7 +383,7 @@ func (s *Store) Temps(ctx context.Context, cutoff time.Time) ([]Object, error) {
 // directory is gone when it looks at it: a write's temporary file renamed
 // into place, or an object deleted, while the listing runs. Other stores
 // list without that race.
-const listAgain = 16
+const listAgain = 64
 
 // relist runs a listing, and runs it again while a file store's fails
 // because an entry vanished under it (at most listAgain times more).

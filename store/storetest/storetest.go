@@ -924,6 +924,9 @@ func testListDuringWrites(t *testing.T, s *store.Store) {
 						return
 					}
 				}
+				// A busy server's pace, not a tight loop that leaves a
+				// listing no moment between two writes.
+				time.Sleep(200 * time.Microsecond)
 			}
 		})
 	}
