@@ -23,6 +23,7 @@ import (
 
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/flight"
+	"github.com/flightbatch/flightbatch/internal/clip"
 )
 
 // Jobs is the job history; *batch.Manager is one.
@@ -169,7 +170,7 @@ func (c *Console) authed(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		who, ok := c.caller(r)
 		if !ok {
-			c.audit.Info("audit", "caller", "anonymous", "call", "HTTP "+r.URL.Path, "code", "Unauthenticated")
+			c.audit.Info("audit", "caller", "anonymous", "call", "HTTP "+clip.String(r.URL.Path, clip.QuoteBytes), "code", "Unauthenticated")
 			if r.URL.Path != "/metrics" && strings.Contains(r.Header.Get("Accept"), "text/html") {
 				http.Redirect(w, r, "/login?next="+template.URLQueryEscaper(r.URL.Path), http.StatusSeeOther)
 				return
@@ -181,7 +182,7 @@ func (c *Console) authed(h http.HandlerFunc) http.Handler {
 		if r.URL.Path != "/metrics" {
 			attrs := []any{"caller", who, "call", "HTTP " + r.Pattern}
 			if id := r.PathValue("id"); id != "" {
-				attrs = append(attrs, "job", id)
+				attrs = append(attrs, "job", clip.String(id, clip.QuoteBytes))
 			}
 			c.audit.Info("audit", attrs...)
 		}
@@ -293,7 +294,7 @@ func (c *Console) jobPage(w http.ResponseWriter, r *http.Request) {
 	m, err := c.o.Jobs.Status(id)
 	if errors.Is(err, batch.ErrNotFound) || !batch.ValidJobID(id) {
 		w.WriteHeader(http.StatusNotFound)
-		c.render(w, "notfound.html", map[string]any{"ID": id})
+		c.render(w, "notfound.html", map[string]any{"ID": clip.String(id, clip.QuoteBytes)})
 		return
 	}
 	if err != nil {

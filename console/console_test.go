@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -319,4 +321,52 @@ func TestLoginCookieCarriesAnyToken(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A long path, from anyone, is repeated neither in full in the pages nor in
+// the log: a client could otherwise write a megabyte into the log with each
+// request, logged in or not.
+func TestLongPathsAreClipped(t *testing.T) {
+	auth, err := flight.NewAuth([]flight.Token{{Name: "alice", SHA256: sha256.Sum256([]byte("s3cret")), Role: flight.RoleRead}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged strings.Builder
+	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logged}, nil))
+	srv := httptest.NewServer(console.New(console.Options{Jobs: history(), Metrics: http.NotFoundHandler(), Auth: auth, Log: log}))
+	t.Cleanup(srv.Close)
+	long := strings.Repeat("x", 100<<10)
+	for _, tc := range []struct {
+		name, path string
+		hdr        map[string]string
+	}{
+		{"job page, logged in", "/jobs/" + long, map[string]string{"Authorization": "Bearer s3cret"}},
+		{"job page, anonymous", "/jobs/" + long, nil},
+		{"metrics, anonymous, long query", "/metrics/" + long, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logged.Reset()
+			_, body := get(t, srv.Client(), srv.URL+tc.path, tc.hdr)
+			if len(body) > 8<<10 {
+				t.Errorf("page of %d bytes repeats the path", len(body))
+			}
+			for _, line := range strings.Split(logged.String(), "\n") {
+				if len(line) > 2<<10 {
+					t.Errorf("log line of %d bytes: %.200s...", len(line), line)
+				}
+			}
+		})
+	}
+}
+
+// lockedWriter is a writer for a logger used by the server's goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -355,17 +355,43 @@ func (s *Store) Temps(ctx context.Context, cutoff time.Time) ([]Object, error) {
 		return nil, nil
 	}
 	var out []Object
-	it := s.b.List(&blob.ListOptions{})
-	for {
-		o, err := it.Next(ctx)
-		if err == io.EOF {
-			return out, nil
+	err := s.relist(ctx, func() error {
+		out = nil
+		it := s.b.List(&blob.ListOptions{})
+		for {
+			o, err := it.Next(ctx)
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return s.wrap("list", "", err)
+			}
+			if s.isTemp(o.Key) && o.ModTime.Before(cutoff) {
+				out = append(out, Object{Key: o.Key, Size: o.Size, ModTime: o.ModTime})
+			}
 		}
-		if err != nil {
-			return nil, s.wrap("list", "", err)
-		}
-		if s.isTemp(o.Key) && o.ModTime.Before(cutoff) {
-			out = append(out, Object{Key: o.Key, Size: o.Size, ModTime: o.ModTime})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// listAgain bounds how many times a file store's listing starts over because
+// an entry vanished under it. The file driver walks the directories and
+// fails the whole listing with "not found" when a file it read from a
+// directory is gone when it looks at it: a write's temporary file renamed
+// into place, or an object deleted, while the listing runs. Other stores
+// list without that race.
+const listAgain = 64
+
+// relist runs a listing, and runs it again while a file store's fails
+// because an entry vanished under it (at most listAgain times more).
+func (s *Store) relist(ctx context.Context, list func() error) error {
+	for i := 0; ; i++ {
+		err := list()
+		if err == nil || !s.file || !errors.Is(err, ErrNotExist) || i == listAgain || ctx.Err() != nil {
+			return err
 		}
 	}
 }
@@ -374,9 +400,11 @@ func (s *Store) Temps(ctx context.Context, cutoff time.Time) ([]Object, error) {
 func (s *Store) List(ctx context.Context, prefix string) ([]Object, error) {
 	var out []Object
 	err := s.do(ctx, func(ctx context.Context) error {
-		var err error
-		out, err = s.list(ctx, prefix)
-		return err
+		return s.relist(ctx, func() error {
+			var err error
+			out, err = s.list(ctx, prefix)
+			return err
+		})
 	})
 	return out, err
 }
@@ -408,9 +436,11 @@ func (s *Store) list(ctx context.Context, prefix string) ([]Object, error) {
 func (s *Store) ListDirs(ctx context.Context, prefix string) ([]string, error) {
 	var out []string
 	err := s.do(ctx, func(ctx context.Context) error {
-		var err error
-		out, err = s.listDirs(ctx, prefix)
-		return err
+		return s.relist(ctx, func() error {
+			var err error
+			out, err = s.listDirs(ctx, prefix)
+			return err
+		})
 	})
 	return out, err
 }

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/flightbatch/flightbatch/store"
 )
@@ -49,6 +50,7 @@ func RunConformanceTests(t *testing.T, newStore func(t *testing.T) *store.Store)
 		{"ConcurrentWritersSameKey", testConcurrentWritersSameKey},
 		{"KeyUnderAnObject", testKeyUnderAnObject},
 		{"ReadDuringOverwrite", testReadDuringOverwrite},
+		{"ListDuringWrites", testListDuringWrites},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -886,6 +888,72 @@ func testReadDuringOverwrite(t *testing.T, s *store.Store) {
 		}
 		if _, err := s.Stat(ctx, "m.json"); err != nil {
 			t.Fatalf("stat during overwrite: %v", err)
+		}
+	}
+}
+
+// testListDuringWrites lists, and lists directories, while other objects
+// under the same prefix are written, overwritten and deleted: every listing
+// succeeds and holds the objects that stay put the whole time. (A file store
+// writes through a temporary file renamed into place, so entries come and go
+// under a listing's walk.)
+func testListDuringWrites(t *testing.T, s *store.Store) {
+	ctx := t.Context()
+	steady := []string{"w/a/keep", "w/b/keep", "w/keep"}
+	for i, k := range steady {
+		mustWrite(t, s, k, payload(uint64(400+i), 100))
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 2 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k := fmt.Sprintf("w/%c/churn-%d-%d", 'a'+byte(i%3), g, i%4)
+				if err := s.WriteAll(ctx, k, payload(uint64(i), 64)); err != nil {
+					t.Errorf("write %s: %v", k, err)
+					return
+				}
+				if i%2 == 1 {
+					if err := s.Delete(ctx, k); err != nil && !errors.Is(err, store.ErrNotExist) {
+						t.Errorf("delete %s: %v", k, err)
+						return
+					}
+				}
+				// A busy server's pace, not a tight loop that leaves a
+				// listing no moment between two writes.
+				time.Sleep(200 * time.Microsecond)
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+	// 300 rounds catch a file store's race within a few dozen; a remote
+	// store's rounds are slower, so they stop after a few seconds.
+	until := time.Now().Add(3 * time.Second)
+	for i := 0; i < 300 && time.Now().Before(until); i++ {
+		objs, err := s.List(ctx, "w/")
+		if err != nil {
+			t.Fatalf("List during writes, round %d: %v", i, err)
+		}
+		got := map[string]bool{}
+		for _, o := range objs {
+			got[o.Key] = true
+		}
+		for _, k := range steady {
+			if !got[k] {
+				t.Fatalf("List during writes, round %d: %s missing from %q", i, k, keys(objs))
+			}
+		}
+		dirs, err := s.ListDirs(ctx, "w/")
+		if err != nil {
+			t.Fatalf("ListDirs during writes, round %d: %v", i, err)
+		}
+		if !slices.Contains(dirs, "a") || !slices.Contains(dirs, "b") {
+			t.Fatalf("ListDirs during writes, round %d: %q lacks a or b", i, dirs)
 		}
 	}
 }
