@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/flightbatch/flightbatch/internal/clip"
 )
 
 // The bounds of the failure text a manifest keeps. A failed attempt's error
@@ -55,15 +57,13 @@ func clipMiddle(s string, n, head int) string {
 	if len(s) <= n {
 		return s
 	}
-	for head > 0 && !utf8.RuneStart(s[head]) {
-		head--
-	}
+	first := clip.Prefix(s, head)
 	note := " ...[error of " + strconv.Itoa(len(s)) + " bytes cut in the middle; the attempt's record in the store has it whole] ..."
-	start := len(s) - max(n-head-len(note), 0)
+	start := len(s) - max(n-len(first)-len(note), 0)
 	for start < len(s) && !utf8.RuneStart(s[start]) {
 		start++
 	}
-	return s[:head] + note + s[start:]
+	return first + note + s[start:]
 }
 
 // clipJobError bounds a job's error kept before MaxJobErrorBytes was: its
@@ -73,11 +73,7 @@ func clipJobError(s string) string {
 		return s
 	}
 	suffix := fmt.Sprintf(" ... [error cut: %d bytes; see failures]", len(s))
-	cut := MaxJobErrorBytes - len(suffix)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + suffix
+	return clip.Prefix(s, MaxJobErrorBytes-len(suffix)) + suffix
 }
 
 // clipErrors bounds the failure text of a manifest: each attempt's error and

@@ -14,17 +14,26 @@ import (
 // QuoteBytes is how much of a value Quote repeats.
 const QuoteBytes = 64
 
+// Prefix returns the longest start of s of at most n bytes that ends at a
+// rune boundary: s itself if it holds at most n bytes.
+func Prefix(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := max(n, 0)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
+}
+
 // String returns s if it holds at most n bytes; otherwise its first n bytes
 // (cut at a rune boundary) followed by a note of the length left out.
 func String(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "... (" + strconv.Itoa(len(s)) + " bytes)"
+	return Prefix(s, n) + "... (" + strconv.Itoa(len(s)) + " bytes)"
 }
 
 // Quote is %q of s with s cut by String to QuoteBytes.
@@ -32,11 +41,7 @@ func Quote(s string) string {
 	if len(s) <= QuoteBytes {
 		return strconv.Quote(s)
 	}
-	cut := QuoteBytes
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return strconv.Quote(s[:cut]) + "... (" + strconv.Itoa(len(s)) + " bytes)"
+	return strconv.Quote(Prefix(s, QuoteBytes)) + "... (" + strconv.Itoa(len(s)) + " bytes)"
 }
 
 // JSONError is the text of an error of encoding/json, without its "json: "

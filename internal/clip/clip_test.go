@@ -30,3 +30,23 @@ func TestClip(t *testing.T) {
 		})
 	}
 }
+
+func TestPrefix(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"abc", 5, "abc"},
+		{"abc", 3, "abc"},
+		{"abcdef", 4, "abcd"},
+		{"aé€", 2, "a"},  // é is 2 bytes: cut before it
+		{"aé€", 3, "aé"}, // up to its end
+		{"aé€", 5, "aé"}, // € is 3 bytes
+		{"€", 0, ""},
+	} {
+		if got := Prefix(c.s, c.n); got != c.want {
+			t.Errorf("Prefix(%q, %d) = %q, want %q", c.s, c.n, got, c.want)
+		}
+	}
+}
