@@ -407,6 +407,15 @@ func RebuildManifest(ctx context.Context, st *store.Store, jobID string) (*Manif
 	if err != nil {
 		return nil, fmt.Errorf("rebuild job %s: %w", jobID, err)
 	}
+	hasErrors := map[string]bool{}
+	for _, o := range attempts {
+		if shard, _, ok := strings.Cut(strings.TrimPrefix(o.Key, AttemptsPrefix(jobID)), "."); ok {
+			hasErrors[shard] = true
+		}
+	}
+	// Bounded as read: a job of many failed shards keeps the text of the
+	// first ones only (boundFailures).
+	full := fullErrorShards(m.Shards, hasErrors)
 	errs := map[string][]AttemptError{}
 	for _, o := range attempts {
 		name := strings.TrimPrefix(o.Key, AttemptsPrefix(jobID))
@@ -420,7 +429,11 @@ func RebuildManifest(ctx context.Context, st *store.Store, jobID string) (*Manif
 		}
 		var a AttemptError
 		if json.Unmarshal(data, &a) == nil && a.Attempt > 0 {
-			a.Error = ClipAttemptError(a.Error)
+			if full[shard] {
+				a.Error = ClipAttemptError(a.Error)
+			} else {
+				a.Error = shortAttemptError(shard, a.Attempt, a.Error)
+			}
 			errs[shard] = append(errs[shard], a)
 		}
 	}
