@@ -36,7 +36,7 @@ func hugeFailedJob(n, attempts int, errText string) *batch.Manifest {
 // shards that all failed three times, each attempt with an 8 KiB stderr
 // tail, keeps the first 100 shards' errors (2 KiB each, as job-status lists
 // them) and a first line and the attempt record's name for the others: about
-// 100 MB as stored instead of about 0.7 GB. It logs both sizes.
+// 73 MB as stored instead of about 0.71 GB. It logs both sizes.
 func TestManifestOfHugeFailedJobBounded(t *testing.T) {
 	const shards, attempts = 100_000, 3
 	errText := "batch: function psd: exit status 1; stderr: Traceback (most recent call last):\n" +
@@ -52,7 +52,7 @@ func TestManifestOfHugeFailedJobBounded(t *testing.T) {
 		for j := range s.Errors {
 			s.Errors[j].Error = batch.ClipAttemptError(s.Errors[j].Error)
 		}
-		b, err := json.MarshalIndent(s, "    ", "  ") // as SaveManifest stores it
+		b, err := json.MarshalIndent(s, "    ", "  ") // as SaveManifest stored it
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,22 +61,22 @@ func TestManifestOfHugeFailedJobBounded(t *testing.T) {
 	before *= shards / sample
 
 	batch.BoundFailures(m)
-	data, err := json.MarshalIndent(m, "", "  ")
+	data, err := json.Marshal(m) // as SaveManifest stores it
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("manifest of %d shards failed %d times with %d-byte errors: %.1f MB with every attempt's error kept to %d bytes, %.1f MB bounded",
 		shards, attempts, len(errText), float64(before)/1e6, batch.MaxAttemptErrorBytes, float64(len(data))/1e6)
-	// A shard's record without its errors is about 400 bytes as stored
-	// (indented); each attempt's short error adds its line, the record's
-	// name and about 100.
-	short := attempts * (batch.MaxShortErrorBytes + 160)
-	limit := batch.MaxFullErrorShards*(attempts*(batch.MaxAttemptErrorBytes+160)+600) + shards*(600+short)
+	// A shard's record without its errors is about 200 bytes as stored;
+	// each attempt's short error adds its line, the record's name and
+	// about 60.
+	short := attempts * (batch.MaxShortErrorBytes + 120)
+	limit := batch.MaxFullErrorShards*(attempts*(batch.MaxAttemptErrorBytes+120)+400) + shards*(400+short)
 	if len(data) > limit {
 		t.Fatalf("bounded manifest is %d bytes, want at most %d", len(data), limit)
 	}
-	if len(data) > before/6 {
-		t.Fatalf("bounded manifest is %d bytes, not a sixth of the %d bytes kept before", len(data), before)
+	if len(data) > before/8 {
+		t.Fatalf("bounded manifest is %d bytes, not an eighth of the %d bytes kept before", len(data), before)
 	}
 	for i, s := range m.Shards {
 		for _, e := range s.Errors {
@@ -96,7 +96,7 @@ func TestManifestOfHugeFailedJobBounded(t *testing.T) {
 		s.Errors = nil
 		bare.Shards[i] = s
 	}
-	if b, err := json.MarshalIndent(&bare, "", "  "); err == nil {
+	if b, err := json.Marshal(&bare); err == nil {
 		t.Logf("of which %.1f MB are the manifest without any error", float64(len(b))/1e6)
 	}
 	// Bounding again changes nothing: the manager bounds at every update.
