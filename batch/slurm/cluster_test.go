@@ -2,8 +2,10 @@ package slurm_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,10 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flightbatch/flightbatch/analysis"
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/batch/child"
 	"github.com/flightbatch/flightbatch/batch/executortest"
 	"github.com/flightbatch/flightbatch/batch/slurm"
+	"github.com/flightbatch/flightbatch/dataset"
 	"github.com/flightbatch/flightbatch/store"
 )
 
@@ -348,3 +352,83 @@ func TestForgottenFailedTaskResubmitted(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// A job whose arrays Slurm forgot while no server followed them (they ended,
+// and MinJobAge passed), on a server that cannot ask sacct, is reconciled
+// with the store: the shards whose parts are stored have succeeded, each
+// other one lost an attempt (its worker's error kept) and runs again while
+// its attempts last. It used to end FAILED whatever the store held.
+func TestForgottenArrayReconciled(t *testing.T) {
+	needAccounting(t) // for the controller's short MinJobAge; the server reads no sacct
+	for _, tc := range []struct {
+		name   string
+		faults string
+		shard1 int // attempts of shard 1
+	}{
+		{"every part stored", "", 1},
+		{"a part missing", "part-00001:1", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			e, st := newExecutor(t, tc.faults, nil)
+			cat := dataset.NewCatalog(st)
+			if err := dataset.GenerateDemo(ctx, cat, "demo", dataset.DemoOptions{Shards: 3, Bytes: 30 * 10000, Seconds: 10}); err != nil {
+				t.Fatal(err)
+			}
+			opts := &batch.Options{MaxAttempts: 2, Log: slog.New(slog.DiscardHandler)}
+			first := batch.NewManager(cat, analysis.Builtins(), e, opts)
+			if err := first.Recover(ctx); err != nil {
+				t.Fatal(err)
+			}
+			m, err := first.Submit(ctx, batch.SubmitRequest{Function: "psd", Dataset: "demo",
+				Params: json.RawMessage(`{"column": "samples", "fs_column": "fs", "nperseg": 256}`)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The server stops as soon as the array is submitted: no poll sees its tasks end.
+			for m.Handle == "" {
+				time.Sleep(10 * time.Millisecond)
+				m, _ = first.Status(m.JobID)
+			}
+			first.Close()
+			forget(t, m.Handle[strings.LastIndex(m.Handle, ";")+1:])
+			o := slurm.Opts(e)
+			o.Accounting = false
+			plain, err := slurm.New(st, &o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again := batch.NewManager(cat, analysis.Builtins(), plain, opts)
+			if err := again.Recover(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(again.Close)
+			deadline := time.Now().Add(90 * time.Second)
+			for !m.State.Terminal() {
+				if time.Now().After(deadline) {
+					t.Fatalf("job %s still %s after 90 s", m.JobID, m.State)
+				}
+				time.Sleep(200 * time.Millisecond)
+				if m, err = again.Status(m.JobID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if m.State != batch.StateSucceeded {
+				t.Fatalf("job ended %s (%s), want SUCCEEDED", m.State, m.Error)
+			}
+			for i, s := range m.Shards {
+				want := 1
+				if i == 1 {
+					want = tc.shard1
+				}
+				if s.State != batch.ShardSucceeded || s.Attempts != want || len(s.Errors) != want-1 {
+					t.Errorf("shard %d: %s after %d attempts, errors %+v; want SUCCEEDED after %d", i, s.State, s.Attempts, s.Errors, want)
+				}
+			}
+			if errs := m.Shards[1].Errors; len(errs) == 1 && !strings.Contains(errs[0].Error, "injected fault") {
+				t.Errorf("shard 1's failed attempt: %q lacks its worker's error", errs[0].Error)
+			}
+		})
+	}
+}
