@@ -906,6 +906,7 @@ func applyProgress(m *Manifest, p Progress) {
 			s.Errors = errs
 		}
 	}
+	boundFailures(m)
 }
 
 // finish records a job's end, after the children's last progress when it is
