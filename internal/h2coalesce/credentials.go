@@ -21,18 +21,24 @@ func Credentials(inner credentials.TransportCredentials) credentials.TransportCr
 
 type creds struct {
 	inner credentials.TransportCredentials
+	// seen, when set, is told of every connection wrapped (for tests).
+	seen func(*Conn)
 }
 
 // ServerHandshake runs inner's handshake, then wraps the connection.
 func (c creds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	if c.inner == nil {
-		return NewConn(raw), nil, nil
+	conn, info := raw, credentials.AuthInfo(nil)
+	if c.inner != nil {
+		var err error
+		if conn, info, err = c.inner.ServerHandshake(raw); err != nil {
+			return conn, info, err
+		}
 	}
-	conn, info, err := c.inner.ServerHandshake(raw)
-	if err != nil {
-		return conn, info, err
+	w := NewConn(conn)
+	if c.seen != nil {
+		c.seen(w)
 	}
-	return NewConn(conn), info, nil
+	return w, info, nil
 }
 
 // ClientHandshake is inner's; a nil inner leaves the connection as it is.
@@ -57,7 +63,7 @@ func (c creds) Clone() credentials.TransportCredentials {
 	if c.inner == nil {
 		return c
 	}
-	return creds{inner: c.inner.Clone()}
+	return creds{inner: c.inner.Clone(), seen: c.seen}
 }
 
 // OverrideServerName is inner's.

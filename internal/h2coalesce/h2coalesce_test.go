@@ -249,9 +249,22 @@ func stream() []byte {
 }
 
 func TestWriteBoundaryAtEveryOffset(t *testing.T) {
+	// Every offset within 12 bytes of a frame's start (cuts in headers and
+	// at payload edges), and every 331st elsewhere (a cut inside a payload
+	// is one case).
 	in := stream()
+	var cuts []int
+	for s := 0; s < len(in); s += headerLen + int(frameLen(in[s:])) {
+		for k := max(0, s-12); k <= min(len(in), s+12); k++ {
+			cuts = append(cuts, k)
+		}
+	}
+	for k := 0; k <= len(in); k += 331 {
+		cuts = append(cuts, k)
+	}
+	cuts = append(cuts, len(in))
 	for _, max := range []uint32{DefaultMaxFrame, 20000, 1 << 20} {
-		for k := 0; k <= len(in); k += 1 + k/4096*97 {
+		for _, k := range cuts {
 			c, cc := withMax(max)
 			writeAll(t, c, in[:k], in[k:])
 			checkEquivalent(t, in, cc.out.Bytes(), int(max))
