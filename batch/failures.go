@@ -76,17 +76,13 @@ func clipJobError(s string) string {
 	return clip.Prefix(s, MaxJobErrorBytes-len(suffix)) + suffix
 }
 
-// clipErrors bounds the failure text of a manifest: each attempt's error and
-// the job's error. It is applied to every manifest read from the store, so
-// one written before the bounds were is held and served bounded.
+// clipErrors bounds the failure text of a manifest: each attempt's error
+// (boundFailures) and the job's error. It is applied to every manifest read
+// from the store, so one written before the bounds were is held and served
+// bounded.
 func clipErrors(m *Manifest) {
 	m.Error = clipJobError(m.Error)
-	for i := range m.Shards {
-		for j := range m.Shards[i].Errors {
-			e := &m.Shards[i].Errors[j]
-			e.Error = ClipAttemptError(e.Error)
-		}
-	}
+	boundFailures(m)
 }
 
 // jobFailureError is a failed job's error: the messages of its first failed

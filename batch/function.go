@@ -30,6 +30,18 @@ type Function interface {
 	Run(ctx context.Context, task Task, in array.RecordReader, emit func(arrow.RecordBatch) error) error
 }
 
+// EffectiveParams is implemented by a Function whose recorded parameters
+// (Prepare's) can spell one computation more than one way, such as a default
+// given or left out. EffectiveParams returns recorded params as the run
+// applies them: every default that does not depend on the data filled in,
+// one spelling for each value. It must never make two computations that can
+// differ look equal: a default that depends on the data (on a record's
+// length, say) stays as given. "reuse" compares effective params; a function
+// without the method is compared by its recorded params.
+type EffectiveParams interface {
+	EffectiveParams(recorded json.RawMessage) (json.RawMessage, error)
+}
+
 // Task is what a function run knows of its place in a job.
 type Task struct {
 	JobID   string

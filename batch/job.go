@@ -331,9 +331,11 @@ func (m *Manifest) SetSchema(s *arrow.Schema) error {
 	return nil
 }
 
-// SaveManifest writes a job's manifest to the store atomically.
+// SaveManifest writes a job's manifest to the store atomically, as compact
+// JSON: it is rewritten at each update, and indenting a manifest of many
+// shards made it about a third larger (`jq .` shows it indented).
 func SaveManifest(ctx context.Context, st *store.Store, m *Manifest) error {
-	data, err := json.MarshalIndent(m, "", "  ")
+	data, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("batch: encode manifest: %w", err)
 	}
@@ -407,6 +409,15 @@ func RebuildManifest(ctx context.Context, st *store.Store, jobID string) (*Manif
 	if err != nil {
 		return nil, fmt.Errorf("rebuild job %s: %w", jobID, err)
 	}
+	hasErrors := map[string]bool{}
+	for _, o := range attempts {
+		if shard, _, ok := strings.Cut(strings.TrimPrefix(o.Key, AttemptsPrefix(jobID)), "."); ok {
+			hasErrors[shard] = true
+		}
+	}
+	// Bounded as read: a job of many failed shards keeps the text of the
+	// first ones only (boundFailures).
+	full := fullErrorShards(m.Shards, hasErrors)
 	errs := map[string][]AttemptError{}
 	for _, o := range attempts {
 		name := strings.TrimPrefix(o.Key, AttemptsPrefix(jobID))
@@ -420,7 +431,11 @@ func RebuildManifest(ctx context.Context, st *store.Store, jobID string) (*Manif
 		}
 		var a AttemptError
 		if json.Unmarshal(data, &a) == nil && a.Attempt > 0 {
-			a.Error = ClipAttemptError(a.Error)
+			if full[shard] {
+				a.Error = ClipAttemptError(a.Error)
+			} else {
+				a.Error = shortAttemptError(shard, a.Attempt, a.Error)
+			}
 			errs[shard] = append(errs[shard], a)
 		}
 	}

@@ -305,7 +305,7 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 		return nil, err
 	}
 	if req.Reuse {
-		if m := mg.findReusable(fn.Name(), req.Dataset, in.version, params); m != nil {
+		if m := mg.findReusable(fn, req.Dataset, in.version, params); m != nil {
 			return m, nil
 		}
 	}
@@ -375,32 +375,58 @@ func (mg *Manager) creationTime() time.Time {
 	return now
 }
 
-func (mg *Manager) findReusable(fn, ds, version string, params json.RawMessage) *Manifest {
-	mg.mu.Lock()
-	defer mg.mu.Unlock()
-	var best *Manifest
-	for _, e := range mg.jobs {
-		m := e.m
-		if m.State == StateSucceeded && m.Function == fn && m.Dataset == ds && m.DatasetVersion == version && jsonEqual(m.Params, params) {
-			if best == nil || m.JobID > best.JobID {
-				best = m
-			}
-		}
-	}
-	if best == nil {
+// findReusable returns the newest succeeded job of fn over the same dataset
+// version whose effective parameters equal params' (reuseKey), or nil.
+func (mg *Manager) findReusable(fn Function, ds, version string, params json.RawMessage) *Manifest {
+	want, err := reuseKey(fn, params)
+	if err != nil {
 		return nil
 	}
-	return best.clone()
+	mg.mu.Lock()
+	var found []*Manifest
+	for _, e := range mg.jobs {
+		m := e.m
+		if m.State == StateSucceeded && m.Function == fn.Name() && m.Dataset == ds && m.DatasetVersion == version {
+			found = append(found, m)
+		}
+	}
+	mg.mu.Unlock()
+	// Manifests are replaced, never changed in place: read them unlocked.
+	sort.Slice(found, func(i, j int) bool { return found[i].JobID > found[j].JobID })
+	for _, m := range found {
+		if got, err := reuseKey(fn, m.Params); err == nil && got == want {
+			return m.clone()
+		}
+	}
+	return nil
 }
 
-func jsonEqual(a, b json.RawMessage) bool {
-	var x, y any
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
-		return bytes.Equal(a, b)
+// reuseKey is the form in which "reuse" compares a job's parameters: fn's
+// effective parameters (EffectiveParams) where it gives them, else the
+// recorded ones, as canonical JSON (object keys sorted, no spaces, numbers
+// as written: 1 and 1.0 differ, since a command may read them differently).
+func reuseKey(fn Function, params json.RawMessage) (string, error) {
+	if e, ok := fn.(EffectiveParams); ok {
+		p, err := e.EffectiveParams(params)
+		if err != nil {
+			return "", fmt.Errorf("batch: effective params of %s: %w", fn.Name(), err)
+		}
+		params = p
 	}
-	xa, _ := json.Marshal(x)
-	ya, _ := json.Marshal(y)
-	return bytes.Equal(xa, ya)
+	dec := json.NewDecoder(bytes.NewReader(params))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return "", fmt.Errorf("batch: params of %s: %w", fn.Name(), err)
+	}
+	if dec.More() {
+		return "", fmt.Errorf("batch: params of %s: data after the JSON value: %w", fn.Name(), ErrInvalid)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("batch: params of %s: %w", fn.Name(), err)
+	}
+	return string(b), nil
 }
 
 // Status returns a copy of a job's manifest.
@@ -859,6 +885,7 @@ func applyProgress(m *Manifest, p Progress) {
 			s.Errors = errs
 		}
 	}
+	boundFailures(m)
 }
 
 // finish records a job's end, after the children's last progress when it is

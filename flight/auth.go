@@ -86,20 +86,42 @@ type Auth struct {
 
 // tokenFile is a token file and the lists last read from it.
 type tokenFile struct {
-	path string
-	log  *slog.Logger
+	path  string
+	log   *slog.Logger
+	now   func() time.Time
+	every time.Duration
 
-	mu     sync.Mutex
-	mod    time.Time
-	size   int64
-	tokens []Token
-	certs  []Certificate
+	mu      sync.Mutex
+	checked time.Time // when the file was last stat'ed
+	// statFailed is set while the file cannot be stat'ed (logged once).
+	statFailed bool
+	mod        time.Time
+	size       int64
+	tokens     []Token
+	certs      []Certificate
 }
 
-// lists returns the callers a knows: those of its token file as it is now.
-// An edited file is read again (its modification time or size changed); one
-// that does not parse (say, half-written) is logged and the callers of the
-// last one that did are kept. A file that lists nobody lets nobody in.
+// DefaultAuthCheckEvery is how often, at most, a server looks at its token
+// file for a change: an edit takes effect within this interval.
+const DefaultAuthCheckEvery = time.Second
+
+// AuthFileOptions tune LoadAuthFile.
+type AuthFileOptions struct {
+	// Log (nil: slog.Default()) says when the file is reloaded, or refused.
+	Log *slog.Logger
+	// CheckEvery is how often, at most, the file is stat'ed for a change
+	// (default DefaultAuthCheckEvery); calls in between use the lists last
+	// read.
+	CheckEvery time.Duration
+	// Now is the clock of those checks (default time.Now).
+	Now func() time.Time
+}
+
+// lists returns the callers a knows: those of its token file as it was when
+// last checked, at most CheckEvery ago. An edited file is read again (its
+// modification time or size changed); one that does not parse (say,
+// half-written) is logged and the callers of the last one that did are kept.
+// A file that lists nobody lets nobody in.
 func (a *Auth) lists() ([]Token, []Certificate) {
 	f := a.file
 	if f == nil {
@@ -107,8 +129,21 @@ func (a *Auth) lists() ([]Token, []Certificate) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	now := f.now()
+	if d := now.Sub(f.checked); d >= 0 && d < f.every {
+		return f.tokens, f.certs
+	}
+	f.checked = now
 	fi, err := os.Stat(f.path)
-	if err != nil || (fi.ModTime().Equal(f.mod) && fi.Size() == f.size) {
+	if err != nil {
+		if !f.statFailed {
+			f.log.Warn("auth: the token file cannot be read; the callers it listed before keep their access", "file", f.path, "err", err)
+		}
+		f.statFailed = true
+		return f.tokens, f.certs
+	}
+	f.statFailed = false
+	if fi.ModTime().Equal(f.mod) && fi.Size() == f.size {
 		return f.tokens, f.certs
 	}
 	f.mod, f.size = fi.ModTime(), fi.Size()
@@ -283,11 +318,25 @@ func parseLists(data []byte) ([]Token, []Certificate, error) {
 
 // LoadAuth reads and parses a token file, and reads it again whenever it
 // changes (its modification time or size), so that an edit takes effect
-// without a restart: a token removed from the file is refused from the next
-// call on. log (nil: slog.Default()) says when it is reloaded, or refused.
+// without a restart: a token removed from the file is refused within
+// DefaultAuthCheckEvery. log (nil: slog.Default()) says when it is reloaded,
+// or refused.
 func LoadAuth(path string, log *slog.Logger) (*Auth, error) {
+	return LoadAuthFile(path, AuthFileOptions{Log: log})
+}
+
+// LoadAuthFile is LoadAuth with options: the file is stat'ed at most once
+// per o.CheckEvery, however many calls the server takes.
+func LoadAuthFile(path string, o AuthFileOptions) (*Auth, error) {
+	log := o.Log
 	if log == nil {
 		log = slog.Default()
+	}
+	if o.CheckEvery <= 0 {
+		o.CheckEvery = DefaultAuthCheckEvery
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -301,7 +350,7 @@ func LoadAuth(path string, log *slog.Logger) (*Auth, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (in %s)", err, path)
 	}
-	a.file = &tokenFile{path: path, log: log, mod: fi.ModTime(), size: fi.Size(), tokens: a.tokens, certs: a.certs}
+	a.file = &tokenFile{path: path, log: log, now: o.Now, every: o.CheckEvery, checked: o.Now(), mod: fi.ModTime(), size: fi.Size(), tokens: a.tokens, certs: a.certs}
 	return a, nil
 }
 

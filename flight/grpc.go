@@ -19,8 +19,11 @@ import (
 	"github.com/flightbatch/flightbatch/internal/h2coalesce"
 )
 
-// DefaultHealthEvery is how often WatchHealth checks the store.
-const DefaultHealthEvery = 10 * time.Second
+// DefaultHealthEvery is how long a store check's result is kept: /healthz and
+// the gRPC health service make at most one store request per interval,
+// however often they are asked, and a store that stops answering turns them
+// failing within it.
+const DefaultHealthEvery = 5 * time.Second
 
 // GRPCServer returns the gRPC server of s, the one place a server is put
 // together (serve and the test servers both use it): the Flight service, the
@@ -52,48 +55,51 @@ func (s *Server) securityOptions() []grpc.ServerOption {
 	return append(opts, s.opts.Auth.ServerOptions()...)
 }
 
-// WatchHealth sets the health service's status, for the whole server ("")
-// and for the Flight service, to SERVING while the store answers and
-// NOT_SERVING while it does not, checking every Options.HealthEvery until
-// ctx ends; then it reports NOT_SERVING.
+// WatchHealth keeps the health service's status, for the whole server ("")
+// and for the Flight service, up to date while nobody asks /healthz: it
+// checks the store (Healthy) every Options.HealthEvery until ctx ends, then
+// reports NOT_SERVING. Every check, whoever asks it, sets that status.
 func (s *Server) WatchHealth(ctx context.Context) {
-	every := s.opts.HealthEvery
-	if every <= 0 {
-		every = DefaultHealthEvery
-	}
-	last := healthpb.HealthCheckResponse_UNKNOWN
 	for {
-		st := healthpb.HealthCheckResponse_SERVING
-		cctx, cancel := context.WithTimeout(ctx, every)
-		err := s.StoreReachable(cctx)
-		cancel()
-		if ctx.Err() != nil {
-			s.health.Shutdown()
-			return
-		}
-		if err != nil {
-			st = healthpb.HealthCheckResponse_NOT_SERVING
-		}
-		if st != last {
-			if err != nil {
-				s.log.Warn("health: the store does not answer", "err", err)
-			} else {
-				s.log.Info("health: serving")
-			}
-			last = st
-		}
-		s.health.SetServingStatus("", st)
-		s.health.SetServingStatus("arrow.flight.protocol.FlightService", st)
+		_ = s.Healthy(ctx)
 		select {
 		case <-ctx.Done():
 			s.health.Shutdown()
 			return
-		case <-time.After(every):
+		case <-time.After(s.opts.HealthEvery):
 		}
 	}
 }
 
-// StoreReachable checks that the store answers, with one small request.
+// Healthy reports whether the store answers, as /healthz and the gRPC health
+// service say: from one small store request at most every
+// Options.HealthEvery, shared by every caller that asks meanwhile.
+func (s *Server) Healthy(ctx context.Context) error {
+	return s.healthCheck.Check(ctx)
+}
+
+// reportHealth sets the health service's status from a store check's
+// result, and logs when it changes. It runs under the check's lock, one
+// result at a time.
+func (s *Server) reportHealth(err error) {
+	st := healthpb.HealthCheckResponse_SERVING
+	if err != nil {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	if st != s.healthLast {
+		if err != nil {
+			s.log.Warn("health: the store does not answer", "err", err)
+		} else {
+			s.log.Info("health: serving")
+		}
+		s.healthLast = st
+	}
+	s.health.SetServingStatus("", st)
+	s.health.SetServingStatus("arrow.flight.protocol.FlightService", st)
+}
+
+// StoreReachable checks that the store answers, with one small request, at
+// every call; Healthy is the kept answer.
 func (s *Server) StoreReachable(ctx context.Context) error {
 	_, err := s.cat.Store().Exists(ctx, "health-check")
 	return err

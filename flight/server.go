@@ -24,6 +24,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/flightbatch/flightbatch/batch"
@@ -79,8 +80,8 @@ type Options struct {
 	// ClientCerts, when set, turns on mutual TLS: every call but health
 	// checks needs a client certificate it accepts.
 	ClientCerts ClientVerifier
-	// HealthEvery is how often WatchHealth checks the store (default
-	// DefaultHealthEvery).
+	// HealthEvery is how long a store check's result is kept, and how often
+	// WatchHealth checks (default DefaultHealthEvery).
 	HealthEvery time.Duration
 	// PlainFrames leaves a plaintext connection's HTTP/2 DATA frames as
 	// gRPC writes them (16 KiB each), instead of merging each message's into
@@ -99,6 +100,10 @@ type Server struct {
 	// uploads are the datasets DoPut is writing.
 	uploads uploadSet
 	health  *health.Server
+	// healthCheck is the kept store check behind Healthy; healthLast the
+	// status it last reported (under its lock).
+	healthCheck *healthCheck
+	healthLast  healthpb.HealthCheckResponse_ServingStatus
 	// auditLog gets one line per call: caller, call, dataset or job.
 	auditLog *slog.Logger
 	// blocks lends DoGet's reads their buffers.
@@ -141,7 +146,12 @@ func NewServer(cat *dataset.Catalog, jobs *batch.Manager, opts *Options) *Server
 	if o.Alloc == nil {
 		o.Alloc = memory.DefaultAllocator
 	}
-	return &Server{cat: cat, jobs: jobs, opts: o, log: o.Log.With("component", "flight"), health: newHealth(), auditLog: o.Log.With("component", "audit"), blocks: dataset.NewBlockPool(blockPoolBytes), stopping: make(chan struct{})}
+	if o.HealthEvery <= 0 {
+		o.HealthEvery = DefaultHealthEvery
+	}
+	s := &Server{cat: cat, jobs: jobs, opts: o, log: o.Log.With("component", "flight"), health: newHealth(), auditLog: o.Log.With("component", "audit"), blocks: dataset.NewBlockPool(blockPoolBytes), stopping: make(chan struct{})}
+	s.healthCheck = newHealthCheck(s.StoreReachable, o.HealthEvery, time.Now, s.reportHealth)
+	return s
 }
 
 // maxStatusBytes bounds the message of every status the server returns: an

@@ -468,6 +468,71 @@ func (Function) Prepare(raw json.RawMessage, in *arrow.Schema) (*arrow.Schema, j
 	return arrow.NewSchema(fields, meta), norm, nil
 }
 
+var _ batch.EffectiveParams = Function{}
+
+// EffectiveParams implements batch.EffectiveParams: recorded params with the
+// defaults every record runs with filled in, so that "reuse" finds a job
+// whether a default was spelled out or left out. Welch's window ("hann"),
+// nperseg (256, or the number of window weights; scipy clips either to a
+// shorter record alike), detrend, return_onesided, scaling, average,
+// nan_policy and method; multitaper's low_bias and normalization, and
+// max_iter (150) with adaptive weights, where alone it counts. noverlap and
+// nfft stay as given: their defaults follow nperseg after it is clipped to
+// a short record, where an explicit value does not; so do fmin and fmax,
+// which crop when given, and bandwidth, whose default depends on the
+// record's length.
+func (Function) EffectiveParams(recorded json.RawMessage) (json.RawMessage, error) {
+	p, err := DecodeParams(recorded)
+	if err != nil {
+		return nil, err
+	}
+	e := p.PSDParams
+	if e.Method == "" {
+		e.Method = "welch"
+	}
+	if e.NaNPolicy == "" {
+		e.NaNPolicy = "propagate"
+	}
+	if p.multitaper() {
+		if e.LowBias == nil {
+			e.LowBias = new(true)
+		}
+		if e.Normalization == "" {
+			e.Normalization = "length"
+		}
+		switch {
+		case !e.Adaptive:
+			e.MaxIter = nil // unused
+		case e.MaxIter == nil:
+			e.MaxIter = new(150)
+		}
+		return json.Marshal(e)
+	}
+	if e.Window == nil {
+		e.Window = "hann"
+	}
+	if e.NPerSeg == nil {
+		n := 256
+		if w := p.welch.Window; w != nil && w.Weights != nil {
+			n = len(w.Weights)
+		}
+		e.NPerSeg = &n
+	}
+	if e.Detrend == nil {
+		e.Detrend = compute.DetrendConstant
+	}
+	if e.ReturnOnesided == nil {
+		e.ReturnOnesided = new(true)
+	}
+	if e.Scaling == "" {
+		e.Scaling = "density"
+	}
+	if e.Average == "" {
+		e.Average = "mean"
+	}
+	return json.Marshal(e)
+}
+
 // bandColumns names the band columns: <band>_power for every band, then
 // <band>_relative for every band if asked.
 func bandColumns(p Params) []string {

@@ -810,6 +810,7 @@ func (e *Executor) attemptErrors(ctx context.Context, r *run, k *kid, shards []i
 			return fmt.Errorf("awsbatch: %w", err)
 		}
 		if ae != nil {
+			ae.Error = batch.ClipAttemptError(ae.Error)
 			k.errors[s] = append(k.errors[s], *ae)
 			found = true
 			continue
@@ -827,7 +828,7 @@ func (e *Executor) attemptErrors(ctx context.Context, r *run, k *kid, shards []i
 	}
 	// The worker recorded nothing (killed, out of memory, never started):
 	// AWS Batch's account is all there is.
-	ae := batch.AttemptError{Attempt: attempt, Error: e.describeAttempt(a), At: time.UnixMilli(aws.ToInt64(a.StoppedAt)).UTC()}
+	ae := batch.AttemptError{Attempt: attempt, Error: batch.ClipAttemptError(e.describeAttempt(a)), At: time.UnixMilli(aws.ToInt64(a.StoppedAt)).UTC()}
 	if len(missing) == 0 {
 		// A later attempt wrote every part: this one failed them all.
 		missing = shards

@@ -12,8 +12,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,6 +36,14 @@ type Harness struct {
 // input to its output.
 const Function = "copy"
 
+// LoudFunction is the name of a function that fails every attempt after
+// writing LoudStderrBytes bytes to its stderr, between the lines
+// "loud-start" and "loud-end": an error as long as a function's can be.
+const LoudFunction = "fail-loud"
+
+// LoudStderrBytes is how much LoudFunction writes to its stderr.
+const LoudStderrBytes = 20000
+
 // FunctionsFile writes a functions file (batch.ReadFunctionsFile) that
 // registers Function, and returns its path. A harness whose children are
 // `flightbatch worker` processes gives it to them as FLIGHTBATCH_FUNCTIONS;
@@ -41,7 +51,11 @@ const Function = "copy"
 func FunctionsFile(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "functions.json")
-	spec := map[string]batch.ExternalSpec{Function: {Command: []string{"cat"}, Description: "copies its input"}}
+	loud := fmt.Sprintf(`echo loud-start >&2; head -c %d /dev/zero | tr '\0' x >&2; echo >&2; echo loud-end >&2; exit 1`, LoudStderrBytes)
+	spec := map[string]batch.ExternalSpec{
+		Function:     {Command: []string{"cat"}, Description: "copies its input"},
+		LoudFunction: {Command: []string{"sh", "-c", loud}, Description: "fails with a long stderr"},
+	}
 	data, err := json.Marshal(spec)
 	if err != nil {
 		t.Fatal(err)
@@ -73,6 +87,7 @@ func RunConformanceTests(t *testing.T, newHarness NewHarness) {
 		{"Cancel", "*:sleep=60", testCancel},
 		{"Subset", "", testSubset},
 		{"UnknownHandle", "", testUnknownHandle},
+		{"LongErrorsBounded", "", testLongErrorsBounded},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -101,6 +116,13 @@ func NewJob(t *testing.T, h *Harness, maxAttempts int) *batch.Manifest {
 // newJob writes a small dataset and a job over it, and returns the job.
 func newJob(t *testing.T, h *Harness, maxAttempts int) *batch.Manifest {
 	t.Helper()
+	return newJobOf(t, h, Function, maxAttempts)
+}
+
+// newJobOf writes a small dataset and a job running function fn over it,
+// and returns the job.
+func newJobOf(t *testing.T, h *Harness, fn string, maxAttempts int) *batch.Manifest {
+	t.Helper()
 	ctx := context.Background()
 	cat := dataset.NewCatalog(h.Store)
 	if err := dataset.GenerateDemo(ctx, cat, "conf", dataset.DemoOptions{Shards: shards, Bytes: 30 * 10000, Seconds: 10}); err != nil {
@@ -112,7 +134,7 @@ func newJob(t *testing.T, h *Harness, maxAttempts int) *batch.Manifest {
 	}
 	m := &batch.Manifest{
 		JobID:          batch.NewJobID(time.Now()),
-		Function:       Function,
+		Function:       fn,
 		Dataset:        "conf",
 		DatasetVersion: ds.Version,
 		Params:         json.RawMessage("{}"),
@@ -282,5 +304,41 @@ func testUnknownHandle(t *testing.T, h *Harness) {
 	_, err := h.Executor.Poll(context.Background(), "no-such-handle")
 	if !errors.Is(err, batch.ErrNotRunning) && !errors.Is(err, batch.ErrVanished) {
 		t.Fatalf("Poll of an unknown handle: got %v, want ErrNotRunning or ErrVanished", err)
+	}
+}
+
+// testLongErrorsBounded: what an executor holds of a failed attempt's error
+// is bounded at capture to what a manifest keeps (batch.ClipAttemptError):
+// its start and its end, however much the function printed; the attempt's
+// record in the store keeps it whole.
+func testLongErrorsBounded(t *testing.T, h *Harness) {
+	const attempts = 2
+	m := newJobOf(t, h, LoudFunction, attempts)
+	p := wait(t, h, start(t, h, m, []int{0, 1, 2}), done)
+	held := 0
+	for i := 0; i < shards; i++ {
+		c := child(t, p, i)
+		if c.State != batch.ShardFailed || len(c.Errors) != attempts {
+			t.Fatalf("shard %d: %s with %d errors, want FAILED with %d", i, c.State, len(c.Errors), attempts)
+		}
+		for _, ae := range c.Errors {
+			held += len(ae.Error)
+			if len(ae.Error) > batch.MaxAttemptErrorBytes {
+				t.Errorf("shard %d attempt %d: the executor holds %d bytes of its error, want at most %d", i, ae.Attempt, len(ae.Error), batch.MaxAttemptErrorBytes)
+			}
+			if !strings.Contains(ae.Error, LoudFunction) || !strings.Contains(ae.Error, "loud-end") {
+				t.Errorf("shard %d attempt %d: the error kept lacks its start (the function's name) or its end (the stderr's last line): %.200q", i, ae.Attempt, ae.Error)
+			}
+			rec, err := batch.ReadAttemptError(context.Background(), h.Store, m.JobID, m.Shards[i].Name, ae.Attempt)
+			if err != nil || rec == nil {
+				t.Fatalf("shard %d attempt %d: no record in the store (%v)", i, ae.Attempt, err)
+			}
+			if len(rec.Error) <= batch.MaxAttemptErrorBytes || !strings.Contains(rec.Error, "loud-end") || strings.Count(rec.Error, "x") < batch.MaxAttemptErrorBytes {
+				t.Errorf("shard %d attempt %d: the record in the store should hold the whole error (%d bytes)", i, ae.Attempt, len(rec.Error))
+			}
+		}
+	}
+	if limit := shards * attempts * batch.MaxAttemptErrorBytes; held > limit {
+		t.Errorf("the executor holds %d bytes of errors for %d failed attempts, want at most %d", held, shards*attempts, limit)
 	}
 }

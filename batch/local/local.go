@@ -161,7 +161,7 @@ func (e *Executor) child(ctx context.Context, r *run, i int, jobID string, attem
 			return
 		}
 		e.mu.Lock()
-		r.children[i].Errors = append(r.children[i].Errors, batch.AttemptError{Attempt: attempt, Error: err.Error(), At: time.Now().UTC()})
+		r.children[i].Errors = append(r.children[i].Errors, batch.AttemptError{Attempt: attempt, Error: batch.ClipAttemptError(err.Error()), At: time.Now().UTC()})
 		if attempt < attempts {
 			r.children[i].State = batch.ShardPending
 		}

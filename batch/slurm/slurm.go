@@ -589,7 +589,7 @@ func (e *Executor) forgotten(ctx context.Context, r *run, p piece, lost []int, k
 		}
 		if !slices.ContainsFunc(k.errors, func(ae batch.AttemptError) bool { return ae.Attempt == k.attempts }) {
 			k.errors = append(k.errors, batch.AttemptError{Attempt: k.attempts, At: time.Now().UTC(),
-				Error: fmt.Sprintf("Slurm task %s: %s; see its log %s", taskName(p, i), why, e.logPath(r.jobID, p, i))})
+				Error: batch.ClipAttemptError(fmt.Sprintf("Slurm task %s: %s; see its log %s", taskName(p, i), why, e.logPath(r.jobID, p, i)))})
 		}
 		if k.attempts >= r.maxAttempts {
 			k.state, k.final = batch.ShardFailed, true
@@ -984,7 +984,7 @@ func (e *Executor) recordError(ctx context.Context, r *run, p piece, t task, k *
 		}
 	}
 	shard := r.shards[p.offset+t.index]
-	k.errors = append(k.errors, batch.AttemptError{Attempt: attempt, Error: e.describe(ctx, r, p, t, shard, attempt, why), At: time.Now().UTC()})
+	k.errors = append(k.errors, batch.AttemptError{Attempt: attempt, Error: batch.ClipAttemptError(e.describe(ctx, r, p, t, shard, attempt, why)), At: time.Now().UTC()})
 }
 
 // catchUp reads again, after a restart, the errors of the attempts task t
@@ -1022,6 +1022,7 @@ func (e *Executor) catchUp(ctx context.Context, r *run, p piece, t task, k *kid)
 			ae = &batch.AttemptError{Attempt: attempt, At: time.Now().UTC(),
 				Error: fmt.Sprintf("%s; see its log %s", slurmSays, e.logPath(r.jobID, lp, li))}
 		}
+		ae.Error = batch.ClipAttemptError(ae.Error)
 		k.errors = append(k.errors, *ae)
 	}
 	slices.SortFunc(k.errors, func(a, b batch.AttemptError) int { return a.Attempt - b.Attempt })

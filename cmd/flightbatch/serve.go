@@ -323,7 +323,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if cfg.HTTP != "" {
 		mets.CollectJobs(srv.Jobs)
 		hs, err := startHTTP(cfg.HTTP, console.New(console.Options{
-			Jobs: srv.Jobs, Metrics: mets.Handler(), Health: srv.Flight.StoreReachable, Auth: auth,
+			Jobs: srv.Jobs, Metrics: mets.Handler(), Health: srv.Flight.Healthy, Auth: auth,
 			ClientCerts: cfgSrv.Flight.ClientCerts, SecureCookie: tlsFiles != nil, Log: log,
 		}), tlsFiles, httpErr)
 		if err != nil {
