@@ -12,7 +12,6 @@ import (
 	"sync"
 	"testing"
 
-	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -125,17 +124,12 @@ func grpcGet(t *testing.T, addr string, tc credentials.TransportCredentials) ([]
 	return got, fmt.Sprint(h.Get("auth"))
 }
 
-// h2Get calls the service over golang.org/x/net/http2's client, which
-// allows frames of maxFrame bytes, and returns the messages.
+// h2Get calls the service over net/http's HTTP/2 client (unencrypted),
+// which allows frames of maxFrame bytes, and returns the messages.
 func h2Get(t *testing.T, addr string, maxFrame uint32) [][]byte {
 	t.Helper()
-	tr := &http2.Transport{
-		AllowHTTP:        true,
-		MaxReadFrameSize: maxFrame,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, addr)
-		},
-	}
+	tr := &http.Transport{Protocols: new(http.Protocols), HTTP2: &http.HTTP2Config{MaxReadFrameSize: int(maxFrame)}}
+	tr.Protocols.SetUnencryptedHTTP2(true)
 	defer tr.CloseIdleConnections()
 	req, err := http.NewRequest("POST", "http://"+addr+"/test.Frames/Get", bytes.NewReader([]byte{0, 0, 0, 0, 3, 'g', 'e', 't'}))
 	if err != nil {

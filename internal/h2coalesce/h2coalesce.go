@@ -258,11 +258,10 @@ func (w *writer) plan(p []byte, peerMax uint32) {
 		w.rest -= k
 		i += k
 	}
-	pass := 0 // p[pass:i] is still to go out as it is
+	pass := 0 // p[pass:i] is still to go out as it is; p[pass:] at the end
 	for i < len(p) {
 		if len(p)-i < headerLen {
 			w.headN = copy(w.head[:], p[i:])
-			i = len(p)
 			break
 		}
 		h := p[i : i+headerLen]
@@ -274,7 +273,6 @@ func (w *writer) plan(p []byte, peerMax uint32) {
 		}
 		if end > len(p) {
 			w.rest = end - len(p)
-			i = len(p)
 			break
 		}
 		if !mergeable(h) || h[4]&flagEndStream != 0 {

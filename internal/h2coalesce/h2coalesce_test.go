@@ -102,11 +102,10 @@ func canonical(b []byte) (evs []event, tail []byte, dataLens []int) {
 // captureConn records what is written to it and reads from r.
 type captureConn struct {
 	net.Conn
-	out     bytes.Buffer
-	writes  int
-	r       io.Reader
-	failAt  int // when > 0, writes fail once out holds this many bytes
-	readErr error
+	out    bytes.Buffer
+	writes int
+	r      io.Reader
+	failAt int // when > 0, writes fail once out holds this many bytes
 }
 
 func (c *captureConn) Write(p []byte) (int, error) {
