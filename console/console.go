@@ -7,6 +7,7 @@
 package console
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,9 +15,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"html/template"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -28,7 +32,9 @@ import (
 
 // Jobs is the job history; *batch.Manager is one.
 type Jobs interface {
-	List(dataset string) []*batch.Manifest
+	// Find returns copies of the jobs q selects, in q's order, at most
+	// q.Limit of them.
+	Find(q batch.Query) []*batch.Manifest
 	Status(id string) (*batch.Manifest, error)
 }
 
@@ -243,7 +249,7 @@ func safeNext(p string) string {
 
 func (c *Console) render(w http.ResponseWriter, name string, data any) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; form-action 'self'; base-uri 'none'")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; form-action 'self'; base-uri 'none'")
 	if err := c.pages.ExecuteTemplate(w, name, data); err != nil {
 		c.log.Warn("render page", "page", name, "err", err)
 	}
@@ -268,17 +274,119 @@ func jobDuration(m *batch.Manifest) time.Duration {
 	return max(end.Sub(m.CreatedAt), 0)
 }
 
+// The jobs page shows a page of the history, newest first: DefaultPageJobs
+// jobs unless ?limit= asks for more (at most MaxPageJobs), and ?before=<job
+// ID> pages back to older jobs. However long the history, a view and each of
+// its refreshes costs that page only.
+const (
+	DefaultPageJobs = 50
+	MaxPageJobs     = 500
+)
+
+// jobsPage is what ?limit= and ?before= ask of the jobs page.
+type jobsPage struct {
+	Limit  int
+	Before string // a job ID: the page shows older jobs only
+}
+
+func parsePage(q url.Values) (jobsPage, error) {
+	p := jobsPage{Limit: DefaultPageJobs}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return p, fmt.Errorf("limit %s: want a number of jobs from 1 to %d", clip.Quote(v), MaxPageJobs)
+		}
+		p.Limit = min(n, MaxPageJobs)
+	}
+	if v := q.Get("before"); v != "" {
+		if !batch.ValidJobID(v) {
+			return p, fmt.Errorf("before %s: want a job ID", clip.Quote(v))
+		}
+		p.Before = v
+	}
+	return p, nil
+}
+
+// jobIDTime is the creation time a job ID starts with, to the millisecond.
+func jobIDTime(id string) (time.Time, error) {
+	return time.Parse("20060102T150405.000Z", id[:15]+"."+id[15:19])
+}
+
+// href is the page's address with limit and before.
+func (p jobsPage) href() string {
+	v := url.Values{}
+	if p.Limit != DefaultPageJobs {
+		v.Set("limit", strconv.Itoa(p.Limit))
+	}
+	if p.Before != "" {
+		v.Set("before", p.Before)
+	}
+	if len(v) == 0 {
+		return "/jobs"
+	}
+	return "/jobs?" + v.Encode()
+}
+
 func (c *Console) jobList(w http.ResponseWriter, r *http.Request) {
-	all := c.o.Jobs.List("")
-	rows := make([]jobRow, len(all))
+	page, err := parsePage(r.URL.Query())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	q := batch.Query{Newest: true, Limit: page.Limit + 1}
+	if page.Before != "" {
+		// Job IDs start with their creation time, unique to the millisecond.
+		if q.Until, err = jobIDTime(page.Before); err != nil {
+			http.Error(w, "before: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+	}
+	found := c.o.Jobs.Find(q)
+	older := len(found) > page.Limit
+	if older {
+		found = found[:page.Limit]
+	}
+	rows := make([]jobRow, len(found))
 	running := false
-	for i := range all {
-		// Newest first.
-		m := all[len(all)-1-i]
+	for i, m := range found {
 		rows[i] = row(m)
 		running = running || !m.State.Terminal()
 	}
-	c.render(w, "jobs.html", map[string]any{"Jobs": rows, "Running": running})
+	data := map[string]any{"Jobs": rows, "Running": running, "Page": page}
+	// The rows alone are what the page's refresh fetches; an unchanged
+	// answer is 304 Not Modified, without a body.
+	var buf bytes.Buffer
+	if err := c.pages.ExecuteTemplate(&buf, "jobrows", data); err != nil {
+		c.log.Warn("render page", "page", "jobrows", "err", err)
+		http.Error(w, "render the jobs page", http.StatusInternalServerError)
+		return
+	}
+	sum := fnv.New64a()
+	sum.Write(buf.Bytes())
+	etag := fmt.Sprintf(`"%x"`, sum.Sum64())
+	if r.URL.Query().Get("rows") != "" {
+		w.Header().Set("ETag", etag)
+		w.Header().Set("Cache-Control", "no-store")
+		if r.Header.Get("If-None-Match") == etag {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(buf.Bytes())
+		return
+	}
+	data["Rows"] = template.HTML(buf.String()) // rendered by html/template, escaped there
+	data["ETag"] = etag
+	if older {
+		data["Older"] = jobsPage{Limit: page.Limit, Before: found[len(found)-1].JobID}.href()
+		if page.Limit < MaxPageJobs {
+			data["More"] = jobsPage{Limit: min(page.Limit+DefaultPageJobs, MaxPageJobs), Before: page.Before}.href()
+		}
+	}
+	if page.Before != "" {
+		data["Newest"] = jobsPage{Limit: page.Limit}.href()
+	}
+	c.render(w, "jobs.html", data)
 }
 
 // shardRow is one shard of a job, placed on the job's timeline.

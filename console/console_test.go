@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -26,7 +27,21 @@ import (
 // fakeJobs is a job history of fixed manifests.
 type fakeJobs []*batch.Manifest
 
-func (f fakeJobs) List(string) []*batch.Manifest { return f }
+// Find keeps the jobs created before q.Until (when set), in q's order, at
+// most q.Limit.
+func (f fakeJobs) Find(q batch.Query) []*batch.Manifest {
+	var out []*batch.Manifest
+	for _, m := range f {
+		if q.Until.IsZero() || m.CreatedAt.Before(q.Until) {
+			out = append(out, m)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return (out[i].JobID < out[j].JobID) != q.Newest })
+	if q.Limit > 0 && len(out) > q.Limit {
+		out = out[:q.Limit]
+	}
+	return out
+}
 
 func (f fakeJobs) Status(id string) (*batch.Manifest, error) {
 	for _, m := range f {

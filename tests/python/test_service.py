@@ -332,3 +332,84 @@ def test_jobs_page_in_a_browser(watched, tmp_path):
             assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     finally:
         wd.quit()
+
+
+def old_jobs(store, n: int) -> list[str]:
+    """Writes n finished psd jobs into a store, as a server finds a long history at start; returns
+    their IDs, oldest first."""
+    ids = []
+    t0 = 1_700_000_000_000  # ms
+    for i in range(n):
+        ms = t0 + i * 60_000
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(ms // 1000)) + f"{ms % 1000:03d}Z"
+        job = f"{stamp}-{i:06x}"
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms // 1000))
+        manifest = {
+            "job_id": job, "function": "psd", "dataset": "demo", "dataset_version": "old", "params": {"fs": 250},
+            "state": "SUCCEEDED", "max_attempts": 3, "executor": "local", "created_at": at, "started_at": at,
+            "finished_at": at, "version": "test",
+            "shards": [{"name": "part-00000", "input": "datasets/demo/part-00000.arrow", "format": "arrow",
+                        "input_rows": 1, "state": "SUCCEEDED", "attempts": 1}],
+        }
+        d = store / "jobs" / job
+        d.mkdir(parents=True)
+        (d / "manifest.json").write_text(json.dumps(manifest))
+        ids.append(job)
+    return ids
+
+
+def test_jobs_page_pages_and_refreshes_its_rows(flightbatch_bin, tmp_path, monkeypatch):
+    """With a history longer than a page, /jobs shows the newest 50 jobs with links to older ones
+    and to more per page; while a job on the page runs, the page fetches its rows again (not the
+    page: the document stays the same) until the job's row shows its end."""
+    chromium, driver = chromium_paths()
+    work = tmp_path / "srv"
+    old = old_jobs(work / "store", 60)
+    monkeypatch.setenv("FLIGHTBATCH_FAULTS", "part-00001:sleep=6")
+    srv = start_server(flightbatch_bin, work, "--demo-shards", "2", "--http", "127.0.0.1:0")
+    client = srv.connect()
+    opts = flight.FlightCallOptions(timeout=60)
+    wd = WebDriver(driver, chromium, str(tmp_path / "profile"), str(tmp_path / "chromedriver.log"))
+    rows_js = "return Array.from(document.querySelectorAll('tr.job')).map(tr => [tr.dataset.job, tr.dataset.state]);"
+    try:
+        base = http_addr(srv)
+        job = submit(client, opts)
+        wd.go(base + "/jobs")
+        rows = wd.js(rows_js)
+        assert len(rows) == 50, len(rows)
+        assert rows[0] == [job, rows[0][1]] and rows[0][1] in ("SUBMITTED", "RUNNING"), rows[0]
+        assert [r[0] for r in rows[1:]] == old[::-1][:49]
+        # The refresh replaces the rows in place: a mark left on the document stays.
+        wd.js("window.flightbatchMark = 'same document'; return null;")
+        deadline = time.monotonic() + 120
+        while True:
+            rows = wd.js(rows_js)
+            if rows[0][1] in TERMINAL:
+                break
+            assert time.monotonic() < deadline, f"the page never showed the job's end: {rows[0]}"
+            time.sleep(0.3)
+        assert rows[0] == [job, status(client, opts, job)["state"]] == [job, "SUCCEEDED"]
+        assert wd.js("return window.flightbatchMark || null;") == "same document", "the page was reloaded"
+        assert len(rows) == 50
+        wd.screenshot(tmp_path / "jobs-page.png")
+
+        wd.cmd("POST", f"/element/{wd.element('#older')}/click", {})
+        deadline = time.monotonic() + 30
+        while "before=" not in wd.cmd("GET", "/url"):
+            assert time.monotonic() < deadline, "the older jobs link did not lead on"
+            time.sleep(0.1)
+        older = wd.js(rows_js)
+        assert [r[0] for r in older] == old[::-1][49:], [r[0] for r in older]
+        assert wd.js("return document.querySelector('#older') === null && document.querySelector('script') === null;")
+
+        wd.go(base + "/jobs")
+        wd.cmd("POST", f"/element/{wd.element('#more')}/click", {})
+        deadline = time.monotonic() + 30
+        while "limit=100" not in wd.cmd("GET", "/url"):
+            assert time.monotonic() < deadline, "the show more link did not lead on"
+            time.sleep(0.1)
+        assert [r[0] for r in wd.js(rows_js)] == [job] + old[::-1]
+    finally:
+        wd.quit()
+        client.close()
+        assert srv.stop() == 0, srv.stderr_text()
