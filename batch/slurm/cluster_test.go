@@ -432,3 +432,80 @@ func TestForgottenArrayReconciled(t *testing.T) {
 		})
 	}
 }
+
+// An administrator's scancel of a job's tasks behind the server's back is an
+// intent to stop them: a running task cancelled so, and a pending one (which
+// Slurm then drops without a record, as if it had forgotten it), fail their
+// shards, saying so, and are neither requeued nor resubmitted; the job's
+// other tasks run on. Both with and without sacct.
+func TestScancelBehindTheServer(t *testing.T) {
+	for _, sacct := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sacct=%v", sacct), func(t *testing.T) {
+			if sacct {
+				needAccounting(t)
+			}
+			t.Parallel()
+			ctx := context.Background()
+			// One task at a time: shard 0 runs long while 1 and 2 wait.
+			e0, st := newExecutor(t, "part-00000:sleep=60", &slurm.Options{MaxRunning: 1})
+			o := slurm.Opts(e0)
+			o.Accounting = sacct
+			e, err := slurm.New(st, &o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := executortest.NewJob(t, &executortest.Harness{Store: st, Executor: e}, 3)
+			handle, err := e.Start(ctx, m, []int{0, 1, 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := handle[strings.LastIndex(handle, ";")+1:]
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				p, err := e.Poll(ctx, handle)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p.Children[0].State == batch.ShardRunning {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("shard 0 not running after 60 s: %+v", p)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			if out, err := exec.Command("scancel", id+"_0", id+"_2").CombinedOutput(); err != nil {
+				t.Fatalf("scancel: %v: %s", err, out)
+			}
+			p := wait(t, e, handle)
+			for _, c := range p.Children {
+				want := batch.ShardFailed
+				if c.Shard == 1 {
+					want = batch.ShardSucceeded
+				}
+				if c.State != want || c.Attempts != 1 {
+					t.Errorf("shard %d: %s after %d attempts %+v; want %s after 1", c.Shard, c.State, c.Attempts, c.Errors, want)
+				}
+				if c.Shard == 1 {
+					continue
+				}
+				if len(c.Errors) != 1 || !strings.Contains(c.Errors[0].Error, "cancelled") || !strings.Contains(c.Errors[0].Error, "not run again") {
+					t.Errorf("shard %d's error does not say it was cancelled outside flightbatch: %+v", c.Shard, c.Errors)
+				}
+			}
+			if ok, err := st.Exists(ctx, batch.PartKey(m.JobID, m.Shards[2].Name)); ok || err != nil {
+				t.Errorf("shard 2, cancelled while pending, ran all the same (part %v, %v)", ok, err)
+			}
+			// Nothing was submitted again for the job.
+			objs, err := st.List(ctx, batch.Prefix+m.JobID+"/children/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range objs {
+				if strings.Contains(o.Key, "resubmitted") {
+					t.Errorf("a cancelled task was resubmitted: %s", o.Key)
+				}
+			}
+		})
+	}
+}
