@@ -228,6 +228,25 @@ def psd_suite(args, binary: pathlib.Path, store: pathlib.Path, files: list[pathl
 # The DoGet suite
 
 
+def quartiles(xs: list[float]) -> str:
+    """Median and quartiles of the ratios xs (NaNs left out)."""
+    xs = sorted(v for v in xs if v == v)
+    if len(xs) < 4:
+        return f"{med(xs):.2f}x" if xs else "n/a"
+    q = statistics.quantiles(xs, n=4)
+    return f"{q[1]:.2f}x (quartiles {q[0]:.2f}-{q[2]:.2f})"
+
+
+def paired_ab(name: str, a: list[Run], b: list[Run]) -> str:
+    """An A/B of two builds, round by round: a's throughput over b's, and a's server and client CPU
+    over b's, as median and quartiles."""
+    thr = [y.wall / x.wall for x, y in zip(a, b)]
+    server = [div(x.extra["server_cpu"], y.extra["server_cpu"]) for x, y in zip(a, b)]
+    client = [div(x.extra["client_cpu"], y.extra["client_cpu"]) for x, y in zip(a, b)]
+    return (f"paired A/B by round, {name}: throughput {quartiles(thr)}, server CPU {quartiles(server)}, "
+            f"client CPU {quartiles(client)}; faster in {sum(t > 1 for t in thr)} of {len(thr)} rounds")
+
+
 def paired(name: str, a: list[Run], b: list[Run]) -> str:
     """The ratios of a's run to b's run of the same round (runs are interleaved, so the two of a
     round saw the same machine): throughput b.wall / a.wall and server CPU a / b, each as median
@@ -235,16 +254,9 @@ def paired(name: str, a: list[Run], b: list[Run]) -> str:
     thr = [y.wall / x.wall for x, y in zip(a, b)]
     cpu = [div(x.extra["server_cpu"], y.extra["server_cpu"]) for x, y in zip(a, b)]
 
-    def spread(xs: list[float]) -> str:
-        xs = sorted(v for v in xs if v == v)
-        if len(xs) < 4:
-            return f"{med(xs):.2f}x" if xs else "n/a"
-        q = statistics.quantiles(xs, n=4)
-        return f"{q[1]:.2f}x (quartiles {q[0]:.2f}-{q[2]:.2f})"
-
     met_thr = sum(t >= 0.9 for t in thr)
     met_cpu = sum(c <= 1.5 for c in cpu if c == c)
-    return (f"paired by round, {name}: throughput {spread(thr)}, server CPU {spread(cpu)}; "
+    return (f"paired by round, {name}: throughput {quartiles(thr)}, server CPU {quartiles(cpu)}; "
             f">= 0.9x throughput in {met_thr} of {len(thr)} rounds, <= 1.5x server CPU in {met_cpu}")
 
 
@@ -311,7 +323,9 @@ def doget_suite(args, binary: pathlib.Path, store: pathlib.Path, tmp: pathlib.Pa
                       f"{mbs['flightbatch'] / mbs['flightbatch-vs']:.2f}x, server CPU per GB "
                       f"{div(cpg['flightbatch'], cpg['flightbatch-vs']):.2f}x; flightbatch-vs/pyarrow-files "
                       f"{mbs['flightbatch-vs'] / mbs['pyarrow-files']:.2f}x, "
-                      f"{div(cpg['flightbatch-vs'], cpg['pyarrow-files']):.2f}x")
+                      f"{div(cpg['flightbatch-vs'], cpg['pyarrow-files']):.2f}x; client CPU per GB "
+                      f"{client['flightbatch']:.2f} / {client['flightbatch-vs']:.2f}")
+                print(paired_ab(f"DoGet {what} flightbatch/flightbatch-vs", runs["flightbatch"], runs["flightbatch-vs"]))
         print()
         for n, s in servers.items():
             print(f"{n:<15} peak RSS {s.status('VmHWM'):6.0f} MiB (now {s.status('RssAnon'):.0f} MiB anonymous, "

@@ -15,6 +15,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	"github.com/flightbatch/flightbatch/internal/h2coalesce"
 )
 
 // DefaultHealthEvery is how long a store check's result is kept: /healthz and
@@ -35,13 +37,17 @@ func (s *Server) GRPCServer(extra ...grpc.ServerOption) aflight.Server {
 	return gs
 }
 
-// securityOptions are the audit log and stream metrics, TLS credentials, the
-// mutual-TLS check and the auth interceptors, as Options ask. The audit comes
+// securityOptions are the audit log and stream metrics, TLS credentials (or,
+// on plaintext, the merging of DATA frames), the mutual-TLS check and the
+// auth interceptors, as Options ask. The audit comes
 // first, so that refused calls are audited too.
 func (s *Server) securityOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(s.observeUnary), grpc.ChainStreamInterceptor(s.observeStream)}
-	if s.opts.TLS != nil {
+	switch {
+	case s.opts.TLS != nil:
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.opts.TLS)))
+	case !s.opts.PlainFrames:
+		opts = append(opts, grpc.Creds(h2coalesce.Credentials(nil)))
 	}
 	if s.opts.ClientCerts != nil {
 		opts = append(opts, grpc.ChainUnaryInterceptor(s.mtlsUnary), grpc.ChainStreamInterceptor(s.mtlsStream))

@@ -83,6 +83,11 @@ type Options struct {
 	// HealthEvery is how long a store check's result is kept, and how often
 	// WatchHealth checks (default DefaultHealthEvery).
 	HealthEvery time.Duration
+	// PlainFrames leaves a plaintext connection's HTTP/2 DATA frames as
+	// gRPC writes them (16 KiB each), instead of merging each message's into
+	// frames as large as the client allows (internal/h2coalesce). TLS
+	// connections are never merged.
+	PlainFrames bool
 }
 
 // Server implements the Flight service.

@@ -64,6 +64,9 @@ type ServeConfig struct {
 	// CPUProfile, when set, is a file that gets a CPU profile (pprof) of the
 	// whole run, written when the server stops.
 	CPUProfile string
+	// CoalesceFrames merges each DoGet message's HTTP/2 DATA frames into
+	// frames as large as the client allows (plaintext only).
+	CoalesceFrames bool
 }
 
 func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
@@ -86,6 +89,7 @@ func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "key of --tls-cert (PEM)")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "CA certificates (PEM) that sign client certificates: turns on mutual TLS, every client must present one")
 	fs.StringVar(&c.HTTP, "http", "", "serve Prometheus /metrics, /healthz and the jobs page on this address (off when empty); TLS and credentials as for Flight")
+	fs.BoolVar(&c.CoalesceFrames, "coalesce-frames", true, "on plaintext, send each message's HTTP/2 DATA frames as frames as large as the client allows, not gRPC's 16 KiB ones")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) of the server to this `file` when it stops")
 	fs.BoolVar(&c.Insecure, "insecure", false, "allow bearer tokens over plaintext on an address other than loopback (they travel in clear text)")
 }
@@ -274,7 +278,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	cfgSrv := server.Config{
 		Store: st, Functions: fns, Workers: cfg.Workers, Fault: fault, Log: log,
 		Jobs:   batch.Options{MaxAttempts: cfg.MaxAttempts, Version: version},
-		Flight: flight.Options{Compression: cfg.Compression, ShardBytes: int64(cfg.ShardMB) << 20, UploadParallelism: cfg.Workers, Auth: auth},
+		Flight: flight.Options{Compression: cfg.Compression, ShardBytes: int64(cfg.ShardMB) << 20, UploadParallelism: cfg.Workers, Auth: auth, PlainFrames: !cfg.CoalesceFrames},
 	}
 	switch cfg.Executor {
 	case "local":
