@@ -12,7 +12,10 @@ var (
 	// job's unfinished shards.
 	ErrNotRunning = errors.New("children are not running")
 	// ErrVanished is returned by Executor.Poll when the executor's backend no
-	// longer knows the job (an AWS Batch job aged out or deleted): the job fails.
+	// longer knows the job (an AWS Batch job aged out or deleted, a Slurm
+	// array purged): the manager then reconciles the job with the store, its
+	// shards with a part succeeded, the others run again while their
+	// attempts last.
 	ErrVanished = errors.New("job vanished from the executor")
 )
 

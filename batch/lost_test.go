@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -56,8 +57,9 @@ func (e *losingExecutor) Poll(context.Context, string) (batch.Progress, error) {
 	return p, nil
 }
 
-// TestJobLostByItsExecutor: a job that fails because its executor lost its
-// children (AWS Batch or Slurm forgot the job) or would not start them ends
+// TestJobLostByItsExecutor: a job that fails because its executor keeps
+// losing its children (AWS Batch or Slurm forgot the job; each loss costs
+// every shard without a part an attempt) or would not start them ends
 // with no shard left pending or running: none runs any longer, and the
 // job's page, job-status and the running-children gauge would say otherwise
 // for ever.
@@ -81,6 +83,19 @@ func TestJobLostByItsExecutor(t *testing.T) {
 			c := m.Counts()
 			if c.Running != 0 || c.Pending != 0 || c.Failed != len(m.Shards) {
 				t.Errorf("FAILED job's shards: %+v; want all %d failed, none running or pending (error %q)", c, len(m.Shards), m.Error)
+			}
+			if tc.name != "vanished" {
+				return
+			}
+			// Each loss cost every shard an attempt, and started it again
+			// while its attempts lasted.
+			if !strings.Contains(m.Error, "attempt lost") || !strings.Contains(m.Error, "no longer knows") {
+				t.Errorf("the job's error does not say its children were lost: %q", m.Error)
+			}
+			for _, s := range m.Shards {
+				if s.Attempts != 3 || len(s.Errors) != 3 {
+					t.Errorf("shard %s: %d attempts, %d errors; want the 3 attempts lost", s.Name, s.Attempts, len(s.Errors))
+				}
 			}
 		})
 	}

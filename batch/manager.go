@@ -632,6 +632,7 @@ func (mg *Manager) drive(id string) error {
 	}
 	cancelSent := false
 	pollErrors := 0
+	var lost reconciler
 	for {
 		m, _ = mg.Status(id)
 		if m.CancelRequested && !cancelSent {
@@ -656,7 +657,16 @@ func (mg *Manager) drive(id string) error {
 			}
 			continue
 		case errors.Is(err, ErrVanished):
-			return fmt.Errorf("the %s executor no longer knows job %s (%s): %w", mg.exec.Name(), m.Handle, id, err)
+			if m.CancelRequested {
+				return mg.finish(id, nil)
+			}
+			// The executor cannot account for the children: the store can.
+			again, err := mg.reconcile(id, &lost, err, cancelCh)
+			if err != nil || !again {
+				return err
+			}
+			cancelSent = false
+			continue
 		case err != nil:
 			if mg.ctx.Err() != nil {
 				return nil
@@ -695,19 +705,29 @@ func (mg *Manager) drive(id string) error {
 	}
 }
 
-// start launches the children of every shard that has no part yet. Their
-// attempts continue from those the shards had (after a restart): the bases
-// are recorded for the workers, and in the manifest, before any child runs.
+// start launches the children of every shard that has no part yet, with
+// up to the job's MaxAttempts attempts each.
 func (mg *Manager) start(id string) error {
 	m, _ := mg.Status(id)
 	var todo []int
-	bases := map[string]int{}
 	for i, s := range m.Shards {
 		if s.State != ShardSucceeded {
 			todo = append(todo, i)
-			if s.Attempts > 0 {
-				bases[s.Name] = s.Attempts
-			}
+		}
+	}
+	return mg.startShards(id, todo, m.MaxAttempts)
+}
+
+// startShards launches the children of the shards todo, with up to attempts
+// attempts each. Their attempts continue from those the shards had (after a
+// restart): the bases are recorded for the workers, and in the manifest,
+// before any child runs.
+func (mg *Manager) startShards(id string, todo []int, attempts int) error {
+	m, _ := mg.Status(id)
+	bases := map[string]int{}
+	for _, i := range todo {
+		if s := m.Shards[i]; s.Attempts > 0 {
+			bases[s.Name] = s.Attempts
 		}
 	}
 	if len(bases) > 0 {
@@ -723,6 +743,7 @@ func (mg *Manager) start(id string) error {
 	if err != nil {
 		return err
 	}
+	m.MaxAttempts = attempts
 	var handle string
 	p := mg.opts.Retry
 	p.Retryable = func(err error) bool { return !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrNotFound) }

@@ -2,8 +2,10 @@ package slurm_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,10 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flightbatch/flightbatch/analysis"
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/batch/child"
 	"github.com/flightbatch/flightbatch/batch/executortest"
 	"github.com/flightbatch/flightbatch/batch/slurm"
+	"github.com/flightbatch/flightbatch/dataset"
 	"github.com/flightbatch/flightbatch/store"
 )
 
@@ -348,3 +352,160 @@ func TestForgottenFailedTaskResubmitted(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// A job whose arrays Slurm forgot while no server followed them (they ended,
+// and MinJobAge passed), on a server that cannot ask sacct, is reconciled
+// with the store: the shards whose parts are stored have succeeded, each
+// other one lost an attempt (its worker's error kept) and runs again while
+// its attempts last. It used to end FAILED whatever the store held.
+func TestForgottenArrayReconciled(t *testing.T) {
+	needAccounting(t) // for the controller's short MinJobAge; the server reads no sacct
+	for _, tc := range []struct {
+		name   string
+		faults string
+		shard1 int // attempts of shard 1
+	}{
+		{"every part stored", "", 1},
+		{"a part missing", "part-00001:1", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			e, st := newExecutor(t, tc.faults, nil)
+			cat := dataset.NewCatalog(st)
+			if err := dataset.GenerateDemo(ctx, cat, "demo", dataset.DemoOptions{Shards: 3, Bytes: 30 * 10000, Seconds: 10}); err != nil {
+				t.Fatal(err)
+			}
+			opts := &batch.Options{MaxAttempts: 2, Log: slog.New(slog.DiscardHandler)}
+			first := batch.NewManager(cat, analysis.Builtins(), e, opts)
+			if err := first.Recover(ctx); err != nil {
+				t.Fatal(err)
+			}
+			m, err := first.Submit(ctx, batch.SubmitRequest{Function: "psd", Dataset: "demo",
+				Params: json.RawMessage(`{"column": "samples", "fs_column": "fs", "nperseg": 256}`)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The server stops as soon as the array is submitted: no poll sees its tasks end.
+			for m.Handle == "" {
+				time.Sleep(10 * time.Millisecond)
+				m, _ = first.Status(m.JobID)
+			}
+			first.Close()
+			forget(t, m.Handle[strings.LastIndex(m.Handle, ";")+1:])
+			o := slurm.Opts(e)
+			o.Accounting = false
+			plain, err := slurm.New(st, &o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again := batch.NewManager(cat, analysis.Builtins(), plain, opts)
+			if err := again.Recover(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(again.Close)
+			deadline := time.Now().Add(90 * time.Second)
+			for !m.State.Terminal() {
+				if time.Now().After(deadline) {
+					t.Fatalf("job %s still %s after 90 s", m.JobID, m.State)
+				}
+				time.Sleep(200 * time.Millisecond)
+				if m, err = again.Status(m.JobID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if m.State != batch.StateSucceeded {
+				t.Fatalf("job ended %s (%s), want SUCCEEDED", m.State, m.Error)
+			}
+			for i, s := range m.Shards {
+				want := 1
+				if i == 1 {
+					want = tc.shard1
+				}
+				if s.State != batch.ShardSucceeded || s.Attempts != want || len(s.Errors) != want-1 {
+					t.Errorf("shard %d: %s after %d attempts, errors %+v; want SUCCEEDED after %d", i, s.State, s.Attempts, s.Errors, want)
+				}
+			}
+			if errs := m.Shards[1].Errors; len(errs) == 1 && !strings.Contains(errs[0].Error, "injected fault") {
+				t.Errorf("shard 1's failed attempt: %q lacks its worker's error", errs[0].Error)
+			}
+		})
+	}
+}
+
+// An administrator's scancel of a job's tasks behind the server's back is an
+// intent to stop them: a running task cancelled so, and a pending one (which
+// Slurm then drops without a record, as if it had forgotten it), fail their
+// shards, saying so, and are neither requeued nor resubmitted; the job's
+// other tasks run on. Both with and without sacct.
+func TestScancelBehindTheServer(t *testing.T) {
+	for _, sacct := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sacct=%v", sacct), func(t *testing.T) {
+			if sacct {
+				needAccounting(t)
+			}
+			t.Parallel()
+			ctx := context.Background()
+			// One task at a time: shard 0 runs long while 1 and 2 wait.
+			e0, st := newExecutor(t, "part-00000:sleep=60", &slurm.Options{MaxRunning: 1})
+			o := slurm.Opts(e0)
+			o.Accounting = sacct
+			e, err := slurm.New(st, &o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := executortest.NewJob(t, &executortest.Harness{Store: st, Executor: e}, 3)
+			handle, err := e.Start(ctx, m, []int{0, 1, 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := handle[strings.LastIndex(handle, ";")+1:]
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				p, err := e.Poll(ctx, handle)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p.Children[0].State == batch.ShardRunning {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("shard 0 not running after 60 s: %+v", p)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			if out, err := exec.Command("scancel", id+"_0", id+"_2").CombinedOutput(); err != nil {
+				t.Fatalf("scancel: %v: %s", err, out)
+			}
+			p := wait(t, e, handle)
+			for _, c := range p.Children {
+				want := batch.ShardFailed
+				if c.Shard == 1 {
+					want = batch.ShardSucceeded
+				}
+				if c.State != want || c.Attempts != 1 {
+					t.Errorf("shard %d: %s after %d attempts %+v; want %s after 1", c.Shard, c.State, c.Attempts, c.Errors, want)
+				}
+				if c.Shard == 1 {
+					continue
+				}
+				if len(c.Errors) != 1 || !strings.Contains(c.Errors[0].Error, "cancelled") || !strings.Contains(c.Errors[0].Error, "not run again") {
+					t.Errorf("shard %d's error does not say it was cancelled outside flightbatch: %+v", c.Shard, c.Errors)
+				}
+			}
+			if ok, err := st.Exists(ctx, batch.PartKey(m.JobID, m.Shards[2].Name)); ok || err != nil {
+				t.Errorf("shard 2, cancelled while pending, ran all the same (part %v, %v)", ok, err)
+			}
+			// Nothing was submitted again for the job.
+			objs, err := st.List(ctx, batch.Prefix+m.JobID+"/children/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range objs {
+				if strings.Contains(o.Key, "resubmitted") {
+					t.Errorf("a cancelled task was resubmitted: %s", o.Key)
+				}
+			}
+		})
+	}
+}

@@ -574,6 +574,16 @@ func (e *Executor) forgotten(ctx context.Context, r *run, p piece, lost []int, k
 			k.state, k.final = batch.ShardCancelled, true
 			continue
 		}
+		if known && e.neverStarted(ctx, r, p, i) {
+			// Its array is there and the task never ran: it was cancelled
+			// while pending, which leaves no record of it (scancel ID_i).
+			k.state, k.final = batch.ShardFailed, true
+			if !slices.ContainsFunc(k.errors, func(ae batch.AttemptError) bool { return ae.Attempt == k.attempts }) {
+				k.errors = append(k.errors, batch.AttemptError{Attempt: k.attempts, At: time.Now().UTC(),
+					Error: batch.ClipAttemptError(fmt.Sprintf("Slurm task %s %s", taskName(p, i), cancelledPending))})
+			}
+			continue
+		}
 		// Requeues the server did not see left their errors in the
 		// store: they count against the attempts too.
 		for k.attempts < r.maxAttempts {
@@ -598,6 +608,30 @@ func (e *Executor) forgotten(ctx context.Context, r *run, p piece, lost []int, k
 		e.resubmit(ctx, r, p.offset+i, k)
 	}
 	return nil
+}
+
+// What an attempt's error says of a task cancelled outside flightbatch: an
+// administrator's scancel is an intent to stop, so the shard is not run
+// again (a node failure, a preemption, a boot failure are retried).
+const (
+	cancelledOutside = "cancelled outside flightbatch (scancel by a user or an administrator); not run again, since a scancel means stop"
+	cancelledPending = "was cancelled while pending, outside flightbatch (scancel of the task: Slurm then keeps no record of it, and it never started: no log, no part); not run again, since a scancel means stop"
+)
+
+// neverStarted reports whether task index of piece p never started: its log
+// (which its first start creates) does not exist, and no worker recorded an
+// attempt of its shard beyond those the server knows of. Only a task
+// cancelled while pending disappears so: one that ran leaves its log.
+func (e *Executor) neverStarted(ctx context.Context, r *run, p piece, index int) bool {
+	if _, err := os.Stat(e.logPath(r.jobID, p, index)); !errors.Is(err, os.ErrNotExist) {
+		return false
+	}
+	for attempt := p.before + 1; attempt <= r.maxAttempts; attempt++ {
+		if ae, err := e.opts.Records.AttemptError(ctx, r.jobID, r.shards[p.offset+index], attempt); err != nil || ae != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // origin is the array (or plain job) first started over shards[pos], and
@@ -910,7 +944,11 @@ func (e *Executor) update(ctx context.Context, r *run, p piece, t task) error {
 			k.state = batch.ShardCancelled
 			return nil
 		}
-		e.recordError(ctx, r, p, t, k, "Slurm no longer holds the task, and accounting last saw it "+t.state)
+		why := "Slurm no longer holds the task, and accounting last saw it " + t.state
+		if class == slurmWaiting && e.neverStarted(ctx, r, p, t.index) {
+			why = cancelledPending
+		}
+		e.recordError(ctx, r, p, t, k, why)
 		return nil
 	}
 	if class != slurmWaiting {
@@ -927,7 +965,7 @@ func (e *Executor) update(ctx context.Context, r *run, p piece, t task) error {
 		k.state, k.final = batch.ShardCancelled, true
 		if !r.cancelled {
 			k.state = batch.ShardFailed // not on request: the shard failed
-			e.recordError(ctx, r, p, t, k, "cancelled outside flightbatch (scancel?)")
+			e.recordError(ctx, r, p, t, k, cancelledOutside)
 		}
 	case slurmFailed:
 		if r.cancelled {

@@ -236,16 +236,29 @@ def test_cancel_terminates_children(aws, bindir):
     assert not worker_pids(bindir), "children still running after cancel"
 
 
-def test_vanished_batch_job_fails(aws, bindir):
-    ep, srv = aws(faults="*:sleep=60")
+@pytest.mark.parametrize("max_attempts", [2, 1])
+def test_vanished_batch_job_is_reconciled(aws, max_attempts):
+    # Shard 1 runs long; the others store their parts. Then the endpoint restarts on the same
+    # address, forgetting every job (and killing shard 1's child).
+    ep, srv = aws(faults="part-00001:sleep=60", serve_args=["--max-attempts", str(max_attempts)])
     job = srv.action("psd", PSD)
-    srv.wait(job["job_id"], lambda s: s["shards"]["running"] > 0)
-    # The endpoint restarts on the same address and has forgotten every job.
+    srv.wait(job["job_id"], lambda s: s["shards"]["succeeded"] == 3 and s["shards"]["running"] == 1)
     ep.stop()
+    ep.faults = ""
     ep.start()
     final = srv.wait(job["job_id"], finished, timeout=60)[-1]
-    assert final["state"] == "FAILED", final
-    assert "no longer knows" in final["error"] and "vanished" in final["error"], final["error"]
+    # The server reconciles with the store: the three stored parts count, shard 1 lost an
+    # attempt and runs again while its attempts last.
+    lost = failure_of(final, "part-00001")
+    assert "attempt lost" in lost["errors"][0] and "no longer knows" in lost["errors"][0], lost
+    if max_attempts == 2:
+        assert final["state"] == "SUCCEEDED", final
+        assert lost["state"] == "SUCCEEDED" and lost["attempts"] == 2, lost
+        assert srv.result(job["job_id"]).num_rows > 0
+    else:
+        assert final["state"] == "FAILED", final
+        assert "part-00001" in final["error"] and "attempt lost" in final["error"], final["error"]
+        assert final["shards"]["succeeded"] == 3, final["shards"]
     # No child runs any longer, and the status says so.
     assert final["shards"]["running"] == 0 and final["shards"]["pending"] == 0, final["shards"]
 
