@@ -276,7 +276,7 @@ func TestWriteCutsAtEveryByteNearFrames(t *testing.T) {
 	// and payloads.
 	in := cat(data(1, 300, 100, false), data(3, 200, 100, true), data(1, 300, 100, true))
 	for a := 0; a <= len(in); a++ {
-		for b := a; b <= len(in); b += 7 {
+		for b := a; b <= len(in); b += 29 {
 			c, cc := withMax(1 << 20)
 			writeAll(t, c, in[:a], in[a:b], in[b:])
 			checkEquivalent(t, in, cc.out.Bytes(), 1<<20)

@@ -81,5 +81,9 @@ def test_peers_doget_ab_of_two_builds(flightbatch_bin):
         # (a quick run's server CPU may be below the clock's tick: n/a)
         assert m and float(m.group(1)) > 0 and int(m.group(3)) <= int(m.group(4)), \
             proc.stdout[-3000:]
+        m = re.search(rf"^paired A/B by round, DoGet {what} flightbatch/flightbatch-vs: throughput ([\d.]+)x.*"
+                      rf"server CPU (n/a|[\d.]+x).*client CPU (n/a|[\d.]+x); faster in (\d+) of (\d+) rounds",
+                      proc.stdout, re.M)
+        assert m and float(m.group(1)) > 0 and int(m.group(4)) <= int(m.group(5)), proc.stdout[-3000:]
     assert re.search(r"^the pyarrow client's own CPU per GB: [\d.]+ from flightbatch", proc.stdout, re.M), proc.stdout[-3000:]
     assert re.search(r"^run 1: flightbatch-vs ", proc.stdout, re.M), proc.stdout[-3000:]
