@@ -28,7 +28,13 @@
 // Options.RetryWait, with child.EnvAttemptsBefore so that its attempts
 // continue), polled and cancelled with the arrays. Resubmissions are recorded
 // in the store beside the job (the handle, kept by the manager, does not
-// change), so a restarted server follows them too.
+// change), so a restarted server follows them too. A task missing from an
+// array the controller still knows that never started (no log, no part, no
+// recorded attempt) was cancelled while pending, which leaves no record:
+// like any task cancelled outside flightbatch (scancel), it fails its shard
+// and is not run again; node failures and preemptions are retried. An array
+// neither the controller nor accounting knows is batch.ErrVanished: the
+// manager reconciles the job with the store.
 // Each failed attempt's error is its exit code, the error the worker recorded
 // (child.Records), and the tail of its log (written with --open-mode=append,
 // so the log keeps every attempt). The handle names the job, its attempt
