@@ -151,3 +151,46 @@ func TestManyFailedShardsKeepFirstErrors(t *testing.T) {
 	}
 	check("a rebuilt manifest", rebuilt)
 }
+
+// TestRebuiltManifestOfDottedShards: shard names may hold dots (a file
+// "rec.2024-01.arrow" put in a dataset's folder is shard "rec.2024-01"); a
+// manifest rebuilt from the attempt records keeps each such shard's failed
+// attempts, as the manager's does.
+func TestRebuiltManifestOfDottedShards(t *testing.T) {
+	const attempts = 2
+	ctx := context.Background()
+	st := fileStore(t)
+	cat := manyShards(t, st, 2)
+	for i, name := range []string{"rec.2024-01", "rec.2024-02.a"} {
+		data, err := st.ReadAll(ctx, fmt.Sprintf("datasets/demo/part-%05d.arrow", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.WriteAll(ctx, "datasets/dots/"+name+".arrow", data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec := &crashing{attempts: attempts, errText: func(s, a int) string { return fmt.Sprintf("shard %d attempt %d failed", s, a) }}
+	mg := batch.NewManager(cat, analysis.Builtins(), exec, &batch.Options{Log: quiet})
+	t.Cleanup(mg.Close)
+	m := waitFor(t, mg, submit(t, mg, "dots", `{"fs": 250}`, false).JobID, terminal)
+	rebuilt, err := batch.RebuildManifest(ctx, st, m.JobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range m.Shards {
+		if !strings.Contains(s.Name, ".") || len(s.Errors) != attempts {
+			t.Fatalf("the manager's shard %s keeps %d errors; want a dotted name and %d", s.Name, len(s.Errors), attempts)
+		}
+		r := rebuilt.Shards[i]
+		if r.Name != s.Name || r.Attempts != s.Attempts || len(r.Errors) != len(s.Errors) {
+			t.Errorf("rebuilt shard %s: %d attempts, %d errors; the manager's %s: %d, %d", r.Name, r.Attempts, len(r.Errors), s.Name, s.Attempts, len(s.Errors))
+			continue
+		}
+		for j := range s.Errors {
+			if r.Errors[j].Error != s.Errors[j].Error {
+				t.Errorf("rebuilt shard %s attempt %d keeps %q, the manager %q", r.Name, r.Errors[j].Attempt, r.Errors[j].Error, s.Errors[j].Error)
+			}
+		}
+	}
+}

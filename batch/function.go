@@ -36,8 +36,9 @@ type Function interface {
 // applies them: every default that does not depend on the data filled in,
 // one spelling for each value. It must never make two computations that can
 // differ look equal: a default that depends on the data (on a record's
-// length, say) stays as given. "reuse" compares effective params; a function
-// without the method is compared by its recorded params.
+// length, say) stays as given. "reuse" compares effective params as
+// written (compact JSON), so the order of an object's keys counts; a function
+// without the method is compared by its recorded params, keys sorted.
 type EffectiveParams interface {
 	EffectiveParams(recorded json.RawMessage) (json.RawMessage, error)
 }

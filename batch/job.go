@@ -149,6 +149,16 @@ func attemptKey(jobID, shard string, attempt int) string {
 	return fmt.Sprintf("%s%s.%d.json", AttemptsPrefix(jobID), shard, attempt)
 }
 
+// attemptShard is the shard of the attempt record at key (attemptKey): a
+// shard name may itself hold dots.
+func attemptShard(jobID, key string) (string, bool) {
+	name, ok := strings.CutSuffix(strings.TrimPrefix(key, AttemptsPrefix(jobID)), ".json")
+	if i := strings.LastIndexByte(name, '.'); ok && i > 0 {
+		return name[:i], true
+	}
+	return "", false
+}
+
 // attemptBasesKey is the store key of the shards' attempt bases of a job's
 // current start (see ShardRecord.AttemptBase), by shard name; absent when
 // every base is 0. The manager writes it before it starts children again;
@@ -411,7 +421,7 @@ func RebuildManifest(ctx context.Context, st *store.Store, jobID string) (*Manif
 	}
 	hasErrors := map[string]bool{}
 	for _, o := range attempts {
-		if shard, _, ok := strings.Cut(strings.TrimPrefix(o.Key, AttemptsPrefix(jobID)), "."); ok {
+		if shard, ok := attemptShard(jobID, o.Key); ok {
 			hasErrors[shard] = true
 		}
 	}
@@ -420,8 +430,7 @@ func RebuildManifest(ctx context.Context, st *store.Store, jobID string) (*Manif
 	full := fullErrorShards(m.Shards, hasErrors)
 	errs := map[string][]AttemptError{}
 	for _, o := range attempts {
-		name := strings.TrimPrefix(o.Key, AttemptsPrefix(jobID))
-		shard, _, ok := strings.Cut(name, ".")
+		shard, ok := attemptShard(jobID, o.Key)
 		if !ok {
 			continue
 		}

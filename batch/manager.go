@@ -402,16 +402,22 @@ func (mg *Manager) findReusable(fn Function, ds, version string, params json.Raw
 }
 
 // reuseKey is the form in which "reuse" compares a job's parameters: fn's
-// effective parameters (EffectiveParams) where it gives them, else the
-// recorded ones, as canonical JSON (object keys sorted, no spaces, numbers
-// as written: 1 and 1.0 differ, since a command may read them differently).
+// effective parameters (EffectiveParams) where it gives them, as it spells
+// them (one spelling per value, in which the order of an object's keys may
+// count: psd's bands give the order of its columns), else the recorded ones
+// as canonical JSON (object keys sorted, no spaces, numbers as written: 1
+// and 1.0 differ, since a command may read them differently).
 func reuseKey(fn Function, params json.RawMessage) (string, error) {
 	if e, ok := fn.(EffectiveParams); ok {
 		p, err := e.EffectiveParams(params)
 		if err != nil {
 			return "", fmt.Errorf("batch: effective params of %s: %w", fn.Name(), err)
 		}
-		params = p
+		var b bytes.Buffer
+		if err := json.Compact(&b, p); err != nil {
+			return "", fmt.Errorf("batch: effective params of %s: %w", fn.Name(), err)
+		}
+		return b.String(), nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(params))
 	dec.UseNumber()

@@ -54,6 +54,15 @@ func TestReuseComparesEffectiveParams(t *testing.T) {
 			{"another detrend", `{"fs": 250, "detrend": "linear"}`, false},
 		})
 	})
+	t.Run("psd bands", func(t *testing.T) {
+		// The result has a <band>_power column per band in the order asked:
+		// another order is another result.
+		r := newRig(t, fileStore(t), "")
+		check(t, r.mg, "psd", `{"fs": 250, "bands": {"beta": [13, 30], "alpha": [8, 12]}}`, []step{
+			{"same bands, spelled otherwise", `{"bands": {"beta": [13.0, 30], "alpha": [8, 12.0]}, "fs": 250}`, true},
+			{"bands in another order", `{"fs": 250, "bands": {"alpha": [8, 12], "beta": [13, 30]}}`, false},
+		})
+	})
 	t.Run("registered function", func(t *testing.T) {
 		mg := newTestManager(t, "env")
 		check(t, mg, "env", `{"k": "v", "n": 1, "big": 9007199254740993}`, []step{

@@ -3,10 +3,16 @@ package flight
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/flightbatch/flightbatch/dataset"
+	"github.com/flightbatch/flightbatch/store"
 )
 
 // countingStore stands for the store: it counts the requests made of it,
@@ -139,5 +145,44 @@ func TestHealthCheckWaiterDeadline(t *testing.T) {
 	}
 	if n := st.calls.Load(); n != 1 {
 		t.Fatalf("%d store requests, want 1 (the second caller shares the first request)", n)
+	}
+}
+
+// TestHealthyCountsStoreRequests floods Healthy over a real store that fails
+// every request and counts them: one request answers 200 concurrent checks
+// and the 1,000 after them, and the gRPC health service says NOT_SERVING.
+func TestHealthyCountsStoreRequests(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, "mem://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var requests atomic.Int64
+	st.ObserveErrors(func(string) { requests.Add(1) }) // every request fails: each is counted
+	st.Close()
+	s := NewServer(dataset.NewCatalog(st), nil, &Options{HealthEvery: time.Hour, Log: slog.New(slog.DiscardHandler)})
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if s.Healthy(ctx) == nil {
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	for range 1000 {
+		if s.Healthy(ctx) == nil {
+			ok.Add(1)
+		}
+	}
+	if n := requests.Load(); n != 1 || ok.Load() != 0 {
+		t.Fatalf("1,200 health checks over a failing store: %d store requests, %d healthy; want 1 and 0", n, ok.Load())
+	}
+	resp, err := s.health.Check(ctx, &healthpb.HealthCheckRequest{Service: "arrow.flight.protocol.FlightService"})
+	if err != nil || resp.Status != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("gRPC health after the failed check: %v, %v; want NOT_SERVING", resp, err)
 	}
 }

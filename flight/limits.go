@@ -1,5 +1,7 @@
 package flight
 
+import "github.com/flightbatch/flightbatch/batch"
+
 // The bounds of a request, checked before any work starts. The bounds of the
 // psd parameters themselves (nperseg, nfft, bands, names) are where those are
 // validated, in the compute and psd packages.
@@ -16,8 +18,9 @@ const (
 	// counts them all): with each attempt's error bounded in the manifest
 	// (batch.MaxAttemptErrorBytes), an answer stays bounded however many of
 	// a job's shards failed. 100 shards show whether the failures share a
-	// cause; the job's attempt records in the store hold the rest.
-	MaxStatusFailures = 100
+	// cause; the job's attempt records in the store hold the rest. They are
+	// the shards whose errors the manifest keeps (batch.MaxFullErrorShards).
+	MaxStatusFailures = batch.MaxFullErrorShards
 )
 
 // checkJSONBounds refuses, with InvalidArgument, JSON text longer than

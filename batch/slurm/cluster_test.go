@@ -509,3 +509,80 @@ func TestScancelBehindTheServer(t *testing.T) {
 		})
 	}
 }
+
+// slurmAdmin runs scontrol as the cluster's administrator (root here, as
+// the test cluster's daemons run; else through sudo -n).
+func slurmAdmin(t *testing.T, args ...string) error {
+	t.Helper()
+	cmd := exec.Command("scontrol", args...)
+	if os.Getuid() != 0 {
+		cmd = exec.Command("sudo", append([]string{"-n", "env", "SLURM_CONF=" + os.Getenv("SLURM_CONF"), "scontrol"}, args...)...)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("scontrol %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// A node failure is not a decision to stop: the tasks it killed run again
+// (Slurm requeues them by itself, as they are submitted with --requeue), the
+// attempt counts, and the shards succeed. A restarted server that finds the
+// tasks only in sacct counts that attempt too (its row says NODE_FAIL, not
+// REQUEUED). Not parallel: the cluster's one node goes down.
+func TestNodeFailureRetried(t *testing.T) {
+	e, st := newExecutor(t, "*:sleep=3", nil)
+	ctx := context.Background()
+	out, err := exec.Command("sinfo", "-h", "-o", "%N").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := strings.TrimSpace(string(out))
+	m := executortest.NewJob(t, &executortest.Harness{Store: st, Executor: e}, 3)
+	handle, err := e.Start(ctx, m, []int{0, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		p, err := e.Poll(ctx, handle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Children[0].State == batch.ShardRunning && p.Children[1].State == batch.ShardRunning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("shards not running after 60 s: %+v", p)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := slurmAdmin(t, "update", "nodename="+node, "state=down", "reason=flightbatch-test"); err != nil {
+		t.Fatal(err)
+	}
+	// The node's slurmd registers again at once, which may already return
+	// it to service (ReturnToService): a resume is then refused.
+	time.Sleep(time.Second)
+	_ = slurmAdmin(t, "update", "nodename="+node, "state=resume")
+	check := func(p batch.Progress, who string) {
+		t.Helper()
+		for _, c := range p.Children {
+			if c.State != batch.ShardSucceeded || c.Attempts != 2 {
+				t.Errorf("%s: shard %d %s after %d attempts %+v; want SUCCEEDED after 2 (the node failed in the first)", who, c.Shard, c.State, c.Attempts, c.Errors)
+			}
+		}
+	}
+	check(wait(t, e, handle), "the server that followed")
+	if !accounting() {
+		return
+	}
+	forget(t, handle[strings.LastIndex(handle, ";")+1:])
+	again, err := slurm.New(st, ptr(slurm.Opts(e)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := wait(t, again, handle)
+	check(p, "a restarted server reading sacct")
+	if errs := p.Children[0].Errors; len(errs) != 1 || !strings.Contains(errs[0].Error, "NODE_FAIL") {
+		t.Errorf("shard 0's first attempt: %+v, want Slurm's NODE_FAIL", errs)
+	}
+}

@@ -28,7 +28,13 @@
 // Options.RetryWait, with child.EnvAttemptsBefore so that its attempts
 // continue), polled and cancelled with the arrays. Resubmissions are recorded
 // in the store beside the job (the handle, kept by the manager, does not
-// change), so a restarted server follows them too.
+// change), so a restarted server follows them too. A task missing from an
+// array the controller still knows that never started (no log, no part, no
+// recorded attempt) was cancelled while pending, which leaves no record:
+// like any task cancelled outside flightbatch (scancel), it fails its shard
+// and is not run again; node failures and preemptions are retried. An array
+// neither the controller nor accounting knows is batch.ErrVanished: the
+// manager reconciles the job with the store.
 // Each failed attempt's error is its exit code, the error the worker recorded
 // (child.Records), and the tail of its log (written with --open-mode=append,
 // so the log keeps every attempt). The handle names the job, its attempt
@@ -857,8 +863,16 @@ func parseExit(s string) (code, sig int) {
 // attempts, with their exit codes (`sacct --json` reports 0 for them; the
 // parsable output does not); its other row is its latest. Tasks come in
 // index order.
+//
+// An attempt Slurm requeued by itself (NODE_FAIL, PREEMPTED: tasks are
+// submitted with --requeue) keeps its own state in its row, not REQUEUED:
+// a task's row that another row of it follows is an earlier attempt too
+// (sacct lists a task's attempts in order). Rows of a folded set of
+// pending tasks ("ID_[1,3]") are older news than a task's own row and never
+// replace it.
 func parseSacct(out []byte, n int) []task {
 	byIndex := map[int]*task{}
+	own := map[int]bool{} // a task's own row (not a folded set) was read
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Split(strings.TrimSpace(line), "|")
 		if len(f) < 3 {
@@ -868,8 +882,10 @@ func parseSacct(out []byte, n int) []task {
 		row := task{state: state}
 		row.exit, row.signal = parseExit(f[2])
 		idx := []int{0}
+		folded := false
 		if _, sub, ok := strings.Cut(f[0], "_"); ok {
 			var err error
+			folded = strings.HasPrefix(sub, "[")
 			if idx, err = parseIndexSet(strings.Trim(sub, "[]"), n); err != nil {
 				continue
 			}
@@ -887,6 +903,15 @@ func parseSacct(out []byte, n int) []task {
 				t.restarts = len(t.earlier)
 				continue
 			}
+			switch {
+			case folded && own[i]:
+				continue
+			case !folded && own[i]:
+				// The row before was an attempt Slurm requeued by itself.
+				t.earlier = append(t.earlier, task{index: i, state: t.state, exit: t.exit, signal: t.signal})
+				t.restarts = len(t.earlier)
+			}
+			own[i] = own[i] || !folded
 			t.state, t.exit, t.signal = row.state, row.exit, row.signal
 		}
 	}
@@ -1045,6 +1070,9 @@ func (e *Executor) catchUp(ctx context.Context, r *run, p piece, t task, k *kid)
 		if n := attempt - p.before; n >= 1 && n <= len(t.earlier) {
 			prev := t.earlier[n-1]
 			slurmSays = fmt.Sprintf("Slurm task %s REQUEUED after attempt %d, exit code %d", taskName(p, t.index), attempt, prev.exit)
+			if prev.state != "REQUEUED" {
+				slurmSays = fmt.Sprintf("Slurm task %s %s in attempt %d and requeued by Slurm, exit code %d", taskName(p, t.index), prev.state, attempt, prev.exit)
+			}
 			if prev.signal != 0 {
 				slurmSays += fmt.Sprintf(", signal %d", prev.signal)
 			}

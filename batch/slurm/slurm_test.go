@@ -68,6 +68,14 @@ func TestParseSacct(t *testing.T) {
 				{1, "COMPLETED", "", 1, 0, 0, false, []task{{1, "REQUEUED", "", 0, 1, 0, false, nil}}}}},
 		{"requeued, not yet pending again", "9|REQUEUED|1:0\n", 1,
 			[]task{{0, "REQUEUED", "", 1, 0, 0, false, []task{{0, "REQUEUED", "", 0, 1, 0, false, nil}}}}},
+		// Slurm requeues a task whose node failed by itself: that attempt's
+		// row keeps NODE_FAIL.
+		{"requeued by Slurm", "7_0|NODE_FAIL|0:0\n7_1|COMPLETED|0:0\n7_0|COMPLETED|0:0\n", 2,
+			[]task{{0, "COMPLETED", "", 1, 0, 0, false, []task{{0, "NODE_FAIL", "", 0, 0, 0, false, nil}}},
+				{1, "COMPLETED", "", 0, 0, 0, false, nil}}},
+		// A folded set of pending tasks is older than a task's own row.
+		{"stale pending set", "1_0|COMPLETED|0:0\n1_1|CANCELLED by 0|0:0\n1_[1,3%1]|PENDING|0:0\n", 4,
+			[]task{{0, "COMPLETED", "", 0, 0, 0, false, nil}, {1, "CANCELLED", "", 0, 0, 0, false, nil}, {3, "PENDING", "", 0, 0, 0, false, nil}}},
 		{"outside the array, and junk", "5_9|FAILED|1:0\nnonsense\n5_x|FAILED|1:0\n", 3, []task{}},
 	}
 	for _, tc := range tests {

@@ -190,8 +190,19 @@ type writer struct {
 	st       writeStats
 }
 
+// maxKeptPlan bounds, in bytes, the plan a connection keeps between writes
+// for the next: that of an ordinary write (gRPC's buffer of 16 KiB frames).
+// A write of many tiny frames (a client opening its window a byte at a time)
+// plans a segment per frame; its plan is dropped once written.
+const maxKeptPlan = 64 << 10
+
 // reset forgets the current write's plan, and with it every reference to p.
 func (w *writer) reset() {
+	if cap(w.segs)*(24+8+8+1)+cap(w.heads) > maxKeptPlan {
+		w.segs, w.lens, w.ends, w.isHead, w.heads = nil, nil, nil, nil, nil
+		w.newHeads = 0
+		return
+	}
 	clear(w.segs)
 	w.segs = w.segs[:0]
 	w.ends = w.ends[:0]

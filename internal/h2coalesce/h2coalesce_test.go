@@ -492,3 +492,26 @@ func ExampleConn_Stats() {
 	fmt.Println(st.DataFrames, st.MergedFrames, st.LargestFrame)
 	// Output: 1 7 100000
 }
+
+// TestTinyFramesLeaveNoPlanBehind: a client that opens its flow-control
+// window a byte at a time makes gRPC write a buffer of 1-byte DATA frames,
+// tens of thousands per Write; merged, they plan as many segments. The
+// connection may need that plan while it writes, but keeps at most
+// maxKeptPlan of it afterwards, as it keeps for any ordinary write.
+func TestTinyFramesLeaveNoPlanBehind(t *testing.T) {
+	in := data(1, (512<<10)/(headerLen+1), 1, false)
+	c, cc := withMax(maxFrameLimit)
+	writeAll(t, c, in)
+	checkEquivalent(t, in, cc.out.Bytes(), maxFrameLimit)
+	w := &c.wr
+	kept := cap(w.segs)*24 + cap(w.lens)*8 + cap(w.ends)*8 + cap(w.isHead) + cap(w.heads)
+	if kept > maxKeptPlan {
+		t.Errorf("after a write of %d 1-byte frames the connection keeps %d bytes of its plan, want at most %d", len(in)/(headerLen+1), kept, maxKeptPlan)
+	}
+	// An ordinary write's plan is kept for the next.
+	ordinary := data(3, 512<<10, 16384, false)
+	writeAll(t, c, ordinary)
+	if cap(w.segs) == 0 {
+		t.Error("the plan of an ordinary write was not kept for the next")
+	}
+}
