@@ -13,8 +13,10 @@ import (
 // (no handshake, no AuthInfo). Everything else is inner's.
 //
 // inner's connection must hand Conn the bytes gRPC writes, in the Writes
-// gRPC makes: a TLS connection does, but costs a TLS record per segment of a
-// merged Write (crypto/tls has no writev), so serve plaintext through it.
+// gRPC makes. A TLS connection does, but each segment of a merged Write
+// becomes a TLS record of its own (crypto/tls has no writev), and a client's
+// cost over TLS is mostly decrypting 16 KiB records: flightbatch measured no
+// gain there and merges plaintext only.
 func Credentials(inner credentials.TransportCredentials) credentials.TransportCredentials {
 	return creds{inner: inner}
 }
