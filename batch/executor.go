@@ -3,6 +3,7 @@ package batch
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -60,6 +61,39 @@ type Child struct {
 	Shard    int
 	State    ShardState
 	Attempts int
-	// Errors are the failed attempts' errors, oldest first.
+	// Errors are the failed attempts' errors, oldest first. The first Poll
+	// that reports an attempt gives its error's text. Past the first
+	// MaxFullErrorShards shards with failed attempts, later polls may report
+	// an attempt with an empty Error (HandOverErrors): the manager keeps the
+	// text of the first report, the manifest only a short form of it for
+	// those shards, and the store the attempt's whole record.
 	Errors []AttemptError
+}
+
+// HandOverErrors drops from what an executor holds the text of the errors
+// p reports, once reported, of the shards past the first MaxFullErrorShards
+// with failed attempts in shard order (the manifest keeps only a short form
+// of those, BoundFailures): held returns the executor's own errors of a
+// shard, which it then holds with their attempts and times only. An executor
+// calls it after building p from copies of its errors, so that the text it
+// holds while a job runs is bounded by MaxFullErrorShards shards' worth,
+// whatever the number of failed shards, rather than MaxAttemptErrorBytes per
+// failed attempt of every shard until the job ends.
+func HandOverErrors(p Progress, held func(shard int) []AttemptError) {
+	var failed []int
+	for _, c := range p.Children {
+		if len(c.Errors) > 0 {
+			failed = append(failed, c.Shard)
+		}
+	}
+	if len(failed) <= MaxFullErrorShards {
+		return
+	}
+	slices.Sort(failed)
+	for _, shard := range failed[MaxFullErrorShards:] {
+		errs := held(shard)
+		for i := range errs {
+			errs[i].Error = ""
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -113,12 +114,67 @@ func TestManifestOfHugeFailedJobBounded(t *testing.T) {
 // their errors whole, all failing: the first MaxFullErrorShards keep each
 // attempt's (clipped) error, the rest its first line and the name of its
 // record, and every record in the store keeps the whole error.
+//
+// The manifest is the same whether the executor reports every attempt at
+// once or one attempt per poll, dropping the text of those it reported
+// (batch.HandOverErrors).
 func TestManyFailedShardsKeepFirstErrors(t *testing.T) {
 	const shards, attempts = batch.MaxFullErrorShards + 8, 2
+	errText := func(s, a int) string { return stderrTail(4<<10, "x", s, a) }
+	for _, tc := range []struct {
+		name string
+		exec batch.Executor
+	}{
+		{"all at once", &crashing{attempts: attempts, errText: errText}},
+		{"handed over", &handingOver{crashing: crashing{attempts: attempts, errText: errText}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testManyFailedShardsKeepFirstErrors(t, tc.exec, shards, attempts) })
+	}
+}
+
+// handingOver is an executor whose children fail one more attempt at each
+// poll, holding their errors as the executors do: the text of those past the
+// first MaxFullErrorShards failed shards dropped once reported.
+type handingOver struct {
+	crashing
+	polls int
+	held  map[int][]batch.AttemptError
+	// heldBytes is the error text held after each poll.
+	heldBytes []int
+}
+
+func (e *handingOver) Poll(context.Context, string) (batch.Progress, error) {
+	if e.held == nil {
+		e.held = map[int][]batch.AttemptError{}
+	}
+	e.polls++
+	a := min(e.polls, e.attempts)
+	p := batch.Progress{Done: a == e.attempts}
+	for _, s := range e.shards {
+		if len(e.held[s]) < a {
+			e.held[s] = append(e.held[s], batch.AttemptError{Attempt: a, Error: e.errText(s, a), At: time.Now().UTC()})
+		}
+		state := batch.ShardPending
+		if p.Done {
+			state = batch.ShardFailed
+		}
+		p.Children = append(p.Children, batch.Child{Shard: s, State: state, Attempts: a, Errors: slices.Clone(e.held[s])})
+	}
+	batch.HandOverErrors(p, func(shard int) []batch.AttemptError { return e.held[shard] })
+	n := 0
+	for _, errs := range e.held {
+		for _, ae := range errs {
+			n += len(ae.Error)
+		}
+	}
+	e.heldBytes = append(e.heldBytes, n)
+	return p, nil
+}
+
+func testManyFailedShardsKeepFirstErrors(t *testing.T, exec batch.Executor, shards, attempts int) {
 	ctx := context.Background()
 	st := fileStore(t)
 	cat := manyShards(t, st, shards)
-	exec := &crashing{attempts: attempts, errText: func(s, a int) string { return stderrTail(4<<10, "x", s, a) }}
 	mg := batch.NewManager(cat, analysis.Builtins(), exec, &batch.Options{Log: quiet})
 	t.Cleanup(mg.Close)
 	m := waitFor(t, mg, submit(t, mg, "demo", `{"fs": 250}`, false).JobID, terminal)
@@ -150,6 +206,20 @@ func TestManyFailedShardsKeepFirstErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("a rebuilt manifest", rebuilt)
+	if h, ok := exec.(*handingOver); ok {
+		// What the first MaxFullErrorShards shards' errors take.
+		limit := 0
+		for s := 0; s < batch.MaxFullErrorShards; s++ {
+			for a := 1; a <= attempts; a++ {
+				limit += len(h.errText(s, a))
+			}
+		}
+		for i, n := range h.heldBytes {
+			if n > limit {
+				t.Errorf("after poll %d the executor holds %d bytes of errors, want at most %d", i+1, n, limit)
+			}
+		}
+	}
 }
 
 // TestRebuiltManifestOfDottedShards: shard names may hold dots (a file

@@ -846,14 +846,20 @@ func (mg *Manager) recordFailures(m *Manifest, p Progress) {
 			continue
 		}
 		s := &m.Shards[c.Shard]
-		for _, ae := range c.Errors {
+		for j, ae := range c.Errors {
 			ae.Attempt += s.AttemptBase
 			if slices.ContainsFunc(s.Errors, func(e AttemptError) bool { return e.Attempt == ae.Attempt }) {
 				continue // seen before
 			}
 			rec, err := ReadAttemptError(mg.ctx, mg.st, m.JobID, s.Name, ae.Attempt)
-			if err == nil && rec == nil {
+			switch {
+			case err == nil && rec == nil && ae.Error != "":
 				err = recordAttemptError(mg.ctx, mg.st, m.JobID, s.Name, ae)
+			case err == nil && rec != nil && ae.Error == "":
+				// Reported before without being kept (the manifest could not
+				// be saved), and dropped by the executor since: the record
+				// has it.
+				c.Errors[j].Error = rec.Error
 			}
 			if err != nil {
 				mg.log.Warn("record failed attempt", "job", m.JobID, "shard", s.Name, "attempt", ae.Attempt, "err", err)
@@ -897,20 +903,18 @@ func applyProgress(m *Manifest, p Progress) {
 		if n := s.AttemptBase + c.Attempts; c.Attempts > 0 && n > s.Attempts {
 			s.Attempts = n
 		}
-		var errs []AttemptError
-		for _, e := range s.Errors {
-			if e.Attempt <= s.AttemptBase {
-				errs = append(errs, e)
-			}
-		}
+		// An attempt's text comes with the first report of it: the executor
+		// may drop it after (HandOverErrors), so later reports add only the
+		// attempts the manifest lacks.
 		for _, e := range c.Errors {
 			e.Attempt += s.AttemptBase
+			if slices.ContainsFunc(s.Errors, func(k AttemptError) bool { return k.Attempt == e.Attempt }) {
+				continue
+			}
 			e.Error = ClipAttemptError(e.Error) // whole in the attempt's record (recordFailures)
-			errs = append(errs, e)
+			s.Errors = append(s.Errors, e)
 		}
-		if len(errs) > len(s.Errors) {
-			s.Errors = errs
-		}
+		slices.SortStableFunc(s.Errors, func(a, b AttemptError) int { return a.Attempt - b.Attempt })
 	}
 	boundFailures(m)
 }

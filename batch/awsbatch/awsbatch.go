@@ -966,6 +966,18 @@ func (r *run) progress(done bool) batch.Progress {
 		}
 	}
 	slices.SortFunc(p.Children, func(a, b batch.Child) int { return a.Shard - b.Shard })
+	var at map[int]*kid // by shard, made when needed
+	batch.HandOverErrors(p, func(shard int) []batch.AttemptError {
+		if at == nil {
+			at = make(map[int]*kid, len(r.shards))
+			for i := range r.kids {
+				for _, s := range child.Part(r.shards, i, r.children) {
+					at[s] = &r.kids[i]
+				}
+			}
+		}
+		return at[shard].errors[shard]
+	})
 	return p
 }
 

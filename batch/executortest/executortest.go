@@ -30,6 +30,37 @@ type Harness struct {
 	Store *store.Store
 	// Executor is the executor under test.
 	Executor batch.Executor
+
+	// texts keeps, by handle, shard and attempt, the error text of each
+	// attempt's first report, as the manager does (batch.Child.Errors).
+	texts map[string]map[[2]int]string
+}
+
+// keep records the error texts p reports for the first time for handle, and
+// fills in the ones it reports again without text: the progress the manager
+// sees.
+func (h *Harness) keep(handle string, p batch.Progress) batch.Progress {
+	if h.texts == nil {
+		h.texts = map[string]map[[2]int]string{}
+	}
+	seen := h.texts[handle]
+	if seen == nil {
+		seen = map[[2]int]string{}
+		h.texts[handle] = seen
+	}
+	for i := range p.Children {
+		c := &p.Children[i]
+		for j := range c.Errors {
+			ae := &c.Errors[j]
+			key := [2]int{c.Shard, ae.Attempt}
+			if text, ok := seen[key]; ok {
+				ae.Error = text
+			} else {
+				seen[key] = ae.Error
+			}
+		}
+	}
+	return p
 }
 
 // Function is the name of the function the suite's jobs run: it copies its
@@ -88,6 +119,7 @@ func RunConformanceTests(t *testing.T, newHarness NewHarness) {
 		{"Subset", "", testSubset},
 		{"UnknownHandle", "", testUnknownHandle},
 		{"LongErrorsBounded", "", testLongErrorsBounded},
+		{"ManyErrorsBounded", "*:always,part-00000:sleep=1800", testManyErrorsBounded},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -123,9 +155,16 @@ func newJob(t *testing.T, h *Harness, maxAttempts int) *batch.Manifest {
 // and returns the job.
 func newJobOf(t *testing.T, h *Harness, fn string, maxAttempts int) *batch.Manifest {
 	t.Helper()
+	return newJobOver(t, h, fn, maxAttempts, shards)
+}
+
+// newJobOver writes a small dataset of n shards and a job running function
+// fn over it, and returns the job.
+func newJobOver(t *testing.T, h *Harness, fn string, maxAttempts, n int) *batch.Manifest {
+	t.Helper()
 	ctx := context.Background()
 	cat := dataset.NewCatalog(h.Store)
-	if err := dataset.GenerateDemo(ctx, cat, "conf", dataset.DemoOptions{Shards: shards, Bytes: 30 * 10000, Seconds: 10}); err != nil {
+	if err := dataset.GenerateDemo(ctx, cat, "conf", dataset.DemoOptions{Shards: n, Bytes: int64(n) * 10 * 10000, Seconds: 10}); err != nil {
 		t.Fatal(err)
 	}
 	ds, err := cat.Get(ctx, "conf")
@@ -164,20 +203,28 @@ func start(t *testing.T, h *Harness, m *batch.Manifest, idx []int) string {
 	return handle
 }
 
-// wait polls until the children are done, returning the last progress.
+// wait polls until the children are done, returning the last progress with
+// each error's text as first reported.
 func wait(t *testing.T, h *Harness, handle string, until func(batch.Progress) bool) batch.Progress {
 	t.Helper()
-	deadline := time.Now().Add(Timeout)
+	return waitUpTo(t, h, handle, until, Timeout)
+}
+
+// waitUpTo is wait for at most timeout.
+func waitUpTo(t *testing.T, h *Harness, handle string, until func(batch.Progress) bool, timeout time.Duration) batch.Progress {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	for {
 		p, err := h.Executor.Poll(context.Background(), handle)
 		if err != nil {
 			t.Fatalf("Poll(%s): %v", handle, err)
 		}
+		p = h.keep(handle, p)
 		if until(p) {
 			return p
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("children of %s not there after %v: %+v", handle, Timeout, p)
+			t.Fatalf("children of %s not there after %v: %+v", handle, timeout, p)
 		}
 		time.Sleep(min(h.Executor.PollInterval(), 200*time.Millisecond))
 	}
@@ -341,4 +388,63 @@ func testLongErrorsBounded(t *testing.T, h *Harness) {
 	if limit := shards * attempts * batch.MaxAttemptErrorBytes; held > limit {
 		t.Errorf("the executor holds %d bytes of errors for %d failed attempts, want at most %d", held, shards*attempts, limit)
 	}
+}
+
+// testManyErrorsBounded: what an executor holds of failed attempts' errors
+// while a job runs is bounded by MaxFullErrorShards shards' worth, however
+// many shards fail (batch.HandOverErrors): once reported, the errors of the
+// later failed shards come again with their attempts and no text, while
+// their first report, which the manager keeps, has it. Shard 0 sleeps, so
+// that the job still runs when the executor is asked again (it is cancelled
+// then); the others fail.
+func testManyErrorsBounded(t *testing.T, h *Harness) {
+	n := batch.MaxFullErrorShards + 3
+	m := newJobOver(t, h, Function, 1, n)
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	handle := start(t, h, m, idx)
+	failed := func(p batch.Progress) bool {
+		for i := 1; i < n; i++ {
+			if c := child(t, p, i); c.State != batch.ShardFailed || len(c.Errors) != 1 {
+				return false
+			}
+		}
+		return true
+	}
+	// A hundred children, one after the other on a small test cluster.
+	p := waitUpTo(t, h, handle, failed, 5*Timeout)
+	for i := 1; i < n; i++ {
+		if ae := child(t, p, i).Errors[0]; !strings.Contains(ae.Error, "injected fault") {
+			t.Errorf("shard %d: the first report of its error lacks it: %.200q", i, ae.Error)
+		}
+	}
+	again, err := h.Executor.Poll(context.Background(), handle)
+	if err != nil {
+		t.Fatalf("Poll(%s): %v", handle, err)
+	}
+	if again.Done {
+		t.Fatal("the job ended while shard 0 sleeps")
+	}
+	held, heldPast := 0, 0
+	for i := 1; i < n; i++ {
+		c := child(t, again, i)
+		if len(c.Errors) != 1 || c.Errors[0].Attempt != 1 {
+			t.Errorf("shard %d: asked again, the executor reports errors %+v, want attempt 1's", i, c.Errors)
+			continue
+		}
+		held += len(c.Errors[0].Error)
+		if i > batch.MaxFullErrorShards {
+			heldPast += len(c.Errors[0].Error)
+		}
+	}
+	if limit := batch.MaxFullErrorShards * batch.MaxAttemptErrorBytes; held > limit || heldPast > 0 {
+		t.Errorf("%d failed shards: the executor still holds %d bytes of errors already reported (%d of the shards past the first %d), want at most %d (0)",
+			n-1, held, heldPast, batch.MaxFullErrorShards, limit)
+	}
+	if err := h.Executor.Cancel(context.Background(), handle); err != nil {
+		t.Fatalf("Cancel: %v", err)
+	}
+	wait(t, h, handle, done)
 }

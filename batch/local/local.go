@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -180,9 +181,19 @@ func (e *Executor) Poll(ctx context.Context, handle string) (batch.Progress, err
 	}
 	p := batch.Progress{Done: r.left == 0, Children: make([]batch.Child, len(r.children))}
 	for i, c := range r.children {
-		c.Errors = append([]batch.AttemptError(nil), c.Errors...)
+		c.Errors = slices.Clone(c.Errors)
 		p.Children[i] = c
 	}
+	var at map[int]int // index in r.children by shard, made when needed
+	batch.HandOverErrors(p, func(shard int) []batch.AttemptError {
+		if at == nil {
+			at = make(map[int]int, len(r.children))
+			for i, c := range r.children {
+				at[c.Shard] = i
+			}
+		}
+		return r.children[at[shard]].Errors
+	})
 	if p.Done {
 		delete(e.runs, handle) // the manager stops polling a finished run
 	}

@@ -1158,6 +1158,16 @@ func (r *run) progress() batch.Progress {
 		}
 	}
 	slices.SortFunc(p.Children, func(a, b batch.Child) int { return a.Shard - b.Shard })
+	var at map[int]*kid // by shard, made when needed
+	batch.HandOverErrors(p, func(shard int) []batch.AttemptError {
+		if at == nil {
+			at = make(map[int]*kid, len(r.kids))
+			for i := range r.kids {
+				at[r.shards[i]] = &r.kids[i]
+			}
+		}
+		return at[shard].errors
+	})
 	return p
 }
 
