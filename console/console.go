@@ -18,6 +18,7 @@ import (
 	"hash/fnv"
 	"html/template"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -35,7 +36,9 @@ type Jobs interface {
 	// Find returns copies of the jobs q selects, in q's order, at most
 	// q.Limit of them.
 	Find(q batch.Query) []*batch.Manifest
-	Status(id string) (*batch.Manifest, error)
+	// ShardPage returns a job's summary and the page of its shards q
+	// selects, copied.
+	ShardPage(id string, q batch.ShardQuery) (*batch.ShardPage, error)
 }
 
 // ClientVerifier checks the client certificate of a TLS connection (mutual TLS).
@@ -389,26 +392,131 @@ func (c *Console) jobList(w http.ResponseWriter, r *http.Request) {
 	c.render(w, "jobs.html", data)
 }
 
+// The job page shows a page of the job's shards in the manifest's order:
+// DefaultPageShards unless ?limit= asks for more (at most MaxPageShards),
+// from the position ?from=, of one state with ?state=. However many shards
+// the job has, a view and each of its refreshes costs that page only.
+const (
+	DefaultPageShards = 100
+	MaxPageShards     = 1000
+)
+
+// shardsPage is what ?state=, ?from= and ?limit= ask of a job's page.
+type shardsPage struct {
+	State batch.ShardState
+	From  int
+	Limit int
+}
+
+var shardStates = []batch.ShardState{batch.ShardPending, batch.ShardRunning, batch.ShardSucceeded, batch.ShardFailed, batch.ShardCancelled}
+
+func parseShardsPage(q url.Values) (shardsPage, error) {
+	p := shardsPage{Limit: DefaultPageShards}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return p, fmt.Errorf("limit %s: want a number of shards from 1 to %d", clip.Quote(v), MaxPageShards)
+		}
+		p.Limit = min(n, MaxPageShards)
+	}
+	if v := q.Get("from"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return p, fmt.Errorf("from %s: want a shard's position, a number from 0", clip.Quote(v))
+		}
+		p.From = n
+	}
+	if v := q.Get("state"); v != "" {
+		for _, st := range shardStates {
+			if strings.EqualFold(v, string(st)) {
+				p.State = st
+			}
+		}
+		if p.State == "" {
+			return p, fmt.Errorf("state %s: want one of PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED", clip.Quote(v))
+		}
+	}
+	return p, nil
+}
+
+// href is the job page's address with the page's state, from and limit.
+func (p shardsPage) href(id string) string {
+	v := url.Values{}
+	if p.State != "" {
+		v.Set("state", string(p.State))
+	}
+	if p.From != 0 {
+		v.Set("from", strconv.Itoa(p.From))
+	}
+	if p.Limit != DefaultPageShards {
+		v.Set("limit", strconv.Itoa(p.Limit))
+	}
+	if len(v) == 0 {
+		return "/jobs/" + id
+	}
+	return "/jobs/" + id + "?" + v.Encode()
+}
+
 // shardRow is one shard of a job, placed on the job's timeline.
 type shardRow struct {
 	batch.ShardRecord
+	Position    int
 	Duration    time.Duration
 	Left, Width float64 // percent of the timeline
 	Started     bool
+	// Open marks the bar of a shard still running: it reaches the
+	// timeline's end.
+	Open bool
+}
+
+// stateFilter is a link to the shards of one state, with their count.
+type stateFilter struct {
+	State batch.ShardState
+	Count int
+	Href  string
+	On    bool
+}
+
+// timelineSpan is the length of a job's timeline: start to end for a
+// finished job; for a running one, the time it has run rounded up to 1, 2
+// or 5 times a power of ten seconds, so that the page changes with the
+// shards, not with every tick of the clock.
+func timelineSpan(ran time.Duration, running bool) time.Duration {
+	if !running {
+		return max(ran, time.Millisecond)
+	}
+	for unit := time.Second; unit < math.MaxInt64/10; unit *= 10 {
+		for _, k := range []time.Duration{1, 2, 5} {
+			if ran <= k*unit {
+				return k * unit
+			}
+		}
+	}
+	return ran
 }
 
 func (c *Console) jobPage(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	m, err := c.o.Jobs.Status(id)
-	if errors.Is(err, batch.ErrNotFound) || !batch.ValidJobID(id) {
-		w.WriteHeader(http.StatusNotFound)
-		c.render(w, "notfound.html", map[string]any{"ID": clip.String(id, clip.QuoteBytes)})
+	if !batch.ValidJobID(id) {
+		c.notFound(w, id)
+		return
+	}
+	page, err := parseShardsPage(r.URL.Query())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	p, err := c.o.Jobs.ShardPage(id, batch.ShardQuery{State: page.State, From: page.From, Limit: page.Limit})
+	if errors.Is(err, batch.ErrNotFound) {
+		c.notFound(w, id)
 		return
 	}
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	m := p.Job
+	running := !m.State.Terminal()
 	start := m.CreatedAt
 	if m.StartedAt != nil {
 		start = *m.StartedAt
@@ -417,26 +525,73 @@ func (c *Console) jobPage(w http.ResponseWriter, r *http.Request) {
 	if m.FinishedAt != nil {
 		end = *m.FinishedAt
 	}
-	span := max(end.Sub(start), time.Millisecond)
-	shards := make([]shardRow, len(m.Shards))
-	for i, s := range m.Shards {
-		sr := shardRow{ShardRecord: s}
+	span := timelineSpan(end.Sub(start), running)
+	shards := make([]shardRow, len(p.Shards))
+	for i, s := range p.Shards {
+		sr := shardRow{ShardRecord: s, Position: p.Positions[i]}
 		if ss := shardStart(m, s); ss != nil {
 			sr.Started = true
-			se := end
-			if s.FinishedAt != nil {
-				se = *s.FinishedAt
-			}
-			sr.Duration = max(se.Sub(*ss), 0)
 			sr.Left = clamp(100 * float64(ss.Sub(start)) / float64(span))
-			sr.Width = max(clamp(100*float64(sr.Duration)/float64(span)), 0.5)
+			if s.FinishedAt != nil {
+				sr.Duration = max(s.FinishedAt.Sub(*ss), 0)
+				sr.Width = max(clamp(100*float64(sr.Duration)/float64(span)), 0.5)
+			} else {
+				sr.Open = true
+				sr.Width = 100 - sr.Left
+			}
 			if sr.Left+sr.Width > 100 {
 				sr.Width = 100 - sr.Left
 			}
 		}
 		shards[i] = sr
 	}
-	c.render(w, "job.html", map[string]any{"Job": row(m), "Shards": shards, "Running": !m.State.Terminal(), "Span": span})
+	job := jobRow{Manifest: m, Counts: p.Counts}
+	if !running {
+		job.Duration = jobDuration(m)
+	}
+	counts := map[batch.ShardState]int{batch.ShardPending: p.Counts.Pending, batch.ShardRunning: p.Counts.Running,
+		batch.ShardSucceeded: p.Counts.Succeeded, batch.ShardFailed: p.Counts.Failed, batch.ShardCancelled: p.Counts.Cancelled}
+	filters := []stateFilter{{Count: p.Counts.Total, Href: shardsPage{Limit: page.Limit}.href(id), On: page.State == ""}}
+	for _, st := range shardStates {
+		filters = append(filters, stateFilter{State: st, Count: counts[st], Href: shardsPage{State: st, Limit: page.Limit}.href(id), On: page.State == st})
+	}
+	data := map[string]any{"Job": job, "Shards": shards, "Running": running, "Span": span, "Page": page, "Filters": filters}
+	if p.Next >= 0 {
+		data["Next"] = shardsPage{State: page.State, From: p.Next, Limit: page.Limit}.href(id)
+	}
+	if page.From > 0 {
+		data["First"] = shardsPage{State: page.State, Limit: page.Limit}.href(id)
+	}
+	// The summary and the shards are what the page's refresh fetches; an
+	// unchanged answer is 304 Not Modified, without a body.
+	var buf bytes.Buffer
+	if err := c.pages.ExecuteTemplate(&buf, "joblive", data); err != nil {
+		c.log.Warn("render page", "page", "joblive", "err", err)
+		http.Error(w, "render the job page", http.StatusInternalServerError)
+		return
+	}
+	sum := fnv.New64a()
+	sum.Write(buf.Bytes())
+	etag := fmt.Sprintf(`"%x"`, sum.Sum64())
+	if r.URL.Query().Get("rows") != "" {
+		w.Header().Set("ETag", etag)
+		w.Header().Set("Cache-Control", "no-store")
+		if r.Header.Get("If-None-Match") == etag {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(buf.Bytes())
+		return
+	}
+	data["Live"] = template.HTML(buf.String()) // rendered by html/template, escaped there
+	data["ETag"] = etag
+	c.render(w, "job.html", data)
+}
+
+func (c *Console) notFound(w http.ResponseWriter, id string) {
+	w.WriteHeader(http.StatusNotFound)
+	c.render(w, "notfound.html", map[string]any{"ID": clip.String(id, clip.QuoteBytes)})
 }
 
 // shardStart is when a shard's child started: as seen by the job manager or,

@@ -8,8 +8,8 @@ FLIGHTBATCH_FAULTS) runs long enough to be watched:
   the job's own status and against what DoGet and DoPut carried;
 - headless Chromium (Debian's chromium and chromium-driver, driven over the WebDriver protocol
   with the standard library) logs in with a token, opens the job's page while it runs and reads
-  the shard counts and states from the DOM; the page refreshes itself until the job ends, and
-  then shows the failed shard's error. Screenshots are saved under the test's temp directory.
+  the shard counts and states from the DOM; the page refreshes its summary and shards in place
+  (the document stays) until the job ends, and then shows the failed shard's error. Screenshots are saved under the test's temp directory.
 
 scripts/test.sh installs Chromium and sets FLIGHTBATCH_REQUIRE_CHROMIUM=1, so that there the
 browser test fails, rather than skips, when Chromium is missing.
@@ -301,6 +301,8 @@ def test_jobs_page_in_a_browser(watched, tmp_path):
         assert [s["name"] for s in page["shards"]] == [f"part-{i:05d}" for i in range(SHARDS)]
         assert int(page["counts"]["succeeded"]) < SHARDS
         wd.screenshot(tmp_path / "job-running.png")
+        # The refresh replaces the summary and the shards in place: a mark left on the document stays.
+        wd.js("window.flightbatchMark = 'same document'; return null;")
 
         # The page refreshes itself: no navigation here until it shows the end.
         deadline = time.monotonic() + 180
@@ -323,6 +325,24 @@ def test_jobs_page_in_a_browser(watched, tmp_path):
         assert any(want in e for e in failed["errors"]), failed
         assert want in page["error"]
         assert all(s["state"] == "SUCCEEDED" and s["bar"] for n, s in by_name.items() if n != "part-00000")
+        assert wd.js("return window.flightbatchMark || null;") == "same document", "the job page was reloaded"
+        # The page fetched its refreshes, and once it shows the job's end it fetches no more.
+        fetches = "return performance.getEntriesByType('resource').filter(e => e.name.includes('rows=1')).length;"
+        seen = wd.js(fetches)
+        assert seen > 0, "the page showed the job's end without a refresh"
+        time.sleep(4)
+        assert wd.js(fetches) == seen, "the page of a finished job goes on refreshing"
+
+        # The failed shards alone, through the summary's link.
+        wd.cmd("POST", f"/element/{wd.element('#filter-FAILED')}/click", {})
+        deadline = time.monotonic() + 30
+        while "state=FAILED" not in wd.cmd("GET", "/url"):
+            assert time.monotonic() < deadline, "the failed shards link did not lead on"
+            time.sleep(0.1)
+        page = wd.js(READ_PAGE)
+        assert [(s["name"], s["state"]) for s in page["shards"]] == [("part-00000", "FAILED")], page["shards"]
+        assert page["state"] == "FAILED" and int(page["counts"]["total"]) == SHARDS
+        assert wd.js("return document.querySelector('script') === null;"), "a finished job's page refreshes itself"
 
         wd.go(base + "/jobs")
         row = wd.js(f"""const tr = document.querySelector('tr.job[data-job="{job}"]');

@@ -1,0 +1,87 @@
+package batch
+
+import "fmt"
+
+// ShardQuery selects a page of a job's shards, in the manifest's order.
+type ShardQuery struct {
+	// State keeps the shards in this state only; "" keeps all.
+	State ShardState
+	// From is the manifest position the page starts at.
+	From int
+	// Limit is the most shards on the page (at least 1).
+	Limit int
+}
+
+// ShardPage is a job without its shards, the counts of its shards by state,
+// and a page of its shards.
+type ShardPage struct {
+	// Job is the job's manifest without its shards (Shards is nil).
+	Job    *Manifest
+	Counts Counts
+	Shards []ShardRecord
+	// Positions are the positions of Shards in the manifest.
+	Positions []int
+	// Next is the position of the first shard after the page that the
+	// query keeps, or -1 when there is none.
+	Next int
+}
+
+// ShardPage returns the page of the manifest's shards that q selects. The
+// page shares the manifest's shard records (their errors and times).
+func (m *Manifest) ShardPage(q ShardQuery) *ShardPage {
+	head := *m
+	head.Shards = nil
+	p := &ShardPage{Job: &head, Counts: m.Counts(), Next: -1}
+	limit := max(q.Limit, 1)
+	for i := max(q.From, 0); i < len(m.Shards); i++ {
+		if q.State != "" && m.Shards[i].State != q.State {
+			continue
+		}
+		if len(p.Shards) == limit {
+			p.Next = i
+			break
+		}
+		p.Shards = append(p.Shards, m.Shards[i])
+		p.Positions = append(p.Positions, i)
+	}
+	return p
+}
+
+// ShardPage returns a copy of the page of a job's shards that q selects:
+// however many shards the job has, it copies the job's summary and the
+// page's shards only.
+func (mg *Manager) ShardPage(id string, q ShardQuery) (*ShardPage, error) {
+	mg.mu.Lock()
+	e, ok := mg.jobs[id]
+	var m *Manifest
+	if ok {
+		m = e.m // replaced, never changed in place
+	}
+	mg.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
+	}
+	p := m.ShardPage(q)
+	p.Job = p.Job.clone()
+	for i, s := range p.Shards {
+		p.Shards[i] = s.clone()
+	}
+	return p, nil
+}
+
+// clone is a copy of the record that shares nothing with it.
+func (s ShardRecord) clone() ShardRecord {
+	s.Errors = append([]AttemptError(nil), s.Errors...)
+	s.Rows = clonePtr(s.Rows)
+	s.StartedAt = clonePtr(s.StartedAt)
+	s.FinishedAt = clonePtr(s.FinishedAt)
+	return s
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
+}
