@@ -1,7 +1,7 @@
 // Package console is the server's HTTP side, off unless `serve --http` is
 // given: Prometheus metrics at /metrics, /healthz, and the jobs page, the job
-// history and each job's shards as a timeline, rendered on the server with
-// html/template. Everything but /healthz needs the same credentials as the
+// history a page at a time and each job's summary with a page of its shards
+// on a timeline, rendered on the server with html/template. Everything but /healthz needs the same credentials as the
 // Flight service: a bearer token (header, or a cookie set by the login form)
 // or, with mutual TLS, a client certificate.
 package console

@@ -77,7 +77,7 @@ func GenerateDemo(ctx context.Context, c *Catalog, name string, o DemoOptions) e
 	ok := false
 	defer func() {
 		if !ok {
-			w.Abort()
+			_ = w.Abort() // the demo's own error is the one to report
 		}
 	}()
 	mem := memory.DefaultAllocator

@@ -210,8 +210,10 @@ func (w *Writer) Commit() error {
 }
 
 // Abort discards everything written. It uses its own context so that it also
-// works after the writer's context was cancelled.
-func (w *Writer) Abort() {
+// works after the writer's context was cancelled. It deletes what it can and
+// returns the first error met; what it could not delete stays, under the
+// name's upload marker, until the name is uploaded again.
+func (w *Writer) Abort() error {
 	if w.cur != nil {
 		w.cur.abort()
 		w.cur = nil
@@ -220,14 +222,24 @@ func (w *Writer) Abort() {
 	prefix := Prefix + w.name + "/"
 	objs, err := w.c.st.List(ctx, prefix)
 	if err != nil {
-		return
+		return fmt.Errorf("discarding the upload of dataset %s: %w", w.name, err)
 	}
+	var first error
 	for _, o := range objs {
-		if o.Key != prefix+uploadingMarker {
-			_ = w.c.st.Delete(ctx, o.Key)
+		if o.Key == prefix+uploadingMarker {
+			continue
+		}
+		if err := w.c.st.Delete(ctx, o.Key); err != nil && first == nil {
+			first = err
 		}
 	}
-	_ = w.c.st.Delete(ctx, prefix+uploadingMarker)
+	if first == nil {
+		first = w.c.st.Delete(ctx, prefix+uploadingMarker)
+	}
+	if first != nil {
+		return fmt.Errorf("discarding the upload of dataset %s: %w", w.name, first)
+	}
+	return nil
 }
 
 // shardWriter streams one Arrow IPC file into the store through a pipe.

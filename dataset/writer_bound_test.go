@@ -50,3 +50,48 @@ func TestWriterBoundsShards(t *testing.T) {
 		})
 	}
 }
+
+// TestAbortReportsWhatItCouldNotDelete: an upload aborted while the store
+// fails says so (the server logs it) instead of leaving its objects behind
+// silently; once the store answers again, an abort leaves nothing.
+func TestAbortReportsWhatItCouldNotDelete(t *testing.T) {
+	ctx := t.Context()
+	st, err := store.Open(ctx, "file://"+t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cat := NewCatalog(st)
+	w, err := cat.NewWriter(ctx, "cut", DemoSchema, &WriterOptions{ShardBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		rec := signalBatch(t, memory.DefaultAllocator, i, 1, 10)
+		err := w.Write(rec)
+		rec.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	failing, err := store.Open(ctx, "mem://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing.Close() // every request now fails
+	w.c = NewCatalog(failing)
+	if err := w.Abort(); err == nil || !strings.Contains(err.Error(), "cut") {
+		t.Fatalf("abort over a failing store: %v, want an error naming the dataset", err)
+	}
+	w.c = cat
+	if err := w.Abort(); err != nil {
+		t.Fatalf("abort: %v", err)
+	}
+	objs, err := st.List(ctx, Prefix+"cut/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 0 {
+		t.Fatalf("%d objects left after the abort, want none: %v", len(objs), objs[0].Key)
+	}
+}

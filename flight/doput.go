@@ -188,7 +188,9 @@ func (s *Server) DoPut(stream aflight.FlightService_DoPutServer) error {
 	committed := false
 	defer func() {
 		if !committed {
-			w.Abort()
+			if err := w.Abort(); err != nil {
+				s.log.Error("aborted upload left objects behind", "dataset", t.name, "err", err)
+			}
 		}
 	}()
 	var rows int64

@@ -35,7 +35,9 @@ func (m *Main) gen(ctx context.Context, args []string) error {
 			if err != nil {
 				return err
 			}
-			w.Abort()
+			if err := w.Abort(); err != nil {
+				return err
+			}
 		}
 	}
 	opts := dataset.DemoOptions{Shards: *shards, Bytes: int64(*mb) << 20, Seed: *seed, Seconds: *seconds, FS: *fsHz}

@@ -190,6 +190,13 @@ type writer struct {
 	st       writeStats
 }
 
+// maxSegments bounds the segments a write is sent in, so that it is one
+// writev (Linux's IOV_MAX, up to which Go's writev goes at once). An
+// ordinary write (16 KiB frames) needs a few dozen; a write of many tiny
+// frames merges until its plan holds this many, and the rest of it goes out
+// as it is.
+const maxSegments = 1024
+
 // maxKeptPlan bounds, in bytes, the plan a connection keeps between writes
 // for the next: that of an ordinary write (gRPC's buffer of 16 KiB frames).
 // A write of many tiny frames (a client opening its window a byte at a time)
@@ -291,11 +298,18 @@ func (w *writer) plan(p []byte, peerMax uint32) {
 			continue
 		}
 		// A run: frames of h's stream, complete, none ending the stream
-		// but the last, within max.
+		// but the last, within max, and within the segments left (those
+		// before the run, the new header, a payload per frame, those
+		// after the last run).
+		budget := maxSegments - len(w.segs) - 3
+		if budget < 2 {
+			i = end
+			continue
+		}
 		stream := binary.BigEndian.Uint32(h[5:])
 		total, frames, last := n, 1, end
 		var flags byte
-		for last+headerLen <= len(p) {
+		for last+headerLen <= len(p) && frames < budget {
 			g := p[last : last+headerLen]
 			m := int(frameLen(g))
 			if !mergeable(g) || binary.BigEndian.Uint32(g[5:]) != stream ||

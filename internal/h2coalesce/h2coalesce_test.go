@@ -515,3 +515,24 @@ func TestTinyFramesLeaveNoPlanBehind(t *testing.T) {
 		t.Error("the plan of an ordinary write was not kept for the next")
 	}
 }
+
+// TestTinyFramesOneWritev: however many tiny frames a write holds, it goes
+// out in at most maxSegments segments (one writev); the frames past that
+// many pass unmerged.
+func TestTinyFramesOneWritev(t *testing.T) {
+	for _, in := range [][]byte{
+		data(1, (512<<10)/(headerLen+1), 1, false),
+		cat(data(1, 3000, 1, false), frame(0x6, 0, 0, make([]byte, 8)), data(3, 3000, 1, true)),
+		data(1, 2*maxSegments, 1, true),
+	} {
+		c, cc := withMax(1 << 20)
+		writeAll(t, c, in) // captureConn has no writev: a Write per segment
+		checkEquivalent(t, in, cc.out.Bytes(), 1<<20)
+		if cc.writes > maxSegments {
+			t.Fatalf("a write of %d bytes went out in %d segments, want at most %d", len(in), cc.writes, maxSegments)
+		}
+		if _, _, lens := canonical(cc.out.Bytes()); lens[0] < maxSegments-8 {
+			t.Fatalf("the first run merged only %d frames", lens[0])
+		}
+	}
+}
