@@ -122,6 +122,42 @@ func (q *Query) match(m *Manifest) bool {
 // Find returns copies of the jobs q selects, in q's order.
 func (mg *Manager) Find(q Query) []*Manifest {
 	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	out := mg.findLocked(q)
+	for i, m := range out {
+		out[i] = m.clone()
+	}
+	return out
+}
+
+// JobSummary is a job without its shards and the counts of its shards by
+// state: what a list of jobs shows.
+type JobSummary struct {
+	// Job is the job's manifest without its shards (Shards is nil).
+	Job    *Manifest
+	Counts Counts
+}
+
+// Summaries returns copies of the summaries of the jobs q selects, in q's
+// order: however many shards the jobs have, it copies each job's manifest
+// without its shards, and after releasing the manager's lock (a job's
+// manifest is replaced, never changed in place).
+func (mg *Manager) Summaries(q Query) []JobSummary {
+	mg.mu.Lock()
+	found := mg.findLocked(q)
+	mg.mu.Unlock()
+	out := make([]JobSummary, len(found))
+	for i, m := range found {
+		head := *m
+		head.Shards = nil
+		out[i] = JobSummary{Job: head.clone(), Counts: m.Counts()}
+	}
+	return out
+}
+
+// findLocked returns the manifests of the jobs q selects, in q's order,
+// shared. mg.mu is held.
+func (mg *Manager) findLocked(q Query) []*Manifest {
 	var out []*Manifest
 	for _, e := range mg.jobs {
 		if q.match(e.m) {
@@ -138,10 +174,6 @@ func (mg *Manager) Find(q Query) []*Manifest {
 	if q.Limit > 0 && len(out) > q.Limit {
 		out = out[:q.Limit]
 	}
-	for i, m := range out {
-		out[i] = m.clone()
-	}
-	mg.mu.Unlock()
 	return out
 }
 

@@ -33,9 +33,9 @@ import (
 
 // Jobs is the job history; *batch.Manager is one.
 type Jobs interface {
-	// Find returns copies of the jobs q selects, in q's order, at most
-	// q.Limit of them.
-	Find(q batch.Query) []*batch.Manifest
+	// Summaries returns copies of the summaries of the jobs q selects (each
+	// without its shards), in q's order, at most q.Limit of them.
+	Summaries(q batch.Query) []batch.JobSummary
 	// ShardPage returns a job's summary and the page of its shards q
 	// selects, copied.
 	ShardPage(id string, q batch.ShardQuery) (*batch.ShardPage, error)
@@ -265,8 +265,8 @@ type jobRow struct {
 	Duration time.Duration
 }
 
-func row(m *batch.Manifest) jobRow {
-	return jobRow{Manifest: m, Counts: m.Counts(), Duration: jobDuration(m)}
+func row(s batch.JobSummary) jobRow {
+	return jobRow{Manifest: s.Job, Counts: s.Counts, Duration: jobDuration(s.Job)}
 }
 
 func jobDuration(m *batch.Manifest) time.Duration {
@@ -344,16 +344,16 @@ func (c *Console) jobList(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	found := c.o.Jobs.Find(q)
+	found := c.o.Jobs.Summaries(q)
 	older := len(found) > page.Limit
 	if older {
 		found = found[:page.Limit]
 	}
 	rows := make([]jobRow, len(found))
 	running := false
-	for i, m := range found {
-		rows[i] = row(m)
-		running = running || !m.State.Terminal()
+	for i, s := range found {
+		rows[i] = row(s)
+		running = running || !s.Job.State.Terminal()
 	}
 	data := map[string]any{"Jobs": rows, "Running": running, "Page": page}
 	// The rows alone are what the page's refresh fetches; an unchanged
@@ -381,7 +381,7 @@ func (c *Console) jobList(w http.ResponseWriter, r *http.Request) {
 	data["Rows"] = template.HTML(buf.String()) // rendered by html/template, escaped there
 	data["ETag"] = etag
 	if older {
-		data["Older"] = jobsPage{Limit: page.Limit, Before: found[len(found)-1].JobID}.href()
+		data["Older"] = jobsPage{Limit: page.Limit, Before: found[len(found)-1].Job.JobID}.href()
 		if page.Limit < MaxPageJobs {
 			data["More"] = jobsPage{Limit: min(page.Limit+DefaultPageJobs, MaxPageJobs), Before: page.Before}.href()
 		}

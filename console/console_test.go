@@ -27,9 +27,20 @@ import (
 // fakeJobs is a job history of fixed manifests.
 type fakeJobs []*batch.Manifest
 
-// Find keeps the jobs created before q.Until (when set), in q's order, at
+// Summaries are the summaries of the jobs find keeps.
+func (f fakeJobs) Summaries(q batch.Query) []batch.JobSummary {
+	var out []batch.JobSummary
+	for _, m := range f.find(q) {
+		head := *m
+		head.Shards = nil
+		out = append(out, batch.JobSummary{Job: &head, Counts: m.Counts()})
+	}
+	return out
+}
+
+// find keeps the jobs created before q.Until (when set), in q's order, at
 // most q.Limit.
-func (f fakeJobs) Find(q batch.Query) []*batch.Manifest {
+func (f fakeJobs) find(q batch.Query) []*batch.Manifest {
 	var out []*batch.Manifest
 	for _, m := range f {
 		if q.Until.IsZero() || m.CreatedAt.Before(q.Until) {
