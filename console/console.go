@@ -356,29 +356,12 @@ func (c *Console) jobList(w http.ResponseWriter, r *http.Request) {
 		running = running || !s.Job.State.Terminal()
 	}
 	data := map[string]any{"Jobs": rows, "Running": running, "Page": page}
-	// The rows alone are what the page's refresh fetches; an unchanged
-	// answer is 304 Not Modified, without a body.
-	var buf bytes.Buffer
-	if err := c.pages.ExecuteTemplate(&buf, "jobrows", data); err != nil {
-		c.log.Warn("render page", "page", "jobrows", "err", err)
-		http.Error(w, "render the jobs page", http.StatusInternalServerError)
+	// The rows alone are what the page's refresh fetches.
+	frag, etag, done := c.fragment(w, r, "jobrows", "render the jobs page", data)
+	if done {
 		return
 	}
-	sum := fnv.New64a()
-	sum.Write(buf.Bytes())
-	etag := fmt.Sprintf(`"%x"`, sum.Sum64())
-	if r.URL.Query().Get("rows") != "" {
-		w.Header().Set("ETag", etag)
-		w.Header().Set("Cache-Control", "no-store")
-		if r.Header.Get("If-None-Match") == etag {
-			w.WriteHeader(http.StatusNotModified)
-			return
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Write(buf.Bytes())
-		return
-	}
-	data["Rows"] = template.HTML(buf.String()) // rendered by html/template, escaped there
+	data["Rows"] = frag
 	data["ETag"] = etag
 	if older {
 		data["Older"] = jobsPage{Limit: page.Limit, Before: found[len(found)-1].Job.JobID}.href()
@@ -562,29 +545,12 @@ func (c *Console) jobPage(w http.ResponseWriter, r *http.Request) {
 	if page.From > 0 {
 		data["First"] = shardsPage{State: page.State, Limit: page.Limit}.href(id)
 	}
-	// The summary and the shards are what the page's refresh fetches; an
-	// unchanged answer is 304 Not Modified, without a body.
-	var buf bytes.Buffer
-	if err := c.pages.ExecuteTemplate(&buf, "joblive", data); err != nil {
-		c.log.Warn("render page", "page", "joblive", "err", err)
-		http.Error(w, "render the job page", http.StatusInternalServerError)
+	// The summary and the shards are what the page's refresh fetches.
+	live, etag, done := c.fragment(w, r, "joblive", "render the job page", data)
+	if done {
 		return
 	}
-	sum := fnv.New64a()
-	sum.Write(buf.Bytes())
-	etag := fmt.Sprintf(`"%x"`, sum.Sum64())
-	if r.URL.Query().Get("rows") != "" {
-		w.Header().Set("ETag", etag)
-		w.Header().Set("Cache-Control", "no-store")
-		if r.Header.Get("If-None-Match") == etag {
-			w.WriteHeader(http.StatusNotModified)
-			return
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Write(buf.Bytes())
-		return
-	}
-	data["Live"] = template.HTML(buf.String()) // rendered by html/template, escaped there
+	data["Live"] = live
 	data["ETag"] = etag
 	c.render(w, "job.html", data)
 }
@@ -621,3 +587,32 @@ func fmtDuration(d time.Duration) string {
 }
 
 func fmtTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") }
+
+// fragment renders the template name, the part of a page its refresh
+// fetches, and its ETag. A refresh (?rows=) is answered here, with the
+// fragment or, when it is unchanged, 304 Not Modified without a body; so is
+// a failed rendering (failure names the page). done says the answer was
+// written; otherwise the caller renders the whole page around the fragment.
+func (c *Console) fragment(w http.ResponseWriter, r *http.Request, name, failure string, data map[string]any) (html template.HTML, etag string, done bool) {
+	var buf bytes.Buffer
+	if err := c.pages.ExecuteTemplate(&buf, name, data); err != nil {
+		c.log.Warn("render page", "page", name, "err", err)
+		http.Error(w, failure, http.StatusInternalServerError)
+		return "", "", true
+	}
+	sum := fnv.New64a()
+	sum.Write(buf.Bytes())
+	etag = fmt.Sprintf(`"%x"`, sum.Sum64())
+	if r.URL.Query().Get("rows") != "" {
+		w.Header().Set("ETag", etag)
+		w.Header().Set("Cache-Control", "no-store")
+		if r.Header.Get("If-None-Match") == etag {
+			w.WriteHeader(http.StatusNotModified)
+			return "", etag, true
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(buf.Bytes())
+		return "", etag, true
+	}
+	return template.HTML(buf.String()), etag, false // rendered by html/template, escaped there
+}
