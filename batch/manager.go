@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -58,6 +59,9 @@ type Manager struct {
 	jobs   map[string]*entry
 	closed bool
 	last   time.Time // the newest job's creation time
+
+	// saved counts the manifests written to the store and their bytes.
+	saved struct{ n, bytes atomic.Int64 }
 }
 
 // entry is the manager's view of one job.
@@ -186,7 +190,7 @@ func (mg *Manager) load(ctx context.Context, id string) (*Manifest, error) {
 			return nil, fmt.Errorf("%w; %w", err, rerr)
 		}
 		mg.log.Warn("rebuilt the manifest of a job from its request and parts", "job", id, "state", rebuilt.State, "manifest_error", err)
-		if err := SaveManifest(ctx, mg.st, rebuilt); err != nil {
+		if err := mg.save(ctx, rebuilt); err != nil {
 			return nil, err
 		}
 		return rebuilt, nil
@@ -208,7 +212,7 @@ func (mg *Manager) load(ctx context.Context, id string) (*Manifest, error) {
 				to = ShardSucceeded // every shard had its part
 			}
 			endUnfinished(m, to)
-			if err := SaveManifest(ctx, mg.st, m); err != nil {
+			if err := mg.save(ctx, m); err != nil {
 				return nil, err
 			}
 		}
@@ -503,7 +507,21 @@ func (mg *Manager) notifyLocked(e *entry) {
 }
 
 func (mg *Manager) save(ctx context.Context, m *Manifest) error {
-	return SaveManifest(ctx, mg.st, m)
+	data, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("batch: encode manifest: %w", err)
+	}
+	return mg.saveData(ctx, m.JobID, data)
+}
+
+// saveData writes a job's encoded manifest.
+func (mg *Manager) saveData(ctx context.Context, id string, data []byte) error {
+	if err := mg.st.WriteAll(ctx, ManifestKey(id), data); err != nil {
+		return fmt.Errorf("batch: save job %s: %w", id, err)
+	}
+	mg.saved.n.Add(1)
+	mg.saved.bytes.Add(int64(len(data)))
+	return nil
 }
 
 // SaveRequest writes a job's request: its manifest as submitted.
