@@ -11,3 +11,7 @@ func BoundFailures(m *Manifest) { boundFailures(m) }
 // ManifestWrites is how many manifests the manager has written to the store,
 // and their bytes.
 func (mg *Manager) ManifestWrites() (n, bytes int64) { return mg.saved.n.Load(), mg.saved.bytes.Load() }
+
+// Abandon stops the manager as a crash would: the progress its store lacks
+// is not written.
+func (mg *Manager) Abandon() { mg.abandon() }

@@ -31,6 +31,8 @@ type reportingExecutor struct {
 	st        *store.Store
 	step      int
 	failFirst bool
+	// stopAt, if set, is how many children end: the others run for ever.
+	stopAt int
 
 	mu       sync.Mutex
 	jobID    string
@@ -66,17 +68,25 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 func (e *reportingExecutor) Changed(string) <-chan struct{} {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.next < len(e.children) {
+	if e.next < e.ends() {
 		return closedChan
 	}
 	return nil
+}
+
+// ends is how many children end.
+func (e *reportingExecutor) ends() int {
+	if e.stopAt > 0 {
+		return min(e.stopAt, len(e.children))
+	}
+	return len(e.children)
 }
 
 func (e *reportingExecutor) Poll(ctx context.Context, _ string) (batch.Progress, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.polls++
-	for k := 0; k < e.step && e.next < len(e.children); k++ {
+	for k := 0; k < e.step && e.next < e.ends(); k++ {
 		c := &e.children[e.next]
 		name := e.names[c.Shard]
 		c.State, c.Attempts = batch.ShardSucceeded, 1

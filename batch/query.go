@@ -145,14 +145,44 @@ type JobSummary struct {
 func (mg *Manager) Summaries(q Query) []JobSummary {
 	mg.mu.Lock()
 	found := mg.findLocked(q)
+	entries := make([]*entry, len(found))
+	for i, m := range found {
+		entries[i] = mg.jobs[m.JobID]
+	}
 	mg.mu.Unlock()
 	out := make([]JobSummary, len(found))
 	for i, m := range found {
+		// A running job's shards change in place (see entry).
+		entries[i].shards.RLock()
 		head := *m
+		counts := m.Counts()
+		entries[i].shards.RUnlock()
 		head.Shards = nil
-		out[i] = JobSummary{Job: head.clone(), Counts: m.Counts()}
+		out[i] = JobSummary{Job: head.clone(), Counts: counts}
 	}
 	return out
+}
+
+// Summary returns a copy of the summary of job id: its manifest without its
+// shards, and their counts by state. It copies no shard, however many the
+// job has: what a wait for a job's end reads at each of its changes.
+func (mg *Manager) Summary(id string) (JobSummary, error) {
+	mg.mu.Lock()
+	e, ok := mg.jobs[id]
+	var m *Manifest
+	if ok {
+		m = e.m
+	}
+	mg.mu.Unlock()
+	if !ok {
+		return JobSummary{}, fmt.Errorf("job %q: %w", id, ErrNotFound)
+	}
+	e.shards.RLock()
+	head := *m
+	counts := m.Counts()
+	e.shards.RUnlock()
+	head.Shards = nil
+	return JobSummary{Job: head.clone(), Counts: counts}, nil
 }
 
 // findLocked returns the manifests of the jobs q selects, in q's order,

@@ -61,12 +61,16 @@ func (s *Server) actionJobWait(ctx context.Context, body []byte) (any, error) {
 		return nil, status.Errorf(codes.ResourceExhausted, "%s: %d calls already wait for jobs, the server's limit; poll job-status instead", api.ActionJobWait, n-1)
 	}
 	defer s.jobWaiters.Add(-1)
+	// A change of a running job is a shard's progress, often: the wait reads
+	// the job's summary at each, and its whole status once at the end.
 	err = s.holdForChange(ctx, req.JobID, hold, func() (bool, error) {
-		var err error
-		m, err = s.jobs.Status(req.JobID)
-		return err == nil && m.State.Terminal(), err
+		sum, err := s.jobs.Summary(req.JobID)
+		return err == nil && sum.Job.State.Terminal(), err
 	})
 	if err != nil {
+		return nil, err
+	}
+	if m, err = s.jobs.Status(req.JobID); err != nil {
 		return nil, err
 	}
 	return jobStatus(m), nil
