@@ -11,7 +11,7 @@ import (
 // shards. MaxAttemptErrorBytes bounds one attempt's error, but a job of
 // MaxShards shards that all failed, each after several attempts, still kept
 // hundreds of megabytes of it (0.7 GB for 100,000 shards of three attempts)
-// in a manifest the server holds, rewrites at each update and lists. So only
+// in a manifest the server holds, rewrites as the job runs and lists. So only
 // the first MaxFullErrorShards shards with failures, in shard order (those
 // job-status lists), keep each attempt's error up to MaxAttemptErrorBytes;
 // every later shard keeps, per attempt, its error's first line up to

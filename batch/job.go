@@ -378,7 +378,7 @@ func (m *Manifest) SetSchema(s *arrow.Schema) error {
 }
 
 // SaveManifest writes a job's manifest to the store atomically, as compact
-// JSON: it is rewritten at each update, and indenting a manifest of many
+// JSON: it is rewritten as the job runs, and indenting a manifest of many
 // shards made it about a third larger (`jq .` shows it indented).
 func SaveManifest(ctx context.Context, st *store.Store, m *Manifest) error {
 	data, err := json.Marshal(m)
