@@ -241,3 +241,43 @@ func checkTags(name string, labels map[string]string) error {
 	}
 	return ValidLabels(labels)
 }
+
+// JobVersion identifies a job's state at one moment, within one manager, and
+// carries the times a view of the job measures from: a page can tell that
+// it is unchanged without copying the job.
+type JobVersion struct {
+	// Seq is the manager's count of changes at the job's last change: it
+	// differs whenever the job's manifest does.
+	Seq        uint64
+	State      State
+	CreatedAt  time.Time
+	StartedAt  *time.Time
+	FinishedAt *time.Time
+}
+
+// JobVersion returns the version of job id, or ErrNotFound.
+func (mg *Manager) JobVersion(id string) (JobVersion, error) {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	e, ok := mg.jobs[id]
+	if !ok {
+		return JobVersion{}, fmt.Errorf("job %q: %w", id, ErrNotFound)
+	}
+	return JobVersion{Seq: e.seq, State: e.m.State, CreatedAt: e.m.CreatedAt,
+		StartedAt: clonePtr(e.m.StartedAt), FinishedAt: clonePtr(e.m.FinishedAt)}, nil
+}
+
+// HistoryVersion returns the manager's count of changes, which differs
+// whenever a job arrives, changes or is deleted, and whether any job q
+// selects (whatever q.Limit) has not ended.
+func (mg *Manager) HistoryVersion(q Query) (seq uint64, running bool) {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	for _, e := range mg.jobs {
+		if !e.m.State.Terminal() && q.match(e.m) {
+			running = true
+			break
+		}
+	}
+	return mg.seq, running
+}
