@@ -49,31 +49,27 @@ func (s *Server) actionJobWait(ctx context.Context, body []byte) (any, error) {
 		}
 		hold = time.Duration(*t * float64(time.Second))
 	}
-	m, err := s.jobs.Status(req.JobID)
+	sum, err := s.jobs.Summary(req.JobID, MaxStatusFailures)
 	if err != nil {
 		return nil, err
 	}
-	if m.State.Terminal() || hold <= 0 {
-		return jobStatus(m), nil
+	if sum.Job.State.Terminal() || hold <= 0 {
+		return jobStatus(sum), nil
 	}
 	if n := s.jobWaiters.Add(1); n > int64(s.opts.MaxJobWaiters) {
 		s.jobWaiters.Add(-1)
 		return nil, status.Errorf(codes.ResourceExhausted, "%s: %d calls already wait for jobs, the server's limit; poll job-status instead", api.ActionJobWait, n-1)
 	}
 	defer s.jobWaiters.Add(-1)
-	// A change of a running job is a shard's progress, often: the wait reads
-	// the job's summary at each, and its whole status once at the end.
 	err = s.holdForChange(ctx, req.JobID, hold, func() (bool, error) {
-		sum, err := s.jobs.Summary(req.JobID)
+		var err error
+		sum, err = s.jobs.Summary(req.JobID, MaxStatusFailures)
 		return err == nil && sum.Job.State.Terminal(), err
 	})
 	if err != nil {
 		return nil, err
 	}
-	if m, err = s.jobs.Status(req.JobID); err != nil {
-		return nil, err
-	}
-	return jobStatus(m), nil
+	return jobStatus(sum), nil
 }
 
 // holdForChange calls look, and again after each change of job id, until
