@@ -73,7 +73,7 @@ type Child struct {
 // HandOverErrors drops from what an executor holds the text of the errors
 // p reports, once reported, of the shards past the first MaxFullErrorShards
 // with failed attempts in shard order (the manifest keeps only a short form
-// of those, BoundFailures): held returns the executor's own errors of a
+// of those, see boundFailures): held returns the executor's own errors of a
 // shard, which it then holds with their attempts and times only. An executor
 // calls it after building p from copies of its errors, so that the text it
 // holds while a job runs is bounded by MaxFullErrorShards shards' worth,

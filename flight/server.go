@@ -352,10 +352,8 @@ func (s *Server) ListFlights(c *aflight.Criteria, stream aflight.FlightService_L
 			return err
 		}
 	}
-	for _, m := range s.jobs.List("") {
-		if m.State != batch.StateSucceeded {
-			continue
-		}
+	for _, sum := range s.jobs.Summaries(batch.Query{States: []batch.State{batch.StateSucceeded}}) {
+		m := sum.Job
 		info, err := s.jobInfo(ctx, m.JobID, false)
 		if err != nil {
 			s.log.Warn("list flights: skip job", "job", m.JobID, "err", err)
@@ -445,7 +443,7 @@ func (s *Server) jobInfo(ctx context.Context, id string, perShard bool) (*afligh
 	if perShard {
 		path = append(path, "shards")
 	}
-	meta, err := json.Marshal(jobStatus(m))
+	meta, err := json.Marshal(jobStatus(m.Summary(MaxStatusFailures)))
 	if err != nil {
 		return nil, fmt.Errorf("encode job status: %w", err)
 	}

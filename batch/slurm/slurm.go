@@ -64,7 +64,8 @@ import (
 	"github.com/flightbatch/flightbatch/store"
 )
 
-// logTail bounds the log tail kept in an attempt's error.
+// logTailBytes and logTailLines bound the log tail kept in an attempt's
+// error.
 const (
 	logTailBytes = 2048
 	logTailLines = 6
