@@ -698,6 +698,15 @@ func (mg *Manager) drive(id string) error {
 				setSizes(m, sizes)
 			}
 			if p.Done {
+				// After a loss, shards may have attempts left that the
+				// start could not give them (see rerunLeft).
+				if again, err := mg.rerunLeft(id, &lost, progress); err != nil || again {
+					if err != nil {
+						return err
+					}
+					cancelSent = false
+					continue
+				}
 				// Stored with the final state, in one save.
 				return mg.finish(id, progress)
 			}
@@ -996,7 +1005,7 @@ func (mg *Manager) finish(id string, progress func(m *Manifest)) error {
 // ResultSchema returns a job's result schema, its provenance in its metadata
 // (see Manifest.WithProvenance).
 func (mg *Manager) ResultSchema(ctx context.Context, id string) (*arrow.Schema, error) {
-	m, err := mg.Status(id)
+	m, err := mg.shared(id)
 	if err != nil {
 		return nil, err
 	}
