@@ -1208,7 +1208,7 @@ func (mg *Manager) finish(id string, progress func(m *Manifest)) error {
 // ResultSchema returns a job's result schema, its provenance in its metadata
 // (see Manifest.WithProvenance).
 func (mg *Manager) ResultSchema(ctx context.Context, id string) (*arrow.Schema, error) {
-	m, err := mg.Status(id)
+	m, err := mg.shared(id)
 	if err != nil {
 		return nil, err
 	}

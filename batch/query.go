@@ -142,6 +142,9 @@ type JobSummary struct {
 	// FailuresTotal counts all of them.
 	Failures      []ShardRecord
 	FailuresTotal int
+	// Rows and Bytes total the parts of the succeeded shards: -1 when a
+	// part's rows (Rows nil) or size (Bytes 0) is not known.
+	Rows, Bytes int64
 }
 
 // Summaries returns copies of the summaries of the jobs q selects, in q's
@@ -178,19 +181,26 @@ func (mg *Manager) SummariesWithFailures(q Query, maxFailures int) []JobSummary 
 // its shards with failed attempts (see SummariesWithFailures), or
 // ErrNotFound.
 func (mg *Manager) Summary(id string, maxFailures int) (JobSummary, error) {
-	mg.mu.Lock()
-	e, ok := mg.jobs[id]
-	var m *Manifest
-	if ok {
-		m = e.m
-	}
-	mg.mu.Unlock()
-	if !ok {
-		return JobSummary{}, fmt.Errorf("job %q: %w", id, ErrNotFound)
+	m, err := mg.shared(id)
+	if err != nil {
+		return JobSummary{}, err
 	}
 	e.shards.RLock()
 	defer e.shards.RUnlock()
 	return m.Summary(maxFailures), nil
+}
+
+// shared returns job id's manifest as the manager holds it, to read only (a
+// manifest is replaced, never changed in place), or ErrNotFound: what
+// reading a job costs without copying its shards.
+func (mg *Manager) shared(id string) (*Manifest, error) {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	e, ok := mg.jobs[id]
+	if !ok {
+		return nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
+	}
+	return e.m, nil
 }
 
 // Summary returns a copy of m's summary with up to maxFailures of its shards
@@ -200,6 +210,20 @@ func (m *Manifest) Summary(maxFailures int) JobSummary {
 	head.Shards = nil
 	s := JobSummary{Job: head.clone(), Counts: m.Counts()}
 	for _, sh := range m.Shards {
+		if sh.State == ShardSucceeded {
+			switch {
+			case sh.Rows == nil:
+				s.Rows = -1
+			case s.Rows >= 0:
+				s.Rows += *sh.Rows
+			}
+			switch {
+			case sh.Bytes <= 0:
+				s.Bytes = -1
+			case s.Bytes >= 0:
+				s.Bytes += sh.Bytes
+			}
+		}
 		if len(sh.Errors) == 0 {
 			continue
 		}

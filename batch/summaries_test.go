@@ -130,3 +130,38 @@ func TestSummariesWithFailures(t *testing.T) {
 		t.Errorf("Summary of an unknown job: %v, want ErrNotFound", err)
 	}
 }
+
+// TestSummaryTotals: a summary totals the rows and bytes of the succeeded
+// shards' parts, -1 when one of them is not known.
+func TestSummaryTotals(t *testing.T) {
+	n := func(v int64) *int64 { return &v }
+	tests := []struct {
+		name        string
+		shards      []batch.ShardRecord
+		rows, bytes int64
+	}{
+		{"none succeeded", []batch.ShardRecord{{State: batch.ShardFailed}}, 0, 0},
+		{"all known", []batch.ShardRecord{
+			{State: batch.ShardSucceeded, Rows: n(3), Bytes: 100},
+			{State: batch.ShardFailed, Rows: n(7), Bytes: 1000},
+			{State: batch.ShardSucceeded, Rows: n(4), Bytes: 50},
+		}, 7, 150},
+		{"rows unknown", []batch.ShardRecord{
+			{State: batch.ShardSucceeded, Rows: n(3), Bytes: 100},
+			{State: batch.ShardSucceeded, Bytes: 50},
+			{State: batch.ShardSucceeded, Rows: n(4), Bytes: 50},
+		}, -1, 200},
+		{"size unknown", []batch.ShardRecord{
+			{State: batch.ShardSucceeded, Rows: n(3)},
+			{State: batch.ShardSucceeded, Rows: n(4), Bytes: 50},
+		}, 7, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := (&batch.Manifest{JobID: "j", Shards: tt.shards}).Summary(0)
+			if s.Rows != tt.rows || s.Bytes != tt.bytes {
+				t.Errorf("rows %d, bytes %d; want %d, %d", s.Rows, s.Bytes, tt.rows, tt.bytes)
+			}
+		})
+	}
+}

@@ -1,12 +1,18 @@
 package flight
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	aflight "github.com/apache/arrow-go/v18/arrow/flight"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
 
 	"github.com/flightbatch/flightbatch/analysis"
 	"github.com/flightbatch/flightbatch/batch"
@@ -17,8 +23,9 @@ import (
 )
 
 // bigJobServer is a Flight server whose job history holds one finished job
-// of n shards, every failEvery-th of them failed after 3 attempts, and a
-// small job; it returns the big job's ID.
+// of n shards, every failEvery-th of them failed after 3 attempts (none, and
+// the job SUCCEEDED, when failEvery is 0), and a small job; it returns the
+// big job's ID.
 func bigJobServer(tb testing.TB, n, failEvery int) (*Server, string) {
 	tb.Helper()
 	ctx := context.Background()
@@ -29,6 +36,12 @@ func bigJobServer(tb testing.TB, n, failEvery int) (*Server, string) {
 	tb.Cleanup(func() { st.Close() })
 	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	end := at.Add(time.Hour)
+	var buf bytes.Buffer
+	sw := ipc.NewWriter(&buf, ipc.WithSchema(arrow.NewSchema([]arrow.Field{{Name: "psd", Type: arrow.PrimitiveTypes.Float64}}, nil)))
+	if err := sw.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	schema := base64.StdEncoding.EncodeToString(buf.Bytes())
 	var big string
 	for j, shards := range []int{n, 3} {
 		created := at.Add(time.Duration(j) * time.Minute)
@@ -36,13 +49,16 @@ func bigJobServer(tb testing.TB, n, failEvery int) (*Server, string) {
 			Params: json.RawMessage(`{"column":"samples","fs":250,"nperseg":512}`), State: batch.StateFailed,
 			Error: "shards failed", MaxAttempts: 3, Executor: "local", CreatedAt: created, StartedAt: &created, FinishedAt: &end,
 			SubmittedBy: "alice", Name: fmt.Sprintf("job-%d", j), Labels: map[string]string{"cohort": "pd"}}
+		if failEvery == 0 {
+			m.State, m.Error, m.ResultSchema = batch.StateSucceeded, "", schema
+		}
 		m.Shards = make([]batch.ShardRecord, shards)
 		for i := range shards {
 			rows := int64(100)
 			name := fmt.Sprintf("part-%06d", i)
 			s := batch.ShardRecord{Name: name, Input: "datasets/demo/" + name + ".arrow", Format: "arrow", InputRows: rows,
-				State: batch.ShardSucceeded, Attempts: 1, Rows: &rows, StartedAt: &created, FinishedAt: &end}
-			if i%failEvery == failEvery/2 {
+				State: batch.ShardSucceeded, Attempts: 1, Rows: &rows, Bytes: 1000, StartedAt: &created, FinishedAt: &end}
+			if failEvery > 0 && i%failEvery == failEvery/2 {
 				s.State, s.Attempts, s.Rows = batch.ShardFailed, 3, nil
 				for a := 1; a <= 3; a++ {
 					s.Errors = append(s.Errors, batch.AttemptError{Attempt: a, Error: fmt.Sprintf("exit status %d of %s", a, name), At: end})
@@ -153,5 +169,43 @@ func BenchmarkListJobs(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestJobFlightInfoOfABigJob: the FlightInfo of a succeeded job's merged
+// result totals its parts' rows and bytes, and costs allocations bounded
+// whatever the job's shards (it used to copy the whole manifest, twice).
+func TestJobFlightInfoOfABigJob(t *testing.T) {
+	const n = 30_000
+	s, id := bigJobServer(t, n, 0)
+	d := &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{"jobs", id}}
+	info, err := s.GetFlightInfo(context.Background(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.TotalRecords != 100*n || info.TotalBytes != 1000*n || len(info.Endpoint) != 1 {
+		t.Fatalf("FlightInfo: %d records, %d bytes, %d endpoints; want %d, %d, 1", info.TotalRecords, info.TotalBytes, len(info.Endpoint), 100*n, 1000*n)
+	}
+	allocs := testing.AllocsPerRun(3, func() { _, err = s.GetFlightInfo(context.Background(), d) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if allocs > 2000 {
+		t.Errorf("GetFlightInfo of a job of %d shards makes %.0f allocations, want at most 2000", n, allocs)
+	}
+}
+
+// BenchmarkJobFlightInfo measures the bytes GetFlightInfo of a succeeded
+// job's merged result allocates for a job of 100,000 shards.
+//
+//	go test -run '^$' -bench JobFlightInfo -benchmem ./flight/
+func BenchmarkJobFlightInfo(b *testing.B) {
+	s, id := bigJobServer(b, 100_000, 0)
+	d := &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{"jobs", id}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.GetFlightInfo(context.Background(), d); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
