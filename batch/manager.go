@@ -1208,9 +1208,24 @@ func (mg *Manager) finish(id string, progress func(m *Manifest)) error {
 // ResultSchema returns a job's result schema, its provenance in its metadata
 // (see Manifest.WithProvenance).
 func (mg *Manager) ResultSchema(ctx context.Context, id string) (*arrow.Schema, error) {
-	m, err := mg.shared(id)
+	m, e, err := mg.shared(id)
 	if err != nil {
 		return nil, err
+	}
+	if !m.State.Terminal() {
+		// Its shards change in place: what resultSchema reads of them is
+		// the first succeeded one.
+		e.shards.RLock()
+		head := *m
+		head.Shards = nil
+		for _, sh := range m.Shards {
+			if sh.State == ShardSucceeded {
+				head.Shards = []ShardRecord{sh.clone()}
+				break
+			}
+		}
+		e.shards.RUnlock()
+		m = &head
 	}
 	s, err := mg.resultSchema(ctx, m)
 	if err != nil {
