@@ -56,6 +56,7 @@ func (mg *Manager) Delete(ctx context.Context, id string, force bool) error {
 		// Put it back, so that a later delete finishes the work.
 		mg.mu.Lock()
 		mg.jobs[id] = e
+		mg.notifyLocked(e)
 		mg.mu.Unlock()
 		return err
 	}

@@ -73,24 +73,32 @@ type Child struct {
 // HandOverErrors drops from what an executor holds the text of the errors
 // p reports, once reported, of the shards past the first MaxFullErrorShards
 // with failed attempts in shard order (the manifest keeps only a short form
-// of those, BoundFailures): held returns the executor's own errors of a
+// of those, see boundFailures): held returns the executor's own errors of a
 // shard, which it then holds with their attempts and times only. An executor
 // calls it after building p from copies of its errors, so that the text it
 // holds while a job runs is bounded by MaxFullErrorShards shards' worth,
 // whatever the number of failed shards, rather than MaxAttemptErrorBytes per
 // failed attempt of every shard until the job ends.
 func HandOverErrors(p Progress, held func(shard int) []AttemptError) {
+	HandOverErrorsPast(p, MaxFullErrorShards, held)
+}
+
+// HandOverErrorsPast is HandOverErrors past the first full shards with
+// failed attempts rather than MaxFullErrorShards: an executor's tests lower
+// it to see the bound hold with a few failed shards.
+func HandOverErrorsPast(p Progress, full int, held func(shard int) []AttemptError) {
 	var failed []int
 	for _, c := range p.Children {
 		if len(c.Errors) > 0 {
 			failed = append(failed, c.Shard)
 		}
 	}
-	if len(failed) <= MaxFullErrorShards {
+	full = max(full, 0)
+	if len(failed) <= full {
 		return
 	}
 	slices.Sort(failed)
-	for _, shard := range failed[MaxFullErrorShards:] {
+	for _, shard := range failed[full:] {
 		errs := held(shard)
 		for i := range errs {
 			errs[i].Error = ""

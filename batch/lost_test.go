@@ -139,3 +139,93 @@ func TestFinalStateWinsForShardsToo(t *testing.T) {
 		})
 	}
 }
+
+// budgetExecutor's first start reports shard 0 on its first attempt,
+// shard 1 on its second and shard 2 on its third, then forgets them all;
+// every later start fails each child's every attempt at once. It records
+// the attempts each start gave each shard.
+type budgetExecutor struct {
+	mu     sync.Mutex
+	starts []map[int]int // shard -> attempts given, per start
+	polls  int
+}
+
+func (e *budgetExecutor) Name() string                         { return "budget" }
+func (e *budgetExecutor) PollInterval() time.Duration          { return 10 * time.Millisecond }
+func (e *budgetExecutor) Cancel(context.Context, string) error { return nil }
+
+func (e *budgetExecutor) Start(_ context.Context, m *batch.Manifest, shards []int) (string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	given := map[int]int{}
+	for _, s := range shards {
+		given[s] = m.MaxAttempts
+	}
+	e.starts = append(e.starts, given)
+	return fmt.Sprintf("budget-%d", len(e.starts)), nil
+}
+
+func (e *budgetExecutor) Poll(_ context.Context, handle string) (batch.Progress, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var p batch.Progress
+	if handle == "budget-1" {
+		if e.polls++; e.polls > 2 {
+			return p, fmt.Errorf("the backend forgot it: %w", batch.ErrVanished)
+		}
+		for s := range 3 {
+			c := batch.Child{Shard: s, State: batch.ShardRunning, Attempts: s + 1}
+			for a := 1; a <= s; a++ {
+				c.Errors = append(c.Errors, batch.AttemptError{Attempt: a, Error: "exit status 1", At: time.Now()})
+			}
+			p.Children = append(p.Children, c)
+		}
+		return p, nil
+	}
+	var n int
+	fmt.Sscanf(handle, "budget-%d", &n)
+	for s, given := range e.starts[n-1] {
+		c := batch.Child{Shard: s, State: batch.ShardFailed, Attempts: given}
+		for a := 1; a <= given; a++ {
+			c.Errors = append(c.Errors, batch.AttemptError{Attempt: a, Error: "exit status 1", At: time.Now()})
+		}
+		p.Children = append(p.Children, c)
+	}
+	p.Done = true
+	return p, nil
+}
+
+// TestLostShardsKeepTheirOwnBudgets: after a loss, the shards run again
+// share a start, whose executor gives each the same attempts (those the
+// most spent has left); each shard still gets the rest of its own budget,
+// in later starts, and none more.
+func TestLostShardsKeepTheirOwnBudgets(t *testing.T) {
+	st := fileStore(t)
+	r := newRig(t, st, "")
+	exec := &budgetExecutor{}
+	mg := batch.NewManager(r.cat, analysis.Builtins(), exec, &batch.Options{Log: quiet, MaxAttempts: 3})
+	t.Cleanup(mg.Close)
+	m := waitFor(t, mg, submit(t, mg, "demo", `{"fs": 250}`, false).JobID, terminal)
+	if m.State != batch.StateFailed {
+		t.Fatalf("job ended %s, want FAILED", m.State)
+	}
+	for _, s := range m.Shards {
+		if s.State != batch.ShardFailed || s.Attempts != 3 || len(s.Errors) != 3 {
+			t.Errorf("shard %s: %s after %d attempts with %d errors; want FAILED after its 3 attempts", s.Name, s.State, s.Attempts, len(s.Errors))
+		}
+	}
+	// The first start lost shard 0's first attempt, shard 1's second and
+	// shard 2's third: after it, shard 0 had 2 attempts left, shard 1 one,
+	// shard 2 none.
+	exec.mu.Lock()
+	defer exec.mu.Unlock()
+	after := map[int]int{}
+	for _, given := range exec.starts[1:] {
+		for s, n := range given {
+			after[s] += n
+		}
+	}
+	if want := map[int]int{0: 2, 1: 1}; fmt.Sprint(after) != fmt.Sprint(want) {
+		t.Errorf("attempts given after the loss, by shard: %v, want %v (starts %v)", after, want, exec.starts)
+	}
+}

@@ -56,6 +56,7 @@ type Manager struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	jobs   map[string]*entry
+	seq    uint64 // changes of the jobs so far (see notifyLocked)
 	closed bool
 	last   time.Time // the newest job's creation time
 }
@@ -70,6 +71,7 @@ type entry struct {
 	m *Manifest
 	// changed is closed, and replaced, whenever the job changes.
 	changed chan struct{}
+	seq     uint64        // mg.seq at the job's last change
 	cancel  chan struct{} // closed when a cancel is requested
 	// result is what streaming the merged result needs, derived from m
 	// once m is SUCCEEDED (see mergedResult), under mg.mu.
@@ -156,6 +158,7 @@ func (mg *Manager) Recover(ctx context.Context) error {
 			close(e.cancel)
 		}
 		mg.jobs[id] = e
+		mg.notifyLocked(e)
 		if m.CreatedAt.After(mg.last) {
 			mg.last = m.CreatedAt
 		}
@@ -354,7 +357,9 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 		_ = mg.st.Delete(context.WithoutCancel(ctx), RequestKey(m.JobID))
 		return nil, err
 	}
-	mg.jobs[m.JobID] = &entry{m: m, changed: make(chan struct{}), cancel: make(chan struct{})}
+	e := &entry{m: m, changed: make(chan struct{}), cancel: make(chan struct{})}
+	mg.jobs[m.JobID] = e
+	mg.notifyLocked(e)
 	submitted := m.clone()
 	mg.mu.Unlock()
 	mg.log.Info("job submitted", "job", m.JobID, "function", m.Function, "dataset", m.Dataset, "shards", len(m.Shards), "by", m.SubmittedBy)
@@ -497,7 +502,11 @@ func (mg *Manager) Cancel(ctx context.Context, id string) (*Manifest, error) {
 	return m, nil
 }
 
+// notifyLocked tells of a change of job e: its arrival in the history, a
+// new manifest, its deletion. Every change comes here.
 func (mg *Manager) notifyLocked(e *entry) {
+	mg.seq++
+	e.seq = mg.seq
 	close(e.changed)
 	e.changed = make(chan struct{})
 }
@@ -689,6 +698,15 @@ func (mg *Manager) drive(id string) error {
 				setSizes(m, sizes)
 			}
 			if p.Done {
+				// After a loss, shards may have attempts left that the
+				// start could not give them (see rerunLeft).
+				if again, err := mg.rerunLeft(id, &lost, progress); err != nil || again {
+					if err != nil {
+						return err
+					}
+					cancelSent = false
+					continue
+				}
 				// Stored with the final state, in one save.
 				return mg.finish(id, progress)
 			}
@@ -987,7 +1005,7 @@ func (mg *Manager) finish(id string, progress func(m *Manifest)) error {
 // ResultSchema returns a job's result schema, its provenance in its metadata
 // (see Manifest.WithProvenance).
 func (mg *Manager) ResultSchema(ctx context.Context, id string) (*arrow.Schema, error) {
-	m, err := mg.Status(id)
+	m, err := mg.shared(id)
 	if err != nil {
 		return nil, err
 	}

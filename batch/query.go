@@ -130,29 +130,99 @@ func (mg *Manager) Find(q Query) []*Manifest {
 	return out
 }
 
-// JobSummary is a job without its shards and the counts of its shards by
-// state: what a list of jobs shows.
+// JobSummary is a job without its shards, the counts of its shards by state
+// and, when asked for, the first of its shards with failed attempts: what a
+// list of jobs or a job's status shows.
 type JobSummary struct {
 	// Job is the job's manifest without its shards (Shards is nil).
 	Job    *Manifest
 	Counts Counts
+	// Failures are copies of the job's first shards with failed attempts,
+	// in shard order, as many as asked for (none from Summaries);
+	// FailuresTotal counts all of them.
+	Failures      []ShardRecord
+	FailuresTotal int
+	// Rows and Bytes total the parts of the succeeded shards: -1 when a
+	// part's rows (Rows nil) or size (Bytes 0) is not known.
+	Rows, Bytes int64
 }
 
 // Summaries returns copies of the summaries of the jobs q selects, in q's
-// order: however many shards the jobs have, it copies each job's manifest
-// without its shards, and after releasing the manager's lock (a job's
-// manifest is replaced, never changed in place).
+// order, without failed shards: however many shards the jobs have, it copies
+// each job's manifest without its shards, and after releasing the manager's
+// lock (a job's manifest is replaced, never changed in place).
 func (mg *Manager) Summaries(q Query) []JobSummary {
+	return mg.SummariesWithFailures(q, 0)
+}
+
+// SummariesWithFailures is Summaries with, in each summary, copies of up to
+// maxFailures of the job's shards with failed attempts: what list-jobs
+// answers, at a cost bounded by maxFailures shards per job rather than by
+// the jobs' shards.
+func (mg *Manager) SummariesWithFailures(q Query, maxFailures int) []JobSummary {
 	mg.mu.Lock()
 	found := mg.findLocked(q)
 	mg.mu.Unlock()
 	out := make([]JobSummary, len(found))
 	for i, m := range found {
-		head := *m
-		head.Shards = nil
-		out[i] = JobSummary{Job: head.clone(), Counts: m.Counts()}
+		out[i] = m.Summary(maxFailures)
 	}
 	return out
+}
+
+// Summary returns a copy of the summary of job id with up to maxFailures of
+// its shards with failed attempts (see SummariesWithFailures), or
+// ErrNotFound.
+func (mg *Manager) Summary(id string, maxFailures int) (JobSummary, error) {
+	m, err := mg.shared(id)
+	if err != nil {
+		return JobSummary{}, err
+	}
+	return m.Summary(maxFailures), nil
+}
+
+// shared returns job id's manifest as the manager holds it, to read only (a
+// manifest is replaced, never changed in place), or ErrNotFound: what
+// reading a job costs without copying its shards.
+func (mg *Manager) shared(id string) (*Manifest, error) {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	e, ok := mg.jobs[id]
+	if !ok {
+		return nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
+	}
+	return e.m, nil
+}
+
+// Summary returns a copy of m's summary with up to maxFailures of its shards
+// with failed attempts. It only reads m.
+func (m *Manifest) Summary(maxFailures int) JobSummary {
+	head := *m
+	head.Shards = nil
+	s := JobSummary{Job: head.clone(), Counts: m.Counts()}
+	for _, sh := range m.Shards {
+		if sh.State == ShardSucceeded {
+			switch {
+			case sh.Rows == nil:
+				s.Rows = -1
+			case s.Rows >= 0:
+				s.Rows += *sh.Rows
+			}
+			switch {
+			case sh.Bytes <= 0:
+				s.Bytes = -1
+			case s.Bytes >= 0:
+				s.Bytes += sh.Bytes
+			}
+		}
+		if len(sh.Errors) == 0 {
+			continue
+		}
+		if s.FailuresTotal++; len(s.Failures) < maxFailures {
+			s.Failures = append(s.Failures, sh.clone())
+		}
+	}
+	return s
 }
 
 // findLocked returns the manifests of the jobs q selects, in q's order,
@@ -177,13 +247,13 @@ func (mg *Manager) findLocked(q Query) []*Manifest {
 	return out
 }
 
-// Lookup returns the newest job q selects, or ErrNotFound.
-func (mg *Manager) Lookup(q Query) (*Manifest, error) {
+// Lookup returns the summary of the newest job q selects, or ErrNotFound.
+func (mg *Manager) Lookup(q Query) (JobSummary, error) {
 	q.Newest, q.Limit = true, 1
-	if found := mg.Find(q); len(found) == 1 {
+	if found := mg.Summaries(q); len(found) == 1 {
 		return found[0], nil
 	}
-	return nil, fmt.Errorf("no job matches: %w", ErrNotFound)
+	return JobSummary{}, fmt.Errorf("no job matches: %w", ErrNotFound)
 }
 
 // checkTags validates a request's optional name and labels.
@@ -194,4 +264,44 @@ func checkTags(name string, labels map[string]string) error {
 		}
 	}
 	return ValidLabels(labels)
+}
+
+// JobVersion identifies a job's state at one moment, within one manager, and
+// carries the times a view of the job measures from: a page can tell that
+// it is unchanged without copying the job.
+type JobVersion struct {
+	// Seq is the manager's count of changes at the job's last change: it
+	// differs whenever the job's manifest does.
+	Seq        uint64
+	State      State
+	CreatedAt  time.Time
+	StartedAt  *time.Time
+	FinishedAt *time.Time
+}
+
+// JobVersion returns the version of job id, or ErrNotFound.
+func (mg *Manager) JobVersion(id string) (JobVersion, error) {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	e, ok := mg.jobs[id]
+	if !ok {
+		return JobVersion{}, fmt.Errorf("job %q: %w", id, ErrNotFound)
+	}
+	return JobVersion{Seq: e.seq, State: e.m.State, CreatedAt: e.m.CreatedAt,
+		StartedAt: clonePtr(e.m.StartedAt), FinishedAt: clonePtr(e.m.FinishedAt)}, nil
+}
+
+// HistoryVersion returns the manager's count of changes, which differs
+// whenever a job arrives, changes or is deleted, and whether any job q
+// selects (whatever q.Limit) has not ended.
+func (mg *Manager) HistoryVersion(q Query) (seq uint64, running bool) {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	for _, e := range mg.jobs {
+		if !e.m.State.Terminal() && q.match(e.m) {
+			running = true
+			break
+		}
+	}
+	return mg.seq, running
 }

@@ -13,6 +13,9 @@ type reconciler struct {
 	// its attempt base when the job was started (or resumed) plus the job's
 	// MaxAttempts. A start after a loss does not renew it.
 	limit map[int]int
+	// again holds the shards started again after a loss: those rerunLeft
+	// may start again (a shard that failed for good before stays failed).
+	again map[int]bool
 	// times counts the losses, for the wait before the next start.
 	times int
 }
@@ -35,7 +38,7 @@ func (mg *Manager) reconcile(id string, r *reconciler, cause error, cancel <-cha
 		return false, err
 	}
 	if r.limit == nil {
-		r.limit = map[int]int{}
+		r.limit, r.again = map[int]int{}, map[int]bool{}
 	}
 	for i, s := range m.Shards {
 		if _, ok := r.limit[i]; !ok {
@@ -123,20 +126,69 @@ func (mg *Manager) reconcile(id string, r *reconciler, cause error, cancel <-cha
 	if len(todo) == 0 {
 		return false, mg.finish(id, nil)
 	}
-	// One start for the shards run again, with the attempts the most spent
-	// of them has left (each has at least one).
-	attempts := 0
-	for _, i := range todo {
-		if left := r.limit[i] - found[i].attempts; attempts == 0 || left < attempts {
-			attempts = left
-		}
-	}
 	if again, err := mg.pause(r.times, cancel); !again || err != nil {
 		return false, err
 	}
 	if m, _ := mg.Status(id); m.CancelRequested {
 		return false, mg.finish(id, nil)
 	}
+	for _, i := range todo {
+		r.again[i] = true
+	}
+	if err := mg.startShards(id, todo, r.fewestLeft(todo, func(i int) int { return found[i].attempts })); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// fewestLeft is the attempts the most spent of shards todo has left, used(i)
+// being the attempts shard i has spent: an executor gives every shard of a
+// start the same attempts, so a start after a loss gives each of its shards
+// that many, which none overspends; rerunLeft gives the others the rest.
+func (r *reconciler) fewestLeft(todo []int, used func(i int) int) int {
+	attempts := 0
+	for _, i := range todo {
+		if left := r.limit[i] - used(i); attempts == 0 || left < attempts {
+			attempts = left
+		}
+	}
+	return attempts
+}
+
+// rerunLeft, when the children of a job's start after a loss are done (p's
+// report, which progress applies), starts again the shards that failed
+// with attempts left in their budgets: each shard gets its own attempts,
+// however many its companions in the start had left. It returns false
+// (nothing started) when there is no loss to make up for, no such shard,
+// or the job is cancelled; the drive then finishes the job.
+func (mg *Manager) rerunLeft(id string, r *reconciler, progress func(m *Manifest)) (bool, error) {
+	if r.limit == nil {
+		return false, nil
+	}
+	m, err := mg.Status(id)
+	if err != nil || m.CancelRequested {
+		return false, err
+	}
+	progress(m)
+	var todo []int
+	for i, s := range m.Shards {
+		if r.again[i] && s.State == ShardFailed && s.Attempts < r.limit[i] {
+			todo = append(todo, i)
+		}
+	}
+	if len(todo) == 0 {
+		return false, nil
+	}
+	if _, err := mg.mustUpdate(id, func(m *Manifest) {
+		progress(m)
+		for _, i := range todo {
+			m.Shards[i].State, m.Shards[i].FinishedAt = ShardPending, nil
+		}
+	}); err != nil {
+		return false, err
+	}
+	attempts := r.fewestLeft(todo, func(i int) int { return m.Shards[i].Attempts })
+	mg.log.Info("run again the shards with attempts left after a loss", "job", id, "shards", len(todo), "attempts", attempts)
 	if err := mg.startShards(id, todo, attempts); err != nil {
 		return false, err
 	}

@@ -19,9 +19,10 @@ import (
 // (and that this package supports) to its canonical name.
 var canonicalWindow = map[string]string{}
 
-// windowArgs gives, per canonical name, the allowed number of parameters.
+// argRange is the allowed number of a window's parameters, min to max.
 type argRange struct{ min, max int }
 
+// windowArgs gives, per canonical name, the allowed number of parameters.
 var windowArgs = map[string]argRange{
 	"barthann": {0, 0}, "bartlett": {0, 0}, "blackman": {0, 0}, "blackmanharris": {0, 0}, "dpss": {1, 1},
 	"bohman": {0, 0}, "boxcar": {0, 0}, "chebwin": {1, 1}, "cosine": {0, 0},

@@ -9,6 +9,7 @@ package console
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"embed"
@@ -39,6 +40,13 @@ type Jobs interface {
 	// ShardPage returns a job's summary and the page of its shards q
 	// selects, copied.
 	ShardPage(id string, q batch.ShardQuery) (*batch.ShardPage, error)
+	// JobVersion returns what identifies job id's state now, or
+	// batch.ErrNotFound: its Seq differs whenever the job does.
+	JobVersion(id string) (batch.JobVersion, error)
+	// HistoryVersion returns a count that differs whenever a job arrives,
+	// changes or is deleted, and whether any job q selects (whatever
+	// q.Limit) has not ended.
+	HistoryVersion(q batch.Query) (seq uint64, running bool)
 }
 
 // ClientVerifier checks the client certificate of a TLS connection (mutual TLS).
@@ -101,6 +109,9 @@ type Console struct {
 	log   *slog.Logger
 	audit *slog.Logger
 	pages *template.Template
+	// nonce starts every ETag made from the jobs' versions, which count
+	// from zero again in another process.
+	nonce [8]byte
 }
 
 // New returns the console.
@@ -109,6 +120,7 @@ func New(o Options) *Console {
 		o.Log = slog.Default()
 	}
 	c := &Console{o: o, mux: http.NewServeMux(), log: o.Log.With("component", "http"), audit: o.Log.With("component", "audit"), pages: parseTemplates()}
+	_, _ = rand.Read(c.nonce[:]) // never fails (crypto/rand)
 	c.mux.HandleFunc("GET /healthz", c.healthz)
 	c.mux.HandleFunc("GET /login", c.loginForm)
 	c.mux.HandleFunc("POST /login", c.login)
@@ -344,6 +356,15 @@ func (c *Console) jobList(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// With every job it selects ended, the rows are those of the history's
+	// version: a refresh that has them is answered before they are read.
+	var etag string
+	if seq, running := c.o.Jobs.HistoryVersion(q); !running {
+		etag = c.versionTag("jobs", strconv.Itoa(page.Limit), page.Before, strconv.FormatUint(seq, 10))
+		if c.notModified(w, r, etag) {
+			return
+		}
+	}
 	found := c.o.Jobs.Summaries(q)
 	older := len(found) > page.Limit
 	if older {
@@ -357,7 +378,7 @@ func (c *Console) jobList(w http.ResponseWriter, r *http.Request) {
 	}
 	data := map[string]any{"Jobs": rows, "Running": running, "Page": page}
 	// The rows alone are what the page's refresh fetches.
-	frag, etag, done := c.fragment(w, r, "jobrows", "render the jobs page", data)
+	frag, etag, done := c.fragment(w, r, "jobrows", "render the jobs page", data, etag)
 	if done {
 		return
 	}
@@ -489,6 +510,26 @@ func (c *Console) jobPage(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	// The live part is the job's version's, on a timeline of the span at
+	// now: a refresh that has it is answered before the job is read. The
+	// version is taken first, so that the page read next is never older
+	// than its ETag says.
+	now := time.Now()
+	v, err := c.o.Jobs.JobVersion(id)
+	if errors.Is(err, batch.ErrNotFound) {
+		c.notFound(w, id)
+		return
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	_, _, span := jobSpan(v.State, v.CreatedAt, v.StartedAt, v.FinishedAt, now)
+	etag := c.versionTag("job", id, string(page.State), strconv.Itoa(page.From), strconv.Itoa(page.Limit),
+		strconv.FormatUint(v.Seq, 10), strconv.FormatInt(int64(span), 10))
+	if c.notModified(w, r, etag) {
+		return
+	}
 	p, err := c.o.Jobs.ShardPage(id, batch.ShardQuery{State: page.State, From: page.From, Limit: page.Limit})
 	if errors.Is(err, batch.ErrNotFound) {
 		c.notFound(w, id)
@@ -499,16 +540,7 @@ func (c *Console) jobPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m := p.Job
-	running := !m.State.Terminal()
-	start := m.CreatedAt
-	if m.StartedAt != nil {
-		start = *m.StartedAt
-	}
-	end := time.Now()
-	if m.FinishedAt != nil {
-		end = *m.FinishedAt
-	}
-	span := timelineSpan(end.Sub(start), running)
+	running, start, span := jobSpan(m.State, m.CreatedAt, m.StartedAt, m.FinishedAt, now)
 	shards := make([]shardRow, len(p.Shards))
 	for i, s := range p.Shards {
 		sr := shardRow{ShardRecord: s, Position: p.Positions[i]}
@@ -546,13 +578,26 @@ func (c *Console) jobPage(w http.ResponseWriter, r *http.Request) {
 		data["First"] = shardsPage{State: page.State, Limit: page.Limit}.href(id)
 	}
 	// The summary and the shards are what the page's refresh fetches.
-	live, etag, done := c.fragment(w, r, "joblive", "render the job page", data)
+	live, etag, done := c.fragment(w, r, "joblive", "render the job page", data, etag)
 	if done {
 		return
 	}
 	data["Live"] = live
 	data["ETag"] = etag
 	c.render(w, "job.html", data)
+}
+
+// jobSpan is whether a job runs, when its timeline starts, and the
+// timeline's span at now.
+func jobSpan(state batch.State, created time.Time, started, finished *time.Time, now time.Time) (running bool, start time.Time, span time.Duration) {
+	running, start, end := !state.Terminal(), created, now
+	if started != nil {
+		start = *started
+	}
+	if finished != nil {
+		end = *finished
+	}
+	return running, start, timelineSpan(end.Sub(start), running)
 }
 
 func (c *Console) notFound(w http.ResponseWriter, id string) {
@@ -588,21 +633,48 @@ func fmtDuration(d time.Duration) string {
 
 func fmtTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") }
 
+// versionTag is the ETag of a fragment made from what determines it, the
+// parts: the version of the jobs it shows and the page's parameters.
+func (c *Console) versionTag(parts ...string) string {
+	sum := fnv.New64a()
+	sum.Write(c.nonce[:])
+	for _, p := range parts {
+		sum.Write([]byte(p))
+		sum.Write([]byte{0})
+	}
+	return fmt.Sprintf(`"v%x"`, sum.Sum64())
+}
+
+// notModified answers a refresh (?rows=) whose If-None-Match is etag with
+// 304 Not Modified and no body, and says so; any other request it leaves.
+func (c *Console) notModified(w http.ResponseWriter, r *http.Request, etag string) bool {
+	if r.URL.Query().Get("rows") == "" || r.Header.Get("If-None-Match") != etag {
+		return false
+	}
+	w.Header().Set("ETag", etag)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNotModified)
+	return true
+}
+
 // fragment renders the template name, the part of a page its refresh
-// fetches, and its ETag. A refresh (?rows=) is answered here, with the
+// fetches, with its ETag: etag when given (see versionTag), or else a hash of
+// the rendered fragment. A refresh (?rows=) is answered here, with the
 // fragment or, when it is unchanged, 304 Not Modified without a body; so is
 // a failed rendering (failure names the page). done says the answer was
 // written; otherwise the caller renders the whole page around the fragment.
-func (c *Console) fragment(w http.ResponseWriter, r *http.Request, name, failure string, data map[string]any) (html template.HTML, etag string, done bool) {
+func (c *Console) fragment(w http.ResponseWriter, r *http.Request, name, failure string, data map[string]any, etag string) (html template.HTML, tag string, done bool) {
 	var buf bytes.Buffer
 	if err := c.pages.ExecuteTemplate(&buf, name, data); err != nil {
 		c.log.Warn("render page", "page", name, "err", err)
 		http.Error(w, failure, http.StatusInternalServerError)
 		return "", "", true
 	}
-	sum := fnv.New64a()
-	sum.Write(buf.Bytes())
-	etag = fmt.Sprintf(`"%x"`, sum.Sum64())
+	if etag == "" {
+		sum := fnv.New64a()
+		sum.Write(buf.Bytes())
+		etag = fmt.Sprintf(`"%x"`, sum.Sum64())
+	}
 	if r.URL.Query().Get("rows") != "" {
 		w.Header().Set("ETag", etag)
 		w.Header().Set("Cache-Control", "no-store")

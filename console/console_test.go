@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"net/http"
@@ -61,6 +63,36 @@ func (f fakeJobs) ShardPage(id string, q batch.ShardQuery) (*batch.ShardPage, er
 		}
 	}
 	return nil, fmt.Errorf("job %q: %w", id, batch.ErrNotFound)
+}
+
+// JobVersion's Seq is a hash of the job's manifest: it changes whenever the
+// manifest does.
+func (f fakeJobs) JobVersion(id string) (batch.JobVersion, error) {
+	for _, m := range f {
+		if m.JobID == id {
+			return batch.JobVersion{Seq: contentSeq(m), State: m.State, CreatedAt: m.CreatedAt, StartedAt: m.StartedAt, FinishedAt: m.FinishedAt}, nil
+		}
+	}
+	return batch.JobVersion{}, fmt.Errorf("job %q: %w", id, batch.ErrNotFound)
+}
+
+// HistoryVersion's count is a hash of every manifest.
+func (f fakeJobs) HistoryVersion(q batch.Query) (uint64, bool) {
+	running := false
+	for _, m := range f.find(batch.Query{Until: q.Until}) {
+		running = running || !m.State.Terminal()
+	}
+	return contentSeq(f), running
+}
+
+func contentSeq(v any) uint64 {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	h := fnv.New64a()
+	h.Write(b)
+	return h.Sum64()
 }
 
 const jobID = "20261124T184501123Z-9f2c1a"

@@ -129,7 +129,7 @@ type recShard struct {
 	Bytes  int64  `json:"bytes"`
 }
 
-// epochLen is the length of one epoch of segment s in samples of signal sig.
+// epochSamples is the length of one epoch of segment s in samples of signal sig.
 func (f *recFile) epochSamples(opts *RegisterOptions, s *segment, sig int) int64 {
 	n := int64(f.Header.Signals[sig].SamplesPerRecord)
 	if opts.EpochSeconds <= 0 {
@@ -176,7 +176,7 @@ func (f *recFile) droppedIn(e0, e1 int64) int64 {
 	return n
 }
 
-// recordingSchema is the schema of a recording dataset's rows.
+// schema is the schema of a recording dataset's rows.
 func (ix *recIndex) schema() *arrow.Schema {
 	str := func(n string) arrow.Field {
 		return arrow.Field{Name: n, Type: arrow.BinaryTypes.String, Nullable: true}
@@ -598,7 +598,7 @@ func (r *recordingReader) markBad(samples []float64, seg *segment, first int64, 
 	}
 }
 
-// RecordingSchema is the schema of a registered recording dataset.
+// recordingSchema is the schema of a registered recording dataset.
 func (c *Catalog) recordingSchema(ctx context.Context, ds *Dataset) (*arrow.Schema, bool, error) {
 	if len(ds.Shards) == 0 || ds.Shards[0].Format != FormatRecording {
 		return nil, false, nil

@@ -326,11 +326,11 @@ func (s *Server) actionJobStatus(body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := s.jobs.Status(id)
+	sum, err := s.jobs.Summary(id, MaxStatusFailures)
 	if err != nil {
 		return nil, err
 	}
-	return jobStatus(m), nil
+	return jobStatus(sum), nil
 }
 
 func (s *Server) actionCancel(ctx context.Context, body []byte) (any, error) {
@@ -342,7 +342,7 @@ func (s *Server) actionCancel(ctx context.Context, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return jobStatus(m), nil
+	return jobStatus(m.Summary(MaxStatusFailures)), nil
 }
 
 // listJobsFilters are the fields of a list-jobs body.
@@ -372,8 +372,8 @@ func (s *Server) actionListJobs(body []byte) (any, error) {
 		return nil, err
 	}
 	out := api.ListJobsResult{Jobs: []api.JobStatus{}}
-	for _, m := range s.jobs.Find(q) {
-		out.Jobs = append(out.Jobs, jobStatus(m))
+	for _, sum := range s.jobs.SummariesWithFailures(q, MaxStatusFailures) {
+		out.Jobs = append(out.Jobs, jobStatus(sum))
 	}
 	return out, nil
 }
@@ -448,8 +448,8 @@ func (s *Server) actionListFunctions(body []byte) (any, error) {
 }
 
 // jobStatus is the job-status answer for a manifest.
-func jobStatus(m *batch.Manifest) api.JobStatus {
-	c := m.Counts()
+func jobStatus(sum batch.JobSummary) api.JobStatus {
+	m, c := sum.Job, sum.Counts
 	st := api.JobStatus{
 		JobID:          m.JobID,
 		Function:       m.Function,
@@ -474,13 +474,8 @@ func jobStatus(m *batch.Manifest) api.JobStatus {
 	if c.Total > 0 {
 		st.Progress = float64(c.Succeeded) / float64(c.Total)
 	}
-	for _, sh := range m.Shards {
-		if len(sh.Errors) == 0 {
-			continue
-		}
-		if st.FailuresTotal++; len(st.Failures) >= MaxStatusFailures {
-			continue
-		}
+	st.FailuresTotal = sum.FailuresTotal
+	for _, sh := range sum.Failures[:min(len(sum.Failures), MaxStatusFailures)] {
 		f := api.ShardFailure{Shard: sh.Name, State: string(sh.State), Attempts: sh.Attempts}
 		for _, e := range sh.Errors {
 			f.Errors = append(f.Errors, fmt.Sprintf("attempt %d: %s", e.Attempt, batch.ClipAttemptError(e.Error)))

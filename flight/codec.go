@@ -84,8 +84,14 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.SliceBuffer(b), body}, nil
 }
 
-// Unmarshal decodes as protobuf.
-func (c codec) Unmarshal(data mem.BufferSlice, v any) error { return c.proto.Unmarshal(data, v) }
+// Unmarshal decodes as protobuf; a *request notes a malformed message
+// rather than failing (see request).
+func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if r, ok := v.(*request); ok {
+		return r.decode(c, data)
+	}
+	return c.proto.Unmarshal(data, v)
+}
 
 // Name is protobuf's: the codec changes how, not what, is sent.
 func (c codec) Name() string { return proto.Name }

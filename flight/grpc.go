@@ -26,13 +26,14 @@ import (
 const DefaultHealthEvery = 5 * time.Second
 
 // GRPCServer returns the gRPC server of s, the one place a server is put
-// together (serve and the test servers both use it): the Flight service, the
+// together (serve and the test servers both use it): the Flight service
+// (whose malformed requests are InvalidArgument, see request), the
 // standard grpc.health.v1 service, authentication when Options.Auth is set,
 // and TLS when Options.TLS is set. Call InitListener and Serve on it, and run
 // WatchHealth beside it.
 func (s *Server) GRPCServer(extra ...grpc.ServerOption) aflight.Server {
 	gs := aflight.NewServerWithMiddleware(nil, append(s.GRPCOptions(), extra...)...)
-	gs.RegisterFlightService(s)
+	gs.RegisterService(flightServiceDesc(), s)
 	healthpb.RegisterHealthServer(gs, s.health)
 	return gs
 }

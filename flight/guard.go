@@ -27,15 +27,18 @@ const writeBufferBytes = 512 << 10
 
 // GRPCOptions are the gRPC server options every flightbatch server is built
 // with: the receive limit MaxMessageBytes, the write buffer writeBufferBytes,
-// interceptors that turn a panic in a handler into Internal for that call
-// alone (logged with its stack) and cut the message of every status to
-// maxStatusBytes, and authentication when it is on. The panic interceptors
-// come first, so they also cover authentication.
+// the codec, decodeStream (a malformed message on a Flight stream is
+// InvalidArgument; it comes first, see there), interceptors that turn a
+// panic in a handler into Internal for that call alone (logged with its
+// stack) and cut the message of every status to maxStatusBytes, and
+// authentication when it is on. The panic interceptors come before
+// authentication, so they also cover it.
 func (s *Server) GRPCOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.WriteBufferSize(writeBufferBytes),
 		grpc.ForceServerCodecV2(newCodec()),
+		grpc.ChainStreamInterceptor(decodeStream),
 		grpc.ChainUnaryInterceptor(s.recoverUnary),
 		grpc.ChainStreamInterceptor(s.recoverStream),
 	}

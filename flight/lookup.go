@@ -140,11 +140,11 @@ func (s *Server) resolve(t target) (target, error) {
 	if t.lookup == nil {
 		return t, nil
 	}
-	m, err := s.jobs.Lookup(*t.lookup)
+	sum, err := s.jobs.Lookup(*t.lookup)
 	if err != nil {
 		return t, status.Errorf(codes.NotFound, "%s: %s", describeLookup(t), err)
 	}
-	t.name, t.lookup, t.query = m.JobID, nil, ""
+	t.name, t.lookup, t.query = sum.Job.JobID, nil, ""
 	return t, nil
 }
 

@@ -123,7 +123,7 @@ func (s *Server) pollTarget(ctx context.Context, d *aflight.FlightDescriptor) (i
 	if !batch.ValidJobID(id) {
 		return "", "", status.Errorf(codes.NotFound, "job %s not found: job IDs look like 20261124T184501123Z-9f2c1a", clip.Quote(id))
 	}
-	if _, err := s.jobs.Status(id); err != nil {
+	if _, err := s.jobs.Summary(id, 0); err != nil {
 		return "", "", toStatus(err)
 	}
 	return id, seen, nil
@@ -171,7 +171,7 @@ func (s *Server) pollInfo(ctx context.Context, id string) (*aflight.PollInfo, st
 		c := m.Counts()
 		return nil, "", status.Errorf(codes.Aborted, "job %s CANCELLED with %d of %d shards succeeded (finished parts stay readable: GetFlightInfo jobs/%s/shards)", id, c.Succeeded, c.Total, id)
 	}
-	meta, err := json.Marshal(jobStatus(m))
+	meta, err := json.Marshal(jobStatus(m.Summary(MaxStatusFailures)))
 	if err != nil {
 		return nil, "", status.Errorf(codes.Internal, "encode job status: %v", err)
 	}

@@ -354,10 +354,8 @@ func (s *Server) ListFlights(c *aflight.Criteria, stream aflight.FlightService_L
 			return err
 		}
 	}
-	for _, m := range s.jobs.List("") {
-		if m.State != batch.StateSucceeded {
-			continue
-		}
+	for _, sum := range s.jobs.Summaries(batch.Query{States: []batch.State{batch.StateSucceeded}}) {
+		m := sum.Job
 		info, err := s.jobInfo(ctx, m.JobID, false)
 		if err != nil {
 			s.log.Warn("list flights: skip job", "job", m.JobID, "err", err)
@@ -427,11 +425,21 @@ func (s *Server) datasetInfo(ctx context.Context, name string) (*aflight.FlightI
 // jobInfo describes a job's result: the merged result of a succeeded job, or
 // (perShard) one endpoint per finished part, so far.
 func (s *Server) jobInfo(ctx context.Context, id string, perShard bool) (*aflight.FlightInfo, error) {
-	m, err := s.jobs.Status(id)
+	// The merged result needs the job's summary only; the parts, every shard.
+	var m *batch.Manifest
+	var sum batch.JobSummary
+	var err error
+	if perShard {
+		if m, err = s.jobs.Status(id); err == nil {
+			sum = m.Summary(MaxStatusFailures)
+		}
+	} else {
+		sum, err = s.jobs.Summary(id, MaxStatusFailures)
+	}
 	if err != nil {
 		return nil, err
 	}
-	if !perShard && m.State != batch.StateSucceeded {
+	if !perShard && sum.Job.State != batch.StateSucceeded {
 		_, err := s.jobs.OpenResult(ctx, id, "") // the error says why, with its code
 		return nil, err
 	}
@@ -447,45 +455,31 @@ func (s *Server) jobInfo(ctx context.Context, id string, perShard bool) (*afligh
 	if perShard {
 		path = append(path, "shards")
 	}
-	meta, err := json.Marshal(jobStatus(m))
+	meta, err := json.Marshal(jobStatus(sum))
 	if err != nil {
 		return nil, fmt.Errorf("encode job status: %w", err)
 	}
 	info := &aflight.FlightInfo{
 		FlightDescriptor: &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: path},
-		TotalRecords:     -1,
-		TotalBytes:       -1,
+		TotalRecords:     sum.Rows,
+		TotalBytes:       sum.Bytes,
 		Ordered:          true,
 		AppMetadata:      meta,
 	}
 	if schema != nil {
 		info.Schema = aflight.SerializeSchema(schema, s.opts.Alloc)
 	}
-	var rows, size int64
-	known, sized := true, true
-	for _, sh := range m.Shards {
-		if sh.State == batch.ShardSucceeded {
-			n := partRows(sh)
-			rows += n
-			known = known && n >= 0
-			size += sh.Bytes
-			sized = sized && sh.Bytes > 0
-			if perShard {
-				info.Endpoint = append(info.Endpoint, &aflight.FlightEndpoint{
-					Ticket:      &aflight.Ticket{Ticket: []byte("jobs/" + id + "/" + sh.Name)},
-					AppMetadata: []byte(fmt.Sprintf(`{"shard":%q,"rows":%d}`, sh.Name, n)),
-				})
-			}
-		}
-	}
-	if known {
-		info.TotalRecords = rows
-	}
-	if sized {
-		info.TotalBytes = size
-	}
 	if !perShard {
 		info.Endpoint = []*aflight.FlightEndpoint{{Ticket: &aflight.Ticket{Ticket: []byte("jobs/" + id)}}}
+		return info, nil
+	}
+	for _, sh := range m.Shards {
+		if sh.State == batch.ShardSucceeded {
+			info.Endpoint = append(info.Endpoint, &aflight.FlightEndpoint{
+				Ticket:      &aflight.Ticket{Ticket: []byte("jobs/" + id + "/" + sh.Name)},
+				AppMetadata: []byte(fmt.Sprintf(`{"shard":%q,"rows":%d}`, sh.Name, partRows(sh))),
+			})
+		}
 	}
 	return info, nil
 }

@@ -49,12 +49,12 @@ func (s *Server) actionJobWait(ctx context.Context, body []byte) (any, error) {
 		}
 		hold = time.Duration(*t * float64(time.Second))
 	}
-	m, err := s.jobs.Status(req.JobID)
+	sum, err := s.jobs.Summary(req.JobID, MaxStatusFailures)
 	if err != nil {
 		return nil, err
 	}
-	if m.State.Terminal() || hold <= 0 {
-		return jobStatus(m), nil
+	if sum.Job.State.Terminal() || hold <= 0 {
+		return jobStatus(sum), nil
 	}
 	if n := s.jobWaiters.Add(1); n > int64(s.opts.MaxJobWaiters) {
 		s.jobWaiters.Add(-1)
@@ -63,13 +63,13 @@ func (s *Server) actionJobWait(ctx context.Context, body []byte) (any, error) {
 	defer s.jobWaiters.Add(-1)
 	err = s.holdForChange(ctx, req.JobID, hold, func() (bool, error) {
 		var err error
-		m, err = s.jobs.Status(req.JobID)
-		return err == nil && m.State.Terminal(), err
+		sum, err = s.jobs.Summary(req.JobID, MaxStatusFailures)
+		return err == nil && sum.Job.State.Terminal(), err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return jobStatus(m), nil
+	return jobStatus(sum), nil
 }
 
 // holdForChange calls look, and again after each change of job id, until

@@ -21,7 +21,8 @@
 # The scheduler is tuned for tests: tasks start at once (batch_sched_delay=0,
 # sched_min_interval=0), a requeued task waits about cred_expire (5 s, its least; default 120 s) before it
 # runs again, and finished tasks stay visible to squeue/scontrol for MinJobAge: 1 h, or with
-# accounting 30 s (then sacct alone knows them; slurmctld purges every ~10 s, so 30 to 40 s).
+# accounting 10 s (then sacct alone knows them; slurmctld purges them at its next purge, so 10 to
+# 20 s after they end: 50 polls of a test's executor at 200 ms, slack enough on a loaded machine).
 set -euo pipefail
 
 PACKAGES=(slurmctld slurmd slurm-client munge)
@@ -73,7 +74,7 @@ AccountingStoragePort=$dbd_port
 # the munge socket of connections to slurmdbd (default: the system's)
 AccountingStoragePass=$dir/munge/munge.socket"
 		# sacct keeps what the controller forgets: forgetting soon lets tests see it read.
-		min_job_age=30
+		min_job_age=10
 	fi
 	cat >"$dir/slurm.conf" <<EOF
 # A single-node test cluster written by scripts/slurm.sh; loopback only.

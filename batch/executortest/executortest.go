@@ -30,6 +30,13 @@ type Harness struct {
 	Store *store.Store
 	// Executor is the executor under test.
 	Executor batch.Executor
+	// FullErrorShards is how many shards with failed attempts keep their
+	// errors' text in the executor once reported (batch.HandOverErrors), if
+	// the harness lowered it from batch.MaxFullErrorShards (0): the harness of
+	// an executor whose children start slowly lowers it, for its executor and
+	// here alike, so that ManyErrorsBounded runs a few children rather than a
+	// hundred. The local executor's harness keeps the full size.
+	FullErrorShards int
 
 	// texts keeps, by handle, shard and attempt, the error text of each
 	// attempt's first report, as the manager does (batch.Child.Errors).
@@ -391,14 +398,19 @@ func testLongErrorsBounded(t *testing.T, h *Harness) {
 }
 
 // testManyErrorsBounded: what an executor holds of failed attempts' errors
-// while a job runs is bounded by MaxFullErrorShards shards' worth, however
-// many shards fail (batch.HandOverErrors): once reported, the errors of the
-// later failed shards come again with their attempts and no text, while
-// their first report, which the manager keeps, has it. Shard 0 sleeps, so
-// that the job still runs when the executor is asked again (it is cancelled
-// then); the others fail.
+// while a job runs is bounded by MaxFullErrorShards shards' worth (or the
+// harness's FullErrorShards), however many shards fail
+// (batch.HandOverErrors): once reported, the errors of the later failed
+// shards come again with their attempts and no text, while their first
+// report, which the manager keeps, has it. Shard 0 sleeps, so that the job
+// still runs when the executor is asked again (it is cancelled then); the
+// others fail.
 func testManyErrorsBounded(t *testing.T, h *Harness) {
-	n := batch.MaxFullErrorShards + 3
+	full := batch.MaxFullErrorShards
+	if h.FullErrorShards > 0 {
+		full = h.FullErrorShards
+	}
+	n := full + 3
 	m := newJobOver(t, h, Function, 1, n)
 	idx := make([]int, n)
 	for i := range idx {
@@ -413,7 +425,7 @@ func testManyErrorsBounded(t *testing.T, h *Harness) {
 		}
 		return true
 	}
-	// A hundred children, one after the other on a small test cluster.
+	// Up to a hundred children, one after the other on a small test cluster.
 	p := waitUpTo(t, h, handle, failed, 5*Timeout)
 	for i := 1; i < n; i++ {
 		if ae := child(t, p, i).Errors[0]; !strings.Contains(ae.Error, "injected fault") {
@@ -435,13 +447,13 @@ func testManyErrorsBounded(t *testing.T, h *Harness) {
 			continue
 		}
 		held += len(c.Errors[0].Error)
-		if i > batch.MaxFullErrorShards {
+		if i > full {
 			heldPast += len(c.Errors[0].Error)
 		}
 	}
-	if limit := batch.MaxFullErrorShards * batch.MaxAttemptErrorBytes; held > limit || heldPast > 0 {
+	if limit := full * batch.MaxAttemptErrorBytes; held > limit || heldPast > 0 {
 		t.Errorf("%d failed shards: the executor still holds %d bytes of errors already reported (%d of the shards past the first %d), want at most %d (0)",
-			n-1, held, heldPast, batch.MaxFullErrorShards, limit)
+			n-1, held, heldPast, full, limit)
 	}
 	if err := h.Executor.Cancel(context.Background(), handle); err != nil {
 		t.Fatalf("Cancel: %v", err)

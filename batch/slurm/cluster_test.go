@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -49,6 +50,19 @@ func testMain(m *testing.M) int {
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build flightbatch:", err)
 		return 1
+	}
+	// The cluster tests mostly wait for the cluster (its scheduler, the
+	// controller forgetting tasks), not for the CPU: all but the one that
+	// takes the node down run side by side, more of them than the machine
+	// has CPUs (the default of -parallel), unless -parallel says otherwise.
+	flag.Parse()
+	parallel := false
+	flag.Visit(func(f *flag.Flag) { parallel = parallel || f.Name == "test.parallel" })
+	if !parallel {
+		if err := flag.Set("test.parallel", "16"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 	return m.Run()
 }
@@ -117,11 +131,20 @@ func newExecutor(t *testing.T, faults string, opts *slurm.Options) (*slurm.Execu
 	return e, st
 }
 
+// fullErrorShards lowers, for the conformance suite, the number of failed
+// shards past which the executor drops their errors' text: a few children
+// show the bound as well as the hundred of batch.MaxFullErrorShards, which
+// take two minutes on the test cluster (the local executor's suite runs the
+// full size).
+const fullErrorShards = 5
+
 func TestConformance(t *testing.T) {
 	needCluster(t)
+	t.Parallel()
 	executortest.RunConformanceTests(t, func(t *testing.T, faults string) *executortest.Harness {
 		e, st := newExecutor(t, faults, nil)
-		return &executortest.Harness{Store: st, Executor: e}
+		slurm.SetFullErrorShards(e, fullErrorShards)
+		return &executortest.Harness{Store: st, Executor: e, FullErrorShards: fullErrorShards}
 	})
 }
 
@@ -146,6 +169,7 @@ func wait(t *testing.T, e batch.Executor, handle string) batch.Progress {
 
 // A job larger than an array may be runs as several arrays.
 func TestSplitArrays(t *testing.T) {
+	t.Parallel()
 	e, st := newExecutor(t, "", &slurm.Options{MaxArraySize: 2})
 	h := &executortest.Harness{Store: st, Executor: e}
 	m := executortest.NewJob(t, h, 1)
@@ -171,6 +195,7 @@ func TestSplitArrays(t *testing.T) {
 // A new executor (a restarted server) follows the arrays of an old handle,
 // and a child failing for good is reported with its exit code and log.
 func TestReattachAndFailureReport(t *testing.T) {
+	t.Parallel()
 	e, st := newExecutor(t, "part-00001:always,*:sleep=1", nil)
 	h := &executortest.Harness{Store: st, Executor: e}
 	m := executortest.NewJob(t, h, 1)
@@ -206,6 +231,7 @@ func TestReattachAndFailureReport(t *testing.T) {
 }
 
 func TestVanishedJob(t *testing.T) {
+	t.Parallel()
 	e, st := newExecutor(t, "", nil)
 	h := &executortest.Harness{Store: st, Executor: e}
 	m := executortest.NewJob(t, h, 1)
@@ -237,6 +263,7 @@ func forget(t *testing.T, id string) {
 // REQUEUED row.
 func TestForgottenJobFromSacct(t *testing.T) {
 	needAccounting(t)
+	t.Parallel()
 	e, st := newExecutor(t, "part-00001:1", nil)
 	h := &executortest.Harness{Store: st, Executor: e}
 	m := executortest.NewJob(t, h, 2)
@@ -284,6 +311,7 @@ func TestForgottenJobFromSacct(t *testing.T) {
 // fails, saying why.
 func TestForgottenFailedTaskResubmitted(t *testing.T) {
 	needAccounting(t)
+	t.Parallel()
 	for _, tc := range []struct {
 		name        string
 		maxAttempts int
@@ -293,6 +321,7 @@ func TestForgottenFailedTaskResubmitted(t *testing.T) {
 		{"attempts spent", 1, batch.ShardFailed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e, st := newExecutor(t, "part-00001:1", nil)
 			h := &executortest.Harness{Store: st, Executor: e}
 			m := executortest.NewJob(t, h, tc.maxAttempts)
@@ -360,6 +389,7 @@ func ptr[T any](v T) *T { return &v }
 // its attempts last. It used to end FAILED whatever the store held.
 func TestForgottenArrayReconciled(t *testing.T) {
 	needAccounting(t) // for the controller's short MinJobAge; the server reads no sacct
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		faults string
@@ -439,6 +469,7 @@ func TestForgottenArrayReconciled(t *testing.T) {
 // shards, saying so, and are neither requeued nor resubmitted; the job's
 // other tasks run on. Both with and without sacct.
 func TestScancelBehindTheServer(t *testing.T) {
+	t.Parallel()
 	for _, sacct := range []bool{false, true} {
 		t.Run(fmt.Sprintf("sacct=%v", sacct), func(t *testing.T) {
 			if sacct {
@@ -528,7 +559,8 @@ func slurmAdmin(t *testing.T, args ...string) error {
 // (Slurm requeues them by itself, as they are submitted with --requeue), the
 // attempt counts, and the shards succeed. A restarted server that finds the
 // tasks only in sacct counts that attempt too (its row says NODE_FAIL, not
-// REQUEUED). Not parallel: the cluster's one node goes down.
+// REQUEUED). Not parallel: the cluster's one node goes down (the parallel
+// tests start once it has ended).
 func TestNodeFailureRetried(t *testing.T) {
 	e, st := newExecutor(t, "*:sleep=3", nil)
 	ctx := context.Background()

@@ -64,7 +64,8 @@ import (
 	"github.com/flightbatch/flightbatch/store"
 )
 
-// logTail bounds the log tail kept in an attempt's error.
+// logTailBytes and logTailLines bound the log tail kept in an attempt's
+// error.
 const (
 	logTailBytes = 2048
 	logTailLines = 6
@@ -171,6 +172,11 @@ type Executor struct {
 	log  *slog.Logger
 	sh   Runner
 
+	// fullErrors is how many shards with failed attempts keep their errors'
+	// text once reported (batch.HandOverErrorsPast): batch.MaxFullErrorShards,
+	// lower in tests.
+	fullErrors int
+
 	mu      sync.Mutex
 	maxSize int // the cluster's MaxArraySize, once known
 	runs    map[string]*run
@@ -237,7 +243,7 @@ func New(st *store.Store, opts *Options) (*Executor, error) {
 	}
 	return &Executor{
 		st: st, opts: o, log: o.Log.With("component", "slurm"), sh: o.Runner,
-		maxSize: o.MaxArraySize, runs: map[string]*run{},
+		fullErrors: batch.MaxFullErrorShards, maxSize: o.MaxArraySize, runs: map[string]*run{},
 	}, nil
 }
 
@@ -535,7 +541,7 @@ func (e *Executor) Poll(ctx context.Context, handle string) (batch.Progress, err
 			}
 		}
 	}
-	return r.progress(), nil
+	return r.progress(e.fullErrors), nil
 }
 
 // forgotten settles the tasks of piece p the controller no longer shows
@@ -1148,8 +1154,9 @@ func readTail(path string) string {
 	return strings.Join(lines, " | ")
 }
 
-// progress reports one child per shard. r.mu is held.
-func (r *run) progress() batch.Progress {
+// progress reports one child per shard, holding on to the errors' text of
+// the first full shards with failed attempts only. r.mu is held.
+func (r *run) progress(full int) batch.Progress {
 	p := batch.Progress{Done: true}
 	for i, k := range r.kids {
 		p.Children = append(p.Children, batch.Child{Shard: r.shards[i], State: k.state, Attempts: k.attempts, Errors: slices.Clone(k.errors)})
@@ -1159,7 +1166,7 @@ func (r *run) progress() batch.Progress {
 	}
 	slices.SortFunc(p.Children, func(a, b batch.Child) int { return a.Shard - b.Shard })
 	var at map[int]*kid // by shard, made when needed
-	batch.HandOverErrors(p, func(shard int) []batch.AttemptError {
+	batch.HandOverErrorsPast(p, full, func(shard int) []batch.AttemptError {
 		if at == nil {
 			at = make(map[int]*kid, len(r.kids))
 			for i := range r.kids {

@@ -23,7 +23,7 @@ type File struct {
 	BDF      bool
 	Reserved string
 	Records  int
-	// recordsField overrides the header's record count.
+	// RecordsField overrides the header's record count.
 	RecordsField string
 	Duration     string
 	Recording    string
@@ -38,7 +38,6 @@ func pad(s string, n int) string {
 	return s + strings.Repeat(" ", n-len(s))
 }
 
-// build writes the file as EDF (or BDF) bytes.
 // Build writes the file's bytes: EDF, or BDF when f.BDF.
 func (f File) Build() []byte {
 	var b strings.Builder

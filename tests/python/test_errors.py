@@ -138,6 +138,39 @@ def test_bad_flight_info(server, client, path, code):
         client.get_flight_info(flight.FlightDescriptor.for_path(*path))
 
 
+# Bytes that are no protobuf message: field 1 claims more bytes than follow.
+MALFORMED_PROTOBUF = b"\x0a\xff\x01" + b"x" * 100
+
+
+@pytest.mark.parametrize(
+    "method,unary,message",
+    [
+        ("DoGet", False, "Ticket"),
+        ("DoAction", False, "Action"),
+        ("ListFlights", False, "Criteria"),
+        ("GetFlightInfo", True, "FlightDescriptor"),
+        ("GetSchema", True, "FlightDescriptor"),
+        ("PollFlightInfo", True, "FlightDescriptor"),
+    ],
+)
+def test_malformed_protobuf_request(server, client, method, unary, message):
+    """A request that is not the protobuf message a method takes is INVALID_ARGUMENT (gRPC
+    alone says INTERNAL), names the message, and repeats only the start of the bytes."""
+    jobs_before = list_job_ids(client)
+    with grpc.insecure_channel(server.addr) as channel:
+        name = f"/arrow.flight.protocol.FlightService/{method}"
+        call = channel.unary_unary(name) if unary else channel.unary_stream(name)
+        with pytest.raises(grpc.RpcError) as err:
+            reply = call(MALFORMED_PROTOBUF, timeout=30.0)
+            if not unary:
+                list(reply)
+    code, details = err.value.code(), err.value.details() or ""
+    assert code == INVALID, f"want INVALID_ARGUMENT, got {code.name}: {details!r}"
+    check_message(details, f"arrow.flight.protocol.{message}")
+    assert "x" * 30 not in details, details
+    assert list_job_ids(client) == jobs_before, "a malformed request created or changed jobs"
+
+
 @pytest.fixture(scope="module")
 def slow_server(flightbatch_bin, tmp_path_factory):
     """A server with one worker, so a heavy job stays unfinished for a while."""

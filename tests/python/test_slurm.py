@@ -7,7 +7,7 @@ file store. Faults are injected with the test-only FLIGHTBATCH_FAULTS hook: sbat
 server's environment to the children.
 
 When the cluster keeps accounting (scripts/slurm.sh start --accounting: FLIGHTBATCH_TEST_SLURM_ACCOUNTING=1),
-every server also reads sacct (--slurm-sacct), and the controller forgets a task 30 to 40 s after
+every server also reads sacct (--slurm-sacct), and the controller forgets a task 10 to 20 s after
 it ends, so that a server down that long learns how its tasks ended from sacct alone.
 
 Skipped without a cluster; failed if FLIGHTBATCH_REQUIRE_SLURM=1 and there is none (or it keeps
@@ -194,7 +194,7 @@ def test_server_down_past_min_job_age_reads_sacct(slurm_server, faults, want):
     srv.proc.wait()
     srv.stop()
 
-    # The controller forgets the tasks MinJobAge (30 s) after they end, at its next purge.
+    # The controller forgets the tasks MinJobAge (10 s) after they end, at its next purge.
     deadline = time.monotonic() + 120
     while True:
         out = subprocess.run(["squeue", "-h", "-t", "all", "-n", f"flightbatch-{job_id}", "-o", "%i %T"],
