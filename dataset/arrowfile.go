@@ -250,21 +250,43 @@ func (r *arrowReader) readBlock(b ipccheck.Block) (arrow.RecordBatch, StoredMess
 	}
 	var buf []byte
 	var body *memory.Buffer
+	mapped := false
 	if r.pool != nil {
+		// Under the pool's rule (nothing kept after release), the block may
+		// be lent from a mapping of the file: no copy of its bytes.
+		var release func()
+		if buf, release, mapped = r.file.Map(b.Offset, size); mapped {
+			body = memory.NewBufferWithAllocator(buf[b.MetaLen:size:size], &unmapped{release: release})
+		}
+	}
+	switch {
+	case mapped:
+	case r.pool != nil:
 		buf = r.pool.get(int(size))
 		// The body's capacity ends with it: arrow-go's decoder slices a
 		// buffer's bytes from it without checking the body's length, and a
 		// pooled buffer's spare bytes held another block.
 		body = memory.NewBufferWithAllocator(buf[b.MetaLen:size:size], &lent{pool: r.pool, buf: buf})
-	} else {
+	default:
 		buf = make([]byte, size)
 		body = memory.NewBufferBytes(buf[b.MetaLen:])
 	}
 	// The message and the batch's arrays take their own references; the
 	// memory goes back to the pool when the last is released.
 	defer body.Release()
-	if _, err := r.file.ReadAt(buf, b.Offset); err != nil && !errors.Is(err, io.EOF) {
-		return nil, StoredMessage{}, err
+	if !mapped {
+		got, err := r.file.ReadAt(buf, b.Offset)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, StoredMessage{}, err
+		}
+		// An Arrow IPC file is never changed in place: if it was, during
+		// or before the read, the bytes may belong to neither version.
+		if err := r.file.Unchanged(); err != nil {
+			return nil, StoredMessage{}, err
+		}
+		if int64(got) < size {
+			return nil, StoredMessage{}, fmt.Errorf("record batch %d: read %d of its %d bytes: the file is shorter than when it was opened", r.i-1, got, size)
+		}
 	}
 	n := int64(int32(binary.LittleEndian.Uint32(buf[4:])))
 	if binary.LittleEndian.Uint32(buf) != continuation || n <= 0 || n > int64(b.MetaLen)-8 {

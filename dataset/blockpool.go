@@ -97,3 +97,27 @@ func (l *lent) Free([]byte) {
 }
 
 var _ memory.Allocator = (*lent)(nil)
+
+// unmapped is the allocator of an Arrow buffer that holds a block lent from
+// a memory mapping (store.File.Map): freeing that buffer (its last reference
+// released) ends the loan, once.
+type unmapped struct {
+	release func()
+	done    atomic.Bool
+}
+
+func (u *unmapped) Allocate(n int) []byte { return make([]byte, n) }
+
+func (u *unmapped) Reallocate(n int, b []byte) []byte {
+	nb := make([]byte, n)
+	copy(nb, b)
+	return nb
+}
+
+func (u *unmapped) Free([]byte) {
+	if u.done.CompareAndSwap(false, true) {
+		u.release()
+	}
+}
+
+var _ memory.Allocator = (*unmapped)(nil)

@@ -471,6 +471,17 @@ func (f *recordingFile) ReadAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
+// Unchanged is the store's File.Unchanged, its error remembered as a read's.
+func (f *recordingFile) Unchanged() error {
+	err := f.File.Unchanged()
+	if err != nil {
+		f.mu.Lock()
+		f.err = err
+		f.mu.Unlock()
+	}
+	return err
+}
+
 // ioError returns the store's error if one explains err, else err.
 func (f *recordingFile) ioError(key string, err error) error {
 	f.mu.Lock()

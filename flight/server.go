@@ -190,6 +190,8 @@ func codeOf(err error) codes.Code {
 		return codes.AlreadyExists
 	case errors.Is(err, dataset.ErrDamaged):
 		return codes.DataLoss
+	case errors.Is(err, store.ErrChanged):
+		return codes.Aborted
 	}
 	return codes.Internal
 }

@@ -18,6 +18,15 @@
 // ("a" and "a/b"): S3 holds both, but a file store (and an S3 server that keeps
 // objects as files) refuses the second write. In a file store, names shaped like
 // a temporary file (KEY.HEX.tmp) are reserved.
+//
+// A file store lends the blocks that readers ask for with File.Map from
+// read-only memory mappings of its files, each under a read lease
+// (fcntl(2) F_SETLEASE, on Linux, on local file systems): while one is held,
+// another process that opens the file for writing, or truncates it, waits
+// until the file's blocks are no longer lent or, at most,
+// /proc/sys/fs/lease-break-time (a non-blocking open fails with EAGAIN).
+// The URL parameter mmap=false turns this off; files are then read with
+// pread(2) only.
 package store
 
 import (
@@ -49,6 +58,12 @@ import (
 // ErrNotExist is wrapped by every error about an object that does not exist.
 var ErrNotExist = errors.New("object does not exist")
 
+// ErrChanged is wrapped by the error of a read from a file store's File
+// whose file was written or truncated (its size or modification time
+// changed) since it was opened: the bytes read may belong to neither
+// version.
+var ErrChanged = errors.New("the file changed while it was read")
+
 // Store holds objects under slash-separated keys.
 type Store struct {
 	b   *blob.Bucket
@@ -60,6 +75,9 @@ type Store struct {
 	retry *backoff.Policy
 	// onError, when set, is told about every failed operation.
 	onError func(op string)
+	// leases lends a file store's blocks from memory mappings (File.Map);
+	// nil when they are read only.
+	leases *leaser
 }
 
 // Object describes one stored object.
@@ -84,6 +102,7 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 	}
 	var b *blob.Bucket
 	var retry *backoff.Policy
+	var leases *leaser
 	switch u.Scheme {
 	case "file":
 		dir := u.Host + u.Path
@@ -110,6 +129,13 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 			return nil, fmt.Errorf("store: open directory %s: %w", dir, err)
 		}
 		rawURL = "file://" + dir
+		switch v := u.Query().Get("mmap"); v {
+		case "", "true":
+			leases = newLeaser()
+		case "false":
+		default:
+			return nil, fmt.Errorf("store: %q: mmap=%q is neither true nor false", rawURL, v)
+		}
 	case "mem":
 		b = memblob.OpenBucket(nil)
 	case "s3":
@@ -134,7 +160,7 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 	default:
 		return nil, fmt.Errorf("store: unsupported URL %q: use file://DIR, s3://bucket/prefix or mem://", rawURL)
 	}
-	return &Store{b: b, url: rawURL, file: u.Scheme == "file", retry: retry}, nil
+	return &Store{b: b, url: rawURL, file: u.Scheme == "file", retry: retry, leases: leases}, nil
 }
 
 // DefaultRetryBudget is how long an s3 store retries a call that fails
@@ -206,8 +232,12 @@ func openS3(ctx context.Context, u *url.URL) (*blob.Bucket, error) {
 // URL is the URL the store was opened with (a file store's directory made absolute).
 func (s *Store) URL() string { return s.url }
 
-// Close releases the store's resources.
-func (s *Store) Close() error { return s.b.Close() }
+// Close releases the store's resources. Blocks still lent by Files
+// (File.Map) stay valid until released.
+func (s *Store) Close() error {
+	s.leases.stop()
+	return s.b.Close()
+}
 
 // ObserveErrors has fn called with the operation ("read", "write", "stat",
 // "list", "delete") of every failed store operation, except an object that
@@ -498,16 +528,21 @@ func (s *Store) holdsObject(ctx context.Context, prefix string) (bool, error) {
 //
 // In a file store the file is held open and read with pread(2): reads cost
 // no open, and they see the version that was there when it was opened, even
-// once the object is replaced or deleted. Other stores read the object as it
+// once the object is replaced or deleted (Unchanged tells whether the file
+// itself was written or truncated since). Other stores read the object as it
 // is at each read (a deleted one gives ErrNotExist).
 type File struct {
 	s    *Store
 	ctx  context.Context
 	key  string
 	size int64
-	// f is the open file of a file store; r owns it.
-	f *os.File
-	r *blob.Reader
+	// f is the open file of a file store; r owns it. mtime is its
+	// modification time when opened.
+	f     *os.File
+	r     *blob.Reader
+	mtime time.Time
+	// lease lends f's blocks from memory mappings; nil if it cannot.
+	lease *leasedFile
 }
 
 // OpenFile opens an object for random access.
@@ -522,7 +557,14 @@ func (s *Store) OpenFile(ctx context.Context, key string) (*File, error) {
 			return nil, s.wrap("read", key, err)
 		}
 		if f != nil {
-			return &File{s: s, ctx: ctx, key: key, size: r.Size(), f: f, r: r}, nil
+			fi, err := f.Stat()
+			if err != nil {
+				_ = r.Close()
+				return nil, s.wrap("read", key, err)
+			}
+			file := &File{s: s, ctx: ctx, key: key, size: fi.Size(), f: f, r: r, mtime: fi.ModTime()}
+			file.lease = newLeasedFile(s.leases, f, file.Unchanged)
+			return file, nil
 		}
 		_ = r.Close()
 	}
@@ -537,6 +579,9 @@ func (s *Store) OpenFile(ctx context.Context, key string) (*File, error) {
 func (f *File) Close() error {
 	if f.r == nil {
 		return nil
+	}
+	if f.lease != nil {
+		f.lease.close()
 	}
 	err := f.r.Close()
 	if errors.Is(err, os.ErrClosed) {
@@ -584,6 +629,41 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 		return got, io.EOF
 	}
 	return got, nil
+}
+
+// Unchanged checks that a file store's file has the size and modification
+// time it had when opened, and returns an error wrapping ErrChanged if not:
+// called after a read, it tells whether a write or truncate that began
+// before the read's end changed the file. It returns nil for other stores.
+func (f *File) Unchanged() error {
+	if f.f == nil {
+		return nil
+	}
+	fi, err := f.f.Stat()
+	if err != nil {
+		return f.s.wrap("read", f.key, err)
+	}
+	if fi.Size() != f.size || !fi.ModTime().Equal(f.mtime) {
+		return f.s.wrap("read", f.key, fmt.Errorf("%w (%d bytes, modified %s, when opened %d bytes, modified %s)",
+			ErrChanged, fi.Size(), fi.ModTime().UTC().Format(time.RFC3339Nano), f.size, f.mtime.UTC().Format(time.RFC3339Nano)))
+	}
+	return nil
+}
+
+// Map lends the bytes [off, off+n) of a file store's file from a read-only
+// memory mapping, with a function that ends the loan; ok is false when the
+// file is not mapped (another store, mmap=false, no lease: read it with
+// ReadAt). The bytes must not be written, nor touched after release: their
+// memory is unmapped. They stay the bytes the file held when opened: a
+// process that writes or truncates the file meanwhile waits for the lease,
+// and blocks lent when it asks keep their bytes in memory of their own.
+// Each call maps anew; a caller maps whole reads (a record batch), not
+// small ones.
+func (f *File) Map(off, n int64) (b []byte, release func(), ok bool) {
+	if f.lease == nil || off < 0 || n <= 0 || off > f.size-n {
+		return nil, nil, false
+	}
+	return f.lease.mapBlock(off, n)
 }
 
 // Seek is not needed by readers that use ReadAt; it is provided so a File can be
