@@ -267,3 +267,63 @@ func BenchmarkManifestCost(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkStatusCopy copies the manifest of a job of 100,000 shards (a
+// third with a failed attempt) as Status does, beside a JSON round trip of
+// it, which is how Status copied it before (go test -run '^$' -bench
+// StatusCopy -benchmem).
+func BenchmarkStatusCopy(b *testing.B) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, "mem://")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	at := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	m := &batch.Manifest{JobID: batch.NewJobID(at), Function: "psd", Dataset: "big", DatasetVersion: "v1",
+		Params: json.RawMessage(`{"fs":250}`), State: batch.StateSucceeded, MaxAttempts: 3, Executor: "reporting", CreatedAt: at, StartedAt: &at, FinishedAt: &at}
+	for i := range 100000 {
+		rows := int64(1000)
+		s := batch.ShardRecord{Name: fmt.Sprintf("part-%06d", i), Input: fmt.Sprintf("datasets/big/v1/part-%06d.arrow", i),
+			Format: dataset.FormatArrow, InputRows: 1000, State: batch.ShardSucceeded, Attempts: 1, Rows: &rows, Done: i + 1, Bytes: 4096, StartedAt: &at, FinishedAt: &at}
+		if i%3 == 0 {
+			s.Attempts = 2
+			s.Errors = []batch.AttemptError{{Attempt: 1, Error: "exit status 1", At: at}}
+		}
+		m.Shards = append(m.Shards, s)
+	}
+	if err := batch.SaveManifest(ctx, st, m); err != nil {
+		b.Fatal(err)
+	}
+	mg := batch.NewManager(dataset.NewCatalog(st), analysis.Builtins(), &crashing{}, &batch.Options{Log: quiet})
+	defer mg.Abandon()
+	if err := mg.Recover(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("json-round-trip", func(b *testing.B) {
+		for range b.N {
+			data, err := json.Marshal(m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var c batch.Manifest
+			if err := json.Unmarshal(data, &c); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Status", func(b *testing.B) {
+		for range b.N {
+			if _, err := mg.Status(m.JobID); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Summary", func(b *testing.B) {
+		for range b.N {
+			if _, err := mg.Summary(m.JobID, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
