@@ -209,8 +209,12 @@ func runReportedJob(tb testing.TB, n, step int, failFirst, changes bool, opts ba
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if s := mg.Summaries(batch.Query{}); len(s) == 1 && s[0].Job.State.Terminal() {
-			if s[0].Job.State != batch.StateSucceeded || s[0].Counts.Succeeded != n {
+		// The job's version, not its summary: that costs the job's size,
+		// at each change.
+		if v, err := mg.JobVersion(m.JobID); err != nil {
+			tb.Fatal(err)
+		} else if v.State.Terminal() {
+			if s := mg.Summaries(batch.Query{}); s[0].Job.State != batch.StateSucceeded || s[0].Counts.Succeeded != n {
 				tb.Fatalf("job ended %s with %+v: %s", s[0].Job.State, s[0].Counts, s[0].Job.Error)
 			}
 			break
