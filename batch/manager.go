@@ -317,20 +317,11 @@ func (mg *Manager) load(ctx context.Context, id string) (*Manifest, error) {
 			if err := mg.save(ctx, m); err != nil {
 				return nil, err
 			}
-			return m, nil
-		}
-		// The manifest of a running job may lag its parts and attempts.
-		changed, err := catchUp(ctx, mg.st, m)
-		if err != nil {
-			return nil, err
-		}
-		if changed {
-			mg.log.Info("caught up the manifest of a running job with its parts and failed attempts", "job", id)
-			if err := mg.save(ctx, m); err != nil {
-				return nil, err
-			}
 		}
 	}
+	// The manifest of a running job may lag its parts and attempts: an
+	// executor that still runs its children reports them at the first
+	// poll, and a job no executor runs is caught up as it resumes (resume).
 	return m, nil
 }
 
