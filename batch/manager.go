@@ -845,7 +845,7 @@ func (mg *Manager) drive(id string) error {
 		if n, ok := mg.exec.(Notifier); ok {
 			changed = n.Changed(m.Handle)
 		}
-		p, err := mg.exec.Poll(mg.ctx, m.Handle)
+		p, err := mg.poll(m.Handle)
 		switch {
 		case errors.Is(err, ErrNotRunning):
 			if m.CancelRequested {
@@ -908,6 +908,15 @@ func (mg *Manager) drive(id string) error {
 			cancelCh = nil
 		}
 	}
+}
+
+// poll asks the executor for the children of handle: what changed since
+// the last report where it can tell (ChangeReporter), else every child.
+func (mg *Manager) poll(handle string) (Progress, error) {
+	if cr, ok := mg.exec.(ChangeReporter); ok {
+		return cr.PollChanges(mg.ctx, handle)
+	}
+	return mg.exec.Poll(mg.ctx, handle)
 }
 
 // head returns the manifest of job e without its shards, sharing its

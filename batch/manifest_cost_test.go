@@ -85,6 +85,38 @@ func (e *reportingExecutor) ends() int {
 func (e *reportingExecutor) Poll(ctx context.Context, _ string) (batch.Progress, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if _, err := e.advance(ctx); err != nil {
+		return batch.Progress{}, err
+	}
+	// The report is the executor's own slice: the manager reads it before
+	// the next poll, and copying it would count the executor's costs.
+	return batch.Progress{Children: e.children, Done: e.next == len(e.children)}, nil
+}
+
+// changeReportingExecutor is a reportingExecutor that reports only the
+// children each poll ended (batch.ChangeReporter), as the local executor
+// does.
+type changeReportingExecutor struct {
+	*reportingExecutor
+	reported bool
+}
+
+func (e *changeReportingExecutor) PollChanges(ctx context.Context, _ string) (batch.Progress, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	from, err := e.advance(ctx)
+	if err != nil {
+		return batch.Progress{}, err
+	}
+	if !e.reported {
+		from, e.reported = 0, true
+	}
+	return batch.Progress{Children: e.children[from:e.next], Done: e.next == len(e.children)}, nil
+}
+
+// advance ends the next step children and returns the index of the first.
+func (e *reportingExecutor) advance(ctx context.Context) (int, error) {
+	from := e.next
 	e.polls++
 	for k := 0; k < e.step && e.next < e.ends(); k++ {
 		c := &e.children[e.next]
@@ -96,16 +128,14 @@ func (e *reportingExecutor) Poll(ctx context.Context, _ string) (batch.Progress,
 				Error: fmt.Sprintf("run psd on shard %s: exit status 1: Traceback (most recent call last): ValueError: the recording of shard %s is too short", name, name)}}
 		}
 		if err := e.st.WriteAll(ctx, batch.PartKey(e.jobID, name), []byte("part")); err != nil {
-			return batch.Progress{}, err
+			return 0, err
 		}
 		if err := e.st.WriteAll(ctx, batch.Prefix+e.jobID+"/parts/"+name+".json", []byte(`{"rows":1}`)); err != nil {
-			return batch.Progress{}, err
+			return 0, err
 		}
 		e.next++
 	}
-	// The report is the executor's own slice: the manager reads it before
-	// the next poll, and copying it would count the executor's costs.
-	return batch.Progress{Children: e.children, Done: e.next == len(e.children)}, nil
+	return from, nil
 }
 
 // manifestCost is what running one job cost the process.
@@ -131,10 +161,11 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// runReportedJob runs a job of n shards on a reportingExecutor over a memory
-// store, from its submission (recorded as Submit records it) to its end, and
-// returns what it cost.
-func runReportedJob(tb testing.TB, n, step int, failFirst bool, opts batch.Options) manifestCost {
+// runReportedJob runs a job of n shards on a reportingExecutor (with
+// changes, one that reports what changed) over a memory store, from its
+// submission (recorded as Submit records it) to its end, and returns what it
+// cost.
+func runReportedJob(tb testing.TB, n, step int, failFirst, changes bool, opts batch.Options) manifestCost {
 	tb.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, "mem://")
@@ -159,8 +190,12 @@ func runReportedJob(tb testing.TB, n, step int, failFirst bool, opts batch.Optio
 		tb.Fatal(err)
 	}
 	exec := &reportingExecutor{st: st, step: step, failFirst: failFirst}
+	var ex batch.Executor = exec
+	if changes {
+		ex = &changeReportingExecutor{reportingExecutor: exec}
+	}
 	opts.Log = quiet
-	mg := batch.NewManager(dataset.NewCatalog(st), analysis.Builtins(), exec, &opts)
+	mg := batch.NewManager(dataset.NewCatalog(st), analysis.Builtins(), ex, &opts)
 	defer mg.Close()
 	runtime.GC()
 	var before, after runtime.MemStats
@@ -199,29 +234,35 @@ func runReportedJob(tb testing.TB, n, step int, failFirst bool, opts batch.Optio
 	return cost
 }
 
-// BenchmarkManifestCost runs jobs of 1,000 to 100,000 shards whose children
+// BenchmarkManifestCost runs jobs of 100 to 100,000 shards whose children
 // are reported one at a time (as the local executor reports each child's
 // end) or a hundred at a time (as a poll of AWS Batch or Slurm finds
-// many ended), with and without a failed attempt per shard, and reports the
+// many ended), with and without a failed attempt per shard, by an executor
+// that reports every child at each poll (report=all) or only those that
+// changed (report=changes, as the local executor does), and reports the
 // CPU time, the bytes allocated and the manifest bytes written per shard:
 // per shard, these stay flat as jobs grow when an update costs what
-// changed, and grow with the job when each update costs the whole manifest.
+// changed, and grow with the job when each update costs the whole manifest
+// (or each report the whole job).
 // It prints each run's figures (go test -run '^$' -bench ManifestCost -v).
 func BenchmarkManifestCost(b *testing.B) {
 	for _, n := range []int{100, 1000, 10000, 100000} {
 		for _, step := range []int{1, 100} {
 			for _, fail := range []bool{false, true} {
-				b.Run(fmt.Sprintf("shards=%d/step=%d/failfirst=%v", n, step, fail), func(b *testing.B) {
-					var c manifestCost
-					for range b.N {
-						c = runReportedJob(b, n, step, fail, batch.Options{})
-					}
-					b.ReportMetric(float64(c.cpu.Nanoseconds())/float64(n), "cpu-ns/shard")
-					b.ReportMetric(float64(c.alloc)/float64(n), "alloc-B/shard")
-					b.ReportMetric(float64(c.written)/float64(n), "written-B/shard")
-					b.ReportMetric(float64(c.writes), "writes")
-					b.Log(c)
-				})
+				for _, changes := range []bool{false, true} {
+					report := map[bool]string{false: "all", true: "changes"}[changes]
+					b.Run(fmt.Sprintf("shards=%d/step=%d/failfirst=%v/report=%s", n, step, fail, report), func(b *testing.B) {
+						var c manifestCost
+						for range b.N {
+							c = runReportedJob(b, n, step, fail, changes, batch.Options{})
+						}
+						b.ReportMetric(float64(c.cpu.Nanoseconds())/float64(n), "cpu-ns/shard")
+						b.ReportMetric(float64(c.alloc)/float64(n), "alloc-B/shard")
+						b.ReportMetric(float64(c.written)/float64(n), "written-B/shard")
+						b.ReportMetric(float64(c.writes), "writes")
+						b.Log(c)
+					})
+				}
 			}
 		}
 	}
