@@ -48,6 +48,16 @@ type Notifier interface {
 	Changed(handle string) <-chan struct{}
 }
 
+// ChangeReporter is an Executor that can report only what changed: the
+// manager then polls with PollChanges, and a report costs what changed
+// since the last, not the job's size.
+type ChangeReporter interface {
+	// PollChanges is Poll, but its Children are only the children that
+	// changed (state, attempts or errors) since the previous PollChanges of
+	// handle: every child at the first. The others are as last reported.
+	PollChanges(ctx context.Context, handle string) (Progress, error)
+}
+
 // Progress is what an executor knows of a job's children.
 type Progress struct {
 	// Children has one entry per shard the executor was started with.

@@ -7,3 +7,11 @@ func (mg *Manager) HasKeptResult(id string) bool { return mg.keptResult(id) != n
 // BoundFailures bounds the failure text of m as the manager does at each
 // update (see boundFailures).
 func BoundFailures(m *Manifest) { boundFailures(m) }
+
+// ManifestWrites is how many manifests the manager has written to the store,
+// and their bytes.
+func (mg *Manager) ManifestWrites() (n, bytes int64) { return mg.saved.n.Load(), mg.saved.bytes.Load() }
+
+// Abandon stops the manager as a crash would: the progress its store lacks
+// is not written.
+func (mg *Manager) Abandon() { mg.abandon() }

@@ -12,7 +12,7 @@ import (
 // The bounds of the failure text a manifest keeps. A failed attempt's error
 // can carry a child's stderr tail (up to DefaultStderrLimit), and a job may
 // have up to MaxShards shards, each tried several times: kept whole in the
-// manifest, which the server holds in memory, rewrites on each update and
+// manifest, which the server holds in memory, rewrites as the job runs and
 // serves in job-status and list-jobs, that text would grow with what children
 // print. The manifest keeps a bounded cut; each attempt's whole error stays
 // in its own record in the store (AttemptsPrefix, one object per attempt).

@@ -11,7 +11,7 @@ import (
 // shards. MaxAttemptErrorBytes bounds one attempt's error, but a job of
 // MaxShards shards that all failed, each after several attempts, still kept
 // hundreds of megabytes of it (0.7 GB for 100,000 shards of three attempts)
-// in a manifest the server holds, rewrites at each update and lists. So only
+// in a manifest the server holds, rewrites as the job runs and lists. So only
 // the first MaxFullErrorShards shards with failures, in shard order (those
 // job-status lists), keep each attempt's error up to MaxAttemptErrorBytes;
 // every later shard keeps, per attempt, its error's first line up to
@@ -63,6 +63,72 @@ func boundFailures(m *Manifest) {
 			} else {
 				e.Error = shortAttemptError(s.Name, e.Attempt, e.Error)
 			}
+		}
+	}
+}
+
+// boundNewErrors bounds the errors of shard i, just added to (first: the
+// shard had none before), as boundFailures bounds a whole manifest's, at the
+// cost of what changed: the first MaxFullErrorShards shards with errors, in
+// shard order, keep their text clipped, the others a short form. A shard
+// that gains its first errors ahead of the last of those takes that one's
+// place, whose errors are then shortened.
+func (m *Manifest) boundNewErrors(i int, first bool) {
+	fresh := !m.cache.valid
+	c := m.caches()
+	full := true
+	switch {
+	case fresh:
+		// Derived with shard i's new errors: a shard that gained its first
+		// errors among the full ones pushed the next one out.
+		full = c.errShards <= MaxFullErrorShards || i <= c.fullEnd
+		if first && full && c.errShards > MaxFullErrorShards {
+			m.boundShardErrors(m.nextErrShard(c.fullEnd), false)
+		}
+	case first:
+		c.errShards++
+		switch {
+		case c.errShards < MaxFullErrorShards:
+		case c.errShards == MaxFullErrorShards:
+			c.fullEnd = m.prevErrShard(len(m.Shards))
+		case i > c.fullEnd:
+			full = false
+		default:
+			last := c.fullEnd
+			c.fullEnd = m.prevErrShard(last)
+			m.boundShardErrors(last, false)
+		}
+	default:
+		full = c.errShards <= MaxFullErrorShards || i <= c.fullEnd
+	}
+	m.boundShardErrors(i, full)
+}
+
+// nextErrShard is the index of the first shard after i with errors, or
+// len(m.Shards).
+func (m *Manifest) nextErrShard(i int) int {
+	for i++; i < len(m.Shards) && len(m.Shards[i].Errors) == 0; i++ {
+	}
+	return i
+}
+
+// prevErrShard is the index of the last shard before i with errors, or -1.
+func (m *Manifest) prevErrShard(i int) int {
+	for i--; i >= 0 && len(m.Shards[i].Errors) == 0; i-- {
+	}
+	return i
+}
+
+// boundShardErrors bounds the errors of shard i: clipped if full, else in
+// their short form.
+func (m *Manifest) boundShardErrors(i int, full bool) {
+	s := &m.Shards[i]
+	for j := range s.Errors {
+		e := &s.Errors[j]
+		if full {
+			e.Error = ClipAttemptError(e.Error)
+		} else {
+			e.Error = shortAttemptError(s.Name, e.Attempt, e.Error)
 		}
 	}
 }

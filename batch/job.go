@@ -15,7 +15,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -257,6 +259,40 @@ type Manifest struct {
 	// Units are the physical units of result columns the function knows
 	// (UnitFunction), served in the result's provenance.
 	Units map[string]string `json:"units,omitempty"`
+
+	// cache is derived from Shards, so that recording a shard's progress
+	// costs what changed (see caches).
+	cache manifestCache
+}
+
+// manifestCache is what a manifest derives from its shards, kept as they
+// change in place.
+type manifestCache struct {
+	valid bool
+	// lastDone is the highest finish number of the shards (ShardRecord.Done).
+	lastDone int
+	// errShards counts the shards with failed attempts; fullEnd is the
+	// index of the last of the first MaxFullErrorShards of them, in shard
+	// order, once there are that many (see boundFailures).
+	errShards, fullEnd int
+}
+
+// caches returns m's cache, derived from its shards if it is not yet.
+func (m *Manifest) caches() *manifestCache {
+	c := &m.cache
+	if c.valid {
+		return c
+	}
+	*c = manifestCache{valid: true, fullEnd: -1}
+	for i, s := range m.Shards {
+		c.lastDone = max(c.lastDone, s.Done)
+		if len(s.Errors) > 0 {
+			if c.errShards++; c.errShards == MaxFullErrorShards {
+				c.fullEnd = i
+			}
+		}
+	}
+	return c
 }
 
 // ShardRecord is one child's record in a manifest.
@@ -342,7 +378,7 @@ func (m *Manifest) SetSchema(s *arrow.Schema) error {
 }
 
 // SaveManifest writes a job's manifest to the store atomically, as compact
-// JSON: it is rewritten at each update, and indenting a manifest of many
+// JSON: it is rewritten as the job runs, and indenting a manifest of many
 // shards made it about a third larger (`jq .` shows it indented).
 func SaveManifest(ctx context.Context, st *store.Store, m *Manifest) error {
 	data, err := json.Marshal(m)
@@ -484,14 +520,19 @@ func RebuildManifest(ctx context.Context, st *store.Store, jobID string) (*Manif
 	return m, nil
 }
 
+// clone is a copy of the manifest that shares nothing with it.
 func (m *Manifest) clone() *Manifest {
-	data, err := json.Marshal(m)
-	if err != nil {
-		panic(err) // a Manifest always marshals
-	}
-	var c Manifest
-	if err := json.Unmarshal(data, &c); err != nil {
-		panic(err)
+	c := *m
+	c.Params = slices.Clone(m.Params)
+	c.StartedAt = clonePtr(m.StartedAt)
+	c.FinishedAt = clonePtr(m.FinishedAt)
+	c.Labels = maps.Clone(m.Labels)
+	c.Units = maps.Clone(m.Units)
+	if m.Shards != nil {
+		c.Shards = make([]ShardRecord, len(m.Shards))
+		for i, s := range m.Shards {
+			c.Shards[i] = s.clone()
+		}
 	}
 	return &c
 }

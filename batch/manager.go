@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -38,7 +39,19 @@ type Options struct {
 	Retry backoff.Policy
 	// Now is the clock of job creation times and retention (default time.Now).
 	Now func() time.Time
+	// SaveInterval is how often a running job's progress (its shards'
+	// states, attempts and errors) is written to the store (default
+	// DefaultSaveInterval): the store's manifest of a running job lags its
+	// state in memory by up to this much. A job's submission, its start,
+	// a cancel request and its end are written at once.
+	SaveInterval time.Duration
 }
+
+// DefaultSaveInterval is the default of Options.SaveInterval. Whatever the
+// manifest of a running job lags, nothing is lost when the server stops:
+// every finished part and every failed attempt has its own object in the
+// store, and a restarted server counts them (see catchUp).
+const DefaultSaveInterval = 5 * time.Second
 
 // Manager submits jobs, follows them on an executor, keeps their manifests in
 // the store, and serves their results.
@@ -59,16 +72,31 @@ type Manager struct {
 	seq    uint64 // changes of the jobs so far (see notifyLocked)
 	closed bool
 	last   time.Time // the newest job's creation time
+
+	// saved counts the manifests written to the store and their bytes.
+	saved struct{ n, bytes atomic.Int64 }
 }
 
 // entry is the manager's view of one job.
 type entry struct {
-	// saving serialises the job's updates: each is stored before it is
-	// published.
+	// saving serialises the changes of the job's state: whoever changes m
+	// holds it (and may read m without mg.mu).
 	saving sync.Mutex
-	// m is the job's state as stored; it is replaced, never changed in place,
-	// under mg.mu.
+	// m is the job's state. A change of its state, handle, cancel request or
+	// times (update) is stored before it is published: m is then replaced
+	// under mg.mu. The progress of its shards (progress) changes m.Shards in
+	// place, under saving, mg.mu and shards, and reaches the store at the
+	// next flush. Read m under mg.mu, or its shards under shards (read-locked)
+	// once m is taken under mg.mu; a terminal m no longer changes.
 	m *Manifest
+	// shards is held to change m.Shards in place, and read-held to read
+	// them outside mg.mu.
+	shards sync.RWMutex
+	// dirty is set when m holds progress the store does not have yet.
+	dirty atomic.Bool
+	// writing orders the writes of m to the store: taken under saving, so
+	// that a newer state is never overwritten by an older one.
+	writing sync.Mutex
 	// changed is closed, and replaced, whenever the job changes.
 	changed chan struct{}
 	seq     uint64        // mg.seq at the job's last change
@@ -113,25 +141,100 @@ func NewManager(cat *dataset.Catalog, fns *Registry, exec Executor, opts *Option
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.SaveInterval <= 0 {
+		o.SaveInterval = DefaultSaveInterval
+	}
 	ctx, stop := context.WithCancel(context.Background())
-	return &Manager{
+	mg := &Manager{
 		st: cat.Store(), cat: cat, fns: fns, exec: exec, opts: o,
 		log: o.Log.With("component", "batch"), alloc: o.Alloc,
 		ctx: ctx, stop: stop, jobs: map[string]*entry{},
 	}
+	mg.wg.Add(1)
+	go mg.saveProgress()
+	return mg
 }
 
 // Functions is the manager's function registry.
 func (mg *Manager) Functions() *Registry { return mg.fns }
 
-// Close stops following jobs; it does not cancel them, so a restarted server
-// takes them up again.
+// Close stops following jobs, and writes the progress of the running ones
+// that the store does not have yet; it does not cancel them, so a restarted
+// server takes them up again.
 func (mg *Manager) Close() {
+	mg.abandon()
+	ctx, cancel := context.WithTimeout(context.Background(), closeFlushTimeout)
+	defer cancel()
+	mg.flushAll(ctx)
+}
+
+// closeFlushTimeout bounds the last writes of progress when a manager closes.
+const closeFlushTimeout = 30 * time.Second
+
+// abandon stops following jobs, as a crash would: what the store does not
+// have of their progress is not written.
+func (mg *Manager) abandon() {
 	mg.mu.Lock()
 	mg.closed = true
 	mg.mu.Unlock()
 	mg.stop()
 	mg.wg.Wait()
+}
+
+// saveProgress writes, every SaveInterval until the manager closes, the
+// progress of the running jobs that the store does not have yet.
+func (mg *Manager) saveProgress() {
+	defer mg.wg.Done()
+	t := time.NewTicker(mg.opts.SaveInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-mg.ctx.Done():
+			return
+		case <-t.C:
+			mg.flushAll(context.WithoutCancel(mg.ctx))
+		}
+	}
+}
+
+// flushAll writes the progress of every job whose store lags it.
+func (mg *Manager) flushAll(ctx context.Context) {
+	mg.mu.Lock()
+	var dirty []*entry
+	for _, e := range mg.jobs {
+		if e.dirty.Load() {
+			dirty = append(dirty, e)
+		}
+	}
+	mg.mu.Unlock()
+	for _, e := range dirty {
+		mg.flush(ctx, e)
+	}
+}
+
+// flush writes a job's manifest if the store lags its progress. A write that
+// fails is tried again at the next flush.
+func (mg *Manager) flush(ctx context.Context, e *entry) {
+	e.saving.Lock()
+	if !e.dirty.Load() || ctx.Err() != nil {
+		e.saving.Unlock()
+		return
+	}
+	id := e.m.JobID
+	data, err := json.Marshal(e.m)
+	if err != nil {
+		e.saving.Unlock()
+		mg.log.Error("encode manifest", "job", id, "err", err)
+		return
+	}
+	e.dirty.Store(false)
+	e.writing.Lock()
+	e.saving.Unlock() // the job goes on while its state is written
+	defer e.writing.Unlock()
+	if err := mg.saveData(ctx, id, data); err != nil {
+		e.dirty.Store(true)
+		mg.log.Warn("save job progress; will retry", "job", id, "err", err)
+	}
 }
 
 // Recover loads every job's manifest from the store and follows again the jobs
@@ -189,7 +292,7 @@ func (mg *Manager) load(ctx context.Context, id string) (*Manifest, error) {
 			return nil, fmt.Errorf("%w; %w", err, rerr)
 		}
 		mg.log.Warn("rebuilt the manifest of a job from its request and parts", "job", id, "state", rebuilt.State, "manifest_error", err)
-		if err := SaveManifest(ctx, mg.st, rebuilt); err != nil {
+		if err := mg.save(ctx, rebuilt); err != nil {
 			return nil, err
 		}
 		return rebuilt, nil
@@ -211,7 +314,19 @@ func (mg *Manager) load(ctx context.Context, id string) (*Manifest, error) {
 				to = ShardSucceeded // every shard had its part
 			}
 			endUnfinished(m, to)
-			if err := SaveManifest(ctx, mg.st, m); err != nil {
+			if err := mg.save(ctx, m); err != nil {
+				return nil, err
+			}
+			return m, nil
+		}
+		// The manifest of a running job may lag its parts and attempts.
+		changed, err := catchUp(ctx, mg.st, m)
+		if err != nil {
+			return nil, err
+		}
+		if changed {
+			mg.log.Info("caught up the manifest of a running job with its parts and failed attempts", "job", id)
+			if err := mg.save(ctx, m); err != nil {
 				return nil, err
 			}
 		}
@@ -485,6 +600,9 @@ func (mg *Manager) Cancel(ctx context.Context, id string) (*Manifest, error) {
 	if !ok {
 		return nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
 	}
+	if h := mg.head(e); h.CancelRequested || h.State.Terminal() {
+		return mg.Status(id) // nothing to record
+	}
 	m, err := mg.update(id, func(m *Manifest) { m.CancelRequested = true })
 	if err != nil {
 		return nil, err
@@ -512,7 +630,21 @@ func (mg *Manager) notifyLocked(e *entry) {
 }
 
 func (mg *Manager) save(ctx context.Context, m *Manifest) error {
-	return SaveManifest(ctx, mg.st, m)
+	data, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("batch: encode manifest: %w", err)
+	}
+	return mg.saveData(ctx, m.JobID, data)
+}
+
+// saveData writes a job's encoded manifest.
+func (mg *Manager) saveData(ctx context.Context, id string, data []byte) error {
+	if err := mg.st.WriteAll(ctx, ManifestKey(id), data); err != nil {
+		return fmt.Errorf("batch: save job %s: %w", id, err)
+	}
+	mg.saved.n.Add(1)
+	mg.saved.bytes.Add(int64(len(data)))
+	return nil
 }
 
 // SaveRequest writes a job's request: its manifest as submitted.
@@ -546,43 +678,89 @@ func saveFinal(ctx context.Context, st *store.Store, m *Manifest) error {
 	return nil
 }
 
-// update applies fn to a copy of the job's manifest and, if that changed it,
-// stores the copy and only then makes it the job's state and wakes the job's
-// watchers: a client never sees a state the store does not hold, and a failed
-// save changes nothing. A job in a final state does not change again.
+// update applies fn to a copy of the job's manifest, stores the copy (with
+// the progress the store lacked) and only then makes it the job's state and
+// wakes the job's watchers: a client never sees a state, handle, cancel
+// request or end the store does not hold, and a failed save changes nothing.
+// fn is a change of the job worth recording at once (a start, a cancel
+// request, an end): it is stored even if it changed nothing. A job in a
+// final state does not change again. It returns a copy of the new state.
 func (mg *Manager) update(id string, fn func(m *Manifest)) (*Manifest, error) {
 	mg.mu.Lock()
 	e := mg.jobs[id]
 	mg.mu.Unlock()
 	e.saving.Lock()
 	defer e.saving.Unlock()
-	mg.mu.Lock()
-	cur := e.m
-	mg.mu.Unlock()
+	cur := e.m // only its changers, holding saving, change it
 	if cur.State.Terminal() {
 		return cur.clone(), nil
 	}
 	next := cur.clone()
 	fn(next)
-	before, _ := json.Marshal(cur)
-	after, _ := json.Marshal(next)
-	if bytes.Equal(before, after) {
-		return next, nil
+	next.cache = manifestCache{} // fn may change what it derives from
+	boundFailures(next)
+	data, err := json.Marshal(next)
+	if err != nil {
+		return cur.clone(), fmt.Errorf("batch: encode manifest: %w", err)
 	}
+	e.writing.Lock()
+	defer e.writing.Unlock()
 	ctx := context.WithoutCancel(mg.ctx)
 	if next.State.Terminal() {
 		if err := saveFinal(ctx, mg.st, next); err != nil {
 			return cur.clone(), err
 		}
 	}
-	if err := mg.save(ctx, next); err != nil {
+	if err := mg.saveData(ctx, id, data); err != nil {
 		return cur.clone(), err
 	}
+	e.dirty.Store(false)
+	out := next.clone()
 	mg.mu.Lock()
 	e.m = next
 	mg.notifyLocked(e)
 	mg.mu.Unlock()
-	return next.clone(), nil
+	return out, nil
+}
+
+// progress records an executor's report of a job's children in the job's
+// state in memory, in place, and wakes the job's watchers if it changed
+// anything: its cost is that of the report and of what changed, whatever
+// the job's size. The store has it at the next flush (SaveInterval). With
+// sweep, the parts of every succeeded shard still unsized are sized.
+func (mg *Manager) progress(id string, p Progress, sweep bool) {
+	mg.mu.Lock()
+	e := mg.jobs[id]
+	mg.mu.Unlock()
+	e.saving.Lock()
+	defer e.saving.Unlock()
+	m := e.m
+	if m.State.Terminal() {
+		return
+	}
+	apply := mg.reported(m, p, sweep)
+	e.shards.Lock()
+	mg.mu.Lock()
+	if apply(m) {
+		e.dirty.Store(true)
+		mg.notifyLocked(e)
+	}
+	mg.mu.Unlock()
+	e.shards.Unlock()
+}
+
+// reported reads from the store what recording p in m needs (the sizes and
+// row counts of new parts; and it records the failed attempts no worker
+// recorded), and returns the function that records p in a manifest and says
+// whether it changed it. m is not changed.
+func (mg *Manager) reported(m *Manifest, p Progress, sweep bool) func(m *Manifest) bool {
+	mg.recordFailures(m, p)
+	rows, sizes := mg.partRows(m, p), mg.partSizes(m, p, sweep)
+	return func(m *Manifest) bool {
+		changed := applyProgress(m, p)
+		changed = setRows(m, rows) || changed
+		return setSizes(m, sizes) || changed
+	}
 }
 
 // mustUpdate is update, retried with backoff until the store takes the new
@@ -636,7 +814,7 @@ func (mg *Manager) drive(id string) error {
 	e := mg.jobs[id]
 	cancelCh := e.cancel
 	mg.mu.Unlock()
-	m, _ := mg.Status(id)
+	m := mg.head(e)
 	if m.CancelRequested && m.Handle == "" {
 		return mg.finish(id, nil)
 	}
@@ -647,9 +825,15 @@ func (mg *Manager) drive(id string) error {
 	}
 	cancelSent := false
 	pollErrors := 0
+	// sweep sizes the parts of every succeeded shard at the first report
+	// after a start; later reports size the parts they report.
+	sweep := true
 	var lost reconciler
 	for {
-		m, _ = mg.Status(id)
+		m = mg.head(e)
+		if m.State.Terminal() {
+			return nil
+		}
 		if m.CancelRequested && !cancelSent {
 			if err := mg.exec.Cancel(mg.ctx, m.Handle); err != nil && !errors.Is(err, ErrNotRunning) {
 				mg.log.Warn("cancel children", "job", id, "err", err)
@@ -661,7 +845,7 @@ func (mg *Manager) drive(id string) error {
 		if n, ok := mg.exec.(Notifier); ok {
 			changed = n.Changed(m.Handle)
 		}
-		p, err := mg.exec.Poll(mg.ctx, m.Handle)
+		p, err := mg.poll(m.Handle)
 		switch {
 		case errors.Is(err, ErrNotRunning):
 			if m.CancelRequested {
@@ -670,6 +854,7 @@ func (mg *Manager) drive(id string) error {
 			if err := mg.resume(id); err != nil {
 				return err
 			}
+			sweep = true
 			continue
 		case errors.Is(err, ErrVanished):
 			if m.CancelRequested {
@@ -680,7 +865,7 @@ func (mg *Manager) drive(id string) error {
 			if err != nil || !again {
 				return err
 			}
-			cancelSent = false
+			cancelSent, sweep = false, true
 			continue
 		case err != nil:
 			if mg.ctx.Err() != nil {
@@ -690,29 +875,25 @@ func (mg *Manager) drive(id string) error {
 			mg.log.Warn("poll children; will retry", "job", id, "tries", pollErrors, "err", err)
 		default:
 			pollErrors = 0
-			mg.recordFailures(m, p)
-			rows, sizes := mg.partRows(m, p), mg.partSizes(m, p)
-			progress := func(m *Manifest) {
-				applyProgress(m, p)
-				setRows(m, rows)
-				setSizes(m, sizes)
-			}
 			if p.Done {
+				e.saving.Lock()
+				apply := mg.reported(e.m, p, sweep)
+				e.saving.Unlock()
+				progress := func(m *Manifest) { apply(m) }
 				// After a loss, shards may have attempts left that the
 				// start could not give them (see rerunLeft).
 				if again, err := mg.rerunLeft(id, &lost, progress); err != nil || again {
 					if err != nil {
 						return err
 					}
-					cancelSent = false
+					cancelSent, sweep = false, true
 					continue
 				}
 				// Stored with the final state, in one save.
 				return mg.finish(id, progress)
 			}
-			if _, err := mg.update(id, progress); err != nil {
-				mg.log.Warn("save job", "job", id, "err", err)
-			}
+			mg.progress(id, p, sweep)
+			sweep = false
 		}
 		wait := mg.exec.PollInterval()
 		if pollErrors > 0 {
@@ -729,15 +910,38 @@ func (mg *Manager) drive(id string) error {
 	}
 }
 
-// start launches the children of every shard that has no part yet, with
-// up to the job's MaxAttempts attempts each.
+// poll asks the executor for the children of handle: what changed since
+// the last report where it can tell (ChangeReporter), else every child.
+func (mg *Manager) poll(handle string) (Progress, error) {
+	if cr, ok := mg.exec.(ChangeReporter); ok {
+		return cr.PollChanges(mg.ctx, handle)
+	}
+	return mg.exec.Poll(mg.ctx, handle)
+}
+
+// head returns the manifest of job e without its shards, sharing its
+// fields: read only.
+func (mg *Manager) head(e *entry) *Manifest {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	h := *e.m
+	h.Shards = nil
+	return &h
+}
+
+// start launches the children of every shard that has no part yet and has
+// not failed for good (spent its attempts before a restart), with up to the
+// job's MaxAttempts attempts each; with none left, the job ends.
 func (mg *Manager) start(id string) error {
 	m, _ := mg.Status(id)
 	var todo []int
 	for i, s := range m.Shards {
-		if s.State != ShardSucceeded {
+		if s.State != ShardSucceeded && s.State != ShardFailed {
 			todo = append(todo, i)
 		}
+	}
+	if len(todo) == 0 {
+		return mg.finish(id, nil)
 	}
 	return mg.startShards(id, todo, m.MaxAttempts)
 }
@@ -796,34 +1000,22 @@ func (mg *Manager) startShards(id string, todo []int, attempts int) error {
 }
 
 // resume restarts a job whose children no executor runs (after a restart):
-// shards whose part exists count as succeeded, the others run again.
+// shards whose part exists count as succeeded, the others run again, but
+// those whose recorded failures spent their attempts (catchUp).
 func (mg *Manager) resume(id string) error {
-	m, _ := mg.Status(id)
-	done := map[int]bool{}
-	for i, s := range m.Shards {
-		ok, err := mg.st.Exists(mg.ctx, PartKey(id, s.Name))
-		if err != nil {
-			return err
-		}
-		done[i] = ok
+	up, err := mg.Status(id)
+	if err != nil {
+		return err
 	}
-	rows := map[int]int64{}
-	for i, s := range m.Shards {
-		if done[i] && s.Rows == nil {
-			if r, ok, err := ReadPartRecord(mg.ctx, mg.st, id, s.Name); err != nil {
-				return err
-			} else if ok {
-				rows[i] = r.Rows
-			}
-		}
+	if _, err := catchUp(mg.ctx, mg.st, up); err != nil {
+		return err
 	}
+	// Only this job's drive changes its shards: up is current.
 	if _, err := mg.mustUpdate(id, func(m *Manifest) {
-		setRows(m, rows)
+		m.Shards = slices.Clone(up.Shards)
 		for i := range m.Shards {
-			if done[i] {
-				markSucceeded(m, i)
-			} else if m.Shards[i].State != ShardFailed {
-				m.Shards[i].State = ShardPending
+			if s := &m.Shards[i]; s.State != ShardSucceeded && s.State != ShardFailed {
+				s.State = ShardPending
 			}
 		}
 		m.Handle = ""
@@ -886,17 +1078,24 @@ func (mg *Manager) recordFailures(m *Manifest, p Progress) {
 	}
 }
 
-// setRows records the row counts of parts, by shard index.
-func setRows(m *Manifest, rows map[int]int64) {
+// setRows records the row counts of parts, by shard index, and says whether
+// it changed m.
+func setRows(m *Manifest, rows map[int]int64) bool {
+	changed := false
 	for i, n := range rows {
 		if i >= 0 && i < len(m.Shards) && m.Shards[i].Rows == nil {
 			m.Shards[i].Rows = &n
+			changed = true
 		}
 	}
+	return changed
 }
 
-// applyProgress copies an executor's report into a manifest.
-func applyProgress(m *Manifest, p Progress) {
+// applyProgress copies an executor's report into a manifest and says whether
+// it changed it. It costs the report and what changed, not the manifest.
+func applyProgress(m *Manifest, p Progress) bool {
+	changed := false
+	var now time.Time
 	for _, c := range p.Children {
 		if c.Shard < 0 || c.Shard >= len(m.Shards) {
 			continue
@@ -905,25 +1104,34 @@ func applyProgress(m *Manifest, p Progress) {
 		if s.State == ShardSucceeded {
 			continue
 		}
-		now := time.Now().UTC()
+		at := func() *time.Time {
+			if now.IsZero() {
+				now = time.Now().UTC()
+			}
+			t := now
+			return &t
+		}
 		if c.State == ShardRunning && s.StartedAt == nil {
-			s.StartedAt = &now
+			s.StartedAt, changed = at(), true
 		}
 		if (c.State == ShardSucceeded || c.State == ShardFailed || c.State == ShardCancelled) && s.FinishedAt == nil {
-			s.FinishedAt = &now
+			s.FinishedAt, changed = at(), true
 		}
-		s.State = c.State
+		if s.State != c.State {
+			s.State, changed = c.State, true
+		}
 		if c.State == ShardSucceeded {
 			markSucceeded(m, c.Shard)
 		}
 		// The executor numbers the attempts of its start from 1; the job's
 		// continue from the attempts of earlier starts.
 		if n := s.AttemptBase + c.Attempts; c.Attempts > 0 && n > s.Attempts {
-			s.Attempts = n
+			s.Attempts, changed = n, true
 		}
 		// An attempt's text comes with the first report of it: the executor
 		// may drop it after (HandOverErrors), so later reports add only the
 		// attempts the manifest lacks.
+		had := len(s.Errors)
 		for _, e := range c.Errors {
 			e.Attempt += s.AttemptBase
 			if slices.ContainsFunc(s.Errors, func(k AttemptError) bool { return k.Attempt == e.Attempt }) {
@@ -932,9 +1140,13 @@ func applyProgress(m *Manifest, p Progress) {
 			e.Error = ClipAttemptError(e.Error) // whole in the attempt's record (recordFailures)
 			s.Errors = append(s.Errors, e)
 		}
-		slices.SortStableFunc(s.Errors, func(a, b AttemptError) int { return a.Attempt - b.Attempt })
+		if len(s.Errors) > had {
+			slices.SortStableFunc(s.Errors, func(a, b AttemptError) int { return a.Attempt - b.Attempt })
+			m.boundNewErrors(c.Shard, had == 0)
+			changed = true
+		}
 	}
-	boundFailures(m)
+	return changed
 }
 
 // finish records a job's end, after the children's last progress when it is
@@ -1005,9 +1217,24 @@ func (mg *Manager) finish(id string, progress func(m *Manifest)) error {
 // ResultSchema returns a job's result schema, its provenance in its metadata
 // (see Manifest.WithProvenance).
 func (mg *Manager) ResultSchema(ctx context.Context, id string) (*arrow.Schema, error) {
-	m, err := mg.shared(id)
+	m, e, err := mg.shared(id)
 	if err != nil {
 		return nil, err
+	}
+	if !m.State.Terminal() {
+		// Its shards change in place: what resultSchema reads of them is
+		// the first succeeded one.
+		e.shards.RLock()
+		head := *m
+		head.Shards = nil
+		for _, sh := range m.Shards {
+			if sh.State == ShardSucceeded {
+				head.Shards = []ShardRecord{sh.clone()}
+				break
+			}
+		}
+		e.shards.RUnlock()
+		m = &head
 	}
 	s, err := mg.resultSchema(ctx, m)
 	if err != nil {

@@ -2,22 +2,15 @@ package batch
 
 import "sort"
 
-// nextDone is the finish number of the next shard to succeed.
-func nextDone(m *Manifest) int {
-	n := 0
-	for _, s := range m.Shards {
-		n = max(n, s.Done)
-	}
-	return n + 1
-}
-
 // markSucceeded records that shard i's part exists, numbering it in the order
 // parts finish (once).
 func markSucceeded(m *Manifest, i int) {
 	s := &m.Shards[i]
 	s.State = ShardSucceeded
 	if s.Done == 0 {
-		s.Done = nextDone(m)
+		c := m.caches()
+		c.lastDone++
+		s.Done = c.lastDone
 	}
 }
 
@@ -36,36 +29,44 @@ func (m *Manifest) FinishOrder() []int {
 	return out
 }
 
-// partSizes stats the parts of the shards that m or p has succeeded and whose
-// stored size m does not have yet, so that a part is listed with its size in
-// the same update that lists it. A part that cannot be stat'ed stays unsized.
-func (mg *Manager) partSizes(m *Manifest, p Progress) map[int]int64 {
+// partSizes stats the parts of the shards that p has succeeded (with sweep,
+// also those m has) and whose stored size m does not have yet, so that a
+// part is listed with its size in the same update that lists it. A part that
+// cannot be stat'ed stays unsized.
+func (mg *Manager) partSizes(m *Manifest, p Progress, sweep bool) map[int]int64 {
 	sizes := map[int]int64{}
-	succeeded := map[int]bool{}
-	for i, s := range m.Shards {
-		succeeded[i] = s.State == ShardSucceeded
-	}
-	for _, c := range p.Children {
-		if c.Shard >= 0 && c.Shard < len(m.Shards) && c.State == ShardSucceeded {
-			succeeded[c.Shard] = true
-		}
-	}
-	for i, ok := range succeeded {
-		if !ok || m.Shards[i].Bytes != 0 {
-			continue
+	size := func(i int) {
+		if _, done := sizes[i]; done || m.Shards[i].Bytes != 0 {
+			return
 		}
 		if obj, err := mg.st.Stat(mg.ctx, PartKey(m.JobID, m.Shards[i].Name)); err == nil {
 			sizes[i] = obj.Size
 		}
 	}
+	if sweep {
+		for i, s := range m.Shards {
+			if s.State == ShardSucceeded {
+				size(i)
+			}
+		}
+	}
+	for _, c := range p.Children {
+		if c.Shard >= 0 && c.Shard < len(m.Shards) && c.State == ShardSucceeded {
+			size(c.Shard)
+		}
+	}
 	return sizes
 }
 
-// setSizes records the stored sizes of parts, by shard index.
-func setSizes(m *Manifest, sizes map[int]int64) {
+// setSizes records the stored sizes of parts, by shard index, and says
+// whether it changed m.
+func setSizes(m *Manifest, sizes map[int]int64) bool {
+	changed := false
 	for i, n := range sizes {
 		if i >= 0 && i < len(m.Shards) && m.Shards[i].Bytes == 0 {
 			m.Shards[i].Bytes = n
+			changed = true
 		}
 	}
+	return changed
 }

@@ -150,7 +150,7 @@ type JobSummary struct {
 // Summaries returns copies of the summaries of the jobs q selects, in q's
 // order, without failed shards: however many shards the jobs have, it copies
 // each job's manifest without its shards, and after releasing the manager's
-// lock (a job's manifest is replaced, never changed in place).
+// lock (a running job's shards change in place, under the job's own lock).
 func (mg *Manager) Summaries(q Query) []JobSummary {
 	return mg.SummariesWithFailures(q, 0)
 }
@@ -162,10 +162,17 @@ func (mg *Manager) Summaries(q Query) []JobSummary {
 func (mg *Manager) SummariesWithFailures(q Query, maxFailures int) []JobSummary {
 	mg.mu.Lock()
 	found := mg.findLocked(q)
+	entries := make([]*entry, len(found))
+	for i, m := range found {
+		entries[i] = mg.jobs[m.JobID]
+	}
 	mg.mu.Unlock()
 	out := make([]JobSummary, len(found))
 	for i, m := range found {
+		// A running job's shards change in place (see entry).
+		entries[i].shards.RLock()
 		out[i] = m.Summary(maxFailures)
+		entries[i].shards.RUnlock()
 	}
 	return out
 }
@@ -174,24 +181,29 @@ func (mg *Manager) SummariesWithFailures(q Query, maxFailures int) []JobSummary 
 // its shards with failed attempts (see SummariesWithFailures), or
 // ErrNotFound.
 func (mg *Manager) Summary(id string, maxFailures int) (JobSummary, error) {
-	m, err := mg.shared(id)
+	m, e, err := mg.shared(id)
 	if err != nil {
 		return JobSummary{}, err
 	}
+	// A running job's shards change in place (see entry).
+	e.shards.RLock()
+	defer e.shards.RUnlock()
 	return m.Summary(maxFailures), nil
 }
 
-// shared returns job id's manifest as the manager holds it, to read only (a
-// manifest is replaced, never changed in place), or ErrNotFound: what
-// reading a job costs without copying its shards.
-func (mg *Manager) shared(id string) (*Manifest, error) {
+// shared returns job id's manifest as the manager holds it, to read only,
+// and its entry, or ErrNotFound: what reading a job costs without copying
+// its shards. Its fields but its shards do not change (the manifest is
+// replaced); read the shards of a job that has not ended holding
+// e.shards read-locked.
+func (mg *Manager) shared(id string) (*Manifest, *entry, error) {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
 	e, ok := mg.jobs[id]
 	if !ok {
-		return nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
+		return nil, nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
 	}
-	return e.m, nil
+	return e.m, e, nil
 }
 
 // Summary returns a copy of m's summary with up to maxFailures of its shards
@@ -304,4 +316,46 @@ func (mg *Manager) HistoryVersion(q Query) (seq uint64, running bool) {
 		}
 	}
 	return mg.seq, running
+}
+
+// Part is one finished part of a job's result: its shard's index and name
+// and its row count (-1 when not known).
+type Part struct {
+	Shard int
+	Name  string
+	Rows  int64
+}
+
+// Parts returns a copy of the summary of job id, with up to maxFailures of
+// its shards with failed attempts, and its finished parts, in the order they
+// finished (Manifest.FinishOrder) or, when finishOrder is false, the
+// shards', or ErrNotFound: what a listing of the parts needs, without
+// copying the other shards.
+func (mg *Manager) Parts(id string, maxFailures int, finishOrder bool) (JobSummary, []Part, error) {
+	m, e, err := mg.shared(id)
+	if err != nil {
+		return JobSummary{}, nil, err
+	}
+	// A running job's shards change in place (see entry).
+	e.shards.RLock()
+	defer e.shards.RUnlock()
+	var order []int
+	if finishOrder {
+		order = m.FinishOrder()
+	} else {
+		for i, s := range m.Shards {
+			if s.State == ShardSucceeded {
+				order = append(order, i)
+			}
+		}
+	}
+	parts := make([]Part, len(order))
+	for k, i := range order {
+		s := &m.Shards[i]
+		parts[k] = Part{Shard: i, Name: s.Name, Rows: -1}
+		if s.Rows != nil {
+			parts[k].Rows = *s.Rows
+		}
+	}
+	return m.Summary(maxFailures), parts, nil
 }

@@ -61,11 +61,14 @@ func (mg *Manager) ShardPage(id string, q ShardQuery) (*ShardPage, error) {
 	if !ok {
 		return nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
 	}
+	// A running job's shards change in place (see entry).
+	e.shards.RLock()
 	p := m.ShardPage(q)
-	p.Job = p.Job.clone()
 	for i, s := range p.Shards {
 		p.Shards[i] = s.clone()
 	}
+	e.shards.RUnlock()
+	p.Job = p.Job.clone()
 	return p, nil
 }
 

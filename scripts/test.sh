@@ -14,6 +14,12 @@
 #      GOAMD64=v1 build's)
 #   6. .venv from requirements.txt (reinstalled only when it changed), the flightbatch Python
 #      package from python/ (reinstalled only when it changed), then pytest tests/python
+#
+# The Python side runs at the same time as the Go side, as most of its time is spent waiting
+# (on servers, jobs and clusters): .venv is made in the background from step 1 on, and pytest
+# runs in the background from step 2 on, with an S3 server and a Slurm cluster of its own (the
+# Go tests take the Slurm node down, and restart nothing of pytest's); its output, kept in a
+# log, is printed when it ends, after the Go side's.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,8 +28,11 @@ cd "$ROOT"
 START=$SECONDS
 SECTION_START=$SECONDS
 S3_DIR=""
+PY_S3_DIR=""
 SLURM_DIR=""
-SLURM_PID=""
+PY_SLURM_DIR=""
+BG_DIR="" # the logs and exit codes of the background steps (bg_start, bg_wait)
+PY_PID=""
 
 section() {
 	if [[ -n "${SECTION_NAME:-}" ]]; then
@@ -36,18 +45,24 @@ section() {
 }
 
 finish() {
-	local code=$?
-	if [[ -n "$S3_DIR" ]]; then
-		bash scripts/s3-server.sh stop "$S3_DIR" >/dev/null 2>&1 || echo "warning: could not stop the S3 test server" >&2
-		rm -rf "$S3_DIR"
+	local code=$? d
+	# pytest still running (the Go side failed): it stops with its servers, its process group.
+	if [[ -n "$PY_PID" ]] && kill -0 "$PY_PID" 2>/dev/null; then
+		kill -TERM -- "-$PY_PID" 2>/dev/null || true
+		wait "$PY_PID" 2>/dev/null || true
 	fi
-	if [[ -n "$SLURM_PID" ]]; then
-		wait "$SLURM_PID" 2>/dev/null || true
-	fi
-	if [[ -n "$SLURM_DIR" ]]; then
-		bash scripts/slurm.sh stop "$SLURM_DIR" >/dev/null 2>&1 || echo "warning: could not stop the Slurm test cluster" >&2
-		rm -rf "$SLURM_DIR" 2>/dev/null || sudo -n rm -rf "$SLURM_DIR" || true
-	fi
+	for d in "$S3_DIR" "$PY_S3_DIR"; do
+		[[ -n "$d" ]] || continue
+		bash scripts/s3-server.sh stop "$d" >/dev/null 2>&1 || echo "warning: could not stop the S3 test server of $d" >&2
+		rm -rf "$d"
+	done
+	wait # the background steps left: a cluster half started is stopped below
+	for d in "$SLURM_DIR" "$PY_SLURM_DIR"; do
+		[[ -n "$d" ]] || continue
+		bash scripts/slurm.sh stop "$d" >/dev/null 2>&1 || echo "warning: could not stop the Slurm test cluster of $d" >&2
+		rm -rf "$d" 2>/dev/null || sudo -n rm -rf "$d" || true
+	done
+	[[ -z "$BG_DIR" ]] || rm -rf "$BG_DIR"
 	echo
 	if [[ $code -eq 0 ]]; then
 		echo "=== all passed in $((SECONDS - START))s"
@@ -58,6 +73,22 @@ finish() {
 }
 trap finish EXIT
 trap 'exit 130' INT TERM
+
+# bg_start NAME CMD...: runs CMD in the background (set -e holds in it), its output to
+# $BG_DIR/NAME.log and its exit code to $BG_DIR/NAME.rc. bg_wait NAME: waits for it, from this
+# shell or a background one.
+bg_start() {
+	local name="$1"
+	shift
+	(
+		trap 'echo $? >"$BG_DIR/$name.rc.tmp"; mv "$BG_DIR/$name.rc.tmp" "$BG_DIR/$name.rc"' EXIT
+		"$@" >"$BG_DIR/$name.log" 2>&1
+	) &
+}
+bg_wait() {
+	while [[ ! -f "$BG_DIR/$1.rc" ]]; do sleep 0.5; done
+	return "$(cat "$BG_DIR/$1.rc")"
+}
 
 # ---------------------------------------------------------------------------------------------
 section "system packages"
@@ -87,15 +118,94 @@ else
 fi
 echo "$(go version); $(python3 --version)"
 
-# The Slurm test cluster starts meanwhile (waited for before the tests).
+BG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/flightbatch-test.XXXXXX")"
+
+# The Slurm test clusters start meanwhile (waited for before the tests): one for go test, one
+# for pytest.
 SLURM_DIR="$(mktemp -d "${TMPDIR:-/tmp}/flightbatch-slurm.XXXXXX")"
-bash scripts/slurm.sh start --accounting "$SLURM_DIR" >"$SLURM_DIR/start.out" 2>"$SLURM_DIR/start.log" &
-SLURM_PID=$!
+bg_start slurm bash scripts/slurm.sh start --accounting "$SLURM_DIR"
+PY_SLURM_DIR="$(mktemp -d "${TMPDIR:-/tmp}/flightbatch-slurm.XXXXXX")"
+bg_start py-slurm bash scripts/slurm.sh start --accounting "$PY_SLURM_DIR"
+
+# .venv is made meanwhile (waited for before pytest).
+python_env() {
+	local stamp=".venv/.requirements.sha256" want pkg_stamp=".venv/.flightbatch-python.sha256" pkg_want
+	want="$( (python3 --version; cat requirements.txt) | sha256sum | cut -d' ' -f1)"
+	if [[ -x .venv/bin/python && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+		echo ".venv is up to date with requirements.txt"
+	else
+		echo "creating .venv from requirements.txt"
+		rm -rf .venv
+		python3 -m venv .venv
+		.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+		echo "$want" >"$stamp"
+	fi
+	# The client package, installed as a user installs it (pip install ./python).
+	pkg_want="$(find python -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' ! -path 'python/build/*' -print0 |
+		sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+	if [[ -f "$pkg_stamp" && "$(cat "$pkg_stamp")" == "$pkg_want" ]]; then
+		echo "the flightbatch package in .venv is up to date with python/"
+	else
+		echo "installing the flightbatch package from python/"
+		.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --force-reinstall ./python
+		echo "$pkg_want" >"$pkg_stamp"
+	fi
+}
+bg_start venv python_env
 
 # ---------------------------------------------------------------------------------------------
 section "go build"
 go build -o bin/flightbatch ./cmd/flightbatch
 echo "built bin/flightbatch"
+
+# ---------------------------------------------------------------------------------------------
+py_s3_env=""
+if [[ -x scripts/s3-server.sh || -f scripts/s3-server.sh ]]; then
+	section "S3 test servers"
+	S3_DIR="$(mktemp -d "${TMPDIR:-/tmp}/flightbatch-s3.XXXXXX")"
+	env_file="$(bash scripts/s3-server.sh start "$S3_DIR")"
+	PY_S3_DIR="$(mktemp -d "${TMPDIR:-/tmp}/flightbatch-s3.XXXXXX")"
+	py_s3_env="$(bash scripts/s3-server.sh start "$PY_S3_DIR")"
+	# shellcheck disable=SC1090
+	source "$env_file"
+	export FLIGHTBATCH_REQUIRE_S3=1
+	echo "S3 at ${AWS_ENDPOINT_URL_S3:-?}, bucket ${FLIGHTBATCH_TEST_S3_BUCKET:-?}; pytest's at $(sed -n 's/^export AWS_ENDPOINT_URL_S3=//p' "$py_s3_env")"
+fi
+
+# ---------------------------------------------------------------------------------------------
+section "pytest tests/python, in the background"
+# Its own S3 server and Slurm cluster; the browser test fails, rather than skips, when Chromium
+# is missing here.
+python_tests() {
+	local t0=$SECONDS code=0
+	bg_wait venv || { cat "$BG_DIR/venv.log"; echo "making .venv failed" >&2; return 1; }
+	cat "$BG_DIR/venv.log"
+	wait_slurm py-slurm "$PY_SLURM_DIR" || return 1
+	# shellcheck disable=SC1090
+	[[ -z "$py_s3_env" ]] || source "$py_s3_env"
+	export FLIGHTBATCH_REQUIRE_CHROMIUM=1
+	echo "pytest started $((SECONDS - START))s into the run"
+	FLIGHTBATCH_BIN="$ROOT/bin/flightbatch" .venv/bin/python -m pytest -q tests/python || code=$?
+	echo "--- pytest took $((SECONDS - t0))s, .venv and its Slurm cluster included"
+	return "$code"
+}
+# wait_slurm NAME DIR: waits for the Slurm cluster started (bg_start NAME) for DIR, and sources
+# its env file.
+wait_slurm() {
+	local ok=0
+	bg_wait "$1" || ok=$?
+	cat "$BG_DIR/$1.log"
+	[[ $ok -eq 0 ]] || { echo "the Slurm test cluster did not start (exit $ok)" >&2; return 1; }
+	# shellcheck disable=SC1090
+	source "$2/slurm.env"
+	echo "Slurm cluster up with accounting, SLURM_CONF=$SLURM_CONF"
+}
+# A process group of its own (set -m), so that a failure of the Go side stops it and its servers.
+set -m
+bg_start pytest python_tests
+PY_PID=$!
+set +m
+echo "its output follows the Go side's"
 
 # ---------------------------------------------------------------------------------------------
 section "gofmt, go vet and staticcheck"
@@ -116,26 +226,8 @@ fi
 echo "staticcheck: ok"
 
 # ---------------------------------------------------------------------------------------------
-if [[ -x scripts/s3-server.sh || -f scripts/s3-server.sh ]]; then
-	section "S3 test server"
-	S3_DIR="$(mktemp -d "${TMPDIR:-/tmp}/flightbatch-s3.XXXXXX")"
-	env_file="$(bash scripts/s3-server.sh start "$S3_DIR")"
-	# shellcheck disable=SC1090
-	source "$env_file"
-	export FLIGHTBATCH_REQUIRE_S3=1
-	echo "S3 at ${AWS_ENDPOINT_URL_S3:-?}, bucket ${FLIGHTBATCH_TEST_S3_BUCKET:-?}"
-fi
-
-# ---------------------------------------------------------------------------------------------
 section "Slurm test cluster"
-slurm_ok=0
-wait "$SLURM_PID" || slurm_ok=$?
-SLURM_PID=""
-cat "$SLURM_DIR/start.log"
-[[ $slurm_ok -eq 0 ]] || { echo "the Slurm test cluster did not start (exit $slurm_ok)" >&2; exit 1; }
-# shellcheck disable=SC1090
-source "$(cat "$SLURM_DIR/start.out")"
-echo "Slurm cluster up with accounting, SLURM_CONF=$SLURM_CONF"
+wait_slurm slurm "$SLURM_DIR"
 
 # ---------------------------------------------------------------------------------------------
 section "go test -race"
@@ -166,33 +258,10 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
-section "python environment"
-stamp=".venv/.requirements.sha256"
-want="$( (python3 --version; cat requirements.txt) | sha256sum | cut -d' ' -f1)"
-if [[ -x .venv/bin/python && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
-	echo ".venv is up to date with requirements.txt"
-else
-	echo "creating .venv from requirements.txt"
-	rm -rf .venv
-	python3 -m venv .venv
-	.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
-	echo "$want" >"$stamp"
-fi
-# The client package, installed as a user installs it (pip install ./python).
-pkg_stamp=".venv/.flightbatch-python.sha256"
-pkg_want="$(find python -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' ! -path 'python/build/*' -print0 |
-	sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
-if [[ -f "$pkg_stamp" && "$(cat "$pkg_stamp")" == "$pkg_want" ]]; then
-	echo "the flightbatch package in .venv is up to date with python/"
-else
-	echo "installing the flightbatch package from python/"
-	.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --force-reinstall ./python
-	echo "$pkg_want" >"$pkg_stamp"
-fi
-
-# ---------------------------------------------------------------------------------------------
 section "pytest tests/python"
-# The browser test fails, rather than skips, when Chromium is missing here.
-export FLIGHTBATCH_REQUIRE_CHROMIUM=1
-FLIGHTBATCH_BIN="$ROOT/bin/flightbatch" .venv/bin/python -m pytest -q tests/python
-echo "--- ${SECTION_NAME} done in $((SECONDS - SECTION_START))s"
+py_ok=0
+bg_wait pytest || py_ok=$?
+PY_PID=""
+cat "$BG_DIR/pytest.log"
+[[ $py_ok -eq 0 ]] || exit "$py_ok"
+echo "--- ${SECTION_NAME} done in $((SECONDS - SECTION_START))s (waited for)"

@@ -42,8 +42,9 @@ type Executor struct {
 }
 
 var (
-	_ batch.Executor = (*Executor)(nil)
-	_ batch.Notifier = (*Executor)(nil)
+	_ batch.Executor       = (*Executor)(nil)
+	_ batch.Notifier       = (*Executor)(nil)
+	_ batch.ChangeReporter = (*Executor)(nil)
 )
 
 type run struct {
@@ -52,12 +53,38 @@ type run struct {
 	left     int
 	// changed is closed, and replaced, at every change of children.
 	changed chan struct{}
+	// dirty lists the children changed since the last PollChanges, each
+	// once (marked).
+	dirty  []int
+	marked []bool
+	// failed lists the children with failed attempts in shard order;
+	// pushed those pushed past the first batch.MaxFullErrorShards of them
+	// since the last PollChanges (see PollChanges).
+	failed, pushed []int
 }
 
-// changedLocked wakes those waiting for a change of r's children.
-func (r *run) changedLocked() {
+// changedLocked records that child i changed and wakes those waiting for a
+// change of r's children.
+func (r *run) changedLocked(i int) {
+	if !r.marked[i] {
+		r.marked[i] = true
+		r.dirty = append(r.dirty, i)
+	}
 	close(r.changed)
 	r.changed = make(chan struct{})
+}
+
+// failedLocked records that child i has failed an attempt.
+func (r *run) failedLocked(i int) {
+	if len(r.children[i].Errors) != 1 {
+		return // listed at its first
+	}
+	shard := r.children[i].Shard
+	at, _ := slices.BinarySearchFunc(r.failed, shard, func(j, s int) int { return r.children[j].Shard - s })
+	r.failed = slices.Insert(r.failed, at, i)
+	if at < batch.MaxFullErrorShards && len(r.failed) > batch.MaxFullErrorShards {
+		r.pushed = append(r.pushed, r.failed[batch.MaxFullErrorShards])
+	}
 }
 
 // New returns an executor that runs at most workers children at once.
@@ -104,9 +131,10 @@ func (e *Executor) Start(ctx context.Context, m *batch.Manifest, shards []int) (
 	handle := "local-" + hex.EncodeToString(b[:])
 	// Children outlive the request that started them: they stop on Cancel only.
 	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r := &run{cancel: cancel, left: len(shards), changed: make(chan struct{})}
-	for _, s := range shards {
+	r := &run{cancel: cancel, left: len(shards), changed: make(chan struct{}), marked: make([]bool, len(shards))}
+	for i, s := range shards {
 		r.children = append(r.children, batch.Child{Shard: s, State: batch.ShardPending})
+		r.dirty, r.marked[i] = append(r.dirty, i), true // the first report has them all
 	}
 	e.mu.Lock()
 	e.runs[handle] = r
@@ -127,7 +155,7 @@ func (e *Executor) child(ctx context.Context, r *run, i int, jobID string, attem
 		e.mu.Lock()
 		r.children[i].State = final
 		r.left--
-		r.changedLocked()
+		r.changedLocked(i)
 		e.mu.Unlock()
 	}()
 	for attempt := 1; attempt <= attempts; attempt++ {
@@ -149,7 +177,7 @@ func (e *Executor) child(ctx context.Context, r *run, i int, jobID string, attem
 		e.mu.Lock()
 		r.children[i].State = batch.ShardRunning
 		r.children[i].Attempts = attempt
-		r.changedLocked()
+		r.changedLocked(i)
 		e.mu.Unlock()
 		err := e.run(ctx, jobID, shard, attempt)
 		e.slots.release()
@@ -163,10 +191,11 @@ func (e *Executor) child(ctx context.Context, r *run, i int, jobID string, attem
 		}
 		e.mu.Lock()
 		r.children[i].Errors = append(r.children[i].Errors, batch.AttemptError{Attempt: attempt, Error: batch.ClipAttemptError(err.Error()), At: time.Now().UTC()})
+		r.failedLocked(i)
 		if attempt < attempts {
 			r.children[i].State = batch.ShardPending
 		}
-		r.changedLocked()
+		r.changedLocked(i)
 		e.mu.Unlock()
 	}
 }
@@ -194,6 +223,49 @@ func (e *Executor) Poll(ctx context.Context, handle string) (batch.Progress, err
 		}
 		return r.children[at[shard]].Errors
 	})
+	if p.Done {
+		delete(e.runs, handle) // the manager stops polling a finished run
+	}
+	return p, nil
+}
+
+// PollChanges implements batch.ChangeReporter: it reports the children that
+// changed since its last report, at the cost of those. As Poll does
+// (batch.HandOverErrors), it then drops the text of the reported errors of
+// the children past the first batch.MaxFullErrorShards with failed
+// attempts, in shard order, and of those pushed past them since: every
+// change having been reported, the manager holds their text.
+func (e *Executor) PollChanges(ctx context.Context, handle string) (batch.Progress, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, ok := e.runs[handle]
+	if !ok {
+		return batch.Progress{}, fmt.Errorf("local: %s: %w", handle, batch.ErrNotRunning)
+	}
+	p := batch.Progress{Done: r.left == 0, Children: make([]batch.Child, 0, len(r.dirty))}
+	for _, i := range r.dirty {
+		c := r.children[i]
+		c.Errors = slices.Clone(c.Errors)
+		p.Children = append(p.Children, c)
+		r.marked[i] = false
+	}
+	drop := func(i int) {
+		for j := range r.children[i].Errors {
+			r.children[i].Errors[j].Error = ""
+		}
+	}
+	if len(r.failed) > batch.MaxFullErrorShards {
+		past := r.children[r.failed[batch.MaxFullErrorShards]].Shard // the first shard past them
+		for _, i := range r.dirty {
+			if len(r.children[i].Errors) > 0 && r.children[i].Shard >= past {
+				drop(i)
+			}
+		}
+		for _, i := range r.pushed {
+			drop(i)
+		}
+	}
+	r.dirty, r.pushed = r.dirty[:0], r.pushed[:0]
 	if p.Done {
 		delete(e.runs, handle) // the manager stops polling a finished run
 	}

@@ -52,6 +52,9 @@ type ServeConfig struct {
 	ChildMemory string
 	// KeepResults deletes jobs that ended longer ago than this; 0 keeps them.
 	KeepResults time.Duration
+	// ProgressInterval is how often a running job's progress is written to
+	// the store (batch.Options.SaveInterval).
+	ProgressInterval time.Duration
 	// TLSCert and TLSKey are the server's certificate and key (PEM); set,
 	// the server speaks TLS only. TLSClientCA requires client certificates
 	// signed by its CAs (mutual TLS).
@@ -84,6 +87,7 @@ func (c *ServeConfig) flags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.IntVar(&c.ShardMB, "shard-mb", dataset.DefaultShardBytes>>20, "target size in MiB of the shards of a dataset uploaded with DoPut")
 	fs.StringVar(&c.AuthTokens, "auth-tokens", getenv("FLIGHTBATCH_AUTH_TOKENS"), authTokensFlagHelp)
 	fs.StringVar(&c.ChildMemory, "child-memory", "2GiB", "memory cap of each child process of the local executor, e.g. 512MiB or 4GiB (0: none); a child past it fails its attempt")
+	fs.DurationVar(&c.ProgressInterval, "progress-interval", batch.DefaultSaveInterval, "how often a running job's progress (its shards' states) is written to its manifest in the store; a restarted server recounts what the manifest lacks from the parts and attempt records")
 	fs.DurationVar(&c.KeepResults, "keep-results", 0, "delete jobs (manifest, parts, everything) that ended longer ago than this `duration`, e.g. 720h; never the input of a running job (0 keeps every job)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "server certificate (PEM, with its chain); with --tls-key the server speaks TLS only. Reloaded when the file changes")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "key of --tls-cert (PEM)")
@@ -203,6 +207,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		}
 		defer stop()
 	}
+	if cfg.ProgressInterval <= 0 {
+		return fmt.Errorf("--progress-interval %s: give a positive duration, e.g. 5s", cfg.ProgressInterval)
+	}
 	if cfg.KeepResults < 0 {
 		return fmt.Errorf("--keep-results %s: give a positive duration, or 0 to keep every job", cfg.KeepResults)
 	}
@@ -277,7 +284,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}
 	cfgSrv := server.Config{
 		Store: st, Functions: fns, Workers: cfg.Workers, Fault: fault, Log: log,
-		Jobs:   batch.Options{MaxAttempts: cfg.MaxAttempts, Version: version},
+		Jobs:   batch.Options{MaxAttempts: cfg.MaxAttempts, Version: version, SaveInterval: cfg.ProgressInterval},
 		Flight: flight.Options{Compression: cfg.Compression, ShardBytes: int64(cfg.ShardMB) << 20, UploadParallelism: cfg.Workers, Auth: auth, PlainFrames: !cfg.CoalesceFrames},
 	}
 	switch cfg.Executor {

@@ -21,6 +21,7 @@ func TestServeRefusesImpossibleCounts(t *testing.T) {
 		{"--demo-shards", "0"},
 		{"--demo-shards", "100000000"},
 		{"--demo-mb", "-1"},
+		{"--progress-interval", "0s"},
 	} {
 		// A server that starts is stopped after a while: it took the flags.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -1,0 +1,269 @@
+//go:build unix
+
+package batch_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/flightbatch/flightbatch/analysis"
+	"github.com/flightbatch/flightbatch/batch"
+	"github.com/flightbatch/flightbatch/dataset"
+	"github.com/flightbatch/flightbatch/store"
+)
+
+// reportingExecutor runs nothing: at each poll it finishes the next step
+// children, writing each one's part and part record as a worker would, and
+// reports every child, as executors do. It tells of a change at once while
+// children are left (Notifier), as the local executor does at each child's
+// end, so the manager polls again at once: step 1 is a job whose children
+// are reported one at a time. With failFirst, each child's first attempt
+// fails (its error reported) and its second succeeds.
+type reportingExecutor struct {
+	st        *store.Store
+	step      int
+	failFirst bool
+	// stopAt, if set, is how many children end: the others run for ever.
+	stopAt int
+
+	mu       sync.Mutex
+	jobID    string
+	names    []string
+	children []batch.Child
+	next     int
+	polls    int
+}
+
+func (e *reportingExecutor) Name() string                { return "reporting" }
+func (e *reportingExecutor) PollInterval() time.Duration { return time.Millisecond }
+func (e *reportingExecutor) Cancel(context.Context, string) error {
+	return nil
+}
+
+func (e *reportingExecutor) Start(_ context.Context, m *batch.Manifest, shards []int) (string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.jobID = m.JobID
+	e.names = make([]string, len(m.Shards))
+	for i, s := range m.Shards {
+		e.names[i] = s.Name
+	}
+	e.children = make([]batch.Child, len(shards))
+	for i, s := range shards {
+		e.children[i] = batch.Child{Shard: s, State: batch.ShardPending}
+	}
+	return "reporting-1", nil
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (e *reportingExecutor) Changed(string) <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.next < e.ends() {
+		return closedChan
+	}
+	return nil
+}
+
+// ends is how many children end.
+func (e *reportingExecutor) ends() int {
+	if e.stopAt > 0 {
+		return min(e.stopAt, len(e.children))
+	}
+	return len(e.children)
+}
+
+func (e *reportingExecutor) Poll(ctx context.Context, _ string) (batch.Progress, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, err := e.advance(ctx); err != nil {
+		return batch.Progress{}, err
+	}
+	// The report is the executor's own slice: the manager reads it before
+	// the next poll, and copying it would count the executor's costs.
+	return batch.Progress{Children: e.children, Done: e.next == len(e.children)}, nil
+}
+
+// changeReportingExecutor is a reportingExecutor that reports only the
+// children each poll ended (batch.ChangeReporter), as the local executor
+// does.
+type changeReportingExecutor struct {
+	*reportingExecutor
+	reported bool
+}
+
+func (e *changeReportingExecutor) PollChanges(ctx context.Context, _ string) (batch.Progress, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	from, err := e.advance(ctx)
+	if err != nil {
+		return batch.Progress{}, err
+	}
+	if !e.reported {
+		from, e.reported = 0, true
+	}
+	return batch.Progress{Children: e.children[from:e.next], Done: e.next == len(e.children)}, nil
+}
+
+// advance ends the next step children and returns the index of the first.
+func (e *reportingExecutor) advance(ctx context.Context) (int, error) {
+	from := e.next
+	e.polls++
+	for k := 0; k < e.step && e.next < e.ends(); k++ {
+		c := &e.children[e.next]
+		name := e.names[c.Shard]
+		c.State, c.Attempts = batch.ShardSucceeded, 1
+		if e.failFirst {
+			c.Attempts = 2
+			c.Errors = []batch.AttemptError{{Attempt: 1, At: time.Unix(0, 0).UTC(),
+				Error: fmt.Sprintf("run psd on shard %s: exit status 1: Traceback (most recent call last): ValueError: the recording of shard %s is too short", name, name)}}
+		}
+		if err := e.st.WriteAll(ctx, batch.PartKey(e.jobID, name), []byte("part")); err != nil {
+			return 0, err
+		}
+		if err := e.st.WriteAll(ctx, batch.Prefix+e.jobID+"/parts/"+name+".json", []byte(`{"rows":1}`)); err != nil {
+			return 0, err
+		}
+		e.next++
+	}
+	return from, nil
+}
+
+// manifestCost is what running one job cost the process.
+type manifestCost struct {
+	shards                 int
+	cpu                    time.Duration
+	alloc                  uint64
+	writes, written, final int64
+	polls                  int
+}
+
+func (c manifestCost) String() string {
+	n := float64(c.shards)
+	return fmt.Sprintf("%6d shards: %8.3f CPU-s (%7.1f µs/shard), %9.0f bytes allocated/shard, %5d manifest writes, %9.0f bytes written/shard (final manifest %d bytes), %d polls",
+		c.shards, c.cpu.Seconds(), float64(c.cpu.Microseconds())/n, float64(c.alloc)/n, c.writes, float64(c.written)/n, c.final, c.polls)
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// runReportedJob runs a job of n shards on a reportingExecutor (with
+// changes, one that reports what changed) over a memory store, from its
+// submission (recorded as Submit records it) to its end, and returns what it
+// cost.
+func runReportedJob(tb testing.TB, n, step int, failFirst, changes bool, opts batch.Options) manifestCost {
+	tb.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, "mem://")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer st.Close()
+	at := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	m := &batch.Manifest{JobID: batch.NewJobID(at), Function: "psd", Dataset: "big", DatasetVersion: "v1",
+		Params: json.RawMessage(`{"fs":250}`), State: batch.StateSubmitted, MaxAttempts: 3, Executor: "reporting", CreatedAt: at}
+	if err := m.SetSchema(arrow.NewSchema([]arrow.Field{{Name: "psd", Type: arrow.PrimitiveTypes.Float64}}, nil)); err != nil {
+		tb.Fatal(err)
+	}
+	for i := range n {
+		m.Shards = append(m.Shards, batch.ShardRecord{Name: fmt.Sprintf("part-%06d", i), Input: fmt.Sprintf("datasets/big/v1/part-%06d.arrow", i),
+			Format: dataset.FormatArrow, InputRows: 1000, State: batch.ShardPending})
+	}
+	if err := batch.SaveRequest(ctx, st, m); err != nil {
+		tb.Fatal(err)
+	}
+	if err := batch.SaveManifest(ctx, st, m); err != nil {
+		tb.Fatal(err)
+	}
+	exec := &reportingExecutor{st: st, step: step, failFirst: failFirst}
+	var ex batch.Executor = exec
+	if changes {
+		ex = &changeReportingExecutor{reportingExecutor: exec}
+	}
+	opts.Log = quiet
+	mg := batch.NewManager(dataset.NewCatalog(st), analysis.Builtins(), ex, &opts)
+	defer mg.Close()
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	cpu0 := cpuTime()
+	if err := mg.Recover(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	for {
+		changed, err := mg.Changed(m.JobID)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if s := mg.Summaries(batch.Query{}); len(s) == 1 && s[0].Job.State.Terminal() {
+			if s[0].Job.State != batch.StateSucceeded || s[0].Counts.Succeeded != n {
+				tb.Fatalf("job ended %s with %+v: %s", s[0].Job.State, s[0].Counts, s[0].Job.Error)
+			}
+			break
+		}
+		select {
+		case <-changed:
+		case <-time.After(time.Minute):
+			tb.Fatalf("job %s: no change for a minute", m.JobID)
+		}
+	}
+	cost := manifestCost{shards: n, cpu: cpuTime() - cpu0}
+	runtime.ReadMemStats(&after)
+	cost.alloc = after.TotalAlloc - before.TotalAlloc
+	cost.writes, cost.written = mg.ManifestWrites()
+	exec.mu.Lock()
+	cost.polls = exec.polls
+	exec.mu.Unlock()
+	if o, err := st.Stat(ctx, batch.ManifestKey(m.JobID)); err == nil {
+		cost.final = o.Size
+	}
+	return cost
+}
+
+// BenchmarkManifestCost runs jobs of 100 to 100,000 shards whose children
+// are reported one at a time (as the local executor reports each child's
+// end) or a hundred at a time (as a poll of AWS Batch or Slurm finds
+// many ended), with and without a failed attempt per shard, by an executor
+// that reports every child at each poll (report=all) or only those that
+// changed (report=changes, as the local executor does), and reports the
+// CPU time, the bytes allocated and the manifest bytes written per shard:
+// per shard, these stay flat as jobs grow when an update costs what
+// changed, and grow with the job when each update costs the whole manifest
+// (or each report the whole job).
+// It prints each run's figures (go test -run '^$' -bench ManifestCost -v).
+func BenchmarkManifestCost(b *testing.B) {
+	for _, n := range []int{100, 1000, 10000, 100000} {
+		for _, step := range []int{1, 100} {
+			for _, fail := range []bool{false, true} {
+				for _, changes := range []bool{false, true} {
+					report := map[bool]string{false: "all", true: "changes"}[changes]
+					b.Run(fmt.Sprintf("shards=%d/step=%d/failfirst=%v/report=%s", n, step, fail, report), func(b *testing.B) {
+						var c manifestCost
+						for range b.N {
+							c = runReportedJob(b, n, step, fail, changes, batch.Options{})
+						}
+						b.ReportMetric(float64(c.cpu.Nanoseconds())/float64(n), "cpu-ns/shard")
+						b.ReportMetric(float64(c.alloc)/float64(n), "alloc-B/shard")
+						b.ReportMetric(float64(c.written)/float64(n), "written-B/shard")
+						b.ReportMetric(float64(c.writes), "writes")
+						b.Log(c)
+					})
+				}
+			}
+		}
+	}
+}
