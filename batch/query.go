@@ -317,3 +317,45 @@ func (mg *Manager) HistoryVersion(q Query) (seq uint64, running bool) {
 	}
 	return mg.seq, running
 }
+
+// Part is one finished part of a job's result: its shard's index and name
+// and its row count (-1 when not known).
+type Part struct {
+	Shard int
+	Name  string
+	Rows  int64
+}
+
+// Parts returns a copy of the summary of job id, with up to maxFailures of
+// its shards with failed attempts, and its finished parts, in the order they
+// finished (Manifest.FinishOrder) or, when finishOrder is false, the
+// shards', or ErrNotFound: what a listing of the parts needs, without
+// copying the other shards.
+func (mg *Manager) Parts(id string, maxFailures int, finishOrder bool) (JobSummary, []Part, error) {
+	m, e, err := mg.shared(id)
+	if err != nil {
+		return JobSummary{}, nil, err
+	}
+	// A running job's shards change in place (see entry).
+	e.shards.RLock()
+	defer e.shards.RUnlock()
+	var order []int
+	if finishOrder {
+		order = m.FinishOrder()
+	} else {
+		for i, s := range m.Shards {
+			if s.State == ShardSucceeded {
+				order = append(order, i)
+			}
+		}
+	}
+	parts := make([]Part, len(order))
+	for k, i := range order {
+		s := &m.Shards[i]
+		parts[k] = Part{Shard: i, Name: s.Name, Rows: -1}
+		if s.Rows != nil {
+			parts[k].Rows = *s.Rows
+		}
+	}
+	return m.Summary(maxFailures), parts, nil
+}

@@ -85,7 +85,7 @@ func TestPlannerCacheBounded(t *testing.T) {
 // median computed in one pass; PSDContext stops within a long record when
 // its context is cancelled.
 func TestMedianBounded(t *testing.T) {
-	x := make([]float64, 4000)
+	x := make([]float64, 2000)
 	v := 7.0
 	for i := range x {
 		v = math.Mod(v*16807, 2147483647)

@@ -138,8 +138,8 @@ func TestDoGetWhileTheFileChanges(t *testing.T) {
 	srv := flighttest.Start(t, st, nil)
 	mem := memory.DefaultAllocator
 	var batches []arrow.RecordBatch
-	for i := range 24 {
-		b := lfpBatch(mem, i*25, 25, 5000) // 500 KB each
+	for i := range 12 {
+		b := lfpBatch(mem, i*25, 25, 2500) // 250 KB each: 3 MB a dataset, small enough for a 64 MiB /dev/shm
 		defer b.Release()
 		batches = append(batches, b)
 	}

@@ -209,3 +209,33 @@ func BenchmarkJobFlightInfo(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkJobParts measures the bytes the listings of a job's parts
+// allocate for a succeeded job of 100,000 shards: "shards" is GetFlightInfo
+// of jobs/<id>/shards, "poll" the FlightInfo PollFlightInfo answers. Each
+// lists 100,000 endpoints; neither copies the manifest any longer.
+//
+//	go test -run '^$' -bench JobParts -benchmem ./flight/
+func BenchmarkJobParts(b *testing.B) {
+	s, id := bigJobServer(b, 100_000, 0)
+	ctx := context.Background()
+	b.Run("shards", func(b *testing.B) {
+		b.ReportAllocs()
+		d := &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{"jobs", id, "shards"}}
+		for b.Loop() {
+			info, err := s.GetFlightInfo(ctx, d)
+			if err != nil || len(info.Endpoint) != 100_000 {
+				b.Fatalf("%v", err)
+			}
+		}
+	})
+	b.Run("poll", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			pi, _, err := s.pollInfo(ctx, id)
+			if err != nil || len(pi.Info.Endpoint) != 100_000 {
+				b.Fatalf("%v", err)
+			}
+		}
+	})
+}

@@ -160,18 +160,19 @@ func (s *Server) pollSubmit(ctx context.Context, cmd []byte) (string, error) {
 
 // pollInfo builds a job's PollInfo and the token that identifies its content.
 func (s *Server) pollInfo(ctx context.Context, id string) (*aflight.PollInfo, string, error) {
-	m, err := s.jobs.Status(id)
+	sum, parts, err := s.jobs.Parts(id, MaxStatusFailures, true)
 	if err != nil {
 		return nil, "", toStatus(err)
 	}
+	m := sum.Job
 	switch m.State {
 	case batch.StateFailed:
 		return nil, "", status.Errorf(codes.Aborted, "job %s FAILED: %s (finished parts stay readable: GetFlightInfo jobs/%s/shards; job-status lists every failed attempt)", id, m.Error, id)
 	case batch.StateCancelled:
-		c := m.Counts()
+		c := sum.Counts
 		return nil, "", status.Errorf(codes.Aborted, "job %s CANCELLED with %d of %d shards succeeded (finished parts stay readable: GetFlightInfo jobs/%s/shards)", id, c.Succeeded, c.Total, id)
 	}
-	meta, err := json.Marshal(jobStatus(m.Summary(MaxStatusFailures)))
+	meta, err := json.Marshal(jobStatus(sum))
 	if err != nil {
 		return nil, "", status.Errorf(codes.Internal, "encode job status: %v", err)
 	}
@@ -179,8 +180,8 @@ func (s *Server) pollInfo(ctx context.Context, id string) (*aflight.PollInfo, st
 	// order: a later poll may only append.
 	info := &aflight.FlightInfo{
 		FlightDescriptor: &aflight.FlightDescriptor{Type: aflight.DescriptorPATH, Path: []string{"jobs", id}},
-		TotalRecords:     -1,
-		TotalBytes:       -1,
+		TotalRecords:     sum.Rows,
+		TotalBytes:       sum.Bytes,
 		Ordered:          false,
 		AppMetadata:      meta,
 	}
@@ -191,27 +192,13 @@ func (s *Server) pollInfo(ctx context.Context, id string) (*aflight.PollInfo, st
 	case !errors.Is(err, batch.ErrNotFinished):
 		return nil, "", toStatus(err)
 	}
-	var rows, size int64
-	known, sized := true, true
-	for _, i := range m.FinishOrder() {
-		sh := m.Shards[i]
-		n := partRows(sh)
-		rows += n
-		known = known && n >= 0
-		size += sh.Bytes
-		sized = sized && sh.Bytes > 0
+	for _, p := range parts {
 		info.Endpoint = append(info.Endpoint, &aflight.FlightEndpoint{
-			Ticket:      &aflight.Ticket{Ticket: []byte("jobs/" + id + "/" + sh.Name)},
-			AppMetadata: []byte(fmt.Sprintf(`{"shard":%q,"index":%d,"rows":%d}`, sh.Name, i, n)),
+			Ticket:      &aflight.Ticket{Ticket: []byte("jobs/" + id + "/" + p.Name)},
+			AppMetadata: []byte(fmt.Sprintf(`{"shard":%q,"index":%d,"rows":%d}`, p.Name, p.Shard, p.Rows)),
 		})
 	}
-	if known {
-		info.TotalRecords = rows
-	}
-	if sized {
-		info.TotalBytes = size
-	}
-	c := m.Counts()
+	c := sum.Counts
 	progress := 0.0
 	if c.Total > 0 {
 		progress = float64(c.Succeeded) / float64(c.Total)

@@ -425,14 +425,13 @@ func (s *Server) datasetInfo(ctx context.Context, name string) (*aflight.FlightI
 // jobInfo describes a job's result: the merged result of a succeeded job, or
 // (perShard) one endpoint per finished part, so far.
 func (s *Server) jobInfo(ctx context.Context, id string, perShard bool) (*aflight.FlightInfo, error) {
-	// The merged result needs the job's summary only; the parts, every shard.
-	var m *batch.Manifest
+	// The merged result needs the job's summary only; the parts, their
+	// list too.
+	var parts []batch.Part
 	var sum batch.JobSummary
 	var err error
 	if perShard {
-		if m, err = s.jobs.Status(id); err == nil {
-			sum = m.Summary(MaxStatusFailures)
-		}
+		sum, parts, err = s.jobs.Parts(id, MaxStatusFailures, false)
 	} else {
 		sum, err = s.jobs.Summary(id, MaxStatusFailures)
 	}
@@ -473,24 +472,13 @@ func (s *Server) jobInfo(ctx context.Context, id string, perShard bool) (*afligh
 		info.Endpoint = []*aflight.FlightEndpoint{{Ticket: &aflight.Ticket{Ticket: []byte("jobs/" + id)}}}
 		return info, nil
 	}
-	for _, sh := range m.Shards {
-		if sh.State == batch.ShardSucceeded {
-			info.Endpoint = append(info.Endpoint, &aflight.FlightEndpoint{
-				Ticket:      &aflight.Ticket{Ticket: []byte("jobs/" + id + "/" + sh.Name)},
-				AppMetadata: []byte(fmt.Sprintf(`{"shard":%q,"rows":%d}`, sh.Name, partRows(sh))),
-			})
-		}
+	for _, p := range parts {
+		info.Endpoint = append(info.Endpoint, &aflight.FlightEndpoint{
+			Ticket:      &aflight.Ticket{Ticket: []byte("jobs/" + id + "/" + p.Name)},
+			AppMetadata: []byte(fmt.Sprintf(`{"shard":%q,"rows":%d}`, p.Name, p.Rows)),
+		})
 	}
 	return info, nil
-}
-
-// partRows is the row count of a succeeded shard's part, as its worker
-// recorded it, or -1 when unknown.
-func partRows(sh batch.ShardRecord) int64 {
-	if sh.Rows == nil {
-		return -1
-	}
-	return *sh.Rows
 }
 
 // GetSchema returns the schema of a dataset or a job's result.

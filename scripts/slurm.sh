@@ -123,15 +123,18 @@ as_root() { "${SUDO[@]}" env SLURM_CONF="$SLURM_CONF" "$@"; }
 start_accounting() {
 	local dir="$1" dbd_port="$2" m="$1/mysql" db_port i
 	db_port="$(free_port)"
-	"${SUDO[@]}" mkdir -p "$m"
-	"${SUDO[@]}" chown mysql:mysql "$m"
+	# MariaDB's temporary files go under DIR too: two clusters installing their databases at
+	# once in the same tmpdir collide on temporary table names ("Unknown table
+	# 'mysql.tmp_proxies_priv'"), and scripts/test.sh starts two clusters at once.
+	"${SUDO[@]}" mkdir -p "$m/tmp"
+	"${SUDO[@]}" chown mysql:mysql "$m" "$m/tmp"
 	if ! "${SUDO[@]}" test -d "$m/data/mysql"; then
-		"${SUDO[@]}" mariadb-install-db --user=mysql --datadir="$m/data" --skip-test-db \
+		"${SUDO[@]}" mariadb-install-db --user=mysql --datadir="$m/data" --tmpdir="$m/tmp" --skip-test-db \
 			--auth-root-authentication-method=socket >"$dir/log/mariadb-install.log" 2>&1 ||
 			{ tail -n 5 "$dir/log/mariadb-install.log" >&2; die "mariadb-install-db failed"; }
 	fi
 	# Durability traded for speed: the database lives as long as the test cluster.
-	"${SUDO[@]}" setsid mariadbd --user=mysql --datadir="$m/data" --socket="$m/mysqld.sock" \
+	"${SUDO[@]}" setsid mariadbd --user=mysql --datadir="$m/data" --tmpdir="$m/tmp" --socket="$m/mysqld.sock" \
 		--pid-file="$m/mysqld.pid" --port="$db_port" --bind-address=127.0.0.1 --log-error="$m/error.log" \
 		--innodb-buffer-pool-size=64M --innodb-log-file-size=16M --innodb-flush-log-at-trx-commit=0 \
 		--innodb-doublewrite=0 --skip-log-bin --performance-schema=0 \
