@@ -256,7 +256,7 @@ func (r *arrowReader) readBlock(b ipccheck.Block) (arrow.RecordBatch, StoredMess
 		// be lent from a mapping of the file: no copy of its bytes.
 		var release func()
 		if buf, release, mapped = r.file.Map(b.Offset, size); mapped {
-			body = memory.NewBufferWithAllocator(buf[b.MetaLen:size:size], &unmapped{release: release})
+			body = memory.NewBufferWithAllocator(buf[b.MetaLen:size:size], &lent{release: release})
 		}
 	}
 	switch {
@@ -266,7 +266,8 @@ func (r *arrowReader) readBlock(b ipccheck.Block) (arrow.RecordBatch, StoredMess
 		// The body's capacity ends with it: arrow-go's decoder slices a
 		// buffer's bytes from it without checking the body's length, and a
 		// pooled buffer's spare bytes held another block.
-		body = memory.NewBufferWithAllocator(buf[b.MetaLen:size:size], &lent{pool: r.pool, buf: buf})
+		pool, pooled := r.pool, buf
+		body = memory.NewBufferWithAllocator(buf[b.MetaLen:size:size], &lent{release: func() { pool.put(pooled) }})
 	default:
 		buf = make([]byte, size)
 		body = memory.NewBufferBytes(buf[b.MetaLen:])

@@ -73,13 +73,12 @@ func blockPoolFrom(ctx context.Context) *BlockPool {
 	return p
 }
 
-// lent is a buffer lent by a pool, as the allocator of the Arrow buffer
-// that holds it: freeing that buffer (its last reference released) gives it
-// back, once.
+// lent is the allocator of an Arrow buffer over lent memory (a pool's
+// buffer, or a block of a memory mapping, store.File.Map): freeing that
+// buffer (its last reference released) ends the loan with release, once.
 type lent struct {
-	pool *BlockPool
-	buf  []byte
-	done atomic.Bool
+	release func()
+	done    atomic.Bool
 }
 
 func (l *lent) Allocate(n int) []byte { return make([]byte, n) }
@@ -92,32 +91,8 @@ func (l *lent) Reallocate(n int, b []byte) []byte {
 
 func (l *lent) Free([]byte) {
 	if l.done.CompareAndSwap(false, true) {
-		l.pool.put(l.buf)
+		l.release()
 	}
 }
 
 var _ memory.Allocator = (*lent)(nil)
-
-// unmapped is the allocator of an Arrow buffer that holds a block lent from
-// a memory mapping (store.File.Map): freeing that buffer (its last reference
-// released) ends the loan, once.
-type unmapped struct {
-	release func()
-	done    atomic.Bool
-}
-
-func (u *unmapped) Allocate(n int) []byte { return make([]byte, n) }
-
-func (u *unmapped) Reallocate(n int, b []byte) []byte {
-	nb := make([]byte, n)
-	copy(nb, b)
-	return nb
-}
-
-func (u *unmapped) Free([]byte) {
-	if u.done.CompareAndSwap(false, true) {
-		u.release()
-	}
-}
-
-var _ memory.Allocator = (*unmapped)(nil)
