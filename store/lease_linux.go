@@ -193,9 +193,9 @@ const (
 // costs an mmap, and its unmapping a TLB shootdown on every core that ran
 // the process. A window's pages are read in block by block as they are
 // lent, and stay mapped (counted in the process's file-backed resident
-// memory) until it is unmapped, so a stream maps at most two windows:
-// the one its blocks come from, and the one before while gRPC still holds
-// some of its blocks.
+// memory) until it is unmapped, so a stream maps the window its blocks come
+// from and those whose blocks gRPC still holds: the few blocks it has not
+// written yet, so in practice at most the window before.
 const windowBytes = 16 << 20
 
 // leasedFile is the lease and the mapped windows of one open File.
