@@ -3,10 +3,12 @@
 package store
 
 import (
+	"cmp"
 	"errors"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,11 +27,17 @@ import (
 // holder with SIGIO. A file cut short under a mapping would make the next
 // access to the mapping fault (SIGBUS), which the Go runtime cannot recover
 // from in a goroutine it did not ask to (gRPC's writer copies the bytes), so
-// a mapping never outlives its lease: when the lease is being broken, every
-// block still lent is copied to anonymous memory, which is moved over the
-// block's address (mremap), so that whoever reads it reads the same bytes
-// from memory that no longer depends on the file; only then is the lease
-// released. The file's later blocks are read with pread.
+// a mapping never outlives its lease: when the lease is being broken, the
+// pages of every block still lent are copied to anonymous memory, which is
+// moved over their address (mremap), so that whoever reads them reads the
+// same bytes from memory that no longer depends on the file, and the rest
+// of each mapping is replaced too; only then is the lease released. The
+// file's later blocks are read with pread.
+//
+// Blocks are lent from windows of the file (windowBytes), each mapped once
+// and unmapped when none of its blocks is lent any more and the File reads
+// from another window or is closed; each block's pages are read in just
+// before it is lent.
 //
 // Leases are used only on local file systems whose every change goes
 // through this kernel (ext2/3/4, XFS, Btrfs, tmpfs: not network or FUSE
@@ -178,7 +186,19 @@ const (
 	leaseOff            // refused or revoked: blocks are read with pread
 )
 
-// leasedFile is the lease and the mapped blocks of one open File.
+// windowBytes is the least a file is mapped at once: blocks are lent from
+// windows of this many bytes of the file (or a block's own length, when
+// larger), each mapped once and unmapped once none of its blocks is lent
+// and no more will be, rather than from a mapping of their own: a mapping
+// costs an mmap, and its unmapping a TLB shootdown on every core that ran
+// the process. A window's pages are read in block by block as they are
+// lent, and stay mapped (counted in the process's file-backed resident
+// memory) until it is unmapped, so a stream maps the window its blocks come
+// from and those whose blocks gRPC still holds: the few blocks it has not
+// written yet, so in practice at most the window before.
+const windowBytes = 16 << 20
+
+// leasedFile is the lease and the mapped windows of one open File.
 type leasedFile struct {
 	l  *leaser
 	fd int // the File's descriptor
@@ -187,22 +207,36 @@ type leasedFile struct {
 
 	mu     sync.Mutex
 	state  int
-	dup    int // a duplicate of fd holding the lease while blocks are lent; -1 when none
-	live   map[*region]struct{}
-	closed bool // the File is closed
+	dup    int   // a duplicate of fd holding the lease while blocks are lent; -1 when none
+	size   int64 // the file's size under the lease
+	window int64 // windowBytes; replaced by tests
+	// cur is the window new blocks are lent from; nil when none.
+	cur *window
+	// windows are the windows that map the file: cur, and those that still
+	// lend blocks.
+	windows map[*window]struct{}
+	closed  bool // the File is closed
 }
 
-// region is one mapped block: length bytes from addr (a page boundary).
-type region struct {
+// window is one read-only mapping of the file: length bytes from addr (a
+// page boundary), the file's bytes from off.
+type window struct {
 	addr   unsafe.Pointer
+	off    int64
 	length uintptr
+	// lent are the blocks lent from it, as the pages they span.
+	lent map[*span]struct{}
 }
+
+// span is the pages [start, end) of a window that a lent block lies in,
+// from the window's start.
+type span struct{ start, end uintptr }
 
 func newLeasedFile(l *leaser, f *os.File, unchanged func() error) *leasedFile {
 	if l == nil {
 		return nil
 	}
-	return &leasedFile{l: l, fd: int(f.Fd()), unchanged: unchanged, dup: -1, live: map[*region]struct{}{}}
+	return &leasedFile{l: l, fd: int(f.Fd()), unchanged: unchanged, dup: -1, window: windowBytes, windows: map[*window]struct{}{}}
 }
 
 // take takes the lease, once; false when the file is not to be mapped.
@@ -236,10 +270,12 @@ func (lf *leasedFile) takeLocked() bool {
 	lf.dup = dup
 	// Under the lease nothing changes the file: if it is still as it was
 	// when opened, every block within that size is within the file.
-	if lf.unchanged() != nil {
+	var st unix.Stat_t
+	if lf.unchanged() != nil || unix.Fstat(lf.dup, &st) != nil {
 		lf.releaseLocked()
 		return false
 	}
+	lf.size = st.Size
 	lf.state = leaseHeld
 	return true
 }
@@ -251,12 +287,12 @@ func (lf *leasedFile) holdsLocked() bool {
 	return err == nil && t == unix.F_RDLCK
 }
 
-// mapBlock maps [off, off+n) of the file (n > 0, off+n within it); ok is
-// false when it is to be read with pread instead.
+// mapBlock lends [off, off+n) of the file (n > 0, off+n within it) from a
+// window mapping it; ok is false when it is to be read with pread instead.
 func (lf *leasedFile) mapBlock(off, n int64) (b []byte, release func(), ok bool) {
 	lf.mu.Lock()
 	defer lf.mu.Unlock()
-	if lf.closed || !lf.takeLocked() {
+	if lf.closed || !lf.takeLocked() || off+n > lf.size {
 		return nil, nil, false
 	}
 	if !lf.holdsLocked() {
@@ -265,45 +301,81 @@ func (lf *leasedFile) mapBlock(off, n int64) (b []byte, release func(), ok bool)
 	}
 	page := int64(os.Getpagesize())
 	start := off &^ (page - 1)
-	length := uintptr(off + n - start)
-	addr, err := unix.MmapPtr(lf.dup, start, nil, length, unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
+	end := (off + n + page - 1) &^ (page - 1)
+	w := lf.cur
+	if w == nil || start < w.off || end > w.off+int64(w.length) {
+		if w = lf.mapWindowLocked(start, end); w == nil {
+			return nil, nil, false
+		}
+	}
+	s := &span{start: uintptr(start - w.off), end: uintptr(end - w.off)}
+	// Read the block's pages in now: a page that cannot be read (an I/O
+	// error) fails here rather than faulting wherever the bytes are read.
+	if err := unix.Madvise(unsafe.Slice((*byte)(unsafe.Add(w.addr, s.start)), s.end-s.start), unix.MADV_POPULATE_READ); err != nil && !errors.Is(err, unix.EINVAL) {
 		return nil, nil, false
 	}
-	// Read the pages in now: a page that cannot be read (an I/O error)
-	// fails here rather than faulting wherever the bytes are read.
-	if err := unix.Madvise(unsafe.Slice((*byte)(addr), length), unix.MADV_POPULATE_READ); err != nil && !errors.Is(err, unix.EINVAL) {
-		_ = unix.MunmapPtr(addr, length)
-		return nil, nil, false
-	}
-	r := &region{addr: addr, length: length}
-	lf.live[r] = struct{}{}
-	b = unsafe.Slice((*byte)(unsafe.Add(addr, off-start)), n)
+	w.lent[s] = struct{}{}
+	b = unsafe.Slice((*byte)(unsafe.Add(w.addr, off-w.off)), n)
 	var once sync.Once
-	return b[:n:n], func() { once.Do(func() { lf.unmap(r) }) }, true
+	return b[:n:n], func() { once.Do(func() { lf.unlend(w, s) }) }, true
 }
 
-// unmap ends the loan of r.
-func (lf *leasedFile) unmap(r *region) {
+// mapWindowLocked maps a new window from start (a page boundary) that holds
+// the pages up to end, and lends from it from now on; nil if it cannot.
+func (lf *leasedFile) mapWindowLocked(start, end int64) *window {
+	if w := lf.cur; w != nil {
+		lf.cur = nil
+		lf.dropIdleLocked(w)
+	}
+	page := int64(os.Getpagesize())
+	last := (lf.size + page - 1) &^ (page - 1)
+	length := uintptr(min(max(start+lf.window, end), last) - start)
+	addr, err := unix.MmapPtr(lf.dup, start, nil, length, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil
+	}
+	w := &window{addr: addr, off: start, length: length, lent: map[*span]struct{}{}}
+	lf.cur = w
+	lf.windows[w] = struct{}{}
+	return w
+}
+
+// unlend ends the loan of the block s of w.
+func (lf *leasedFile) unlend(w *window, s *span) {
 	lf.mu.Lock()
 	defer lf.mu.Unlock()
-	delete(lf.live, r)
-	_ = unix.MunmapPtr(r.addr, r.length)
+	delete(w.lent, s)
+	lf.dropIdleLocked(w)
 	lf.finishLocked()
 }
 
-// close is the File's Close: the lease goes once no block is lent.
+// dropIdleLocked unmaps w once it lends no block and will lend none.
+func (lf *leasedFile) dropIdleLocked(w *window) {
+	if len(w.lent) > 0 || w == lf.cur || w.addr == nil {
+		return
+	}
+	_ = unix.MunmapPtr(w.addr, w.length)
+	w.addr = nil
+	delete(lf.windows, w)
+}
+
+// close is the File's Close: the last window is unmapped, and the lease
+// released, once no block is lent.
 func (lf *leasedFile) close() {
 	lf.mu.Lock()
 	defer lf.mu.Unlock()
 	lf.closed = true
+	if w := lf.cur; w != nil {
+		lf.cur = nil
+		lf.dropIdleLocked(w)
+	}
 	lf.finishLocked()
 }
 
-// finishLocked releases the lease when the File is closed and no block is
-// lent.
+// finishLocked releases the lease when the File is closed and no window
+// maps the file.
 func (lf *leasedFile) finishLocked() {
-	if !lf.closed || len(lf.live) > 0 || lf.dup < 0 {
+	if !lf.closed || len(lf.windows) > 0 || lf.dup < 0 {
 		return
 	}
 	lf.releaseLocked()
@@ -321,21 +393,77 @@ func (lf *leasedFile) releaseLocked() {
 	lf.l.remove(lf)
 }
 
-// revokeLocked stops mapping the file: every block still lent is moved to
-// anonymous memory holding the same bytes, then the lease is released. A
-// block that cannot be moved keeps the lease held; the next scan tries
-// again (the kernel breaks the lease itself after lease-break-time).
+// revokeLocked stops mapping the file: in every window, the pages of the
+// blocks still lent are moved to anonymous memory holding the same bytes
+// and the rest to memory that cannot be accessed, windows that lend nothing
+// are unmapped, then the lease is released. A window that cannot be moved
+// keeps the lease held; the next scan tries again (the kernel breaks the
+// lease itself after lease-break-time).
 func (lf *leasedFile) revokeLocked() {
-	for r := range lf.live {
-		if err := r.toAnonymous(); err != nil {
-			return
+	for w := range lf.windows {
+		if len(w.lent) > 0 {
+			if err := w.toAnonymous(); err != nil {
+				return
+			}
 		}
-		// It no longer needs the file or the lease; its release unmaps
-		// the anonymous memory.
-		delete(lf.live, r)
+	}
+	// The windows no longer need the file or the lease; the release of
+	// their last block unmaps them.
+	lf.cur = nil
+	for w := range lf.windows {
+		lf.dropIdleLocked(w)
+		delete(lf.windows, w)
 	}
 	lf.state = leaseOff
 	lf.releaseLocked()
+}
+
+// toAnonymous replaces w's mapping of the file: each run of pages that lent
+// blocks lie in is copied to anonymous memory moved to its address (a
+// reader sees the same bytes before, during and after), and the pages
+// between them, which no one reads, with anonymous memory that cannot be
+// accessed, so that w keeps its addresses until it is unmapped whole. Done
+// again, it does the same with the same bytes.
+func (w *window) toAnonymous() error {
+	spans := make([]span, 0, len(w.lent))
+	for s := range w.lent {
+		spans = append(spans, *s)
+	}
+	slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.start, b.start) })
+	var runs []span
+	for _, s := range spans {
+		if n := len(runs); n > 0 && s.start <= runs[n-1].end {
+			runs[n-1].end = max(runs[n-1].end, s.end)
+		} else {
+			runs = append(runs, s)
+		}
+	}
+	for _, r := range runs {
+		if err := (&region{addr: unsafe.Add(w.addr, r.start), length: r.end - r.start}).toAnonymous(); err != nil {
+			return err
+		}
+	}
+	at := uintptr(0)
+	for _, r := range append(runs, span{start: w.length, end: w.length}) {
+		if r.start > at {
+			p := unsafe.Add(w.addr, at)
+			got, err := unix.MmapPtr(-1, 0, p, r.start-at, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED|unix.MAP_NORESERVE)
+			if err != nil {
+				return err
+			}
+			if got != p {
+				return errors.New("an anonymous mapping was not placed where asked")
+			}
+		}
+		at = r.end
+	}
+	return nil
+}
+
+// region is length bytes of memory from addr (a page boundary).
+type region struct {
+	addr   unsafe.Pointer
+	length uintptr
 }
 
 // toAnonymous copies r's bytes to anonymous memory and moves that memory to

@@ -5,10 +5,13 @@ package store
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -152,14 +155,25 @@ func TestMapLendsTheFilesBytes(t *testing.T) {
 // killing the test), that no block is mapped afterwards, and that reads
 // report the change.
 func TestLeaseBreakKeepsLentBytes(t *testing.T) {
-	for _, op := range []string{"truncate", "truncate-open", "rewrite", "punch"} {
-		t.Run(op, func(t *testing.T) {
+	for _, c := range []struct {
+		op     string
+		window int64 // 0: windowBytes, one window for the whole file
+	}{
+		{op: "truncate"}, {op: "truncate-open"}, {op: "rewrite"}, {op: "punch"},
+		// Blocks in three windows, and a fourth that lends none.
+		{op: "truncate", window: 1 << 20}, {op: "punch", window: 1 << 20},
+	} {
+		op := c.op
+		t.Run(fmt.Sprintf("%s/window=%d", op, c.window), func(t *testing.T) {
 			st, path, data := storeWithFile(t, "", 4<<20)
 			f, err := st.OpenFile(t.Context(), "d/f.arrow")
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer f.Close()
+			if c.window > 0 {
+				f.lease.window = c.window
+			}
 			type lent struct {
 				off     int64
 				b       []byte
@@ -172,6 +186,11 @@ func TestLeaseBreakKeepsLentBytes(t *testing.T) {
 					t.Fatal("Map was refused on a file system with leases")
 				}
 				blocks = append(blocks, lent{off, b, release})
+			}
+			if _, release, ok := f.Map(0, 10); ok {
+				release()
+			} else {
+				t.Fatal("Map was refused on a file system with leases")
 			}
 			// A reader goes on reading a block throughout.
 			var stop atomic.Bool
@@ -205,6 +224,9 @@ func TestLeaseBreakKeepsLentBytes(t *testing.T) {
 			}
 			if _, _, ok := f.Map(0, 4096); ok {
 				t.Error("Map still maps a file whose lease was broken")
+			}
+			if n := fileMappings(t, path); n > 0 {
+				t.Errorf("%d mappings of the file remain once its lease was broken", n)
 			}
 			if err := f.Unchanged(); !errors.Is(err, ErrChanged) {
 				t.Errorf("Unchanged of the changed file = %v; want ErrChanged", err)
@@ -324,4 +346,109 @@ func TestMapWithoutLease(t *testing.T) {
 		}
 		release()
 	})
+}
+
+// fileMappings counts the mappings of the file at path in this process
+// (/proc/self/maps, by device and inode).
+func fileMappings(t *testing.T, path string) int {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := fmt.Sprintf("%02x:%02x", unix.Major(st.Dev), unix.Minor(st.Dev))
+	n := 0
+	for _, line := range strings.Split(string(maps), "\n") {
+		// address perms offset dev inode path
+		f := strings.Fields(line)
+		if len(f) >= 5 && f[3] == dev && f[4] == strconv.FormatUint(st.Ino, 10) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestMapLendsFromWindows lends the blocks a stream reads, one after
+// another, and checks that they come from a few mappings of the file (a
+// window of it each) rather than one per block; that a window is unmapped
+// once no block is lent from it and none will be; and that the last goes,
+// with the lease, when the File is closed and its blocks released.
+func TestMapLendsFromWindows(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		window int64 // 0: windowBytes
+		size   int   // the file's
+		blocks []struct{ off, n int64 }
+		// windows is how many windows map the file while every block is
+		// lent: a window starts at the first block's page that the one
+		// before does not hold, and holds window bytes.
+		windows int
+	}{
+		{name: "one window", size: 6 << 20, blocks: seq(0, 480_000, 12), windows: 1},
+		{name: "from within the file", size: 6 << 20, blocks: seq(12_345, 980_000, 5), windows: 1},
+		// 400,000-byte blocks in 1 MiB windows: two a window (the third
+		// ends past it).
+		{name: "windows one after another", window: 1 << 20, size: 4 << 20, blocks: seq(0, 400_000, 8), windows: 4},
+		{name: "a block larger than a window", window: 1 << 20, size: 4 << 20, blocks: seq(100, 2_500_000, 1), windows: 1},
+		{name: "backwards", window: 1 << 20, size: 4 << 20, blocks: []struct{ off, n int64 }{{3 << 20, 1000}, {0, 1000}, {3<<20 + 1000, 1000}}, windows: 3},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st, path, data := storeWithFile(t, "", c.size)
+			f, err := st.OpenFile(t.Context(), "d/f.arrow")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if c.window > 0 {
+				f.lease.window = c.window
+			}
+			var releases []func()
+			for _, b := range c.blocks {
+				got, release, ok := f.Map(b.off, b.n)
+				if !ok {
+					t.Fatalf("Map(%d, %d) was refused on a file system with leases", b.off, b.n)
+				}
+				if !bytes.Equal(got, data[b.off:b.off+b.n]) {
+					t.Fatalf("Map(%d, %d) differs from the file", b.off, b.n)
+				}
+				releases = append(releases, release)
+			}
+			if got := fileMappings(t, path); got != c.windows {
+				t.Errorf("%d blocks lent from %d mappings of the file; want %d", len(c.blocks), got, c.windows)
+			}
+			for _, release := range releases[:len(releases)-1] {
+				release()
+			}
+			if got := fileMappings(t, path); got != 1 {
+				t.Errorf("with one block lent, %d mappings of the file; want 1 (the window it was lent from)", got)
+			}
+			f.Close()
+			if got := fileMappings(t, path); got != 1 {
+				t.Errorf("with one block lent past Close, %d mappings of the file; want 1", got)
+			}
+			releases[len(releases)-1]()
+			if got := fileMappings(t, path); got != 0 {
+				t.Errorf("the File closed and no block lent, %d mappings of the file remain", got)
+			}
+			f.lease.mu.Lock()
+			held := f.lease.dup >= 0
+			f.lease.mu.Unlock()
+			if held {
+				t.Error("the lease is held after Close with no block lent")
+			}
+		})
+	}
+}
+
+// seq returns count blocks of n bytes, one after another from off.
+func seq(off, n int64, count int) []struct{ off, n int64 } {
+	var out []struct{ off, n int64 }
+	for i := range int64(count) {
+		out = append(out, struct{ off, n int64 }{off + i*n, n})
+	}
+	return out
 }

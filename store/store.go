@@ -657,8 +657,9 @@ func (f *File) Unchanged() error {
 // memory is unmapped. They stay the bytes the file held when opened: a
 // process that writes or truncates the file meanwhile waits for the lease,
 // and blocks lent when it asks keep their bytes in memory of their own.
-// Each call maps anew; a caller maps whole reads (a record batch), not
-// small ones.
+// Calls share mappings of large windows of the file (each block's pages
+// read in as it is lent): a caller maps whole reads (a record batch), not
+// small ones, and reads them in the file's order.
 func (f *File) Map(off, n int64) (b []byte, release func(), ok bool) {
 	if f.lease == nil || off < 0 || n <= 0 || off > f.size-n {
 		return nil, nil, false

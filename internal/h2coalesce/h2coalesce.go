@@ -18,6 +18,12 @@
 // carries the same bytes of each stream's data, the same other frames, in
 // the same order; flow control, which counts payload bytes, is unchanged.
 //
+// On Linux, a Conn over a TCP or Unix socket writes with writev system calls
+// the Go runtime is not told of (see rawWriter): the socket is non-blocking,
+// so a write never blocks, and the runtime's monitor does not hand the
+// writing goroutine's processor to another thread (and wake one) during
+// each write of gRPC's half-megabyte buffer.
+//
 // Anything unexpected on the client's side (not the HTTP/2 client preface, a
 // malformed SETTINGS frame, a frame larger than gRPC accepts) switches the
 // connection to plain pass-through for good, and gRPC handles it as it would
@@ -81,6 +87,10 @@ type Conn struct {
 	peerMax atomic.Uint32
 	rd      reader // the reading goroutine's
 	wr      writer // the writing goroutine's
+	// raw, when set, writes to the socket without telling the runtime
+	// (see rawWriter); one is the writing goroutine's scratch for it.
+	raw *rawWriter
+	one [1][]byte
 
 	dataFrames, mergedFrames, merges, largest atomic.Int64
 }
@@ -88,7 +98,7 @@ type Conn struct {
 // NewConn wraps c, the server side of a connection whose client has not yet
 // sent anything.
 func NewConn(c net.Conn) *Conn {
-	w := &Conn{Conn: c}
+	w := &Conn{Conn: c, raw: newRawWriter(c)}
 	w.peerMax.Store(DefaultMaxFrame)
 	return w
 }
@@ -124,16 +134,22 @@ func (c *Conn) Read(b []byte) (int, error) {
 func (c *Conn) Write(p []byte) (int, error) {
 	peerMax := c.peerMax.Load()
 	if peerMax == 0 || c.wr.off {
-		return c.Conn.Write(p)
+		return c.write(p)
 	}
 	c.wr.plan(p, peerMax)
 	c.count()
 	if c.wr.newHeads == 0 {
 		c.wr.reset()
-		return c.Conn.Write(p)
+		return c.write(p)
 	}
-	bufs := net.Buffers(c.wr.segs) // WriteTo consumes bufs, and with it segs
-	out, err := bufs.WriteTo(c.Conn)
+	var out int64
+	var err error
+	if c.raw != nil {
+		out, err = c.raw.writeBuffers(c.wr.segs)
+	} else {
+		bufs := net.Buffers(c.wr.segs) // WriteTo consumes bufs, and with it segs
+		out, err = bufs.WriteTo(c.Conn)
+	}
 	n := len(p)
 	if err != nil {
 		n = c.wr.consumed(out)
@@ -141,6 +157,17 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	c.wr.reset()
 	return n, err
+}
+
+// write writes p as it is.
+func (c *Conn) write(p []byte) (int, error) {
+	if c.raw == nil {
+		return c.Conn.Write(p)
+	}
+	c.one[0] = p
+	n, err := c.raw.writeBuffers(c.one[:])
+	c.one[0] = nil
+	return int(n), err
 }
 
 // count adds the planned write's frames to the connection's counts.
