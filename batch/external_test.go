@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -396,7 +395,7 @@ func TestExternalCancelKillsProcessGroup(t *testing.T) {
 	}
 	for deadline := time.Now().Add(10 * time.Second); alive(pid); {
 		if time.Now().After(deadline) {
-			syscall.Kill(pid, syscall.SIGKILL)
+			killProcess(pid)
 			t.Fatalf("grandchild %d outlived the cancelled command", pid)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -434,26 +433,11 @@ func TestExternalDiesWithItsWorker(t *testing.T) {
 	_ = worker.Wait()
 	for deadline := time.Now().Add(10 * time.Second); alive(pid); {
 		if time.Now().After(deadline) {
-			syscall.Kill(pid, syscall.SIGKILL)
+			killProcess(pid)
 			t.Fatalf("command %d outlived its killed worker", pid)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// alive reports whether pid runs (a zombie is dead).
-func alive(pid int) bool {
-	if syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) {
-		return stat[i+2] != 'Z'
-	}
-	return true
 }
 
 func TestExternalStartError(t *testing.T) {

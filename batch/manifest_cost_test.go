@@ -1,5 +1,3 @@
-//go:build unix
-
 package batch_test
 
 import (
@@ -8,7 +6,6 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -153,14 +150,6 @@ func (c manifestCost) String() string {
 	n := float64(c.shards)
 	return fmt.Sprintf("%6d shards: %8.3f CPU-s (%7.1f µs/shard), %9.0f bytes allocated/shard, %5d writes (%d of them progress segments, %d bytes), %9.0f bytes written/shard, %d in all (final manifest %d bytes), %d polls",
 		c.shards, c.cpu.Seconds(), float64(c.cpu.Microseconds())/n, float64(c.alloc)/n, c.writes, c.segments, c.segmentBytes, float64(c.written)/n, c.written, c.final, c.polls)
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // runReportedJob runs a job of n shards on a reportingExecutor (with

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -556,15 +555,6 @@ func benchPSDFloat32(b *testing.B, nps int) {
 	}
 	b.ReportMetric(float64(n*i)/b.Elapsed().Seconds()/1e6, "Msamples/s")
 	reportCPU(b, c0, n)
-}
-
-// cpuTime is the process's user and system CPU time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // reportCPU reports the throughput per CPU second since c0 (the loop's

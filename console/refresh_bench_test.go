@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"syscall"
 	"testing"
 	"time"
 
@@ -63,15 +62,6 @@ func manyJobs(tb testing.TB, n int) *batch.Manager {
 }
 
 var quiet = slog.New(slog.DiscardHandler)
-
-// cpuTime is the CPU time, user and system, this process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // BenchmarkJobsPageRefresh measures what one refresh of the jobs page costs
 // the server with 5,000 jobs in the history: the bytes sent and the CPU time

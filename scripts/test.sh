@@ -4,7 +4,8 @@
 #   1. system packages (only what is missing: Go, a C compiler for -race, Python 3.11+ with venv,
 #      Chromium and chromium-driver for the browser test)
 #   2. go build -o bin/flightbatch ./cmd/flightbatch
-#   3. gofmt, go vet and staticcheck
+#   3. gofmt, go vet and staticcheck; go vet for darwin, freebsd and windows (in the background
+#      from step 2 on)
 #   4. a real S3-compatible server for the store tests (if scripts/s3-server.sh exists), and a
 #      single-node Slurm cluster with accounting (MariaDB + slurmdbd, so that sacct works) for the
 #      Slurm executor's tests (scripts/slurm.sh; started in the background after step 1, as it
@@ -158,6 +159,18 @@ section "go build"
 go build -o bin/flightbatch ./cmd/flightbatch
 echo "built bin/flightbatch"
 
+# The module and its tests type-checked for the other systems flightbatch builds for (see the
+# README's "Systems"), meanwhile (waited for after staticcheck): go vet type-checks every package,
+# main packages and tests included, as a build would, and runs its checks.
+cross_vet() {
+	local goos
+	for goos in darwin freebsd windows; do
+		GOOS=$goos nice -n 10 go vet ./...
+		echo "GOOS=$goos go vet: ok"
+	done
+}
+bg_start cross cross_vet
+
 # ---------------------------------------------------------------------------------------------
 py_s3_env=""
 if [[ -x scripts/s3-server.sh || -f scripts/s3-server.sh ]]; then
@@ -224,6 +237,10 @@ if [[ ! -x .cache/bin/staticcheck ]]; then
 fi
 .cache/bin/staticcheck ./...
 echo "staticcheck: ok"
+cross_ok=0
+bg_wait cross || cross_ok=$?
+cat "$BG_DIR/cross.log"
+[[ $cross_ok -eq 0 ]] || { echo "the module does not type-check for every system (see above)" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------------------------
 section "Slurm test cluster"

@@ -40,7 +40,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -299,9 +298,10 @@ func (s *Store) Stat(ctx context.Context, key string) (Object, error) {
 		// A file's modification time is too coarse to tell two quick writes
 		// of the same size apart, and can be set by hand; every atomic write
 		// makes a new inode while the old one still exists, and the change
-		// time cannot be set back, so together they tell versions apart.
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			etag = fmt.Sprintf("\"%x-%x-%x-%x\"", a.ModTime.UnixNano(), a.Size, st.Ino, st.Ctim.Nano())
+		// time cannot be set back, so together they tell versions apart
+		// (where the system reports them: see fileVersion).
+		if ino, ctime, ok := fileVersion(fi); ok {
+			etag = fmt.Sprintf("\"%x-%x-%x-%x\"", a.ModTime.UnixNano(), a.Size, ino, ctime)
 		}
 	}
 	return Object{Key: key, Size: a.Size, ModTime: a.ModTime, ETag: etag}, nil

@@ -18,10 +18,15 @@ import (
 // keep the heap under nine tenths of the cap, so that the cap is met only by
 // memory really in use.
 func limitMemory(n int64) error {
-	lim := uint64(n)
-	if err := syscall.Setrlimit(syscall.RLIMIT_DATA, &syscall.Rlimit{Cur: lim, Max: lim}); err != nil {
+	var lim syscall.Rlimit
+	setLimit(&lim.Cur, n) // uint64 on Linux and macOS, int64 on FreeBSD
+	setLimit(&lim.Max, n)
+	if err := syscall.Setrlimit(syscall.RLIMIT_DATA, &lim); err != nil {
 		return fmt.Errorf("set RLIMIT_DATA to %d bytes: %w", n, err)
 	}
 	debug.SetMemoryLimit(n / 10 * 9)
 	return nil
 }
+
+// setLimit sets an rlimit field, whatever its integer type on this system.
+func setLimit[T int64 | uint64](f *T, n int64) { *f = T(n) }

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -155,10 +154,8 @@ func TestRun(t *testing.T) {
 		t.Fatal("run did not return after cancel")
 	}
 	for _, pid := range pids {
-		if err := syscall.Kill(pid, 0); err == nil {
-			if stat, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); !strings.Contains(string(stat), ") Z") {
-				t.Errorf("child %d still runs after shutdown", pid)
-			}
+		if running(pid) {
+			t.Errorf("child %d still runs after shutdown", pid)
 		}
 	}
 }
