@@ -74,7 +74,7 @@ func change(op, path string) error {
 
 // leaseDir returns a directory on a file system whose files are mapped
 // under leases: the test's own, else /dev/shm (tmpfs).
-func leaseDir(t *testing.T) string {
+func leaseDir(t testing.TB) string {
 	t.Helper()
 	for _, dir := range []string{t.TempDir(), "/dev/shm"} {
 		var fs unix.Statfs_t
@@ -97,7 +97,7 @@ func leaseDir(t *testing.T) string {
 
 // storeWithFile returns a file store in a leasing directory holding key with
 // size random bytes.
-func storeWithFile(t *testing.T, query string, size int) (*Store, string, []byte) {
+func storeWithFile(t testing.TB, query string, size int) (*Store, string, []byte) {
 	t.Helper()
 	if leaseBreakTime() < minLeaseBreak {
 		t.Skipf("/proc/sys/fs/lease-break-time is %s: files are not mapped", leaseBreakTime())
@@ -451,4 +451,36 @@ func seq(off, n int64, count int) []struct{ off, n int64 } {
 		out = append(out, struct{ off, n int64 }{off + i*n, n})
 	}
 	return out
+}
+
+// BenchmarkMapBlocks lends a file's 480 KB blocks one after another, each
+// released before the next as a stream's are written, from windows of the
+// file and, for comparison, from a mapping per block (a window of the
+// block's length).
+func BenchmarkMapBlocks(b *testing.B) {
+	const block = 480 << 10
+	st, _, _ := storeWithFile(b, "", 64<<20)
+	for _, c := range []struct {
+		name   string
+		window int64
+	}{{"windows", windowBytes}, {"mapping per block", block}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(64 << 20)
+			for b.Loop() {
+				f, err := st.OpenFile(b.Context(), "d/f.arrow")
+				if err != nil {
+					b.Fatal(err)
+				}
+				f.lease.window = c.window
+				for off := int64(0); off+block <= f.Size(); off += block {
+					_, release, ok := f.Map(off, block)
+					if !ok {
+						b.Fatal("Map was refused")
+					}
+					release()
+				}
+				f.Close()
+			}
+		})
+	}
 }
