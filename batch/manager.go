@@ -385,24 +385,14 @@ func (mg *Manager) load(ctx context.Context, id string) (*Manifest, progressLog,
 			return nil, progressLog{}, fmt.Errorf("%w; %w", err, rerr)
 		}
 		mg.log.Warn("rebuilt the manifest of a job from its request and parts", "job", id, "state", rebuilt.State, "manifest_error", err)
-		// Its progress log lagged the parts and records it was rebuilt
-		// from: the rebuilt manifest holds it.
-		segs, lerr := mg.st.List(ctx, ProgressPrefix(id))
-		if lerr != nil {
-			return nil, progressLog{}, fmt.Errorf("job %s: list its progress: %w", id, lerr)
-		}
-		var keys []string
-		for _, o := range segs {
-			if n, ok := segmentSeq(id, o.Key); ok {
-				rebuilt.ProgressSeq = max(rebuilt.ProgressSeq, n)
-				keys = append(keys, o.Key)
-			}
-		}
 		size, err := mg.save(ctx, rebuilt)
 		if err != nil {
 			return nil, progressLog{}, err
 		}
-		mg.deleteSegments(ctx, id, keys)
+		// The rebuilt manifest holds its progress log (RebuildManifest).
+		if keys, _, err := progressSegments(ctx, mg.st, id); err == nil {
+			mg.deleteSegments(ctx, id, keys)
+		}
 		return rebuilt, progressLog{seq: rebuilt.ProgressSeq, manifestBytes: int64(size)}, nil
 	}
 	m, plog := s.m, s.log
