@@ -250,6 +250,9 @@ func (mg *Manager) flush(ctx context.Context, e *entry) {
 		pend[i] = struct{}{}
 	}
 	e.plog.retry = nil
+	if len(pend) == 0 {
+		return
+	}
 	indices := make([]int, 0, len(pend))
 	for i := range pend {
 		indices = append(indices, i)
@@ -257,8 +260,15 @@ func (mg *Manager) flush(ctx context.Context, e *entry) {
 	slices.Sort(indices)
 	seq := e.plog.seq + 1
 	e.shards.RLock()
-	data, err := encodeSegment(m, seq, indices)
-	fold := err == nil && e.plog.fold(mg.fold, len(data))
+	// A segment of most shards would be folded at once: not encoded.
+	estimate := int64(len(indices)) * e.plog.manifestBytes / int64(max(len(m.Shards), 1))
+	var data []byte
+	var err error
+	fold := e.plog.fold(mg.fold, int(estimate))
+	if !fold {
+		data, err = encodeSegment(m, seq, indices)
+		fold = err == nil && e.plog.fold(mg.fold, len(data))
+	}
 	if fold {
 		h := *m
 		h.touched = nil
