@@ -123,6 +123,7 @@ func (m *Manifest) prevErrShard(i int) int {
 // their short form.
 func (m *Manifest) boundShardErrors(i int, full bool) {
 	s := &m.Shards[i]
+	m.touch(i)
 	for j := range s.Errors {
 		e := &s.Errors[j]
 		if full {

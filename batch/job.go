@@ -259,10 +259,24 @@ type Manifest struct {
 	// Units are the physical units of result columns the function knows
 	// (UnitFunction), served in the result's provenance.
 	Units map[string]string `json:"units,omitempty"`
+	// ProgressSeq is the number of the last segment of the job's progress
+	// log that the stored manifest holds (see ProgressPrefix): loading the
+	// job replays the later ones. Meaningful in the store only.
+	ProgressSeq int64 `json:"progress_seq,omitempty"`
 
 	// cache is derived from Shards, so that recording a shard's progress
 	// costs what changed (see caches).
 	cache manifestCache
+	// touched, when set, collects the indices of the shards changed in
+	// place (see touch), for the next write of the job's progress.
+	touched map[int]struct{}
+}
+
+// touch notes that shard i changed in place.
+func (m *Manifest) touch(i int) {
+	if m.touched != nil {
+		m.touched[i] = struct{}{}
+	}
 }
 
 // manifestCache is what a manifest derives from its shards, kept as they
@@ -523,6 +537,7 @@ func RebuildManifest(ctx context.Context, st *store.Store, jobID string) (*Manif
 // clone is a copy of the manifest that shares nothing with it.
 func (m *Manifest) clone() *Manifest {
 	c := *m
+	c.touched = nil
 	c.Params = slices.Clone(m.Params)
 	c.StartedAt = clonePtr(m.StartedAt)
 	c.FinishedAt = clonePtr(m.FinishedAt)

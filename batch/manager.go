@@ -73,8 +73,11 @@ type Manager struct {
 	closed bool
 	last   time.Time // the newest job's creation time
 
-	// saved counts the manifests written to the store and their bytes.
-	saved struct{ n, bytes atomic.Int64 }
+	// fold is when progress logs are folded into their manifests.
+	fold foldRule
+	// saved counts the manifests written to the store and their bytes;
+	// segments the segments of progress logs.
+	saved, segments struct{ n, bytes atomic.Int64 }
 }
 
 // entry is the manager's view of one job.
@@ -94,9 +97,14 @@ type entry struct {
 	shards sync.RWMutex
 	// dirty is set when m holds progress the store does not have yet.
 	dirty atomic.Bool
+	// pending holds the shards changed in place since the last write of the
+	// job's progress, under saving.
+	pending map[int]struct{}
 	// writing orders the writes of m to the store: taken under saving, so
 	// that a newer state is never overwritten by an older one.
 	writing sync.Mutex
+	// plog is the job's progress log in the store, under writing.
+	plog progressLog
 	// changed is closed, and replaced, whenever the job changes.
 	changed chan struct{}
 	seq     uint64        // mg.seq at the job's last change
@@ -149,6 +157,7 @@ func NewManager(cat *dataset.Catalog, fns *Registry, exec Executor, opts *Option
 		st: cat.Store(), cat: cat, fns: fns, exec: exec, opts: o,
 		log: o.Log.With("component", "batch"), alloc: o.Alloc,
 		ctx: ctx, stop: stop, jobs: map[string]*entry{},
+		fold: foldRule{segments: maxProgressSegments},
 	}
 	mg.wg.Add(1)
 	go mg.saveProgress()
@@ -212,28 +221,107 @@ func (mg *Manager) flushAll(ctx context.Context) {
 	}
 }
 
-// flush writes a job's manifest if the store lags its progress. A write that
-// fails is tried again at the next flush.
+// flush writes a job's progress if the store lags it: the shards changed
+// since the last write, as a segment of the job's progress log, or the whole
+// manifest when the log has grown enough to be folded into it (see
+// progressLog.fold). A write that fails is tried again at the next flush.
 func (mg *Manager) flush(ctx context.Context, e *entry) {
 	e.saving.Lock()
 	if !e.dirty.Load() || ctx.Err() != nil {
 		e.saving.Unlock()
 		return
 	}
-	id := e.m.JobID
-	data, err := json.Marshal(e.m)
-	if err != nil {
-		e.saving.Unlock()
-		mg.log.Error("encode manifest", "job", id, "err", err)
-		return
-	}
+	pend := e.pending
+	e.pending = nil
 	e.dirty.Store(false)
 	e.writing.Lock()
-	e.saving.Unlock() // the job goes on while its state is written
+	e.saving.Unlock() // the job goes on while its progress is written
 	defer e.writing.Unlock()
-	if err := mg.saveData(ctx, id, data); err != nil {
+	// Only update replaces e.m, under writing; its shards change in place
+	// under shards.
+	m := e.m
+	if m.State.Terminal() {
+		return // its final manifest holds everything
+	}
+	for i := range e.plog.retry {
+		if pend == nil {
+			pend = map[int]struct{}{}
+		}
+		pend[i] = struct{}{}
+	}
+	e.plog.retry = nil
+	indices := make([]int, 0, len(pend))
+	for i := range pend {
+		indices = append(indices, i)
+	}
+	slices.Sort(indices)
+	seq := e.plog.seq + 1
+	e.shards.RLock()
+	data, err := encodeSegment(m, seq, indices)
+	fold := err == nil && e.plog.fold(mg.fold, len(data))
+	if fold {
+		h := *m
+		h.touched = nil
+		h.ProgressSeq = e.plog.seq
+		data, err = json.Marshal(&h)
+	}
+	e.shards.RUnlock()
+	if err != nil {
+		e.plog.retry = pend
 		e.dirty.Store(true)
-		mg.log.Warn("save job progress; will retry", "job", id, "err", err)
+		mg.log.Error("encode job progress", "job", m.JobID, "err", err)
+		return
+	}
+	if fold {
+		err = mg.saveData(ctx, m.JobID, data)
+		if err == nil {
+			mg.folded(ctx, e, len(data))
+		}
+	} else {
+		err = mg.saveSegment(ctx, m.JobID, seq, data)
+		if err == nil {
+			e.plog.seq = seq
+			e.plog.segs = append(e.plog.segs, segmentKey(m.JobID, seq))
+			e.plog.segBytes += int64(len(data))
+		}
+	}
+	if err != nil {
+		e.plog.retry = pend
+		e.dirty.Store(true)
+		mg.log.Warn("save job progress; will retry", "job", m.JobID, "err", err)
+	}
+}
+
+// saveSegment writes segment seq of a job's progress log.
+func (mg *Manager) saveSegment(ctx context.Context, id string, seq int64, data []byte) error {
+	if err := mg.st.WriteAll(ctx, segmentKey(id, seq), data); err != nil {
+		return fmt.Errorf("batch: save the progress of job %s: %w", id, err)
+	}
+	mg.segments.n.Add(1)
+	mg.segments.bytes.Add(int64(len(data)))
+	return nil
+}
+
+// folded records, under e.writing, that the job's manifest of size bytes
+// is stored and holds every segment of its progress log, and deletes them:
+// a segment deleted before that manifest was stored would lose progress,
+// one left behind by a deletion cut short is ignored as the job loads
+// (Manifest.ProgressSeq).
+func (mg *Manager) folded(ctx context.Context, e *entry, size int) {
+	e.plog.manifestBytes = int64(size)
+	e.plog.retry = nil
+	segs := e.plog.segs
+	e.plog.segs, e.plog.segBytes = nil, 0
+	mg.deleteSegments(ctx, e.m.JobID, segs)
+}
+
+// deleteSegments deletes segments of a job's progress log that its stored
+// manifest holds; one that stays is ignored as the job loads.
+func (mg *Manager) deleteSegments(ctx context.Context, id string, keys []string) {
+	for _, k := range keys {
+		if err := mg.st.Delete(ctx, k); err != nil && !errors.Is(err, store.ErrNotExist) {
+			mg.log.Warn("delete a folded segment of a job's progress", "job", id, "key", k, "err", err)
+		}
 	}
 }
 
@@ -250,13 +338,13 @@ func (mg *Manager) Recover(ctx context.Context) error {
 		if !ValidJobID(id) {
 			continue
 		}
-		m, err := mg.load(ctx, id)
+		m, plog, err := mg.load(ctx, id)
 		if err != nil {
 			mg.log.Warn("skip unreadable job", "job", id, "err", err)
 			continue
 		}
 		mg.mu.Lock()
-		e := &entry{m: m, changed: make(chan struct{}), cancel: make(chan struct{})}
+		e := &entry{m: m, plog: plog, changed: make(chan struct{}), cancel: make(chan struct{})}
 		if m.CancelRequested {
 			close(e.cancel)
 		}
@@ -274,33 +362,58 @@ func (mg *Manager) Recover(ctx context.Context) error {
 	return nil
 }
 
-// load reads a job's manifest for Recover. A damaged or missing manifest is
-// rebuilt from the job's request and parts (and saved); a final state stored
-// apart from the manifest wins over it, so that a job that ended stays ended.
-func (mg *Manager) load(ctx context.Context, id string) (*Manifest, error) {
-	m, err := ReadManifest(ctx, mg.st, id)
+// load reads a job's stored state for Recover: its manifest and the
+// segments of its progress log the manifest does not hold (ReadManifest). A
+// damaged or missing manifest is rebuilt from the job's request and parts
+// (and saved); a final state stored apart from the manifest wins over it,
+// so that a job that ended stays ended.
+func (mg *Manager) load(ctx context.Context, id string) (*Manifest, progressLog, error) {
+	s, err := readStored(ctx, mg.st, id)
 	if err != nil {
+		if errors.Is(err, errReadProgress) {
+			return nil, progressLog{}, err
+		}
 		var serr error
 		if !errors.Is(err, ErrNotFound) {
 			// A store that cannot be read is not a damaged manifest.
 			if _, serr = mg.st.Stat(ctx, ManifestKey(id)); serr != nil && !errors.Is(serr, store.ErrNotExist) {
-				return nil, err
+				return nil, progressLog{}, err
 			}
 		}
 		rebuilt, rerr := RebuildManifest(ctx, mg.st, id)
 		if rerr != nil {
-			return nil, fmt.Errorf("%w; %w", err, rerr)
+			return nil, progressLog{}, fmt.Errorf("%w; %w", err, rerr)
 		}
 		mg.log.Warn("rebuilt the manifest of a job from its request and parts", "job", id, "state", rebuilt.State, "manifest_error", err)
-		if err := mg.save(ctx, rebuilt); err != nil {
-			return nil, err
+		// Its progress log lagged the parts and records it was rebuilt
+		// from: the rebuilt manifest holds it.
+		segs, lerr := mg.st.List(ctx, ProgressPrefix(id))
+		if lerr != nil {
+			return nil, progressLog{}, fmt.Errorf("job %s: list its progress: %w", id, lerr)
 		}
-		return rebuilt, nil
+		var keys []string
+		for _, o := range segs {
+			if n, ok := segmentSeq(id, o.Key); ok {
+				rebuilt.ProgressSeq = max(rebuilt.ProgressSeq, n)
+				keys = append(keys, o.Key)
+			}
+		}
+		size, err := mg.save(ctx, rebuilt)
+		if err != nil {
+			return nil, progressLog{}, err
+		}
+		mg.deleteSegments(ctx, id, keys)
+		return rebuilt, progressLog{seq: rebuilt.ProgressSeq, manifestBytes: int64(size)}, nil
 	}
+	m, plog := s.m, s.log
+	for _, d := range s.damaged {
+		mg.log.Warn("skip a damaged segment of a job's progress; the job's parts and attempt records are counted as it resumes", "job", id, "segment", d)
+	}
+	mg.deleteSegments(ctx, id, s.stale)
 	if !m.State.Terminal() {
 		f, err := ReadFinal(ctx, mg.st, id)
 		if err != nil {
-			return nil, err
+			return nil, progressLog{}, err
 		}
 		if f != nil {
 			m.State, m.Error = f.State, f.Error
@@ -314,15 +427,19 @@ func (mg *Manager) load(ctx context.Context, id string) (*Manifest, error) {
 				to = ShardSucceeded // every shard had its part
 			}
 			endUnfinished(m, to)
-			if err := mg.save(ctx, m); err != nil {
-				return nil, err
+			m.ProgressSeq = plog.seq
+			size, err := mg.save(ctx, m)
+			if err != nil {
+				return nil, progressLog{}, err
 			}
+			mg.deleteSegments(ctx, id, plog.segs)
+			plog = progressLog{seq: plog.seq, manifestBytes: int64(size)}
 		}
 	}
 	// The manifest of a running job may lag its parts and attempts: an
 	// executor that still runs its children reports them at the first
 	// poll, and a job no executor runs is caught up as it resumes (resume).
-	return m, nil
+	return m, plog, nil
 }
 
 // SubmitRequest asks for a job.
@@ -447,7 +564,8 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 	if err := SaveRequest(ctx, mg.st, m); err != nil {
 		return nil, err
 	}
-	if err := mg.save(ctx, m); err != nil {
+	size, err := mg.save(ctx, m)
+	if err != nil {
 		_ = mg.st.Delete(context.WithoutCancel(ctx), RequestKey(m.JobID))
 		return nil, err
 	}
@@ -463,7 +581,7 @@ func (mg *Manager) Submit(ctx context.Context, req SubmitRequest) (*Manifest, er
 		_ = mg.st.Delete(context.WithoutCancel(ctx), RequestKey(m.JobID))
 		return nil, err
 	}
-	e := &entry{m: m, changed: make(chan struct{}), cancel: make(chan struct{})}
+	e := &entry{m: m, plog: progressLog{manifestBytes: int64(size)}, changed: make(chan struct{}), cancel: make(chan struct{})}
 	mg.jobs[m.JobID] = e
 	mg.notifyLocked(e)
 	submitted := m.clone()
@@ -620,12 +738,13 @@ func (mg *Manager) notifyLocked(e *entry) {
 	e.changed = make(chan struct{})
 }
 
-func (mg *Manager) save(ctx context.Context, m *Manifest) error {
+// save writes a job's manifest and returns its size.
+func (mg *Manager) save(ctx context.Context, m *Manifest) (int, error) {
 	data, err := json.Marshal(m)
 	if err != nil {
-		return fmt.Errorf("batch: encode manifest: %w", err)
+		return 0, fmt.Errorf("batch: encode manifest: %w", err)
 	}
-	return mg.saveData(ctx, m.JobID, data)
+	return len(data), mg.saveData(ctx, m.JobID, data)
 }
 
 // saveData writes a job's encoded manifest.
@@ -690,12 +809,14 @@ func (mg *Manager) update(id string, fn func(m *Manifest)) (*Manifest, error) {
 	fn(next)
 	next.cache = manifestCache{} // fn may change what it derives from
 	boundFailures(next)
+	e.writing.Lock()
+	defer e.writing.Unlock()
+	// It holds the whole progress: every segment of the log so far.
+	next.ProgressSeq = e.plog.seq
 	data, err := json.Marshal(next)
 	if err != nil {
 		return cur.clone(), fmt.Errorf("batch: encode manifest: %w", err)
 	}
-	e.writing.Lock()
-	defer e.writing.Unlock()
 	ctx := context.WithoutCancel(mg.ctx)
 	if next.State.Terminal() {
 		if err := saveFinal(ctx, mg.st, next); err != nil {
@@ -706,6 +827,8 @@ func (mg *Manager) update(id string, fn func(m *Manifest)) (*Manifest, error) {
 		return cur.clone(), err
 	}
 	e.dirty.Store(false)
+	e.pending = nil
+	mg.folded(ctx, e, len(data))
 	out := next.clone()
 	mg.mu.Lock()
 	e.m = next
@@ -732,10 +855,15 @@ func (mg *Manager) progress(id string, p Progress, sweep bool) {
 	apply := mg.reported(m, p, sweep)
 	e.shards.Lock()
 	mg.mu.Lock()
+	if e.pending == nil {
+		e.pending = map[int]struct{}{}
+	}
+	m.touched = e.pending
 	if apply(m) {
 		e.dirty.Store(true)
 		mg.notifyLocked(e)
 	}
+	m.touched = nil
 	mg.mu.Unlock()
 	e.shards.Unlock()
 }
@@ -1076,6 +1204,7 @@ func setRows(m *Manifest, rows map[int]int64) bool {
 	for i, n := range rows {
 		if i >= 0 && i < len(m.Shards) && m.Shards[i].Rows == nil {
 			m.Shards[i].Rows = &n
+			m.touch(i)
 			changed = true
 		}
 	}
@@ -1085,7 +1214,7 @@ func setRows(m *Manifest, rows map[int]int64) bool {
 // applyProgress copies an executor's report into a manifest and says whether
 // it changed it. It costs the report and what changed, not the manifest.
 func applyProgress(m *Manifest, p Progress) bool {
-	changed := false
+	some := false
 	var now time.Time
 	for _, c := range p.Children {
 		if c.Shard < 0 || c.Shard >= len(m.Shards) {
@@ -1095,6 +1224,7 @@ func applyProgress(m *Manifest, p Progress) bool {
 		if s.State == ShardSucceeded {
 			continue
 		}
+		changed := false
 		at := func() *time.Time {
 			if now.IsZero() {
 				now = time.Now().UTC()
@@ -1136,8 +1266,12 @@ func applyProgress(m *Manifest, p Progress) bool {
 			m.boundNewErrors(c.Shard, had == 0)
 			changed = true
 		}
+		if changed {
+			m.touch(c.Shard)
+			some = true
+		}
 	}
-	return changed
+	return some
 }
 
 // finish records a job's end, after the children's last progress when it is

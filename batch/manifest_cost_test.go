@@ -141,13 +141,15 @@ type manifestCost struct {
 	cpu                    time.Duration
 	alloc                  uint64
 	writes, written, final int64
+	// segments of the written are segments of the job's progress log.
+	segments, segmentBytes int64
 	polls                  int
 }
 
 func (c manifestCost) String() string {
 	n := float64(c.shards)
-	return fmt.Sprintf("%6d shards: %8.3f CPU-s (%7.1f µs/shard), %9.0f bytes allocated/shard, %5d manifest writes, %9.0f bytes written/shard (final manifest %d bytes), %d polls",
-		c.shards, c.cpu.Seconds(), float64(c.cpu.Microseconds())/n, float64(c.alloc)/n, c.writes, float64(c.written)/n, c.final, c.polls)
+	return fmt.Sprintf("%6d shards: %8.3f CPU-s (%7.1f µs/shard), %9.0f bytes allocated/shard, %5d writes (%d of them progress segments, %d bytes), %9.0f bytes written/shard, %d in all (final manifest %d bytes), %d polls",
+		c.shards, c.cpu.Seconds(), float64(c.cpu.Microseconds())/n, float64(c.alloc)/n, c.writes, c.segments, c.segmentBytes, float64(c.written)/n, c.written, c.final, c.polls)
 }
 
 // runReportedJob runs a job of n shards on a reportingExecutor (with
@@ -218,6 +220,7 @@ func runReportedJob(tb testing.TB, n, step int, failFirst, changes bool, opts ba
 	runtime.ReadMemStats(&after)
 	cost.alloc = after.TotalAlloc - before.TotalAlloc
 	cost.writes, cost.written = mg.ManifestWrites()
+	cost.segments, cost.segmentBytes = mg.SegmentWrites()
 	exec.mu.Lock()
 	cost.polls = exec.polls
 	exec.mu.Unlock()
@@ -257,6 +260,31 @@ func BenchmarkManifestCost(b *testing.B) {
 					})
 				}
 			}
+		}
+	}
+}
+
+// BenchmarkProgressWrites runs jobs of 10,000 and 100,000 shards as
+// BenchmarkManifestCost does (reported one at a time, what changed), their
+// progress written every 100 ms rather than 5 s: a job that runs a few
+// seconds here stands for one that runs many intervals, as long jobs do.
+// Written bytes per shard stay flat as the job grows when each write of
+// progress costs what changed, and grow with the job (the manifest's
+// size times the intervals) when each rewrites the manifest
+// (go test -run '^$' -bench ProgressWrites -benchtime 1x -v).
+func BenchmarkProgressWrites(b *testing.B) {
+	for _, n := range []int{10000, 100000} {
+		for _, fail := range []bool{false, true} {
+			b.Run(fmt.Sprintf("shards=%d/failfirst=%v/interval=100ms", n, fail), func(b *testing.B) {
+				var c manifestCost
+				for range b.N {
+					c = runReportedJob(b, n, 1, fail, true, batch.Options{SaveInterval: 100 * time.Millisecond})
+				}
+				b.ReportMetric(float64(c.cpu.Nanoseconds())/float64(n), "cpu-ns/shard")
+				b.ReportMetric(float64(c.written)/float64(n), "written-B/shard")
+				b.ReportMetric(float64(c.writes), "writes")
+				b.Log(c)
+			})
 		}
 	}
 }

@@ -7,6 +7,7 @@ import "sort"
 func markSucceeded(m *Manifest, i int) {
 	s := &m.Shards[i]
 	s.State = ShardSucceeded
+	m.touch(i)
 	if s.Done == 0 {
 		c := m.caches()
 		c.lastDone++
@@ -65,6 +66,7 @@ func setSizes(m *Manifest, sizes map[int]int64) bool {
 	for i, n := range sizes {
 		if i >= 0 && i < len(m.Shards) && m.Shards[i].Bytes == 0 {
 			m.Shards[i].Bytes = n
+			m.touch(i)
 			changed = true
 		}
 	}

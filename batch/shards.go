@@ -14,7 +14,12 @@ import (
 // is skipped; a failing shard does not stop the others. The error joins every
 // shard's error.
 func (w *Worker) RunShards(ctx context.Context, jobID string, shards []int, attempt int) error {
-	m, err := ReadManifest(ctx, w.Store, jobID)
+	// The request names the shards and never changes; jobs from before
+	// requests were kept have only their manifest.
+	m, err := ReadRequest(ctx, w.Store, jobID)
+	if errors.Is(err, ErrNotFound) {
+		m, err = ReadManifest(ctx, w.Store, jobID)
+	}
 	if err != nil {
 		return err
 	}

@@ -35,18 +35,6 @@ type Worker struct {
 	Fault FaultFunc
 }
 
-// ReadManifest reads a job's manifest from the store.
-func ReadManifest(ctx context.Context, st *store.Store, jobID string) (*Manifest, error) {
-	data, err := st.ReadAll(ctx, ManifestKey(jobID))
-	if err != nil {
-		if errors.Is(err, store.ErrNotExist) {
-			return nil, fmt.Errorf("job %q: %w", jobID, ErrNotFound)
-		}
-		return nil, fmt.Errorf("job %s: read manifest: %w", jobID, err)
-	}
-	return decodeManifest(jobID, data)
-}
-
 // partWriteBuffer is the buffer between a part's IPC writer and the store.
 const partWriteBuffer = 1 << 20
 

@@ -2,6 +2,7 @@ package child
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -45,7 +46,12 @@ func (r *StoreRecords) name(ctx context.Context, jobID string, shard int) (strin
 	names, ok := r.names[jobID]
 	r.mu.Unlock()
 	if !ok {
-		m, err := batch.ReadManifest(ctx, r.st, jobID)
+		// The request names the shards and never changes; jobs from
+		// before requests were kept have only their manifest.
+		m, err := batch.ReadRequest(ctx, r.st, jobID)
+		if errors.Is(err, batch.ErrNotFound) {
+			m, err = batch.ReadManifest(ctx, r.st, jobID)
+		}
 		if err != nil {
 			return "", fmt.Errorf("child: %w", err)
 		}
