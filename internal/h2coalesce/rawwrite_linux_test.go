@@ -134,6 +134,9 @@ func TestRawWriteErrors(t *testing.T) {
 		{"the connection is closed", func(send, recv *net.TCPConn) {
 			send.Close()
 		}, func(err error) bool { return errors.Is(err, net.ErrClosed) }},
+		{"the connection is closed while the write waits for room", func(send, recv *net.TCPConn) {
+			time.AfterFunc(100*time.Millisecond, func() { send.Close() })
+		}, func(err error) bool { return errors.Is(err, net.ErrClosed) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
