@@ -558,10 +558,7 @@ func (m *Manifest) clone() *Manifest {
 	c.Labels = maps.Clone(m.Labels)
 	c.Units = maps.Clone(m.Units)
 	if m.Shards != nil {
-		c.Shards = make([]ShardRecord, len(m.Shards))
-		for i, s := range m.Shards {
-			c.Shards[i] = s.clone()
-		}
+		c.Shards = cloneShards(m.Shards)
 	}
 	return &c
 }
