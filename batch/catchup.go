@@ -21,8 +21,8 @@ import (
 // order the parts were written); a failed attempt the manifest lacks is
 // added from its record, and counted, so that the shard's next attempt
 // takes the next number and no record is overwritten; a shard still pending
-// or running whose recorded failures spent its attempts (AttemptBase +
-// MaxAttempts) has failed, and does not run again. It reads two listings and
+// or running whose recorded failures spent its attempts (its budget:
+// AttemptBase + MaxAttempts, or the AttemptLimit a loss fixed) has failed, and does not run again. It reads two listings and
 // the records the manifest lacks, and says whether it changed m.
 func catchUp(ctx context.Context, st *store.Store, m *Manifest) (bool, error) {
 	id := m.JobID
@@ -88,7 +88,7 @@ func catchUp(ctx context.Context, st *store.Store, m *Manifest) (bool, error) {
 		if s.Attempts < last {
 			s.Attempts, changed = last, true
 		}
-		if (s.State == ShardPending || s.State == ShardRunning) && last > 0 && last >= s.AttemptBase+m.MaxAttempts {
+		if (s.State == ShardPending || s.State == ShardRunning) && last > 0 && last >= s.budget(m.MaxAttempts) {
 			at := s.Errors[len(s.Errors)-1].At.UTC()
 			s.State, s.FinishedAt, changed = ShardFailed, &at, true
 		}

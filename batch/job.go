@@ -324,6 +324,12 @@ type ShardRecord struct {
 	// again): the executor's attempt n of that start is the shard's attempt
 	// AttemptBase+n. See AttemptNumber.
 	AttemptBase int `json:"attempt_base,omitempty"`
+	// AttemptLimit, once the job's executor has lost the shard's attempt
+	// (see Manager.reconcile), is the last attempt the shard's budget
+	// allows: the attempts it had when the job started (or resumed) plus
+	// the job's MaxAttempts; a start after the loss does not renew it. 0:
+	// AttemptBase + MaxAttempts.
+	AttemptLimit int `json:"attempt_limit,omitempty"`
 	// Rows is the row count of the shard's part, once it has succeeded (nil
 	// while unknown).
 	Rows *int64 `json:"rows,omitempty"`
@@ -544,10 +550,7 @@ func (m *Manifest) clone() *Manifest {
 	c.Labels = maps.Clone(m.Labels)
 	c.Units = maps.Clone(m.Units)
 	if m.Shards != nil {
-		c.Shards = make([]ShardRecord, len(m.Shards))
-		for i, s := range m.Shards {
-			c.Shards[i] = s.clone()
-		}
+		c.Shards = cloneShards(m.Shards)
 	}
 	return &c
 }

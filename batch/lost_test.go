@@ -229,3 +229,98 @@ func TestLostShardsKeepTheirOwnBudgets(t *testing.T) {
 		t.Errorf("attempts given after the loss, by shard: %v, want %v (starts %v)", after, want, exec.starts)
 	}
 }
+
+// restartBudgetExecutor is a budgetExecutor whose start after the loss
+// runs its children for ever (the server dies meanwhile). A second one,
+// after a restart, knows none of the first one's handles, and fails each
+// child's every attempt at once.
+type restartBudgetExecutor struct {
+	budgetExecutor
+	second bool
+}
+
+func (e *restartBudgetExecutor) Poll(ctx context.Context, handle string) (batch.Progress, error) {
+	if !e.second && handle == "budget-1" {
+		return e.budgetExecutor.Poll(ctx, handle)
+	}
+	var n int
+	if _, err := fmt.Sscanf(handle, "budget-%d", &n); err != nil {
+		return batch.Progress{}, err
+	}
+	if e.second && !strings.HasSuffix(handle, "-after") {
+		return batch.Progress{}, batch.ErrNotRunning // the first server's
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var p batch.Progress
+	for s, given := range e.starts[n-1] {
+		c := batch.Child{Shard: s, State: batch.ShardRunning, Attempts: 1}
+		if e.second {
+			c = batch.Child{Shard: s, State: batch.ShardFailed, Attempts: given}
+			for a := 1; a <= given; a++ {
+				c.Errors = append(c.Errors, batch.AttemptError{Attempt: a, Error: "exit status 1", At: time.Now()})
+			}
+		}
+		p.Children = append(p.Children, c)
+	}
+	p.Done = e.second
+	return p, nil
+}
+
+func (e *restartBudgetExecutor) Start(ctx context.Context, m *batch.Manifest, shards []int) (string, error) {
+	h, err := e.budgetExecutor.Start(ctx, m, shards)
+	if e.second {
+		h += "-after"
+	}
+	return h, err
+}
+
+// TestLostBudgetsSurviveARestart: the budgets of shards whose attempts an
+// executor lost are kept in the store: a server that dies after the start
+// that followed the loss, and resumes the job, gives each shard the rest of
+// its own budget and none more, as TestLostShardsKeepTheirOwnBudgets's
+// server does without a restart.
+func TestLostBudgetsSurviveARestart(t *testing.T) {
+	st := fileStore(t)
+	r := newRig(t, st, "")
+	exec1 := &restartBudgetExecutor{}
+	mg1 := batch.NewManager(r.cat, analysis.Builtins(), exec1, &batch.Options{Log: quiet, MaxAttempts: 3})
+	t.Cleanup(mg1.Close)
+	id := submit(t, mg1, "demo", `{"fs": 250}`, false).JobID
+	waitFor(t, mg1, id, func(m *batch.Manifest) bool { return m.Handle == "budget-2" })
+	mg1.Abandon()
+	exec1.mu.Lock()
+	if want := map[int]int{0: 1, 1: 1}; fmt.Sprint(exec1.starts[1]) != fmt.Sprint(want) {
+		t.Errorf("the start after the loss gave %v, want %v", exec1.starts[1], want)
+	}
+	exec1.mu.Unlock()
+
+	exec2 := &restartBudgetExecutor{second: true}
+	mg2 := batch.NewManager(r.cat, analysis.Builtins(), exec2, &batch.Options{Log: quiet, MaxAttempts: 3})
+	t.Cleanup(mg2.Close)
+	if err := mg2.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m := waitFor(t, mg2, id, terminal)
+	if m.State != batch.StateFailed {
+		t.Fatalf("job ended %s, want FAILED", m.State)
+	}
+	for _, s := range m.Shards {
+		if s.State != batch.ShardFailed || s.Attempts != 3 {
+			t.Errorf("shard %s: %s after %d attempts; want FAILED after its 3 attempts", s.Name, s.State, s.Attempts)
+		}
+	}
+	// Before the restart, shard 0 had spent 1 attempt (lost), shard 1 two;
+	// the start after the loss gave each one, but none ran.
+	exec2.mu.Lock()
+	defer exec2.mu.Unlock()
+	after := map[int]int{}
+	for _, given := range exec2.starts {
+		for s, n := range given {
+			after[s] += n
+		}
+	}
+	if want := map[int]int{0: 2, 1: 1}; fmt.Sprint(after) != fmt.Sprint(want) {
+		t.Errorf("attempts given after the restart, by shard: %v, want %v (starts %v)", after, want, exec2.starts)
+	}
+}

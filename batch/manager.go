@@ -970,7 +970,7 @@ func (mg *Manager) drive(id string) error {
 			if m.CancelRequested {
 				return mg.finish(id, nil)
 			}
-			if err := mg.resume(id); err != nil {
+			if err := mg.resume(id, &lost); err != nil {
 				return err
 			}
 			sweep = true
@@ -1121,7 +1121,7 @@ func (mg *Manager) startShards(id string, todo []int, attempts int) error {
 // resume restarts a job whose children no executor runs (after a restart):
 // shards whose part exists count as succeeded, the others run again, but
 // those whose recorded failures spent their attempts (catchUp).
-func (mg *Manager) resume(id string) error {
+func (mg *Manager) resume(id string, r *reconciler) error {
 	up, err := mg.Status(id)
 	if err != nil {
 		return err
@@ -1142,7 +1142,45 @@ func (mg *Manager) resume(id string) error {
 		return err
 	}
 	mg.log.Info("resume unfinished shards", "job", id)
-	return mg.start(id)
+	return mg.restart(id, r)
+}
+
+// restart starts a resumed job's children, as start does, but for shards
+// whose budget a loss of their attempts fixed (ShardRecord.AttemptLimit):
+// those keep it, the others get the job's MaxAttempts from this start on. An
+// executor gives every shard of a start the same attempts, so when some
+// have fewer left, the start gives each the fewest, and the drive's
+// reconciler (rerunLeft) gives each shard the rest of its own.
+func (mg *Manager) restart(id string, r *reconciler) error {
+	m, _ := mg.Status(id)
+	var todo []int
+	limited := false
+	for i, s := range m.Shards {
+		if s.State != ShardSucceeded && s.State != ShardFailed {
+			todo = append(todo, i)
+			limited = limited || s.AttemptLimit > 0
+		}
+	}
+	if !limited {
+		return mg.start(id)
+	}
+	*r = reconciler{limit: map[int]int{}, again: map[int]bool{}, times: r.times}
+	for i, s := range m.Shards {
+		r.limit[i] = s.AttemptLimit
+		if s.AttemptLimit == 0 {
+			r.limit[i] = s.Attempts + m.MaxAttempts // this start's base, renewed
+		}
+	}
+	// A shard with no attempt left stays pending: the job's end fails it.
+	todo = slices.DeleteFunc(todo, func(i int) bool { return r.limit[i] <= m.Shards[i].Attempts })
+	if len(todo) == 0 {
+		return mg.finish(id, nil)
+	}
+	for _, i := range todo {
+		r.again[i] = true
+	}
+	attempts := r.fewestLeft(todo, func(i int) int { return m.Shards[i].Attempts })
+	return mg.startShards(id, todo, attempts)
 }
 
 // partRows reads the part records of the shards p reports succeeded whose row

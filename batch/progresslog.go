@@ -105,7 +105,7 @@ func decodeSegment(m *Manifest, seq int64, data []byte) (*progressSegment, error
 		default:
 			return nil, fmt.Errorf("job %s: progress segment %d gives shard %s the state %.20q: %w", m.JobID, seq, s.Name, s.State, errBadSegment)
 		}
-		if s.Attempts < 0 || s.AttemptBase < 0 || s.Done < 0 || s.Bytes < 0 {
+		if s.Attempts < 0 || s.AttemptBase < 0 || s.AttemptLimit < 0 || s.Done < 0 || s.Bytes < 0 {
 			return nil, fmt.Errorf("job %s: progress segment %d has shard %s with negative counts: %w", m.JobID, seq, s.Name, errBadSegment)
 		}
 	}

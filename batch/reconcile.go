@@ -42,7 +42,7 @@ func (mg *Manager) reconcile(id string, r *reconciler, cause error, cancel <-cha
 	}
 	for i, s := range m.Shards {
 		if _, ok := r.limit[i]; !ok {
-			r.limit[i] = s.AttemptBase + m.MaxAttempts
+			r.limit[i] = s.budget(m.MaxAttempts)
 		}
 	}
 	r.times++
@@ -110,6 +110,8 @@ func (mg *Manager) reconcile(id string, r *reconciler, cause error, cancel <-cha
 				continue
 			}
 			s.Attempts = max(s.Attempts, f.attempts)
+			// Stored, so that a restart keeps the budget (catchUp, resume).
+			s.AttemptLimit = r.limit[i]
 			if !slices.ContainsFunc(s.Errors, func(e AttemptError) bool { return e.Attempt == f.err.Attempt }) {
 				s.Errors = append(s.Errors, f.err)
 			}
@@ -139,6 +141,16 @@ func (mg *Manager) reconcile(id string, r *reconciler, cause error, cancel <-cha
 		return false, err
 	}
 	return true, nil
+}
+
+// budget is the last attempt the shard's budget allows, maxAttempts being
+// its job's MaxAttempts: its AttemptLimit once a loss has fixed it, else
+// the attempts of its current start.
+func (s *ShardRecord) budget(maxAttempts int) int {
+	if s.AttemptLimit > 0 {
+		return s.AttemptLimit
+	}
+	return s.AttemptBase + maxAttempts
 }
 
 // fewestLeft is the attempts the most spent of shards todo has left, used(i)
