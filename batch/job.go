@@ -456,7 +456,8 @@ func ReadFinal(ctx context.Context, st *store.Store, jobID string) (*Final, erro
 
 // RebuildManifest rebuilds a job's manifest from what outlives a damaged one:
 // its request, its parts (a shard with a part succeeded), the records of its
-// failed attempts, and its final state if it had one. A job that had not
+// failed attempts, and its final state if it had one; it holds every segment
+// of the job's progress log (ProgressSeq), which that makes stale. A job that had not
 // ended comes back RUNNING with no executor handle, so a manager resumes it.
 func RebuildManifest(ctx context.Context, st *store.Store, jobID string) (*Manifest, error) {
 	m, err := ReadRequest(ctx, st, jobID)
@@ -529,6 +530,13 @@ func RebuildManifest(ctx context.Context, st *store.Store, jobID string) (*Manif
 			s.State = ShardPending
 		}
 	}
+	// The parts and records it was rebuilt from are newer than any
+	// segment of its progress log: the rebuilt manifest holds them.
+	if _, seq, err := progressSegments(ctx, st, jobID); err != nil {
+		return nil, fmt.Errorf("rebuild job %s: %w", jobID, err)
+	} else {
+		m.ProgressSeq = seq
+	}
 	m.Handle = ""
 	if final != nil {
 		m.State, m.Error = final.State, final.Error
@@ -550,10 +558,7 @@ func (m *Manifest) clone() *Manifest {
 	c.Labels = maps.Clone(m.Labels)
 	c.Units = maps.Clone(m.Units)
 	if m.Shards != nil {
-		c.Shards = make([]ShardRecord, len(m.Shards))
-		for i, s := range m.Shards {
-			c.Shards[i] = s.clone()
-		}
+		c.Shards = cloneShards(m.Shards)
 	}
 	return &c
 }

@@ -250,6 +250,9 @@ func (mg *Manager) flush(ctx context.Context, e *entry) {
 		pend[i] = struct{}{}
 	}
 	e.plog.retry = nil
+	if len(pend) == 0 {
+		return
+	}
 	indices := make([]int, 0, len(pend))
 	for i := range pend {
 		indices = append(indices, i)
@@ -257,8 +260,15 @@ func (mg *Manager) flush(ctx context.Context, e *entry) {
 	slices.Sort(indices)
 	seq := e.plog.seq + 1
 	e.shards.RLock()
-	data, err := encodeSegment(m, seq, indices)
-	fold := err == nil && e.plog.fold(mg.fold, len(data))
+	// A segment of most shards would be folded at once: not encoded.
+	estimate := int64(len(indices)) * e.plog.manifestBytes / int64(max(len(m.Shards), 1))
+	var data []byte
+	var err error
+	fold := e.plog.fold(mg.fold, int(estimate))
+	if !fold {
+		data, err = encodeSegment(m, seq, indices)
+		fold = err == nil && e.plog.fold(mg.fold, len(data))
+	}
 	if fold {
 		h := *m
 		h.touched = nil
@@ -385,24 +395,14 @@ func (mg *Manager) load(ctx context.Context, id string) (*Manifest, progressLog,
 			return nil, progressLog{}, fmt.Errorf("%w; %w", err, rerr)
 		}
 		mg.log.Warn("rebuilt the manifest of a job from its request and parts", "job", id, "state", rebuilt.State, "manifest_error", err)
-		// Its progress log lagged the parts and records it was rebuilt
-		// from: the rebuilt manifest holds it.
-		segs, lerr := mg.st.List(ctx, ProgressPrefix(id))
-		if lerr != nil {
-			return nil, progressLog{}, fmt.Errorf("job %s: list its progress: %w", id, lerr)
-		}
-		var keys []string
-		for _, o := range segs {
-			if n, ok := segmentSeq(id, o.Key); ok {
-				rebuilt.ProgressSeq = max(rebuilt.ProgressSeq, n)
-				keys = append(keys, o.Key)
-			}
-		}
 		size, err := mg.save(ctx, rebuilt)
 		if err != nil {
 			return nil, progressLog{}, err
 		}
-		mg.deleteSegments(ctx, id, keys)
+		// The rebuilt manifest holds its progress log (RebuildManifest).
+		if keys, _, err := progressSegments(ctx, mg.st, id); err == nil {
+			mg.deleteSegments(ctx, id, keys)
+		}
 		return rebuilt, progressLog{seq: rebuilt.ProgressSeq, manifestBytes: int64(size)}, nil
 	}
 	m, plog := s.m, s.log

@@ -253,3 +253,19 @@ func readStored(ctx context.Context, st *store.Store, jobID string) (*storedJob,
 	}
 	return s, nil
 }
+
+// progressSegments lists the segments of a job's progress log: their keys
+// and the highest number.
+func progressSegments(ctx context.Context, st *store.Store, jobID string) (keys []string, last int64, err error) {
+	objs, err := st.List(ctx, ProgressPrefix(jobID))
+	if err != nil {
+		return nil, 0, fmt.Errorf("list the progress of job %s: %w", jobID, err)
+	}
+	for _, o := range objs {
+		if n, ok := segmentSeq(jobID, o.Key); ok {
+			keys = append(keys, o.Key)
+			last = max(last, n)
+		}
+	}
+	return keys, last, nil
+}

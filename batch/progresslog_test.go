@@ -295,3 +295,51 @@ func TestStoreOfMainLoadsUnchanged(t *testing.T) {
 		})
 	}
 }
+
+// TestRebuiltManifestHoldsItsProgressLog: a damaged manifest rebuilt from
+// the job's request and parts (as a restarted server or `check --repair`
+// rebuilds it) is newer than the segments of the job's progress log, which
+// then no longer replay over it.
+func TestRebuiltManifestHoldsItsProgressLog(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, "mem://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	m := smallManifest(3)
+	m.State = batch.StateSubmitted
+	if err := batch.SaveRequest(ctx, st, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.WriteAll(ctx, batch.ManifestKey(m.JobID), []byte(`{"job_id":`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.WriteAll(ctx, batch.PartKey(m.JobID, "part-00"), []byte("part")); err != nil {
+		t.Fatal(err)
+	}
+	seg := segment(m, 4, `{"index":0,"name":"part-00","state":"RUNNING","attempts":1}`)
+	if err := st.WriteAll(ctx, batch.SegmentKey(m.JobID, 4), []byte(seg)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := batch.ReadManifest(ctx, st, m.JobID); err == nil {
+		t.Fatal("a truncated manifest was read")
+	}
+	rebuilt, err := batch.RebuildManifest(ctx, st, m.JobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rebuilt.ProgressSeq != 4 || rebuilt.Shards[0].State != batch.ShardSucceeded {
+		t.Fatalf("rebuilt with progress_seq %d, shard 0 %s; want 4 and SUCCEEDED", rebuilt.ProgressSeq, rebuilt.Shards[0].State)
+	}
+	if err := batch.SaveManifest(ctx, st, rebuilt); err != nil {
+		t.Fatal(err)
+	}
+	got, err := batch.ReadManifest(ctx, st, m.JobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Shards[0].State != batch.ShardSucceeded {
+		t.Errorf("shard 0 is %s after the rebuild; an older segment replayed over it", got.Shards[0].State)
+	}
+}

@@ -191,6 +191,23 @@ func (mg *Manager) Summary(id string, maxFailures int) (JobSummary, error) {
 	return m.Summary(maxFailures), nil
 }
 
+// ReadJob calls read with job id's manifest as the manager holds it, its
+// shards included, without copying it: what reading a whole job costs
+// when only figures derived from its shards are wanted. read must not
+// change the manifest, nor keep it or any part of it once it returns, and
+// must be quick: the job's progress waits for it.
+func (mg *Manager) ReadJob(id string, read func(m *Manifest)) error {
+	m, e, err := mg.shared(id)
+	if err != nil {
+		return err
+	}
+	// A running job's shards change in place (see entry).
+	e.shards.RLock()
+	defer e.shards.RUnlock()
+	read(m)
+	return nil
+}
+
 // shared returns job id's manifest as the manager holds it, to read only,
 // and its entry, or ErrNotFound: what reading a job costs without copying
 // its shards. Its fields but its shards do not change (the manifest is

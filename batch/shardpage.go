@@ -1,6 +1,10 @@
 package batch
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+	"time"
+)
 
 // ShardQuery selects a page of a job's shards, in the manifest's order.
 type ShardQuery struct {
@@ -79,6 +83,57 @@ func (s ShardRecord) clone() ShardRecord {
 	s.StartedAt = clonePtr(s.StartedAt)
 	s.FinishedAt = clonePtr(s.FinishedAt)
 	return s
+}
+
+// cloneShards is a copy of shards that shares nothing with them, each
+// record as clone copies it, with the values that the records' pointers and
+// error lists point to allocated together: a handful of allocations however
+// many shards there are (Status copies whole manifests).
+func cloneShards(shards []ShardRecord) []ShardRecord {
+	out := slices.Clone(shards)
+	var rows, times, errs int
+	for i := range shards {
+		s := &shards[i]
+		if s.Rows != nil {
+			rows++
+		}
+		if s.StartedAt != nil {
+			times++
+		}
+		if s.FinishedAt != nil {
+			times++
+		}
+		errs += len(s.Errors)
+	}
+	// Appended to within their capacities, so never moved.
+	rowVals := make([]int64, 0, rows)
+	timeVals := make([]time.Time, 0, times)
+	errVals := make([]AttemptError, 0, errs)
+	for i := range out {
+		s := &out[i]
+		if s.Rows != nil {
+			rowVals = append(rowVals, *s.Rows)
+			s.Rows = &rowVals[len(rowVals)-1]
+		}
+		if s.StartedAt != nil {
+			timeVals = append(timeVals, *s.StartedAt)
+			s.StartedAt = &timeVals[len(timeVals)-1]
+		}
+		if s.FinishedAt != nil {
+			timeVals = append(timeVals, *s.FinishedAt)
+			s.FinishedAt = &timeVals[len(timeVals)-1]
+		}
+		if len(s.Errors) == 0 {
+			s.Errors = nil
+			continue
+		}
+		// Capped, so that appending to one record's errors moves them
+		// rather than overwriting the next record's.
+		from := len(errVals)
+		errVals = append(errVals, s.Errors...)
+		s.Errors = errVals[from:len(errVals):len(errVals)]
+	}
+	return out
 }
 
 func clonePtr[T any](p *T) *T {

@@ -360,6 +360,7 @@ func TestBadInput(t *testing.T) {
 		{"malformed job ID", api.ActionJobStatus, `{"job_id": "x/../y"}`, "", codes.NotFound},
 		{"job-status without ID", api.ActionJobStatus, `{}`, "", codes.InvalidArgument},
 		{"unknown action field", api.ActionListJobs, `{"datasets": "demo"}`, "", codes.InvalidArgument},
+		{"body not UTF-8", api.ActionListJobs, "{\"dataset\": \"de\xffmo\"}", "", codes.InvalidArgument},
 		{"unknown action", "nope", `{}`, "", codes.Unimplemented},
 		{"Flight SQL action", "CreatePreparedStatement", "\x0a\x08SELECT 1", "", codes.Unimplemented},
 		{"action type too long", strings.Repeat("x", 300), `{}`, "", codes.InvalidArgument},

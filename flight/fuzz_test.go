@@ -18,6 +18,7 @@ import (
 
 	"github.com/flightbatch/flightbatch/batch"
 	"github.com/flightbatch/flightbatch/dataset"
+	"github.com/flightbatch/flightbatch/pkg/api"
 )
 
 // checkTarget checks what a parser accepted: a known kind, a valid name, a
@@ -240,5 +241,55 @@ func FuzzDoPut(f *testing.F) {
 		if err := fw.Close(); err != nil {
 			t.Fatal(err)
 		}
+	})
+}
+
+// FuzzActionBody: whatever an action's body, the bounds and the decoders of
+// the action edge answer nil or InvalidArgument with a message of bounded
+// length, and never panic.
+func FuzzActionBody(f *testing.F) {
+	for _, s := range []string{`{}`, `{"job_id": "20261124T184501123Z-9f2c1a"}`, `[1]`, "{\"dataset\": \"\xff\"}", `{"labels": {"a": 1}}`,
+		`{} {}`, `{"state": ["RUNNING"], "since": "2026-11-24T18:45:00Z", "limit": 3}`, `null`, `{"dataset": "demo", "reuse": "yes"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		check := func(what string, err error) {
+			t.Helper()
+			if err == nil {
+				return
+			}
+			st, ok := status.FromError(err)
+			if !ok || st.Code() != codes.InvalidArgument {
+				t.Fatalf("%s of %q: %v, want InvalidArgument", what, body, err)
+			}
+			if len(st.Message()) > 1024 {
+				t.Fatalf("%s of %q: a message of %d bytes", what, body, len(st.Message()))
+			}
+		}
+		err := checkJSONBounds("the body", body, MaxActionBodyBytes)
+		check("checkJSONBounds", err)
+		if err != nil {
+			return
+		}
+		var ref api.JobRef
+		check("decodeStrict", decodeStrict(api.ActionJobStatus, body, &ref))
+		var req api.ListJobsRequest
+		if err := decodeStrict(api.ActionListJobs, body, &req); err != nil {
+			check("decodeStrict", err)
+		} else {
+			_, err := listQuery(req)
+			check("listQuery", err)
+		}
+		fields, err := splitObject("psd", body)
+		check("splitObject", err)
+		if err != nil {
+			return
+		}
+		_, err = takeString("psd", fields, "dataset")
+		check("takeString", err)
+		_, err = takeBool("psd", fields, "reuse")
+		check("takeBool", err)
+		_, err = takeLabels("psd", fields)
+		check("takeLabels", err)
 	})
 }

@@ -1,6 +1,10 @@
 package flight
 
-import "github.com/flightbatch/flightbatch/batch"
+import (
+	"unicode/utf8"
+
+	"github.com/flightbatch/flightbatch/batch"
+)
 
 // The bounds of a request, checked before any work starts. The bounds of the
 // psd parameters themselves (nperseg, nfft, bands, names) are where those are
@@ -24,11 +28,24 @@ const (
 )
 
 // checkJSONBounds refuses, with InvalidArgument, JSON text longer than
-// maxBytes or nested deeper than MaxJSONDepth, before it is decoded.
-// It does not otherwise check the text; the decoder does.
+// maxBytes, nested deeper than MaxJSONDepth, or not UTF-8 (which Go's
+// decoder would read, each bad byte as U+FFFD, into a name that is not the
+// one sent), before it is decoded. It does not otherwise check the text;
+// the decoder does.
 func checkJSONBounds(what string, b []byte, maxBytes int) error {
 	if len(b) > maxBytes {
 		return invalidArg("%s is %d bytes; the limit is %d", what, len(b), maxBytes)
+	}
+	if !utf8.Valid(b) {
+		at := 0
+		for at < len(b) {
+			r, n := utf8.DecodeRune(b[at:])
+			if r == utf8.RuneError && n <= 1 {
+				break
+			}
+			at += n
+		}
+		return invalidArg("%s is not UTF-8 text (byte %d of %d is not); JSON must be UTF-8", what, at, len(b))
 	}
 	depth, inString, escaped := 0, false, false
 	for _, c := range b {

@@ -15,9 +15,14 @@ import (
 	"github.com/flightbatch/flightbatch/batch"
 )
 
-// Jobs lists the job history; *batch.Manager is one.
+// Jobs is the job history; *batch.Manager is one.
 type Jobs interface {
-	List(dataset string) []*batch.Manifest
+	// Summaries lists the jobs q selects, without their shards.
+	Summaries(q batch.Query) []batch.JobSummary
+	// ReadJob calls read with a job's manifest, shards included, to read
+	// only and not keep; it returns an error wrapping batch.ErrNotFound
+	// when the job is not in the history.
+	ReadJob(id string, read func(m *batch.Manifest)) error
 }
 
 // DurationBuckets are the upper bounds, in seconds, of the child duration
@@ -118,6 +123,10 @@ var (
 
 // jobCollector reads the job history at each scrape, so the figures are those
 // of the manifests, survive restarts, and need no hook in the job manager.
+// A scrape reads the jobs' summaries, and the shards of the jobs that had
+// not ended at the last scrape (a finished job's shards no longer change):
+// it copies no manifest, and costs the running jobs' shards, not the
+// history's.
 // The counters and the histogram never go down while the process runs: a job
 // deleted from the history (delete-job, --keep-results) keeps counting, as
 // Prometheus reads any fall of a counter as a restart and would count the
@@ -142,6 +151,9 @@ type jobFigures struct {
 	durationCount              uint64
 	durationSum                float64
 	durationBuckets            [len(durationBounds)]uint64 // cumulative, as DurationBuckets
+	// final is set when the figures are those of a finished job, which
+	// no longer change.
+	final bool
 }
 
 // add adds o's figures to f's.
@@ -175,13 +187,11 @@ func (c *jobCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// figuresOf counts one job's children; running is those running now.
-func figuresOf(m *batch.Manifest) (f jobFigures, running float64) {
+// figuresOf counts one job's children.
+func figuresOf(m *batch.Manifest) (f jobFigures) {
 	f.executor = m.Executor
 	for _, sh := range m.Shards {
 		switch sh.State {
-		case batch.ShardRunning:
-			running++
 		case batch.ShardSucceeded:
 			f.succeeded++
 		case batch.ShardFailed:
@@ -207,7 +217,7 @@ func figuresOf(m *batch.Manifest) (f jobFigures, running float64) {
 			}
 		}
 	}
-	return f, running
+	return f
 }
 
 func (c *jobCollector) Collect(ch chan<- prometheus.Metric) {
@@ -222,13 +232,21 @@ func (c *jobCollector) Collect(ch chan<- prometheus.Metric) {
 		c.seen, c.gone = map[string]jobFigures{}, map[string]*jobFigures{}
 	}
 	listed := map[string]bool{}
-	for _, m := range c.jobs.List("") {
-		states[m.State]++
-		f, r := figuresOf(m)
-		running[m.Executor] += r
-		if old, ok := c.seen[m.JobID]; ok && old.executor == f.executor {
-			f.atLeast(old)
+	for _, s := range c.jobs.Summaries(batch.Query{}) {
+		m := s.Job
+		old, seen := c.seen[m.JobID]
+		f := old
+		if !seen || !old.final || old.executor != m.Executor {
+			if err := c.jobs.ReadJob(m.JobID, func(m *batch.Manifest) { f = figuresOf(m) }); err != nil {
+				continue // deleted since it was listed
+			}
+			f.final = m.State.Terminal()
+			if seen && old.executor == f.executor {
+				f.atLeast(old)
+			}
 		}
+		states[m.State]++
+		running[m.Executor] += float64(s.Counts.Running)
 		c.seen[m.JobID] = f
 		listed[m.JobID] = true
 	}

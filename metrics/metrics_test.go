@@ -1,6 +1,7 @@
 package metrics_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -10,9 +11,26 @@ import (
 	"github.com/flightbatch/flightbatch/metrics"
 )
 
+// fakeJobs is a job history of these manifests.
 type fakeJobs []*batch.Manifest
 
-func (f fakeJobs) List(string) []*batch.Manifest { return f }
+func (f fakeJobs) Summaries(batch.Query) []batch.JobSummary {
+	out := make([]batch.JobSummary, len(f))
+	for i, m := range f {
+		out[i] = m.Summary(0)
+	}
+	return out
+}
+
+func (f fakeJobs) ReadJob(id string, read func(*batch.Manifest)) error {
+	for _, m := range f {
+		if m.JobID == id {
+			read(m)
+			return nil
+		}
+	}
+	return fmt.Errorf("job %q: %w", id, batch.ErrNotFound)
+}
 
 // value finds the metric named name whose labels include want.
 func value(t *testing.T, fams []*dto.MetricFamily, name string, want map[string]string) *dto.Metric {
@@ -104,9 +122,13 @@ func TestJobsAndStreams(t *testing.T) {
 }
 
 // history is a job history that changes between scrapes.
-type history struct{ jobs []*batch.Manifest }
+type history struct{ jobs fakeJobs }
 
-func (h *history) List(string) []*batch.Manifest { return h.jobs }
+func (h *history) Summaries(q batch.Query) []batch.JobSummary { return h.jobs.Summaries(q) }
+
+func (h *history) ReadJob(id string, read func(*batch.Manifest)) error {
+	return h.jobs.ReadJob(id, read)
+}
 
 // A job deleted from the history (delete-job, --keep-results) keeps counting:
 // Prometheus reads any fall of a counter as a restart of the process, and

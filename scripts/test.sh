@@ -5,7 +5,7 @@
 #      Chromium and chromium-driver for the browser test)
 #   2. go build -o bin/flightbatch ./cmd/flightbatch
 #   3. gofmt, go vet and staticcheck; go vet for darwin, freebsd and windows (in the background
-#      from step 2 on)
+#      from step 2 on, waited for after step 5)
 #   4. a real S3-compatible server for the store tests (if scripts/s3-server.sh exists), and a
 #      single-node Slurm cluster with accounting (MariaDB + slurmdbd, so that sacct works) for the
 #      Slurm executor's tests (scripts/slurm.sh; started in the background after step 1, as it
@@ -160,7 +160,7 @@ go build -o bin/flightbatch ./cmd/flightbatch
 echo "built bin/flightbatch"
 
 # The module and its tests type-checked for the other systems flightbatch builds for (see the
-# README's "Systems"), meanwhile (waited for after staticcheck): go vet type-checks every package,
+# README's "Systems"), meanwhile (waited for after the Go tests): go vet type-checks every package,
 # main packages and tests included, as a build would, and runs its checks.
 cross_vet() {
 	local goos
@@ -237,10 +237,6 @@ if [[ ! -x .cache/bin/staticcheck ]]; then
 fi
 .cache/bin/staticcheck ./...
 echo "staticcheck: ok"
-cross_ok=0
-bg_wait cross || cross_ok=$?
-cat "$BG_DIR/cross.log"
-[[ $cross_ok -eq 0 ]] || { echo "the module does not type-check for every system (see above)" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------------------------
 section "Slurm test cluster"
@@ -273,6 +269,13 @@ else
 		{ rm -rf "$bits"; exit 1; }
 	rm -rf "$bits"
 fi
+
+# ---------------------------------------------------------------------------------------------
+section "go vet for darwin, freebsd and windows"
+cross_ok=0
+bg_wait cross || cross_ok=$?
+cat "$BG_DIR/cross.log"
+[[ $cross_ok -eq 0 ]] || { echo "the module does not type-check for every system (see above)" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------------------------
 section "pytest tests/python"

@@ -173,7 +173,10 @@ type Executor struct {
 	terminate map[string]string
 }
 
-var _ batch.Executor = (*Executor)(nil)
+var (
+	_ batch.Executor       = (*Executor)(nil)
+	_ batch.ChangeReporter = (*Executor)(nil)
+)
 
 // run is what the executor knows of one submitted AWS Batch job.
 type run struct {
@@ -201,6 +204,8 @@ type run struct {
 	summary   map[string]int32
 	summaryAt int64
 	kids      []kid // by child index
+	// reported is what PollChanges last reported.
+	reported batch.Reported
 }
 
 // kid is the last known state of one AWS Batch child.
@@ -506,6 +511,19 @@ const noChildren = "no-children"
 
 // Poll implements batch.Executor.
 func (e *Executor) Poll(ctx context.Context, handle string) (batch.Progress, error) {
+	return e.poll(ctx, handle, false)
+}
+
+// PollChanges implements batch.ChangeReporter: Poll, reporting every child
+// at the first call for handle (as after a restart), then only the
+// children that changed since the previous call. AWS Batch is asked as
+// much as by Poll; the manager gets the changes only.
+func (e *Executor) PollChanges(ctx context.Context, handle string) (batch.Progress, error) {
+	return e.poll(ctx, handle, true)
+}
+
+// poll is Poll, reporting only the changes with changes.
+func (e *Executor) poll(ctx context.Context, handle string, changes bool) (batch.Progress, error) {
 	if handle == noChildren {
 		return batch.Progress{Done: true}, nil
 	}
@@ -516,7 +534,7 @@ func (e *Executor) Poll(ctx context.Context, handle string) (batch.Progress, err
 			e.resendTerminate(ctx, handle)
 			r.mu.Lock()
 			defer r.mu.Unlock()
-			return r.progress(false), nil
+			return r.report(false, changes), nil
 		}
 	}
 	if err != nil {
@@ -549,7 +567,17 @@ func (e *Executor) Poll(ctx context.Context, handle string) (batch.Progress, err
 			return batch.Progress{}, err
 		}
 	}
-	return r.progress(terminal(parent.Status)), nil
+	return r.report(terminal(parent.Status), changes), nil
+}
+
+// report is progress, only the children that changed since the last
+// report of changes with changes. r.mu is held.
+func (r *run) report(done, changes bool) batch.Progress {
+	p := r.progress(done)
+	if changes {
+		p = r.reported.Changes(p)
+	}
+	return p
 }
 
 // justSubmitted returns the run of handle if this executor submitted it less

@@ -156,6 +156,16 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestPollChangesAcrossRestart: PollChanges reports every child at its
+// first call for a handle, also from an executor made afresh after a
+// restart, then only what changed.
+func TestPollChangesAcrossRestart(t *testing.T) {
+	st := newStore(t)
+	client, _ := endpoint(t, "")
+	h := &executortest.Harness{Store: st, Executor: newExecutor(t, client, st, nil)}
+	executortest.ChangesAcrossRestart(t, h, func() batch.Executor { return newExecutor(t, client, st, nil) })
+}
+
 // waitDone polls handle until its children are done.
 func waitDone(t *testing.T, e batch.Executor, handle string) batch.Progress {
 	t.Helper()

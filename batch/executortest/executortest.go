@@ -127,6 +127,7 @@ func RunConformanceTests(t *testing.T, newHarness NewHarness) {
 		{"UnknownHandle", "", testUnknownHandle},
 		{"LongErrorsBounded", "", testLongErrorsBounded},
 		{"ManyErrorsBounded", "*:always,part-00000:sleep=1800", testManyErrorsBounded},
+		{"ChangesOnly", "part-00001:1", testChangesOnly},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -459,4 +460,106 @@ func testManyErrorsBounded(t *testing.T, h *Harness) {
 		t.Fatalf("Cancel: %v", err)
 	}
 	wait(t, h, handle, done)
+}
+
+// testChangesOnly: an executor that reports only what changed
+// (batch.ChangeReporter) reports every child at its first PollChanges of a
+// handle, then each child only when its state, attempts or failed attempts
+// changed since its previous report; what it reported, kept as the manager
+// keeps it, is the job's end: shard 1 succeeded on its second attempt.
+func testChangesOnly(t *testing.T, h *Harness) {
+	cr, ok := h.Executor.(batch.ChangeReporter)
+	if !ok {
+		t.Skipf("%s reports every child at every poll", h.Executor.Name())
+	}
+	m := newJob(t, h, 3)
+	handle := start(t, h, m, []int{0, 1, 2})
+	last := map[int]batch.Child{}
+	polls, reported := 0, 0
+	for deadline := time.Now().Add(Timeout); ; {
+		p, err := cr.PollChanges(context.Background(), handle)
+		if err != nil {
+			t.Fatalf("PollChanges(%s): %v", handle, err)
+		}
+		p = h.keep(handle, p)
+		if polls++; polls == 1 && len(p.Children) != shards {
+			t.Fatalf("the first PollChanges reports %d children, want every one (%d): %+v", len(p.Children), shards, p.Children)
+		}
+		reported += len(p.Children)
+		for _, c := range p.Children {
+			if old, ok := last[c.Shard]; ok && sameReport(old, c) {
+				t.Errorf("poll %d reports shard %d again unchanged: %+v", polls, c.Shard, c)
+			}
+			last[c.Shard] = c
+		}
+		if p.Done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("children of %s not done after %v: %+v", handle, Timeout, last)
+		}
+		time.Sleep(min(h.Executor.PollInterval(), 200*time.Millisecond))
+	}
+	t.Logf("%d children reported over %d polls", reported, polls)
+	for i := 0; i < shards; i++ {
+		c, want := last[i], 1
+		if i == 1 {
+			want = 2
+		}
+		if c.State != batch.ShardSucceeded || c.Attempts != want || len(c.Errors) != want-1 {
+			t.Errorf("shard %d last reported %s after %d attempts with errors %+v; want SUCCEEDED after %d", i, c.State, c.Attempts, c.Errors, want)
+		}
+	}
+}
+
+// sameReport says whether two reports of a child tell the same: state,
+// attempts and failed attempts (an error's text aside, which only its
+// first report need give).
+func sameReport(a, b batch.Child) bool {
+	if a.State != b.State || a.Attempts != b.Attempts || len(a.Errors) != len(b.Errors) {
+		return false
+	}
+	for i := range a.Errors {
+		if a.Errors[i].Attempt != b.Errors[i].Attempt || !a.Errors[i].At.Equal(b.Errors[i].At) {
+			return false
+		}
+	}
+	return true
+}
+
+// ChangesAcrossRestart checks an executor that reports only what changed
+// (batch.ChangeReporter) across a restart: once a job's children are done,
+// its first PollChanges of the handle reports every child, the next none,
+// and the first PollChanges of an executor made afresh (restarted, over the
+// harness's store: the server after a restart) every child again, which the
+// manager's catch-up of a job relies on. A backend's own tests call it.
+func ChangesAcrossRestart(t *testing.T, h *Harness, restarted func() batch.Executor) {
+	t.Helper()
+	ctx := context.Background()
+	m := newJob(t, h, 1)
+	handle := start(t, h, m, []int{0, 1, 2})
+	wait(t, h, handle, done)
+	for i, e := range []batch.Executor{h.Executor, h.Executor, restarted()} {
+		cr, ok := e.(batch.ChangeReporter)
+		if !ok {
+			t.Fatalf("%s does not report only what changed (batch.ChangeReporter)", e.Name())
+		}
+		p, err := cr.PollChanges(ctx, handle)
+		if err != nil {
+			t.Fatalf("PollChanges(%s), call %d: %v", handle, i+1, err)
+		}
+		want := shards
+		if i == 1 {
+			want = 0
+		}
+		if len(p.Children) != want || !p.Done {
+			t.Errorf("PollChanges(%s), call %d (%s): %d children reported (done: %v), want %d (done)", handle, i+1,
+				[]string{"first", "again", "first after a restart"}[i], len(p.Children), p.Done, want)
+		}
+		for _, c := range p.Children {
+			if c.State != batch.ShardSucceeded {
+				t.Errorf("PollChanges(%s), call %d: shard %d %s, want SUCCEEDED", handle, i+1, c.Shard, c.State)
+			}
+		}
+	}
 }

@@ -131,6 +131,23 @@ func newExecutor(t *testing.T, faults string, opts *slurm.Options) (*slurm.Execu
 	return e, st
 }
 
+// TestPollChangesAcrossRestart: PollChanges reports every child at its
+// first call for a handle, also from an executor made afresh after a
+// restart (over the same store and options), then only what changed.
+func TestPollChangesAcrossRestart(t *testing.T) {
+	t.Parallel()
+	e, st := newExecutor(t, "", nil)
+	h := &executortest.Harness{Store: st, Executor: e}
+	executortest.ChangesAcrossRestart(t, h, func() batch.Executor {
+		o := slurm.Opts(e)
+		again, err := slurm.New(st, &o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return again
+	})
+}
+
 // fullErrorShards lowers, for the conformance suite, the number of failed
 // shards past which the executor drops their errors' text: a few children
 // show the bound as well as the hundred of batch.MaxFullErrorShards, which

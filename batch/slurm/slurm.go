@@ -182,7 +182,10 @@ type Executor struct {
 	runs    map[string]*run
 }
 
-var _ batch.Executor = (*Executor)(nil)
+var (
+	_ batch.Executor       = (*Executor)(nil)
+	_ batch.ChangeReporter = (*Executor)(nil)
+)
 
 // New returns an executor whose children use store st. opts may be nil.
 func New(st *store.Store, opts *Options) (*Executor, error) {
@@ -268,6 +271,8 @@ type run struct {
 	// errors of attempts before it are read again.
 	found bool
 	kids  []kid // by position in shards
+	// reported is what PollChanges last reported.
+	reported batch.Reported
 }
 
 // piece is one Slurm job: an array (or plain job) over shards[offset:offset+n],
@@ -503,6 +508,19 @@ func short(s string) string {
 // Poll implements batch.Executor: one `scontrol -o show job` per array; a
 // failed task with attempts left is requeued.
 func (e *Executor) Poll(ctx context.Context, handle string) (batch.Progress, error) {
+	return e.poll(ctx, handle, false)
+}
+
+// PollChanges implements batch.ChangeReporter: Poll, reporting every child
+// at the first call for handle (as after a restart), then only the
+// children that changed since the previous call. Slurm is asked as much as
+// by Poll; the manager gets the changes only.
+func (e *Executor) PollChanges(ctx context.Context, handle string) (batch.Progress, error) {
+	return e.poll(ctx, handle, true)
+}
+
+// poll is Poll, reporting only the changes with changes.
+func (e *Executor) poll(ctx context.Context, handle string, changes bool) (batch.Progress, error) {
 	if handle == noChildren {
 		return batch.Progress{Done: true}, nil
 	}
@@ -541,7 +559,11 @@ func (e *Executor) Poll(ctx context.Context, handle string) (batch.Progress, err
 			}
 		}
 	}
-	return r.progress(e.fullErrors), nil
+	p := r.progress(e.fullErrors)
+	if changes {
+		p = r.reported.Changes(p)
+	}
+	return p, nil
 }
 
 // forgotten settles the tasks of piece p the controller no longer shows
