@@ -359,19 +359,27 @@ func (c *Console) jobList(w http.ResponseWriter, r *http.Request) {
 	// With every job it selects ended, the rows are those of the history's
 	// version: a refresh that has them is answered before they are read.
 	var etag string
-	if seq, running := c.o.Jobs.HistoryVersion(q); !running {
+	seq, running := c.o.Jobs.HistoryVersion(q)
+	if !running {
 		etag = c.versionTag("jobs", strconv.Itoa(page.Limit), page.Before, strconv.FormatUint(seq, 10))
 		if c.notModified(w, r, etag) {
 			return
 		}
 	}
 	found := c.o.Jobs.Summaries(q)
+	if etag != "" {
+		// A job that arrived while the rows were read makes them newer
+		// than the tag: they get a tag of their own (see fragment).
+		if seq2, running := c.o.Jobs.HistoryVersion(q); running || seq2 != seq {
+			etag = ""
+		}
+	}
 	older := len(found) > page.Limit
 	if older {
 		found = found[:page.Limit]
 	}
 	rows := make([]jobRow, len(found))
-	running := false
+	running = false
 	for i, s := range found {
 		rows[i] = row(s)
 		running = running || !s.Job.State.Terminal()
@@ -512,8 +520,8 @@ func (c *Console) jobPage(w http.ResponseWriter, r *http.Request) {
 	}
 	// The live part is the job's version's, on a timeline of the span at
 	// now: a refresh that has it is answered before the job is read. The
-	// version is taken first, so that the page read next is never older
-	// than its ETag says.
+	// version is taken again once the page is read: a page read while the
+	// job changed is newer than the version, and is not given its tag.
 	now := time.Now()
 	v, err := c.o.Jobs.JobVersion(id)
 	if errors.Is(err, batch.ErrNotFound) {
@@ -538,6 +546,11 @@ func (c *Console) jobPage(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
+	}
+	// A change while the page was read makes it newer than the tag: it
+	// gets a tag of its own (see fragment).
+	if v2, err := c.o.Jobs.JobVersion(id); err != nil || v2.Seq != v.Seq {
+		etag = ""
 	}
 	m := p.Job
 	running, start, span := jobSpan(m.State, m.CreatedAt, m.StartedAt, m.FinishedAt, now)

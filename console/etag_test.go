@@ -205,3 +205,123 @@ func TestETagFollowsTheFragment(t *testing.T) {
 		t.Fatalf("only %d fragments seen", len(seen))
 	}
 }
+
+// changing is the manager with a change made while a page's jobs or shards
+// are read: during, when set, runs (once) before they are read.
+type changing struct {
+	*batch.Manager
+	during func()
+}
+
+func (c *changing) take() {
+	if f := c.during; f != nil {
+		c.during = nil
+		f()
+	}
+}
+
+func (c *changing) ShardPage(id string, q batch.ShardQuery) (*batch.ShardPage, error) {
+	c.take()
+	return c.Manager.ShardPage(id, q)
+}
+
+func (c *changing) Summaries(q batch.Query) []batch.JobSummary {
+	c.take()
+	return c.Manager.Summaries(q)
+}
+
+// TestETagOfAPageReadWhileItsJobChanged: a job that changes between the
+// version a page's ETag is made from and the reading of the page makes the
+// page newer than that version; the page must not get the version's ETag,
+// which already stands for the page as it was.
+func TestETagOfAPageReadWhileItsJobChanged(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, "mem://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	cat := dataset.NewCatalog(st)
+	if err := dataset.GenerateDemo(ctx, cat, "demo", dataset.DemoOptions{Shards: 2, Bytes: 16 << 10, Seconds: 4}); err != nil {
+		t.Fatal(err)
+	}
+	g := &gates{open: map[string]chan struct{}{}}
+	fns := analysis.Builtins()
+	w := &batch.Worker{Store: st, Functions: fns, Fault: g.fault, Log: quiet}
+	mg := batch.NewManager(cat, fns, local.New(w.RunShard, 4, nil), &batch.Options{Log: quiet, MaxAttempts: 1})
+	t.Cleanup(mg.Close)
+	if err := mg.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	jobs := &changing{Manager: mg}
+	srv := httptest.NewServer(console.New(console.Options{Jobs: jobs, Metrics: http.NotFoundHandler(), Log: quiet}))
+	t.Cleanup(srv.Close)
+	get := func(path string) (string, string) {
+		t.Helper()
+		resp, err := srv.Client().Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || resp.Header.Get("ETag") == "" {
+			t.Fatalf("GET %s: %d, ETag %q", path, resp.StatusCode, resp.Header.Get("ETag"))
+		}
+		return resp.Header.Get("ETag"), string(b)
+	}
+	submit := func() *batch.Manifest {
+		t.Helper()
+		m, err := mg.Submit(ctx, batch.SubmitRequest{Function: "psd", Dataset: "demo", Params: json.RawMessage(`{"column":"samples","fs":250,"nperseg":64}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	waitFor := func(id string, done func(batch.JobSummary) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			s, err := mg.Summary(id, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if done(s) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("job %s: still %s %+v", id, s.Job.State, s.Counts)
+			}
+		}
+	}
+	m := submit()
+	waitFor(m.JobID, func(s batch.JobSummary) bool { return s.Counts.Running == len(m.Shards) })
+
+	for _, c := range []struct {
+		name, path      string
+		prepare, change func()
+	}{
+		{name: "job page, a shard ends", path: "/jobs/" + m.JobID + "?rows=1", change: func() {
+			close(g.of(m.JobID + "/" + m.Shards[0].Name))
+			waitFor(m.JobID, func(s batch.JobSummary) bool { return s.Counts.Succeeded == 1 })
+		}},
+		// With every job ended, the history's rows get its version's ETag.
+		{name: "jobs page, a job arrives", path: "/jobs?rows=1", prepare: func() {
+			close(g.of(m.JobID + "/" + m.Shards[1].Name))
+			waitFor(m.JobID, func(s batch.JobSummary) bool { return s.Job.State.Terminal() })
+		}, change: func() { submit() }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.prepare != nil {
+				c.prepare()
+			}
+			before, body := get(c.path)
+			jobs.during = c.change
+			after, changed := get(c.path)
+			if changed == body {
+				t.Fatalf("GET %s: the page did not change", c.path)
+			}
+			if after == before {
+				t.Errorf("GET %s: the page read while its job changed kept the ETag %s of the page before it", c.path, before)
+			}
+		})
+	}
+}
