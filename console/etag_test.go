@@ -86,12 +86,11 @@ func (g *gates) fault(ctx context.Context, jobID, shard string, _ int) error {
 	}
 }
 
-// TestETagFollowsTheFragment runs jobs through their lives, a shard at a
-// time, and refreshes the jobs page and a job's pages at every step, as
-// the pages do: no ETag ever stands for two different fragments (a client
-// holding it would be told 304 and keep a stale page), and a refresh with
-// the current ETag is 304 once nothing changes.
-func TestETagFollowsTheFragment(t *testing.T) {
+// gatedManager is a job manager over a memory store holding the demo
+// dataset "demo" of shards shards and about bytes bytes, whose every child
+// attempt waits until its gate in g opens.
+func gatedManager(t *testing.T, shards int, bytes int64) (*batch.Manager, *gates) {
+	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, "mem://")
 	if err != nil {
@@ -99,7 +98,7 @@ func TestETagFollowsTheFragment(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	cat := dataset.NewCatalog(st)
-	if err := dataset.GenerateDemo(ctx, cat, "demo", dataset.DemoOptions{Shards: 3, Bytes: 32 << 10, Seconds: 4}); err != nil {
+	if err := dataset.GenerateDemo(ctx, cat, "demo", dataset.DemoOptions{Shards: shards, Bytes: bytes, Seconds: 4}); err != nil {
 		t.Fatal(err)
 	}
 	g := &gates{open: map[string]chan struct{}{}}
@@ -110,6 +109,17 @@ func TestETagFollowsTheFragment(t *testing.T) {
 	if err := mg.Recover(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return mg, g
+}
+
+// TestETagFollowsTheFragment runs jobs through their lives, a shard at a
+// time, and refreshes the jobs page and a job's pages at every step, as
+// the pages do: no ETag ever stands for two different fragments (a client
+// holding it would be told 304 and keep a stale page), and a refresh with
+// the current ETag is 304 once nothing changes.
+func TestETagFollowsTheFragment(t *testing.T) {
+	ctx := context.Background()
+	mg, g := gatedManager(t, 3, 32<<10)
 	srv := httptest.NewServer(console.New(console.Options{Jobs: mg, Metrics: http.NotFoundHandler(), Log: quiet}))
 	t.Cleanup(srv.Close)
 
@@ -236,23 +246,7 @@ func (c *changing) Summaries(q batch.Query) []batch.JobSummary {
 // which already stands for the page as it was.
 func TestETagOfAPageReadWhileItsJobChanged(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, "mem://")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	cat := dataset.NewCatalog(st)
-	if err := dataset.GenerateDemo(ctx, cat, "demo", dataset.DemoOptions{Shards: 2, Bytes: 16 << 10, Seconds: 4}); err != nil {
-		t.Fatal(err)
-	}
-	g := &gates{open: map[string]chan struct{}{}}
-	fns := analysis.Builtins()
-	w := &batch.Worker{Store: st, Functions: fns, Fault: g.fault, Log: quiet}
-	mg := batch.NewManager(cat, fns, local.New(w.RunShard, 4, nil), &batch.Options{Log: quiet, MaxAttempts: 1})
-	t.Cleanup(mg.Close)
-	if err := mg.Recover(ctx); err != nil {
-		t.Fatal(err)
-	}
+	mg, g := gatedManager(t, 2, 16<<10)
 	jobs := &changing{Manager: mg}
 	srv := httptest.NewServer(console.New(console.Options{Jobs: jobs, Metrics: http.NotFoundHandler(), Log: quiet}))
 	t.Cleanup(srv.Close)
